@@ -1,0 +1,78 @@
+"""Configuration classes for the viralspot service.
+
+Every setting below can be overridden from the environment with the
+``VIRALSPOT_`` prefix (``VIRALSPOT_SESSION_TTL=3600``), read by Flask's
+``Config.from_prefixed_env``: values are parsed as JSON when they parse,
+otherwise kept as strings. The class is chosen by ``VIRALSPOT_CONFIG``
+(``default``, ``development``, ``testing``, ``production``).
+"""
+from __future__ import annotations
+
+import os
+
+#: Used only when no VIRALSPOT_SECRET_KEY is set outside production; the app logs a warning.
+INSECURE_DEFAULT_SECRET = "viralspot-insecure-development-secret"
+
+
+class Config:
+    """Embedded defaults: SQLite catalog in the instance folder, in-memory sessions."""
+
+    DEBUG = False
+    TESTING = False
+    SECRET_KEY = INSECURE_DEFAULT_SECRET
+    #: SQLAlchemy URL of the catalog. None means SQLite at <instance>/viralspot.db.
+    DATABASE_URL: str | None = None
+    #: Session store backend: memory:// (one process) or redis://host:port/db.
+    SESSION_STORE_URL = "memory://"
+    #: Seconds an idle session is kept.
+    SESSION_TTL = 86400
+    #: Most sessions the memory backend keeps; the least recently used goes first.
+    SESSION_MAX = 100_000
+    #: Most random feeds (endpoint + filter set) one session keeps replayable.
+    SESSION_MAX_FEEDS = 64
+    LOG_LEVEL = "INFO"
+    #: Items `make run` seeds into an empty catalog.
+    SEED_ITEMS = 5000
+    #: Filters matching fewer than this share of the catalog use a cached candidate list.
+    RANDOM_LIST_THRESHOLD = 0.05
+    #: Catalogs up to this many keys always use the candidate-list path.
+    RANDOM_SMALL_CATALOG = 20_000
+    #: Filtered candidate lists cached per process (each at most 4 bytes per item).
+    RANDOM_LIST_CACHE_SIZE = 64
+    JSON_SORT_KEYS = False
+
+
+class DevelopmentConfig(Config):
+    DEBUG = True
+    LOG_LEVEL = "DEBUG"
+
+
+class TestingConfig(Config):
+    TESTING = True
+    SECRET_KEY = "viralspot-testing-secret"
+    DATABASE_URL = "sqlite://"
+    SEED_ITEMS = 0
+
+
+class ProductionConfig(Config):
+    #: Must come from VIRALSPOT_SECRET_KEY; create_app refuses to start without it.
+    SECRET_KEY = None
+
+
+CONFIGS = {
+    "default": Config,
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def config_class(name: str | None = None) -> type[Config]:
+    """The class named by ``name`` or ``VIRALSPOT_CONFIG``; an unknown name is an error."""
+    name = (name or os.environ.get("VIRALSPOT_CONFIG") or "default").lower()
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        raise RuntimeError(
+            f"unknown configuration {name!r}; choose one of {', '.join(sorted(CONFIGS))}"
+        ) from None

@@ -1,0 +1,22 @@
+"""gunicorn settings for the viralspot API.
+
+The in-memory session store lives inside one process: several workers would
+be several stores (items repeat, a reset reaches one worker only). So with
+``memory://`` we run one worker with threads; with a shared store (redis://)
+we run a worker per core plus one.
+"""
+import multiprocessing
+import os
+
+bind = f"127.0.0.1:{os.environ.get('PORT', '8000')}"
+_store_url = os.environ.get("VIRALSPOT_SESSION_STORE_URL", "memory://")
+_shared_store = not _store_url.startswith("memory:")
+workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() + 1 if _shared_store else 1))
+if not _shared_store and workers > 1:
+    raise SystemExit("memory:// sessions cannot be shared by several gunicorn workers; use redis:// or WEB_CONCURRENCY=1")
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+timeout = 30
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("VIRALSPOT_LOG_LEVEL", "info").lower()

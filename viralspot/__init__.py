@@ -1,0 +1,86 @@
+"""viralspot: ViralSpot's content-delivery service.
+
+``create_app`` reads as the table of contents of the service.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+from flask import Flask
+
+from config import INSECURE_DEFAULT_SECRET, config_class
+
+log = logging.getLogger(__name__)
+
+
+def create_app(config: Mapping[str, Any] | str | None = None) -> Flask:
+    """Build the app. ``config`` is a configuration name or a dict of overrides.
+
+    The order: the configuration class (``VIRALSPOT_CONFIG`` or a ``CONFIG``
+    entry of ``config``), then ``VIRALSPOT_*`` environment variables, then the
+    overrides in ``config``.
+    """
+    overrides = {"CONFIG": config} if isinstance(config, str) else dict(config or {})
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_object(config_class(overrides.pop("CONFIG", None)))
+    app.config.from_prefixed_env("VIRALSPOT")
+    app.config.update(overrides)
+    app.json.sort_keys = False
+    configure_logger(app)
+    check_secret(app)
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_shellcontext(app)
+    register_commands(app)
+    return app
+
+
+def configure_logger(app: Flask) -> None:
+    from .logs import configure_logger as configure
+
+    configure(app)
+
+
+def check_secret(app: Flask) -> None:
+    if not app.config.get("SECRET_KEY"):
+        raise RuntimeError("VIRALSPOT_SECRET_KEY must be set in this configuration")
+    if app.config["SECRET_KEY"] == INSECURE_DEFAULT_SECRET:
+        log.warning("using the built-in development secret; set VIRALSPOT_SECRET_KEY in production")
+
+
+def register_extensions(app: Flask) -> None:
+    from .extensions import catalog, session_store
+
+    session_store.init_app(app)
+    catalog.init_app(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from . import content, health, session
+
+    app.register_blueprint(content.bp, url_prefix="/api")
+    app.register_blueprint(session.bp, url_prefix="/api")
+    app.register_blueprint(health.bp)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    from .errors import register_errorhandlers as register
+
+    register(app)
+
+
+def register_shellcontext(app: Flask) -> None:
+    from .extensions import catalog, session_store
+
+    def shell_context() -> dict:
+        return {"app": app, "store": session_store.backend, "catalog": catalog, "engine": catalog.engine}
+
+    app.shell_context_processor(shell_context)
+
+
+def register_commands(app: Flask) -> None:
+    from .cli import register
+
+    register(app)

@@ -1,0 +1,1 @@
+"""The content catalog: tables, engine, queries, seeding and import."""

@@ -1,0 +1,60 @@
+"""``flask`` commands: ``flask sessions ...`` (and ``flask content ...`` from the catalog)."""
+from __future__ import annotations
+
+import json
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+from marshmallow import ValidationError
+
+from .extensions import session_store
+from .schemas.session_id import validate_session_id
+
+sessions_cli = AppGroup("sessions", help="Inspect and reset random-feed sessions.")
+
+
+def _session_id(_ctx, _param, value: str) -> str:
+    try:
+        return validate_session_id(value)
+    except ValidationError as error:
+        raise click.BadParameter(str(error.messages[0])) from None
+
+
+@sessions_cli.command("list")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
+def list_sessions(limit: int) -> None:
+    """Most recently used sessions."""
+    store = session_store.backend
+    click.echo(f"{store.session_count()} sessions in {store.storage_type}")
+    for session_id in store.session_ids(limit):
+        click.echo(session_id)
+
+
+@sessions_cli.command("show")
+@click.argument("session_id", callback=_session_id)
+def show_session(session_id: str) -> None:
+    """One session's generation, served count and feeds, as JSON."""
+    summary = session_store.backend.summary(session_id)
+    if summary is None:
+        raise click.ClickException(f"no session {session_id}")
+    click.echo(json.dumps(summary.__dict__, indent=2))
+
+
+@sessions_cli.command("reset")
+@click.argument("session_id", callback=_session_id)
+def reset_session_command(session_id: str) -> None:
+    """Reset a session, as POST /api/reset-session does."""
+    from .session.reset import reset_session
+
+    _data, message = reset_session(session_store.backend, session_id)
+    click.echo(message)
+
+
+def register(app: Flask) -> None:
+    app.cli.add_command(sessions_cli)
+    try:
+        from .catalog.commands import content_cli
+    except ImportError:  # the catalog's commands land with the catalog issue
+        return
+    app.cli.add_command(content_cli)

@@ -1,0 +1,6 @@
+"""Bare extension instances, bound to an app in ``create_app``; views import them from here."""
+from .catalog.database import Catalog
+from .store import SessionStore
+
+session_store = SessionStore()
+catalog = Catalog()

@@ -1,0 +1,1 @@
+"""Marshmallow schemas: the response envelopes, query arguments and content items."""

@@ -1,0 +1,137 @@
+"""The session store interface: what every backend (memory, Redis) must do atomically.
+
+A session holds:
+
+* a generation counter that survives resets and keys the session's random order;
+* the set of content keys (dense integer ids) it has been served, the "seen" set;
+* per random feed (endpoint + filter set) a replayable served sequence, the
+  position in the permutation the feed has scanned to (the cursor), and the
+  plan token naming the permutation space the cursor walks.
+
+Every mutating operation is a single atomic step so that a Redis backend can run
+it as one Lua script: ``claim_unseen`` is a compare-and-set on
+(generation, cursor, plan) followed by "take the candidates not yet seen".
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Sequence
+
+
+class StoreError(Exception):
+    """Base class of session store failures."""
+
+
+class StoreUnavailable(StoreError):
+    """The backend cannot be reached; the API answers 503."""
+
+
+@dataclass(frozen=True)
+class FeedView:
+    """A consistent snapshot of one feed of one session."""
+
+    generation: int
+    plan: str | None
+    cursor: int
+    served_count: int
+    exhausted: bool
+    keys: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    """Outcome of ``claim_unseen``. ``ok`` is False when the compare-and-set failed."""
+
+    ok: bool
+    claimed: list[int] = field(default_factory=list)
+    served_count: int = 0
+    exhausted: bool = False
+    has_more: bool = False
+    keys: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ResetResult:
+    found: bool
+    cleared_items_count: int
+    generation: int
+    total_active_sessions: int
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """What inspection tools show of a session."""
+
+    session_id: str
+    generation: int
+    seen_count: int
+    feeds: dict[str, dict]
+    idle_seconds: float
+
+
+class SessionStore(abc.ABC):
+    """Backend interface. Session ids reaching a backend are already validated."""
+
+    #: Reported as ``server_info.session_storage_type``.
+    storage_type: str = "unknown"
+
+    @abc.abstractmethod
+    def read_feed(self, session_id: str, feed_key: str, start: int, stop: int) -> FeedView:
+        """Snapshot of a feed plus its served keys ``[start:stop]``. Creates nothing."""
+
+    @abc.abstractmethod
+    def seen_among(self, session_id: str, keys: Sequence[int]) -> list[int]:
+        """The keys among ``keys`` the session has been served (advisory, read-only)."""
+
+    @abc.abstractmethod
+    def claim_unseen(
+        self,
+        session_id: str,
+        feed_key: str,
+        *,
+        generation: int,
+        expect_cursor: int,
+        expect_plan: str | None,
+        plan: str,
+        domain: int,
+        candidates: Sequence[tuple[int, int]],
+        scanned_to: int,
+        want: int,
+        page: tuple[int, int],
+    ) -> ClaimResult:
+        """Atomically extend a feed's served sequence.
+
+        Fails (``ok=False``, nothing written) unless the session's generation is
+        ``generation`` and the feed's cursor and plan are ``expect_cursor`` and
+        ``expect_plan`` (a missing feed has cursor 0 and plan None). Otherwise it
+        walks ``candidates`` (permutation position, key) in order, skips keys
+        already seen, and appends up to ``want`` of the rest to the feed's served
+        sequence and to the seen set. The new cursor is the position of the first
+        unseen candidate left over, else ``scanned_to``; the feed is exhausted
+        when that reaches ``domain``. The feed's plan becomes ``plan``.
+        Returns the served keys ``[page[0]:page[1]]`` after the claim.
+        """
+
+    @abc.abstractmethod
+    def reset(self, session_id: str) -> ResetResult:
+        """Forget what the session was served and bump its generation, atomically."""
+
+    @abc.abstractmethod
+    def session_count(self) -> int:
+        """Sessions currently held."""
+
+    @abc.abstractmethod
+    def summary(self, session_id: str) -> SessionSummary | None:
+        """Inspection view of one session, or None."""
+
+    @abc.abstractmethod
+    def session_ids(self, limit: int = 100) -> list[str]:
+        """Up to ``limit`` held session ids, most recently used first."""
+
+    def ping(self) -> bool:
+        """True when the backend answers."""
+        return True
+
+    def close(self) -> None:
+        """Release connections."""

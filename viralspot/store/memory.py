@@ -1,0 +1,200 @@
+"""In-process session store: thread-safe, TTL-expiring, LRU-capped, compact.
+
+Seen keys live in a pyroaring ``BitMap`` (1-3 bytes per key) and each feed's
+served sequence in an ``array('I')`` (4 bytes per key), so a served item costs
+well under 8 bytes. One lock guards everything: every operation is a few
+microseconds of C-level set work, and holding one lock is what makes each
+operation atomic, the same guarantee the Redis backend gets from Lua.
+
+This store lives in one process. Under several gunicorn workers each worker
+would hold its own; ``gunicorn.conf.py`` refuses that combination.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from array import array
+from collections import OrderedDict
+from typing import Callable, Sequence
+
+from pyroaring import BitMap
+
+from .base import ClaimResult, FeedView, ResetResult, SessionStore, SessionSummary
+
+
+class _Feed:
+    __slots__ = ("plan", "cursor", "served", "exhausted")
+
+    def __init__(self) -> None:
+        self.plan: str | None = None
+        self.cursor = 0
+        self.served = array("I")
+        self.exhausted = False
+
+
+class _Session:
+    __slots__ = ("generation", "seen", "feeds", "touched")
+
+    def __init__(self, now: float) -> None:
+        self.generation = 0
+        self.seen = BitMap()
+        self.feeds: OrderedDict[str, _Feed] = OrderedDict()
+        self.touched = now
+
+
+class MemorySessionStore(SessionStore):
+    storage_type = "in_memory_dict"
+
+    def __init__(
+        self,
+        ttl: float = 86400,
+        max_sessions: int = 100_000,
+        max_feeds: int = 64,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if ttl <= 0 or max_sessions <= 0 or max_feeds <= 0:
+            raise ValueError("ttl, max_sessions and max_feeds must be positive")
+        self.ttl = ttl
+        self.max_sessions = max_sessions
+        self.max_feeds = max_feeds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._sessions: OrderedDict[str, _Session] = OrderedDict()
+        self.evicted = 0
+        self.expired = 0
+
+    # -- internal helpers (call with the lock held) ---------------------------------
+
+    def _expire(self, now: float) -> None:
+        # Sessions are kept in least-recently-used order, so the expired ones are at the front.
+        sessions = self._sessions
+        while sessions:
+            oldest = next(iter(sessions.values()))
+            if now - oldest.touched < self.ttl:
+                break
+            sessions.popitem(last=False)
+            self.expired += 1
+
+    def _lookup(self, session_id: str, now: float) -> _Session | None:
+        self._expire(now)
+        session = self._sessions.get(session_id)
+        if session is not None:
+            session.touched = now
+            self._sessions.move_to_end(session_id)
+        return session
+
+    def _create(self, session_id: str, now: float) -> _Session:
+        while len(self._sessions) >= self.max_sessions:
+            self._sessions.popitem(last=False)
+            self.evicted += 1
+        session = self._sessions[session_id] = _Session(now)
+        return session
+
+    # -- SessionStore ---------------------------------------------------------------
+
+    def read_feed(self, session_id: str, feed_key: str, start: int, stop: int) -> FeedView:
+        with self._lock:
+            session = self._lookup(session_id, self._clock())
+            if session is None:
+                return FeedView(0, None, 0, 0, False, [])
+            feed = session.feeds.get(feed_key)
+            if feed is None:
+                return FeedView(session.generation, None, 0, 0, False, [])
+            session.feeds.move_to_end(feed_key)
+            return FeedView(
+                session.generation, feed.plan, feed.cursor, len(feed.served),
+                feed.exhausted, feed.served[start:stop].tolist(),
+            )
+
+    def seen_among(self, session_id: str, keys: Sequence[int]) -> list[int]:
+        with self._lock:
+            session = self._lookup(session_id, self._clock())
+            if session is None or not session.seen:
+                return []
+            return list(session.seen & BitMap(keys))
+
+    def claim_unseen(self, session_id, feed_key, *, generation, expect_cursor, expect_plan,
+                     plan, domain, candidates, scanned_to, want, page) -> ClaimResult:
+        with self._lock:
+            now = self._clock()
+            session = self._lookup(session_id, now)
+            current_generation = session.generation if session else 0
+            feed = session.feeds.get(feed_key) if session else None
+            cursor, current_plan = (feed.cursor, feed.plan) if feed else (0, None)
+            if (current_generation, cursor, current_plan) != (generation, expect_cursor, expect_plan):
+                return ClaimResult(ok=False)
+            if session is None:
+                session = self._create(session_id, now)
+            if feed is None:
+                feed = session.feeds[feed_key] = _Feed()
+                while len(session.feeds) > self.max_feeds:
+                    session.feeds.popitem(last=False)
+            seen, served = session.seen, feed.served
+            claimed: list[int] = []
+            new_cursor, has_more = scanned_to, False
+            for position, key in candidates:
+                if key in seen:
+                    continue
+                if len(claimed) == want:
+                    new_cursor, has_more = position, True
+                    break
+                seen.add(key)
+                served.append(key)
+                claimed.append(key)
+            feed.plan = plan
+            feed.cursor = new_cursor
+            feed.exhausted = new_cursor >= domain
+            return ClaimResult(
+                ok=True, claimed=claimed, served_count=len(served), exhausted=feed.exhausted,
+                has_more=has_more, keys=served[page[0]:page[1]].tolist(),
+            )
+
+    def reset(self, session_id: str) -> ResetResult:
+        with self._lock:
+            session = self._lookup(session_id, self._clock())
+            if session is None:
+                return ResetResult(False, 0, 0, len(self._sessions))
+            cleared = len(session.seen)
+            session.generation += 1
+            session.seen = BitMap()
+            session.feeds.clear()
+            return ResetResult(True, cleared, session.generation, len(self._sessions))
+
+    def session_count(self) -> int:
+        with self._lock:
+            self._expire(self._clock())
+            return len(self._sessions)
+
+    def summary(self, session_id: str) -> SessionSummary | None:
+        with self._lock:
+            now = self._clock()
+            self._expire(now)
+            session = self._sessions.get(session_id)
+            if session is None:
+                return None
+            feeds = {
+                key: {"plan": feed.plan, "cursor": feed.cursor, "served": len(feed.served),
+                      "exhausted": feed.exhausted}
+                for key, feed in session.feeds.items()
+            }
+            return SessionSummary(session_id, session.generation, len(session.seen), feeds,
+                                  round(now - session.touched, 3))
+
+    def session_ids(self, limit: int = 100) -> list[str]:
+        with self._lock:
+            self._expire(self._clock())
+            ids = []
+            for session_id in reversed(self._sessions):
+                if len(ids) >= limit:
+                    break
+                ids.append(session_id)
+            return ids
+
+    def served_bytes(self) -> int:
+        """Bytes held by seen sets and served sequences (for the memory benchmark)."""
+        with self._lock:
+            total = 0
+            for session in self._sessions.values():
+                total += len(session.seen.serialize())
+                total += sum(feed.served.itemsize * len(feed.served) for feed in session.feeds.values())
+            return total
