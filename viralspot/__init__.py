@@ -75,7 +75,8 @@ def register_shellcontext(app: Flask) -> None:
     from .extensions import catalog, session_store
 
     def shell_context() -> dict:
-        return {"app": app, "store": session_store.backend, "catalog": catalog, "engine": catalog.engine}
+        return {"app": app, "store": session_store.backend_for(app), "catalog": catalog,
+                "engine": app.extensions["viralspot.catalog"]}
 
     app.shell_context_processor(shell_context)
 

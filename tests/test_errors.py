@@ -1,0 +1,98 @@
+"""Every error answers the JSON error envelope with the right status; no HTML, no leaked internals."""
+from __future__ import annotations
+
+import pytest
+
+from viralspot import create_app
+from viralspot.store import StoreUnavailable
+from viralspot.store.memory import MemorySessionStore
+
+ENVELOPE_KEYS = {"success", "detail", "error_code", "timestamp", "troubleshooting"}
+
+
+def assert_envelope(response, status, code):
+    assert response.status_code == status
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    assert set(body) == ENVELOPE_KEYS
+    assert body["success"] is False and body["error_code"] == code
+    return body
+
+
+def test_unknown_route_is_404_envelope(client):
+    assert_envelope(client.get("/api/nothing-here"), 404, "NOT_FOUND")
+
+
+def test_wrong_method_is_405_envelope_with_allow_header(client):
+    response = client.get("/api/reset-session?session_id=abc")
+    assert_envelope(response, 405, "METHOD_NOT_ALLOWED")
+    assert "POST" in response.headers["Allow"]
+
+
+def _app_with_failing_route(debug: bool):
+    app = create_app({"CONFIG": "testing", "DEBUG": debug})
+
+    @app.get("/boom")
+    def boom():
+        raise ValueError("secret internal detail")
+
+    return app
+
+
+def test_unexpected_error_is_500_without_internals(caplog):
+    client = _app_with_failing_route(debug=False).test_client()
+    with caplog.at_level("ERROR", logger="viralspot"):
+        body = assert_envelope(client.get("/boom"), 500, "INTERNAL_ERROR")
+    assert "secret internal detail" not in body["detail"]
+    assert "Traceback" not in body["detail"]
+    assert any(r.exc_info and "secret internal detail" in str(r.exc_info[1]) for r in caplog.records)
+
+
+def test_debug_mode_shows_the_exception_text():
+    client = _app_with_failing_route(debug=True).test_client()
+    body = assert_envelope(client.get("/boom"), 500, "INTERNAL_ERROR")
+    assert "secret internal detail" in body["detail"]
+
+
+class UnreachableStore(MemorySessionStore):
+    """A backend whose server is down: every call fails the way a network client does."""
+
+    storage_type = "unreachable"
+
+    def _down(self, *args, **kwargs):
+        raise StoreUnavailable("connection refused")
+
+    read_feed = seen_among = claim_unseen = reset = session_count = summary = session_ids = _down
+
+    def ping(self):
+        self._down()
+
+
+def test_unreachable_store_is_503_envelope():
+    app = create_app({"CONFIG": "testing"})
+    app.extensions["viralspot.session_store"] = UnreachableStore()
+    body = assert_envelope(app.test_client().post("/api/reset-session?session_id=abc"), 503,
+                           "SESSION_STORE_UNAVAILABLE")
+    assert "connection refused" not in body["detail"]
+
+
+def test_health_reports_unreachable_store_as_503():
+    app = create_app({"CONFIG": "testing"})
+    app.extensions["viralspot.session_store"] = UnreachableStore()
+    assert_envelope(app.test_client().get("/health"), 503, "SESSION_STORE_UNAVAILABLE")
+
+
+@pytest.mark.parametrize("path", ["/health", "/"])
+def test_health_is_cheap_json(client, path):
+    response = client.get(path)
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["success"] is True
+    assert body["data"]["status"] == "ok"
+    assert body["data"]["checks"] == {"session_store": "ok", "database": "ok"}
+
+
+def test_malformed_percent_encoding_is_json(client):
+    response = client.post("/api/reset-session?session_id=%ZZ")
+    assert response.mimetype == "application/json"
+    assert response.status_code == 400

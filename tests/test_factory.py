@@ -1,0 +1,75 @@
+"""The application factory: configurations, environment overrides, extensions, blueprints."""
+from __future__ import annotations
+
+import pytest
+
+from viralspot import create_app
+from viralspot.store import SessionStoreConfigError
+from viralspot.store.memory import MemorySessionStore
+
+
+def test_testing_config():
+    app = create_app({"CONFIG": "testing"})
+    assert app.testing
+    assert app.config["DATABASE_URL"] == "sqlite://"
+
+
+def test_default_config_is_not_testing(monkeypatch, tmp_path):
+    monkeypatch.delenv("VIRALSPOT_CONFIG", raising=False)
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path}/c.db"})
+    assert not app.testing and not app.debug
+    assert app.config["SESSION_STORE_URL"] == "memory://"
+    assert app.config["SESSION_TTL"] == 86400
+
+
+def test_config_name_from_environment(monkeypatch):
+    monkeypatch.setenv("VIRALSPOT_CONFIG", "testing")
+    assert create_app().testing
+
+
+def test_environment_overrides_settings(monkeypatch):
+    monkeypatch.setenv("VIRALSPOT_SESSION_TTL", "120")
+    monkeypatch.setenv("VIRALSPOT_SESSION_MAX", "7")
+    app = create_app({"CONFIG": "testing"})
+    store = app.extensions["viralspot.session_store"]
+    assert isinstance(store, MemorySessionStore)
+    assert (store.ttl, store.max_sessions) == (120, 7)
+
+
+def test_session_store_extension_lives_in_app_extensions():
+    first, second = create_app({"CONFIG": "testing"}), create_app({"CONFIG": "testing"})
+    assert first.extensions["viralspot.session_store"] is not second.extensions["viralspot.session_store"]
+
+
+def test_unknown_store_scheme_stops_start_up():
+    with pytest.raises(SessionStoreConfigError, match="unknown scheme 'mongodb'"):
+        create_app({"CONFIG": "testing", "SESSION_STORE_URL": "mongodb://localhost"})
+
+
+def test_unknown_config_name_stops_start_up():
+    with pytest.raises(RuntimeError, match="unknown configuration"):
+        create_app("staging")
+
+
+def test_production_requires_a_secret_from_the_environment(monkeypatch):
+    monkeypatch.delenv("VIRALSPOT_SECRET_KEY", raising=False)
+    with pytest.raises(RuntimeError, match="VIRALSPOT_SECRET_KEY"):
+        create_app({"CONFIG": "production", "DATABASE_URL": "sqlite://"})
+    monkeypatch.setenv("VIRALSPOT_SECRET_KEY", "from-env")
+    assert create_app({"CONFIG": "production", "DATABASE_URL": "sqlite://"}).config["SECRET_KEY"] == "from-env"
+
+
+def test_bad_log_level_stops_start_up():
+    with pytest.raises(RuntimeError, match="LOG_LEVEL"):
+        create_app({"CONFIG": "testing", "LOG_LEVEL": "LOUD"})
+
+
+def test_blueprints_are_registered():
+    app = create_app({"CONFIG": "testing"})
+    assert {"content", "session", "health"} <= set(app.blueprints)
+
+
+def test_shell_context_exposes_the_store():
+    app = create_app({"CONFIG": "testing"})
+    context = app.make_shell_context()
+    assert context["store"] is app.extensions["viralspot.session_store"]

@@ -1,0 +1,168 @@
+"""The random feed algorithm over an in-process catalog: sequences, replay, exhaustion, plans."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from viralspot.feed.plans import FeedPlanner, ListPlan, WalkPlan
+from viralspot.feed.random_feed import RandomFeeds
+from viralspot.store.memory import MemorySessionStore
+
+
+class InMemoryCatalog:
+    """A ``CandidateSource``: keys 1..max_key, of which ``matching`` pass the filter."""
+
+    def __init__(self, max_key: int, matching, version: int = 1) -> None:
+        self.max_key = max_key
+        self.matching = set(matching)
+        self.version = version
+        self.lookups = 0
+
+    def catalog_state(self):
+        return self.version, self.max_key
+
+    def matching_among(self, keys):
+        self.lookups += len(keys)
+        return {k for k in keys if k in self.matching}
+
+    def matching_keys(self):
+        return np.array(sorted(self.matching), dtype=np.int64)
+
+
+def make_feeds(small_catalog=20_000, threshold=0.05):
+    return RandomFeeds(b"test-secret", FeedPlanner(b"test-secret", threshold, small_catalog))
+
+
+def drain(feeds, store, source, session_id, signature, limit=24):
+    pages, offset = [], 0
+    while True:
+        page = feeds.page(store, source, session_id, signature, offset, limit)
+        pages.append(page)
+        offset += limit
+        if page.is_last_page:
+            return pages
+
+
+@pytest.mark.parametrize("small_catalog, matching", [
+    (20_000, range(1, 501)),            # small catalog: candidate list
+    (0, range(1, 2001)),                # walk over every key
+    (0, range(1, 2001, 3)),             # walk with a one-in-three filter
+    (0, range(5, 2001, 97)),            # selective filter: candidate list
+])
+def test_draining_serves_every_matching_item_exactly_once(small_catalog, matching):
+    feeds, store = make_feeds(small_catalog), MemorySessionStore()
+    source = InMemoryCatalog(2000, matching)
+    pages = drain(feeds, store, source, "s", "f")
+    served = [key for page in pages for key in page.keys]
+    assert sorted(served) == sorted(matching)
+    assert [p.is_last_page for p in pages].count(True) == 1
+    assert pages[-1].is_last_page and all(not p.is_last_page for p in pages[:-1])
+    # The page holding the last item says so: no trailing empty page unless the count divides evenly.
+    if len(served) % 24:
+        assert pages[-1].keys
+
+
+def test_plan_choice_follows_selectivity():
+    planner = FeedPlanner(b"k", 0.05, small_catalog=100)
+    wide = InMemoryCatalog(10_000, range(1, 10_001, 2))
+    narrow = InMemoryCatalog(10_000, range(1, 10_001, 100))
+    assert isinstance(planner.new_plan("wide", wide, wide.catalog_state()), WalkPlan)
+    assert isinstance(planner.new_plan("narrow", narrow, narrow.catalog_state()), ListPlan)
+
+
+def test_replaying_a_page_returns_the_same_items_and_records_nothing():
+    feeds, store = make_feeds(0), MemorySessionStore()
+    source = InMemoryCatalog(5000, range(1, 5001))
+    first = feeds.page(store, source, "s", "f", 0, 24)
+    second = feeds.page(store, source, "s", "f", 24, 24)
+    lookups = source.lookups
+    assert feeds.page(store, source, "s", "f", 0, 24) == first
+    assert source.lookups == lookups  # a page behind the frontier is pure replay
+    assert feeds.page(store, source, "s", "f", 24, 24) == second
+    assert store.summary("s").seen_count == 48
+    assert store.read_feed("s", "f", 0, 48).keys == first.keys + second.keys
+
+
+def test_jumping_ahead_extends_the_sequence_through_the_gap():
+    feeds, store = make_feeds(0), MemorySessionStore()
+    source = InMemoryCatalog(5000, range(1, 5001))
+    later = feeds.page(store, source, "s", "f", 48, 24)
+    assert len(later.keys) == 24
+    assert store.read_feed("s", "f", 0, 0).served_count == 72
+    assert feeds.page(store, source, "s", "f", 48, 24) == later
+
+
+def test_items_seen_under_one_filter_never_reappear_under_another():
+    feeds, store = make_feeds(0), MemorySessionStore()
+    source_all = InMemoryCatalog(3000, range(1, 3001))
+    source_even = InMemoryCatalog(3000, range(2, 3001, 2))
+    first = [k for offset in range(0, 500, 100)
+             for k in feeds.page(store, source_all, "s", "all", offset, 100).keys]
+    assert len(set(first)) == 500
+    evens = [k for p in drain(feeds, store, source_even, "s", "even") for k in p.keys]
+    assert not set(first) & set(evens)
+    assert set(evens) == set(range(2, 3001, 2)) - set(first)
+
+
+def test_same_session_same_generation_gives_the_same_order_on_another_server():
+    source = InMemoryCatalog(50_000, range(1, 50_001))
+    a = make_feeds(0).page(MemorySessionStore(), source, "s", "f", 0, 24)
+    b = make_feeds(0).page(MemorySessionStore(), source, "s", "f", 0, 24)
+    assert a == b
+
+
+def test_reset_gives_a_fresh_order():
+    feeds, store = make_feeds(0), MemorySessionStore()
+    source = InMemoryCatalog(50_000, range(1, 50_001))
+    before = feeds.page(store, source, "s", "f", 0, 24).keys
+    assert store.reset("s").cleared_items_count == 24
+    after = feeds.page(store, source, "s", "f", 0, 24).keys
+    assert len(set(before) & set(after)) < 3
+
+
+def test_catalog_growth_extends_an_exhausted_walk():
+    feeds, store = make_feeds(0), MemorySessionStore()
+    source = InMemoryCatalog(1000, range(1, 1001))
+    served = [k for p in drain(feeds, store, source, "s", "f", limit=100) for k in p.keys]
+    assert sorted(served) == list(range(1, 1001))
+    source.max_key, source.matching, source.version = 1200, set(range(1, 1201)), 2
+    more = [k for p in drain(feeds, store, source, "s", "f", limit=100) for k in p.keys]
+    assert sorted(set(more) - set(served)) == list(range(1001, 1201))
+
+
+def test_catalog_change_rebases_a_list_feed_without_repeats():
+    feeds, store = make_feeds(), MemorySessionStore()
+    source = InMemoryCatalog(500, range(1, 301))
+    first = feeds.page(store, source, "s", "f", 0, 100).keys
+    source.matching, source.version = set(range(1, 401)), 2
+    rest = [k for p in drain(feeds, store, source, "s", "f", limit=100) for k in p.keys]
+    served = first + [k for k in rest if k not in first]
+    assert len(served) == len(set(served)) and set(served) == set(range(1, 401))
+
+
+def test_empty_match_is_a_last_empty_page():
+    feeds, store = make_feeds(0), MemorySessionStore()
+    page = feeds.page(store, InMemoryCatalog(5000, []), "s", "f", 0, 24)
+    assert page.keys == [] and page.is_last_page
+
+
+def test_concurrent_pages_of_one_session_never_share_items():
+    feeds, store = make_feeds(0), MemorySessionStore()
+    source = InMemoryCatalog(20_000, range(1, 20_001))
+    results = {}
+    barrier = threading.Barrier(8)
+
+    def fetch(offset):
+        barrier.wait()
+        results[offset] = feeds.page(store, source, "s", "f", offset, 24).keys
+
+    threads = [threading.Thread(target=fetch, args=(i * 24,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    served = [k for offset in sorted(results) for k in results[offset]]
+    assert len(served) == 8 * 24 and len(set(served)) == len(served)
+    assert store.read_feed("s", "f", 0, 8 * 24).keys == served

@@ -1,0 +1,56 @@
+"""The keyed Feistel permutation: a bijection, deterministic, different per key."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from viralspot.feed.permutation import KeyedPermutation, round_keys
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 7, 8, 9, 100, 1023, 1024, 1025, 65_537, 1_000_003])
+def test_is_a_bijection_on_its_domain(size):
+    permutation = KeyedPermutation(round_keys(b"k", "s", 0), size)
+    images = permutation(np.arange(size))
+    assert images.min() >= 0 and images.max() < size
+    assert len(np.unique(images)) == size
+
+
+def test_is_deterministic_across_instances():
+    a = KeyedPermutation(round_keys(b"secret", "session", 3), 10_000)
+    b = KeyedPermutation(round_keys(b"secret", "session", 3), 10_000)
+    positions = np.arange(0, 10_000, 7)
+    assert np.array_equal(a(positions), b(positions))
+    assert a.at(1234) == int(b(np.array([1234]))[0])
+
+
+@pytest.mark.parametrize("other", [(b"secret", "session", 4), (b"secret", "other", 3), (b"secret2", "session", 3)])
+def test_differs_per_key(other):
+    base = KeyedPermutation(round_keys(b"secret", "session", 3), 10_000)(np.arange(100))
+    changed = KeyedPermutation(round_keys(*other), 10_000)(np.arange(100))
+    assert np.count_nonzero(base == changed) < 5
+
+
+def test_rejects_positions_outside_the_domain():
+    permutation = KeyedPermutation(round_keys(b"k"), 10)
+    with pytest.raises(ValueError):
+        permutation(np.array([10]))
+    with pytest.raises(ValueError):
+        KeyedPermutation(round_keys(b"k"), 0)
+
+
+def test_first_position_is_uniform_over_many_keys():
+    """Chi-square of where position 0 lands, over 20,000 keys, 20 buckets of a 1,000-item domain."""
+    size, buckets, trials = 1000, 20, 20_000
+    counts = np.zeros(buckets)
+    for trial in range(trials):
+        counts[KeyedPermutation(round_keys(b"k", trial), size).at(0) * buckets // size] += 1
+    expected = trials / buckets
+    chi_square = float(((counts - expected) ** 2 / expected).sum())
+    assert chi_square < 43.8  # p = 0.001 for 19 degrees of freedom
+
+
+def test_consecutive_positions_are_not_correlated():
+    permutation = KeyedPermutation(round_keys(b"k", "corr"), 100_000)
+    images = permutation(np.arange(20_000)).astype(float)
+    correlation = np.corrcoef(images[:-1], images[1:])[0, 1]
+    assert abs(correlation) < 0.05

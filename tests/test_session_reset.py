@@ -1,0 +1,173 @@
+"""POST /api/reset-session against the documented contract (../shared/seed/reset-session.md)."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\Z")
+
+
+def serve(store, session_id, keys, feed="reels"):
+    """Record ``keys`` as served to the session, the way the random feed does."""
+    view = store.read_feed(session_id, feed, 0, 0)
+    result = store.claim_unseen(
+        session_id, feed, generation=view.generation, expect_cursor=view.cursor, expect_plan=view.plan,
+        plan="p", domain=10**6, candidates=list(enumerate(keys, start=view.cursor)),
+        scanned_to=view.cursor + len(keys), want=len(keys), page=(0, 0))
+    assert result.ok
+
+
+# -- the seed document's three integration tests, in Flask ---------------------------------
+
+
+def test_successful_session_reset(client, store):
+    session_id = "integration_test_session"
+    serve(store, session_id, [1, 2, 3])
+
+    response = client.post(f"/api/reset-session?session_id={session_id}")
+
+    assert response.status_code == 200
+    data = response.get_json()
+    assert data["success"] is True
+    assert data["data"]["session_reset"]["session_found"] is True
+    assert data["data"]["session_reset"]["cleared_items_count"] == 3
+    assert store.seen_among(session_id, [1, 2, 3]) == []
+
+
+def test_session_not_found(client):
+    response = client.post("/api/reset-session?session_id=nonexistent")
+
+    assert response.status_code == 200
+    data = response.get_json()
+    assert data["success"] is True
+    assert data["data"]["session_reset"]["session_found"] is False
+
+
+def test_invalid_session_id_characters(client):
+    response = client.post("/api/reset-session?session_id=invalid@session#id!")
+
+    assert response.status_code == 400
+    assert "invalid characters" in response.get_json()["detail"].lower()
+
+
+# -- the documented bodies -----------------------------------------------------------------
+
+
+def test_found_body_matches_the_contract(client, store):
+    serve(store, "user_session_abc123", list(range(1, 48)))
+    serve(store, "other", [1])
+    body = client.post("/api/reset-session?session_id=user_session_abc123").get_json()
+    assert set(body) == {"success", "data", "message"}
+    assert body["message"] == "Session reset successfully"
+    data = body["data"]
+    assert data["session_reset"] == {
+        "session_id": "user_session_abc123",
+        "operation_status": "completed",
+        "session_found": True,
+        "cleared_items_count": 47,
+        "memory_freed": True,
+    }
+    assert data["next_steps"] == {
+        "randomization": "Fresh randomization will be applied",
+        "content_delivery": "Previously seen content may now reappear in random feeds",
+        "integration": "Compatible with /api/reels and /api/posts random_order=true",
+    }
+    assert TIMESTAMP.match(data["timestamp"])
+    assert data["server_info"] == {"total_active_sessions": 2, "session_storage_type": "in_memory_dict"}
+
+
+def test_not_found_body_matches_the_contract(client):
+    body = client.post("/api/reset-session?session_id=nonexistent_session_xyz789").get_json()
+    assert body["message"] == "Session not found - no data to reset"
+    assert body["data"]["session_reset"] == {
+        "session_id": "nonexistent_session_xyz789",
+        "operation_status": "completed",
+        "session_found": False,
+        "cleared_items_count": 0,
+        "memory_freed": False,
+    }
+    assert body["data"]["next_steps"] == {
+        "randomization": "New session will be created on first content request",
+        "content_delivery": "Fresh content delivery experience will be provided",
+        "integration": "Ready for content endpoints with random ordering",
+    }
+    assert body["data"]["server_info"] == {"total_active_sessions": 0, "session_storage_type": "in_memory_dict"}
+
+
+def test_cleared_count_spans_every_feed_of_the_session(client, store):
+    serve(store, "s", [1, 2], feed="reels")
+    serve(store, "s", [3, 4, 5], feed="posts")
+    body = client.post("/api/reset-session?session_id=s").get_json()
+    assert body["data"]["session_reset"]["cleared_items_count"] == 5
+
+
+def test_second_reset_finds_an_empty_session(client, store):
+    serve(store, "s", [1, 2])
+    client.post("/api/reset-session?session_id=s")
+    body = client.post("/api/reset-session?session_id=s").get_json()
+    assert body["data"]["session_reset"]["cleared_items_count"] == 0
+
+
+def test_surrounding_whitespace_is_stripped(client, store):
+    serve(store, "abc", [7])
+    body = client.post("/api/reset-session?session_id=%20%20abc%09").get_json()
+    assert body["data"]["session_reset"]["session_id"] == "abc"
+    assert body["data"]["session_reset"]["session_found"] is True
+
+
+def test_longest_allowed_session_id_is_accepted(client):
+    session_id = "a" * 255
+    response = client.post(f"/api/reset-session?session_id={session_id}")
+    assert response.status_code == 200
+
+
+def test_reset_is_logged_with_id_and_count(client, store, caplog):
+    serve(store, "logged", [1, 2])
+    with caplog.at_level("INFO", logger="viralspot"):
+        client.post("/api/reset-session?session_id=logged")
+    assert any("logged" in r.getMessage() and "2" in r.getMessage() for r in caplog.records)
+
+
+# -- validation: every branch --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "query, detail, code",
+    [
+        ("", "session_id parameter is required", "MISSING_PARAMETER"),
+        ("?other=1", "session_id parameter is required", "MISSING_PARAMETER"),
+        ("?session_id=", "session_id cannot be empty", "EMPTY_VALUE"),
+        ("?session_id=%20%20%20", "session_id cannot be empty", "EMPTY_VALUE"),
+        ("?session_id=" + "a" * 256, "session_id is too long (maximum 255 characters)", "TOO_LONG"),
+        ("?session_id=a%20b",
+         "session_id contains invalid characters (only alphanumeric, dots, underscores, and hyphens allowed)",
+         "INVALID_FORMAT"),
+        ("?session_id=%C3%A9t%C3%A9", None, "INVALID_FORMAT"),  # non-ASCII letters
+        ("?session_id=a/b", None, "INVALID_FORMAT"),
+        ("?session_id=a%00b", None, "INVALID_FORMAT"),
+        ("?session_id=x';DROP%20TABLE", None, "INVALID_FORMAT"),
+    ],
+)
+def test_bad_session_ids_are_rejected(client, query, detail, code, caplog):
+    with caplog.at_level("WARNING", logger="viralspot"):
+        response = client.post(f"/api/reset-session{query}")
+    assert response.status_code == 400
+    body = response.get_json()
+    assert body["success"] is False
+    assert body["error_code"] == code
+    if detail:
+        assert body["detail"] == detail
+    assert TIMESTAMP.match(body["timestamp"]) and body["troubleshooting"]
+    assert any(r.levelname == "WARNING" for r in caplog.records)
+
+
+def test_invalid_format_has_documented_troubleshooting(client):
+    body = client.post("/api/reset-session?session_id=bad!").get_json()
+    assert body["troubleshooting"] == "Use only letters, numbers, dots, underscores, and hyphens in session IDs"
+
+
+def test_rejected_session_id_never_reaches_the_log(client, caplog):
+    with caplog.at_level("DEBUG", logger="viralspot"):
+        client.post("/api/reset-session?session_id=evil%0Ainjected-line")
+    assert not any("injected-line" in r.getMessage() for r in caplog.records)

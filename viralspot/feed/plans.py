@@ -1,0 +1,171 @@
+"""Feed plans: which permutation space a feed's cursor walks, and how a plan is chosen.
+
+* ``WalkPlan(lo, hi)``: positions ``0..hi-lo`` map through the session's
+  permutation to content keys ``lo..hi-1``; each candidate is checked against
+  the filter in the database, in batches. Cost per page is ``limit / selectivity``
+  key look-ups, flat in the catalog's size. When a walked feed is exhausted and
+  the catalog has grown, the feed continues with ``WalkPlan(hi, new_hi)``.
+* ``ListPlan(version, size)``: for selective filters (and small catalogs) the
+  sorted list of matching keys at catalog ``version`` is built once per process
+  and cached; positions ``0..size`` map through the permutation to list
+  indices. When the catalog version changes the feed re-plans on the new list
+  (the seen set keeps it free of repeats).
+
+A plan is stored in the session store as a short token (``w:1:1000001``).
+"""
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from .permutation import KeyedPermutation, round_keys
+
+PROBE_POSITIONS = 2048
+
+
+class CandidateSource(Protocol):
+    """What the feed needs from the catalog (``viralspot.feed.catalog_source`` implements it)."""
+
+    def catalog_state(self) -> tuple[int, int]:
+        """(catalog version, largest content key)."""
+
+    def matching_among(self, keys: Sequence[int]) -> set[int]:
+        """The keys among ``keys`` that match the feed's filter."""
+
+    def matching_keys(self) -> np.ndarray:
+        """Every matching key, sorted."""
+
+
+@dataclass(frozen=True)
+class WalkPlan:
+    lo: int
+    hi: int
+    selectivity: float = 1.0
+    filtered = True
+
+    @property
+    def size(self) -> int:
+        return self.hi - self.lo
+
+    @property
+    def token(self) -> str:
+        return f"w:{self.lo}:{self.hi}:{self.selectivity:.4g}"
+
+    def keys_at(self, permutation: KeyedPermutation, positions: np.ndarray) -> np.ndarray:
+        return permutation(positions) + self.lo
+
+
+@dataclass(frozen=True)
+class ListPlan:
+    version: int
+    keys: np.ndarray
+    filtered = False
+    selectivity = 1.0
+
+    @property
+    def size(self) -> int:
+        return len(self.keys)
+
+    @property
+    def token(self) -> str:
+        return f"l:{self.version}:{self.size}"
+
+    def keys_at(self, permutation: KeyedPermutation, positions: np.ndarray) -> np.ndarray:
+        return self.keys[permutation(positions)]
+
+
+def parse_token(token: str) -> tuple[str, list[float]]:
+    kind, *numbers = token.split(":")
+    return kind, [float(n) for n in numbers]
+
+
+class FeedPlanner:
+    """Chooses plans and caches, per process, filter selectivities and candidate lists.
+
+    Entries are keyed by (filter signature, catalog version), so a catalog
+    write (which bumps the version) retires them.
+    """
+
+    def __init__(self, secret: bytes, list_threshold: float = 0.05, small_catalog: int = 20_000,
+                 cache_size: int = 64) -> None:
+        self.list_threshold = list_threshold
+        self.small_catalog = small_catalog
+        self.cache_size = cache_size
+        self._probe_keys = round_keys(secret, "selectivity-probe")
+        self._lock = threading.Lock()
+        self._selectivity: OrderedDict[tuple[str, int], float] = OrderedDict()
+        self._lists: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+
+    def _cached(self, cache: OrderedDict, key):
+        with self._lock:
+            value = cache.get(key)
+            if value is not None:
+                cache.move_to_end(key)
+            return value
+
+    def _remember(self, cache: OrderedDict, key, value) -> None:
+        with self._lock:
+            cache[key] = value
+            while len(cache) > self.cache_size:
+                cache.popitem(last=False)
+
+    def selectivity(self, signature: str, version: int, max_key: int, source: CandidateSource) -> float:
+        """Share of keys ``1..max_key`` matching the filter, estimated on a fixed sample."""
+        cached = self._cached(self._selectivity, (signature, version))
+        if cached is not None:
+            return cached
+        probe = KeyedPermutation(self._probe_keys, max_key)
+        sample = min(PROBE_POSITIONS, max_key)
+        keys = probe(np.arange(sample)) + 1
+        value = len(source.matching_among(keys.tolist())) / sample
+        self._remember(self._selectivity, (signature, version), value)
+        return value
+
+    def candidate_list(self, signature: str, version: int, source: CandidateSource) -> ListPlan:
+        keys = self._cached(self._lists, (signature, version))
+        if keys is None:
+            keys = np.asarray(source.matching_keys(), dtype=np.int64)
+            self._remember(self._lists, (signature, version), keys)
+        return ListPlan(version, keys)
+
+    def new_plan(self, signature: str, source: CandidateSource, state: tuple[int, int]):
+        """The plan of a new feed."""
+        version, max_key = state
+        if max_key <= self.small_catalog:
+            return self.candidate_list(signature, version, source)
+        share = self.selectivity(signature, version, max_key, source)
+        if share < self.list_threshold:
+            return self.candidate_list(signature, version, source)
+        return WalkPlan(1, max_key + 1, max(share, 1e-4))
+
+    def continue_plan(self, token: str, exhausted: bool, signature: str, source: CandidateSource,
+                      state: tuple[int, int]):
+        """(plan, rebased) for an existing feed: the same plan, a re-based one, or (None, False) when done."""
+        version, max_key = state
+        kind, numbers = parse_token(token)
+        if kind == "w":
+            lo, hi, share = int(numbers[0]), int(numbers[1]), numbers[2]
+            if not exhausted:
+                return WalkPlan(lo, hi, share), False
+            if max_key + 1 > hi:
+                return WalkPlan(hi, max_key + 1, share), True
+            return None, False
+        list_version, size = int(numbers[0]), int(numbers[1])
+        if list_version != version:
+            return self.candidate_list(signature, version, source), True
+        if exhausted:
+            return None, False
+        plan = self.candidate_list(signature, version, source)
+        if plan.size != size:  # cannot happen for one version; guard against a corrupted token
+            raise RuntimeError("candidate list changed within one catalog version")
+        return plan, False
+
+
+def batch_size(needed: int, selectivity: float, maximum: int = 8192) -> int:
+    """Positions to scan in the first batch to find ``needed`` matches at ``selectivity``."""
+    return int(min(maximum, max(32, math.ceil(needed / max(selectivity, 1e-3) * 1.25) + 16)))

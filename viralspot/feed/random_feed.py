@@ -1,0 +1,120 @@
+"""Serving a page of a session's random feed.
+
+A feed (one per session, endpoint and filter set) is a sequence: the session's
+keyed permutation of the plan's space, restricted to items matching the filter
+and not already served to the session. The store keeps the served prefix, so a
+page is either replayed from it (idempotent GET) or the prefix is extended by
+one atomic ``claim_unseen``, a compare-and-set on (generation, cursor, plan):
+when two requests race, one wins, the other re-reads and replays.
+
+Nothing here reads or sorts the whole matching set: a walk scans
+``limit / selectivity`` positions per page; selective filters use a cached list.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ..store import StoreBackend
+from .permutation import KeyedPermutation, round_keys
+from .plans import CandidateSource, FeedPlanner, batch_size
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 16
+
+
+class FeedConflict(Exception):
+    """Concurrent requests of one session kept winning the compare-and-set."""
+
+
+@dataclass(frozen=True)
+class RandomPage:
+    keys: list[int]
+    is_last_page: bool
+
+
+def session_permutation(secret: bytes, session_id: str, generation: int, size: int) -> KeyedPermutation:
+    """The permutation of ``range(size)`` for this session and generation."""
+    return KeyedPermutation(round_keys(secret, "feed", session_id, generation), size)
+
+
+def gather_candidates(plan, permutation: KeyedPermutation, start: int, needed: int,
+                      source: CandidateSource, seen_among) -> tuple[list[tuple[int, int]], int]:
+    """Scan positions from ``start`` for ``needed`` unseen matching keys.
+
+    Returns the (position, key) candidates in position order and the position
+    the scan covered up to: every unseen matching key in ``[start, scanned_to)``
+    is among the candidates, which is what lets the store advance the cursor.
+    """
+    found: list[tuple[int, int]] = []
+    position, size = start, plan.size
+    batch = batch_size(needed, plan.selectivity)
+    while position < size and len(found) < needed:
+        end = min(size, position + batch)
+        positions = np.arange(position, end, dtype=np.int64)
+        keys = plan.keys_at(permutation, positions)
+        seen = seen_among(keys.tolist())
+        if seen:
+            unseen = ~np.isin(keys, np.fromiter(seen, dtype=np.int64, count=len(seen)))
+            positions, keys = positions[unseen], keys[unseen]
+        if plan.filtered and keys.size:
+            matched = source.matching_among(keys.tolist())
+            hit = np.isin(keys, np.fromiter(matched, dtype=np.int64, count=len(matched)))
+            positions, keys = positions[hit], keys[hit]
+        found.extend(zip(positions.tolist(), keys.tolist()))
+        position = end
+        batch = min(batch * 2, 16384)
+    if len(found) > needed:
+        del found[needed:]
+        return found, found[-1][0] + 1
+    return found, position
+
+
+class RandomFeeds:
+    """Serves random pages; one per app (``app.extensions``), safe to share across threads."""
+
+    def __init__(self, secret: bytes, planner: FeedPlanner) -> None:
+        self.secret = secret
+        self.planner = planner
+
+    def page(self, store: StoreBackend, source: CandidateSource, session_id: str, signature: str,
+             offset: int, limit: int) -> RandomPage:
+        need = offset + limit
+        state = None
+        for _attempt in range(MAX_ATTEMPTS):
+            view = store.read_feed(session_id, signature, offset, need)
+            if view.served_count > need:
+                return RandomPage(view.keys, False)
+            state = state or source.catalog_state()
+            if view.plan is None:
+                plan, start = self.planner.new_plan(signature, source, state), 0
+            else:
+                plan, rebased = self.planner.continue_plan(view.plan, view.exhausted, signature, source, state)
+                if plan is None:
+                    return RandomPage(view.keys, True)
+                start = 0 if rebased else view.cursor
+            permutation = (session_permutation(self.secret, session_id, view.generation, plan.size)
+                           if plan.size else None)
+            want = max(0, need - view.served_count)
+            candidates, scanned_to = gather_candidates(
+                plan, permutation, start, want + 1, source,
+                lambda keys: store.seen_among(session_id, keys))
+            result = store.claim_unseen(
+                session_id, signature, generation=view.generation, expect_cursor=view.cursor,
+                expect_plan=view.plan, plan=plan.token, domain=plan.size, candidates=candidates,
+                scanned_to=scanned_to, want=want, page=(offset, need))
+            if not result.ok:
+                log.debug("feed claim lost a race; retrying")
+                continue
+            if result.has_more:
+                return RandomPage(result.keys, False)
+            if result.exhausted:
+                grown = plan.filtered and state[1] + 1 > getattr(plan, "hi", 0)
+                if not grown:
+                    return RandomPage(result.keys, True)
+            # The look-ahead item was taken by a concurrent request, or the catalog grew: go again.
+        raise FeedConflict("too many concurrent claims on one session feed")
