@@ -39,7 +39,8 @@ class Config:
     RANDOM_SMALL_CATALOG = 20_000
     #: Filtered candidate lists cached per process (each at most 4 bytes per item).
     RANDOM_LIST_CACHE_SIZE = 64
-    JSON_SORT_KEYS = False
+    #: How far past what a session has been served one random page may reach (offset + limit).
+    RANDOM_MAX_AHEAD = 1000
 
 
 class DevelopmentConfig(Config):

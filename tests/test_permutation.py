@@ -38,15 +38,16 @@ def test_rejects_positions_outside_the_domain():
         KeyedPermutation(round_keys(b"k"), 0)
 
 
-def test_first_position_is_uniform_over_many_keys():
-    """Chi-square of where position 0 lands, over 20,000 keys, 20 buckets of a 1,000-item domain."""
-    size, buckets, trials = 1000, 20, 20_000
-    counts = np.zeros(buckets)
+@pytest.mark.parametrize("size", [7, 34, 97, 1000])
+def test_first_position_is_uniform_over_many_keys(size):
+    """Chi-square, per image, of where position 0 lands under 100 keys per image."""
+    trials = 100 * size
+    counts = np.zeros(size)
     for trial in range(trials):
-        counts[KeyedPermutation(round_keys(b"k", trial), size).at(0) * buckets // size] += 1
-    expected = trials / buckets
-    chi_square = float(((counts - expected) ** 2 / expected).sum())
-    assert chi_square < 43.8  # p = 0.001 for 19 degrees of freedom
+        counts[KeyedPermutation(round_keys(b"k", trial), size).at(0)] += 1
+    chi_square = float(((counts - 100) ** 2 / 100).sum())
+    k = size - 1
+    assert chi_square < k * (1 - 2 / (9 * k) + 3.09 * (2 / (9 * k)) ** 0.5) ** 3  # p = 0.001
 
 
 def test_consecutive_positions_are_not_correlated():

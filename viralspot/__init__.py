@@ -51,10 +51,11 @@ def check_secret(app: Flask) -> None:
 
 
 def register_extensions(app: Flask) -> None:
-    from .extensions import catalog, session_store
+    from .extensions import catalog, random_feeds, session_store
 
     session_store.init_app(app)
     catalog.init_app(app)
+    random_feeds.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:

@@ -8,6 +8,7 @@ from flask import Flask
 from flask.cli import AppGroup
 from marshmallow import ValidationError
 
+from .catalog.commands import content_cli
 from .extensions import session_store
 from .schemas.session_id import validate_session_id
 
@@ -53,8 +54,4 @@ def reset_session_command(session_id: str) -> None:
 
 def register(app: Flask) -> None:
     app.cli.add_command(sessions_cli)
-    try:
-        from .catalog.commands import content_cli
-    except ImportError:  # the catalog's commands land with the catalog issue
-        return
     app.cli.add_command(content_cli)

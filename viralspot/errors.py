@@ -17,6 +17,7 @@ from sqlalchemy.exc import OperationalError as DatabaseOperationalError
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
+from .feed.random_feed import FeedConflict
 from .schemas.envelope import ErrorEnvelopeSchema
 from .store import StoreError
 from .timeutil import utc_timestamp
@@ -85,6 +86,11 @@ def register_errorhandlers(app: Flask) -> None:
     def handle_store_error(error: StoreError):
         log.error("session store unavailable: %s", type(error).__name__, exc_info=error)
         return error_response(ApiError("Session store is unavailable", "SESSION_STORE_UNAVAILABLE"))
+
+    @app.errorhandler(FeedConflict)
+    def handle_feed_conflict(error: FeedConflict):
+        log.warning("random feed claim kept conflicting; answering 503")
+        return error_response(ApiError("Too many concurrent requests for this session", "SESSION_CONFLICT"))
 
     @app.errorhandler(DatabaseOperationalError)
     def handle_database_down(error: DatabaseOperationalError):

@@ -1,6 +1,8 @@
 """Bare extension instances, bound to an app in ``create_app``; views import them from here."""
 from .catalog.database import Catalog
+from .feed.extension import RandomFeedService
 from .store import SessionStore
 
 session_store = SessionStore()
 catalog = Catalog()
+random_feeds = RandomFeedService()

@@ -3,20 +3,29 @@
 The default is SQLite at ``<instance>/viralspot.db``; ``postgresql+psycopg://...``
 selects PostgreSQL. Connections are taken per use (``with catalog.connect()``)
 from the engine's pool; nothing is held between requests.
+
+The tables are created at start-up when the database answers; when it does not,
+the app still starts (the failure is logged), requests answer 503
+``DATABASE_UNAVAILABLE``, and the first connection that succeeds creates them.
 """
 from __future__ import annotations
 
+import logging
 import os
 from contextlib import contextmanager
 from typing import Iterator
 
 from flask import Flask, current_app
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import StaticPool
 
 from .tables import metadata
 
 EXTENSION_NAME = "viralspot.catalog"
+SCHEMA_READY = "viralspot.catalog.schema_ready"
+
+log = logging.getLogger(__name__)
 
 
 def database_url(app: Flask) -> str:
@@ -46,7 +55,13 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _tune_sqlite)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10,
+                         connect_args={"connect_timeout": 5})
+
+
+def create_schema(engine: Engine) -> None:
+    """Create the tables and indexes that do not exist yet (idempotent)."""
+    metadata.create_all(engine)
 
 
 class Catalog:
@@ -59,7 +74,21 @@ class Catalog:
     def init_app(self, app: Flask) -> None:
         engine = make_engine(database_url(app))
         app.extensions[EXTENSION_NAME] = engine
-        metadata.create_all(engine)
+        app.extensions[SCHEMA_READY] = False
+        try:
+            create_schema(engine)
+        except OperationalError as error:
+            log.error("catalog database unreachable at start-up (%s); requests will answer 503 until it is",
+                      type(error.orig).__name__ if error.orig is not None else "OperationalError")
+        else:
+            app.extensions[SCHEMA_READY] = True
+
+    def _ensure_schema(self) -> None:
+        """Create the schema on first use when start-up could not; raises OperationalError if still down."""
+        app = current_app._get_current_object()
+        if not app.extensions.get(SCHEMA_READY):
+            create_schema(app.extensions[EXTENSION_NAME])
+            app.extensions[SCHEMA_READY] = True
 
     @property
     def engine(self) -> Engine:
@@ -67,10 +96,12 @@ class Catalog:
 
     @contextmanager
     def connect(self) -> Iterator[Connection]:
+        self._ensure_schema()
         with self.engine.connect() as connection:
             yield connection
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
+        self._ensure_schema()
         with self.engine.begin() as connection:
             yield connection

@@ -76,15 +76,22 @@ catalog_meta = Table(
     Column("value", BigInteger, nullable=False),
 )
 
-# Indexes for the default order, each sort key and the common filters; every one
-# leads with content_type because both endpoints filter on it.
-Index("ix_content_type_default", content.c.content_type, content.c.outlier_score.desc(),
-      content.c.view_count.desc(), content.c.id)
-Index("ix_content_type_views", content.c.content_type, content.c.view_count, content.c.id)
-Index("ix_content_type_likes", content.c.content_type, content.c.like_count, content.c.id)
-Index("ix_content_type_comments", content.c.content_type, content.c.comment_count, content.c.id)
-Index("ix_content_type_date", content.c.content_type, content.c.date_posted, content.c.id)
-Index("ix_content_type_primary", content.c.content_type, content.c.primary_category)
+# Indexes for the default order, each sort key and the common filters. Every one
+# leads with content_type because both endpoints filter on it, and ends with id,
+# the tie-break: a descending order (id descending too) is a backward scan.
+Index("ix_content_default_reel", content.c.content_type, content.c.outlier_score,
+      content.c.view_count, content.c.id)
+Index("ix_content_default_post", content.c.content_type, content.c.outlier_score,
+      content.c.like_count, content.c.id)
+Index("ix_content_views", content.c.content_type, content.c.view_count, content.c.id)
+Index("ix_content_likes", content.c.content_type, content.c.like_count, content.c.id)
+Index("ix_content_comments", content.c.content_type, content.c.comment_count, content.c.id)
+Index("ix_content_date", content.c.content_type, content.c.date_posted, content.c.id)
+Index("ix_content_primary_default", content.c.content_type, content.c.primary_category,
+      content.c.outlier_score, content.c.view_count, content.c.id)
 Index("ix_content_username", content.c.username)
 Index("ix_content_profile", content.c.profile_id)
 Index("ix_profiles_followers", primary_profiles.c.followers)
+
+#: Secondary indexes of ``content``, dropped and rebuilt around a bulk seed into an empty table.
+CONTENT_SECONDARY_INDEXES = [index for index in content.indexes if not index.unique]

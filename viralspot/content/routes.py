@@ -1,2 +1,34 @@
-"""Content routes (filled in by the catalog issue)."""
-from . import bp  # noqa: F401
+"""Content routes: thin views over ``content.listing`` and ``content.random_listing``."""
+from ..args import use_args
+from ..schemas.content import ContentQueryArgsSchema, PostQueryArgsSchema
+from ..schemas.envelope import api_response
+from . import bp
+from flask import current_app
+
+from .listing import current_filter_options, plain_listing
+from .random_listing import random_listing
+
+
+def _listing(kind: str, args: dict):
+    if args["random_order"]:
+        data, message = random_listing(kind, args, max_ahead=current_app.config["RANDOM_MAX_AHEAD"])
+    else:
+        data, message = plain_listing(kind, args)
+    return api_response(data, message)
+
+
+@bp.get("/reels")
+@use_args(ContentQueryArgsSchema())
+def reels(args):
+    return _listing("reels", args)
+
+
+@bp.get("/posts")
+@use_args(PostQueryArgsSchema())
+def posts(args):
+    return _listing("posts", args)
+
+
+@bp.get("/filter-options")
+def filter_options():
+    return api_response(current_filter_options(), "Filter options")

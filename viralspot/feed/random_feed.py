@@ -31,6 +31,15 @@ class FeedConflict(Exception):
     """Concurrent requests of one session kept winning the compare-and-set."""
 
 
+class BeyondServedPrefix(ValueError):
+    """A page reaching further past the served prefix than the caller allows."""
+
+    def __init__(self, served: int, max_ahead: int) -> None:
+        super().__init__(f"page reaches past {served} served items by more than {max_ahead}")
+        self.served = served
+        self.max_ahead = max_ahead
+
+
 @dataclass(frozen=True)
 class RandomPage:
     keys: list[int]
@@ -82,13 +91,20 @@ class RandomFeeds:
         self.planner = planner
 
     def page(self, store: StoreBackend, source: CandidateSource, session_id: str, signature: str,
-             offset: int, limit: int) -> RandomPage:
+             offset: int, limit: int, max_ahead: int | None = None) -> RandomPage:
+        """Page ``[offset, offset + limit)`` of the feed; extends the served prefix as needed.
+
+        With ``max_ahead``, a page ending more than that many items past the
+        served prefix raises ``BeyondServedPrefix`` instead of claiming the gap.
+        """
         need = offset + limit
         state = None
         for _attempt in range(MAX_ATTEMPTS):
             view = store.read_feed(session_id, signature, offset, need)
             if view.served_count > need:
                 return RandomPage(view.keys, False)
+            if max_ahead is not None and need > view.served_count + max_ahead and not view.exhausted:
+                raise BeyondServedPrefix(view.served_count, max_ahead)
             state = state or source.catalog_state()
             if view.plan is None:
                 plan, start = self.planner.new_plan(signature, source, state), 0

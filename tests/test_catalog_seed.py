@@ -1,0 +1,105 @@
+"""``flask content seed`` and ``stats``: a deterministic, realistic sample catalog."""
+from __future__ import annotations
+
+from collections import Counter
+
+from sqlalchemy import func, select
+
+from viralspot.catalog.queries import catalog_state
+from viralspot.catalog.seed import CatalogNotEmpty, seed_catalog
+from viralspot.catalog.tables import content, primary_profiles
+
+
+def dump(engine) -> tuple[list, list]:
+    with engine.connect() as conn:
+        items = [tuple(row) for row in conn.execute(select(content).order_by(content.c.id))]
+        profiles = [tuple(row) for row in conn.execute(select(primary_profiles).order_by(primary_profiles.c.id))]
+    return items, profiles
+
+
+def test_same_seed_gives_the_same_catalog_and_another_seed_does_not(catalog_app):
+    engine = catalog_app.extensions["viralspot.catalog"]
+    seed_catalog(engine, 600, seed=5)
+    first = dump(engine)
+    seed_catalog(engine, 600, seed=5, replace=True)
+    assert dump(engine) == first
+    seed_catalog(engine, 600, seed=6, replace=True)
+    assert dump(engine)[0] != first[0]
+    assert [row[0] for row in first[0]] == list(range(1, 601))  # dense ids from 1
+
+
+def test_seeded_catalog_is_realistic(catalog_app):
+    engine = catalog_app.extensions["viralspot.catalog"]
+    report = seed_catalog(engine, 2000, seed=1)
+    assert (report.items, report.profiles) == (2000, 40)
+    items, profiles = dump(engine)
+    columns = content.c.keys()
+    by_name = [dict(zip(columns, row)) for row in items]
+    types = Counter(row["content_type"] for row in by_name)
+    assert set(types) == {"reel", "post", "story"} and types["reel"] > types["post"] > types["story"]
+    assert len({row["primary_category"] for row in by_name}) >= 10
+    assert len({row["language"] for row in by_name}) >= 5
+    views = sorted(row["view_count"] for row in by_name if row["content_type"] == "reel")
+    assert views[-1] > 20 * views[len(views) // 2]  # heavy tail
+    assert all(row["view_count"] == 0 for row in by_name if row["content_type"] == "post")
+    dates = [row["date_posted"] for row in by_name]
+    assert (max(dates) - min(dates)).days > 600
+    assert len({row["shortcode"] for row in by_name}) == 2000
+    assert all(row["keyword_1"] for row in by_name)
+    assert max(row["outlier_score"] for row in by_name) > 5 > min(row["outlier_score"] for row in by_name)
+
+
+def test_seed_refuses_a_non_empty_catalog_unless_replacing(catalog_app):
+    engine = catalog_app.extensions["viralspot.catalog"]
+    seed_catalog(engine, 100, seed=1)
+    try:
+        seed_catalog(engine, 100, seed=2)
+    except CatalogNotEmpty:
+        pass
+    else:
+        raise AssertionError("seeded into a non-empty catalog")
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(content)).scalar() == 100
+
+
+def test_seed_command_if_empty_and_version_bump(catalog_app):
+    runner = catalog_app.test_cli_runner()
+    result = runner.invoke(args=["content", "seed", "--items", "300", "--seed", "3", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "seeded 300 items and 6 profiles" in result.output
+    engine = catalog_app.extensions["viralspot.catalog"]
+    with engine.connect() as conn:
+        version, largest = catalog_state(conn)
+    assert version >= 1 and largest == 300
+    again = runner.invoke(args=["content", "seed", "--if-empty", "--no-progress"])
+    assert again.exit_code == 0 and "already holds 300 items" in again.output
+    refused = runner.invoke(args=["content", "seed", "--items", "10", "--no-progress"])
+    assert refused.exit_code != 0 and "--replace" in refused.output
+    with engine.connect() as conn:
+        assert catalog_state(conn) == (version, 300)
+
+
+def test_seed_if_empty_uses_the_configured_size(database_url):
+    from conftest import dispose_catalog_app, make_catalog_app
+
+    app = make_catalog_app(database_url, SEED_ITEMS=150)
+    try:
+        result = app.test_cli_runner().invoke(args=["content", "seed", "--if-empty", "--no-progress"])
+        assert result.exit_code == 0, result.output
+        assert "seeded 150 items" in result.output
+    finally:
+        dispose_catalog_app(app)
+
+
+def test_stats_command_counts_by_type_and_category(catalog_app):
+    engine = catalog_app.extensions["viralspot.catalog"]
+    seed_catalog(engine, 500, seed=2)
+    with engine.connect() as conn:
+        reels = conn.execute(select(func.count()).where(content.c.content_type == "reel")).scalar()
+        food_reels = conn.execute(select(func.count()).where(content.c.content_type == "reel",
+                                                             content.c.primary_category == "Food")).scalar()
+    output = catalog_app.test_cli_runner().invoke(args=["content", "stats"]).output
+    assert "500 items" in output
+    assert f"reel: {reels}\n" in output
+    reel_section = output.split("reel:")[1]
+    assert f"  Food: {food_reels}\n" in reel_section

@@ -1,0 +1,49 @@
+"""An unreachable catalog database: the app still starts, requests answer the 503 envelope."""
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from conftest import dispose_catalog_app, make_catalog_app
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # released on close: nothing listens there
+
+
+@pytest.fixture
+def unreachable_app():
+    app = make_catalog_app(f"postgresql+psycopg://postgres@127.0.0.1:{closed_port()}/viralspot")
+    yield app
+    dispose_catalog_app(app)
+
+
+@pytest.mark.parametrize("path", ["/api/reels", "/api/posts?sort_by=likes", "/api/filter-options"])
+def test_requests_answer_503_database_unavailable(unreachable_app, path):
+    response = unreachable_app.test_client().get(path)
+    assert response.status_code == 503
+    body = response.json
+    assert body["success"] is False
+    assert body["error_code"] == "DATABASE_UNAVAILABLE"
+    assert set(body) == {"success", "detail", "error_code", "timestamp", "troubleshooting"}
+
+
+def test_bad_arguments_are_still_400_when_the_database_is_down(unreachable_app):
+    assert unreachable_app.test_client().get("/api/reels?limit=0").status_code == 400
+
+
+def test_schema_is_created_once_the_database_answers(tmp_path):
+    from sqlalchemy import inspect
+
+    app = make_catalog_app(f"sqlite:///{tmp_path}/missing-dir/catalog.db")  # cannot be opened yet
+    try:
+        assert app.test_client().get("/api/reels").status_code == 503
+        (tmp_path / "missing-dir").mkdir()
+        response = app.test_client().get("/api/reels")
+        assert response.status_code == 200
+        assert "content" in inspect(app.extensions["viralspot.catalog"]).get_table_names()
+    finally:
+        dispose_catalog_app(app)

@@ -1,0 +1,223 @@
+"""Session-consistent random feeds through the HTTP API: each property of the random-feed issue."""
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import pytest
+
+from viralspot import create_app
+
+CATALOG_ITEMS = 1200
+
+
+@pytest.fixture(scope="module")
+def catalog_url(tmp_path_factory):
+    """A seeded SQLite catalog shared by the module's apps (each test gets fresh sessions)."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('catalog')}/random.db"
+    app = create_app({"CONFIG": "testing", "DATABASE_URL": url})
+    result = app.test_cli_runner().invoke(args=["content", "seed", "--items", str(CATALOG_ITEMS), "--seed", "7"])
+    assert result.exit_code == 0, result.output
+    return url
+
+
+PLANS = {
+    "list": {"RANDOM_SMALL_CATALOG": 10**9},  # every filter uses a cached candidate list
+    "walk": {"RANDOM_SMALL_CATALOG": 0, "RANDOM_LIST_THRESHOLD": 0.0},  # every filter walks the key space
+}
+
+
+@pytest.fixture(params=sorted(PLANS))
+def app_config(request, catalog_url):
+    return {"DATABASE_URL": catalog_url, **PLANS[request.param]}
+
+
+def page(client, session_id, offset=0, limit=24, path="/api/reels", **filters):
+    query = {"random_order": "true", "session_id": session_id, "offset": offset, "limit": limit, **filters}
+    response = client.get(path, query_string=query)
+    assert response.status_code == 200, response.get_json()
+    data = response.get_json()["data"]
+    return [item["id"] for item in data["reels"]], data["isLastPage"]
+
+
+def drain(client, session_id, limit=50, path="/api/reels", **filters):
+    served, offset = [], 0
+    while True:
+        ids, last = page(client, session_id, offset, limit, path, **filters)
+        served.extend(ids)
+        offset += limit
+        if last:
+            return served, ids
+
+
+def all_ids(client, path="/api/reels", **filters):
+    ids, offset = [], 0
+    while True:
+        response = client.get(path, query_string={"limit": 100, "offset": offset, **filters})
+        data = response.get_json()["data"]
+        ids.extend(item["id"] for item in data["reels"])
+        offset += 100
+        if data["isLastPage"]:
+            return ids
+
+
+# 1. Whole-set randomness ------------------------------------------------------------------
+
+
+def test_first_page_is_not_the_top_of_the_default_sort(client):
+    top = set(all_ids(client)[:24])
+    ids, _ = page(client, "fresh-session")
+    assert len(set(ids) & top) <= 6
+
+
+def chi_square_critical(degrees: int, z: float = 3.09) -> float:
+    """Wilson-Hilferty approximation of the chi-square quantile (z = 3.09: p = 0.001)."""
+    k = degrees
+    return k * (1 - 2 / (9 * k) + z * (2 / (9 * k)) ** 0.5) ** 3
+
+
+def test_first_items_are_uniform_over_the_matching_set(client):
+    """Chi-square, per matching item, of where 3,000 new sessions' first item lands."""
+    category = _some_category(client)
+    matching = all_ids(client, primary_categories=category)
+    assert len(matching) >= 10
+    sessions = 3000
+    counts = Counter(page(client, f"uniform-{n}", limit=1, primary_categories=category)[0][0]
+                     for n in range(sessions))
+    assert set(counts) <= set(matching)
+    expected = sessions / len(matching)
+    chi_square = sum((counts[item] - expected) ** 2 / expected for item in matching)
+    assert chi_square < chi_square_critical(len(matching) - 1)
+
+
+_category_cache: dict = {}
+
+
+def _some_category(client):
+    if "c" not in _category_cache:
+        options = client.get("/api/filter-options").get_json()["data"]
+        _category_cache["c"] = options["primary_categories"][0]
+    return _category_cache["c"]
+
+
+# 2. No repeats ----------------------------------------------------------------------------
+
+
+def test_draining_serves_every_matching_item_exactly_once(client):
+    served, last_page = drain(client, "drain")
+    assert len(served) == len(set(served))
+    assert set(served) == set(all_ids(client))
+    assert last_page  # the page holding the last item says isLastPage
+    assert page(client, "drain", offset=len(served) + 50) == ([], True)
+
+
+def test_no_repeats_across_filters_and_endpoints(client):
+    category = _some_category(client)
+    first, _ = page(client, "mixed", limit=100, primary_categories=category)
+    rest, _ = drain(client, "mixed")
+    assert not set(first) & set(rest)
+    assert set(first) | set(rest) == set(all_ids(client))
+    posts, _ = drain(client, "mixed", path="/api/posts", content_types="reel,post")
+    assert not set(posts) & (set(first) | set(rest))
+    assert set(posts) == set(all_ids(client, path="/api/posts"))
+
+
+# 3. A stable, pageable sequence -----------------------------------------------------------
+
+
+def test_pages_replay_and_jumps_extend_the_sequence(client, store):
+    third, _ = page(client, "seq", offset=48)
+    assert store.summary("seq").seen_count == 72
+    first, _ = page(client, "seq", offset=0)
+    assert page(client, "seq", offset=48)[0] == third
+    assert page(client, "seq", offset=0)[0] == first
+    second, _ = page(client, "seq", offset=24)
+    sequence = first + second + third
+    assert len(set(sequence)) == 72
+    assert page(client, "seq", offset=40, limit=16)[0] == sequence[40:56]
+    assert store.summary("seq").seen_count == 72
+
+
+def test_offset_far_past_the_served_prefix_is_rejected(client):
+    response = client.get("/api/reels", query_string={"random_order": "true", "session_id": "far",
+                                                      "offset": 5000})
+    assert response.status_code == 400
+    assert "offset" in response.get_json()["detail"]
+
+
+# 4. Deterministic -------------------------------------------------------------------------
+
+
+def test_two_servers_serve_a_new_session_the_same_pages(catalog_url):
+    a = create_app({"CONFIG": "testing", "DATABASE_URL": catalog_url}).test_client()
+    b = create_app({"CONFIG": "testing", "DATABASE_URL": catalog_url}).test_client()
+    assert page(a, "det", limit=30) == page(b, "det", limit=30)
+    other = create_app({"CONFIG": "testing", "DATABASE_URL": catalog_url, "SECRET_KEY": "other"}).test_client()
+    assert page(other, "det", limit=30)[0] != page(a, "det", limit=30)[0]
+
+
+# 5. Fresh after reset ---------------------------------------------------------------------
+
+
+def test_reset_clears_served_items_and_gives_a_fresh_order(client):
+    before = page(client, "again", limit=40)[0] + page(client, "again", offset=40, limit=40)[0]
+    body = client.post("/api/reset-session?session_id=again").get_json()
+    assert body["data"]["session_reset"]["cleared_items_count"] == 80
+    after = page(client, "again", limit=40)[0]
+    assert after != before[:40]
+    served, _ = drain(client, "again")
+    assert set(served) == set(all_ids(client))  # previously seen items come back
+
+
+# 6. Concurrency ---------------------------------------------------------------------------
+
+
+def test_concurrent_pages_of_one_session_share_no_item(app):
+    results, barrier = {}, threading.Barrier(6)
+
+    def fetch(offset):
+        client = app.test_client()
+        barrier.wait()
+        results[offset] = page(client, "tabs", offset=offset)[0]
+
+    threads = [threading.Thread(target=fetch, args=(i * 24,)) for i in range(6)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    served = [item for offset in sorted(results) for item in results[offset]]
+    assert len(served) == 6 * 24 == len(set(served))
+
+
+def test_concurrent_requests_of_one_page_get_the_same_page(app):
+    results, barrier = [], threading.Barrier(6)
+
+    def fetch():
+        client = app.test_client()
+        barrier.wait()
+        results.append(page(client, "double-fetch")[0])
+
+    threads = [threading.Thread(target=fetch) for _ in range(6)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert len(results) == 6 and all(r == results[0] for r in results)
+    assert app.extensions["viralspot.session_store"].summary("double-fetch").seen_count == 24
+
+
+# 7. Independence and validation -----------------------------------------------------------
+
+
+def test_sessions_get_unrelated_orders(client):
+    a, _ = page(client, "alice", limit=100)
+    b, _ = page(client, "bob", limit=100)
+    assert len(set(a) & set(b)) < 40  # ~100*100/|reels| expected by chance
+
+
+def test_random_order_needs_a_session(client):
+    response = client.get("/api/reels?random_order=true")
+    assert response.status_code == 400
+    assert response.get_json()["error_code"] == "MISSING_PARAMETER"
+
+
+def test_session_id_is_validated_on_content_routes(client):
+    response = client.get("/api/reels?random_order=true&session_id=bad%20id")
+    assert response.status_code == 400
+    assert response.get_json()["error_code"] == "INVALID_FORMAT"

@@ -1,0 +1,85 @@
+"""``flask content seed | import | stats``: the catalog's command-line entry points."""
+from __future__ import annotations
+
+import os
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+from tqdm import tqdm
+
+from ..extensions import catalog
+from .importer import import_lines
+from .queries import catalog_state, content_count, counts_by_type_and_category
+from .seed import CatalogNotEmpty, seed_catalog
+
+content_cli = AppGroup("content", help="Seed, import and inspect the content catalog.")
+
+#: Rejected lines printed in full; the rest are summarized.
+MAX_ERRORS_SHOWN = 50
+
+
+@content_cli.command("seed")
+@click.option("--items", type=click.IntRange(0, 50_000_000), default=None,
+              help="Content items to generate [default: SEED_ITEMS from the configuration].")
+@click.option("--seed", "seed", type=click.IntRange(0, 2 ** 32 - 1), default=0, show_default=True,
+              help="Random seed: the same seed and size give the same catalog.")
+@click.option("--if-empty", is_flag=True, help="Do nothing when the catalog already holds content.")
+@click.option("--replace", is_flag=True, help="Delete the existing catalog first.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def seed_command(items: int | None, seed: int, if_empty: bool, replace: bool, progress: bool) -> None:
+    """Generate a deterministic sample catalog (profiles, reels, posts)."""
+    items = current_app.config.get("SEED_ITEMS", 5000) if items is None else items
+    with catalog.connect() as conn:
+        existing = content_count(conn)
+    if existing and if_empty:
+        click.echo(f"catalog already holds {existing} items; not seeding")
+        return
+    bar = tqdm(total=items, unit="items", desc="seeding", disable=not progress)
+    try:
+        report = seed_catalog(catalog.engine, items, seed, replace=replace, progress=bar.update)
+    except CatalogNotEmpty as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        bar.close()
+    click.echo(f"seeded {report.items} items and {report.profiles} profiles (seed {seed}) "
+               f"in {report.seconds:.1f} s")
+
+
+@content_cli.command("import")
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def import_command(file, progress: bool) -> None:
+    """Upsert content from a JSON Lines FILE ('-' for stdin), one content object per line."""
+    with catalog.connect():
+        pass  # creates the schema if start-up could not reach the database
+    total = None
+    if file.name not in ("<stdin>", "-") and os.path.isfile(file.name):
+        total = os.path.getsize(file.name)
+    bar = tqdm(total=total, unit="B", unit_scale=True, desc="importing", disable=not progress)
+    try:
+        report = import_lines(catalog.engine, file, progress=lambda size: bar.update(size))
+    finally:
+        bar.close()
+    for line_number, reason in report.errors[:MAX_ERRORS_SHOWN]:
+        click.echo(f"line {line_number}: rejected: {reason}", err=True)
+    if report.rejected > MAX_ERRORS_SHOWN:
+        click.echo(f"... and {report.rejected - MAX_ERRORS_SHOWN} more rejected lines", err=True)
+    click.echo(f"inserted {report.inserted}, updated {report.updated}, rejected {report.rejected}")
+
+
+@content_cli.command("stats")
+def stats_command() -> None:
+    """Counts of content by type and primary category."""
+    with catalog.connect() as conn:
+        rows = counts_by_type_and_category(conn)
+        version, _largest = catalog_state(conn)
+    totals: dict[str, int] = {}
+    for content_type, _category, count in rows:
+        totals[content_type] = totals.get(content_type, 0) + count
+    click.echo(f"catalog version {version}, {sum(totals.values())} items")
+    for content_type, count in totals.items():
+        click.echo(f"{content_type}: {count}")
+        for row_type, category, row_count in rows:
+            if row_type == content_type:
+                click.echo(f"  {category or '(none)'}: {row_count}")

@@ -1,0 +1,214 @@
+"""The filter part of a content request, normalized: ``ContentFilter`` and its SQL conditions.
+
+``content_filter(kind, args)`` keeps only the arguments that select items (not
+``sort_by``, ``limit``, ``offset``, ``random_order`` or ``session_id``), in a
+canonical form: lists deduplicated and sorted, empty values dropped, view
+filters dropped for posts. Two requests selecting the same items therefore give
+equal filters and the same ``signature()``, whatever the argument order.
+
+``ContentFilter.where(stmt)`` applies the conditions to a ``select`` over
+``content`` with SQLAlchemy Core expressions only: every user value is a bound
+parameter, and ``search``/``keywords`` escape ``%``, ``_`` and ``\\`` so they
+match literally.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timedelta, timezone
+from typing import Any, Mapping
+
+from sqlalchemy import Float, Select, and_, cast, func, not_, or_
+from sqlalchemy.sql.elements import ColumnElement
+
+from .tables import content, primary_profiles
+
+#: Endpoint kind -> the content_type it serves when ``content_types`` is not given.
+DEFAULT_CONTENT_TYPE = {"reels": "reel", "posts": "post"}
+CONTENT_TYPES = ("reel", "post", "story")
+CONTENT_TYPE_ALIASES = {"video": "reel", "image": "post", "photo": "post", "carousel": "post"}
+ACCOUNT_TYPES = ("Influencer", "Theme Page", "Business Page", "Personal")
+DATE_RANGES = {"day": timedelta(days=1), "week": timedelta(days=7), "month": timedelta(days=30),
+               "year": timedelta(days=365)}
+
+LIKE_ESCAPE = "\\"
+
+_LIST_ARGS = ("content_types", "primary_categories", "secondary_categories", "tertiary_categories",
+              "keywords", "account_types", "languages", "content_styles", "excluded_usernames")
+_RANGE_ARGS = ("outlier_score", "views", "likes", "comments", "followers", "account_engagement_rate")
+
+
+def normalize_content_type(value: str) -> str:
+    """``video`` -> ``reel``, ``image``/``photo``/``carousel`` -> ``post``; lower-cased."""
+    value = value.strip().lower()
+    return CONTENT_TYPE_ALIASES.get(value, value)
+
+
+def escape_like(text: str) -> str:
+    """``text`` as a LIKE pattern body that matches itself literally (escape character ``\\``)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def contains(column, text: str) -> ColumnElement[bool]:
+    """Case-insensitive literal substring match, the pattern a bound parameter."""
+    return column.ilike(f"%{escape_like(text)}%", escape=LIKE_ESCAPE)
+
+
+def account_engagement_rate() -> ColumnElement:
+    """(likes + comments) / author's followers x 100; NULL when the author has no followers."""
+    return (cast(content.c.like_count + content.c.comment_count, Float) * 100.0
+            / func.nullif(primary_profiles.c.followers, 0))
+
+
+def content_engagement_rate() -> ColumnElement:
+    """(likes + comments) / views x 100; NULL when the item has no views."""
+    return (cast(content.c.like_count + content.c.comment_count, Float) * 100.0
+            / func.nullif(content.c.view_count, 0))
+
+
+def join_profiles(stmt: Select) -> Select:
+    """``stmt`` joined with the author's profile (every content row has one)."""
+    return stmt.join(primary_profiles, primary_profiles.c.id == content.c.profile_id)
+
+
+@dataclass(frozen=True)
+class ContentFilter:
+    """The normalized filter arguments of one content request, for one endpoint kind."""
+
+    kind: str
+    content_types: tuple[str, ...]
+    search: str | None = None
+    primary_categories: tuple[str, ...] = ()
+    secondary_categories: tuple[str, ...] = ()
+    tertiary_categories: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
+    min_outlier_score: float | None = None
+    max_outlier_score: float | None = None
+    min_views: int | None = None
+    max_views: int | None = None
+    min_likes: int | None = None
+    max_likes: int | None = None
+    min_comments: int | None = None
+    max_comments: int | None = None
+    min_followers: int | None = None
+    max_followers: int | None = None
+    is_verified: bool | None = None
+    date_range: str | None = None
+    account_types: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ()
+    content_styles: tuple[str, ...] = ()
+    excluded_usernames: tuple[str, ...] = ()
+    min_account_engagement_rate: float | None = None
+    max_account_engagement_rate: float | None = None
+
+    def canonical(self) -> str:
+        """The filter as compact JSON with sorted keys: equal filters give equal strings."""
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+    def signature(self) -> str:
+        """A stable hash of ``canonical()`` (SHA-256 hex), the same in every process."""
+        return hashlib.sha256(self.canonical().encode("ascii")).hexdigest()
+
+    @property
+    def needs_profile(self) -> bool:
+        """True when a condition reads the author's profile (followers, verified, account type, rate)."""
+        return (self.min_followers is not None or self.max_followers is not None
+                or self.is_verified is not None or bool(self.account_types)
+                or self.min_account_engagement_rate is not None
+                or self.max_account_engagement_rate is not None)
+
+    def conditions(self, now: datetime | None = None) -> list[ColumnElement[bool]]:
+        """The SQL conditions; profile conditions assume ``primary_profiles`` is joined."""
+        c = content.c
+        found: list[ColumnElement[bool]] = [_in(c.content_type, self.content_types)]
+        if self.search:
+            found.append(or_(contains(c.description, self.search), contains(c.username, self.search)))
+        for values, column in ((self.primary_categories, c.primary_category),
+                               (self.secondary_categories, c.secondary_category),
+                               (self.tertiary_categories, c.tertiary_category),
+                               (self.languages, c.language),
+                               (self.content_styles, c.content_style),
+                               (self.account_types, primary_profiles.c.account_type)):
+            if values:
+                found.append(_in(column, values))
+        if self.keywords:
+            columns = (c.keyword_1, c.keyword_2, c.keyword_3, c.keyword_4, c.description)
+            found.append(or_(*(contains(column, word) for word in self.keywords for column in columns)))
+        if self.excluded_usernames:
+            found.append(not_(c.username.in_(self.excluded_usernames)))
+        for low, high, column in ((self.min_outlier_score, self.max_outlier_score, c.outlier_score),
+                                  (self.min_views, self.max_views, c.view_count),
+                                  (self.min_likes, self.max_likes, c.like_count),
+                                  (self.min_comments, self.max_comments, c.comment_count),
+                                  (self.min_followers, self.max_followers, primary_profiles.c.followers),
+                                  (self.min_account_engagement_rate, self.max_account_engagement_rate,
+                                   account_engagement_rate())):
+            if low is not None:
+                found.append(column >= low)
+            if high is not None:
+                found.append(column <= high)
+        if self.is_verified is not None:
+            found.append(primary_profiles.c.is_verified == self.is_verified)
+        if self.date_range is not None:
+            since = (now or datetime.now(timezone.utc)) - DATE_RANGES[self.date_range]
+            found.append(c.date_posted >= since)
+        return found
+
+    def where(self, stmt: Select, *, profile_joined: bool = False, now: datetime | None = None) -> Select:
+        """``stmt`` (a select over ``content``) restricted to matching items.
+
+        Joins ``primary_profiles`` only when a profile condition needs it and the
+        caller has not joined it already (``profile_joined=True``).
+        """
+        if self.needs_profile and not profile_joined:
+            stmt = join_profiles(stmt)
+        return stmt.where(and_(*self.conditions(now)))
+
+
+def _in(column, values: tuple) -> ColumnElement[bool]:
+    # A single value as equality: the planner then uses the (content_type, ...) indexes for order.
+    return column == values[0] if len(values) == 1 else column.in_(values)
+
+
+def _clean_list(values: Any) -> tuple[str, ...]:
+    if not values:
+        return ()
+    return tuple(sorted({str(value).strip() for value in values if str(value).strip()}))
+
+
+def content_filter(kind: str, args: Mapping[str, Any]) -> ContentFilter:
+    """The ``ContentFilter`` of a request to ``/api/<kind>`` (``reels`` or ``posts``).
+
+    ``args`` are the validated query arguments; unknown keys (sort, paging,
+    session) are ignored. ``content_types`` replaces the endpoint's default type.
+    """
+    if kind not in DEFAULT_CONTENT_TYPE:
+        raise ValueError(f"unknown content kind {kind!r}")
+    values: dict[str, Any] = {"kind": kind}
+    for name in _LIST_ARGS:
+        values[name] = _clean_list(args.get(name))
+    if values["content_types"]:
+        values["content_types"] = tuple(sorted({normalize_content_type(v) for v in values["content_types"]}))
+    else:
+        values["content_types"] = (DEFAULT_CONTENT_TYPE[kind],)
+    if values["keywords"]:
+        values["keywords"] = _clean_list(word.lower() for word in values["keywords"])
+    search = (args.get("search") or "").strip()
+    values["search"] = search or None
+    for name in _RANGE_ARGS:
+        for bound in ("min", "max"):
+            key = f"{bound}_{name}"
+            value = args.get(key)
+            if value is not None:
+                values[key] = float(value) if name in ("outlier_score", "account_engagement_rate") else int(value)
+    if kind == "posts":  # posts have no views: the view filters are ignored
+        values.pop("min_views", None)
+        values.pop("max_views", None)
+    if args.get("is_verified") is not None:
+        values["is_verified"] = bool(args["is_verified"])
+    date_range = args.get("date_range")
+    if date_range and date_range != "all":
+        values["date_range"] = date_range
+    known = {f.name for f in fields(ContentFilter)}
+    return ContentFilter(**{key: value for key, value in values.items() if key in known})

@@ -1,0 +1,264 @@
+"""``flask content import FILE``: JSON Lines of content objects, upserted by ``content_id``.
+
+Each line is one content object with its author's profile fields, flat::
+
+    {"content_id": "3312", "shortcode": "C9xYz", "content_type": "reel",
+     "date_posted": "2026-05-01T12:00:00Z", "username": "chef_anna",
+     "view_count": 120000, ..., "followers": 48000, "is_verified": true,
+     "account_type": "Influencer", "profile_name": "Anna", "profile_language": "en"}
+
+Content fields use the ``content`` column names; profile fields use the
+``primary_profiles`` names (``profile_language`` for the profile's language).
+Keys not listed are ignored. An existing ``content_id`` is updated with the
+fields the line gives; a new one is inserted. The author's profile is created
+or updated by ``username``.
+
+A bad line (invalid JSON, a missing or malformed field, a shortcode owned by
+another content_id) is rejected with its line number; it never stops the
+import nor leaves a partial row: lines are written in chunks, one transaction
+each, and a chunk that fails in the database is replayed line by line.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Iterable
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+from sqlalchemy import Connection, Engine, select
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from .filters import CONTENT_TYPES, normalize_content_type
+from .queries import bump_version
+from .tables import content, primary_profiles
+
+CHUNK_LINES = 500
+_TEXT = 255
+_COUNT = validate.Range(min=0, max=2 ** 62)
+
+CONTENT_FIELDS = ("content_id", "shortcode", "content_type", "url", "description", "thumbnail_url",
+                  "thumbnail_path", "display_url_path", "video_thumbnail_path", "view_count", "like_count",
+                  "comment_count", "outlier_score", "date_posted", "username", "language", "content_style",
+                  "primary_category", "secondary_category", "tertiary_category", "categorization_confidence",
+                  "keyword_1", "keyword_2", "keyword_3", "keyword_4", "all_image_urls")
+#: import key -> primary_profiles column
+PROFILE_FIELDS = {"profile_name": "profile_name", "bio": "bio", "followers": "followers",
+                  "posts_count": "posts_count", "is_verified": "is_verified",
+                  "is_business_account": "is_business_account", "profile_url": "profile_url",
+                  "profile_image_url": "profile_image_url", "profile_image_path": "profile_image_path",
+                  "account_type": "account_type", "profile_language": "language", "total_reels": "total_reels",
+                  "median_views": "median_views", "mean_views": "mean_views",
+                  "profile_primary_category": "profile_primary_category"}
+
+
+def _short(**kwargs):
+    return fields.String(allow_none=True, validate=validate.Length(max=_TEXT), **kwargs)
+
+
+class ContentTypeField(fields.String):
+    def _deserialize(self, value, attr, data, **kwargs):
+        kind = normalize_content_type(super()._deserialize(value, attr, data, **kwargs))
+        if kind not in CONTENT_TYPES:
+            raise ValidationError(f"must be one of {', '.join(CONTENT_TYPES)} (or an alias)")
+        return kind
+
+
+class UtcDateTime(fields.AwareDateTime):
+    """ISO 8601; a naive value is taken as UTC."""
+
+    def __init__(self, **kwargs):
+        super().__init__(default_timezone=timezone.utc, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        # Stored in UTC: SQLite keeps no offset, so a +02:00 time must be converted, not relabelled.
+        return super()._deserialize(value, attr, data, **kwargs).astimezone(timezone.utc)
+
+
+class ImportRecordSchema(Schema):
+    """One JSON line: content fields and the author's profile fields."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    content_id = fields.String(required=True, validate=validate.Length(min=1, max=_TEXT))
+    shortcode = fields.String(required=True, validate=validate.Length(min=1, max=_TEXT))
+    content_type = ContentTypeField(required=True)
+    date_posted = UtcDateTime(required=True)
+    username = fields.String(required=True, validate=validate.Length(min=1, max=_TEXT))
+    url = fields.String(allow_none=True)
+    description = fields.String(allow_none=True)
+    thumbnail_url = fields.String(allow_none=True)
+    thumbnail_path = fields.String(allow_none=True)
+    display_url_path = fields.String(allow_none=True)
+    video_thumbnail_path = fields.String(allow_none=True)
+    view_count = fields.Integer(validate=_COUNT)
+    like_count = fields.Integer(validate=_COUNT)
+    comment_count = fields.Integer(validate=_COUNT)
+    outlier_score = fields.Float(allow_nan=False, validate=validate.Range(min=0))
+    language = fields.String(allow_none=True, validate=validate.Length(max=16))
+    content_style = fields.String(allow_none=True, validate=validate.Length(max=64))
+    primary_category = fields.String(allow_none=True, validate=validate.Length(max=128))
+    secondary_category = fields.String(allow_none=True, validate=validate.Length(max=128))
+    tertiary_category = fields.String(allow_none=True, validate=validate.Length(max=128))
+    categorization_confidence = fields.Float(allow_none=True, allow_nan=False)
+    keyword_1 = fields.String(allow_none=True, validate=validate.Length(max=128))
+    keyword_2 = fields.String(allow_none=True, validate=validate.Length(max=128))
+    keyword_3 = fields.String(allow_none=True, validate=validate.Length(max=128))
+    keyword_4 = fields.String(allow_none=True, validate=validate.Length(max=128))
+    all_image_urls = fields.List(fields.String(), allow_none=True)
+    profile_name = _short()
+    bio = fields.String(allow_none=True)
+    followers = fields.Integer(validate=_COUNT)
+    posts_count = fields.Integer(validate=_COUNT)
+    is_verified = fields.Boolean()
+    is_business_account = fields.Boolean()
+    profile_url = fields.String(allow_none=True)
+    profile_image_url = fields.String(allow_none=True)
+    profile_image_path = fields.String(allow_none=True)
+    account_type = fields.String(allow_none=True, validate=validate.Length(max=32))
+    profile_language = fields.String(allow_none=True, validate=validate.Length(max=16))
+    total_reels = fields.Integer(validate=_COUNT)
+    median_views = fields.Integer(validate=_COUNT)
+    mean_views = fields.Integer(validate=_COUNT)
+    profile_primary_category = fields.String(allow_none=True, validate=validate.Length(max=128))
+
+    @validates_schema
+    def strip_identifiers(self, data, **kwargs):
+        for name in ("content_id", "shortcode", "username"):
+            if name in data and not data[name].strip():
+                raise ValidationError("must not be blank", field_name=name)
+
+
+@dataclass
+class ImportReport:
+    inserted: int = 0
+    updated: int = 0
+    rejected: int = 0
+    #: (line number, reason) of each rejected line
+    errors: list[tuple[int, str]] = field(default_factory=list)
+
+    def reject(self, line_number: int, reason: str) -> None:
+        self.rejected += 1
+        self.errors.append((line_number, reason))
+
+
+class LineRejected(Exception):
+    """A line that cannot be imported; the message says why."""
+
+
+_schema = ImportRecordSchema()
+
+
+def parse_line(text: str) -> dict:
+    """The validated record of one JSON line, or ``LineRejected``."""
+    try:
+        raw = json.loads(text)
+    except ValueError as error:
+        raise LineRejected(f"invalid JSON: {error}") from None
+    if not isinstance(raw, dict):
+        raise LineRejected("expected a JSON object")
+    try:
+        return _schema.load(raw)
+    except ValidationError as error:
+        parts = [f"{name}: {'; '.join(map(str, messages)) if isinstance(messages, list) else messages}"
+                 for name, messages in sorted(error.normalized_messages().items())]
+        raise LineRejected(", ".join(parts)) from None
+
+
+def _upsert_profile(conn: Connection, record: dict, now: datetime) -> int:
+    values = {column: record[key] for key, column in PROFILE_FIELDS.items() if key in record}
+    username = record["username"].strip()
+    existing = conn.execute(select(primary_profiles.c.id)
+                            .where(primary_profiles.c.username == username)).scalar()
+    if existing is not None:
+        if values:
+            conn.execute(primary_profiles.update().where(primary_profiles.c.id == existing)
+                         .values(**values, updated_at=now))
+        return int(existing)
+    values.setdefault("followers", 0)
+    values.setdefault("is_verified", False)
+    values.setdefault("is_business_account", False)
+    result = conn.execute(primary_profiles.insert().values(username=username, created_at=now, updated_at=now,
+                                                          **values))
+    return int(result.inserted_primary_key[0])
+
+
+def write_record(conn: Connection, record: dict, now: datetime | None = None) -> bool:
+    """Upsert one validated record; True when inserted, False when updated. ``LineRejected`` on a conflict."""
+    now = now or datetime.now(timezone.utc)
+    content_id = record["content_id"].strip()
+    shortcode = record["shortcode"].strip()
+    owner = conn.execute(select(content.c.content_id).where(content.c.shortcode == shortcode)).scalar()
+    if owner is not None and owner != content_id:
+        raise LineRejected(f"shortcode {shortcode!r} already belongs to content_id {owner!r}")
+    values = {name: record[name] for name in CONTENT_FIELDS if name in record}
+    values.update(content_id=content_id, shortcode=shortcode, username=record["username"].strip())
+    values["profile_id"] = _upsert_profile(conn, record, now)
+    existing = conn.execute(select(content.c.id).where(content.c.content_id == content_id)).scalar()
+    if existing is not None:
+        conn.execute(content.update().where(content.c.id == existing).values(**values, updated_at=now))
+        return False
+    conn.execute(content.insert().values(**values, created_at=now, updated_at=now))
+    return True
+
+
+def _write_chunk(engine: Engine, chunk: list[tuple[int, dict]], report: ImportReport) -> None:
+    """Write one chunk in one transaction; the report is updated only when it commits."""
+    inserted = updated = 0
+    rejected: list[tuple[int, str]] = []
+    with engine.begin() as conn:
+        for line_number, record in chunk:
+            try:
+                if write_record(conn, record):
+                    inserted += 1
+                else:
+                    updated += 1
+            except LineRejected as error:
+                rejected.append((line_number, str(error)))
+        if inserted or updated:
+            bump_version(conn)
+    report.inserted += inserted
+    report.updated += updated
+    for line_number, reason in rejected:
+        report.reject(line_number, reason)
+
+
+def _flush(engine: Engine, chunk: list[tuple[int, dict]], report: ImportReport) -> None:
+    try:
+        _write_chunk(engine, chunk, report)
+    except OperationalError:
+        raise  # the database is down: stop, nothing of this chunk was committed
+    except DBAPIError:
+        # A database constraint refused a line the checks above let through:
+        # replay the chunk one line per transaction to find and reject it alone.
+        for line_number, record in chunk:
+            try:
+                _write_chunk(engine, [(line_number, record)], report)
+            except OperationalError:
+                raise
+            except DBAPIError as error:
+                report.reject(line_number, f"refused by the database: {type(error.orig).__name__}")
+
+
+def import_lines(engine: Engine, lines: Iterable[str], progress: Callable[[int], None] | None = None,
+                 chunk_lines: int = CHUNK_LINES) -> ImportReport:
+    """Import JSON Lines; ``progress`` gets the number of characters consumed after each line."""
+    report = ImportReport()
+    chunk: list[tuple[int, dict]] = []
+    for line_number, text in enumerate(lines, start=1):
+        if progress:
+            progress(len(text))
+        if not text.strip():
+            continue
+        try:
+            chunk.append((line_number, parse_line(text)))
+        except LineRejected as error:
+            report.reject(line_number, str(error))
+        if len(chunk) >= chunk_lines:
+            _flush(engine, chunk, report)
+            chunk = []
+    if chunk:
+        _flush(engine, chunk, report)
+    report.errors.sort()
+    return report

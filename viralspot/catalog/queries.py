@@ -1,0 +1,198 @@
+"""Read queries over the catalog: plain pages, key lookups for the random feed, filter options.
+
+Every function takes a SQLAlchemy ``Connection`` and builds Core expressions,
+so the same code runs on SQLite and PostgreSQL and every value is bound.
+
+Orders are total: each sort ends with ``content.id`` as the tie-break
+(descending for descending sorts), so limit/offset pagination never repeats or
+skips an item while the catalog is unchanged.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from sqlalchemy import ColumnElement, Connection, bindparam, func, select, union
+from sqlalchemy.sql import Select
+
+from .filters import ContentFilter, account_engagement_rate, content_engagement_rate, join_profiles
+from .tables import catalog_meta, content, primary_profiles
+
+VERSION_KEY = "version"
+#: Most ids bound in one ``IN`` list.
+KEY_CHUNK = 2000
+
+SORTS_REELS = ("popular", "views", "likes", "comments", "recent", "oldest", "followers",
+               "account_engagement", "content_engagement")
+SORTS_POSTS = ("popular", "likes", "comments", "recent", "oldest")
+#: Sorts that read the author's profile.
+_PROFILE_SORTS = {"followers", "account_engagement"}
+
+#: Profile columns returned with each item, under these names.
+PROFILE_COLUMNS = (
+    primary_profiles.c.profile_name,
+    primary_profiles.c.bio,
+    primary_profiles.c.followers,
+    primary_profiles.c.is_verified,
+    primary_profiles.c.profile_image_url,
+    primary_profiles.c.account_type,
+)
+
+
+def order_by(kind: str, sort_by: str | None) -> list[ColumnElement]:
+    """The ORDER BY of ``sort_by`` (None: the default order) for an endpoint kind, tie-break included.
+
+    The default order (and ``popular``) is outlier_score desc, then view_count
+    desc for reels, like_count desc for posts.
+    """
+    c = content.c
+    if sort_by in (None, "popular"):
+        second = c.view_count if kind == "reels" else c.like_count
+        return [c.outlier_score.desc(), second.desc(), c.id.desc()]
+    if sort_by == "oldest":
+        return [c.date_posted.asc(), c.id.asc()]
+    key = {
+        "views": c.view_count,
+        "likes": c.like_count,
+        "comments": c.comment_count,
+        "recent": c.date_posted,
+        "followers": primary_profiles.c.followers,
+        "account_engagement": account_engagement_rate(),
+        "content_engagement": content_engagement_rate(),
+    }.get(sort_by)
+    if key is None:
+        raise ValueError(f"unknown sort {sort_by!r}")
+    if sort_by in ("account_engagement", "content_engagement"):
+        return [key.desc().nulls_last(), c.id.desc()]
+    return [key.desc(), c.id.desc()]
+
+
+def catalog_state(conn: Connection) -> tuple[int, int]:
+    """(catalog version, largest content.id or 0), in one round trip."""
+    version = select(catalog_meta.c.value).where(catalog_meta.c.name == VERSION_KEY).scalar_subquery()
+    largest = select(func.max(content.c.id)).scalar_subquery()
+    row = conn.execute(select(func.coalesce(version, 0), func.coalesce(largest, 0))).one()
+    return int(row[0]), int(row[1])
+
+
+def matching_among(conn: Connection, flt: ContentFilter, keys: Sequence[int]) -> set[int]:
+    """The ids among ``keys`` that exist and match ``flt``; one query per chunk of at most 2000 keys."""
+    found: set[int] = set()
+    unique = sorted({int(key) for key in keys})
+    stmt = flt.where(select(content.c.id)).where(content.c.id.in_(bindparam("keys", expanding=True)))
+    for start in range(0, len(unique), KEY_CHUNK):
+        chunk = unique[start:start + KEY_CHUNK]
+        found.update(conn.execute(stmt, {"keys": chunk}).scalars())
+    return found
+
+
+def matching_keys(conn: Connection, flt: ContentFilter) -> np.ndarray:
+    """Every id matching ``flt``, ascending, as an int64 array."""
+    stmt = flt.where(select(content.c.id)).order_by(content.c.id).execution_options(yield_per=50_000)
+    result = conn.execute(stmt)
+    arrays = [np.fromiter((row[0] for row in part), dtype=np.int64, count=len(part))
+              for part in result.partitions()]
+    if not arrays:
+        return np.empty(0, dtype=np.int64)
+    keys = np.concatenate(arrays)
+    keys.sort()  # already ordered; sorting a sorted array is cheap and guarantees the contract
+    return keys
+
+
+def items_by_keys(conn: Connection, keys: Sequence[int]) -> list[dict]:
+    """Rows (content with its author's profile columns) in the order of ``keys``; missing ids skipped."""
+    ordered = [int(key) for key in keys]
+    if not ordered:
+        return []
+    stmt = (select(content, *PROFILE_COLUMNS)
+            .select_from(content.outerjoin(primary_profiles, primary_profiles.c.id == content.c.profile_id))
+            .where(content.c.id.in_(bindparam("keys", expanding=True))))
+    by_id: dict[int, dict] = {}
+    unique = list(dict.fromkeys(ordered))
+    for start in range(0, len(unique), KEY_CHUNK):
+        for row in conn.execute(stmt, {"keys": unique[start:start + KEY_CHUNK]}).mappings():
+            by_id[row["id"]] = dict(row)
+    return [by_id[key] for key in ordered if key in by_id]
+
+
+def page_keys_statement(flt: ContentFilter, sort_by: str | None) -> Select:
+    """SELECT content.id of matching items in the order of ``sort_by`` (no limit)."""
+    stmt = select(content.c.id)
+    joined = False
+    if sort_by in _PROFILE_SORTS:
+        stmt = join_profiles(stmt)
+        joined = True
+    return flt.where(stmt, profile_joined=joined).order_by(*order_by(flt.kind, sort_by))
+
+
+def plain_page(conn: Connection, flt: ContentFilter, sort_by: str | None, limit: int,
+               offset: int) -> tuple[list[dict], bool]:
+    """One page in a plain (non-random) order: (rows, is_last_page).
+
+    Fetches ``limit + 1`` ids so ``is_last_page`` is exact, then the rows of the
+    first ``limit`` ids; the ids come from the order's index alone, which keeps
+    deep offsets cheap.
+    """
+    stmt = page_keys_statement(flt, sort_by).limit(limit + 1).offset(offset)
+    keys = list(conn.execute(stmt).scalars())
+    return items_by_keys(conn, keys[:limit]), len(keys) <= limit
+
+
+def bump_version(conn: Connection) -> int:
+    """Increment the catalog version (creating it at 0 first) inside the caller's transaction."""
+    current = conn.execute(select(catalog_meta.c.value)
+                           .where(catalog_meta.c.name == VERSION_KEY)).scalar()
+    if current is None:
+        conn.execute(catalog_meta.insert().values(name=VERSION_KEY, value=0))
+        current = 0
+    conn.execute(catalog_meta.update().where(catalog_meta.c.name == VERSION_KEY)
+                 .values(value=catalog_meta.c.value + 1))
+    return int(current) + 1
+
+
+def catalog_version(conn: Connection) -> int:
+    return catalog_state(conn)[0]
+
+
+def content_count(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).select_from(content)).scalar() or 0)
+
+
+def _distinct(conn: Connection, column) -> list:
+    stmt = select(column).where(column.is_not(None)).where(column != "").distinct()
+    return sorted(conn.execute(stmt).scalars())
+
+
+def filter_options(conn: Connection) -> dict:
+    """The sorted distinct values the frontend offers as filters."""
+    c = content.c
+    keyword_columns = (c.keyword_1, c.keyword_2, c.keyword_3, c.keyword_4)
+    keywords_union = union(*(select(column.label("keyword")).where(column.is_not(None)).where(column != "")
+                             for column in keyword_columns)).subquery()
+    keywords = sorted(conn.execute(select(keywords_union.c.keyword)).scalars())
+    profiles = conn.execute(select(primary_profiles.c.username, primary_profiles.c.profile_name)
+                            .order_by(primary_profiles.c.username)).all()
+    return {
+        "primary_categories": _distinct(conn, c.primary_category),
+        "secondary_categories": _distinct(conn, c.secondary_category),
+        "tertiary_categories": _distinct(conn, c.tertiary_category),
+        "keywords": keywords,
+        "usernames": [{"username": username, "profile_name": name or username} for username, name in profiles],
+        "account_types": _distinct(conn, primary_profiles.c.account_type),
+        "content_types": _distinct(conn, c.content_type),
+        "languages": _distinct(conn, c.language),
+        "content_styles": _distinct(conn, c.content_style),
+    }
+
+
+def counts_by_type_and_category(conn: Connection) -> list[tuple[str, str | None, int]]:
+    """(content_type, primary_category, count) rows, ordered by type then category."""
+    count = func.count().label("items")
+    stmt = (select(content.c.content_type, content.c.primary_category, count)
+            .group_by(content.c.content_type, content.c.primary_category)
+            .order_by(content.c.content_type, content.c.primary_category))
+    return [(row[0], row[1], int(row[2])) for row in conn.execute(stmt)]
+
+
+__all__ = ["catalog_state", "matching_among", "matching_keys", "items_by_keys", "plain_page",
+           "order_by", "bump_version", "filter_options", "counts_by_type_and_category", "content_count"]

@@ -1,0 +1,67 @@
+"""The content listings behind /api/reels and /api/posts, and the filter options.
+
+Plain functions over a connection and validated arguments; the views only pick
+the endpoint kind and wrap the result in the envelope.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from sqlalchemy import Connection
+
+from ..catalog.filters import content_filter
+from ..catalog.queries import catalog_state, filter_options, plain_page
+from ..extensions import catalog
+from .items import serialize_item
+
+_NOUN = {"reels": "reels", "posts": "posts"}
+#: (engine url, catalog version) -> filter options; the options only change when the catalog does.
+_options_cache: dict[tuple[str, int], dict] = {}
+
+
+def page_data(rows: list[dict], is_last_page: bool) -> dict:
+    """The documented ``data``: ``reels`` (for posts too) and ``isLastPage``."""
+    return {"reels": [serialize_item(row) for row in rows], "isLastPage": is_last_page}
+
+
+def listing_message(kind: str, count: int, offset: int) -> str:
+    return f"Found {count} {_NOUN[kind]} (offset {offset})"
+
+
+def plain_listing_on(conn: Connection, kind: str, args: Mapping[str, Any]) -> tuple[dict, str]:
+    """One page in the order of ``sort_by`` (the default order without it): (data, message)."""
+    flt = content_filter(kind, args)
+    rows, is_last_page = plain_page(conn, flt, args.get("sort_by"), args["limit"], args["offset"])
+    return page_data(rows, is_last_page), listing_message(kind, len(rows), args["offset"])
+
+
+def plain_listing(kind: str, args: Mapping[str, Any]) -> tuple[dict, str]:
+    """``plain_listing_on`` with a connection from the app's catalog."""
+    with catalog.connect() as conn:
+        return plain_listing_on(conn, kind, args)
+
+
+def random_listing(kind: str, args: Mapping[str, Any]) -> tuple[dict, str]:
+    """``random_order=true``: for now the plain order (fallback).
+
+    The random feed (viralspot/feed/) replaces this body with the session's own
+    seeded order; the arguments are already validated (``session_id`` present).
+    """
+    return plain_listing(kind, args)
+
+
+def options_on(conn: Connection) -> dict:
+    """The filter options, cached per catalog version (one cheap query when unchanged)."""
+    version, largest = catalog_state(conn)
+    key = (str(conn.engine.url), version, largest)
+    cached = _options_cache.get(key)
+    if cached is None:
+        cached = filter_options(conn)
+        _options_cache.clear()
+        _options_cache[key] = cached
+    return cached
+
+
+def current_filter_options() -> dict:
+    with catalog.connect() as conn:
+        return options_on(conn)
