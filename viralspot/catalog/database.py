@@ -46,12 +46,20 @@ def _tune_sqlite(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+#: Pooled SQLite connections kept open (gunicorn runs 8 threads per worker by default).
+SQLITE_POOL_SIZE = 16
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; in-memory SQLite shares one connection so every thread sees the data."""
     if url.startswith("sqlite"):
         kwargs: dict = {"connect_args": {"check_same_thread": False}}
         if url in ("sqlite://", "sqlite:///:memory:"):
             kwargs["poolclass"] = StaticPool
+        else:
+            # Keep a connection per server thread: a new SQLite connection costs its PRAGMAs and
+            # mmap set-up, which dominated requests when the default pool of 5 churned overflow.
+            kwargs.update(pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_POOL_SIZE)
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _tune_sqlite)
         return engine

@@ -67,11 +67,15 @@ def order_by(kind: str, sort_by: str | None) -> list[ColumnElement]:
     return [key.desc(), c.id.desc()]
 
 
+_VERSION = select(catalog_meta.c.value).where(catalog_meta.c.name == VERSION_KEY).scalar_subquery()
+_LARGEST = select(func.max(content.c.id)).scalar_subquery()
+#: Built once: SQLAlchemy then reuses the statement's cache key and compiled form.
+CATALOG_STATE = select(func.coalesce(_VERSION, 0), func.coalesce(_LARGEST, 0))
+
+
 def catalog_state(conn: Connection) -> tuple[int, int]:
     """(catalog version, largest content.id or 0), in one round trip."""
-    version = select(catalog_meta.c.value).where(catalog_meta.c.name == VERSION_KEY).scalar_subquery()
-    largest = select(func.max(content.c.id)).scalar_subquery()
-    row = conn.execute(select(func.coalesce(version, 0), func.coalesce(largest, 0))).one()
+    row = conn.execute(CATALOG_STATE).one()
     return int(row[0]), int(row[1])
 
 
@@ -99,18 +103,25 @@ def matching_keys(conn: Connection, flt: ContentFilter) -> np.ndarray:
     return keys
 
 
+#: The content columns an item is built from (not the JSON image list nor bookkeeping dates,
+#: whose parsing would cost more than the rest of the row).
+ITEM_COLUMNS = tuple(column for column in content.c
+                     if column.name not in ("all_image_urls", "created_at", "updated_at", "profile_id"))
+#: Content with its author's profile columns, for ids bound to ``keys``; built once.
+ITEMS_BY_KEYS = (select(*ITEM_COLUMNS, *PROFILE_COLUMNS)
+                 .select_from(content.outerjoin(primary_profiles, primary_profiles.c.id == content.c.profile_id))
+                 .where(content.c.id.in_(bindparam("keys", expanding=True))))
+
+
 def items_by_keys(conn: Connection, keys: Sequence[int]) -> list[dict]:
     """Rows (content with its author's profile columns) in the order of ``keys``; missing ids skipped."""
     ordered = [int(key) for key in keys]
     if not ordered:
         return []
-    stmt = (select(content, *PROFILE_COLUMNS)
-            .select_from(content.outerjoin(primary_profiles, primary_profiles.c.id == content.c.profile_id))
-            .where(content.c.id.in_(bindparam("keys", expanding=True))))
     by_id: dict[int, dict] = {}
     unique = list(dict.fromkeys(ordered))
     for start in range(0, len(unique), KEY_CHUNK):
-        for row in conn.execute(stmt, {"keys": unique[start:start + KEY_CHUNK]}).mappings():
+        for row in conn.execute(ITEMS_BY_KEYS, {"keys": unique[start:start + KEY_CHUNK]}).mappings():
             by_id[row["id"]] = dict(row)
     return [by_id[key] for key in ordered if key in by_id]
 

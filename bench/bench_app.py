@@ -1,0 +1,51 @@
+"""The app the benchmarks serve: the real service plus two routes that exist only here.
+
+* ``GET /bench/fixed-page``: a fixed, already-built 24-item page of the content
+  endpoints' shape, in the same envelope, from the same server: the
+  serialization ceiling a random page is compared with.
+* ``GET /bench/upstream-random``: the upstream ViralSpot random feed (shuffle
+  the page limit/offset fetched, a set of strings per session), the baseline.
+
+Served by gunicorn as ``bench.bench_app:app`` with ``VIRALSPOT_DATABASE_URL`` set.
+"""
+from __future__ import annotations
+
+from viralspot import create_app
+from viralspot.args import use_args
+from viralspot.catalog.filters import content_filter
+from viralspot.catalog.queries import items_by_keys, plain_page
+from viralspot.content.listing import listing_message, page_data
+from viralspot.extensions import catalog
+from viralspot.schemas.content import ContentQueryArgsSchema
+from viralspot.schemas.envelope import api_response
+
+from .upstream import upstream_random_page
+
+
+def create_bench_app(config: dict | None = None):
+    app = create_app({"CONFIG": "production", "SECRET_KEY": "bench-secret", "LOG_LEVEL": "WARNING",
+                      **(config or {})})
+    with app.app_context(), catalog.connect() as conn:
+        fixed_page = page_data(items_by_keys(conn, range(1, 25)), False)
+
+    @app.get("/bench/fixed-page")
+    def fixed():
+        return api_response(fixed_page, listing_message("reels", 24, 0))
+
+    @app.get("/bench/upstream-random")
+    @use_args(ContentQueryArgsSchema())
+    def upstream(args):
+        flt = content_filter("reels", args)
+        with catalog.connect() as conn:
+            rows, is_last = plain_page(conn, flt, args.get("sort_by"), args["limit"], args["offset"])
+        rows = upstream_random_page(rows, args.get("session_id") or "anonymous")
+        return api_response(page_data(rows, is_last), listing_message("reels", len(rows), args["offset"]))
+
+    return app
+
+
+def __getattr__(name: str):
+    # gunicorn imports ``bench.bench_app:app``; build it only then, from the environment.
+    if name == "app":
+        return create_bench_app()
+    raise AttributeError(name)

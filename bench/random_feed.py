@@ -1,0 +1,232 @@
+"""Random-feed benchmarks: latency against catalog size, memory per served item, throughput.
+
+* Latency: median and p95 of random pages (24 items, sessions paging from the
+  start) through the Flask test client on SQLite catalogs of 10k, 100k and 1M
+  items, for ordinary filters, next to the upstream design (shuffle the page
+  limit/offset fetched). The target: median at 1M within 1.5x of 10k.
+* Memory: bytes the memory store holds per served item (seen bitmap, serialized
+  size, plus the served sequence), against upstream's set of content-id strings.
+* Throughput: requests per second under gunicorn (the repo's gunicorn.conf.py),
+  loaded by wrk on loopback, of random pages, of the fixed 24-item page (the
+  serialization ceiling) and of the upstream random feed. Target: random pages
+  at least 80% of the ceiling.
+
+    python -m bench.random_feed [--sizes 10000,100000,1000000] [--seconds 10]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+from viralspot.catalog.queries import items_by_keys
+from viralspot.extensions import catalog
+from viralspot.store.memory import MemorySessionStore
+
+from .bench_app import create_bench_app
+from .plain_page import build_catalog, percentile
+from .upstream import forget_sessions, set_of_strings_bytes
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SESSIONS = 25
+PAGES = 8
+
+CASES = [
+    ("reels, no filter", "/api/reels", {}),
+    ("reels, one category", "/api/reels", {"primary_categories": "Food"}),
+    ("reels, min_views=10000", "/api/reels", {"min_views": 10000}),
+    ("posts, no filter", "/api/posts", {}),
+]
+
+
+def _time_pages(client, path: str, filters: dict, session_prefix: str, random_order: bool) -> list[float]:
+    timings = []
+    for session in range(SESSIONS + 1):
+        session_id = "".join(ch if ch.isalnum() else "-" for ch in f"{session_prefix}-{session}")
+        for page in range(PAGES):
+            query = {"limit": 24, "offset": page * 24, "session_id": session_id, **filters}
+            if random_order:
+                query["random_order"] = "true"
+            started = time.perf_counter()
+            response = client.get(path, query_string=query)
+            elapsed = time.perf_counter() - started
+            assert response.status_code == 200, response.get_json()
+            if session:  # session 0 warms caches (plans, candidate lists, SQLite pages)
+                timings.append(elapsed * 1000)
+    return timings
+
+
+def latency(sizes) -> list[dict]:
+    rows = []
+    for size in sizes:
+        url, _ = build_catalog(size)
+        app = create_bench_app({"DATABASE_URL": url})
+        client = app.test_client()
+        for name, path, filters in CASES:
+            ours = _time_pages(client, path, filters, f"lat-{size}-{name}", True)
+            upstream_path = "/bench/upstream-random" if path == "/api/reels" else None
+            baseline = (_time_pages(client, upstream_path, filters, f"up-{size}-{name}", False)
+                        if upstream_path else None)
+            rows.append({
+                "size": size, "case": name,
+                "median_ms": statistics.median(ours), "p95_ms": percentile(ours, 0.95),
+                "upstream_median_ms": statistics.median(baseline) if baseline else None,
+            })
+        forget_sessions()
+    return rows
+
+
+def memory(size: int) -> list[dict]:
+    """Bytes per served item after sessions of 24, 240 and 2,400 items on a catalog of ``size``."""
+    url, _ = build_catalog(size)
+    app = create_bench_app({"DATABASE_URL": url})
+    rows = []
+    for pages in (1, 10, 100):
+        store = MemorySessionStore()
+        app.extensions["viralspot.session_store"] = store
+        client = app.test_client()
+        served_ids: list[str] = []
+        for session in range(10):
+            for page in range(pages):
+                response = client.get("/api/reels", query_string={
+                    "random_order": "true", "session_id": f"mem-{pages}-{session}", "offset": page * 24})
+                served_ids.extend(item["content_id"] for item in response.get_json()["data"]["reels"])
+        served = sum(store.summary(s).seen_count for s in store.session_ids(100))
+        assert served == len(served_ids) == 10 * pages * 24
+        upstream = sum(set_of_strings_bytes(served_ids[i::10]) for i in range(10))
+        rows.append({"items_per_session": pages * 24, "ours_bytes_per_item": store.served_bytes() / served,
+                     "upstream_bytes_per_item": upstream / served})
+    return rows
+
+
+# Requests go round the connections in turn, so request n belongs to session n % CONNECTIONS
+# (of its batch of 20 pages) and each session pages 0, 24, 48, ... in order: every connection
+# is one user paging, not eight connections prefetching one session at once.
+WRK_RANDOM = """
+local counter = 1
+function setup(thread) thread:set("tid", counter); counter = counter + 1 end
+function init(args) prefix = "wrk" .. tostring(tid) .. "-" .. tostring(os.time()) ; n = 0 end
+function request()
+  local lane = n % CONNECTIONS
+  local step = math.floor(n / CONNECTIONS)
+  local session = lane .. "-" .. math.floor(step / 20)
+  local offset = (step % 20) * 24
+  n = n + 1
+  return wrk.format("GET", PATH .. "&session_id=" .. prefix .. "-" .. session .. "&offset=" .. offset)
+end
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_until_up(port: int, deadline: float) -> None:
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/bench/fixed-page", timeout=2).read()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("gunicorn did not come up")
+
+
+def _wrk(port: int, path: str, seconds: int, connections: int, script: str | None) -> float:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", f"http://127.0.0.1:{port}{path}"]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+        if script:
+            handle.write(f'PATH = "{path}"\nCONNECTIONS = {connections}\n' + script)
+            command[1:1] = ["-s", handle.name]
+    try:
+        output = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
+    finally:
+        os.unlink(handle.name)
+    non2xx = [line for line in output.splitlines() if "Non-2xx" in line]
+    if non2xx:
+        raise RuntimeError(f"{path}: {non2xx[0].strip()}")
+    return float(next(line.split()[1] for line in output.splitlines() if line.startswith("Requests/sec")))
+
+
+def throughput(size: int, seconds: int, connections: int = 8) -> dict:
+    if shutil.which("wrk") is None:
+        raise RuntimeError("wrk is not installed (Debian package 'wrk'); it loads the server on loopback")
+    url, _ = build_catalog(size)
+    port = _free_port()
+    env = {**os.environ, "VIRALSPOT_DATABASE_URL": url, "VIRALSPOT_LOG_LEVEL": "WARNING", "PORT": str(port),
+           "GUNICORN_ACCESSLOG": "", "WEB_CONCURRENCY": "1"}
+    server = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "gunicorn"), "-c",
+                               os.path.join(ROOT, "gunicorn.conf.py"), "bench.bench_app:app"],
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_until_up(port, time.time() + 60)
+        _wrk(port, "/bench/fixed-page", 2, connections, None)  # warm-up
+        _wrk(port, "/api/reels?random_order=true&limit=24", 2, connections, WRK_RANDOM)
+        ceiling = _wrk(port, "/bench/fixed-page", seconds, connections, None)
+        ours = _wrk(port, "/api/reels?random_order=true&limit=24", seconds, connections, WRK_RANDOM)
+        upstream = _wrk(port, "/bench/upstream-random?limit=24", seconds, connections, WRK_RANDOM)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return {"size": size, "ceiling_rps": ceiling, "random_rps": ours, "upstream_rps": upstream,
+            "random_share": ours / ceiling}
+
+
+def print_tables(latency_rows, memory_rows, throughput_row) -> None:
+    print("\n### Random page latency (24 items, Flask test client, SQLite)\n")
+    print("| catalog items | case | median ms | p95 ms | upstream median ms |")
+    print("|---:|---|---:|---:|---:|")
+    for row in latency_rows:
+        upstream = f"{row['upstream_median_ms']:.2f}" if row["upstream_median_ms"] is not None else "n/a"
+        print(f"| {row['size']:,} | {row['case']} | {row['median_ms']:.2f} | {row['p95_ms']:.2f} | {upstream} |")
+    sizes = sorted({row["size"] for row in latency_rows})
+    if len(sizes) > 1:
+        print(f"\n| case | median at {sizes[-1]:,} / median at {sizes[0]:,} |")
+        print("|---|---:|")
+        for name, _path, _filters in CASES:
+            by_size = {r["size"]: r["median_ms"] for r in latency_rows if r["case"] == name}
+            print(f"| {name} | {by_size[sizes[-1]] / by_size[sizes[0]]:.2f}x |")
+    if memory_rows:
+        print("\n### Memory per served item (memory store)\n")
+        print("| items served per session | ours, bytes/item | upstream set of strings, bytes/item |")
+        print("|---:|---:|---:|")
+        for row in memory_rows:
+            print(f"| {row['items_per_session']:,} | {row['ours_bytes_per_item']:.2f} | "
+                  f"{row['upstream_bytes_per_item']:.1f} |")
+    if throughput_row:
+        t = throughput_row
+        print(f"\n### Throughput under gunicorn (1 worker, gthread, wrk -c8 on loopback, {t['size']:,} items)\n")
+        print("| route | requests/s | share of ceiling |")
+        print("|---|---:|---:|")
+        print(f"| fixed 24-item page (serialization ceiling) | {t['ceiling_rps']:.0f} | 100% |")
+        print(f"| random page, ours | {t['random_rps']:.0f} | {t['random_share']:.0%} |")
+        print(f"| random page, upstream design | {t['upstream_rps']:.0f} | "
+              f"{t['upstream_rps'] / t['ceiling_rps']:.0%} |")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--skip", default="", help="comma list of parts to skip: latency,memory,throughput")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    skip = set(filter(None, args.skip.split(",")))
+    random.seed(0)
+    latency_rows = latency(sizes) if "latency" not in skip else []
+    memory_rows = memory(max(sizes)) if "memory" not in skip else []
+    throughput_row = throughput(max(sizes), args.seconds) if "throughput" not in skip else None
+    print_tables(latency_rows, memory_rows, throughput_row)
+
+
+if __name__ == "__main__":
+    main()
