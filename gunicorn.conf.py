@@ -21,9 +21,3 @@ accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None
 errorlog = "-"
 loglevel = os.environ.get("VIRALSPOT_LOG_LEVEL", "info").lower()
 
-
-def post_fork(server, worker):
-    """Shorter GIL switch interval: a thread back from a database call waits less for the GIL."""
-    import sys
-
-    sys.setswitchinterval(float(os.environ.get("VIRALSPOT_GIL_SWITCH_INTERVAL", "0.005")))

@@ -18,6 +18,7 @@ def app(app_config):
     application = create_app({"CONFIG": "testing", **app_config})
     yield application
     application.extensions["viralspot.session_store"].close()
+    application.extensions["viralspot.catalog"].dispose()
 
 
 @pytest.fixture

@@ -55,6 +55,24 @@ def test_signature_is_stable_across_processes():
     assert len(flt.signature()) == 64
 
 
+def test_signature_values_are_pinned():
+    """Feed keys of existing sessions are built from signatures: their values must never change."""
+    flt = content_filter("reels", {"search": "pasta", "primary_categories": ["Food", "Travel"], "keywords": ["Vegan"],
+                                   "min_views": 1000, "max_outlier_score": 5, "is_verified": True,
+                                   "date_range": "week", "excluded_usernames": ["bob"]})
+    assert flt.signature() == "6901bb2c3662d43e786156c62e2f62df5d6808dd999fd7b9c1179ee18405fdf2"
+    assert flt.signature() == flt.signature()  # memoized or not, the same value
+    assert content_filter("posts", {}).signature() == \
+        "ad1e3410da639ec74b7ffd7d26f3aa70698ef0b71ec5dfec90807bac7cd5022b"
+    assert content_filter("posts", {}).canonical() == (
+        '{"account_types":[],"content_styles":[],"content_types":["post"],"date_range":null,'
+        '"excluded_usernames":[],"is_verified":null,"keywords":[],"kind":"posts","languages":[],'
+        '"max_account_engagement_rate":null,"max_comments":null,"max_followers":null,"max_likes":null,'
+        '"max_outlier_score":null,"max_views":null,"min_account_engagement_rate":null,"min_comments":null,'
+        '"min_followers":null,"min_likes":null,"min_outlier_score":null,"min_views":null,'
+        '"primary_categories":[],"search":null,"secondary_categories":[],"tertiary_categories":[]}')
+
+
 def test_where_joins_profiles_only_for_profile_conditions():
     plain = str(make_filter("reels", {"primary_categories": "Food"}).where(select(content.c.id)))
     assert "primary_profiles" not in plain

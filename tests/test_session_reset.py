@@ -5,17 +5,9 @@ import re
 
 import pytest
 
+from session_helpers import serve
+
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\Z")
-
-
-def serve(store, session_id, keys, feed="reels"):
-    """Record ``keys`` as served to the session, the way the random feed does."""
-    view = store.read_feed(session_id, feed, 0, 0)
-    result = store.claim_unseen(
-        session_id, feed, generation=view.generation, expect_cursor=view.cursor, expect_plan=view.plan,
-        plan="p", domain=10**6, candidates=list(enumerate(keys, start=view.cursor)),
-        scanned_to=view.cursor + len(keys), want=len(keys), page=(0, 0))
-    assert result.ok
 
 
 # -- the seed document's three integration tests, in Flask ---------------------------------

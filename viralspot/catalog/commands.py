@@ -1,7 +1,8 @@
-"""``flask content seed | import | stats``: the catalog's command-line entry points."""
+"""``flask content seed | import | render | stats``: the catalog's command-line entry points."""
 from __future__ import annotations
 
 import os
+import time
 
 import click
 from flask import current_app
@@ -11,6 +12,7 @@ from tqdm import tqdm
 from ..extensions import catalog
 from .importer import import_lines
 from .queries import catalog_state, content_count, counts_by_type_and_category
+from .rendering import render_items
 from .seed import CatalogNotEmpty, seed_catalog
 
 content_cli = AppGroup("content", help="Seed, import and inspect the content catalog.")
@@ -66,6 +68,22 @@ def import_command(file, progress: bool) -> None:
     if report.rejected > MAX_ERRORS_SHOWN:
         click.echo(f"... and {report.rejected - MAX_ERRORS_SHOWN} more rejected lines", err=True)
     click.echo(f"inserted {report.inserted}, updated {report.updated}, rejected {report.rejected}")
+
+
+@content_cli.command("render")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def render_command(progress: bool) -> None:
+    """Render every item's served JSON (content.item_json): upgrades a catalog written before it existed."""
+    with catalog.connect() as conn:
+        total = content_count(conn)
+    bar = tqdm(total=total, unit="items", desc="rendering", disable=not progress)
+    started = time.perf_counter()
+    try:
+        with catalog.begin() as conn:  # one transaction: readers see all old or all new items
+            rendered = render_items(conn, progress=bar.update)
+    finally:
+        bar.close()
+    click.echo(f"rendered {rendered} items in {time.perf_counter() - started:.1f} s")
 
 
 @content_cli.command("stats")

@@ -16,11 +16,11 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from flask import Flask, current_app
-from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.pool import StaticPool
 
-from .tables import metadata
+from .tables import content, metadata
 
 EXTENSION_NAME = "viralspot.catalog"
 SCHEMA_READY = "viralspot.catalog.schema_ready"
@@ -68,8 +68,38 @@ def make_engine(url: str) -> Engine:
 
 
 def create_schema(engine: Engine) -> None:
-    """Create the tables and indexes that do not exist yet (idempotent)."""
+    """Create the tables and indexes that do not exist yet, and add columns added since (idempotent)."""
     metadata.create_all(engine)
+    add_missing_columns(engine)
+
+
+#: Columns added to existing tables after their first release: (table, column).
+ADDED_COLUMNS = ((content, content.c.item_json),)
+
+
+def add_missing_columns(engine: Engine) -> None:
+    """``ALTER TABLE ... ADD COLUMN`` for each added column a database written earlier lacks.
+
+    The column is added empty (NULL): ``flask content render`` fills ``item_json``,
+    and reads build a NULL item live meanwhile. Several workers may start at once,
+    so a column another one has just added is not an error.
+    """
+    for table, column in ADDED_COLUMNS:
+        if column.name in {found["name"] for found in inspect(engine).get_columns(table.name)}:
+            continue
+        preparer = engine.dialect.identifier_preparer
+        if_not_exists = "IF NOT EXISTS " if engine.dialect.name == "postgresql" else ""
+        statement = (f"ALTER TABLE {preparer.format_table(table)} ADD COLUMN {if_not_exists}"
+                     f"{preparer.format_column(column)} {column.type.compile(dialect=engine.dialect)}")
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(statement))
+        except (OperationalError, ProgrammingError):
+            if column.name not in {found["name"] for found in inspect(engine).get_columns(table.name)}:
+                raise
+        else:
+            log.warning("added column %s.%s to an existing catalog; run `flask content render` to fill it",
+                        table.name, column.name)
 
 
 class Catalog:

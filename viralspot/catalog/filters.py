@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
 
@@ -103,12 +103,25 @@ class ContentFilter:
     max_account_engagement_rate: float | None = None
 
     def canonical(self) -> str:
-        """The filter as compact JSON with sorted keys: equal filters give equal strings."""
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        """The filter as compact JSON with sorted keys: equal filters give equal strings.
+
+        A shallow dict of the fields is enough (they are scalars and tuples, which
+        JSON writes as lists), and far cheaper than ``dataclasses.asdict``'s deep copy.
+        """
+        values = {name: getattr(self, name) for name in _FIELD_NAMES}
+        return json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
     def signature(self) -> str:
-        """A stable hash of ``canonical()`` (SHA-256 hex), the same in every process."""
-        return hashlib.sha256(self.canonical().encode("ascii")).hexdigest()
+        """A stable hash of ``canonical()`` (SHA-256 hex), the same in every process; computed once.
+
+        Existing sessions' feed keys are built from it: its value must never change.
+        """
+        cached = self.__dict__.get("_signature")
+        if cached is None:
+            cached = hashlib.sha256(self.canonical().encode("ascii")).hexdigest()
+            # Frozen, but not a field: the memo is invisible to ==, hash() and repr().
+            object.__setattr__(self, "_signature", cached)
+        return cached
 
     @property
     def needs_profile(self) -> bool:
@@ -166,6 +179,9 @@ class ContentFilter:
         return stmt.where(and_(*self.conditions(now)))
 
 
+_FIELD_NAMES = tuple(f.name for f in fields(ContentFilter))
+
+
 def _in(column, values: tuple) -> ColumnElement[bool]:
     # A single value as equality: the planner then uses the (content_type, ...) indexes for order.
     return column == values[0] if len(values) == 1 else column.in_(values)
@@ -210,5 +226,4 @@ def content_filter(kind: str, args: Mapping[str, Any]) -> ContentFilter:
     date_range = args.get("date_range")
     if date_range and date_range != "all":
         values["date_range"] = date_range
-    known = {f.name for f in fields(ContentFilter)}
-    return ContentFilter(**{key: value for key, value in values.items() if key in known})
+    return ContentFilter(**{key: value for key, value in values.items() if key in _FIELD_NAMES})

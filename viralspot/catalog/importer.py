@@ -31,6 +31,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from .filters import CONTENT_TYPES, normalize_content_type
 from .queries import bump_version
+from .rendering import render_items
 from .tables import content, primary_profiles
 
 CHUNK_LINES = 500
@@ -166,7 +167,20 @@ def parse_line(text: str) -> dict:
         raise LineRejected(", ".join(parts)) from None
 
 
-def _upsert_profile(conn: Connection, record: dict, now: datetime) -> int:
+@dataclass
+class RenderPending:
+    """What a chunk's writes changed, rendered once before the chunk commits (catalog/rendering.py)."""
+
+    content_ids: set[int] = field(default_factory=set)
+    profile_ids: set[int] = field(default_factory=set)
+
+    def render(self, conn: Connection) -> int:
+        if not (self.content_ids or self.profile_ids):
+            return 0
+        return render_items(conn, content_ids=self.content_ids, profile_ids=self.profile_ids)
+
+
+def _upsert_profile(conn: Connection, record: dict, now: datetime, pending: RenderPending) -> int:
     values = {column: record[key] for key, column in PROFILE_FIELDS.items() if key in record}
     username = record["username"].strip()
     existing = conn.execute(select(primary_profiles.c.id)
@@ -175,6 +189,7 @@ def _upsert_profile(conn: Connection, record: dict, now: datetime) -> int:
         if values:
             conn.execute(primary_profiles.update().where(primary_profiles.c.id == existing)
                          .values(**values, updated_at=now))
+            pending.profile_ids.add(int(existing))  # its fields are part of each of its items
         return int(existing)
     values.setdefault("followers", 0)
     values.setdefault("is_verified", False)
@@ -184,9 +199,15 @@ def _upsert_profile(conn: Connection, record: dict, now: datetime) -> int:
     return int(result.inserted_primary_key[0])
 
 
-def write_record(conn: Connection, record: dict, now: datetime | None = None) -> bool:
-    """Upsert one validated record; True when inserted, False when updated. ``LineRejected`` on a conflict."""
+def write_record(conn: Connection, record: dict, now: datetime | None = None, *,
+                 pending: RenderPending | None = None) -> bool:
+    """Upsert one validated record; True when inserted, False when updated. ``LineRejected`` on a conflict.
+
+    The items it changes are rendered before it returns, or, given ``pending``,
+    collected there for the caller to render once before its transaction commits.
+    """
     now = now or datetime.now(timezone.utc)
+    own = RenderPending() if pending is None else pending
     content_id = record["content_id"].strip()
     shortcode = record["shortcode"].strip()
     owner = conn.execute(select(content.c.content_id).where(content.c.shortcode == shortcode)).scalar()
@@ -194,29 +215,37 @@ def write_record(conn: Connection, record: dict, now: datetime | None = None) ->
         raise LineRejected(f"shortcode {shortcode!r} already belongs to content_id {owner!r}")
     values = {name: record[name] for name in CONTENT_FIELDS if name in record}
     values.update(content_id=content_id, shortcode=shortcode, username=record["username"].strip())
-    values["profile_id"] = _upsert_profile(conn, record, now)
+    values["profile_id"] = _upsert_profile(conn, record, now, own)
     existing = conn.execute(select(content.c.id).where(content.c.content_id == content_id)).scalar()
     if existing is not None:
         conn.execute(content.update().where(content.c.id == existing).values(**values, updated_at=now))
-        return False
-    conn.execute(content.insert().values(**values, created_at=now, updated_at=now))
-    return True
+        own.content_ids.add(int(existing))
+        inserted = False
+    else:
+        result = conn.execute(content.insert().values(**values, created_at=now, updated_at=now))
+        own.content_ids.add(int(result.inserted_primary_key[0]))
+        inserted = True
+    if pending is None:
+        own.render(conn)
+    return inserted
 
 
 def _write_chunk(engine: Engine, chunk: list[tuple[int, dict]], report: ImportReport) -> None:
     """Write one chunk in one transaction; the report is updated only when it commits."""
     inserted = updated = 0
     rejected: list[tuple[int, str]] = []
+    pending = RenderPending()
     with engine.begin() as conn:
         for line_number, record in chunk:
             try:
-                if write_record(conn, record):
+                if write_record(conn, record, pending=pending):
                     inserted += 1
                 else:
                     updated += 1
             except LineRejected as error:
                 rejected.append((line_number, str(error)))
         if inserted or updated:
+            pending.render(conn)  # in the chunk's transaction: items and rows commit together
             bump_version(conn)
     report.inserted += inserted
     report.updated += updated

@@ -104,9 +104,10 @@ def matching_keys(conn: Connection, flt: ContentFilter) -> np.ndarray:
 
 
 #: The content columns an item is built from (not the JSON image list nor bookkeeping dates,
-#: whose parsing would cost more than the rest of the row).
+#: whose parsing would cost more than the rest of the row, nor the rendered item itself).
 ITEM_COLUMNS = tuple(column for column in content.c
-                     if column.name not in ("all_image_urls", "created_at", "updated_at", "profile_id"))
+                     if column.name not in ("all_image_urls", "created_at", "updated_at", "profile_id",
+                                            "item_json"))
 #: Content with its author's profile columns, for ids bound to ``keys``; built once.
 ITEMS_BY_KEYS = (select(*ITEM_COLUMNS, *PROFILE_COLUMNS)
                  .select_from(content.outerjoin(primary_profiles, primary_profiles.c.id == content.c.profile_id))
@@ -136,17 +137,23 @@ def page_keys_statement(flt: ContentFilter, sort_by: str | None) -> Select:
     return flt.where(stmt, profile_joined=joined).order_by(*order_by(flt.kind, sort_by))
 
 
-def plain_page(conn: Connection, flt: ContentFilter, sort_by: str | None, limit: int,
-               offset: int) -> tuple[list[dict], bool]:
-    """One page in a plain (non-random) order: (rows, is_last_page).
+def plain_page_keys(conn: Connection, flt: ContentFilter, sort_by: str | None, limit: int,
+                    offset: int) -> tuple[list[int], bool]:
+    """The ids of one page in a plain (non-random) order: (keys, is_last_page).
 
-    Fetches ``limit + 1`` ids so ``is_last_page`` is exact, then the rows of the
-    first ``limit`` ids; the ids come from the order's index alone, which keeps
-    deep offsets cheap.
+    Fetches ``limit + 1`` ids so ``is_last_page`` is exact; the ids come from the
+    order's index alone, which keeps deep offsets cheap.
     """
     stmt = page_keys_statement(flt, sort_by).limit(limit + 1).offset(offset)
     keys = list(conn.execute(stmt).scalars())
-    return items_by_keys(conn, keys[:limit]), len(keys) <= limit
+    return keys[:limit], len(keys) <= limit
+
+
+def plain_page(conn: Connection, flt: ContentFilter, sort_by: str | None, limit: int,
+               offset: int) -> tuple[list[dict], bool]:
+    """One page in a plain (non-random) order: (rows, is_last_page); the rows of ``plain_page_keys``."""
+    keys, is_last_page = plain_page_keys(conn, flt, sort_by, limit, offset)
+    return items_by_keys(conn, keys), is_last_page
 
 
 def bump_version(conn: Connection) -> int:
@@ -205,5 +212,5 @@ def counts_by_type_and_category(conn: Connection) -> list[tuple[str, str | None,
     return [(row[0], row[1], int(row[2])) for row in conn.execute(stmt)]
 
 
-__all__ = ["catalog_state", "matching_among", "matching_keys", "items_by_keys", "plain_page",
+__all__ = ["catalog_state", "matching_among", "matching_keys", "items_by_keys", "plain_page", "plain_page_keys",
            "order_by", "bump_version", "filter_options", "counts_by_type_and_category", "content_count"]

@@ -4,6 +4,7 @@
 that the random feed permutes; it never changes once assigned, so it is stable
 across restarts. ``catalog_meta`` holds the catalog version, bumped by every
 write (seed, import) so that caches of filtered key lists know when to refresh.
+``content.item_json`` is the item already rendered for the API (catalog/rendering.py).
 """
 from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, Float, ForeignKey, Index, Integer,
                         MetaData, String, Table, Text)
@@ -67,6 +68,8 @@ content = Table(
     Column("created_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True)),
     Column("profile_id", Integer, ForeignKey("primary_profiles.id")),
+    # The item as the API serves it, rendered at write time (see catalog/rendering.py).
+    Column("item_json", Text),
 )
 
 catalog_meta = Table(

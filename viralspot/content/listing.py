@@ -1,18 +1,23 @@
 """The content listings behind /api/reels and /api/posts, and the filter options.
 
 Plain functions over a connection and validated arguments; the views only pick
-the endpoint kind and wrap the result in the envelope.
+the endpoint kind. A page is answered from the items' stored JSON
+(``item_fragments``, ``page_response``); ``page_data`` builds the same ``data``
+from rows, for callers that have rows.
 """
 from __future__ import annotations
 
 from typing import Any, Mapping
 
+from flask import Response
 from sqlalchemy import Connection
 
 from ..catalog.filters import content_filter
-from ..catalog.queries import catalog_state, filter_options, plain_page
+from ..catalog.queries import catalog_state, filter_options, plain_page_keys
+from ..catalog.rendering import item_fragments
 from ..extensions import catalog
 from .items import serialize_item
+from .page_response import page_response
 
 _NOUN = {"reels": "reels", "posts": "posts"}
 #: (engine url, catalog version) -> filter options; the options only change when the catalog does.
@@ -28,26 +33,18 @@ def listing_message(kind: str, count: int, offset: int) -> str:
     return f"Found {count} {_NOUN[kind]} (offset {offset})"
 
 
-def plain_listing_on(conn: Connection, kind: str, args: Mapping[str, Any]) -> tuple[dict, str]:
-    """One page in the order of ``sort_by`` (the default order without it): (data, message)."""
+def plain_listing_on(conn: Connection, kind: str, args: Mapping[str, Any]) -> Response:
+    """One page in the order of ``sort_by`` (the default order without it), as the response."""
     flt = content_filter(kind, args)
-    rows, is_last_page = plain_page(conn, flt, args.get("sort_by"), args["limit"], args["offset"])
-    return page_data(rows, is_last_page), listing_message(kind, len(rows), args["offset"])
+    keys, is_last_page = plain_page_keys(conn, flt, args.get("sort_by"), args["limit"], args["offset"])
+    fragments = item_fragments(conn, keys)
+    return page_response(fragments, is_last_page, listing_message(kind, len(fragments), args["offset"]))
 
 
-def plain_listing(kind: str, args: Mapping[str, Any]) -> tuple[dict, str]:
+def plain_listing(kind: str, args: Mapping[str, Any]) -> Response:
     """``plain_listing_on`` with a connection from the app's catalog."""
     with catalog.connect() as conn:
         return plain_listing_on(conn, kind, args)
-
-
-def random_listing(kind: str, args: Mapping[str, Any]) -> tuple[dict, str]:
-    """``random_order=true``: for now the plain order (fallback).
-
-    The random feed (viralspot/feed/) replaces this body with the session's own
-    seeded order; the arguments are already validated (``session_id`` present).
-    """
-    return plain_listing(kind, args)
 
 
 def options_on(conn: Connection) -> dict:

@@ -3,19 +3,22 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from flask import Response
+
 from ..catalog.filters import content_filter
-from ..catalog.queries import items_by_keys
+from ..catalog.rendering import item_fragments
 from ..errors import ApiError
 from ..extensions import catalog, random_feeds, session_store
 from ..feed.catalog_source import SqlCandidateSource
 from ..feed.random_feed import BeyondServedPrefix
-from .listing import listing_message, page_data
+from .listing import listing_message
+from .page_response import page_response
 
 #: Feed keys are the first 128 bits of the filter's SHA-256 signature.
 FEED_KEY_HEX = 32
 
 
-def random_listing(kind: str, args: Mapping[str, Any], *, max_ahead: int) -> tuple[dict, str]:
+def random_listing(kind: str, args: Mapping[str, Any], *, max_ahead: int) -> Response:
     """The page ``[offset, offset + limit)`` of ``session_id``'s feed for this endpoint and filter set.
 
     ``sort_by`` is ignored: the session's order is the order. A page may reach at
@@ -34,5 +37,5 @@ def random_listing(kind: str, args: Mapping[str, Any], *, max_ahead: int) -> tup
                 f"offset: a random page may reach at most {error.max_ahead} items past what the session "
                 f"has been served in this feed ({error.served}); page through it in order",
                 "INVALID_PARAMETER") from None
-        rows = items_by_keys(conn, page.keys)
-    return page_data(rows, page.is_last_page), listing_message(kind, len(rows), offset)
+        fragments = item_fragments(conn, page.keys)
+    return page_response(fragments, page.is_last_page, listing_message(kind, len(fragments), offset))

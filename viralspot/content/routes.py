@@ -11,10 +11,8 @@ from .random_listing import random_listing
 
 def _listing(kind: str, args: dict):
     if args["random_order"]:
-        data, message = random_listing(kind, args, max_ahead=current_app.config["RANDOM_MAX_AHEAD"])
-    else:
-        data, message = plain_listing(kind, args)
-    return api_response(data, message)
+        return random_listing(kind, args, max_ahead=current_app.config["RANDOM_MAX_AHEAD"])
+    return plain_listing(kind, args)
 
 
 @bp.get("/reels")

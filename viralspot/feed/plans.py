@@ -76,7 +76,7 @@ class ListPlan:
         return f"l:{self.version}:{self.size}"
 
     def keys_at(self, permutation: KeyedPermutation, positions: np.ndarray) -> np.ndarray:
-        return self.keys[permutation(positions)]
+        return self.keys[permutation(positions)].astype(np.int64)
 
 
 def parse_token(token: str) -> tuple[str, list[float]]:
@@ -130,6 +130,8 @@ class FeedPlanner:
         keys = self._cached(self._lists, (signature, version))
         if keys is None:
             keys = np.asarray(source.matching_keys(), dtype=np.int64)
+            if not keys.size or keys[-1] < 2**32:
+                keys = keys.astype(np.uint32)  # 4 bytes per cached key
             self._remember(self._lists, (signature, version), keys)
         return ListPlan(version, keys)
 

@@ -1,0 +1,46 @@
+"""`make bench`: every benchmark, with the date and the machine, as markdown tables for the README.
+
+    python -m bench.run [--quick]
+
+``--quick`` runs the smallest sizes and short loads (a smoke run, not the README figures).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+
+from . import plain_page, random_feed
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            model = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    memory = ""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            kib = int(next(line.split()[1] for line in meminfo if line.startswith("MemTotal")))
+        memory = f", {kib / 1024 / 1024:.0f} GiB"
+    except (OSError, StopIteration):
+        pass
+    return f"{os.cpu_count()} cores ({model}){memory}, Python {platform.python_version()}, {platform.system()}"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    sizes = (10_000,) if args.quick else (10_000, 100_000, 1_000_000)
+    print(f"# viralspot benchmarks, {datetime.date.today().isoformat()}, {machine()}\n")
+    print("### Plain (non-random) page latency (24 items, Flask test client, SQLite)\n")
+    print(plain_page.markdown(plain_page.measure((sizes[0], sizes[-1]) if len(sizes) > 1 else sizes)))
+    random_feed.main(["--sizes", ",".join(map(str, sizes)), "--seconds", "3" if args.quick else "10"])
+
+
+if __name__ == "__main__":
+    main()

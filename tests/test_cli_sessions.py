@@ -1,0 +1,46 @@
+"""`flask sessions ...`: list, show and reset sessions from the command line."""
+from __future__ import annotations
+
+import json
+
+from session_helpers import serve
+
+
+def test_list_shows_count_and_most_recent_first(app, store):
+    serve(store, "first", [1])
+    serve(store, "second", [2, 3])
+    result = app.test_cli_runner().invoke(args=["sessions", "list"])
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert lines[0] == "2 sessions in in_memory_dict"
+    assert lines[1:] == ["second", "first"]
+
+
+def test_show_prints_the_session_as_json(app, store):
+    serve(store, "shown", [4, 5, 6])
+    result = app.test_cli_runner().invoke(args=["sessions", "show", "shown"])
+    assert result.exit_code == 0
+    summary = json.loads(result.output)
+    assert summary["session_id"] == "shown"
+    assert summary["seen_count"] == 3 and summary["generation"] == 0
+    assert summary["feeds"]["reels"]["served"] == 3
+
+
+def test_show_unknown_session_fails(app):
+    result = app.test_cli_runner().invoke(args=["sessions", "show", "ghost"])
+    assert result.exit_code == 1
+    assert "no session ghost" in result.output
+
+
+def test_reset_clears_the_session(app, store):
+    serve(store, "gone", [7, 8])
+    result = app.test_cli_runner().invoke(args=["sessions", "reset", "gone"])
+    assert result.exit_code == 0
+    assert "Session reset successfully" in result.output
+    assert store.summary("gone").seen_count == 0 and store.summary("gone").generation == 1
+
+
+def test_cli_validates_session_ids(app):
+    result = app.test_cli_runner().invoke(args=["sessions", "show", "bad id!"])
+    assert result.exit_code == 2
+    assert "invalid characters" in result.output

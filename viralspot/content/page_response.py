@@ -1,0 +1,24 @@
+"""The body of a content page, spliced from items rendered at write time (catalog/rendering.py).
+
+The envelope is built by ``api_response`` like every other success body, with
+an empty ``reels`` list; its compact JSON then gets the items' stored JSON
+fragments spliced into that list. No item is decoded or re-encoded per request.
+"""
+from __future__ import annotations
+
+import json
+
+from flask import Response
+
+from ..schemas.envelope import api_response
+
+_EMPTY_ITEMS = '"reels":[]'
+
+
+def page_response(fragments: list[str], is_last_page: bool, message: str) -> Response:
+    """The documented page body (``data.reels``, ``data.isLastPage``) from the items' JSON fragments."""
+    body = json.dumps(api_response({"reels": [], "isLastPage": is_last_page}, message),
+                      separators=(",", ":"), ensure_ascii=False)
+    # The first match is data's list: a JSON string cannot contain an unescaped quote.
+    body = body.replace(_EMPTY_ITEMS, '"reels":[' + ",".join(fragments) + "]", 1)
+    return Response(body, mimetype="application/json")
