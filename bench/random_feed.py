@@ -36,7 +36,7 @@ from .plain_page import build_catalog, percentile
 from .upstream import forget_sessions, set_of_strings_bytes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SESSIONS = 25
+SESSIONS = 50
 PAGES = 8
 
 CASES = [
@@ -47,40 +47,62 @@ CASES = [
 ]
 
 
-def _time_pages(client, path: str, filters: dict, session_prefix: str, random_order: bool) -> list[float]:
-    timings = []
+def _request(client, path: str, filters: dict, session_id: str, page: int, random_order: bool) -> float:
+    query = {"limit": 24, "offset": page * 24, "session_id": session_id, **filters}
+    if random_order:
+        query["random_order"] = "true"
+    started = time.perf_counter()
+    response = client.get(path, query_string=query)
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 200, response.get_json()
+    return elapsed * 1000
+
+
+def _interleaved(clients: dict, path: str, filters: dict, prefix: str, random_order: bool) -> dict:
+    """Page timings per catalog size, the sizes taking turns request by request.
+
+    Taking turns puts every size under the same machine conditions, so a ratio
+    between sizes is not skewed by a noisy neighbour during one size's run.
+    Session 0 of each size warms caches (plans, candidate lists, SQLite pages)
+    and is not counted.
+    """
+    timings = {size: [] for size in clients}
     for session in range(SESSIONS + 1):
-        session_id = "".join(ch if ch.isalnum() else "-" for ch in f"{session_prefix}-{session}")
+        session_id = "".join(ch if ch.isalnum() else "-" for ch in f"{prefix}-{session}")
         for page in range(PAGES):
-            query = {"limit": 24, "offset": page * 24, "session_id": session_id, **filters}
-            if random_order:
-                query["random_order"] = "true"
-            started = time.perf_counter()
-            response = client.get(path, query_string=query)
-            elapsed = time.perf_counter() - started
-            assert response.status_code == 200, response.get_json()
-            if session:  # session 0 warms caches (plans, candidate lists, SQLite pages)
-                timings.append(elapsed * 1000)
+            for size, client in clients.items():
+                elapsed = _request(client, path, filters, session_id, page, random_order)
+                if session:
+                    timings[size].append(elapsed)
     return timings
 
 
+def _warm_os_cache(url: str) -> None:
+    """Read the catalog file once, as a server that has been up for a while has it in the page cache."""
+    with open(url.removeprefix("sqlite:///"), "rb") as handle:
+        while handle.read(1 << 24):
+            pass
+
+
 def latency(sizes) -> list[dict]:
-    rows = []
+    clients = {}
     for size in sizes:
         url, _ = build_catalog(size)
-        app = create_bench_app({"DATABASE_URL": url})
-        client = app.test_client()
-        for name, path, filters in CASES:
-            ours = _time_pages(client, path, filters, f"lat-{size}-{name}", True)
-            upstream_path = "/bench/upstream-random" if path == "/api/reels" else None
-            baseline = (_time_pages(client, upstream_path, filters, f"up-{size}-{name}", False)
-                        if upstream_path else None)
+        _warm_os_cache(url)
+        clients[size] = create_bench_app({"DATABASE_URL": url}).test_client()
+    rows = []
+    for name, path, filters in CASES:
+        ours = _interleaved(clients, path, filters, f"lat-{name}", True)
+        baseline = (_interleaved(clients, "/bench/upstream-random", filters, f"up-{name}", False)
+                    if path == "/api/reels" else None)
+        for size in sizes:
             rows.append({
                 "size": size, "case": name,
-                "median_ms": statistics.median(ours), "p95_ms": percentile(ours, 0.95),
-                "upstream_median_ms": statistics.median(baseline) if baseline else None,
+                "median_ms": statistics.median(ours[size]), "p95_ms": percentile(ours[size], 0.95),
+                "upstream_median_ms": statistics.median(baseline[size]) if baseline else None,
             })
-        forget_sessions()
+    forget_sessions()
+    rows.sort(key=lambda row: row["size"])
     return rows
 
 

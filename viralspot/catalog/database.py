@@ -42,7 +42,7 @@ def _tune_sqlite(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA cache_size=-65536")
-    cursor.execute("PRAGMA mmap_size=1073741824")
+    cursor.execute("PRAGMA mmap_size=17179869184")  # 16 GiB: map the whole file; pages are shared with the OS cache
     cursor.close()
 
 

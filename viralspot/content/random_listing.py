@@ -6,7 +6,6 @@ from typing import Any, Mapping
 from flask import Response
 
 from ..catalog.filters import content_filter
-from ..catalog.rendering import item_fragments
 from ..errors import ApiError
 from ..extensions import catalog, random_feeds, session_store
 from ..feed.catalog_source import SqlCandidateSource
@@ -29,13 +28,13 @@ def random_listing(kind: str, args: Mapping[str, Any], *, max_ahead: int) -> Res
     flt = content_filter(kind, args)
     feed_key = flt.signature()[:FEED_KEY_HEX]
     with catalog.connect() as conn:
+        source = SqlCandidateSource(conn, flt)
         try:
-            page = random_feeds.feeds.page(store, SqlCandidateSource(conn, flt), session_id, feed_key,
-                                           offset, limit, max_ahead)
+            page = random_feeds.feeds.page(store, source, session_id, feed_key, offset, limit, max_ahead)
         except BeyondServedPrefix as error:
             raise ApiError(
                 f"offset: a random page may reach at most {error.max_ahead} items past what the session "
                 f"has been served in this feed ({error.served}); page through it in order",
                 "INVALID_PARAMETER") from None
-        fragments = item_fragments(conn, page.keys)
+        fragments = source.page_fragments(page.keys)
     return page_response(fragments, page.is_last_page, listing_message(kind, len(fragments), offset))

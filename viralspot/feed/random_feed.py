@@ -61,8 +61,12 @@ def gather_candidates(plan, permutation: KeyedPermutation, start: int, needed: i
     """
     found: list[tuple[int, int]] = []
     position, size = start, plan.size
-    batch = batch_size(needed, plan.selectivity)
+    rounds = 0
     while position < size and len(found) < needed:
+        # Size each batch on what is still missing; grow it when batches keep coming up short
+        # (items seen in other feeds, or a selectivity estimate that is off).
+        batch = batch_size(needed - len(found), plan.selectivity) << min(rounds, 8)
+        rounds += 1
         end = min(size, position + batch)
         positions = np.arange(position, end, dtype=np.int64)
         keys = plan.keys_at(permutation, positions)
@@ -76,7 +80,6 @@ def gather_candidates(plan, permutation: KeyedPermutation, start: int, needed: i
             positions, keys = positions[hit], keys[hit]
         found.extend(zip(positions.tolist(), keys.tolist()))
         position = end
-        batch = min(batch * 2, 16384)
     if len(found) > needed:
         del found[needed:]
         return found, found[-1][0] + 1
