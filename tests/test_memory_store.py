@@ -188,3 +188,26 @@ def test_threads_claiming_and_resetting_lose_and_double_count_nothing():
         summary = store.summary(session_id)
         remaining = summary.seen_count if summary else 0
         assert claimed[session_id] == cleared[session_id] + remaining
+
+
+@pytest.mark.parametrize("count", [1, 24, 256, 257, 2400])
+def test_seen_keys_answer_membership_at_every_size(count):
+    from viralspot.store.memory import SeenKeys
+
+    keys = random.Random(count).sample(range(1, 1_000_001), count)
+    seen = SeenKeys()
+    for key in keys:
+        seen.add(key)
+    assert len(seen) == count
+    assert all(key in seen for key in keys)
+    outside = [k for k in random.Random(7).sample(range(1, 1_000_001), 500) if k not in set(keys)]
+    assert not any(key in seen for key in outside)
+    assert sorted(seen.among(keys[:50] + outside[:50])) == sorted(keys[:50])
+
+
+@pytest.mark.parametrize("count", [24, 240, 2400])
+def test_small_sessions_also_cost_at_most_eight_bytes_per_item(count):
+    store = MemorySessionStore()
+    keys = random.Random(count).sample(range(1, 1_000_001), count)
+    claim(store, "s", keys)
+    assert store.served_bytes() / count <= 8

@@ -1,8 +1,10 @@
 """In-process session store: thread-safe, TTL-expiring, LRU-capped, compact.
 
-Seen keys live in a pyroaring ``BitMap`` (1-3 bytes per key) and each feed's
-served sequence in an ``array('I')`` (4 bytes per key), so a served item costs
-well under 8 bytes. One lock guards everything: every operation is a few
+Each feed's served sequence is an ``array('I')`` (4 bytes per key). A session's
+seen keys are a sorted ``array('I')`` while there are few of them (4 bytes per
+key, binary search), and a pyroaring ``BitMap`` beyond that, where its
+per-container overhead has been amortized (1-3 bytes per key): a served item
+costs at most 8 bytes at every session size. One lock guards everything: every operation is a few
 microseconds of C-level set work, and holding one lock is what makes each
 operation atomic, the same guarantee the Redis backend gets from Lua.
 
@@ -14,12 +16,56 @@ from __future__ import annotations
 import threading
 import time
 from array import array
+from bisect import bisect_left, insort
 from collections import OrderedDict
 from typing import Callable, Sequence
 
 from pyroaring import BitMap
 
 from .base import ClaimResult, FeedView, ResetResult, SessionStore, SessionSummary
+
+
+class SeenKeys:
+    """The keys a session was served: a sorted array while small, a roaring bitmap beyond."""
+
+    __slots__ = ("_small", "_bitmap")
+
+    #: Above this many keys a bitmap is smaller than 4 bytes per key even on a sparse key space.
+    SMALL = 256
+
+    def __init__(self) -> None:
+        self._small: array | None = array("I")
+        self._bitmap: BitMap | None = None
+
+    def __len__(self) -> int:
+        return len(self._bitmap) if self._bitmap is not None else len(self._small)
+
+    def __contains__(self, key: int) -> bool:
+        if self._bitmap is not None:
+            return key in self._bitmap
+        small = self._small
+        index = bisect_left(small, key)
+        return index < len(small) and small[index] == key
+
+    def add(self, key: int) -> None:
+        if self._bitmap is not None:
+            self._bitmap.add(key)
+            return
+        insort(self._small, key)
+        if len(self._small) > self.SMALL:
+            self._bitmap, self._small = BitMap(self._small), None
+
+    def among(self, keys: Sequence[int]) -> list[int]:
+        """The keys of ``keys`` that are in the set."""
+        if self._bitmap is not None:
+            return list(self._bitmap & BitMap(keys))
+        return [key for key in keys if key in self]
+
+    def nbytes(self) -> int:
+        """Bytes of key storage (a bitmap counted at its serialized size)."""
+        if self._bitmap is not None:
+            return len(self._bitmap.serialize())
+        return self._small.itemsize * len(self._small)
 
 
 class _Feed:
@@ -37,7 +83,7 @@ class _Session:
 
     def __init__(self, now: float) -> None:
         self.generation = 0
-        self.seen = BitMap()
+        self.seen = SeenKeys()
         self.feeds: OrderedDict[str, _Feed] = OrderedDict()
         self.touched = now
 
@@ -109,9 +155,9 @@ class MemorySessionStore(SessionStore):
     def seen_among(self, session_id: str, keys: Sequence[int]) -> list[int]:
         with self._lock:
             session = self._lookup(session_id, self._clock())
-            if session is None or not session.seen:
+            if session is None or not len(session.seen):
                 return []
-            return list(session.seen & BitMap(keys))
+            return session.seen.among(keys)
 
     def claim_unseen(self, session_id, feed_key, *, generation, expect_cursor, expect_plan,
                      plan, domain, candidates, scanned_to, want, page) -> ClaimResult:
@@ -156,7 +202,7 @@ class MemorySessionStore(SessionStore):
                 return ResetResult(False, 0, 0, len(self._sessions))
             cleared = len(session.seen)
             session.generation += 1
-            session.seen = BitMap()
+            session.seen = SeenKeys()
             session.feeds.clear()
             return ResetResult(True, cleared, session.generation, len(self._sessions))
 
@@ -195,6 +241,6 @@ class MemorySessionStore(SessionStore):
         with self._lock:
             total = 0
             for session in self._sessions.values():
-                total += len(session.seen.serialize())
+                total += session.seen.nbytes()
                 total += sum(feed.served.itemsize * len(feed.served) for feed in session.feeds.values())
             return total
