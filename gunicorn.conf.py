@@ -3,7 +3,7 @@
 The in-memory session store lives inside one process: several workers would
 be several stores (items repeat, a reset reaches one worker only). So with
 ``memory://`` we run one worker with threads; with a shared store (redis://)
-we run a worker per core plus one.
+(a future backend) we run a worker per core plus one.
 """
 import multiprocessing
 import os
@@ -13,7 +13,7 @@ _store_url = os.environ.get("VIRALSPOT_SESSION_STORE_URL", "memory://")
 _shared_store = not _store_url.startswith("memory:")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() + 1 if _shared_store else 1))
 if not _shared_store and workers > 1:
-    raise SystemExit("memory:// sessions cannot be shared by several gunicorn workers; use redis:// or WEB_CONCURRENCY=1")
+    raise SystemExit("memory:// sessions cannot be shared by several gunicorn workers; set WEB_CONCURRENCY=1")
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 timeout = 30

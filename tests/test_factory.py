@@ -73,3 +73,8 @@ def test_shell_context_exposes_the_store():
     app = create_app({"CONFIG": "testing"})
     context = app.make_shell_context()
     assert context["store"] is app.extensions["viralspot.session_store"]
+
+
+def test_redis_store_url_is_refused_clearly_until_the_backend_exists():
+    with pytest.raises(SessionStoreConfigError, match="redis:// session backend is not part of this release"):
+        create_app({"CONFIG": "testing", "SESSION_STORE_URL": "redis://127.0.0.1:6379/0"})

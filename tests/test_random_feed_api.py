@@ -221,3 +221,40 @@ def test_session_id_is_validated_on_content_routes(client):
     response = client.get("/api/reels?random_order=true&session_id=bad%20id")
     assert response.status_code == 400
     assert response.get_json()["error_code"] == "INVALID_FORMAT"
+
+
+# Catalog changes during a session ---------------------------------------------------------
+
+
+def _reel_line(n: int) -> str:
+    import json
+
+    return json.dumps({"content_id": f"grown-{n}", "shortcode": f"GROWN{n:05d}", "content_type": "reel",
+                       "date_posted": "2026-10-01T12:00:00Z", "username": "newcomer", "followers": 10,
+                       "view_count": 1000 + n, "like_count": n, "comment_count": 1})
+
+
+@pytest.mark.parametrize("plan", sorted(PLANS))
+def test_items_imported_mid_session_are_served_once_without_repeats(plan, tmp_path):
+    url = f"sqlite:///{tmp_path}/growing.db"
+    app = create_app({"CONFIG": "testing", "DATABASE_URL": url, **PLANS[plan]})
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["content", "seed", "--items", "300", "--seed", "3"]).exit_code == 0
+    client = app.test_client()
+    before, _ = drain(client, "grower")
+    imports = tmp_path / "new.jsonl"
+    imports.write_text("\n".join(_reel_line(n) for n in range(30)) + "\n")
+    result = runner.invoke(args=["content", "import", str(imports)])
+    assert result.exit_code == 0, result.output
+    offset = len(before)  # the sequence continues right after the last item served
+    after = []
+    while True:
+        ids, last = page(client, "grower", offset, 50)
+        after.extend(ids)
+        offset += 50
+        if last:
+            break
+    assert not set(after) & set(before)
+    assert set(after) == {f"grown-{n}" for n in range(30)}
+    assert len(after) == 30
+    app.extensions["viralspot.catalog"].dispose()

@@ -1,8 +1,10 @@
 """The ``SessionStore`` Flask extension: picks a backend from a URL, keeps it in ``app.extensions``.
 
-``VIRALSPOT_SESSION_STORE_URL`` chooses the backend: ``memory://`` (default) or
-``redis://host:port/db``. A backend's client library is imported only when its
-scheme is chosen; an unknown scheme stops the app at start-up with a clear message.
+``VIRALSPOT_SESSION_STORE_URL`` chooses the backend by its scheme. Today that is
+``memory://`` (the default, one process); the backend interface in ``base.py``
+is shaped so that a Redis backend can run every operation as one atomic script.
+A backend's module is imported only when its scheme is chosen; any other
+scheme stops the app at start-up with a clear message.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from .base import (ClaimResult, FeedView, ResetResult, SessionStore as StoreBack
                    StoreError, StoreUnavailable)
 
 EXTENSION_NAME = "viralspot.session_store"
-SCHEMES = ("memory", "redis", "rediss")
+SCHEMES = ("memory",)
 
 
 class SessionStoreConfigError(RuntimeError):
@@ -33,12 +35,9 @@ def backend_from_url(url: str, config) -> StoreBackend:
             max_feeds=int(config["SESSION_MAX_FEEDS"]),
         )
     if scheme in ("redis", "rediss"):
-        try:
-            from .redis_store import RedisSessionStore
-        except ImportError as exc:  # the backend module lands with the Redis issue
-            raise SessionStoreConfigError(f"session store {scheme}:// is not available: {exc}") from None
-        return RedisSessionStore.from_url(url, ttl=int(config["SESSION_TTL"]),
-                                          max_feeds=int(config["SESSION_MAX_FEEDS"]))
+        raise SessionStoreConfigError(
+            "VIRALSPOT_SESSION_STORE_URL: the redis:// session backend is not part of this release; "
+            "use memory:// (one gunicorn worker)")
     raise SessionStoreConfigError(
         f"VIRALSPOT_SESSION_STORE_URL has unknown scheme {scheme or '(none)'!r}; "
         f"use one of: {', '.join(s + '://' for s in SCHEMES)}"
