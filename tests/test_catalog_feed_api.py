@@ -13,7 +13,7 @@ from viralspot.catalog.filters import ContentFilter, content_filter
 from viralspot.catalog.queries import (catalog_state, items_by_keys, matching_among, matching_keys,
                                        plain_page)
 from viralspot.catalog.tables import content
-from viralspot.content.items import display_count, serialize_item
+from viralspot.schemas.items import display_count, serialize_item
 from viralspot.schemas.content import ContentQueryArgsSchema
 
 

@@ -17,7 +17,7 @@ from viralspot.catalog.queries import ITEM_COLUMNS, items_by_keys
 from viralspot.catalog.rendering import encode_item, item_fragments, render_items
 from viralspot.catalog.seed import seed_catalog
 from viralspot.catalog.tables import content
-from viralspot.content.items import serialize_item
+from viralspot.schemas.items import serialize_item
 
 ALL_TYPES = {"content_types": "reel,post,story"}
 

@@ -27,6 +27,9 @@ class InMemoryCatalog:
         self.lookups += len(keys)
         return {k for k in keys if k in self.matching}
 
+    def count_matching(self, keys):
+        return len(self.matching_among(keys))
+
     def matching_keys(self):
         return np.array(sorted(self.matching), dtype=np.int64)
 

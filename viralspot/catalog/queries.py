@@ -79,15 +79,18 @@ def catalog_state(conn: Connection) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+def rows_for_keys(conn: Connection, statement, keys: Sequence[int], name: str = "keys"):
+    """Rows of ``statement`` for the distinct ``keys``, bound to its expanding parameter ``name``
+    at most ``KEY_CHUNK`` at a time (one query per chunk)."""
+    unique = list(dict.fromkeys(int(key) for key in keys))
+    for start in range(0, len(unique), KEY_CHUNK):
+        yield from conn.execute(statement, {name: unique[start:start + KEY_CHUNK]})
+
+
 def matching_among(conn: Connection, flt: ContentFilter, keys: Sequence[int]) -> set[int]:
     """The ids among ``keys`` that exist and match ``flt``; one query per chunk of at most 2000 keys."""
-    found: set[int] = set()
-    unique = sorted({int(key) for key in keys})
     stmt = flt.where(select(content.c.id)).where(content.c.id.in_(bindparam("keys", expanding=True)))
-    for start in range(0, len(unique), KEY_CHUNK):
-        chunk = unique[start:start + KEY_CHUNK]
-        found.update(conn.execute(stmt, {"keys": chunk}).scalars())
-    return found
+    return {row[0] for row in rows_for_keys(conn, stmt, keys)}
 
 
 def matching_keys(conn: Connection, flt: ContentFilter) -> np.ndarray:
@@ -117,13 +120,7 @@ ITEMS_BY_KEYS = (select(*ITEM_COLUMNS, *PROFILE_COLUMNS)
 def items_by_keys(conn: Connection, keys: Sequence[int]) -> list[dict]:
     """Rows (content with its author's profile columns) in the order of ``keys``; missing ids skipped."""
     ordered = [int(key) for key in keys]
-    if not ordered:
-        return []
-    by_id: dict[int, dict] = {}
-    unique = list(dict.fromkeys(ordered))
-    for start in range(0, len(unique), KEY_CHUNK):
-        for row in conn.execute(ITEMS_BY_KEYS, {"keys": unique[start:start + KEY_CHUNK]}).mappings():
-            by_id[row["id"]] = dict(row)
+    by_id = {row.id: dict(row._mapping) for row in rows_for_keys(conn, ITEMS_BY_KEYS, ordered)}
     return [by_id[key] for key in ordered if key in by_id]
 
 

@@ -28,7 +28,7 @@ from typing import Callable, Iterable, Sequence
 from sqlalchemy import Connection, bindparam, select
 
 from ..schemas.items import serialize_item
-from .queries import ITEM_COLUMNS, ITEMS_BY_KEYS, KEY_CHUNK, PROFILE_COLUMNS, items_by_keys
+from .queries import ITEM_COLUMNS, ITEMS_BY_KEYS, KEY_CHUNK, PROFILE_COLUMNS, items_by_keys, rows_for_keys
 from .tables import content, primary_profiles
 
 #: Rows rendered per UPDATE executemany.
@@ -81,9 +81,7 @@ def render_items(conn: Connection, *, content_ids: Iterable[int] | None = None,
             if progress:
                 progress(len(rows))
     ids = {int(key) for key in content_ids or ()}
-    profiles = sorted({int(key) for key in profile_ids or ()})
-    for start in range(0, len(profiles), KEY_CHUNK):
-        ids.update(conn.execute(_IDS_OF_PROFILES, {"profiles": profiles[start:start + KEY_CHUNK]}).scalars())
+    ids.update(row[0] for row in rows_for_keys(conn, _IDS_OF_PROFILES, profile_ids or (), name="profiles"))
     ordered = sorted(ids)
     for start in range(0, len(ordered), KEY_CHUNK):
         rows = conn.execute(ITEMS_BY_KEYS, {"keys": ordered[start:start + KEY_CHUNK]}).mappings().all()
@@ -103,12 +101,7 @@ def item_fragments(conn: Connection, keys: Sequence[int]) -> list[str]:
     rendered) is built live from the row; nothing is written here.
     """
     ordered = [int(key) for key in keys]
-    if not ordered:
-        return []
-    by_id: dict[int, str | None] = {}
-    unique = list(dict.fromkeys(ordered))
-    for start in range(0, len(unique), KEY_CHUNK):
-        by_id.update(conn.execute(_FRAGMENTS, {"keys": unique[start:start + KEY_CHUNK]}).all())
+    by_id: dict[int, str | None] = dict(rows_for_keys(conn, _FRAGMENTS, ordered))
     missing = [key for key, fragment in by_id.items() if fragment is None]
     if missing:
         for row in items_by_keys(conn, missing):

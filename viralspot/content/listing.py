@@ -16,7 +16,7 @@ from ..catalog.filters import content_filter
 from ..catalog.queries import catalog_state, filter_options, plain_page_keys
 from ..catalog.rendering import item_fragments
 from ..extensions import catalog
-from .items import serialize_item
+from ..schemas.items import serialize_item
 from .page_response import page_response
 
 _NOUN = {"reels": "reels", "posts": "posts"}

@@ -1,10 +1,10 @@
 """Content routes: thin views over ``content.listing`` and ``content.random_listing``."""
+from flask import current_app
+
 from ..args import use_args
 from ..schemas.content import ContentQueryArgsSchema, PostQueryArgsSchema
 from ..schemas.envelope import api_response
 from . import bp
-from flask import current_app
-
 from .listing import current_filter_options, plain_listing
 from .random_listing import random_listing
 

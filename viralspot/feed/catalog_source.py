@@ -21,7 +21,7 @@ from sqlalchemy.sql import Select
 
 from ..catalog import queries
 from ..catalog.filters import ContentFilter
-from ..catalog.queries import KEY_CHUNK
+from ..catalog.queries import rows_for_keys
 from ..catalog.rendering import item_fragments
 from ..catalog.tables import content
 
@@ -62,13 +62,15 @@ class SqlCandidateSource:
 
     def matching_among(self, keys: Sequence[int]) -> set[int]:
         statement = matching_fragments_statement(self.content_filter)
-        unique = sorted({int(key) for key in keys})
         found: set[int] = set()
-        for start in range(0, len(unique), KEY_CHUNK):
-            for key, fragment in self.connection.execute(statement, {"keys": unique[start:start + KEY_CHUNK]}):
-                found.add(key)
-                self.fragments[key] = fragment
+        for key, fragment in rows_for_keys(self.connection, statement, keys):
+            found.add(key)
+            self.fragments[key] = fragment
         return found
+
+    def count_matching(self, keys: Sequence[int]) -> int:
+        # Ids only: a selectivity probe needs no rendered items.
+        return len(queries.matching_among(self.connection, self.content_filter, keys))
 
     def matching_keys(self) -> np.ndarray:
         return queries.matching_keys(self.connection, self.content_filter)

@@ -37,6 +37,9 @@ class CandidateSource(Protocol):
     def matching_among(self, keys: Sequence[int]) -> set[int]:
         """The keys among ``keys`` that match the feed's filter."""
 
+    def count_matching(self, keys: Sequence[int]) -> int:
+        """How many of ``keys`` match the feed's filter (for estimating selectivity)."""
+
     def matching_keys(self) -> np.ndarray:
         """Every matching key, sorted."""
 
@@ -122,7 +125,7 @@ class FeedPlanner:
         probe = KeyedPermutation(self._probe_keys, max_key)
         sample = min(PROBE_POSITIONS, max_key)
         keys = probe(np.arange(sample)) + 1
-        value = len(source.matching_among(keys.tolist())) / sample
+        value = source.count_matching(keys.tolist()) / sample
         self._remember(self._selectivity, (signature, version), value)
         return value
 
