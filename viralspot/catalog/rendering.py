@@ -28,7 +28,9 @@ from typing import Callable, Iterable, Sequence
 from sqlalchemy import Connection, bindparam, select
 
 from ..schemas.items import serialize_item
-from .queries import ITEM_COLUMNS, ITEMS_BY_KEYS, KEY_CHUNK, PROFILE_COLUMNS, items_by_keys, rows_for_keys
+from .key_lookup import KeyLookupCache
+from .queries import (ITEM_COLUMNS, ITEMS_BY_KEYS, KEY_CHUNK, PACKED_FRAGMENTS, PROFILE_COLUMNS, items_by_keys,
+                      rows_for_keys, unpack_fragments)
 from .tables import content, primary_profiles
 
 #: Rows rendered per UPDATE executemany.
@@ -91,7 +93,7 @@ def render_items(conn: Connection, *, content_ids: Iterable[int] | None = None,
     return rendered
 
 
-_FRAGMENTS = select(content.c.id, content.c.item_json).where(content.c.id.in_(bindparam("keys", expanding=True)))
+_LOOKUPS = KeyLookupCache(size=8)
 
 
 def item_fragments(conn: Connection, keys: Sequence[int]) -> list[str]:
@@ -101,7 +103,8 @@ def item_fragments(conn: Connection, keys: Sequence[int]) -> list[str]:
     rendered) is built live from the row; nothing is written here.
     """
     ordered = [int(key) for key in keys]
-    by_id: dict[int, str | None] = dict(rows_for_keys(conn, _FRAGMENTS, ordered))
+    lookup = _LOOKUPS.get("fragments", conn.dialect, lambda: select(PACKED_FRAGMENTS))
+    by_id: dict[int, str | None] = dict(unpack_fragments(lookup.rows(conn, ordered)))
     missing = [key for key, fragment in by_id.items() if fragment is None]
     if missing:
         for row in items_by_keys(conn, missing):

@@ -28,7 +28,7 @@ def random_listing(kind: str, args: Mapping[str, Any], *, max_ahead: int) -> Res
     flt = content_filter(kind, args)
     feed_key = flt.signature()[:FEED_KEY_HEX]
     with catalog.connect() as conn:
-        source = SqlCandidateSource(conn, flt)
+        source = SqlCandidateSource(conn, flt, catalog.state)
         try:
             page = random_feeds.feeds.page(store, source, session_id, feed_key, offset, limit, max_ahead)
         except BeyondServedPrefix as error:

@@ -1,23 +1,27 @@
-"""A keyed pseudo-random permutation of ``range(size)``: a Feistel network with cycle-walking.
+"""A keyed pseudo-random permutation of ``range(size)``: a Feistel network on a two-radix domain.
 
-The network works on ``n = ceil(log2(size))`` bits split into a left part of
-``n // 2`` bits and a right part of ``n - n // 2`` bits. Each round XORs one
-part with a keyed mix of the other (alternating), which is invertible whatever
-the two widths, so the network is a bijection on ``[0, 2**n)`` with
-``2**n < 2 * size``. Values that land at or above ``size`` are fed through
-again (cycle-walking) until they fall inside, which keeps it a bijection on
-``range(size)`` and costs under two passes on average.
+The domain ``size`` is covered by a rectangle ``a x b`` with ``a = ceil(sqrt(size))``
+and ``b = ceil(size / a)``, so ``a * b - size < a``: a value ``v`` is the pair
+``(v // b, v % b)``. Each round maps ``(L, R)`` (``L`` below ``m``) to
+``(R, (L + F(R)) mod m)``, alternating ``m`` between ``a`` and ``b``; that is
+invertible whatever ``F`` is, so after an even number of rounds the network is
+a bijection on ``[0, a * b)`` (the construction of FF1, Black and Rogaway's
+generalized Feistel). Values landing at or above ``size`` go through again
+(cycle-walking), which keeps it a bijection on ``range(size)``. Because the
+rectangle overshoots ``size`` by less than ``sqrt(size)``, a second pass is
+needed for fewer than one position in ``sqrt(size)`` (a power-of-two domain,
+the textbook choice, sends up to half of them round again).
 
-Six rounds (three per part) with a multiply-xorshift round function keyed by
-64-bit round keys from HMAC-SHA-512: the order is a function of the key alone
-(no process state, no global ``random``), so every server computes the same
-one. Everything is vectorized with numpy; the cost is per numpy operation, not
-per position, which is why the round function is four operations long.
+Six rounds with a multiply-xorshift round function keyed by 64-bit round keys
+from HMAC-SHA-512: the order is a function of the key alone (no process state,
+no global ``random``), so every server computes the same one. Everything is
+vectorized with numpy; the cost is per numpy operation, not per position.
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 
 import numpy as np
 
@@ -42,39 +46,45 @@ def _mix(values: np.ndarray, key: np.uint64) -> np.ndarray:
 class KeyedPermutation:
     """A bijection on ``range(size)`` chosen by ``keys`` (from ``round_keys``)."""
 
-    __slots__ = ("size", "_keys", "_right_bits", "_right_mask", "_left_mask")
+    __slots__ = ("size", "_keys", "_moduli", "_width")
 
     def __init__(self, keys: np.ndarray, size: int) -> None:
         if size < 1:
             raise ValueError("a permutation needs a size of at least 1")
         if size > 1 << 62:
             raise ValueError("size too large")
-        bits = max(2, (size - 1).bit_length())
-        left_bits = bits // 2
-        right_bits = bits - left_bits
+        if len(keys) % 2:
+            raise ValueError("the network needs an even number of round keys")
+        rows = math.isqrt(size - 1) + 1  # ceil(sqrt(size))
+        width = -(-size // rows)
         self.size = size
         self._keys = [np.uint64(k) for k in keys]
-        self._right_bits = np.uint64(right_bits)
-        self._right_mask = np.uint64((1 << right_bits) - 1)
-        self._left_mask = np.uint64((1 << left_bits) - 1)
+        #: Round i reduces modulo a (even i) or b (odd i): the range of the part it rewrites.
+        self._moduli = [np.uint64(rows if index % 2 == 0 else width) for index in range(len(keys))]
+        self._width = np.uint64(width)
 
     def _network(self, values: np.ndarray) -> np.ndarray:
-        left = values >> self._right_bits
-        right = values & self._right_mask
-        for index, key in enumerate(self._keys):
-            if index % 2 == 0:
-                right = right ^ (_mix(left, key) & self._right_mask)
-            else:
-                left = left ^ (_mix(right, key) & self._left_mask)
-        return (left << self._right_bits) | right
+        left, right = values // self._width, values % self._width
+        for key, modulus in zip(self._keys, self._moduli):
+            left, right = right, (left + _mix(right, key) % modulus) % modulus
+        return left * self._width + right
 
     def __call__(self, positions) -> np.ndarray:
         """Map positions (array-like of ints in ``range(size)``) to their images, as int64."""
         values = np.asarray(positions, dtype=np.int64)
         if values.size and (values.min() < 0 or values.max() >= self.size):
             raise ValueError("position outside the permutation's domain")
+        return self._walk(values.astype(np.uint64))
+
+    def map_range(self, start: int, stop: int) -> np.ndarray:
+        """The images of positions ``start .. stop - 1`` (a slice of the domain), as int64."""
+        if not 0 <= start <= stop <= self.size:
+            raise ValueError("range outside the permutation's domain")
+        return self._walk(np.arange(start, stop, dtype=np.uint64))
+
+    def _walk(self, values: np.ndarray) -> np.ndarray:
         size = np.uint64(self.size)
-        out = self._network(values.astype(np.uint64))
+        out = self._network(values)
         outside = np.nonzero(out >= size)[0]
         while outside.size:
             out[outside] = self._network(out[outside])

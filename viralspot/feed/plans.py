@@ -59,8 +59,9 @@ class WalkPlan:
     def token(self) -> str:
         return f"w:{self.lo}:{self.hi}:{self.selectivity:.4g}"
 
-    def keys_at(self, permutation: KeyedPermutation, positions: np.ndarray) -> np.ndarray:
-        return permutation(positions) + self.lo
+    def keys_at(self, permutation: KeyedPermutation, start: int, stop: int) -> np.ndarray:
+        """The keys at positions ``start .. stop - 1``."""
+        return permutation.map_range(start, stop) + self.lo
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,9 @@ class ListPlan:
     def token(self) -> str:
         return f"l:{self.version}:{self.size}"
 
-    def keys_at(self, permutation: KeyedPermutation, positions: np.ndarray) -> np.ndarray:
-        return self.keys[permutation(positions)].astype(np.int64)
+    def keys_at(self, permutation: KeyedPermutation, start: int, stop: int) -> np.ndarray:
+        """The keys at positions ``start .. stop - 1``."""
+        return self.keys[permutation.map_range(start, stop)].astype(np.int64)
 
 
 def parse_token(token: str) -> tuple[str, list[float]]:

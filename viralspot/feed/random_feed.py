@@ -68,17 +68,17 @@ def gather_candidates(plan, permutation: KeyedPermutation, start: int, needed: i
         batch = batch_size(needed - len(found), plan.selectivity) << min(rounds, 8)
         rounds += 1
         end = min(size, position + batch)
-        positions = np.arange(position, end, dtype=np.int64)
-        keys = plan.keys_at(permutation, positions)
-        seen = seen_among(keys.tolist())
+        keys = plan.keys_at(permutation, position, end).tolist()
+        # A page's batch is tens of keys: plain sets beat numpy's sort-based set operations here.
+        pairs = list(zip(range(position, end), keys))
+        seen = seen_among(keys)
         if seen:
-            unseen = ~np.isin(keys, np.fromiter(seen, dtype=np.int64, count=len(seen)))
-            positions, keys = positions[unseen], keys[unseen]
-        if plan.filtered and keys.size:
-            matched = source.matching_among(keys.tolist())
-            hit = np.isin(keys, np.fromiter(matched, dtype=np.int64, count=len(matched)))
-            positions, keys = positions[hit], keys[hit]
-        found.extend(zip(positions.tolist(), keys.tolist()))
+            seen = set(seen)
+            pairs = [pair for pair in pairs if pair[1] not in seen]
+        if plan.filtered and pairs:
+            matched = source.matching_among([key for _position, key in pairs])
+            pairs = [pair for pair in pairs if pair[1] in matched]
+        found.extend(pairs)
         position = end
     if len(found) > needed:
         del found[needed:]

@@ -59,7 +59,10 @@ class SeenKeys:
         """The keys of ``keys`` that are in the set."""
         if self._bitmap is not None:
             return list(self._bitmap & BitMap(keys))
-        return [key for key in keys if key in self]
+        if not self._small:
+            return []
+        small = set(self._small)  # at most SMALL keys: cheaper than a binary search per key
+        return [key for key in keys if key in small]
 
     def nbytes(self) -> int:
         """Bytes of key storage (a bitmap counted at its serialized size)."""
@@ -176,10 +179,11 @@ class MemorySessionStore(SessionStore):
                 while len(session.feeds) > self.max_feeds:
                     session.feeds.popitem(last=False)
             seen, served = session.seen, feed.served
+            taken = set(seen.among([key for _position, key in candidates])) if len(seen) else ()
             claimed: list[int] = []
             new_cursor, has_more = scanned_to, False
             for position, key in candidates:
-                if key in seen:
+                if key in taken:
                     continue
                 if len(claimed) == want:
                     new_cursor, has_more = position, True

@@ -1,0 +1,140 @@
+"""Key lookups on the random feed's hot path (``KeyLookup``, packed fragments) and the catalog-state cache.
+
+The lookups are checked against the plain SQLAlchemy queries they replace, on
+every filter kind whose parameters need processing (IN lists, LIKE patterns,
+dates, booleans, the profile join), on SQLite and PostgreSQL.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import create_engine, select
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from viralspot.catalog.filters import content_filter
+from viralspot.catalog.key_lookup import KeyLookup, KeyLookupCache, encode_keys
+from viralspot.catalog.queries import (PACKED_FRAGMENTS, bump_version, catalog_state, items_by_keys,
+                                       matching_among, unpack_fragments)
+from viralspot.catalog.rendering import encode_item, item_fragments, render_row
+from viralspot.catalog.state_cache import CatalogStateCache
+from viralspot.feed.catalog_source import SqlCandidateSource, matching_fragments_lookup
+from viralspot.schemas.content import ContentQueryArgsSchema
+
+QUERIES = [
+    {},
+    {"content_types": "post,story,reel"},
+    {"primary_categories": "Food,Travel", "min_views": "100"},
+    {"search": "%"},
+    {"search": "a_b"},
+    {"date_range": "month"},
+    {"is_verified": "true", "account_types": "Influencer,Theme Page"},
+    {"min_followers": "10000", "max_account_engagement_rate": "50"},
+    {"keywords": "food,travel", "languages": "es,en"},
+]
+
+
+def make_filter(query: dict):
+    return content_filter("reels", ContentQueryArgsSchema().load(query))
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_matching_lookup_agrees_with_the_plain_query(fixture_catalog, query):
+    app, records, _now = fixture_catalog
+    flt = make_filter(query)
+    probe = list(range(-3, len(records) + 20)) + [2, 2]  # unknown and repeated ids
+    with app.extensions["viralspot.catalog"].connect() as conn:
+        expected = matching_among(conn, flt, probe)
+        source = SqlCandidateSource(conn, flt)
+        assert source.matching_among(probe) == expected
+        assert set(source.fragments) == expected
+        for key in list(expected)[:5]:
+            assert json.loads(source.fragments[key]) == json.loads(item_fragments(conn, [key])[0])
+
+
+def test_an_empty_key_list_finds_nothing(fixture_catalog):
+    app, _records, _now = fixture_catalog
+    with app.extensions["viralspot.catalog"].connect() as conn:
+        lookup = matching_fragments_lookup(make_filter({}), conn.dialect)
+        assert list(unpack_fragments(lookup.rows(conn, []))) == []
+        assert item_fragments(conn, []) == []
+
+
+def test_fragments_are_the_rendered_items_in_the_asked_order(fixture_catalog):
+    app, _records, _now = fixture_catalog
+    with app.extensions["viralspot.catalog"].connect() as conn:
+        keys = [7, 3, 999_999, 1]
+        rows = {row["id"]: row for row in items_by_keys(conn, keys)}
+        assert item_fragments(conn, keys) == [encode_item(json.loads(render_row(rows[k]))) for k in (7, 3, 1)]
+
+
+def test_key_values_are_bound_not_spliced_into_the_sql(fixture_catalog):
+    app, _records, _now = fixture_catalog
+    with app.extensions["viralspot.catalog"].connect() as conn:
+        lookup = matching_fragments_lookup(make_filter({"search": "x'; DROP TABLE content; --"}), conn.dialect)
+        assert "DROP" not in lookup.sql and "123456" not in lookup.sql
+        assert list(unpack_fragments(lookup.rows(conn, [123456]))) == []
+        assert catalog_state(conn)[1] > 0  # the table is still there
+
+
+def test_a_driver_error_is_raised_as_sqlalchemys():
+    engine = create_engine("sqlite://")  # no content table
+    with engine.connect() as conn:
+        lookup = KeyLookup(select(PACKED_FRAGMENTS), conn.dialect)
+        with pytest.raises(OperationalError) as raised:
+            lookup.rows(conn, [1, 2])
+    assert isinstance(raised.value, DBAPIError) and "no such table" in str(raised.value.orig)
+
+
+def test_keys_are_a_json_array_on_sqlite_and_a_list_elsewhere():
+    assert encode_keys("sqlite", [3, 1]) == "[3,1]"
+    assert encode_keys("postgresql", (3, 1)) == [3, 1]
+
+
+def test_unpack_reads_null_items_as_none_and_skips_empty_answers():
+    packed = "1\x1f{\"a\":1}\x1e2\x1f\x1e30\x1f[]"
+    assert list(unpack_fragments([(packed,), (None,), ("",)])) == [(1, '{"a":1}'), (2, None), (30, "[]")]
+
+
+def test_lookup_cache_keeps_one_compiled_lookup_per_name_and_drops_the_oldest():
+    dialect = create_engine("sqlite://").dialect
+    cache = KeyLookupCache(size=2)
+    built = []
+
+    def build(name):
+        def statement():
+            built.append(name)
+            return select(PACKED_FRAGMENTS)
+        return statement
+
+    first = cache.get("a", dialect, build("a"))
+    assert cache.get("a", dialect, build("a")) is first
+    cache.get("b", dialect, build("b"))
+    cache.get("c", dialect, build("c"))  # drops "a"
+    cache.get("a", dialect, build("a"))
+    assert built == ["a", "b", "c", "a"]
+
+
+def test_state_cache_answers_from_memory_within_its_ttl(catalog_app):
+    now = [100.0]
+    cache = CatalogStateCache(ttl=1.0, clock=lambda: now[0])
+    with catalog_app.extensions["viralspot.catalog"].connect() as conn:
+        before = cache.get(conn)
+        with conn.begin_nested() if conn.in_transaction() else conn.begin():
+            bump_version(conn)
+        assert catalog_state(conn)[0] == before[0] + 1
+        now[0] += 0.5
+        assert cache.get(conn) == before  # within the interval: remembered
+        now[0] += 0.6
+        assert cache.get(conn)[0] == before[0] + 1  # past it: asked again
+
+
+def test_state_cache_with_no_ttl_always_asks(catalog_app):
+    cache = CatalogStateCache(ttl=0)
+    with catalog_app.extensions["viralspot.catalog"].connect() as conn:
+        before = cache.get(conn)
+        with conn.begin_nested() if conn.in_transaction() else conn.begin():
+            bump_version(conn)
+        assert cache.get(conn)[0] == before[0] + 1
+    with pytest.raises(ValueError):
+        CatalogStateCache(ttl=-1)

@@ -1,0 +1,48 @@
+"""The catalog's (version, largest id) as random feeds read it: one query per interval, not per page.
+
+Every random page needs the catalog state (a list plan is tied to a version, a
+walk's domain ends at the largest id). Asking the database on every page cost
+a query per request, so each process keeps the answer for ``ttl`` seconds
+(``VIRALSPOT_CATALOG_STATE_TTL``, default 1): a seed or import run by another
+process reaches random feeds within that interval. ``ttl=0`` asks every time.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable
+
+from sqlalchemy import Connection
+
+from .queries import catalog_state
+
+
+class CatalogStateCache:
+    """``catalog_state`` remembered per database URL for ``ttl`` seconds; thread-safe."""
+
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        if ttl < 0:
+            raise ValueError("ttl must be zero or positive")
+        self.ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[float, tuple[int, int]]] = {}
+
+    def get(self, conn: Connection) -> tuple[int, int]:
+        if not self.ttl:
+            return catalog_state(conn)
+        url = str(conn.engine.url)
+        now = self._clock()
+        with self._lock:
+            entry = self._entries.get(url)
+        if entry is not None and now - entry[0] < self.ttl:
+            return entry[1]
+        state = catalog_state(conn)
+        with self._lock:
+            self._entries[url] = (now, state)
+        return state
+
+    def forget(self) -> None:
+        """Drop what is remembered: the next ``get`` asks the database."""
+        with self._lock:
+            self._entries.clear()
