@@ -27,8 +27,6 @@ import tempfile
 import time
 import urllib.request
 
-from viralspot.catalog.queries import items_by_keys
-from viralspot.extensions import catalog
 from viralspot.store.memory import MemorySessionStore
 
 from .bench_app import create_bench_app

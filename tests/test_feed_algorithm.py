@@ -169,3 +169,16 @@ def test_concurrent_pages_of_one_session_never_share_items():
     served = [k for offset in sorted(results) for k in results[offset]]
     assert len(served) == 8 * 24 and len(set(served)) == len(served)
     assert store.read_feed("s", "f", 0, 8 * 24).keys == served
+
+
+def test_lru_cache_drops_the_least_recently_used():
+    from viralspot.lru import LruCache
+
+    cache = LruCache(2)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1  # "a" is now the most recent
+    cache.put("c", 3)  # drops "b"
+    assert (cache.get("a"), cache.get("b"), cache.get("c")) == (1, None, 3)
+    with pytest.raises(ValueError):
+        LruCache(0)

@@ -18,8 +18,6 @@ Python time is what the GIL serializes. So a ``KeyLookup``:
 from __future__ import annotations
 
 import json
-import threading
-from collections import OrderedDict
 from typing import Any, Callable, Hashable, Sequence
 
 from sqlalchemy import Connection, Integer, any_, bindparam, func, literal_column, select
@@ -28,6 +26,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Select
 
+from ..lru import LruCache
 from .tables import content
 
 KEYS = "keys"
@@ -90,21 +89,13 @@ class KeyLookupCache:
     """``KeyLookup``s by (name, dialect), least recently used dropped beyond ``size``; thread-safe."""
 
     def __init__(self, size: int = 256) -> None:
-        self.size = size
-        self._lock = threading.Lock()
-        self._entries: OrderedDict[tuple, KeyLookup] = OrderedDict()
+        self._lookups: LruCache[KeyLookup] = LruCache(size)
 
     def get(self, name: Hashable, dialect: Dialect, build: Callable[[], Select]) -> KeyLookup:
         """The lookup cached under ``name`` for ``dialect``, compiling ``build()`` on a miss."""
         key = (name, dialect.name, dialect.driver)
-        with self._lock:
-            lookup = self._entries.get(key)
-            if lookup is not None:
-                self._entries.move_to_end(key)
-                return lookup
-        lookup = KeyLookup(build(), dialect)
-        with self._lock:
-            self._entries[key] = lookup
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
+        lookup = self._lookups.get(key)
+        if lookup is None:
+            lookup = KeyLookup(build(), dialect)
+            self._lookups.put(key, lookup)
         return lookup

@@ -18,7 +18,7 @@ from .queries import catalog_state
 
 
 class CatalogStateCache:
-    """``catalog_state`` remembered per database URL for ``ttl`` seconds; thread-safe."""
+    """``catalog_state`` remembered for ``ttl`` seconds; thread-safe. One per app (its one engine)."""
 
     def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
         if ttl < 0:
@@ -26,23 +26,17 @@ class CatalogStateCache:
         self.ttl = ttl
         self._clock = clock
         self._lock = threading.Lock()
-        self._entries: dict[str, tuple[float, tuple[int, int]]] = {}
+        self._entry: tuple[float, tuple[int, int]] | None = None
 
     def get(self, conn: Connection) -> tuple[int, int]:
         if not self.ttl:
             return catalog_state(conn)
-        url = str(conn.engine.url)
         now = self._clock()
         with self._lock:
-            entry = self._entries.get(url)
+            entry = self._entry
         if entry is not None and now - entry[0] < self.ttl:
             return entry[1]
         state = catalog_state(conn)
         with self._lock:
-            self._entries[url] = (now, state)
+            self._entry = (now, state)
         return state
-
-    def forget(self) -> None:
-        """Drop what is remembered: the next ``get`` asks the database."""
-        with self._lock:
-            self._entries.clear()

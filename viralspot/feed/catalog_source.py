@@ -28,8 +28,9 @@ _LOOKUPS = KeyLookupCache(size=256)
 
 def matching_fragments_lookup(content_filter: ContentFilter, dialect: Dialect) -> KeyLookup:
     """The packed ``id, item_json`` of the content matching ``content_filter`` among a key list."""
-    now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
-    name = (content_filter.signature(), now if content_filter.date_range else None)
+    # Only a date_range depends on the clock: its cutoff moves by the minute.
+    now = datetime.now(timezone.utc).replace(second=0, microsecond=0) if content_filter.date_range else None
+    name = (content_filter.signature(), now)
     return _LOOKUPS.get(name, dialect, lambda: content_filter.where(select(PACKED_FRAGMENTS), now=now))
 
 

@@ -16,13 +16,12 @@ A plan is stored in the session store as a short token (``w:1:1000001``).
 from __future__ import annotations
 
 import math
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
 import numpy as np
 
+from ..lru import LruCache
 from .permutation import KeyedPermutation, round_keys
 
 PROBE_POSITIONS = 2048
@@ -102,42 +101,28 @@ class FeedPlanner:
         self.small_catalog = small_catalog
         self.cache_size = cache_size
         self._probe_keys = round_keys(secret, "selectivity-probe")
-        self._lock = threading.Lock()
-        self._selectivity: OrderedDict[tuple[str, int], float] = OrderedDict()
-        self._lists: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
-
-    def _cached(self, cache: OrderedDict, key):
-        with self._lock:
-            value = cache.get(key)
-            if value is not None:
-                cache.move_to_end(key)
-            return value
-
-    def _remember(self, cache: OrderedDict, key, value) -> None:
-        with self._lock:
-            cache[key] = value
-            while len(cache) > self.cache_size:
-                cache.popitem(last=False)
+        self._selectivity: LruCache[float] = LruCache(cache_size)
+        self._lists: LruCache[np.ndarray] = LruCache(cache_size)
 
     def selectivity(self, signature: str, version: int, max_key: int, source: CandidateSource) -> float:
         """Share of keys ``1..max_key`` matching the filter, estimated on a fixed sample."""
-        cached = self._cached(self._selectivity, (signature, version))
+        cached = self._selectivity.get((signature, version))
         if cached is not None:
             return cached
         probe = KeyedPermutation(self._probe_keys, max_key)
         sample = min(PROBE_POSITIONS, max_key)
         keys = probe(np.arange(sample)) + 1
         value = source.count_matching(keys.tolist()) / sample
-        self._remember(self._selectivity, (signature, version), value)
+        self._selectivity.put((signature, version), value)
         return value
 
     def candidate_list(self, signature: str, version: int, source: CandidateSource) -> ListPlan:
-        keys = self._cached(self._lists, (signature, version))
+        keys = self._lists.get((signature, version))
         if keys is None:
             keys = np.asarray(source.matching_keys(), dtype=np.int64)
             if not keys.size or keys[-1] < 2**32:
                 keys = keys.astype(np.uint32)  # 4 bytes per cached key
-            self._remember(self._lists, (signature, version), keys)
+            self._lists.put((signature, version), keys)
         return ListPlan(version, keys)
 
     def new_plan(self, signature: str, source: CandidateSource, state: tuple[int, int]):

@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Sequence
-
-import numpy as np
 
 from ..store import StoreBackend
 from .permutation import KeyedPermutation, round_keys
