@@ -11,7 +11,7 @@ Served by gunicorn as ``bench.bench_app:app`` with ``VIRALSPOT_DATABASE_URL`` se
 from __future__ import annotations
 
 from viralspot import create_app
-from viralspot.args import use_args
+from viralspot.args import present_arguments, use_args
 from viralspot.catalog.filters import content_filter
 from viralspot.catalog.queries import items_by_keys, plain_page
 from viralspot.content.listing import listing_message, page_data
@@ -33,7 +33,7 @@ def create_bench_app(config: dict | None = None):
         return api_response(fixed_page, listing_message("reels", 24, 0))
 
     @app.get("/bench/upstream-random")
-    @use_args(ContentQueryArgsSchema())
+    @use_args(present_arguments(ContentQueryArgsSchema))
     def upstream(args):
         flt = content_filter("reels", args)
         with catalog.connect() as conn:

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import pytest
+from flask import request
 
+from viralspot.args import parser, present_arguments
 from viralspot.catalog.filters import content_filter
+from viralspot.errors import ApiError
 from viralspot.schemas.content import ContentQueryArgsSchema, PostQueryArgsSchema
 
 BAD = [
@@ -80,3 +83,47 @@ def test_posts_schema_accepts_view_filters_which_the_filter_then_drops():
     flt = content_filter("posts", args)
     assert flt.min_views is None and flt.max_views is None
     assert content_filter("reels", args).min_views == 10
+
+
+QUERIES = [
+    {},
+    {"random_order": "true", "session_id": "abc-123", "offset": "48", "limit": "24"},
+    {"min_views": "", "limit": " ", "session_id": ""},
+    {"primary_categories": "Tech, ,Food", "sort_by": "views", "unknown_argument": "1"},
+    {"min_likes": "10", "max_likes": "5"},
+    {"random_order": "true"},
+    {"content_types": "video,photo", "is_verified": "yes", "date_range": "week", "offset": "x"},
+]
+
+
+@pytest.mark.parametrize("schema_class", [ContentQueryArgsSchema, PostQueryArgsSchema])
+@pytest.mark.parametrize("query", QUERIES)
+def test_narrowed_schema_loads_what_the_full_schema_loads(app, schema_class, query):
+    # Views load the schema narrowed to the arguments present (args.present_arguments): same
+    # arguments, same defaults, same refusals as loading the full schema.
+    narrowed = present_arguments(schema_class)
+    with app.test_request_context("/api/reels", query_string=query):
+        try:
+            expected = parser.parse(schema_class(), request)
+        except ApiError as error:
+            expected = ("refused", error.detail, error.error_code)
+        try:
+            got = parser.parse(narrowed(request), request)
+        except ApiError as error:
+            got = ("refused", error.detail, error.error_code)
+    assert got == expected
+    if isinstance(expected, dict):
+        assert {"random_order", "limit", "offset"} <= expected.keys()
+
+
+def test_narrowed_schemas_are_reused_per_set_of_argument_names(app):
+    narrowed = present_arguments(ContentQueryArgsSchema)
+    with app.test_request_context("/api/reels?limit=5&offset=1&foo=2"):
+        first = narrowed(request)
+    with app.test_request_context("/api/reels?offset=9&limit=7"):
+        second = narrowed(request)
+    with app.test_request_context("/api/reels?limit=7"):
+        third = narrowed(request)
+    assert first is second
+    assert third is not first
+    assert set(first.load_fields) == {"limit", "offset"}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from viralspot.feed.plans import FeedPlanner, ListPlan, WalkPlan
-from viralspot.feed.random_feed import RandomFeeds
+from viralspot.feed.random_feed import RandomFeeds, session_permutation
 from viralspot.store.memory import MemorySessionStore
 
 
@@ -182,3 +182,16 @@ def test_lru_cache_drops_the_least_recently_used():
     assert (cache.get("a"), cache.get("b"), cache.get("c")) == (1, None, 3)
     with pytest.raises(ValueError):
         LruCache(0)
+
+
+def test_permutations_are_remembered_per_session_generation_and_size():
+    feeds = RandomFeeds(b"test-secret", FeedPlanner(b"test-secret"))
+    first = feeds.permutation("s1", 0, 1000)
+    assert feeds.permutation("s1", 0, 1000) is first
+    positions = np.arange(1000)
+    assert (first(positions) == session_permutation(b"test-secret", "s1", 0, 1000)(positions)).all()
+    # Any other generation, size or session is another permutation, never the remembered one.
+    for other in (feeds.permutation("s1", 1, 1000), feeds.permutation("s1", 0, 999),
+                  feeds.permutation("s2", 0, 1000)):
+        assert other is not first
+    assert not (feeds.permutation("s1", 1, 1000)(positions) == first(positions)).all()

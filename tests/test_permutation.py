@@ -65,3 +65,13 @@ def test_map_range_is_the_permutation_of_that_slice():
         perm.map_range(990, 1001)
     with pytest.raises(ValueError):
         perm.map_range(-1, 3)
+
+
+@pytest.mark.parametrize(("size", "expected"), [
+    (10, [7, 5, 2, 3, 1, 0, 4, 9]),
+    (1_000_000, [453796, 36179, 183762, 82841, 665240, 984842, 794794, 789263]),
+])
+def test_orders_never_change_between_releases(size, expected):
+    # Sessions outlive deployments: a rewrite of the network must map every position as before.
+    keys = round_keys(b"golden-secret", "feed", "golden-session", 0)
+    assert KeyedPermutation(keys, size).map_range(0, len(expected)).tolist() == expected

@@ -1,7 +1,7 @@
 """Content routes: thin views over ``content.listing`` and ``content.random_listing``."""
 from flask import current_app
 
-from ..args import use_args
+from ..args import present_arguments, use_args
 from ..schemas.content import ContentQueryArgsSchema, PostQueryArgsSchema
 from ..schemas.envelope import api_response
 from . import bp
@@ -16,13 +16,13 @@ def _listing(kind: str, args: dict):
 
 
 @bp.get("/reels")
-@use_args(ContentQueryArgsSchema())
+@use_args(present_arguments(ContentQueryArgsSchema))
 def reels(args):
     return _listing("reels", args)
 
 
 @bp.get("/posts")
-@use_args(PostQueryArgsSchema())
+@use_args(present_arguments(PostQueryArgsSchema))
 def posts(args):
     return _listing("posts", args)
 

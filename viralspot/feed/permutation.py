@@ -37,12 +37,6 @@ def round_keys(secret: bytes, *parts: object) -> np.ndarray:
     return np.frombuffer(digest, dtype="<u8")[:ROUNDS].copy()
 
 
-def _mix(values: np.ndarray, key: np.uint64) -> np.ndarray:
-    """Multiply-xorshift of ``values ^ key`` (wrapping uint64 arithmetic): high bits fold into low."""
-    z = (values ^ key) * _MULTIPLIER
-    return z ^ (z >> _SHIFT)
-
-
 class KeyedPermutation:
     """A bijection on ``range(size)`` chosen by ``keys`` (from ``round_keys``)."""
 
@@ -64,10 +58,21 @@ class KeyedPermutation:
         self._width = np.uint64(width)
 
     def _network(self, values: np.ndarray) -> np.ndarray:
-        left, right = values // self._width, values % self._width
+        # Round function: multiply-xorshift of ``right ^ key`` (wrapping uint64 arithmetic, high
+        # bits folded into low). In-place operations on fresh arrays: a page maps tens of
+        # positions, where the cost is per numpy operation and allocation, not per element.
+        left, right = np.divmod(values, self._width)
         for key, modulus in zip(self._keys, self._moduli):
-            left, right = right, (left + _mix(right, key) % modulus) % modulus
-        return left * self._width + right
+            mixed = right ^ key
+            mixed *= _MULTIPLIER
+            mixed ^= mixed >> _SHIFT
+            mixed %= modulus
+            mixed += left
+            mixed %= modulus
+            left, right = right, mixed
+        left *= self._width
+        left += right
+        return left
 
     def __call__(self, positions) -> np.ndarray:
         """Map positions (array-like of ints in ``range(size)``) to their images, as int64."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from ..lru import LruCache
 from ..store import StoreBackend
 from .permutation import KeyedPermutation, round_keys
 from .plans import CandidateSource, FeedPlanner, batch_size
@@ -22,6 +23,8 @@ from .plans import CandidateSource, FeedPlanner, batch_size
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 16
+#: Sessions whose permutations a process keeps built (a session pages through its feed in a row).
+PERMUTATION_CACHE_SIZE = 4096
 
 
 class FeedConflict(Exception):
@@ -89,6 +92,16 @@ class RandomFeeds:
     def __init__(self, secret: bytes, planner: FeedPlanner) -> None:
         self.secret = secret
         self.planner = planner
+        self._permutations: LruCache[KeyedPermutation] = LruCache(PERMUTATION_CACHE_SIZE)
+
+    def permutation(self, session_id: str, generation: int, size: int) -> KeyedPermutation:
+        """``session_permutation`` for this secret, remembered per (session, generation, size)."""
+        key = (session_id, generation, size)
+        permutation = self._permutations.get(key)
+        if permutation is None:
+            permutation = session_permutation(self.secret, session_id, generation, size)
+            self._permutations.put(key, permutation)
+        return permutation
 
     def page(self, store: StoreBackend, source: CandidateSource, session_id: str, signature: str,
              offset: int, limit: int, max_ahead: int | None = None) -> RandomPage:
@@ -113,8 +126,7 @@ class RandomFeeds:
                 if plan is None:
                     return RandomPage(view.keys, True)
                 start = 0 if rebased else view.cursor
-            permutation = (session_permutation(self.secret, session_id, view.generation, plan.size)
-                           if plan.size else None)
+            permutation = self.permutation(session_id, view.generation, plan.size) if plan.size else None
             want = max(0, need - view.served_count)
             candidates, scanned_to = gather_candidates(
                 plan, permutation, start, want + 1, source,

@@ -4,7 +4,9 @@
 (a malformed or out-of-range value is a 400 naming the argument);
 ``PostQueryArgsSchema`` narrows ``sort_by`` to what posts support. An empty
 value (``?min_views=``) counts as absent, as the frontend sends blank filters;
-``session_id`` is the exception, its own rules apply.
+``session_id`` is the exception, its own rules apply. Views load these schemas
+narrowed to the arguments present (``args.present_arguments``); ``fill_defaults``
+gives the result every defaulted key either way.
 
 ``content_types`` replaces the endpoint's default type (reel for /api/reels,
 post for /api/posts); the aliases video -> reel, image/photo/carousel -> post
@@ -12,7 +14,7 @@ are accepted.
 """
 from __future__ import annotations
 
-from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, missing, post_load, pre_load, validate, validates_schema
 
 from ..catalog.filters import ACCOUNT_TYPES, CONTENT_TYPE_ALIASES, CONTENT_TYPES, DATE_RANGES
 from ..catalog.queries import SORTS_POSTS, SORTS_REELS
@@ -126,6 +128,14 @@ class ContentQueryArgsSchema(Schema):
         if data.get("random_order") and not data.get("session_id"):
             raise ValidationError(CodedMessage(RANDOM_NEEDS_SESSION, "MISSING_PARAMETER"),
                                   field_name="session_id")
+
+    @post_load
+    def fill_defaults(self, data, **kwargs):
+        """Defaults of the arguments a narrowed schema (``only=``, see ``args.present_arguments``) left out."""
+        for name, field in self.declared_fields.items():
+            if name not in data and field.load_default is not missing:
+                data[name] = field.load_default
+        return data
 
 
 class PostQueryArgsSchema(ContentQueryArgsSchema):
