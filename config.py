@@ -37,8 +37,13 @@ class Config:
     RANDOM_LIST_THRESHOLD = 0.05
     #: Catalogs up to this many keys always use the candidate-list path.
     RANDOM_SMALL_CATALOG = 20_000
+    #: Filters estimated to match at most this many items use a cached candidate list (4 bytes
+    #: per item, no filter check per page); broader ones walk the key space. 0: only the two above.
+    RANDOM_LIST_MAX_KEYS = 1_000_000
     #: Filtered candidate lists cached per process (each at most 4 bytes per item).
     RANDOM_LIST_CACHE_SIZE = 64
+    #: Keys all cached candidate lists of a process hold together (4 bytes each: 64 MB).
+    RANDOM_LIST_CACHE_KEYS = 16_000_000
     #: How far past what a session has been served one random page may reach (offset + limit).
     RANDOM_MAX_AHEAD = 1000
     #: Seconds a process reuses the catalog's (version, largest id) for random feeds; 0: every page asks.

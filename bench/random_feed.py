@@ -9,7 +9,8 @@
 * Throughput: requests per second under gunicorn (the repo's gunicorn.conf.py),
   loaded by wrk on loopback, of random pages, of the fixed 24-item page (the
   serialization ceiling) and of the upstream random feed, with gunicorn's
-  default 8 threads and with 1. Target: random pages at least 80% of the ceiling.
+  default 8 threads, with 1, and with walks forced. Target: random pages at
+  least 80% of the ceiling.
 
     python -m bench.random_feed [--sizes 10000,100000,1000000] [--seconds 10]
 """
@@ -37,11 +38,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SESSIONS = 50
 PAGES = 8
 
+#: App settings the cases run under: the defaults, and walks forced wherever the catalog is
+#: above RANDOM_SMALL_CATALOG (the plan broad filters get beyond RANDOM_LIST_MAX_KEYS matches).
+VARIANTS = {"default": {}, "walk": {"RANDOM_LIST_MAX_KEYS": 0}}
 CASES = [
-    ("reels, no filter", "/api/reels", {}),
-    ("reels, one category", "/api/reels", {"primary_categories": "Food"}),
-    ("reels, min_views=10000", "/api/reels", {"min_views": 10000}),
-    ("posts, no filter", "/api/posts", {}),
+    ("reels, no filter", "/api/reels", {}, "default"),
+    ("reels, one category", "/api/reels", {"primary_categories": "Food"}, "default"),
+    ("reels, min_views=10000", "/api/reels", {"min_views": 10000}, "default"),
+    ("posts, no filter", "/api/posts", {}, "default"),
+    ("reels, no filter, walk forced", "/api/reels", {}, "walk"),
+    ("reels, min_views=10000, walk forced", "/api/reels", {"min_views": 10000}, "walk"),
 ]
 
 
@@ -83,16 +89,17 @@ def _warm_os_cache(url: str) -> None:
 
 
 def latency(sizes) -> list[dict]:
-    clients = {}
+    clients: dict[str, dict] = {variant: {} for variant in VARIANTS}
     for size in sizes:
         url, _ = build_catalog(size)
         _warm_os_cache(url)
-        clients[size] = create_bench_app({"DATABASE_URL": url}).test_client()
+        for variant, settings in VARIANTS.items():
+            clients[variant][size] = create_bench_app({"DATABASE_URL": url, **settings}).test_client()
     rows = []
-    for name, path, filters in CASES:
-        ours = _interleaved(clients, path, filters, f"lat-{name}", True)
-        baseline = (_interleaved(clients, "/bench/upstream-random", filters, f"up-{name}", False)
-                    if path == "/api/reels" else None)
+    for name, path, filters, variant in CASES:
+        ours = _interleaved(clients[variant], path, filters, f"lat-{name}", True)
+        baseline = (_interleaved(clients[variant], "/bench/upstream-random", filters, f"up-{name}", False)
+                    if path == "/api/reels" and variant == "default" else None)
         for size in sizes:
             rows.append({
                 "size": size, "case": name,
@@ -177,7 +184,8 @@ def _wrk(port: int, path: str, seconds: int, connections: int, script: str | Non
     return float(next(line.split()[1] for line in output.splitlines() if line.startswith("Requests/sec")))
 
 
-def throughput(size: int, seconds: int, threads: int, connections: int = 8, rounds: int = 2) -> dict:
+def throughput(size: int, seconds: int, threads: int, variant: str = "default", connections: int = 8,
+               rounds: int = 2) -> dict:
     """Requests/s of the ceiling, our random pages and upstream's, under gunicorn with ``threads``.
 
     The ceiling and our random pages are loaded in turn, ``rounds`` times each, and
@@ -189,7 +197,8 @@ def throughput(size: int, seconds: int, threads: int, connections: int = 8, roun
     url, _ = build_catalog(size)
     port = _free_port()
     env = {**os.environ, "VIRALSPOT_DATABASE_URL": url, "VIRALSPOT_LOG_LEVEL": "WARNING", "PORT": str(port),
-           "GUNICORN_ACCESSLOG": "", "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": str(threads)}
+           "GUNICORN_ACCESSLOG": "", "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": str(threads),
+           **{f"VIRALSPOT_{name}": str(value) for name, value in VARIANTS[variant].items()}}
     server = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "gunicorn"), "-c",
                                os.path.join(ROOT, "gunicorn.conf.py"), "bench.bench_app:app"],
                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -207,7 +216,7 @@ def throughput(size: int, seconds: int, threads: int, connections: int = 8, roun
         server.terminate()
         server.wait(timeout=30)
     ceiling_rps, random_rps = statistics.mean(ceiling), statistics.mean(ours)
-    return {"size": size, "threads": threads, "ceiling_rps": ceiling_rps, "random_rps": random_rps,
+    return {"size": size, "threads": threads, "variant": variant, "ceiling_rps": ceiling_rps, "random_rps": random_rps,
             "upstream_rps": upstream, "random_share": random_rps / ceiling_rps,
             "shares": [r / c for r, c in zip(ours, ceiling)]}
 
@@ -223,7 +232,7 @@ def print_latency(latency_rows) -> None:
     if len(sizes) > 1:
         print(f"\n| case | median at {sizes[-1]:,} / median at {sizes[0]:,} |")
         print("|---|---:|")
-        for name, _path, _filters in CASES:
+        for name, _path, _filters, _variant in CASES:
             by_size = {r["size"]: r["median_ms"] for r in latency_rows if r["case"] == name}
             print(f"| {name} | {by_size[sizes[-1]] / by_size[sizes[0]]:.2f}x |")
 
@@ -241,12 +250,12 @@ def print_tables(latency_rows, memory_rows, throughput_rows) -> None:
     if throughput_rows:
         size = throughput_rows[0]["size"]
         print(f"\n### Throughput under gunicorn (1 worker, gthread, wrk -c8 on loopback, {size:,} items)\n")
-        print("| gunicorn threads | ceiling: fixed 24-item page, req/s | random page, ours, req/s | ours / ceiling "
-              "(each round) | upstream design, req/s | upstream / ceiling |")
-        print("|---:|---:|---:|---:|---:|---:|")
+        print("| gunicorn threads | plans | ceiling: fixed 24-item page, req/s | random page, ours, req/s | "
+              "ours / ceiling (each round) | upstream design, req/s | upstream / ceiling |")
+        print("|---:|---|---:|---:|---:|---:|---:|")
         for t in throughput_rows:
             rounds = ", ".join(f"{share:.0%}" for share in t["shares"])
-            print(f"| {t['threads']} | {t['ceiling_rps']:.0f} | {t['random_rps']:.0f} | "
+            print(f"| {t['threads']} | {t['variant']} | {t['ceiling_rps']:.0f} | {t['random_rps']:.0f} | "
                   f"{t['random_share']:.0%} ({rounds}) | {t['upstream_rps']:.0f} | "
                   f"{t['upstream_rps'] / t['ceiling_rps']:.0%} |")
 
@@ -256,16 +265,18 @@ def main(argv=None) -> None:
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--skip", default="", help="comma list of parts to skip: latency,memory,throughput")
-    parser.add_argument("--threads", default="8,1",
-                        help="gunicorn thread counts to load (8 is gunicorn.conf.py's default)")
+    parser.add_argument("--throughput", default="8:default,1:default,8:walk",
+                        help="gunicorn configurations to load, threads:variant (8 threads is gunicorn.conf.py's "
+                             f"default; variants: {', '.join(VARIANTS)})")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     skip = set(filter(None, args.skip.split(",")))
     random.seed(0)
     latency_rows = latency(sizes) if "latency" not in skip else []
     memory_rows = memory(max(sizes)) if "memory" not in skip else []
-    throughput_rows = ([throughput(max(sizes), args.seconds, int(threads)) for threads in args.threads.split(",")]
-                       if "throughput" not in skip else [])
+    configurations = [item.split(":") for item in args.throughput.split(",")]
+    throughput_rows = ([throughput(max(sizes), args.seconds, int(threads), variant)
+                        for threads, variant in configurations] if "throughput" not in skip else [])
     print_tables(latency_rows, memory_rows, throughput_rows)
 
 

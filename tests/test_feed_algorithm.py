@@ -75,6 +75,51 @@ def test_plan_choice_follows_selectivity():
     assert isinstance(planner.new_plan("narrow", narrow, narrow.catalog_state()), ListPlan)
 
 
+def test_filters_with_few_enough_matches_use_a_list_whatever_their_share():
+    planner = FeedPlanner(b"k", 0.05, small_catalog=100, list_max_keys=6_000)
+    wide = InMemoryCatalog(10_000, range(1, 10_001, 2))       # ~5,000 matches: a list
+    wider = InMemoryCatalog(10_000, range(1, 10_001))         # 10,000 matches: a walk
+    assert isinstance(planner.new_plan("wide", wide, wide.catalog_state()), ListPlan)
+    assert isinstance(planner.new_plan("wider", wider, wider.catalog_state()), WalkPlan)
+    # A catalog no larger than the limit never needs the selectivity probe.
+    small = InMemoryCatalog(6_000, range(1, 6_001))
+    plan = planner.new_plan("small", small, small.catalog_state())
+    assert isinstance(plan, ListPlan) and small.lookups == 0
+
+
+def test_selective_lists_larger_than_the_list_cache_walk_instead():
+    # Kept only if it fits: a list heavier than the cache would be rebuilt on every page.
+    planner = FeedPlanner(b"k", 0.05, small_catalog=100, list_cache_keys=50)
+    narrow = InMemoryCatalog(10_000, range(1, 10_001, 100))  # 1%, 100 keys > 50
+    assert isinstance(planner.new_plan("narrow", narrow, narrow.catalog_state()), WalkPlan)
+
+
+def test_concurrent_requests_for_one_list_build_it_once():
+    class SlowCatalog(InMemoryCatalog):
+        builds = 0
+
+        def matching_keys(self):
+            SlowCatalog.builds += 1
+            threading.Event().wait(0.2)  # long enough for every thread to arrive during the build
+            return super().matching_keys()
+
+    planner = FeedPlanner(b"k", 0.05, small_catalog=100_000)
+    source = SlowCatalog(5_000, range(1, 5_001, 3))
+    plans = []
+    threads = [threading.Thread(target=lambda: plans.append(planner.new_plan("f", source, (1, 5_000))))
+               for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert SlowCatalog.builds == 1
+    assert len(plans) == 8 and all(plan.keys is plans[0].keys for plan in plans)
+    assert plans[0].size == len(range(1, 5_001, 3))
+    # Another catalog version is another list.
+    planner.new_plan("f", source, (2, 5_000))
+    assert SlowCatalog.builds == 2
+
+
 def test_replaying_a_page_returns_the_same_items_and_records_nothing():
     feeds, store = make_feeds(0), MemorySessionStore()
     source = InMemoryCatalog(5000, range(1, 5001))
@@ -182,6 +227,24 @@ def test_lru_cache_drops_the_least_recently_used():
     assert (cache.get("a"), cache.get("b"), cache.get("c")) == (1, None, 3)
     with pytest.raises(ValueError):
         LruCache(0)
+
+
+def test_lru_cache_keeps_its_total_weight_under_the_limit():
+    from viralspot.lru import LruCache
+
+    cache = LruCache(10, max_weight=10, weigh=len)
+    cache.put("a", "xxxx")
+    cache.put("b", "xxxx")
+    assert cache.get("a") == "xxxx"  # "a" is now the most recent
+    cache.put("c", "xxxxx")  # 13 > 10: drops "b"
+    assert (cache.get("a"), cache.get("b"), cache.get("c")) == ("xxxx", None, "xxxxx")
+    assert cache.weight == 9
+    cache.put("a", "x")  # replacing an entry replaces its weight
+    assert cache.weight == 6 and len(cache) == 2
+    cache.put("huge", "x" * 11)  # heavier than the whole cache: not kept, nothing dropped
+    assert cache.get("huge") is None and len(cache) == 2
+    with pytest.raises(ValueError):
+        LruCache(2, max_weight=5)
 
 
 def test_permutations_are_remembered_per_session_generation_and_size():

@@ -23,7 +23,7 @@ def catalog_url(module_database_url):
 
 PLANS = {
     "list": {"RANDOM_SMALL_CATALOG": 10**9},  # every filter uses a cached candidate list
-    "walk": {"RANDOM_SMALL_CATALOG": 0, "RANDOM_LIST_THRESHOLD": 0.0},  # every filter walks the key space
+    "walk": {"RANDOM_SMALL_CATALOG": 0, "RANDOM_LIST_THRESHOLD": 0.0, "RANDOM_LIST_MAX_KEYS": 0},  # every filter walks
 }
 
 

@@ -118,15 +118,20 @@ def matching_among(conn: Connection, flt: ContentFilter, keys: Sequence[int]) ->
 
 
 def matching_keys(conn: Connection, flt: ContentFilter) -> np.ndarray:
-    """Every id matching ``flt``, ascending, as an int64 array."""
-    stmt = flt.where(select(content.c.id)).order_by(content.c.id).execution_options(yield_per=50_000)
+    """Every id matching ``flt``, ascending, as an int64 array.
+
+    Sorted here rather than by ``ORDER BY id``: without the ordering the database
+    scans the filter's covering index; with it, SQLite walks the whole table in id
+    order instead (1M catalog, ``min_views=10000``: 5.2 s with it, 0.22 s without).
+    """
+    stmt = flt.where(select(content.c.id)).execution_options(yield_per=50_000)
     result = conn.execute(stmt)
     arrays = [np.fromiter((row[0] for row in part), dtype=np.int64, count=len(part))
               for part in result.partitions()]
     if not arrays:
         return np.empty(0, dtype=np.int64)
     keys = np.concatenate(arrays)
-    keys.sort()  # already ordered; sorting a sorted array is cheap and guarantees the contract
+    keys.sort()
     return keys
 
 

@@ -21,6 +21,8 @@ class RandomFeedService:
             list_threshold=float(app.config["RANDOM_LIST_THRESHOLD"]),
             small_catalog=int(app.config["RANDOM_SMALL_CATALOG"]),
             cache_size=int(app.config["RANDOM_LIST_CACHE_SIZE"]),
+            list_max_keys=int(app.config["RANDOM_LIST_MAX_KEYS"]),
+            list_cache_keys=int(app.config["RANDOM_LIST_CACHE_KEYS"]),
         )
         app.extensions[EXTENSION_NAME] = RandomFeeds(secret, planner)
 

@@ -5,17 +5,26 @@
   the filter in the database, in batches. Cost per page is ``limit / selectivity``
   key look-ups, flat in the catalog's size. When a walked feed is exhausted and
   the catalog has grown, the feed continues with ``WalkPlan(hi, new_hi)``.
-* ``ListPlan(version, size)``: for selective filters (and small catalogs) the
-  sorted list of matching keys at catalog ``version`` is built once per process
-  and cached; positions ``0..size`` map through the permutation to list
-  indices. When the catalog version changes the feed re-plans on the new list
-  (the seen set keeps it free of repeats).
+* ``ListPlan(version, size)``: the sorted list of matching keys at catalog
+  ``version``, built once per process and cached; positions ``0..size`` map
+  through the permutation to list indices. A page then needs no filter check,
+  only its items. When the catalog version changes the feed re-plans on the new
+  list (the seen set keeps it free of repeats).
+
+Which plan: a list when the filter's estimated matches are at most
+``list_max_keys`` (4 bytes each) or under ``list_threshold`` of the catalog
+(selective filters, for which a walk would scan many positions per page);
+a walk otherwise, which needs no per-filter memory and no build, whatever the
+catalog's size. The choice depends only on the filter and the catalog, so every
+server makes the same one. Concurrent requests needing one list wait for one
+build (single flight) rather than each reading the matching set.
 
 A plan is stored in the session store as a short token (``w:1:1000001``).
 """
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
@@ -92,17 +101,22 @@ class FeedPlanner:
     """Chooses plans and caches, per process, filter selectivities and candidate lists.
 
     Entries are keyed by (filter signature, catalog version), so a catalog
-    write (which bumps the version) retires them.
+    write (which bumps the version) retires them. At most ``cache_size`` lists
+    are kept, holding at most ``list_cache_keys`` keys in all.
     """
 
     def __init__(self, secret: bytes, list_threshold: float = 0.05, small_catalog: int = 20_000,
-                 cache_size: int = 64) -> None:
+                 cache_size: int = 64, list_max_keys: int = 0, list_cache_keys: int = 16_000_000) -> None:
         self.list_threshold = list_threshold
         self.small_catalog = small_catalog
+        self.list_max_keys = min(list_max_keys, list_cache_keys)
+        self.list_cache_keys = list_cache_keys
         self.cache_size = cache_size
         self._probe_keys = round_keys(secret, "selectivity-probe")
         self._selectivity: LruCache[float] = LruCache(cache_size)
-        self._lists: LruCache[np.ndarray] = LruCache(cache_size)
+        self._lists: LruCache[np.ndarray] = LruCache(cache_size, max_weight=list_cache_keys, weigh=len)
+        self._builds_guard = threading.Lock()
+        self._builds: dict[tuple[str, int], threading.Lock] = {}
 
     def selectivity(self, signature: str, version: int, max_key: int, source: CandidateSource) -> float:
         """Share of keys ``1..max_key`` matching the filter, estimated on a fixed sample."""
@@ -117,21 +131,33 @@ class FeedPlanner:
         return value
 
     def candidate_list(self, signature: str, version: int, source: CandidateSource) -> ListPlan:
-        keys = self._lists.get((signature, version))
+        """The filter's list at ``version``: cached, else built once however many requests ask at once."""
+        key = (signature, version)
+        keys = self._lists.get(key)
         if keys is None:
-            keys = np.asarray(source.matching_keys(), dtype=np.int64)
-            if not keys.size or keys[-1] < 2**32:
-                keys = keys.astype(np.uint32)  # 4 bytes per cached key
-            self._lists.put((signature, version), keys)
+            with self._builds_guard:
+                build_lock = self._builds.setdefault(key, threading.Lock())
+            try:
+                with build_lock:
+                    keys = self._lists.get(key)  # built while this request waited
+                    if keys is None:
+                        keys = np.asarray(source.matching_keys(), dtype=np.int64)
+                        if not keys.size or keys[-1] < 2**32:
+                            keys = keys.astype(np.uint32)  # 4 bytes per cached key
+                        self._lists.put(key, keys)
+            finally:
+                with self._builds_guard:
+                    self._builds.pop(key, None)
         return ListPlan(version, keys)
 
     def new_plan(self, signature: str, source: CandidateSource, state: tuple[int, int]):
         """The plan of a new feed."""
         version, max_key = state
-        if max_key <= self.small_catalog:
+        if max_key <= max(self.small_catalog, self.list_max_keys):
             return self.candidate_list(signature, version, source)
         share = self.selectivity(signature, version, max_key, source)
-        if share < self.list_threshold:
+        expected = share * max_key
+        if expected <= self.list_max_keys or (share < self.list_threshold and expected <= self.list_cache_keys):
             return self.candidate_list(signature, version, source)
         return WalkPlan(1, max_key + 1, max(share, 1e-4))
 
