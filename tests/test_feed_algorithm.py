@@ -87,6 +87,17 @@ def test_filters_with_few_enough_matches_use_a_list_whatever_their_share():
     assert isinstance(plan, ListPlan) and small.lookups == 0
 
 
+def test_filters_on_the_clock_walk_where_only_the_size_limit_would_give_a_list():
+    # A list fixes a date_range window until the next catalog write; a walk checks it live.
+    planner = FeedPlanner(b"k", 0.05, small_catalog=100, list_max_keys=6_000)
+    recent = InMemoryCatalog(10_000, range(1, 10_001, 2))
+    recent.clock_dependent = True
+    assert isinstance(planner.new_plan("recent", recent, recent.catalog_state()), WalkPlan)
+    narrow = InMemoryCatalog(10_000, range(1, 10_001, 100))
+    narrow.clock_dependent = True
+    assert isinstance(planner.new_plan("narrow", narrow, narrow.catalog_state()), ListPlan)
+
+
 def test_selective_lists_larger_than_the_list_cache_walk_instead():
     # Kept only if it fits: a list heavier than the cache would be rebuilt on every page.
     planner = FeedPlanner(b"k", 0.05, small_catalog=100, list_cache_keys=50)

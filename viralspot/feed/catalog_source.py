@@ -41,6 +41,7 @@ class SqlCandidateSource:
                  state: Callable[[Connection], tuple[int, int]] = queries.catalog_state) -> None:
         self.connection = connection
         self.content_filter = content_filter
+        self.clock_dependent = bool(content_filter.date_range)
         self._state = state
         #: Rendered items of the candidates checked so far (None where not yet rendered).
         self.fragments: dict[int, str | None] = {}

@@ -17,7 +17,9 @@ Which plan: a list when the filter's estimated matches are at most
 a walk otherwise, which needs no per-filter memory and no build, whatever the
 catalog's size. The choice depends only on the filter and the catalog, so every
 server makes the same one. Concurrent requests needing one list wait for one
-build (single flight) rather than each reading the matching set.
+build (single flight) rather than each reading the matching set. A filter on
+the clock (``date_range``) is exempt from ``list_max_keys``: a list would fix
+its window until the next catalog write, a walk evaluates it on every page.
 
 A plan is stored in the session store as a short token (``w:1:1000001``).
 """
@@ -50,6 +52,9 @@ class CandidateSource(Protocol):
 
     def matching_keys(self) -> np.ndarray:
         """Every matching key, sorted."""
+
+    #: True when the filter depends on the clock (``date_range``); optional, False when absent.
+    clock_dependent: bool
 
 
 @dataclass(frozen=True)
@@ -153,11 +158,14 @@ class FeedPlanner:
     def new_plan(self, signature: str, source: CandidateSource, state: tuple[int, int]):
         """The plan of a new feed."""
         version, max_key = state
-        if max_key <= max(self.small_catalog, self.list_max_keys):
+        # A list is evaluated when built, once per catalog version: a filter on the clock
+        # (date_range) only gets one where a walk would be costly, and otherwise walks live.
+        list_max_keys = 0 if getattr(source, "clock_dependent", False) else self.list_max_keys
+        if max_key <= max(self.small_catalog, list_max_keys):
             return self.candidate_list(signature, version, source)
         share = self.selectivity(signature, version, max_key, source)
         expected = share * max_key
-        if expected <= self.list_max_keys or (share < self.list_threshold and expected <= self.list_cache_keys):
+        if expected <= list_max_keys or (share < self.list_threshold and expected <= self.list_cache_keys):
             return self.candidate_list(signature, version, source)
         return WalkPlan(1, max_key + 1, max(share, 1e-4))
 
