@@ -194,10 +194,6 @@ def bump_version(conn: Connection) -> int:
     return int(current) + 1
 
 
-def catalog_version(conn: Connection) -> int:
-    return catalog_state(conn)[0]
-
-
 def content_count(conn: Connection) -> int:
     return int(conn.execute(select(func.count()).select_from(content)).scalar() or 0)
 

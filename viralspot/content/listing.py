@@ -20,7 +20,7 @@ from ..schemas.items import serialize_item
 from .page_response import page_response
 
 _NOUN = {"reels": "reels", "posts": "posts"}
-#: (engine url, catalog version) -> filter options; the options only change when the catalog does.
+#: (engine url, catalog version, largest id) -> filter options; they only change when the catalog does.
 _options_cache: dict[tuple[str, int], dict] = {}
 
 

@@ -116,7 +116,6 @@ class FeedPlanner:
         self.small_catalog = small_catalog
         self.list_max_keys = min(list_max_keys, list_cache_keys)
         self.list_cache_keys = list_cache_keys
-        self.cache_size = cache_size
         self._probe_keys = round_keys(secret, "selectivity-probe")
         self._selectivity: LruCache[float] = LruCache(cache_size)
         self._lists: LruCache[np.ndarray] = LruCache(cache_size, max_weight=list_cache_keys, weigh=len)
