@@ -127,3 +127,39 @@ def test_narrowed_schemas_are_reused_per_set_of_argument_names(app):
     assert first is second
     assert third is not first
     assert set(first.load_fields) == {"limit", "offset"}
+
+
+def test_equal_filter_arguments_share_one_filter_and_different_ones_do_not():
+    # content_filter remembers filters per (kind, arguments): a feed's pages reuse one, signature included.
+    first = content_filter("reels", {"primary_categories": ["Food", "Tech"], "min_views": 10, "limit": 5})
+    again = content_filter("reels", {"primary_categories": ["Food", "Tech"], "min_views": 10, "offset": 48})
+    assert again is first
+    others = [content_filter("posts", {"primary_categories": ["Food", "Tech"], "min_views": 10}),
+              content_filter("reels", {"primary_categories": ["Food"], "min_views": 10}),
+              content_filter("reels", {"primary_categories": ["Food", "Tech"], "min_views": 11}),
+              content_filter("reels", {"primary_categories": ["Food", "Tech"], "min_views": 10, "is_verified": True})]
+    assert len({id(flt) for flt in [first, *others]}) == 5
+    assert len({flt.signature() for flt in [first, *others]}) == 5
+    assert others[3].is_verified is True and first.is_verified is None
+
+
+def test_a_filter_argument_nothing_can_hash_still_gives_its_filter():
+    flt = content_filter("reels", {"primary_categories": [["nested"]], "languages": {"en": 1}})
+    assert flt.primary_categories == ("['nested']",) and flt.languages == ("en",)
+
+
+def test_a_repeated_query_argument_counts_with_its_first_value(app):
+    # The query loader hands marshmallow a plain dict of first values, as webargs' proxy would.
+    with app.test_request_context("/api/reels?limit=5&limit=7&primary_categories=Food&primary_categories=Tech"):
+        args = parser.parse(present_arguments(ContentQueryArgsSchema)(request), request)
+    assert args["limit"] == 5 and args["primary_categories"] == ["Food"]
+
+
+def test_a_schema_with_a_list_field_still_gets_every_repeated_value(app):
+    from marshmallow import Schema, fields
+
+    class TagsSchema(Schema):
+        tag = fields.List(fields.String())
+
+    with app.test_request_context("/x?tag=a&tag=b"):
+        assert parser.parse(TagsSchema(), request) == {"tag": ["a", "b"]}

@@ -191,13 +191,16 @@ def test_threads_claiming_and_resetting_lose_and_double_count_nothing():
 
 
 @pytest.mark.parametrize("count", [1, 24, 256, 257, 2400])
-def test_seen_keys_answer_membership_at_every_size(count):
+@pytest.mark.parametrize("batch", [1, 24, 500])
+def test_seen_keys_answer_membership_at_every_size(count, batch):
     from viralspot.store.memory import SeenKeys
 
     keys = random.Random(count).sample(range(1, 1_000_001), count)
     seen = SeenKeys()
-    for key in keys:
-        seen.add(key)
+    for start in range(0, count, batch):
+        seen.update(keys[start:start + batch])
+    seen.update(keys[:3])  # keys already there are not counted twice
+    seen.add(keys[-1])
     assert len(seen) == count
     assert all(key in seen for key in keys)
     outside = [k for k in random.Random(7).sample(range(1, 1_000_001), 500) if k not in set(keys)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from viralspot.feed.permutation import KeyedPermutation, round_keys
+from viralspot.feed.permutation import LOOKAHEAD, KeyedPermutation, round_keys
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 7, 8, 9, 100, 1023, 1024, 1025, 65_537, 1_000_003])
@@ -65,6 +65,24 @@ def test_map_range_is_the_permutation_of_that_slice():
         perm.map_range(990, 1001)
     with pytest.raises(ValueError):
         perm.map_range(-1, 3)
+
+
+@pytest.mark.parametrize("size", [1, 600, 100_003])
+def test_map_range_gives_the_same_images_whatever_block_it_maps_ahead(size):
+    # map_range maps LOOKAHEAD positions at once and slices later ranges from that block.
+    perm = KeyedPermutation(round_keys(b"secret", "ahead"), size)
+    everything = KeyedPermutation(round_keys(b"secret", "ahead"), size)(np.arange(size))
+    rng = np.random.default_rng(size)
+    ranges = [(0, min(size, 24)), (0, min(size, 24)), (min(size, 24), min(size, 48)), (size - 1, size)]
+    for _ in range(200):
+        start = int(rng.integers(0, size))
+        ranges.append((start, min(size, start + int(rng.integers(0, 2 * LOOKAHEAD)))))
+    for start, stop in ranges:
+        images = perm.map_range(start, stop)
+        assert images.dtype == np.int64
+        assert images.tolist() == everything[start:stop].tolist()
+        images[:] = -1  # the caller's own copy: the block it came from is unchanged
+    assert perm.map_range(0, min(size, 24)).tolist() == everything[:24].tolist()
 
 
 @pytest.mark.parametrize(("size", "expected"), [

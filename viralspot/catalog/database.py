@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from contextlib import contextmanager
-from typing import Iterator
+from typing import ContextManager
 
 from flask import Flask, current_app
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
@@ -124,12 +123,14 @@ class Catalog:
         else:
             app.extensions[SCHEMA_READY] = True
 
-    def _ensure_schema(self) -> None:
-        """Create the schema on first use when start-up could not; raises OperationalError if still down."""
-        app = current_app._get_current_object()
-        if not app.extensions.get(SCHEMA_READY):
-            create_schema(app.extensions[EXTENSION_NAME])
-            app.extensions[SCHEMA_READY] = True
+    @staticmethod
+    def _ready_engine() -> Engine:
+        """The app's engine, creating the schema first when start-up could not (OperationalError if still down)."""
+        extensions = current_app._get_current_object().extensions
+        if not extensions.get(SCHEMA_READY):
+            create_schema(extensions[EXTENSION_NAME])
+            extensions[SCHEMA_READY] = True
+        return extensions[EXTENSION_NAME]
 
     @property
     def engine(self) -> Engine:
@@ -139,14 +140,10 @@ class Catalog:
         """(catalog version, largest id), remembered for ``CATALOG_STATE_TTL`` seconds."""
         return current_app.extensions[STATE_CACHE].get(conn)
 
-    @contextmanager
-    def connect(self) -> Iterator[Connection]:
-        self._ensure_schema()
-        with self.engine.connect() as connection:
-            yield connection
+    def connect(self) -> Connection:
+        """A pooled connection, to use as ``with catalog.connect() as conn:`` (returned to the pool after)."""
+        return self._ready_engine().connect()
 
-    @contextmanager
-    def begin(self) -> Iterator[Connection]:
-        self._ensure_schema()
-        with self.engine.begin() as connection:
-            yield connection
+    def begin(self) -> ContextManager[Connection]:
+        """``with catalog.begin() as conn:``: a connection in a transaction, committed unless the block raises."""
+        return self._ready_engine().begin()

@@ -22,6 +22,7 @@ from typing import Any, Mapping
 from sqlalchemy import Float, Select, and_, cast, func, not_, or_
 from sqlalchemy.sql.elements import ColumnElement
 
+from ..lru import LruCache
 from .tables import content, primary_profiles
 
 #: Endpoint kind -> the content_type it serves when ``content_types`` is not given.
@@ -193,12 +194,34 @@ def _clean_list(values: Any) -> tuple[str, ...]:
     return tuple(sorted({str(value).strip() for value in values if str(value).strip()}))
 
 
+#: The arguments ``content_filter`` reads.
+_FILTER_ARGS = (*_LIST_ARGS, "search", *(f"{bound}_{name}" for name in _RANGE_ARGS for bound in ("min", "max")),
+                "is_verified", "date_range")
+#: Filters by (kind, arguments): a feed's pages repeat one filter, and its signature is memoized on it.
+_FILTERS: LruCache[ContentFilter] = LruCache(1024)
+
+
 def content_filter(kind: str, args: Mapping[str, Any]) -> ContentFilter:
     """The ``ContentFilter`` of a request to ``/api/<kind>`` (``reels`` or ``posts``).
 
     ``args`` are the validated query arguments; unknown keys (sort, paging,
     session) are ignored. ``content_types`` replaces the endpoint's default type.
+    Filters are immutable: equal arguments share one, remembered per process.
     """
+    key = (kind, *((name, tuple(value) if isinstance(value, (list, set)) else value)
+                   for name in _FILTER_ARGS if (value := args.get(name)) is not None))
+    try:
+        found = _FILTERS.get(key)
+    except TypeError:  # an unhashable argument value: nothing to remember it by
+        return build_content_filter(kind, args)
+    if found is None:
+        found = build_content_filter(kind, args)
+        _FILTERS.put(key, found)
+    return found
+
+
+def build_content_filter(kind: str, args: Mapping[str, Any]) -> ContentFilter:
+    """``content_filter``'s work, uncached."""
     if kind not in DEFAULT_CONTENT_TYPE:
         raise ValueError(f"unknown content kind {kind!r}")
     values: dict[str, Any] = {"kind": kind}

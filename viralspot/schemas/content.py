@@ -26,6 +26,9 @@ MAX_COUNT = 2 ** 62
 MAX_OFFSET = 10 ** 9
 RANDOM_NEEDS_SESSION = "session_id is required when random_order=true"
 _ACCOUNT_TYPES_BY_KEY = {name.lower(): name for name in ACCOUNT_TYPES}
+#: (min_x, max_x) argument pairs, where min_x must not exceed max_x.
+_RANGE_BOUNDS = tuple((f"min_{name}", f"max_{name}") for name in
+                      ("outlier_score", "views", "likes", "comments", "followers", "account_engagement_rate"))
 
 
 class CommaList(fields.Field):
@@ -113,18 +116,18 @@ class ContentQueryArgsSchema(Schema):
     @pre_load
     def drop_blank_values(self, data, **kwargs):
         """Blank filters mean "no filter"; a blank session_id still reaches its own validation."""
-        return {key: data[key] for key in data
-                if key == "session_id" or not (isinstance(data[key], str) and not data[key].strip())}
+        return {key: value for key, value in data.items()
+                if key == "session_id" or not (isinstance(value, str) and not value.strip())}
 
     @validates_schema
     def check_combinations(self, data, **kwargs):
         sort_by = data.get("sort_by")
         if sort_by is not None and sort_by not in self.SORTS:
             raise ValidationError(f"Must be one of: {', '.join(self.SORTS)}.", field_name="sort_by")
-        for name in ("outlier_score", "views", "likes", "comments", "followers", "account_engagement_rate"):
-            low, high = data.get(f"min_{name}"), data.get(f"max_{name}")
+        for low_name, high_name in _RANGE_BOUNDS:
+            low, high = data.get(low_name), data.get(high_name)
             if low is not None and high is not None and low > high:
-                raise ValidationError(f"min_{name} must not exceed max_{name}.", field_name=f"min_{name}")
+                raise ValidationError(f"{low_name} must not exceed {high_name}.", field_name=low_name)
         if data.get("random_order") and not data.get("session_id"):
             raise ValidationError(CodedMessage(RANDOM_NEEDS_SESSION, "MISSING_PARAMETER"),
                                   field_name="session_id")
@@ -132,10 +135,20 @@ class ContentQueryArgsSchema(Schema):
     @post_load
     def fill_defaults(self, data, **kwargs):
         """Defaults of the arguments a narrowed schema (``only=``, see ``args.present_arguments``) left out."""
-        for name, field in self.declared_fields.items():
-            if name not in data and field.load_default is not missing:
-                data[name] = field.load_default
+        for name, default in _defaults(type(self)):
+            if name not in data:
+                data[name] = default
         return data
+
+
+def _defaults(schema_class: type[Schema]) -> tuple[tuple[str, object], ...]:
+    """(name, load_default) of every declared field of ``schema_class`` that has one, computed once."""
+    found = schema_class.__dict__.get("_load_defaults")
+    if found is None:
+        found = tuple((name, field.load_default) for name, field in schema_class._declared_fields.items()
+                      if field.load_default is not missing)
+        schema_class._load_defaults = found
+    return found
 
 
 class PostQueryArgsSchema(ContentQueryArgsSchema):

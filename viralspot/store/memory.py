@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from array import array
-from bisect import bisect_left, insort
+from bisect import bisect_left
 from collections import OrderedDict
 from typing import Callable, Sequence
 
@@ -48,12 +48,20 @@ class SeenKeys:
         return index < len(small) and small[index] == key
 
     def add(self, key: int) -> None:
-        if self._bitmap is not None:
-            self._bitmap.add(key)
-            return
-        insort(self._small, key)
-        if len(self._small) > self.SMALL:
+        self.update((key,))
+
+    def update(self, keys: Sequence[int]) -> None:
+        """Add every key of ``keys``."""
+        if self._bitmap is None and len(self._small) + len(keys) > self.SMALL:
             self._bitmap, self._small = BitMap(self._small), None
+        if self._bitmap is not None:
+            self._bitmap.update(keys)
+            return
+        small = self._small
+        for key in keys:
+            index = bisect_left(small, key)
+            if index == len(small) or small[index] != key:
+                small.insert(index, key)
 
     def among(self, keys: Sequence[int]) -> list[int]:
         """The keys of ``keys`` that are in the set."""
@@ -188,9 +196,9 @@ class MemorySessionStore(SessionStore):
                 if len(claimed) == want:
                     new_cursor, has_more = position, True
                     break
-                seen.add(key)
-                served.append(key)
                 claimed.append(key)
+            seen.update(claimed)
+            served.extend(claimed)
             feed.plan = plan
             feed.cursor = new_cursor
             feed.exhausted = new_cursor >= domain
