@@ -185,7 +185,7 @@ def _wrk(port: int, path: str, seconds: int, connections: int, script: str | Non
 
 
 def throughput(size: int, seconds: int, threads: int, variant: str = "default", connections: int = 8,
-               rounds: int = 2) -> dict:
+               rounds: int = 3) -> dict:
     """Requests/s of the ceiling, our random pages and upstream's, under gunicorn with ``threads``.
 
     The ceiling and our random pages are loaded in turn, ``rounds`` times each, and
@@ -264,6 +264,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3, help="ceiling/random load rounds per configuration")
     parser.add_argument("--skip", default="", help="comma list of parts to skip: latency,memory,throughput")
     parser.add_argument("--throughput", default="8:default,1:default,8:walk",
                         help="gunicorn configurations to load, threads:variant (8 threads is gunicorn.conf.py's "
@@ -275,7 +276,7 @@ def main(argv=None) -> None:
     latency_rows = latency(sizes) if "latency" not in skip else []
     memory_rows = memory(max(sizes)) if "memory" not in skip else []
     configurations = [item.split(":") for item in args.throughput.split(",")]
-    throughput_rows = ([throughput(max(sizes), args.seconds, int(threads), variant)
+    throughput_rows = ([throughput(max(sizes), args.seconds, int(threads), variant, rounds=args.rounds)
                         for threads, variant in configurations] if "throughput" not in skip else [])
     print_tables(latency_rows, memory_rows, throughput_rows)
 

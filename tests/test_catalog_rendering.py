@@ -14,7 +14,8 @@ from catalog_data import as_json_lines, fixture_records
 from conftest import dispose_catalog_app, make_catalog_app
 from viralspot.catalog.importer import import_lines
 from viralspot.catalog.queries import ITEM_COLUMNS, items_by_keys
-from viralspot.catalog.rendering import encode_item, item_fragments, render_items
+from viralspot.catalog.rendering import (encode_item, in_requested_order, item_fragments, joined_item_fragments,
+                                         render_items, render_row)
 from viralspot.catalog.seed import seed_catalog
 from viralspot.catalog.tables import content
 from viralspot.schemas.items import serialize_item
@@ -189,6 +190,39 @@ def test_item_fragments_keep_order_skip_missing_and_repeat(fixture_catalog):
         rows = items_by_keys(conn, [5, 1, 60, 5])
         assert item_fragments(conn, []) == []
     assert [json.loads(f) for f in fragments] == [serialize_item(row) for row in rows]
+
+
+def test_joined_fragments_are_the_item_fragments_in_order(fixture_catalog):
+    # One row joined by the database, checked against the per-item path it replaces on pages.
+    app, _records, _now = fixture_catalog
+    with engine_of(app).connect() as conn:
+        for keys in ([5, 999_999, 1, 60, 5], [60, 59, 58, 1, 2, 3], [2], [], [999_998, 999_999], list(range(60, 0, -1))):
+            expected = item_fragments(conn, keys)
+            assert joined_item_fragments(conn, keys) == (",".join(expected), len(expected))
+
+
+def test_an_unrendered_item_is_built_live_in_a_joined_page(fixture_catalog):
+    app, _records, _now = fixture_catalog
+    with engine_of(app).connect() as conn:
+        transaction = conn.begin()
+        try:
+            live = render_row(items_by_keys(conn, [3])[0])
+            conn.execute(content.update().where(content.c.id == 3).values(item_json=None))
+            joined, count = joined_item_fragments(conn, [4, 3, 2])
+            assert count == 3
+            assert json.loads("[" + joined + "]")[1] == json.loads(live)
+            assert joined == ",".join(item_fragments(conn, [4, 3, 2]))
+        finally:
+            transaction.rollback()
+
+
+def test_the_joined_ids_prove_the_order_or_send_the_page_back_to_the_per_item_path():
+    assert in_requested_order("3,1,7", [3, 1, 7])
+    assert in_requested_order("3,7", [3, 1, 7])  # 1 does not exist
+    assert in_requested_order("5,1,5", [5, 99, 1, 5])
+    assert not in_requested_order("1,3,7", [3, 1, 7])
+    assert not in_requested_order("7,3", [3, 1, 7])
+    assert not in_requested_order("5,5,1", [5, 1, 5])
 
 
 def test_page_body_is_the_documented_envelope_in_order(fixture_catalog):

@@ -32,12 +32,19 @@ from .tables import content
 KEYS = "keys"
 
 
+def keys_parameter(dialect_name: str):
+    """The single bound parameter ``keys``: a JSON array on SQLite (read by ``json_each``), an array elsewhere."""
+    if dialect_name == "sqlite":
+        return bindparam(KEYS, value="[]")
+    return bindparam(KEYS, value=[], type_=ARRAY(Integer))
+
+
 def key_condition(dialect_name: str):
     """``content.id`` among the keys bound to the single parameter ``keys``, for one dialect."""
     if dialect_name == "sqlite":
-        listed = select(literal_column("value")).select_from(func.json_each(bindparam(KEYS, value="[]")))
+        listed = select(literal_column("value")).select_from(func.json_each(keys_parameter(dialect_name)))
         return content.c.id.in_(listed)
-    return content.c.id == any_(bindparam(KEYS, value=[], type_=ARRAY(Integer)))
+    return content.c.id == any_(keys_parameter(dialect_name))
 
 
 def encode_keys(dialect_name: str, keys: Sequence[int]) -> Any:
@@ -47,13 +54,19 @@ def encode_keys(dialect_name: str, keys: Sequence[int]) -> Any:
 
 
 class KeyLookup:
-    """``statement`` (a select over ``content``) restricted to a key list, compiled for ``dialect``."""
+    """``statement`` (a select over ``content``) restricted to a key list, compiled for ``dialect``.
+
+    With ``keyed=True`` the statement binds ``keys_parameter`` itself (it reads the
+    list in its FROM clause, say) and is compiled as it is.
+    """
 
     __slots__ = ("sql", "dialect_name", "_positions", "_params", "_keys_processor")
 
-    def __init__(self, statement: Select, dialect: Dialect) -> None:
+    def __init__(self, statement: Select, dialect: Dialect, keyed: bool = False) -> None:
         self.dialect_name = dialect.name
-        compiled = statement.where(key_condition(dialect.name)).compile(dialect=dialect)
+        if not keyed:
+            statement = statement.where(key_condition(dialect.name))
+        compiled = statement.compile(dialect=dialect)
         # The SQL with every IN list and literal rendered, as the engine would execute it.
         state = compiled.construct_expanded_state(escape_names=False)
         processors = dict(state.processors)
@@ -91,11 +104,11 @@ class KeyLookupCache:
     def __init__(self, size: int = 256) -> None:
         self._lookups: LruCache[KeyLookup] = LruCache(size)
 
-    def get(self, name: Hashable, dialect: Dialect, build: Callable[[], Select]) -> KeyLookup:
+    def get(self, name: Hashable, dialect: Dialect, build: Callable[[], Select], keyed: bool = False) -> KeyLookup:
         """The lookup cached under ``name`` for ``dialect``, compiling ``build()`` on a miss."""
         key = (name, dialect.name, dialect.driver)
         lookup = self._lookups.get(key)
         if lookup is None:
-            lookup = KeyLookup(build(), dialect)
+            lookup = KeyLookup(build(), dialect, keyed)
             self._lookups.put(key, lookup)
         return lookup

@@ -19,16 +19,22 @@ half-written:
   before the column existed (``database.py`` adds the column at start-up).
 
 Reads never write: ``item_fragments`` builds a NULL row's item live.
+
+A page needs its items as one JSON list, in its keys' order: ``joined_item_fragments``
+has the database join them (one string, no per-item work in Python); the ids it
+joins alongside in the same pass prove the order, which SQLite's
+``group_concat`` does not promise (an out-of-order answer is rebuilt by key).
 """
 from __future__ import annotations
 
 import json
 from typing import Callable, Iterable, Sequence
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, Text, bindparam, cast, func, literal_column, select
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from ..schemas.items import serialize_item
-from .key_lookup import KeyLookupCache
+from .key_lookup import KeyLookupCache, keys_parameter
 from .queries import (ITEM_COLUMNS, ITEMS_BY_KEYS, KEY_CHUNK, PACKED_FRAGMENTS, PROFILE_COLUMNS, items_by_keys,
                       rows_for_keys, unpack_fragments)
 from .tables import content, primary_profiles
@@ -110,3 +116,50 @@ def item_fragments(conn: Connection, keys: Sequence[int]) -> list[str]:
         for row in items_by_keys(conn, missing):
             by_id[row["id"]] = render_row(row)
     return [by_id[key] for key in ordered if key in by_id]
+
+
+def ordered_fragments_statement(dialect_name: str):
+    """One row for the key list bound to ``keys``: (its items' ``item_json`` joined by commas in
+    list order, their ids joined the same way, how many have an ``item_json``, how many exist)."""
+    if dialect_name == "sqlite":
+        # json_each drives the join, so rows come in list order; SQLite (before 3.44, no ORDER BY
+        # inside an aggregate) does not promise group_concat keeps it: the joined ids check it.
+        listed = func.json_each(keys_parameter(dialect_name)).table_valued("key", "value").alias("listed")
+        return (select(func.group_concat(content.c.item_json, ","), func.group_concat(content.c.id, ","),
+                       func.count(content.c.item_json), func.count())
+                .select_from(listed.join(content, content.c.id == listed.c.value)))
+    listed = func.unnest(keys_parameter(dialect_name)).table_valued("value", with_ordinality="position").render_derived(name="listed")
+    comma_in_order = aggregate_order_by(literal_column("','"), listed.c.position)
+    return (select(func.string_agg(content.c.item_json, comma_in_order),
+                   func.string_agg(cast(content.c.id, Text), comma_in_order),
+                   func.count(content.c.item_json), func.count())
+            .select_from(listed.join(content, content.c.id == listed.c.value)))
+
+
+def in_requested_order(joined_ids: str, keys: Sequence[int]) -> bool:
+    """True when ``joined_ids`` ("3,1,7") lists ``keys`` in their order, those missing from it skipped."""
+    if joined_ids == ",".join(map(str, keys)):
+        return True
+    got = [int(key) for key in joined_ids.split(",")]
+    present = set(got)
+    return got == [key for key in keys if key in present]
+
+
+def joined_item_fragments(conn: Connection, keys: Sequence[int]) -> tuple[str, int]:
+    """``item_fragments`` joined by commas (a JSON list's inside), and how many items it holds.
+
+    One packed row from the database; ``item_fragments`` answers when an item is
+    not rendered yet or the database joined them out of order.
+    """
+    ordered = [int(key) for key in keys]
+    if not ordered:
+        return "", 0
+    dialect = conn.dialect
+    lookup = _LOOKUPS.get("ordered fragments", dialect, lambda: ordered_fragments_statement(dialect.name), keyed=True)
+    ((joined, joined_ids, rendered, found),) = lookup.rows(conn, ordered)
+    if not found:
+        return "", 0
+    if rendered == found and in_requested_order(joined_ids, ordered):
+        return joined, found
+    fragments = item_fragments(conn, ordered)
+    return ",".join(fragments), len(fragments)

@@ -2,7 +2,7 @@
 
 Plain functions over a connection and validated arguments; the views only pick
 the endpoint kind. A page is answered from the items' stored JSON
-(``item_fragments``, ``page_response``); ``page_data`` builds the same ``data``
+(``joined_item_fragments``, ``page_response``); ``page_data`` builds the same ``data``
 from rows, for callers that have rows.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from sqlalchemy import Connection
 
 from ..catalog.filters import content_filter
 from ..catalog.queries import catalog_state, filter_options, plain_page_keys
-from ..catalog.rendering import item_fragments
+from ..catalog.rendering import joined_item_fragments
 from ..extensions import catalog
 from ..schemas.items import serialize_item
 from .page_response import page_response
@@ -37,8 +37,8 @@ def plain_listing_on(conn: Connection, kind: str, args: Mapping[str, Any]) -> Re
     """One page in the order of ``sort_by`` (the default order without it), as the response."""
     flt = content_filter(kind, args)
     keys, is_last_page = plain_page_keys(conn, flt, args.get("sort_by"), args["limit"], args["offset"])
-    fragments = item_fragments(conn, keys)
-    return page_response(fragments, is_last_page, listing_message(kind, len(fragments), args["offset"]))
+    items_json, count = joined_item_fragments(conn, keys)
+    return page_response(items_json, is_last_page, listing_message(kind, count, args["offset"]))
 
 
 def plain_listing(kind: str, args: Mapping[str, Any]) -> Response:

@@ -2,7 +2,8 @@
 
 The envelope is built by ``api_response`` like every other success body, with
 an empty ``reels`` list; its compact JSON then gets the items' stored JSON
-fragments spliced into that list. No item is decoded or re-encoded per request.
+fragments, joined by commas (``catalog.rendering.joined_item_fragments``),
+spliced into that list. No item is decoded or re-encoded per request.
 """
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ from ..schemas.envelope import api_response
 _EMPTY_ITEMS = '"reels":[]'
 
 
-def page_response(fragments: list[str], is_last_page: bool, message: str) -> Response:
-    """The documented page body (``data.reels``, ``data.isLastPage``) from the items' JSON fragments."""
+def page_response(items_json: str, is_last_page: bool, message: str) -> Response:
+    """The documented page body (``data.reels``, ``data.isLastPage``); ``items_json`` is the items'
+    JSON fragments joined by commas ("" for none)."""
     body = json.dumps(api_response({"reels": [], "isLastPage": is_last_page}, message),
                       separators=(",", ":"), ensure_ascii=False)
     # The first match is data's list: a JSON string cannot contain an unescaped quote.
-    body = body.replace(_EMPTY_ITEMS, '"reels":[' + ",".join(fragments) + "]", 1)
+    body = body.replace(_EMPTY_ITEMS, '"reels":[' + items_json + "]", 1)
     return Response(body, mimetype="application/json")

@@ -36,5 +36,5 @@ def random_listing(kind: str, args: Mapping[str, Any], *, max_ahead: int) -> Res
                 f"offset: a random page may reach at most {error.max_ahead} items past what the session "
                 f"has been served in this feed ({error.served}); page through it in order",
                 "INVALID_PARAMETER") from None
-        fragments = source.page_fragments(page.keys)
-    return page_response(fragments, page.is_last_page, listing_message(kind, len(fragments), offset))
+        items_json, count = source.page_items(page.keys)
+    return page_response(items_json, page.is_last_page, listing_message(kind, count, offset))

@@ -6,7 +6,7 @@ Two things keep a walked page near the cost of a candidate-list page:
   filter (and per minute when a ``date_range`` makes it depend on the clock):
   compiled once, the keys one bound parameter, one packed row back;
 * it returns each matching candidate's rendered ``item_json`` with it, so the
-  page's items usually need no second query (``fragments``).
+  page's items usually need no second query (``fragments``, ``page_items``).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from ..catalog import queries
 from ..catalog.filters import ContentFilter
 from ..catalog.key_lookup import KeyLookup, KeyLookupCache
 from ..catalog.queries import PACKED_FRAGMENTS, unpack_fragments
-from ..catalog.rendering import item_fragments
+from ..catalog.rendering import joined_item_fragments
 
 _LOOKUPS = KeyLookupCache(size=256)
 
@@ -64,9 +64,10 @@ class SqlCandidateSource:
     def matching_keys(self) -> np.ndarray:
         return queries.matching_keys(self.connection, self.content_filter)
 
-    def page_fragments(self, keys: Sequence[int]) -> list[str]:
-        """The rendered items of ``keys`` in order, reusing what the filter check fetched."""
+    def page_items(self, keys: Sequence[int]) -> tuple[str, int]:
+        """The rendered items of ``keys`` in order, joined by commas, and how many; reuses what the
+        filter check fetched."""
         known = self.fragments
         if all(known.get(key) is not None for key in keys):
-            return [known[key] for key in keys]
-        return item_fragments(self.connection, keys)
+            return ",".join([known[key] for key in keys]), len(keys)
+        return joined_item_fragments(self.connection, keys)

@@ -67,10 +67,17 @@ class SeenKeys:
         """The keys of ``keys`` that are in the set."""
         if self._bitmap is not None:
             return list(self._bitmap & BitMap(keys))
-        if not self._small:
+        small = self._small
+        if not small:
             return []
-        small = set(self._small)  # at most SMALL keys: cheaper than a binary search per key
-        return [key for key in keys if key in small]
+        # A binary search per key: the array holds at most SMALL keys, a page asks about tens.
+        size = len(small)
+        found = []
+        for key in keys:
+            index = bisect_left(small, key)
+            if index < size and small[index] == key:
+                found.append(key)
+        return found
 
     def nbytes(self) -> int:
         """Bytes of key storage (a bitmap counted at its serialized size)."""
@@ -187,16 +194,15 @@ class MemorySessionStore(SessionStore):
                 while len(session.feeds) > self.max_feeds:
                     session.feeds.popitem(last=False)
             seen, served = session.seen, feed.served
-            taken = set(seen.among([key for _position, key in candidates])) if len(seen) else ()
-            claimed: list[int] = []
+            taken = seen.among([key for _position, key in candidates]) if len(seen) else ()
+            if taken:
+                taken = set(taken)
+                candidates = [pair for pair in candidates if pair[1] not in taken]
             new_cursor, has_more = scanned_to, False
-            for position, key in candidates:
-                if key in taken:
-                    continue
-                if len(claimed) == want:
-                    new_cursor, has_more = position, True
-                    break
-                claimed.append(key)
+            if len(candidates) > want:
+                new_cursor, has_more = candidates[want][0], True
+                candidates = candidates[:want]
+            claimed = [key for _position, key in candidates]
             seen.update(claimed)
             served.extend(claimed)
             feed.plan = plan
