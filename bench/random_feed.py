@@ -9,10 +9,11 @@
 * Throughput: requests per second under gunicorn (the repo's gunicorn.conf.py),
   loaded by wrk on loopback, of random pages, of the fixed 24-item page (the
   serialization ceiling) and of the upstream random feed, with gunicorn's
-  default 8 threads, with 1, and with walks forced. Target: random pages at
+  default 8 threads, with 1, and with walks forced; the ceiling and random pages
+  take turns, ``--rounds`` times each. Target: random pages at
   least 80% of the ceiling.
 
-    python -m bench.random_feed [--sizes 10000,100000,1000000] [--seconds 10]
+    python -m bench.random_feed [--sizes 10000,100000,1000000] [--seconds 10] [--rounds 3]
 """
 from __future__ import annotations
 
