@@ -37,7 +37,8 @@ LIKE_ESCAPE = "\\"
 
 _LIST_ARGS = ("content_types", "primary_categories", "secondary_categories", "tertiary_categories",
               "keywords", "account_types", "languages", "content_styles", "excluded_usernames")
-_RANGE_ARGS = ("outlier_score", "views", "likes", "comments", "followers", "account_engagement_rate")
+#: Filters with a min_<name> and a max_<name> argument.
+RANGE_ARGS = ("outlier_score", "views", "likes", "comments", "followers", "account_engagement_rate")
 
 
 def normalize_content_type(value: str) -> str:
@@ -195,7 +196,7 @@ def _clean_list(values: Any) -> tuple[str, ...]:
 
 
 #: The arguments ``content_filter`` reads.
-_FILTER_ARGS = (*_LIST_ARGS, "search", *(f"{bound}_{name}" for name in _RANGE_ARGS for bound in ("min", "max")),
+_FILTER_ARGS = (*_LIST_ARGS, "search", *(f"{bound}_{name}" for name in RANGE_ARGS for bound in ("min", "max")),
                 "is_verified", "date_range")
 #: Filters by (kind, arguments): a feed's pages repeat one filter, and its signature is memoized on it.
 _FILTERS: LruCache[ContentFilter] = LruCache(1024)
@@ -235,7 +236,7 @@ def build_content_filter(kind: str, args: Mapping[str, Any]) -> ContentFilter:
         values["keywords"] = _clean_list(word.lower() for word in values["keywords"])
     search = (args.get("search") or "").strip()
     values["search"] = search or None
-    for name in _RANGE_ARGS:
+    for name in RANGE_ARGS:
         for bound in ("min", "max"):
             key = f"{bound}_{name}"
             value = args.get(key)

@@ -128,7 +128,8 @@ def ordered_fragments_statement(dialect_name: str):
         return (select(func.group_concat(content.c.item_json, ","), func.group_concat(content.c.id, ","),
                        func.count(content.c.item_json), func.count())
                 .select_from(listed.join(content, content.c.id == listed.c.value)))
-    listed = func.unnest(keys_parameter(dialect_name)).table_valued("value", with_ordinality="position").render_derived(name="listed")
+    listed = (func.unnest(keys_parameter(dialect_name)).table_valued("value", with_ordinality="position")
+              .render_derived(name="listed"))
     comma_in_order = aggregate_order_by(literal_column("','"), listed.c.position)
     return (select(func.string_agg(content.c.item_json, comma_in_order),
                    func.string_agg(cast(content.c.id, Text), comma_in_order),

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, missing, post_load, pre_load, validate, validates_schema
 
-from ..catalog.filters import ACCOUNT_TYPES, CONTENT_TYPE_ALIASES, CONTENT_TYPES, DATE_RANGES
+from ..catalog.filters import ACCOUNT_TYPES, CONTENT_TYPE_ALIASES, CONTENT_TYPES, DATE_RANGES, RANGE_ARGS
 from ..catalog.queries import SORTS_POSTS, SORTS_REELS
 from .session_id import CodedMessage, SessionIdField
 
@@ -27,8 +27,7 @@ MAX_OFFSET = 10 ** 9
 RANDOM_NEEDS_SESSION = "session_id is required when random_order=true"
 _ACCOUNT_TYPES_BY_KEY = {name.lower(): name for name in ACCOUNT_TYPES}
 #: (min_x, max_x) argument pairs, where min_x must not exceed max_x.
-_RANGE_BOUNDS = tuple((f"min_{name}", f"max_{name}") for name in
-                      ("outlier_score", "views", "likes", "comments", "followers", "account_engagement_rate"))
+_RANGE_BOUNDS = tuple((f"min_{name}", f"max_{name}") for name in RANGE_ARGS)
 
 
 class CommaList(fields.Field):
