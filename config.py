@@ -48,6 +48,12 @@ class Config:
     RANDOM_MAX_AHEAD = 1000
     #: Seconds a process reuses the catalog's (version, largest id) for random feeds; 0: every page asks.
     CATALOG_STATE_TTL = 1.0
+    #: Where item snapshots (every rendered item of one catalog version in a memory-mapped file, from
+    #: which random pages read their items) are kept; None: <instance>/item-snapshots; "": none.
+    ITEM_SNAPSHOT_DIR: str | None = None
+    #: Whether the server writes a missing snapshot itself, in a background thread (false: only
+    #: ``flask content snapshot`` writes them).
+    ITEM_SNAPSHOT_WRITE = True
 
 
 class DevelopmentConfig(Config):
@@ -62,6 +68,8 @@ class TestingConfig(Config):
     SEED_ITEMS = 0
     #: Tests write the catalog and read it back at once.
     CATALOG_STATE_TTL = 0
+    #: Tests that want item snapshots give them a directory.
+    ITEM_SNAPSHOT_DIR = ""
 
 
 class ProductionConfig(Config):

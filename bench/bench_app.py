@@ -10,6 +10,8 @@ Served by gunicorn as ``bench.bench_app:app`` with ``VIRALSPOT_DATABASE_URL`` se
 """
 from __future__ import annotations
 
+import os
+
 from viralspot import create_app
 from viralspot.args import present_arguments, use_args
 from viralspot.catalog.filters import content_filter
@@ -22,8 +24,13 @@ from viralspot.schemas.envelope import api_response
 from .upstream import upstream_random_page
 
 
+#: Where the benchmarks keep the catalogs' item snapshots (``VIRALSPOT_ITEM_SNAPSHOT_DIR`` overrides).
+SNAPSHOT_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".data", "snapshots")
+
+
 def create_bench_app(config: dict | None = None):
     app = create_app({"CONFIG": "production", "SECRET_KEY": "bench-secret", "LOG_LEVEL": "WARNING",
+                      "ITEM_SNAPSHOT_DIR": os.environ.get("VIRALSPOT_ITEM_SNAPSHOT_DIR", SNAPSHOT_ROOT),
                       **(config or {})})
     with app.app_context(), catalog.connect() as conn:
         fixed_page = page_data(items_by_keys(conn, range(1, 25)), False)

@@ -29,9 +29,12 @@ import tempfile
 import time
 import urllib.request
 
+from viralspot.catalog.item_snapshot import snapshot_name
+from viralspot.catalog.queries import catalog_state
+from viralspot.extensions import catalog
 from viralspot.store.memory import MemorySessionStore
 
-from .bench_app import create_bench_app
+from .bench_app import SNAPSHOT_ROOT, create_bench_app
 from .plain_page import build_catalog, percentile
 from .upstream import forget_sessions, set_of_strings_bytes
 
@@ -39,9 +42,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SESSIONS = 50
 PAGES = 8
 
-#: App settings the cases run under: the defaults, and walks forced wherever the catalog is
-#: above RANDOM_SMALL_CATALOG (the plan broad filters get beyond RANDOM_LIST_MAX_KEYS matches).
-VARIANTS = {"default": {}, "walk": {"RANDOM_LIST_MAX_KEYS": 0}}
+#: App settings the cases run under: the defaults (items from the item snapshot), walks forced
+#: wherever the catalog is above RANDOM_SMALL_CATALOG (the plan broad filters get beyond
+#: RANDOM_LIST_MAX_KEYS matches), and items read from the database (no snapshot: a server in the
+#: seconds after a catalog write, before the new snapshot is written).
+VARIANTS = {"default": {"ITEM_SNAPSHOT_DIR": SNAPSHOT_ROOT},
+            "walk": {"ITEM_SNAPSHOT_DIR": SNAPSHOT_ROOT, "RANDOM_LIST_MAX_KEYS": 0},
+            "no-snapshot": {"ITEM_SNAPSHOT_DIR": ""}}
 CASES = [
     ("reels, no filter", "/api/reels", {}, "default"),
     ("reels, one category", "/api/reels", {"primary_categories": "Food"}, "default"),
@@ -49,7 +56,27 @@ CASES = [
     ("posts, no filter", "/api/posts", {}, "default"),
     ("reels, no filter, walk forced", "/api/reels", {}, "walk"),
     ("reels, min_views=10000, walk forced", "/api/reels", {"min_views": 10000}, "walk"),
+    ("reels, no filter, items from the database", "/api/reels", {}, "no-snapshot"),
+    ("reels, min_views=10000, walk forced, items from the database", "/api/reels", {"min_views": 10000},
+     "no-snapshot-walk"),
 ]
+VARIANTS["no-snapshot-walk"] = {**VARIANTS["no-snapshot"], "RANDOM_LIST_MAX_KEYS": 0}
+
+
+def write_snapshot(url: str) -> dict:
+    """The item snapshot of the catalog at ``url`` (written unless it exists): seconds spent, bytes."""
+    app = create_bench_app({"DATABASE_URL": url, "ITEM_SNAPSHOT_DIR": SNAPSHOT_ROOT})
+    snapshots = app.extensions["viralspot.catalog.item_snapshots"]
+    with app.app_context(), catalog.connect() as conn:
+        name = snapshot_name(catalog_state(conn))
+    existed = (snapshots.directory / name).exists()
+    started = time.perf_counter()
+    path = snapshots.write_now()
+    seconds = None if existed else time.perf_counter() - started
+    app.extensions["viralspot.catalog"].dispose()
+    if path is None:
+        raise RuntimeError(f"another process holds the snapshot lock in {snapshots.directory}")
+    return {"seconds": seconds, "bytes": path.stat().st_size}
 
 
 def _request(client, path: str, filters: dict, session_id: str, page: int, random_order: bool) -> float:
@@ -89,10 +116,20 @@ def _warm_os_cache(url: str) -> None:
             pass
 
 
+def snapshots(sizes) -> list[dict]:
+    """Each catalog's item snapshot, written unless it exists: seconds spent, file size."""
+    rows = []
+    for size in sizes:
+        url, _ = build_catalog(size)
+        rows.append({"size": size, **write_snapshot(url)})
+    return rows
+
+
 def latency(sizes) -> list[dict]:
     clients: dict[str, dict] = {variant: {} for variant in VARIANTS}
     for size in sizes:
         url, _ = build_catalog(size)
+        write_snapshot(url)
         _warm_os_cache(url)
         for variant, settings in VARIANTS.items():
             clients[variant][size] = create_bench_app({"DATABASE_URL": url, **settings}).test_client()
@@ -196,6 +233,7 @@ def throughput(size: int, seconds: int, threads: int, variant: str = "default", 
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (Debian package 'wrk'); it loads the server on loopback")
     url, _ = build_catalog(size)
+    write_snapshot(url)
     port = _free_port()
     env = {**os.environ, "VIRALSPOT_DATABASE_URL": url, "VIRALSPOT_LOG_LEVEL": "WARNING", "PORT": str(port),
            "GUNICORN_ACCESSLOG": "", "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": str(threads),
@@ -238,7 +276,14 @@ def print_latency(latency_rows) -> None:
             print(f"| {name} | {by_size[sizes[-1]] / by_size[sizes[0]]:.2f}x |")
 
 
-def print_tables(latency_rows, memory_rows, throughput_rows) -> None:
+def print_tables(latency_rows, memory_rows, throughput_rows, snapshot_rows=()) -> None:
+    if snapshot_rows:
+        print("\n### Item snapshots (every rendered item of one catalog version, memory-mapped)\n")
+        print("| catalog items | written in, s | file, bytes | bytes per item |")
+        print("|---:|---:|---:|---:|")
+        for row in snapshot_rows:
+            seconds = f"{row['seconds']:.1f}" if row["seconds"] is not None else "(existed)"
+            print(f"| {row['size']:,} | {seconds} | {row['bytes']:,} | {row['bytes'] / row['size']:.0f} |")
     if latency_rows:
         print_latency(latency_rows)
     if memory_rows:
@@ -267,19 +312,20 @@ def main(argv=None) -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3, help="ceiling/random load rounds per configuration")
     parser.add_argument("--skip", default="", help="comma list of parts to skip: latency,memory,throughput")
-    parser.add_argument("--throughput", default="8:default,1:default,8:walk",
+    parser.add_argument("--throughput", default="8:default,1:default,8:walk,8:no-snapshot",
                         help="gunicorn configurations to load, threads:variant (8 threads is gunicorn.conf.py's "
                              f"default; variants: {', '.join(VARIANTS)})")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     skip = set(filter(None, args.skip.split(",")))
     random.seed(0)
+    snapshot_rows = snapshots(sizes)
     latency_rows = latency(sizes) if "latency" not in skip else []
     memory_rows = memory(max(sizes)) if "memory" not in skip else []
     configurations = [item.split(":") for item in args.throughput.split(",")]
     throughput_rows = ([throughput(max(sizes), args.seconds, int(threads), variant, rounds=args.rounds)
                         for threads, variant in configurations] if "throughput" not in skip else [])
-    print_tables(latency_rows, memory_rows, throughput_rows)
+    print_tables(latency_rows, memory_rows, throughput_rows, snapshot_rows)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from viralspot.catalog.database import create_schema
 from viralspot.catalog.filters import content_filter
 from viralspot.catalog.key_lookup import KeyLookup, KeyLookupCache, encode_keys
 from viralspot.catalog.queries import (PACKED_FRAGMENTS, bump_version, catalog_state, items_by_keys,
@@ -115,26 +116,56 @@ def test_lookup_cache_keeps_one_compiled_lookup_per_name_and_drops_the_oldest():
     assert built == ["a", "b", "c", "a"]
 
 
+def bump(conn) -> None:
+    with conn.begin_nested() if conn.in_transaction() else conn.begin():
+        bump_version(conn)
+
+
 def test_state_cache_answers_from_memory_within_its_ttl(catalog_app):
     now = [100.0]
+    asked = []
     cache = CatalogStateCache(ttl=1.0, clock=lambda: now[0])
     with catalog_app.extensions["viralspot.catalog"].connect() as conn:
-        before = cache.get(conn)
-        with conn.begin_nested() if conn.in_transaction() else conn.begin():
-            bump_version(conn)
+        bump(conn)  # a catalog's first version
+
+        def connection():
+            asked.append(1)
+            return conn
+
+        before = cache.get(connection)
+        bump(conn)
         assert catalog_state(conn)[0] == before[0] + 1
         now[0] += 0.5
-        assert cache.get(conn) == before  # within the interval: remembered
+        assert cache.get(connection) == before  # within the interval: remembered
+        assert len(asked) == 1  # ... and no connection was asked for
         now[0] += 0.6
-        assert cache.get(conn)[0] == before[0] + 1  # past it: asked again
+        assert cache.get(connection)[0] == before[0] + 1  # past it: asked again
+        assert len(asked) == 2
 
 
 def test_state_cache_with_no_ttl_always_asks(catalog_app):
     cache = CatalogStateCache(ttl=0)
     with catalog_app.extensions["viralspot.catalog"].connect() as conn:
-        before = cache.get(conn)
-        with conn.begin_nested() if conn.in_transaction() else conn.begin():
-            bump_version(conn)
-        assert cache.get(conn)[0] == before[0] + 1
+        bump(conn)
+        before = cache.get(lambda: conn)
+        bump(conn)
+        assert cache.get(lambda: conn)[0] == before[0] + 1
     with pytest.raises(ValueError):
         CatalogStateCache(ttl=-1)
+
+
+def test_a_new_catalogs_first_version_is_random(tmp_path):
+    """A catalog re-created at the same place must not repeat its predecessor's versions (they name
+    item snapshots): its first version is drawn at random, not 1."""
+    firsts = set()
+    for attempt in range(3):
+        engine = create_engine(f"sqlite:///{tmp_path}/catalog{attempt}.db")
+        create_schema(engine)
+        with engine.begin() as conn:
+            assert catalog_state(conn)[0] == 0  # nothing written yet
+            first = bump_version(conn)
+            assert catalog_state(conn)[0] == first and first > 0
+            assert bump_version(conn) == first + 1
+        firsts.add(first)
+        engine.dispose()
+    assert len(firsts) == 3

@@ -21,15 +21,39 @@ def catalog_url(module_database_url):
     return module_database_url
 
 
-PLANS = {
-    "list": {"RANDOM_SMALL_CATALOG": 10**9},  # every filter uses a cached candidate list
-    "walk": {"RANDOM_SMALL_CATALOG": 0, "RANDOM_LIST_THRESHOLD": 0.0, "RANDOM_LIST_MAX_KEYS": 0},  # every filter walks
-}
+LIST = {"RANDOM_SMALL_CATALOG": 10**9}  # every filter uses a cached candidate list
+WALK = {"RANDOM_SMALL_CATALOG": 0, "RANDOM_LIST_THRESHOLD": 0.0, "RANDOM_LIST_MAX_KEYS": 0}  # every filter walks
+#: "+snapshot": items from the item snapshot written after seeding (the server writes none itself,
+#: so a catalog write leaves pages on the database until a snapshot of the new state exists).
+PLANS = {"list": LIST, "walk": WALK, "list+snapshot": LIST, "walk+snapshot": WALK}
+
+
+@pytest.fixture(scope="module")
+def snapshot_root(catalog_url, tmp_path_factory):
+    """An item snapshot of the seeded catalog, written by ``flask content snapshot``."""
+    root = str(tmp_path_factory.mktemp("snapshots"))
+    write_snapshot_by_cli(catalog_url, root)
+    return root
+
+
+def write_snapshot_by_cli(url: str, root: str) -> None:
+    app = create_app({"CONFIG": "testing", "DATABASE_URL": url, "ITEM_SNAPSHOT_DIR": root})
+    result = app.test_cli_runner().invoke(args=["content", "snapshot"])
+    assert result.exit_code == 0, result.output
+    assert "item snapshot" in result.output
+    app.extensions["viralspot.catalog"].dispose()
+
+
+def plan_config(plan: str, root: str | None) -> dict:
+    if plan.endswith("+snapshot"):
+        return {**PLANS[plan], "ITEM_SNAPSHOT_DIR": root, "ITEM_SNAPSHOT_WRITE": False}
+    return PLANS[plan]
 
 
 @pytest.fixture(params=sorted(PLANS))
 def app_config(request, catalog_url):
-    return {"DATABASE_URL": catalog_url, **PLANS[request.param]}
+    root = request.getfixturevalue("snapshot_root") if request.param.endswith("+snapshot") else None
+    return {"DATABASE_URL": catalog_url, **plan_config(request.param, root)}
 
 
 def page(client, session_id, offset=0, limit=24, path="/api/reels", **filters):
@@ -237,9 +261,11 @@ def _reel_line(n: int) -> str:
 @pytest.mark.parametrize("plan", sorted(PLANS))
 def test_items_imported_mid_session_are_served_once_without_repeats(plan, tmp_path):
     url = f"sqlite:///{tmp_path}/growing.db"
-    app = create_app({"CONFIG": "testing", "DATABASE_URL": url, **PLANS[plan]})
+    app = create_app({"CONFIG": "testing", "DATABASE_URL": url, **plan_config(plan, str(tmp_path / "snaps"))})
     runner = app.test_cli_runner()
     assert runner.invoke(args=["content", "seed", "--items", "300", "--seed", "3"]).exit_code == 0
+    if plan.endswith("+snapshot"):
+        write_snapshot_by_cli(url, str(tmp_path / "snaps"))
     client = app.test_client()
     before, _ = drain(client, "grower")
     imports = tmp_path / "new.jsonl"

@@ -1,4 +1,4 @@
-"""``flask content seed | import | render | stats``: the catalog's command-line entry points."""
+"""``flask content seed | import | render | snapshot | stats``: the catalog's command-line entry points."""
 from __future__ import annotations
 
 import os
@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from ..extensions import catalog
 from .importer import import_lines
+from .item_snapshot import CatalogChanged
 from .queries import catalog_state, content_count, counts_by_type_and_category
 from .rendering import render_items
 from .seed import CatalogNotEmpty, seed_catalog
@@ -84,6 +85,27 @@ def render_command(progress: bool) -> None:
     finally:
         bar.close()
     click.echo(f"rendered {rendered} items in {time.perf_counter() - started:.1f} s")
+
+
+@content_cli.command("snapshot")
+def snapshot_command() -> None:
+    """Write the item snapshot of the catalog's current state now (pages otherwise write it in the
+    background on first need)."""
+    snapshots = catalog.snapshots
+    if snapshots is None:
+        raise click.ClickException("item snapshots are off (ITEM_SNAPSHOT_DIR is empty or the catalog is in memory)")
+    with catalog.connect():
+        pass  # creates the schema if start-up could not reach the database
+    started = time.perf_counter()
+    try:
+        path = snapshots.write_now()
+    except CatalogChanged as error:
+        raise click.ClickException(f"{error}; run the command again") from None
+    if path is None:
+        raise click.ClickException(f"another process is writing a snapshot in {snapshots.directory}; "
+                                   "it will be used when done")
+    click.echo(f"item snapshot {path} ({path.stat().st_size} bytes) ready in "
+               f"{time.perf_counter() - started:.1f} s")
 
 
 @content_cli.command("stats")

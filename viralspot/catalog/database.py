@@ -12,19 +12,22 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import ContextManager
+from typing import Callable, ContextManager
 
 from flask import Flask, current_app
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.pool import StaticPool
 
+from .item_snapshot import ItemSnapshot
+from .snapshot_service import ItemSnapshots, snapshot_directory
 from .state_cache import CatalogStateCache
 from .tables import content, metadata
 
 EXTENSION_NAME = "viralspot.catalog"
 SCHEMA_READY = "viralspot.catalog.schema_ready"
 STATE_CACHE = "viralspot.catalog.state_cache"
+ITEM_SNAPSHOTS = "viralspot.catalog.item_snapshots"
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +54,27 @@ def _tune_sqlite(dbapi_connection, _record) -> None:
 SQLITE_POOL_SIZE = 16
 
 
+def is_in_memory(url: str) -> bool:
+    return url in ("sqlite://", "sqlite:///:memory:")
+
+
+def item_snapshots(app: Flask, engine: Engine) -> ItemSnapshots | None:
+    """The app's ``ItemSnapshots`` from ``ITEM_SNAPSHOT_DIR`` (None: ``<instance>/item-snapshots``;
+    "": none), or None when off. An in-memory SQLite catalog has none: it lives in one connection."""
+    root = app.config.get("ITEM_SNAPSHOT_DIR")
+    if root == "" or root is False or is_in_memory(str(engine.url)):
+        return None
+    if root is None:
+        root = os.path.join(app.instance_path, "item-snapshots")
+    return ItemSnapshots(engine, snapshot_directory(root, engine),
+                         write=bool(app.config.get("ITEM_SNAPSHOT_WRITE", True)))
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; in-memory SQLite shares one connection so every thread sees the data."""
     if url.startswith("sqlite"):
         kwargs: dict = {"connect_args": {"check_same_thread": False}}
-        if url in ("sqlite://", "sqlite:///:memory:"):
+        if is_in_memory(url):
             kwargs["poolclass"] = StaticPool
         else:
             # Keep a connection per server thread: a new SQLite connection costs its PRAGMAs and
@@ -115,6 +134,7 @@ class Catalog:
         app.extensions[EXTENSION_NAME] = engine
         app.extensions[SCHEMA_READY] = False
         app.extensions[STATE_CACHE] = CatalogStateCache(float(app.config.get("CATALOG_STATE_TTL", 1.0)))
+        app.extensions[ITEM_SNAPSHOTS] = item_snapshots(app, engine)
         try:
             create_schema(engine)
         except OperationalError as error:
@@ -136,9 +156,20 @@ class Catalog:
     def engine(self) -> Engine:
         return current_app.extensions[EXTENSION_NAME]
 
-    def state(self, conn: Connection) -> tuple[int, int]:
-        """(catalog version, largest id), remembered for ``CATALOG_STATE_TTL`` seconds."""
-        return current_app.extensions[STATE_CACHE].get(conn)
+    def state(self, connection: Callable[[], Connection]) -> tuple[int, int]:
+        """(catalog version, largest id), remembered for ``CATALOG_STATE_TTL`` seconds; ``connection``
+        gives the connection to ask on when it is not remembered."""
+        return current_app.extensions[STATE_CACHE].get(connection)
+
+    @property
+    def snapshots(self) -> ItemSnapshots | None:
+        """The app's item snapshots, or None when they are off."""
+        return current_app.extensions[ITEM_SNAPSHOTS]
+
+    def item_snapshot(self, state: tuple[int, int]) -> ItemSnapshot | None:
+        """The item snapshot of catalog ``state`` when it is written and snapshots are on."""
+        snapshots = current_app.extensions[ITEM_SNAPSHOTS]
+        return snapshots.current(state) if snapshots is not None else None
 
     def connect(self) -> Connection:
         """A pooled connection, to use as ``with catalog.connect() as conn:`` (returned to the pool after)."""

@@ -9,6 +9,7 @@ skips an item while the catalog is unchanged.
 """
 from __future__ import annotations
 
+import secrets
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -93,6 +94,10 @@ RECORD_SEPARATOR, UNIT_SEPARATOR = "\x1e", "\x1f"
 #: ``id<US>item_json`` of every row, joined by ``<RS>``, as one string ('' for a NULL item_json).
 PACKED_FRAGMENTS = func.aggregate_strings(
     cast(content.c.id, Text) + UNIT_SEPARATOR + func.coalesce(content.c.item_json, ""), RECORD_SEPARATOR)
+
+
+#: The ids of the rows, as one "3,1,7" string (NULL for none).
+PACKED_IDS = func.aggregate_strings(cast(content.c.id, Text), ",")
 
 
 def unpack_fragments(rows: Iterable[tuple]) -> Iterator[tuple[int, str | None]]:
@@ -182,13 +187,20 @@ def plain_page(conn: Connection, flt: ContentFilter, sort_by: str | None, limit:
     return items_by_keys(conn, keys), is_last_page
 
 
+#: A new catalog's first version is random below this: a catalog re-created at the same place (a
+#: deleted SQLite file seeded again) does not repeat its predecessor's versions, which name its
+#: item snapshots (item_snapshot.py).
+FIRST_VERSION_BELOW = 2 ** 40
+
+
 def bump_version(conn: Connection) -> int:
-    """Increment the catalog version (creating it at 0 first) inside the caller's transaction."""
+    """Increment the catalog version inside the caller's transaction (a new catalog's starts at a
+    random point, ``FIRST_VERSION_BELOW``); the new version."""
     current = conn.execute(select(catalog_meta.c.value)
                            .where(catalog_meta.c.name == VERSION_KEY)).scalar()
     if current is None:
-        conn.execute(catalog_meta.insert().values(name=VERSION_KEY, value=0))
-        current = 0
+        current = secrets.randbelow(FIRST_VERSION_BELOW)
+        conn.execute(catalog_meta.insert().values(name=VERSION_KEY, value=current))
     conn.execute(catalog_meta.update().where(catalog_meta.c.name == VERSION_KEY)
                  .values(value=catalog_meta.c.value + 1))
     return int(current) + 1

@@ -28,15 +28,16 @@ class CatalogStateCache:
         self._lock = threading.Lock()
         self._entry: tuple[float, tuple[int, int]] | None = None
 
-    def get(self, conn: Connection) -> tuple[int, int]:
+    def get(self, connection: Callable[[], Connection]) -> tuple[int, int]:
+        """The state; ``connection()`` is called only when the database must be asked."""
         if not self.ttl:
-            return catalog_state(conn)
+            return catalog_state(connection())
         now = self._clock()
         with self._lock:
             entry = self._entry
         if entry is not None and now - entry[0] < self.ttl:
             return entry[1]
-        state = catalog_state(conn)
+        state = catalog_state(connection())
         with self._lock:
             self._entry = (now, state)
         return state

@@ -27,8 +27,7 @@ def random_listing(kind: str, args: Mapping[str, Any], *, max_ahead: int) -> Res
     session_id, offset, limit = args["session_id"], args["offset"], args["limit"]
     flt = content_filter(kind, args)
     feed_key = flt.signature()[:FEED_KEY_HEX]
-    with catalog.connect() as conn:
-        source = SqlCandidateSource(conn, flt, catalog.state)
+    with SqlCandidateSource(catalog.connect, flt, catalog.state, catalog.item_snapshot) as source:
         try:
             page = random_feeds.feeds.page(store, source, session_id, feed_key, offset, limit, max_ahead)
         except BeyondServedPrefix as error:

@@ -7,11 +7,16 @@ Two things keep a walked page near the cost of a candidate-list page:
   compiled once, the keys one bound parameter, one packed row back;
 * it returns each matching candidate's rendered ``item_json`` with it, so the
   page's items usually need no second query (``fragments``, ``page_items``).
+
+When the item snapshot of the catalog state is written (``catalog/item_snapshot.py``),
+a page's items come from it instead of a query; and a page that needs no query
+at all (a cached candidate list, a remembered state) takes no connection: the
+source connects on first use.
 """
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 from sqlalchemy import Connection, select
@@ -19,40 +24,96 @@ from sqlalchemy.engine import Dialect
 
 from ..catalog import queries
 from ..catalog.filters import ContentFilter
+from ..catalog.item_snapshot import ItemSnapshot
 from ..catalog.key_lookup import KeyLookup, KeyLookupCache
-from ..catalog.queries import PACKED_FRAGMENTS, unpack_fragments
+from ..catalog.queries import PACKED_FRAGMENTS, PACKED_IDS, unpack_fragments
 from ..catalog.rendering import joined_item_fragments
 
 _LOOKUPS = KeyLookupCache(size=256)
 
 
-def matching_fragments_lookup(content_filter: ContentFilter, dialect: Dialect) -> KeyLookup:
-    """The packed ``id, item_json`` of the content matching ``content_filter`` among a key list."""
+def _matching_lookup(content_filter: ContentFilter, dialect: Dialect, packed, what: str) -> KeyLookup:
     # Only a date_range depends on the clock: its cutoff moves by the minute.
     now = datetime.now(timezone.utc).replace(second=0, microsecond=0) if content_filter.date_range else None
-    name = (content_filter.signature(), now)
-    return _LOOKUPS.get(name, dialect, lambda: content_filter.where(select(PACKED_FRAGMENTS), now=now))
+    name = (content_filter.signature(), now, what)
+    return _LOOKUPS.get(name, dialect, lambda: content_filter.where(select(packed), now=now))
+
+
+def matching_fragments_lookup(content_filter: ContentFilter, dialect: Dialect) -> KeyLookup:
+    """The packed ``id, item_json`` of the content matching ``content_filter`` among a key list."""
+    return _matching_lookup(content_filter, dialect, PACKED_FRAGMENTS, "fragments")
+
+
+def matching_ids_lookup(content_filter: ContentFilter, dialect: Dialect) -> KeyLookup:
+    """The ids of the content matching ``content_filter`` among a key list, as one "3,1,7" string."""
+    return _matching_lookup(content_filter, dialect, PACKED_IDS, "ids")
 
 
 class SqlCandidateSource:
-    """``CandidateSource`` over the SQL catalog for one ``ContentFilter``."""
+    """``CandidateSource`` over the SQL catalog for one ``ContentFilter``.
 
-    def __init__(self, connection: Connection, content_filter: ContentFilter,
-                 state: Callable[[Connection], tuple[int, int]] = queries.catalog_state) -> None:
-        self.connection = connection
+    ``connection`` is a connection, or a function giving one on first use (then
+    ``close`` returns it); ``snapshot`` gives the item snapshot of a catalog state
+    when there is one.
+    """
+
+    def __init__(self, connection: Connection | Callable[[], Connection], content_filter: ContentFilter,
+                 state: Callable[[Callable[[], Connection]], tuple[int, int]] | None = None,
+                 snapshot: Callable[[tuple[int, int]], Optional[ItemSnapshot]] | None = None) -> None:
+        if isinstance(connection, Connection):
+            self._connection: Connection | None = connection
+            self._connect = None
+        else:
+            self._connection, self._connect = None, connection
         self.content_filter = content_filter
         self.clock_dependent = bool(content_filter.date_range)
         self._state = state
+        self._snapshot = snapshot
+        self._last_state: tuple[int, int] | None = None
         #: Rendered items of the candidates checked so far (None where not yet rendered).
         self.fragments: dict[int, str | None] = {}
 
+    @property
+    def connection(self) -> Connection:
+        if self._connection is None:
+            self._connection = self._connect()
+        return self._connection
+
+    def close(self) -> None:
+        """Return the connection taken on first use, if any."""
+        if self._connect is not None and self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def __enter__(self) -> "SqlCandidateSource":
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
     def catalog_state(self) -> tuple[int, int]:
-        return self._state(self.connection)
+        if self._state is None:
+            state = queries.catalog_state(self.connection)
+        else:
+            state = self._state(lambda: self.connection)
+        self._last_state = state
+        return state
+
+    def item_snapshot(self) -> ItemSnapshot | None:
+        """The item snapshot of the catalog state this source works on, if written."""
+        if self._snapshot is None:
+            return None
+        return self._snapshot(self._last_state or self.catalog_state())
 
     def matching_among(self, keys: Sequence[int]) -> set[int]:
-        lookup = matching_fragments_lookup(self.content_filter, self.connection.dialect)
+        connection = self.connection
+        if self.item_snapshot() is not None:
+            # The page's items will come from the snapshot: the check needs the ids only.
+            ((packed,),) = matching_ids_lookup(self.content_filter, connection.dialect).rows(connection, keys)
+            return {int(key) for key in packed.split(",")} if packed else set()
+        lookup = matching_fragments_lookup(self.content_filter, connection.dialect)
         found: set[int] = set()
-        for key, fragment in unpack_fragments(lookup.rows(self.connection, keys)):
+        for key, fragment in unpack_fragments(lookup.rows(connection, keys)):
             found.add(key)
             self.fragments[key] = fragment
         return found
@@ -64,9 +125,13 @@ class SqlCandidateSource:
     def matching_keys(self) -> np.ndarray:
         return queries.matching_keys(self.connection, self.content_filter)
 
-    def page_items(self, keys: Sequence[int]) -> tuple[str, int]:
-        """The rendered items of ``keys`` in order, joined by commas, and how many; reuses what the
-        filter check fetched."""
+    def page_items(self, keys: Sequence[int]) -> tuple[str | bytes, int]:
+        """The rendered items of ``keys`` in order, joined by commas, and how many: from the item
+        snapshot of the catalog state when there is one, else what the filter check fetched, else
+        one query."""
+        snapshot = self.item_snapshot() if keys else None
+        if snapshot is not None:
+            return snapshot.joined(keys)
         known = self.fragments
         if all(known.get(key) is not None for key in keys):
             return ",".join([known[key] for key in keys]), len(keys)
