@@ -54,6 +54,7 @@ CASES = [
     ("reels, one category", "/api/reels", {"primary_categories": "Food"}, "default"),
     ("reels, min_views=10000", "/api/reels", {"min_views": 10000}, "default"),
     ("posts, no filter", "/api/posts", {}, "default"),
+    ("reels, date_range=year", "/api/reels", {"date_range": "year"}, "default"),
     ("reels, no filter, walk forced", "/api/reels", {}, "walk"),
     ("reels, min_views=10000, walk forced", "/api/reels", {"min_views": 10000}, "walk"),
     ("reels, no filter, items from the database", "/api/reels", {}, "no-snapshot"),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import timedelta
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from sqlalchemy import select
 from catalog_data import expected_order
 from viralspot.catalog.filters import ContentFilter, content_filter
 from viralspot.catalog.queries import (catalog_state, items_by_keys, matching_among, matching_keys,
-                                       plain_page)
+                                       matching_keys_until, plain_page)
 from viralspot.catalog.tables import content
 from viralspot.schemas.items import display_count, serialize_item
 from viralspot.schemas.content import ContentQueryArgsSchema
@@ -114,6 +115,22 @@ def test_matching_keys_and_matching_among_agree_with_the_oracle(fixture_catalog,
         probe = list(range(-5, 4500)) + [3, 3]  # several chunks, unknown and repeated ids
         assert matching_among(conn, flt, probe) == set(expected)
         assert matching_among(conn, flt, []) == set()
+
+
+@pytest.mark.parametrize("date_range", ["day", "week", "month", "year"])
+def test_expiring_keys_say_until_when_each_key_matches(fixture_catalog, date_range):
+    """``matching_keys_until`` at one moment, cut at later moments by each key's last second,
+    equals the live filter at those moments (what a date_range list serves)."""
+    app, records, now = fixture_catalog
+    flt = make_filter("reels", {"date_range": date_range})
+    start = now.replace(microsecond=0)
+    with app.extensions["viralspot.catalog"].connect() as conn:
+        keys, until = matching_keys_until(conn, flt, start)
+        assert keys.dtype == until.dtype == np.int64 and keys.tolist() == sorted(keys.tolist())
+        assert keys.size  # the fixture has reels in every range
+        for later in (start, start + timedelta(hours=20), start + timedelta(days=5), start + timedelta(days=40)):
+            live = {row[0] for row in conn.execute(flt.where(select(content.c.id), now=later))}
+            assert {int(k) for k, u in zip(keys, until) if u >= later.timestamp()} == live
 
 
 def test_items_by_keys_keeps_the_given_order_and_skips_missing(fixture_catalog):

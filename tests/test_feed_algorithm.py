@@ -6,7 +6,7 @@ import threading
 import numpy as np
 import pytest
 
-from viralspot.feed.plans import FeedPlanner, ListPlan, WalkPlan
+from viralspot.feed.plans import WINDOW_SECONDS, FeedPlanner, ListPlan, WalkPlan
 from viralspot.feed.random_feed import RandomFeeds, session_permutation
 from viralspot.store.memory import MemorySessionStore
 
@@ -87,15 +87,78 @@ def test_filters_with_few_enough_matches_use_a_list_whatever_their_share():
     assert isinstance(plan, ListPlan) and small.lookups == 0
 
 
-def test_filters_on_the_clock_walk_where_only_the_size_limit_would_give_a_list():
-    # A list fixes a date_range window until the next catalog write; a walk checks it live.
-    planner = FeedPlanner(b"k", 0.05, small_catalog=100, list_max_keys=6_000)
-    recent = InMemoryCatalog(10_000, range(1, 10_001, 2))
-    recent.clock_dependent = True
-    assert isinstance(planner.new_plan("recent", recent, recent.catalog_state()), WalkPlan)
-    narrow = InMemoryCatalog(10_000, range(1, 10_001, 100))
-    narrow.clock_dependent = True
-    assert isinstance(planner.new_plan("narrow", narrow, narrow.catalog_state()), ListPlan)
+class ClockCatalog(InMemoryCatalog):
+    """Keys 1..max_key posted one second apart; a key matches while posted + span >= now."""
+
+    clock_dependent = True
+
+    def __init__(self, max_key: int, first_posted: int, span: int) -> None:
+        super().__init__(max_key, ())
+        self.posted = {key: first_posted + key for key in range(1, max_key + 1)}
+        self.span = span
+        self.builds = []
+
+    def expiring_keys(self, at):
+        self.builds.append(at)
+        keys = [key for key, posted in self.posted.items() if posted + self.span >= at]
+        return (np.array(keys, dtype=np.int64),
+                np.array([self.posted[key] + self.span for key in keys], dtype=np.int64))
+
+
+WINDOW_START = 1_800_000_000 - 1_800_000_000 % WINDOW_SECONDS
+
+
+def clock_feeds(now):
+    planner = FeedPlanner(b"k", 0.05, small_catalog=100, list_max_keys=6_000, clock=lambda: now[0])
+    return RandomFeeds(b"k", planner), planner
+
+
+def test_filters_on_the_clock_get_a_list_per_window():
+    now = [WINDOW_START + 10.0]
+    _feeds, planner = clock_feeds(now)
+    recent = ClockCatalog(10_000, WINDOW_START - 20_000, 15_000)  # keys from 5,000 match at the window's start
+    plan = planner.new_plan("recent", recent, recent.catalog_state())
+    assert isinstance(plan, ListPlan) and plan.window == WINDOW_START
+    assert plan.token == f"l:1:{plan.size}:{WINDOW_START}" and plan.size == 10_000 - 5_000 + 1
+    assert recent.builds == [WINDOW_START]  # built for the window's start, the same on every server
+    assert planner.continue_plan(plan.token, False, "recent", recent, recent.catalog_state())[1] is False
+    now[0] = WINDOW_START + WINDOW_SECONDS  # the next window: a new list, the feed re-planned
+    plan2, rebased = planner.continue_plan(plan.token, False, "recent", recent, recent.catalog_state())
+    assert rebased and plan2.window == WINDOW_START + WINDOW_SECONDS and plan2.size == plan.size - WINDOW_SECONDS
+
+
+def test_items_are_not_served_once_they_leave_the_date_range():
+    now = [WINDOW_START + 10.0]
+    feeds, _planner = clock_feeds(now)
+    store = MemorySessionStore()
+    # Key k matches while WINDOW_START - 15_500 + k + 15_000 >= now: from key 510 at first.
+    source = ClockCatalog(2_000, WINDOW_START - 15_500, 15_000)
+    first = feeds.page(store, source, "s", "recent", 0, 24)
+    assert first.keys and min(first.keys) >= 510  # 500..509 are in the window's list but expired
+    now[0] += 300  # keys below 810 stop matching
+    pages = drain(feeds, store, source, "s", "recent")
+    assert pages[0].keys == first.keys  # a served page replays as it was
+    later = [key for page in pages[1:] for key in page.keys]
+    assert len(set(later)) == len(later) and not set(later) & set(first.keys)
+    assert min(later) >= 810
+    assert set(later) == set(range(810, 2_001)) - set(first.keys)
+
+
+def test_a_new_window_continues_the_feed_without_repeats():
+    now = [WINDOW_START + WINDOW_SECONDS - 5.0]
+    feeds, _planner = clock_feeds(now)
+    store = MemorySessionStore()
+    # Key k matches while WINDOW_START - 6_905 + k + 10_000 >= now: from key 500 now, 510 in the next hour.
+    source = ClockCatalog(3_000, WINDOW_START - 6_905, 10_000)
+    before = [key for offset in range(0, 240, 24) for key in feeds.page(store, source, "s", "r", offset, 24).keys]
+    assert min(before) >= 500
+    now[0] = WINDOW_START + WINDOW_SECONDS + 5.0  # the next window
+    pages = drain(feeds, store, source, "s", "r")
+    replayed = [key for page in pages[:10] for key in page.keys]
+    assert replayed == before  # the served prefix replays as it was
+    after = [key for page in pages[10:] for key in page.keys]
+    assert after and not set(after) & set(before) and len(set(after)) == len(after)
+    assert min(after) >= 510 and set(before) | set(after) >= set(range(510, 3_001))  # nothing matching skipped
 
 
 def test_selective_lists_larger_than_the_list_cache_walk_instead():

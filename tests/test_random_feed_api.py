@@ -135,6 +135,15 @@ def test_draining_serves_every_matching_item_exactly_once(client):
     assert page(client, "drain", offset=len(served) + 50) == ([], True)
 
 
+@pytest.mark.parametrize("date_range", ["month", "year"])
+def test_a_date_range_feed_serves_exactly_the_items_in_range(client, date_range):
+    # On the list plans, the list of the current hour's window, checked per page against the clock.
+    served, _ = drain(client, f"dated-{date_range}", date_range=date_range)
+    assert len(served) == len(set(served))
+    expected = set(all_ids(client, date_range=date_range))
+    assert expected and set(served) == expected
+
+
 def test_no_repeats_across_filters_and_endpoints(client):
     category = _some_category(client)
     first, _ = page(client, "mixed", limit=100, primary_categories=category)

@@ -10,13 +10,14 @@ skips an item while the catalog is unchanged.
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
-from sqlalchemy import ColumnElement, Connection, Text, bindparam, cast, func, select, union
+from sqlalchemy import BigInteger, ColumnElement, Connection, Text, bindparam, cast, func, select, union
 from sqlalchemy.sql import Select
 
-from .filters import ContentFilter, account_engagement_rate, content_engagement_rate, join_profiles
+from .filters import DATE_RANGES, ContentFilter, account_engagement_rate, content_engagement_rate, join_profiles
 from .tables import catalog_meta, content, primary_profiles
 
 VERSION_KEY = "version"
@@ -140,6 +141,30 @@ def matching_keys(conn: Connection, flt: ContentFilter) -> np.ndarray:
     return keys
 
 
+def posted_epoch_seconds(dialect_name: str):
+    """``content.date_posted`` as whole seconds since the epoch (UTC), in the database."""
+    if dialect_name == "sqlite":
+        return cast(func.strftime("%s", content.c.date_posted), BigInteger)
+    return cast(func.floor(func.extract("epoch", content.c.date_posted)), BigInteger)
+
+
+def matching_keys_until(conn: Connection, flt: ContentFilter, at: datetime) -> tuple[np.ndarray, np.ndarray]:
+    """For a ``date_range`` filter: every id matching it at ``at``, ascending, and the epoch second
+    up to which each still matches (its posting second plus the range), as int64 arrays."""
+    window = int(DATE_RANGES[flt.date_range].total_seconds())
+    stmt = (flt.where(select(content.c.id, posted_epoch_seconds(conn.dialect.name)), now=at)
+            .execution_options(yield_per=50_000))
+    ids, posted = [], []
+    for part in conn.execute(stmt).partitions():
+        ids.append(np.fromiter((row[0] for row in part), dtype=np.int64, count=len(part)))
+        posted.append(np.fromiter((row[1] for row in part), dtype=np.int64, count=len(part)))
+    if not ids:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    keys, seconds = np.concatenate(ids), np.concatenate(posted)
+    order = np.argsort(keys, kind="stable")
+    return keys[order], seconds[order] + window
+
+
 #: The content columns an item is built from (not the JSON image list nor bookkeeping dates,
 #: whose parsing would cost more than the rest of the row, nor the rendered item itself).
 ITEM_COLUMNS = tuple(column for column in content.c
@@ -246,5 +271,5 @@ def counts_by_type_and_category(conn: Connection) -> list[tuple[str, str | None,
     return [(row[0], row[1], int(row[2])) for row in conn.execute(stmt)]
 
 
-__all__ = ["catalog_state", "matching_among", "matching_keys", "items_by_keys", "plain_page", "plain_page_keys",
+__all__ = ["catalog_state", "matching_among", "matching_keys", "matching_keys_until", "items_by_keys", "plain_page", "plain_page_keys",
            "order_by", "bump_version", "filter_options", "counts_by_type_and_category", "content_count"]

@@ -125,6 +125,10 @@ class SqlCandidateSource:
     def matching_keys(self) -> np.ndarray:
         return queries.matching_keys(self.connection, self.content_filter)
 
+    def expiring_keys(self, at: int) -> tuple[np.ndarray, np.ndarray]:
+        moment = datetime.fromtimestamp(at, timezone.utc)
+        return queries.matching_keys_until(self.connection, self.content_filter, moment)
+
     def page_items(self, keys: Sequence[int]) -> tuple[str | bytes, int]:
         """The rendered items of ``keys`` in order, joined by commas, and how many: from the item
         snapshot of the catalog state when there is one, else what the filter check fetched, else

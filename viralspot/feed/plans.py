@@ -17,9 +17,14 @@ Which plan: a list when the filter's estimated matches are at most
 a walk otherwise, which needs no per-filter memory and no build, whatever the
 catalog's size. The choice depends only on the filter and the catalog, so every
 server makes the same one. Concurrent requests needing one list wait for one
-build (single flight) rather than each reading the matching set. A filter on
-the clock (``date_range``) is exempt from ``list_max_keys``: a list would fix
-its window until the next catalog write, a walk evaluates it on every page.
+build (single flight) rather than each reading the matching set.
+
+A filter on the clock (``date_range``) matches fewer items as time passes. Its
+list belongs to a window of ``WINDOW_SECONDS`` (an hour): it holds every key
+matching at the window's start, with the second each stops matching, and a page
+skips the keys that have stopped (an in-memory check, no query). Every server
+builds the same list for a (version, window), and a feed re-plans on the next
+window's list as it does on a catalog write.
 
 A plan is stored in the session store as a short token (``w:1:1000001``).
 """
@@ -27,8 +32,9 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -53,6 +59,10 @@ class CandidateSource(Protocol):
     def matching_keys(self) -> np.ndarray:
         """Every matching key, sorted."""
 
+    def expiring_keys(self, at: int) -> tuple[np.ndarray, np.ndarray]:
+        """For a filter on the clock: every key matching at epoch second ``at``, sorted, and the
+        epoch second up to which each still matches (needed only when ``clock_dependent``)."""
+
     #: True when the filter depends on the clock (``date_range``); optional, False when absent.
     clock_dependent: bool
 
@@ -63,6 +73,7 @@ class WalkPlan:
     hi: int
     selectivity: float = 1.0
     filtered = True
+    until = None
 
     @property
     def size(self) -> int:
@@ -77,10 +88,20 @@ class WalkPlan:
         return permutation.map_range(start, stop) + self.lo
 
 
+#: Seconds a list of a filter on the clock (date_range) is used before the next window's is built.
+WINDOW_SECONDS = 3600
+#: A position whose key no longer matches (``ListPlan.keys_at``).
+EXPIRED = -1
+
+
 @dataclass(frozen=True)
 class ListPlan:
     version: int
     keys: np.ndarray
+    #: For a filter on the clock: the window's start, each key's last matching second, and now.
+    window: int | None = None
+    until: np.ndarray | None = None
+    now: float = 0.0
     filtered = False
     selectivity = 1.0
 
@@ -90,11 +111,17 @@ class ListPlan:
 
     @property
     def token(self) -> str:
-        return f"l:{self.version}:{self.size}"
+        if self.window is None:
+            return f"l:{self.version}:{self.size}"
+        return f"l:{self.version}:{self.size}:{self.window}"
 
     def keys_at(self, permutation: KeyedPermutation, start: int, stop: int) -> np.ndarray:
-        """The keys at positions ``start .. stop - 1``."""
-        return self.keys[permutation.map_range(start, stop)].astype(np.int64)
+        """The keys at positions ``start .. stop - 1``; ``EXPIRED`` where a key no longer matches."""
+        indices = permutation.map_range(start, stop)
+        keys = self.keys[indices].astype(np.int64)
+        if self.until is not None:
+            keys[self.until[indices] < self.now] = EXPIRED
+        return keys
 
 
 def parse_token(token: str) -> tuple[str, list[float]]:
@@ -111,16 +138,26 @@ class FeedPlanner:
     """
 
     def __init__(self, secret: bytes, list_threshold: float = 0.05, small_catalog: int = 20_000,
-                 cache_size: int = 64, list_max_keys: int = 0, list_cache_keys: int = 16_000_000) -> None:
+                 cache_size: int = 64, list_max_keys: int = 0, list_cache_keys: int = 16_000_000,
+                 clock: Callable[[], float] = time.time) -> None:
         self.list_threshold = list_threshold
         self.small_catalog = small_catalog
         self.list_max_keys = min(list_max_keys, list_cache_keys)
         self.list_cache_keys = list_cache_keys
+        self.clock = clock
         self._probe_keys = round_keys(secret, "selectivity-probe")
         self._selectivity: LruCache[float] = LruCache(cache_size)
-        self._lists: LruCache[np.ndarray] = LruCache(cache_size, max_weight=list_cache_keys, weigh=len)
+        # A list of a filter on the clock also holds 8 bytes per key (its last matching second).
+        self._lists: LruCache[tuple] = LruCache(cache_size, max_weight=list_cache_keys,
+                                                weigh=lambda entry: len(entry[0]) * (1 if entry[1] is None else 3))
         self._builds_guard = threading.Lock()
-        self._builds: dict[tuple[str, int], threading.Lock] = {}
+        self._builds: dict[tuple, threading.Lock] = {}
+
+    def window(self, source: CandidateSource) -> int | None:
+        """The current window's start for a filter on the clock, else None."""
+        if not getattr(source, "clock_dependent", False):
+            return None
+        return int(self.clock() // WINDOW_SECONDS) * WINDOW_SECONDS
 
     def selectivity(self, signature: str, version: int, max_key: int, source: CandidateSource) -> float:
         """Share of keys ``1..max_key`` matching the filter, estimated on a fixed sample."""
@@ -135,31 +172,44 @@ class FeedPlanner:
         return value
 
     def candidate_list(self, signature: str, version: int, source: CandidateSource) -> ListPlan:
-        """The filter's list at ``version``: cached, else built once however many requests ask at once."""
-        key = (signature, version)
-        keys = self._lists.get(key)
-        if keys is None:
+        """The filter's list at ``version`` (and window): cached, else built once however many
+        requests ask at once."""
+        window = self.window(source)
+        key = (signature, version, window)
+        entry = self._lists.get(key)
+        if entry is None:
             with self._builds_guard:
                 build_lock = self._builds.setdefault(key, threading.Lock())
             try:
                 with build_lock:
-                    keys = self._lists.get(key)  # built while this request waited
-                    if keys is None:
-                        keys = np.asarray(source.matching_keys(), dtype=np.int64)
-                        if not keys.size or keys[-1] < 2**32:
-                            keys = keys.astype(np.uint32)  # 4 bytes per cached key
-                        self._lists.put(key, keys)
+                    entry = self._lists.get(key)  # built while this request waited
+                    if entry is None:
+                        entry = self._build_list(source, window)
+                        self._lists.put(key, entry)
             finally:
                 with self._builds_guard:
                     self._builds.pop(key, None)
-        return ListPlan(version, keys)
+        keys, until = entry
+        if window is None:
+            return ListPlan(version, keys)
+        return ListPlan(version, keys, window, until, self.clock())
+
+    @staticmethod
+    def _build_list(source: CandidateSource, window: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+        until = None
+        if window is None:
+            keys = np.asarray(source.matching_keys(), dtype=np.int64)
+        else:
+            keys, until = source.expiring_keys(window)
+            keys, until = np.asarray(keys, dtype=np.int64), np.asarray(until, dtype=np.int64)
+        if not keys.size or keys[-1] < 2**32:
+            keys = keys.astype(np.uint32)  # 4 bytes per cached key
+        return keys, until
 
     def new_plan(self, signature: str, source: CandidateSource, state: tuple[int, int]):
         """The plan of a new feed."""
         version, max_key = state
-        # A list is evaluated when built, once per catalog version: a filter on the clock
-        # (date_range) only gets one where a walk would be costly, and otherwise walks live.
-        list_max_keys = 0 if getattr(source, "clock_dependent", False) else self.list_max_keys
+        list_max_keys = self.list_max_keys
         if max_key <= max(self.small_catalog, list_max_keys):
             return self.candidate_list(signature, version, source)
         share = self.selectivity(signature, version, max_key, source)
@@ -181,7 +231,9 @@ class FeedPlanner:
                 return WalkPlan(hi, max_key + 1, share), True
             return None, False
         list_version, size = int(numbers[0]), int(numbers[1])
-        if list_version != version:
+        window = int(numbers[2]) if len(numbers) > 2 else None
+        if list_version != version or window != self.window(source):
+            # A catalog write, or the next window of a filter on the clock: the new list, from its start.
             return self.candidate_list(signature, version, source), True
         if exhausted:
             return None, False

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ..lru import LruCache
 from ..store import StoreBackend
 from .permutation import KeyedPermutation, round_keys
-from .plans import CandidateSource, FeedPlanner, batch_size
+from .plans import EXPIRED, CandidateSource, FeedPlanner, batch_size
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,9 @@ def gather_candidates(plan, permutation: KeyedPermutation, start: int, needed: i
         keys = plan.keys_at(permutation, position, end).tolist()
         # A page's batch is tens of keys: plain sets beat numpy's sort-based set operations here.
         pairs = list(zip(range(position, end), keys))
+        if plan.until is not None:  # a list of a filter on the clock: skip the keys that stopped matching
+            pairs = [pair for pair in pairs if pair[1] != EXPIRED]
+            keys = [key for _position, key in pairs]
         seen = seen_among(keys)
         if seen:
             seen = set(seen)
