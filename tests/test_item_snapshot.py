@@ -135,8 +135,10 @@ def test_one_writer_at_a_time_per_directory(seeded, tmp_path):
         assert snapshots.write_now() is None
         assert not list(tmp_path.glob("items-*.snap"))
         fcntl.flock(held, fcntl.LOCK_UN)
+    (tmp_path / ".items-v1-n5.snap.999.1.tmp").write_bytes(b"left by a writer that died")
     path = snapshots.write_now()
     assert path is not None and path.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([LOCK_NAME, path.name])
 
 
 def page_items(client, session_id="s", limit=24):

@@ -95,6 +95,8 @@ class ItemSnapshots:
             except BlockingIOError:
                 return None
             try:
+                for leftover in self.directory.glob(".items-*.tmp"):  # a writer that died: no other runs now
+                    leftover.unlink(missing_ok=True)
                 with self.engine.connect() as conn:
                     path = write_snapshot(conn, self.directory)
                 self._delete_others(path)
