@@ -201,3 +201,17 @@ def test_the_snapshot_command_needs_snapshots_on(tmp_path):
     result = app.test_cli_runner().invoke(args=["content", "snapshot"])
     assert result.exit_code != 0 and "item snapshots are off" in result.output
     app.extensions["viralspot.catalog"].dispose()
+
+
+def test_a_snapshot_that_cannot_be_written_leaves_pages_on_the_database(tmp_path, caplog):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the snapshot directory should be")
+    app = seeded_app(f"sqlite:///{tmp_path}/c.db", 30, ITEM_SNAPSHOT_DIR=str(blocker))
+    client = app.test_client()
+    first = page_items(client, "s", 10)
+    app.extensions[ITEM_SNAPSHOTS].wait(60)
+    assert "writing the item snapshot failed" in caplog.text
+    assert "not-a-directory" not in caplog.text  # the error's type is logged, not paths or messages
+    second = page_items(client, "s", 20)
+    assert len(first) == 10 and second[:10] == first  # still served, from the database
+    app.extensions["viralspot.catalog"].dispose()

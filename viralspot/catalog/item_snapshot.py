@@ -18,7 +18,9 @@ the version in the transaction of their write (``queries.bump_version``), so
 the snapshot of a state is never stale for that state. ``write_snapshot`` reads
 the state before and after streaming the rows and keeps the file only when
 they agree: no write committed in between, so every row came from that state.
-It writes a temporary file and renames it: readers never see a partial file.
+It writes a temporary file and renames it: readers never see a partial file,
+and a mapped file is never rewritten in place (a file shrinking under its map
+would fault the reader).
 """
 from __future__ import annotations
 

@@ -84,6 +84,10 @@ class ItemSnapshots:
         except SnapshotError as error:
             log.warning("ignoring a damaged item snapshot: %s", error)
             return None
+        except OSError as error:  # an unreadable directory or file: pages read the database
+            log.warning("cannot open the item snapshot (%s); pages read items from the database",
+                        type(error).__name__)
+            return None
 
     def write_now(self) -> Path | None:
         """Write the current state's snapshot unless it exists, holding the directory's lock; its
