@@ -1,5 +1,7 @@
 """Random-feed benchmarks: latency against catalog size, memory per served item, throughput.
 
+* Item snapshots: each catalog's snapshot is written first (unless it exists, in
+  ``bench/.data/snapshots``), with its time and size; the default cases read it.
 * Latency: median and p95 of random pages (24 items, sessions paging from the
   start) through the Flask test client on SQLite catalogs of 10k, 100k and 1M
   items, for ordinary filters, next to the upstream design (shuffle the page
@@ -9,7 +11,8 @@
 * Throughput: requests per second under gunicorn (the repo's gunicorn.conf.py),
   loaded by wrk on loopback, of random pages, of the fixed 24-item page (the
   serialization ceiling) and of the upstream random feed, with gunicorn's
-  default 8 threads, with 1, and with walks forced; the ceiling and random pages
+  default 8 threads, with 1, with walks forced and with items read from the
+  database (no snapshot); the ceiling and random pages
   take turns, ``--rounds`` times each. Target: random pages at
   least 80% of the ceiling.
 
