@@ -171,10 +171,10 @@ class FeedPlanner:
         self._selectivity.put((signature, version), value)
         return value
 
-    def candidate_list(self, signature: str, version: int, source: CandidateSource) -> ListPlan:
-        """The filter's list at ``version`` (and window): cached, else built once however many
-        requests ask at once."""
-        window = self.window(source)
+    def candidate_list(self, signature: str, version: int, source: CandidateSource,
+                       window: int | None) -> ListPlan:
+        """The filter's list at ``version`` and ``window`` (``self.window(source)``, read once by the
+        caller): cached, else built once however many requests ask at once."""
         key = (signature, version, window)
         entry = self._lists.get(key)
         if entry is None:
@@ -210,12 +210,13 @@ class FeedPlanner:
         """The plan of a new feed."""
         version, max_key = state
         list_max_keys = self.list_max_keys
+        window = self.window(source)
         if max_key <= max(self.small_catalog, list_max_keys):
-            return self.candidate_list(signature, version, source)
+            return self.candidate_list(signature, version, source, window)
         share = self.selectivity(signature, version, max_key, source)
         expected = share * max_key
         if expected <= list_max_keys or (share < self.list_threshold and expected <= self.list_cache_keys):
-            return self.candidate_list(signature, version, source)
+            return self.candidate_list(signature, version, source, window)
         return WalkPlan(1, max_key + 1, max(share, 1e-4))
 
     def continue_plan(self, token: str, exhausted: bool, signature: str, source: CandidateSource,
@@ -231,13 +232,15 @@ class FeedPlanner:
                 return WalkPlan(hi, max_key + 1, share), True
             return None, False
         list_version, size = int(numbers[0]), int(numbers[1])
-        window = int(numbers[2]) if len(numbers) > 2 else None
-        if list_version != version or window != self.window(source):
+        # One reading of the clock decides both whether the window moved and which list is used:
+        # read twice, a page at the turn of the hour could compare one window and load the next.
+        window = self.window(source)
+        if list_version != version or (int(numbers[2]) if len(numbers) > 2 else None) != window:
             # A catalog write, or the next window of a filter on the clock: the new list, from its start.
-            return self.candidate_list(signature, version, source), True
+            return self.candidate_list(signature, version, source, window), True
         if exhausted:
             return None, False
-        plan = self.candidate_list(signature, version, source)
+        plan = self.candidate_list(signature, version, source, window)
         if plan.size != size:  # cannot happen for one version; guard against a corrupted token
             raise RuntimeError("candidate list changed within one catalog version")
         return plan, False
