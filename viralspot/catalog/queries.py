@@ -123,6 +123,15 @@ def matching_among(conn: Connection, flt: ContentFilter, keys: Sequence[int]) ->
     return {row[0] for row in rows_for_keys(conn, stmt, keys)}
 
 
+def _integer_columns(conn: Connection, stmt: Select, columns: int) -> list[np.ndarray]:
+    """The first ``columns`` columns of ``stmt``'s rows as int64 arrays, read 50,000 rows at a time."""
+    parts: list[list[np.ndarray]] = [[] for _ in range(columns)]
+    for part in conn.execute(stmt.execution_options(yield_per=50_000)).partitions():
+        for column, arrays in enumerate(parts):
+            arrays.append(np.fromiter((row[column] for row in part), dtype=np.int64, count=len(part)))
+    return [np.concatenate(arrays) if arrays else np.empty(0, dtype=np.int64) for arrays in parts]
+
+
 def matching_keys(conn: Connection, flt: ContentFilter) -> np.ndarray:
     """Every id matching ``flt``, ascending, as an int64 array.
 
@@ -130,13 +139,7 @@ def matching_keys(conn: Connection, flt: ContentFilter) -> np.ndarray:
     scans the filter's covering index; with it, SQLite walks the whole table in id
     order instead (1M catalog, ``min_views=10000``: 5.2 s with it, 0.22 s without).
     """
-    stmt = flt.where(select(content.c.id)).execution_options(yield_per=50_000)
-    result = conn.execute(stmt)
-    arrays = [np.fromiter((row[0] for row in part), dtype=np.int64, count=len(part))
-              for part in result.partitions()]
-    if not arrays:
-        return np.empty(0, dtype=np.int64)
-    keys = np.concatenate(arrays)
+    (keys,) = _integer_columns(conn, flt.where(select(content.c.id)), 1)
     keys.sort()
     return keys
 
@@ -150,17 +153,11 @@ def posted_epoch_seconds(dialect_name: str):
 
 def matching_keys_until(conn: Connection, flt: ContentFilter, at: datetime) -> tuple[np.ndarray, np.ndarray]:
     """For a ``date_range`` filter: every id matching it at ``at``, ascending, and the epoch second
-    up to which each still matches (its posting second plus the range), as int64 arrays."""
+    up to which each still matches (its posting second plus the range), as int64 arrays.
+    Sorted here, as ``matching_keys`` is."""
     window = int(DATE_RANGES[flt.date_range].total_seconds())
-    stmt = (flt.where(select(content.c.id, posted_epoch_seconds(conn.dialect.name)), now=at)
-            .execution_options(yield_per=50_000))
-    ids, posted = [], []
-    for part in conn.execute(stmt).partitions():
-        ids.append(np.fromiter((row[0] for row in part), dtype=np.int64, count=len(part)))
-        posted.append(np.fromiter((row[1] for row in part), dtype=np.int64, count=len(part)))
-    if not ids:
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-    keys, seconds = np.concatenate(ids), np.concatenate(posted)
+    stmt = flt.where(select(content.c.id, posted_epoch_seconds(conn.dialect.name)), now=at)
+    keys, seconds = _integer_columns(conn, stmt, 2)
     order = np.argsort(keys, kind="stable")
     return keys[order], seconds[order] + window
 
