@@ -19,6 +19,9 @@ class Config:
 
     DEBUG = False
     TESTING = False
+    #: True in ``ProductionConfig``: start-up then refuses unsafe settings (debug, a pinned clock,
+    #: the built-in secret).
+    PRODUCTION = False
     SECRET_KEY = INSECURE_DEFAULT_SECRET
     #: SQLAlchemy URL of the catalog. None means SQLite at <instance>/viralspot.db.
     DATABASE_URL: str | None = None
@@ -30,7 +33,19 @@ class Config:
     SESSION_MAX = 100_000
     #: Most random feeds (endpoint + filter set) one session keeps replayable.
     SESSION_MAX_FEEDS = 64
+    #: Redis session store: seconds to wait for a connection, and for each reply; after the
+    #: retries (with backoff) an unreachable store answers 503 SESSION_STORE_UNAVAILABLE.
+    SESSION_STORE_CONNECT_TIMEOUT = 0.5
+    SESSION_STORE_SOCKET_TIMEOUT = 0.5
+    SESSION_STORE_RETRIES = 2
+    #: Redis connections one process keeps (a request waits up to the connect timeout for one).
+    SESSION_STORE_MAX_CONNECTIONS = 32
     LOG_LEVEL = "INFO"
+    #: Origins allowed to call the API from a browser (CORS): "*" (any), or a comma-separated list.
+    CORS_ORIGINS = "*"
+    #: Pins the service's clock at this ISO 8601 instant (tests, demos); None: the system clock.
+    #: Refused in production.
+    FIXED_NOW: str | None = None
     #: Items `make run` seeds into an empty catalog.
     SEED_ITEMS = 5000
     #: Filters matching fewer than this share of the catalog use a cached candidate list.
@@ -54,6 +69,9 @@ class Config:
     #: Whether the server writes a missing snapshot itself, in a background thread (false: only
     #: ``flask content snapshot`` writes them).
     ITEM_SNAPSHOT_WRITE = True
+    #: Seconds a catalog state must stay current before the server writes its snapshot (an import
+    #: commits a new state every 500 lines; each would otherwise start a full rewrite).
+    ITEM_SNAPSHOT_SETTLE = 5.0
 
 
 class DevelopmentConfig(Config):
@@ -66,13 +84,17 @@ class TestingConfig(Config):
     SECRET_KEY = "viralspot-testing-secret"
     DATABASE_URL = "sqlite://"
     SEED_ITEMS = 0
+    #: Tests pin the clock (tests/moments.py), so none depends on the day it runs.
+    FIXED_NOW = "2026-12-02T12:00:00Z"
     #: Tests write the catalog and read it back at once.
     CATALOG_STATE_TTL = 0
     #: Tests that want item snapshots give them a directory.
     ITEM_SNAPSHOT_DIR = ""
+    ITEM_SNAPSHOT_SETTLE = 0.0
 
 
 class ProductionConfig(Config):
+    PRODUCTION = True
     #: Must come from VIRALSPOT_SECRET_KEY; create_app refuses to start without it.
     SECRET_KEY = None
 

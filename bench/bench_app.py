@@ -21,6 +21,7 @@ from viralspot.extensions import catalog
 from viralspot.schemas.content import ContentQueryArgsSchema
 from viralspot.schemas.envelope import api_response
 
+from .plain_page import BENCH_NOW
 from .upstream import upstream_random_page
 
 
@@ -29,7 +30,8 @@ SNAPSHOT_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".data"
 
 
 def create_bench_app(config: dict | None = None):
-    app = create_app({"CONFIG": "production", "SECRET_KEY": "bench-secret", "LOG_LEVEL": "WARNING",
+    app = create_app({"CONFIG": "default", "SECRET_KEY": "bench-secret", "LOG_LEVEL": "WARNING",
+                      "FIXED_NOW": BENCH_NOW,
                       "ITEM_SNAPSHOT_DIR": os.environ.get("VIRALSPOT_ITEM_SNAPSHOT_DIR", SNAPSHOT_ROOT),
                       **(config or {})})
     with app.app_context(), catalog.connect() as conn:

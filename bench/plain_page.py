@@ -22,9 +22,13 @@ from viralspot import create_app
 from viralspot.catalog.database import create_schema, make_engine
 from viralspot.catalog.queries import content_count
 from viralspot.catalog.seed import seed_catalog
+from viralspot.clock import parse_instant
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".data")
 SEED = 1
+#: The cached catalogs are dated back from this instant, and the benchmark apps' clocks are pinned
+#: at it (``FIXED_NOW``): a date_range case matches the same share of the catalog on any day.
+BENCH_NOW = "2026-11-01T00:00:00Z"
 WARMUP = 5
 REPEATS = 60
 
@@ -53,7 +57,8 @@ def build_catalog(size: int) -> tuple[str, float | None]:
             if content_count(conn) == size:
                 return url, None
         with tqdm(total=size, unit="items", desc=f"seeding {size}") as bar:
-            report = seed_catalog(engine, size, SEED, replace=True, progress=bar.update)
+            report = seed_catalog(engine, size, SEED, reference=parse_instant(BENCH_NOW), replace=True,
+                                  progress=bar.update)
         return url, report.seconds
     finally:
         engine.dispose()
@@ -69,7 +74,7 @@ def measure(sizes=(10_000, 1_000_000)) -> list[dict]:
     results = []
     for size in sizes:
         url, seed_seconds = build_catalog(size)
-        app = create_app({"CONFIG": "production", "SECRET_KEY": "bench", "DATABASE_URL": url,
+        app = create_app({"CONFIG": "default", "SECRET_KEY": "bench", "DATABASE_URL": url, "FIXED_NOW": BENCH_NOW,
                           "LOG_LEVEL": "WARNING"})
         client = app.test_client()
         for name, path in CASES:

@@ -168,7 +168,7 @@ def memory(size: int) -> list[dict]:
                 response = client.get("/api/reels", query_string={
                     "random_order": "true", "session_id": f"mem-{pages}-{session}", "offset": page * 24})
                 served_ids.extend(item["content_id"] for item in response.get_json()["data"]["reels"])
-        served = sum(store.summary(s).seen_count for s in store.session_ids(100))
+        served = sum(store.summary(s).served_items_count for s in store.session_ids(100))
         assert served == len(served_ids) == 10 * pages * 24
         upstream = sum(set_of_strings_bytes(served_ids[i::10]) for i in range(10))
         rows.append({"items_per_session": pages * 24, "ours_bytes_per_item": store.served_bytes() / served,

@@ -34,9 +34,9 @@ DESCRIPTIONS = {
 COUNT = 60
 
 
-def fixture_records(now: datetime | None = None) -> list[dict]:
-    """60 items with repeated scores, views and dates, so every order needs its tie-break."""
-    now = now or datetime.now(timezone.utc)
+def fixture_records(now: datetime) -> list[dict]:
+    """60 items with repeated scores, views and dates (counted back from ``now``), so every order
+    needs its tie-break."""
     records = []
     for i in range(COUNT):
         username = USERNAMES[(i // 2 + i) % len(USERNAMES)]

@@ -5,6 +5,9 @@ import pytest
 
 from viralspot import create_app
 
+#: A real redis-server and the memory/redis ``store_backend`` fixtures (tests/redis_fixtures.py).
+pytest_plugins = ["redis_fixtures"]
+
 
 @pytest.fixture
 def app_config() -> dict:
@@ -36,6 +39,8 @@ def store(app):
 # with the reason, except under CI (env CI set), where that is a failure.
 
 import glob  # noqa: E402
+
+from moments import MOMENTS  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
 import socket  # noqa: E402
@@ -212,19 +217,38 @@ def catalog_app(database_url):
     dispose_catalog_app(application)
 
 
-@pytest.fixture(scope="module")
-def fixture_catalog(module_database_url):
-    """(app, records, now): the small fixture catalog of tests/catalog_data.py, imported once per module."""
-    from datetime import datetime, timezone
-
+def import_fixture_catalog(url: str, moment):
+    """(app, records, moment): the small fixture catalog of tests/catalog_data.py dated back from
+    ``moment``, imported into ``url``, in an app whose clock is pinned at ``moment``."""
     from catalog_data import as_json_lines, fixture_records
+    from moments import iso
     from viralspot.catalog.importer import import_lines
 
-    now = datetime.now(timezone.utc)
-    records = fixture_records(now)
-    application = make_catalog_app(module_database_url)
+    records = fixture_records(moment)
+    application = make_catalog_app(url, FIXED_NOW=iso(moment))
     with application.app_context():
         report = import_lines(application.extensions["viralspot.catalog"], as_json_lines(records))
     assert (report.inserted, report.rejected) == (len(records), 0), report.errors
+    return application, records, moment
+
+
+@pytest.fixture(scope="module")
+def fixture_catalog(module_database_url):
+    """(app, records, now): the fixture catalog at the tests' pinned clock, imported once per module."""
+    from moments import PINNED_NOW
+
+    application, records, now = import_fixture_catalog(module_database_url, PINNED_NOW)
     yield application, records, now
     dispose_catalog_app(application)
+
+
+@pytest.fixture(scope="module", params=MOMENTS)
+def dated_catalog(request, module_database_backend, tmp_path_factory):
+    """``fixture_catalog`` at each pinned moment (tests/moments.py), for date-dependent tests."""
+    url, server = _empty_database(module_database_backend, request, tmp_path_factory.mktemp("dated"))
+    _backends_run.add(module_database_backend)
+    application, records, now = import_fixture_catalog(url, request.param)
+    yield application, records, now
+    dispose_catalog_app(application)
+    if server is not None:
+        server.drop_database(url)

@@ -118,10 +118,10 @@ def test_matching_keys_and_matching_among_agree_with_the_oracle(fixture_catalog,
 
 
 @pytest.mark.parametrize("date_range", ["day", "week", "month", "year"])
-def test_expiring_keys_say_until_when_each_key_matches(fixture_catalog, date_range):
+def test_expiring_keys_say_until_when_each_key_matches(dated_catalog, date_range):
     """``matching_keys_until`` at one moment, cut at later moments by each key's last second,
     equals the live filter at those moments (what a date_range list serves)."""
-    app, records, now = fixture_catalog
+    app, records, now = dated_catalog
     flt = make_filter("reels", {"date_range": date_range})
     start = now.replace(microsecond=0)
     with app.extensions["viralspot.catalog"].connect() as conn:
@@ -190,3 +190,27 @@ def test_serialize_item_formats_counts_scores_and_fallbacks():
     assert item["followers"] == 0 and item["is_verified"] is False
     assert [display_count(v) for v in (0, 999, 1000, 1050, 45_200, 2_000_000_000)] == \
            ["0", "999", "1K", "1.1K", "45.2K", "2B"]
+
+
+def test_lists_are_read_at_one_catalog_version(catalog_app):
+    """The list's keys and the version it is cached under come from one catalog state: a read
+    that a write overtook is read again; one that keeps being overtaken belongs to no version."""
+    from viralspot.catalog.queries import bump_version, read_at_one_version
+
+    engine = catalog_app.extensions["viralspot.catalog"]
+    reads = []
+
+    def read_overtaken(times):
+        def read(conn):
+            reads.append(len(reads))
+            if len(reads) <= times:
+                with engine.begin() as writer:
+                    bump_version(writer)
+            return len(reads)
+        return read
+
+    with engine.connect() as conn:
+        version, result = read_at_one_version(conn, read_overtaken(1))
+        assert (len(reads), result) == (2, 2) and version == catalog_state(conn)[0]
+        reads.clear()
+        assert read_at_one_version(conn, read_overtaken(99)) == (None, 3)

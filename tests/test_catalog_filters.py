@@ -27,10 +27,6 @@ FILTERS = [
     {"max_followers": "5000"},
     {"is_verified": "true"},
     {"is_verified": "false"},
-    {"date_range": "day"},
-    {"date_range": "week"},
-    {"date_range": "month"},
-    {"date_range": "year"},
     {"account_types": "Influencer"},
     {"account_types": "theme page,Personal"},
     {"content_types": "post"},
@@ -45,6 +41,10 @@ FILTERS = [
     {"search": "ALICE"},
     {"primary_categories": "Travel", "min_followers": "1000", "keywords": "beach", "languages": "en,pt"},
 ]
+
+
+#: Filters on the clock: checked at each pinned moment (tests/moments.py) on a catalog dated from it.
+DATE_FILTERS = [{"date_range": "day"}, {"date_range": "week"}, {"date_range": "month"}, {"date_range": "year"}]
 
 
 def canonical(query: dict) -> dict:
@@ -69,9 +69,18 @@ def test_each_filter_selects_exactly_the_matching_items(fixture_catalog, kind, q
         assert len(expected) < len(baseline)
 
 
+@pytest.mark.parametrize("kind", ["reels", "posts"])
+@pytest.mark.parametrize("query", DATE_FILTERS, ids=lambda q: q["date_range"])
+def test_each_date_range_selects_exactly_the_items_posted_within_it(dated_catalog, kind, query):
+    app, records, now = dated_catalog
+    expected = expected_order(records, kind, query, now)
+    assert expected and len(expected) < len(expected_order(records, kind, {}, now))
+    assert all_ids(app.test_client(), f"/api/{kind}", query) == expected
+
+
 def test_filters_are_non_trivial_on_the_fixture(fixture_catalog):
     _app, records, now = fixture_catalog
-    for query in FILTERS:
+    for query in FILTERS + DATE_FILTERS:
         hits = sum(matches(r, "reels", canonical(query), now) or matches(r, "posts", canonical(query), now)
                    for r in records)
         assert 0 < hits < len(records), query

@@ -6,6 +6,7 @@ import json
 from sqlalchemy import select
 
 from catalog_data import as_json_lines, fixture_records
+from moments import PINNED_NOW
 from viralspot.catalog.importer import import_lines, parse_line
 from viralspot.catalog.queries import catalog_state
 from viralspot.catalog.tables import content, primary_profiles
@@ -21,7 +22,7 @@ def rows(app) -> dict[str, dict]:
 
 
 def test_import_inserts_then_reimport_updates_without_changing_anything(catalog_app):
-    lines = as_json_lines(fixture_records()[:12])
+    lines = as_json_lines(fixture_records(PINNED_NOW)[:12])
     first = import_lines(engine_of(catalog_app), lines)
     assert (first.inserted, first.updated, first.rejected) == (12, 0, 0)
     before = rows(catalog_app)
@@ -35,7 +36,7 @@ def test_import_inserts_then_reimport_updates_without_changing_anything(catalog_
 
 
 def test_upsert_changes_the_fields_a_line_gives_and_the_profile(catalog_app):
-    record = fixture_records()[0]
+    record = fixture_records(PINNED_NOW)[0]
     import_lines(engine_of(catalog_app), as_json_lines([record]))
     changed = {"content_id": record["content_id"], "shortcode": record["shortcode"], "content_type": "video",
                "date_posted": "2026-01-02T03:04:05", "username": record["username"], "view_count": 777,
@@ -53,7 +54,7 @@ def test_upsert_changes_the_fields_a_line_gives_and_the_profile(catalog_app):
 
 
 def test_bad_lines_are_reported_with_their_number_and_do_not_stop_the_import(catalog_app):
-    good = fixture_records()[:4]
+    good = fixture_records(PINNED_NOW)[:4]
     lines = [
         json.dumps(good[0]),                                   # 1 ok
         "{not json",                                           # 2 invalid JSON
@@ -82,7 +83,7 @@ def test_bad_lines_are_reported_with_their_number_and_do_not_stop_the_import(cat
 
 
 def test_parse_line_rejects_nan_and_blank_identifiers():
-    record = fixture_records()[0]
+    record = fixture_records(PINNED_NOW)[0]
     for broken in ({**record, "outlier_score": float("nan")}, {**record, "username": "   "}):
         try:
             parse_line(json.dumps(broken))
@@ -95,21 +96,21 @@ def test_parse_line_rejects_nan_and_blank_identifiers():
 def test_every_import_that_writes_bumps_the_catalog_version(catalog_app):
     with engine_of(catalog_app).connect() as conn:
         assert catalog_state(conn) == (0, 0)
-    import_lines(engine_of(catalog_app), as_json_lines(fixture_records()[:3]))
+    import_lines(engine_of(catalog_app), as_json_lines(fixture_records(PINNED_NOW)[:3]))
     with engine_of(catalog_app).connect() as conn:
         version, largest = catalog_state(conn)
     assert version >= 1 and largest == 3
     import_lines(engine_of(catalog_app), ["garbage"])
     with engine_of(catalog_app).connect() as conn:
         assert catalog_state(conn)[0] == version  # nothing written, nothing bumped
-    import_lines(engine_of(catalog_app), as_json_lines(fixture_records()[:1]))
+    import_lines(engine_of(catalog_app), as_json_lines(fixture_records(PINNED_NOW)[:1]))
     with engine_of(catalog_app).connect() as conn:
         assert catalog_state(conn)[0] > version
 
 
 def test_import_command_prints_counts_and_rejections(catalog_app, tmp_path):
     path = tmp_path / "items.jsonl"
-    path.write_text("".join(as_json_lines(fixture_records()[:2])) + "oops\n", encoding="utf-8")
+    path.write_text("".join(as_json_lines(fixture_records(PINNED_NOW)[:2])) + "oops\n", encoding="utf-8")
     result = catalog_app.test_cli_runner().invoke(args=["content", "import", str(path), "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "inserted 2, updated 0, rejected 1" in result.output
@@ -118,7 +119,25 @@ def test_import_command_prints_counts_and_rejections(catalog_app, tmp_path):
 
 
 def test_dates_with_an_offset_are_stored_in_utc(catalog_app):
-    record = {**fixture_records()[0], "date_posted": "2026-03-01T12:00:00+02:00"}
+    record = {**fixture_records(PINNED_NOW)[0], "date_posted": "2026-03-01T12:00:00+02:00"}
     import_lines(engine_of(catalog_app), [json.dumps(record)])
     item = catalog_app.test_client().get("/api/reels?date_range=all").json["data"]["reels"][0]
     assert item["date_posted"] == "2026-03-01T10:00:00Z"
+
+
+def test_an_import_past_the_largest_32_bit_key_stops_clearly_and_writes_nothing(tmp_path):
+    """SQLite's 64-bit rowids can pass 2**32 (PostgreSQL's integer ids stop at 2**31 - 1)."""
+    from conftest import make_catalog_app
+
+    catalog_app = make_catalog_app(f"sqlite:///{tmp_path}/c.db")
+    records = fixture_records(PINNED_NOW)
+    import_lines(engine_of(catalog_app), as_json_lines(records[:1]))
+    with engine_of(catalog_app).begin() as conn:  # a row at the last key a feed can hold
+        conn.execute(content.update().values(id=2**32 - 1))
+    path = tmp_path / "more.jsonl"
+    path.write_text("".join(as_json_lines(records[1:4])), encoding="utf-8")
+    result = catalog_app.test_cli_runner().invoke(args=["content", "import", str(path), "--no-progress"])
+    assert result.exit_code == 1
+    assert f"would exceed {2**32 - 1}, the largest key random feeds hold" in result.output
+    with engine_of(catalog_app).connect() as conn:
+        assert conn.execute(select(content.c.id)).scalars().all() == [2**32 - 1]

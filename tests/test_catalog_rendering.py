@@ -12,8 +12,10 @@ from sqlalchemy import func, select, text
 
 from catalog_data import as_json_lines, fixture_records
 from conftest import dispose_catalog_app, make_catalog_app
+from moments import PINNED_NOW
 from viralspot.catalog.importer import import_lines
 from viralspot.catalog.queries import ITEM_COLUMNS, items_by_keys
+from viralspot.catalog.queries import catalog_state
 from viralspot.catalog.rendering import (encode_item, in_requested_order, item_fragments, joined_item_fragments,
                                          render_items, render_row)
 from viralspot.catalog.seed import seed_catalog
@@ -74,7 +76,7 @@ def test_imported_items_equal_their_live_rows(fixture_catalog):
 
 
 def test_seeded_items_equal_their_live_rows(catalog_app):
-    seed_catalog(engine_of(catalog_app), 700, seed=5)
+    seed_catalog(engine_of(catalog_app), 700, seed=5, reference=PINNED_NOW)
     assert_invariant(catalog_app)
 
 
@@ -82,17 +84,17 @@ def test_seeds_render_the_same_items_in_worker_processes(catalog_app, monkeypatc
     from viralspot.catalog import seed
 
     monkeypatch.setattr(seed, "CHUNK", 250)  # several chunks (the chunk size shapes the draws)
-    seed_catalog(engine_of(catalog_app), 900, seed=4)
+    seed_catalog(engine_of(catalog_app), 900, seed=4, reference=PINNED_NOW)
     inline, _live = stored_and_live(catalog_app)
     monkeypatch.setattr(seed, "PARALLEL_RENDER_ITEMS", 1)  # the large-seed path, on a small seed
-    seed_catalog(engine_of(catalog_app), 900, seed=4, replace=True)
+    seed_catalog(engine_of(catalog_app), 900, seed=4, replace=True, reference=PINNED_NOW)
     parallel, _live = stored_and_live(catalog_app)
     assert parallel == inline
     assert_invariant(catalog_app)
 
 
 def test_render_items_renders_the_rows_asked_for(catalog_app):
-    import_lines(engine_of(catalog_app), as_json_lines(fixture_records()))
+    import_lines(engine_of(catalog_app), as_json_lines(fixture_records(PINNED_NOW)))
     with engine_of(catalog_app).begin() as conn:
         conn.execute(content.update().values(item_json=None))
         assert render_items(conn, content_ids=[1, 2, 2, 999_999]) == 2
@@ -107,7 +109,7 @@ def test_render_items_renders_the_rows_asked_for(catalog_app):
 # --- imports keep the served items current ---------------------------------------
 
 def test_profile_changes_reach_every_item_of_the_profile(catalog_app):
-    records = fixture_records()
+    records = fixture_records(PINNED_NOW)
     import_lines(engine_of(catalog_app), as_json_lines(records))
     client = catalog_app.test_client()
     before_random = served_random(client, "before-change")
@@ -132,7 +134,7 @@ def test_profile_changes_reach_every_item_of_the_profile(catalog_app):
 
 
 def test_content_changes_reach_the_served_item(catalog_app):
-    records = fixture_records()
+    records = fixture_records(PINNED_NOW)
     import_lines(engine_of(catalog_app), as_json_lines(records))
     target = records[10]
     changed = {key: target[key] for key in ("content_id", "shortcode", "content_type", "date_posted", "username")}
@@ -151,7 +153,7 @@ def test_content_changes_reach_the_served_item(catalog_app):
 
 def test_an_old_catalog_gets_the_column_serves_live_items_and_render_fills_it(database_url):
     first = make_catalog_app(database_url)
-    import_lines(engine_of(first), as_json_lines(fixture_records()))
+    import_lines(engine_of(first), as_json_lines(fixture_records(PINNED_NOW)))
     expected_plain = first.test_client().get("/api/reels", query_string={**ALL_TYPES, "limit": 100}).get_json()
     with engine_of(first).begin() as conn:
         conn.execute(text("ALTER TABLE content DROP COLUMN item_json"))  # as written before the change
@@ -171,9 +173,13 @@ def test_an_old_catalog_gets_the_column_serves_live_items_and_render_fills_it(da
             assert [json.loads(f) for f in item_fragments(conn, [3, 1])] == [live[3], live[1]]
             assert conn.execute(select(func.count()).where(content.c.item_json.is_not(None))).scalar() == 0
 
+        with engine_of(app).connect() as conn:
+            version_before = catalog_state(conn)[0]
         result = app.test_cli_runner().invoke(args=["content", "render", "--no-progress"])
         assert result.exit_code == 0, result.output
         assert "rendered 60 items" in result.output
+        with engine_of(app).connect() as conn:  # a new catalog state: snapshots of the old shape retire
+            assert catalog_state(conn)[0] == version_before + 1
         assert_invariant(app)
         assert client.get("/api/reels", query_string={**ALL_TYPES, "limit": 100}).get_json() == expected_plain
         assert served_random(client, "upgrade") == random_before  # the same pages, replayed

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime, timedelta, timezone
 
+import pytest
 from sqlalchemy import func, select
 
+from moments import MOMENTS, PINNED_NOW, YEARS_AHEAD, iso
 from viralspot.catalog.queries import catalog_state
 from viralspot.catalog.seed import CatalogNotEmpty, seed_catalog
 from viralspot.catalog.tables import content, primary_profiles
@@ -19,18 +22,18 @@ def dump(engine) -> tuple[list, list]:
 
 def test_same_seed_gives_the_same_catalog_and_another_seed_does_not(catalog_app):
     engine = catalog_app.extensions["viralspot.catalog"]
-    seed_catalog(engine, 600, seed=5)
+    seed_catalog(engine, 600, seed=5, reference=PINNED_NOW)
     first = dump(engine)
-    seed_catalog(engine, 600, seed=5, replace=True)
+    seed_catalog(engine, 600, seed=5, replace=True, reference=PINNED_NOW)
     assert dump(engine) == first
-    seed_catalog(engine, 600, seed=6, replace=True)
+    seed_catalog(engine, 600, seed=6, replace=True, reference=PINNED_NOW)
     assert dump(engine)[0] != first[0]
     assert [row[0] for row in first[0]] == list(range(1, 601))  # dense ids from 1
 
 
 def test_seeded_catalog_is_realistic(catalog_app):
     engine = catalog_app.extensions["viralspot.catalog"]
-    report = seed_catalog(engine, 2000, seed=1)
+    report = seed_catalog(engine, 2000, seed=1, reference=PINNED_NOW)
     assert (report.items, report.profiles) == (2000, 40)
     items, profiles = dump(engine)
     columns = content.c.keys()
@@ -51,9 +54,9 @@ def test_seeded_catalog_is_realistic(catalog_app):
 
 def test_seed_refuses_a_non_empty_catalog_unless_replacing(catalog_app):
     engine = catalog_app.extensions["viralspot.catalog"]
-    seed_catalog(engine, 100, seed=1)
+    seed_catalog(engine, 100, seed=1, reference=PINNED_NOW)
     try:
-        seed_catalog(engine, 100, seed=2)
+        seed_catalog(engine, 100, seed=2, reference=PINNED_NOW)
     except CatalogNotEmpty:
         pass
     else:
@@ -93,7 +96,7 @@ def test_seed_if_empty_uses_the_configured_size(database_url):
 
 def test_stats_command_counts_by_type_and_category(catalog_app):
     engine = catalog_app.extensions["viralspot.catalog"]
-    seed_catalog(engine, 500, seed=2)
+    seed_catalog(engine, 500, seed=2, reference=PINNED_NOW)
     with engine.connect() as conn:
         reels = conn.execute(select(func.count()).where(content.c.content_type == "reel")).scalar()
         food_reels = conn.execute(select(func.count()).where(content.c.content_type == "reel",
@@ -103,3 +106,50 @@ def test_stats_command_counts_by_type_and_category(catalog_app):
     assert f"reel: {reels}\n" in output
     reel_section = output.split("reel:")[1]
     assert f"  Food: {food_reels}\n" in reel_section
+
+
+@pytest.mark.parametrize("moment", MOMENTS)
+def test_the_sample_catalog_spans_the_two_years_up_to_the_moment_it_is_seeded(database_url, moment):
+    """``flask content seed`` dates the catalog back from the service's clock: on any day,
+    ``date_range=week`` finds items, and each was posted within the week before that moment."""
+    from conftest import dispose_catalog_app, make_catalog_app
+
+    app = make_catalog_app(database_url, FIXED_NOW=iso(moment))
+    try:
+        result = app.test_cli_runner().invoke(args=["content", "seed", "--items", "400", "--no-progress"])
+        assert result.exit_code == 0, result.output
+        assert f"posted up to {iso(moment)[:19]}" in result.output
+        dates = dated_items(app)
+        assert max(dates) <= moment and min(dates) >= moment - timedelta(days=730)
+        assert max(dates) > moment - timedelta(days=7)
+        week = app.test_client().get("/api/reels?date_range=week&limit=100&content_types=reel,post,story")
+        posted = [datetime.fromisoformat(item["date_posted"].replace("Z", "+00:00"))
+                  for item in week.get_json()["data"]["reels"]]
+        assert posted and all(moment - timedelta(days=7) <= day <= moment for day in posted)
+        assert len(posted) == sum(day >= moment - timedelta(days=7) for day in dates)
+    finally:
+        dispose_catalog_app(app)
+
+
+def test_a_reference_date_makes_the_seed_independent_of_the_clock(tmp_path):
+    from conftest import dispose_catalog_app, make_catalog_app
+
+    dumps = []
+    for name, moment in (("a", PINNED_NOW), ("b", YEARS_AHEAD)):
+        app = make_catalog_app(f"sqlite:///{tmp_path}/{name}.db", FIXED_NOW=iso(moment))
+        result = app.test_cli_runner().invoke(args=["content", "seed", "--items", "50", "--no-progress",
+                                                    "--reference-date", "2025-01-31T00:00:00Z"])
+        assert result.exit_code == 0, result.output
+        dumps.append(dump(app.extensions["viralspot.catalog"]))
+        assert max(dated_items(app)) <= datetime(2025, 1, 31, tzinfo=timezone.utc)
+        dispose_catalog_app(app)
+    assert dumps[0] == dumps[1]
+    bad = make_catalog_app(f"sqlite:///{tmp_path}/c.db").test_cli_runner().invoke(
+        args=["content", "seed", "--items", "5", "--reference-date", "last tuesday"])
+    assert bad.exit_code == 2 and "--reference-date" in bad.output
+
+
+def dated_items(app) -> list[datetime]:
+    with app.extensions["viralspot.catalog"].connect() as conn:
+        return [day if day.tzinfo else day.replace(tzinfo=timezone.utc)
+                for day in conn.execute(select(content.c.date_posted)).scalars()]

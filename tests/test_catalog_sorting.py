@@ -26,17 +26,6 @@ def test_post_sorts_follow_the_documented_order(fixture_catalog, sort_by):
     assert all_ids(app.test_client(), "/api/posts", query, limit=100) == expected
 
 
-def test_default_order_is_outlier_then_views_for_reels_and_likes_for_posts(fixture_catalog):
-    app, _records, _now = fixture_catalog
-    client = app.test_client()
-    reels = client.get("/api/reels?limit=100").json["data"]["reels"]
-    assert [(r["outlier_score"], r["view_count"]) for r in reels] == sorted(
-        ((r["outlier_score"], r["view_count"]) for r in reels), reverse=True)
-    posts = client.get("/api/posts?limit=100").json["data"]["reels"]
-    assert [(p["outlier_score"], p["like_count"]) for p in posts] == sorted(
-        ((p["outlier_score"], p["like_count"]) for p in posts), reverse=True)
-
-
 @pytest.mark.parametrize("limit", [1, 4, 7, 24, 59, 60, 100])
 @pytest.mark.parametrize("sort_by", ["popular", "views", "recent", "oldest", "followers", "account_engagement"])
 def test_pagination_returns_every_item_exactly_once(fixture_catalog, limit, sort_by):

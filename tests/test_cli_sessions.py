@@ -17,19 +17,21 @@ def test_list_shows_count_and_most_recent_first(app, store):
 
 
 def test_show_prints_the_session_as_json(app, store):
-    serve(store, "shown", [4, 5, 6])
+    serve(store, "shown", [4, 5, 6], feed="reels:f")
     result = app.test_cli_runner().invoke(args=["sessions", "show", "shown"])
     assert result.exit_code == 0
     summary = json.loads(result.output)
     assert summary["session_id"] == "shown"
-    assert summary["seen_count"] == 3 and summary["generation"] == 0
-    assert summary["feeds"]["reels"]["served"] == 3
+    assert summary["served_items_count"] == 3 and summary["generation"] == 0
+    assert summary["feeds"] == [{"feed_key": "reels:f", "endpoint": "/api/reels", "served_items_count": 3,
+                                 "exhausted": False}]
+    assert summary["created_at"].endswith("Z") and 0 < summary["expires_in_seconds"] <= 86400
 
 
 def test_show_unknown_session_fails(app):
     result = app.test_cli_runner().invoke(args=["sessions", "show", "ghost"])
     assert result.exit_code == 1
-    assert "no session ghost" in result.output
+    assert "no session ghost (unknown, expired or reset)" in result.output
 
 
 def test_reset_clears_the_session(app, store):
@@ -37,7 +39,10 @@ def test_reset_clears_the_session(app, store):
     result = app.test_cli_runner().invoke(args=["sessions", "reset", "gone"])
     assert result.exit_code == 0
     assert "Session reset successfully" in result.output
-    assert store.summary("gone").seen_count == 0 and store.summary("gone").generation == 1
+    assert store.summary("gone") is None  # the session ended
+    shown = app.test_cli_runner().invoke(args=["sessions", "show", "gone"])
+    assert shown.exit_code == 1 and "no session gone (unknown, expired or reset)" in shown.output
+    assert store.read_feed("gone", "reels", 0, 0).generation == 1  # its next order is a fresh one
 
 
 def test_cli_validates_session_ids(app):

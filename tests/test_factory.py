@@ -75,6 +75,33 @@ def test_shell_context_exposes_the_store():
     assert context["store"] is app.extensions["viralspot.session_store"]
 
 
-def test_redis_store_url_is_refused_clearly_until_the_backend_exists():
-    with pytest.raises(SessionStoreConfigError, match="redis:// session backend is not part of this release"):
-        create_app({"CONFIG": "testing", "SESSION_STORE_URL": "redis://127.0.0.1:6379/0"})
+@pytest.mark.parametrize("setting, value, named", [
+    ("VIRALSPOT_DEBUG", "true", "VIRALSPOT_DEBUG puts exception text in 500 bodies"),
+    ("VIRALSPOT_FIXED_NOW", "2030-01-01T00:00:00Z", "VIRALSPOT_FIXED_NOW pins the clock"),
+    ("VIRALSPOT_SECRET_KEY", "viralspot-insecure-development-secret", "VIRALSPOT_SECRET_KEY is the built-in"),
+])
+def test_production_refuses_unsafe_settings(monkeypatch, setting, value, named):
+    monkeypatch.setenv("VIRALSPOT_SECRET_KEY", "from-env")
+    monkeypatch.setenv(setting, value)
+    with pytest.raises(RuntimeError, match=f"refusing to start in production: {named}"):
+        create_app({"CONFIG": "production", "DATABASE_URL": "sqlite://"})
+    monkeypatch.setenv("VIRALSPOT_CONFIG", "default")  # the same setting outside production starts
+    assert create_app({"DATABASE_URL": "sqlite://"}).config["SECRET_KEY"]
+
+
+def test_a_clock_that_is_not_an_instant_stops_start_up():
+    with pytest.raises(RuntimeError, match="VIRALSPOT_FIXED_NOW: 'tomorrow' is not an ISO 8601 instant"):
+        create_app({"CONFIG": "testing", "FIXED_NOW": "tomorrow"})
+
+
+def test_database_errors_never_carry_bound_values(caplog):
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    app = create_app({"CONFIG": "testing"})
+    engine = app.extensions["viralspot.catalog"]
+    with engine.connect() as conn, pytest.raises(OperationalError) as raised:
+        conn.execute(text("SELECT * FROM no_such_table WHERE description = :search"),
+                     {"search": "private search text"})
+    assert "private search text" not in str(raised.value)
+    assert "hidden" in str(raised.value)

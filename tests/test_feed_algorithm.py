@@ -31,7 +31,7 @@ class InMemoryCatalog:
         return len(self.matching_among(keys))
 
     def matching_keys(self):
-        return np.array(sorted(self.matching), dtype=np.int64)
+        return self.version, np.array(sorted(self.matching), dtype=np.int64)
 
 
 def make_feeds(small_catalog=20_000, threshold=0.05):
@@ -101,7 +101,7 @@ class ClockCatalog(InMemoryCatalog):
     def expiring_keys(self, at):
         self.builds.append(at)
         keys = [key for key, posted in self.posted.items() if posted + self.span >= at]
-        return (np.array(keys, dtype=np.int64),
+        return (self.version, np.array(keys, dtype=np.int64),
                 np.array([self.posted[key] + self.span for key in keys], dtype=np.int64))
 
 
@@ -168,30 +168,70 @@ def test_selective_lists_larger_than_the_list_cache_walk_instead():
     assert isinstance(planner.new_plan("narrow", narrow, narrow.catalog_state()), WalkPlan)
 
 
-def test_concurrent_requests_for_one_list_build_it_once():
-    class SlowCatalog(InMemoryCatalog):
-        builds = 0
+class BlockedCatalog(InMemoryCatalog):
+    """Builds block until ``release`` is set; ``fail`` makes the build raise instead."""
 
-        def matching_keys(self):
-            SlowCatalog.builds += 1
-            threading.Event().wait(0.2)  # long enough for every thread to arrive during the build
-            return super().matching_keys()
+    def __init__(self, *args, fail=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.release = threading.Event()
+        self.fail = fail
+        self.builds = 0
 
-    planner = FeedPlanner(b"k", 0.05, small_catalog=100_000)
-    source = SlowCatalog(5_000, range(1, 5_001, 3))
-    plans = []
-    threads = [threading.Thread(target=lambda: plans.append(planner.new_plan("f", source, (1, 5_000))))
-               for _ in range(8)]
+    def matching_keys(self):
+        self.builds += 1
+        self.release.wait(30)
+        if self.fail:
+            raise ConnectionError("database went away during the build")
+        return super().matching_keys()
+
+
+def build_from_threads(planner, source, count=8):
+    """``count`` threads asking for one list at once; released when all but the builder wait on it.
+    Returns the plans, or the exceptions, each thread got."""
+    outcomes = []
+
+    def ask():
+        try:
+            outcomes.append(planner.new_plan("f", source, (1, 5_000)))
+        except Exception as error:  # noqa: BLE001 - the outcome under test
+            outcomes.append(error)
+
+    threads = [threading.Thread(target=ask) for _ in range(count)]
     for thread in threads:
         thread.start()
+    key = ("f", 1, None)
+    for _ in range(3000):  # bounded wait for a state, not for a race: every thread has arrived
+        if planner._builds.waiting(key) == count - 1:
+            break
+        threading.Event().wait(0.01)
+    assert planner._builds.waiting(key) == count - 1
+    source.release.set()
     for thread in threads:
         thread.join()
-    assert SlowCatalog.builds == 1
+    return outcomes
+
+
+def test_concurrent_requests_for_one_list_build_it_once():
+    planner = FeedPlanner(b"k", 0.05, small_catalog=100_000)
+    source = BlockedCatalog(5_000, range(1, 5_001, 3))
+    plans = build_from_threads(planner, source)
+    assert source.builds == 1
     assert len(plans) == 8 and all(plan.keys is plans[0].keys for plan in plans)
     assert plans[0].size == len(range(1, 5_001, 3))
     # Another catalog version is another list.
     planner.new_plan("f", source, (2, 5_000))
-    assert SlowCatalog.builds == 2
+    assert source.builds == 2
+
+
+def test_a_failed_build_fails_its_waiters_once_and_the_next_request_builds_again():
+    planner = FeedPlanner(b"k", 0.05, small_catalog=100_000)
+    source = BlockedCatalog(5_000, range(1, 5_001, 3), fail=True)
+    outcomes = build_from_threads(planner, source)
+    assert source.builds == 1  # not repeated by each waiter in turn
+    assert len(outcomes) == 8 and all(isinstance(outcome, ConnectionError) for outcome in outcomes)
+    source.fail = False
+    assert planner.new_plan("f", source, (1, 5_000)).size == len(range(1, 5_001, 3))
+    assert source.builds == 2
 
 
 def test_replaying_a_page_returns_the_same_items_and_records_nothing():
@@ -203,7 +243,7 @@ def test_replaying_a_page_returns_the_same_items_and_records_nothing():
     assert feeds.page(store, source, "s", "f", 0, 24) == first
     assert source.lookups == lookups  # a page behind the frontier is pure replay
     assert feeds.page(store, source, "s", "f", 24, 24) == second
-    assert store.summary("s").seen_count == 48
+    assert store.summary("s").served_items_count == 48
     assert store.read_feed("s", "f", 0, 48).keys == first.keys + second.keys
 
 
@@ -262,6 +302,60 @@ def test_catalog_change_rebases_a_list_feed_without_repeats():
     rest = [k for p in drain(feeds, store, source, "s", "f", limit=100) for k in p.keys]
     served = first + [k for k in rest if k not in first]
     assert len(served) == len(set(served)) and set(served) == set(range(1, 401))
+
+
+def test_a_list_that_differs_from_the_feeds_within_one_version_re_plans_instead_of_failing():
+    """A list rebuilt after eviction (or by another process) can be read at another catalog state
+    than the one the feed started on, under the same version number: the feed continues on it."""
+    feeds, store = make_feeds(), MemorySessionStore()
+    source = InMemoryCatalog(500, range(1, 301))
+    first = feeds.page(store, source, "s", "f", 0, 100).keys
+    feeds.planner._lists = type(feeds.planner._lists)(8, max_weight=10**6, weigh=lambda entry: 1)  # evicted
+    source.matching = set(range(1, 351))  # same version, other keys: what a lagging read could see
+    rest = [k for p in drain(feeds, store, source, "s", "f", limit=100) for k in p.keys]
+    served = first + [k for k in rest if k not in first]
+    assert len(served) == len(set(served)) and set(served) == set(range(1, 351))
+
+
+def test_a_feed_on_a_newer_version_than_the_remembered_state_stays_on_it():
+    feeds, store = make_feeds(), MemorySessionStore()
+    source = InMemoryCatalog(500, range(1, 301), version=7)
+    first = feeds.page(store, source, "s", "f", 0, 50).keys
+    plan, rebased = feeds.planner.continue_plan(store.read_feed("s", "f", 0, 0).plan, False, "f", source, (6, 500))
+    assert not rebased and plan.version == 7  # a process whose state lags does not move the feed back
+    second = feeds.page(store, source, "s", "f", 50, 50).keys
+    assert not set(first) & set(second)
+
+
+def test_lists_are_cached_under_the_version_they_were_read_at():
+    planner = FeedPlanner(b"k", 0.05, small_catalog=100_000)
+    source = InMemoryCatalog(500, range(1, 301), version=9)  # the database is already at version 9
+    plan = planner.new_plan("f", source, (8, 500))  # a state remembered from before the last write
+    assert plan.version == 9 and plan.token.startswith("l:9:")
+    source.matching = set()  # the list is not read again for either state
+    assert planner.new_plan("f", source, (9, 500)).size == 300
+    assert planner.new_plan("f", source, (8, 500)).size == 300
+
+
+def test_a_list_read_while_the_catalog_kept_changing_is_not_kept():
+    class Changing(InMemoryCatalog):
+        def matching_keys(self):
+            return None, super().matching_keys()[1]
+
+    planner = FeedPlanner(b"k", 0.05, small_catalog=100_000)
+    source = Changing(500, range(1, 301))
+    assert planner.new_plan("f", source, (1, 500)).size == 300
+    source.matching = set(range(1, 11))
+    assert planner.new_plan("f", source, (1, 500)).size == 10
+
+
+def test_feeds_never_reach_past_the_largest_32_bit_key():
+    planner = FeedPlanner(b"k", 0.0, small_catalog=0, list_max_keys=0)
+    source = InMemoryCatalog(2**33, range(2**32 - 5, 2**32 + 5))
+    grown, rebased = planner.continue_plan("w:1:1000:1", True, "f", source, source.catalog_state())
+    assert rebased and (grown.lo, grown.hi) == (1000, 2**32)
+    listed = FeedPlanner(b"k", 0.05, small_catalog=2**34).new_plan("g", source, source.catalog_state())
+    assert listed.keys.dtype == np.uint32 and listed.keys.tolist() == list(range(2**32 - 5, 2**32))
 
 
 def test_empty_match_is_a_last_empty_page():

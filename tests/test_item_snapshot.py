@@ -14,6 +14,7 @@ import random
 import pytest
 from sqlalchemy import event, update
 
+from moments import PINNED_NOW
 from viralspot import create_app
 from viralspot.catalog import item_snapshot
 from viralspot.catalog.database import ITEM_SNAPSHOTS
@@ -28,7 +29,7 @@ from viralspot.catalog.tables import content
 
 def seeded_app(url: str, items: int, seed: int = 1, **config):
     app = create_app({"CONFIG": "testing", "DATABASE_URL": url, **config})
-    seed_catalog(app.extensions["viralspot.catalog"], items, seed)
+    seed_catalog(app.extensions["viralspot.catalog"], items, seed, reference=PINNED_NOW)
     return app
 
 
@@ -215,3 +216,74 @@ def test_a_snapshot_that_cannot_be_written_leaves_pages_on_the_database(tmp_path
     second = page_items(client, "s", 20)
     assert len(first) == 10 and second[:10] == first  # still served, from the database
     app.extensions["viralspot.catalog"].dispose()
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_server_writes_a_state_only_once_it_has_settled_and_backs_off_while_it_changes(seeded, tmp_path):
+    """During an import every chunk commits a new state: writing each would rescan the table over
+    and over. A state is written once it stayed current ``settle`` seconds; a write the catalog
+    overtook makes the next wait twice as long."""
+    clock = ManualClock()
+    snapshots = ItemSnapshots(seeded.extensions["viralspot.catalog"], tmp_path, settle=5.0, recheck=1.0,
+                              clock=clock)
+    started = []
+    snapshots._write_in_background = lambda: started.append(clock.now)  # record, do not write
+    for state in ((1, 10), (2, 10), (3, 10)):  # a new state every second: none settles
+        assert snapshots.current(state) is None
+        clock.now += 1.0
+    assert started == []
+    for _ in range(5):  # (3, 10) stays current
+        snapshots.current((3, 10))
+        clock.now += 1.0
+    assert started == [107.0]  # first seen at 102, settled 5 s later
+    del snapshots._write_in_background
+    writes = []
+
+    def overtaken(self=snapshots):
+        writes.append(clock.now)
+        raise CatalogChanged("the catalog version changed while writing")
+
+    snapshots.write_now = overtaken
+    for _ in range(3):
+        snapshots._write_in_background()
+        assert snapshots._next_write - clock.now == snapshots._backoff
+    assert (len(writes), snapshots._backoff) == (3, 20.0)  # 5, 10, 20 s
+
+
+def test_mapping_a_snapshot_holds_no_lock_other_pages_wait_on(seeded, tmp_path, monkeypatch):
+    import threading
+
+    snapshots = ItemSnapshots(seeded.extensions["viralspot.catalog"], tmp_path, write=False)
+    path = snapshots.write_now()
+    opening, release = threading.Event(), threading.Event()
+    real_open = ItemSnapshots._open
+
+    def slow_open(found_path):
+        opening.set()
+        release.wait(30)
+        return real_open(found_path)
+
+    monkeypatch.setattr(snapshots, "_open", slow_open)
+    with engine_connect(seeded) as conn:
+        state = catalog_state(conn)
+    first = threading.Thread(target=lambda: snapshots.current(state))
+    first.start()
+    assert opening.wait(30)
+    # While the file is being mapped: the lock is free, and another page goes to the database at once.
+    assert snapshots._lock.acquire(timeout=5)
+    snapshots._lock.release()
+    assert snapshots.current(state) is None
+    release.set()
+    first.join(30)
+    assert snapshots.current(state).path == path
+
+
+def engine_connect(app):
+    return app.extensions["viralspot.catalog"].connect()

@@ -41,12 +41,12 @@ def make_filter(query: dict):
 
 @pytest.mark.parametrize("query", QUERIES)
 def test_matching_lookup_agrees_with_the_plain_query(fixture_catalog, query):
-    app, records, _now = fixture_catalog
+    app, records, now = fixture_catalog
     flt = make_filter(query)
     probe = list(range(-3, len(records) + 20)) + [2, 2]  # unknown and repeated ids
     with app.extensions["viralspot.catalog"].connect() as conn:
-        expected = matching_among(conn, flt, probe)
-        source = SqlCandidateSource(conn, flt)
+        expected = matching_among(conn, flt, probe, now)
+        source = SqlCandidateSource(conn, flt, clock=now.timestamp)
         assert source.matching_among(probe) == expected
         assert set(source.fragments) == expected
         for key in list(expected)[:5]:

@@ -136,7 +136,7 @@ def test_served_items_cost_under_eight_bytes_each():
     for start in range(0, len(keys), 1000):
         chunk = keys[start:start + 1000]
         claim(store, "s", chunk, cursor=start, plan=None if start == 0 else "p")
-    assert store.summary("s").seen_count == 50_000
+    assert store.summary("s").served_items_count == 50_000
     assert store.served_bytes() / 50_000 <= 8
 
 
@@ -186,7 +186,7 @@ def test_threads_claiming_and_resetting_lose_and_double_count_nothing():
     assert sum(claimed.values()) == next(fresh_keys) - 1
     for session_id in sessions:
         summary = store.summary(session_id)
-        remaining = summary.seen_count if summary else 0
+        remaining = summary.served_items_count if summary else 0
         assert claimed[session_id] == cleared[session_id] + remaining
 
 

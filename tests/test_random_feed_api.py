@@ -6,7 +6,9 @@ from collections import Counter
 
 import pytest
 
+from moments import MOMENTS, PINNED_NOW, iso
 from viralspot import create_app
+from viralspot.catalog.database import ITEM_SNAPSHOTS
 
 CATALOG_ITEMS = 1200
 
@@ -56,11 +58,22 @@ def app_config(request, catalog_url):
     return {"DATABASE_URL": catalog_url, **plan_config(request.param, root)}
 
 
-def page(client, session_id, offset=0, limit=24, path="/api/reels", **filters):
+def snapshot_reads(app) -> int:
+    """Pages whose items the app read from an item snapshot (-1 when snapshots are off)."""
+    snapshots = app.extensions[ITEM_SNAPSHOTS]
+    return -1 if snapshots is None else snapshots.pages_read
+
+
+def page(client, session_id, offset=0, limit=24, path="/api/reels", *, from_snapshot=True, **filters):
+    """(ids, isLastPage) of a random page. On a "+snapshot" plan, a page with items must have read
+    them from the item snapshot (unless ``from_snapshot`` is False: a state that has none yet)."""
     query = {"random_order": "true", "session_id": session_id, "offset": offset, "limit": limit, **filters}
+    reads = snapshot_reads(client.application)
     response = client.get(path, query_string=query)
     assert response.status_code == 200, response.get_json()
     data = response.get_json()["data"]
+    if data["reels"] and reads >= 0 and from_snapshot:
+        assert snapshot_reads(client.application) > reads, "the page's items did not come from the snapshot"
     return [item["id"] for item in data["reels"]], data["isLastPage"]
 
 
@@ -135,13 +148,50 @@ def test_draining_serves_every_matching_item_exactly_once(client):
     assert page(client, "drain", offset=len(served) + 50) == ([], True)
 
 
-@pytest.mark.parametrize("date_range", ["month", "year"])
-def test_a_date_range_feed_serves_exactly_the_items_in_range(client, date_range):
+@pytest.fixture(scope="module")
+def dated_catalog_urls(catalog_url, module_database_backend, request, tmp_path_factory):
+    """moment -> (catalog URL, snapshot root): the module's catalog for the tests' pinned clock, and
+    the same seed dated back from each other moment of tests/moments.py."""
+    from conftest import _empty_database
+
+    urls, servers = {PINNED_NOW: catalog_url}, []
+
+    def at(moment):
+        if moment not in urls:
+            url, server = _empty_database(module_database_backend, request, tmp_path_factory.mktemp("dated"))
+            servers.append((server, url))
+            app = create_app({"CONFIG": "testing", "DATABASE_URL": url, "FIXED_NOW": iso(moment)})
+            result = app.test_cli_runner().invoke(args=["content", "seed", "--items", str(CATALOG_ITEMS),
+                                                        "--seed", "7"])
+            assert result.exit_code == 0, result.output
+            app.extensions["viralspot.catalog"].dispose()
+            urls[moment] = url
+        return urls[moment]
+
+    yield at
+    for server, url in servers:
+        if server is not None:
+            server.drop_database(url)
+
+
+@pytest.mark.parametrize("moment", MOMENTS)
+@pytest.mark.parametrize("date_range", ["day", "week", "month", "year"])
+def test_a_date_range_feed_serves_exactly_the_items_in_range(app_config, dated_catalog_urls, moment, date_range,
+                                                             tmp_path):
     # On the list plans, the list of the current hour's window, checked per page against the clock.
+    url = dated_catalog_urls(moment)
+    config = {**app_config, "DATABASE_URL": url, "FIXED_NOW": iso(moment)}
+    if config.get("ITEM_SNAPSHOT_DIR") and moment != PINNED_NOW:
+        config["ITEM_SNAPSHOT_DIR"] = str(tmp_path / "snaps")
+        write_snapshot_by_cli(url, config["ITEM_SNAPSHOT_DIR"])
+    app = create_app({"CONFIG": "testing", **config})
+    client = app.test_client()
     served, _ = drain(client, f"dated-{date_range}", date_range=date_range)
     assert len(served) == len(set(served))
     expected = set(all_ids(client, date_range=date_range))
     assert expected and set(served) == expected
+    assert len(expected) < len(all_ids(client))
+    app.extensions["viralspot.catalog"].dispose()
 
 
 def test_no_repeats_across_filters_and_endpoints(client):
@@ -160,7 +210,7 @@ def test_no_repeats_across_filters_and_endpoints(client):
 
 def test_pages_replay_and_jumps_extend_the_sequence(client, store):
     third, _ = page(client, "seq", offset=48)
-    assert store.summary("seq").seen_count == 72
+    assert store.summary("seq").served_items_count == 72
     first, _ = page(client, "seq", offset=0)
     assert page(client, "seq", offset=48)[0] == third
     assert page(client, "seq", offset=0)[0] == first
@@ -168,7 +218,7 @@ def test_pages_replay_and_jumps_extend_the_sequence(client, store):
     sequence = first + second + third
     assert len(set(sequence)) == 72
     assert page(client, "seq", offset=40, limit=16)[0] == sequence[40:56]
-    assert store.summary("seq").seen_count == 72
+    assert store.summary("seq").served_items_count == 72
 
 
 def test_offset_far_past_the_served_prefix_is_rejected(client):
@@ -206,6 +256,8 @@ def test_reset_clears_served_items_and_gives_a_fresh_order(client):
 
 
 def test_concurrent_pages_of_one_session_share_no_item(app):
+    # One page first: while the first page of a process maps the snapshot, others read the database.
+    page(app.test_client(), "warm-up")
     results, barrier = {}, threading.Barrier(6)
 
     def fetch(offset):
@@ -221,6 +273,8 @@ def test_concurrent_pages_of_one_session_share_no_item(app):
 
 
 def test_concurrent_requests_of_one_page_get_the_same_page(app):
+    # One page first: while the first page of a process maps the snapshot, others read the database.
+    page(app.test_client(), "warm-up")
     results, barrier = [], threading.Barrier(6)
 
     def fetch():
@@ -232,7 +286,7 @@ def test_concurrent_requests_of_one_page_get_the_same_page(app):
     [t.start() for t in threads]
     [t.join() for t in threads]
     assert len(results) == 6 and all(r == results[0] for r in results)
-    assert app.extensions["viralspot.session_store"].summary("double-fetch").seen_count == 24
+    assert app.extensions["viralspot.session_store"].summary("double-fetch").served_items_count == 24
 
 
 # 7. Independence and validation -----------------------------------------------------------
@@ -242,18 +296,6 @@ def test_sessions_get_unrelated_orders(client):
     a, _ = page(client, "alice", limit=100)
     b, _ = page(client, "bob", limit=100)
     assert len(set(a) & set(b)) < 40  # ~100*100/|reels| expected by chance
-
-
-def test_random_order_needs_a_session(client):
-    response = client.get("/api/reels?random_order=true")
-    assert response.status_code == 400
-    assert response.get_json()["error_code"] == "MISSING_PARAMETER"
-
-
-def test_session_id_is_validated_on_content_routes(client):
-    response = client.get("/api/reels?random_order=true&session_id=bad%20id")
-    assert response.status_code == 400
-    assert response.get_json()["error_code"] == "INVALID_FORMAT"
 
 
 # Catalog changes during a session ---------------------------------------------------------
@@ -283,8 +325,8 @@ def test_items_imported_mid_session_are_served_once_without_repeats(plan, tmp_pa
     assert result.exit_code == 0, result.output
     offset = len(before)  # the sequence continues right after the last item served
     after = []
-    while True:
-        ids, last = page(client, "grower", offset, 50)
+    while True:  # the new catalog state has no snapshot: its pages read the database
+        ids, last = page(client, "grower", offset, 50, from_snapshot=False)
         after.extend(ids)
         offset += 50
         if last:

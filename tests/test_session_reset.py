@@ -10,39 +10,6 @@ from session_helpers import serve
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\Z")
 
 
-# -- the seed document's three integration tests, in Flask ---------------------------------
-
-
-def test_successful_session_reset(client, store):
-    session_id = "integration_test_session"
-    serve(store, session_id, [1, 2, 3])
-
-    response = client.post(f"/api/reset-session?session_id={session_id}")
-
-    assert response.status_code == 200
-    data = response.get_json()
-    assert data["success"] is True
-    assert data["data"]["session_reset"]["session_found"] is True
-    assert data["data"]["session_reset"]["cleared_items_count"] == 3
-    assert store.seen_among(session_id, [1, 2, 3]) == []
-
-
-def test_session_not_found(client):
-    response = client.post("/api/reset-session?session_id=nonexistent")
-
-    assert response.status_code == 200
-    data = response.get_json()
-    assert data["success"] is True
-    assert data["data"]["session_reset"]["session_found"] is False
-
-
-def test_invalid_session_id_characters(client):
-    response = client.post("/api/reset-session?session_id=invalid@session#id!")
-
-    assert response.status_code == 400
-    assert "invalid characters" in response.get_json()["detail"].lower()
-
-
 # -- the documented bodies -----------------------------------------------------------------
 
 
@@ -66,7 +33,9 @@ def test_found_body_matches_the_contract(client, store):
         "integration": "Compatible with /api/reels and /api/posts random_order=true",
     }
     assert TIMESTAMP.match(data["timestamp"])
-    assert data["server_info"] == {"total_active_sessions": 2, "session_storage_type": "in_memory_dict"}
+    # The reset ended the session: only "other" is still active.
+    assert data["server_info"] == {"total_active_sessions": 1, "session_storage_type": "in_memory_dict"}
+    assert store.seen_among("user_session_abc123", [1, 2, 3]) == []
 
 
 def test_not_found_body_matches_the_contract(client):
@@ -94,11 +63,18 @@ def test_cleared_count_spans_every_feed_of_the_session(client, store):
     assert body["data"]["session_reset"]["cleared_items_count"] == 5
 
 
-def test_second_reset_finds_an_empty_session(client, store):
+def test_a_reset_ends_the_session(client, store):
     serve(store, "s", [1, 2])
-    client.post("/api/reset-session?session_id=s")
-    body = client.post("/api/reset-session?session_id=s").get_json()
-    assert body["data"]["session_reset"]["cleared_items_count"] == 0
+    assert client.get("/api/sessions/s").status_code == 200
+    first = client.post("/api/reset-session?session_id=s").get_json()
+    assert first["data"]["server_info"]["total_active_sessions"] == 0
+    assert client.get("/api/sessions/s").get_json()["error_code"] == "SESSION_NOT_FOUND"
+    second = client.post("/api/reset-session?session_id=s").get_json()
+    assert second["message"] == "Session not found - no data to reset"
+    assert second["data"]["session_reset"]["session_found"] is False
+    assert second["data"]["session_reset"]["cleared_items_count"] == 0
+    # Only its freshness record is left: the next order is the next generation's.
+    assert store.read_feed("s", "reels", 0, 0).generation == 1
 
 
 def test_surrounding_whitespace_is_stripped(client, store):

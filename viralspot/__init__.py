@@ -28,9 +28,10 @@ def create_app(config: Mapping[str, Any] | str | None = None) -> Flask:
     app.config.update(overrides)
     app.json.sort_keys = False
     configure_logger(app)
-    check_secret(app)
+    check_settings(app)
     register_extensions(app)
     register_blueprints(app)
+    register_api_docs(app)
     register_errorhandlers(app)
     register_shellcontext(app)
     register_commands(app)
@@ -43,16 +44,29 @@ def configure_logger(app: Flask) -> None:
     configure(app)
 
 
-def check_secret(app: Flask) -> None:
+def check_settings(app: Flask) -> None:
+    """Refuse to start with a missing secret, or with unsafe settings in production."""
     if not app.config.get("SECRET_KEY"):
         raise RuntimeError("VIRALSPOT_SECRET_KEY must be set in this configuration")
-    if app.config["SECRET_KEY"] == INSECURE_DEFAULT_SECRET:
+    if app.config.get("PRODUCTION"):
+        unsafe = {
+            "VIRALSPOT_DEBUG": "puts exception text in 500 bodies" if app.config.get("DEBUG") else None,
+            "VIRALSPOT_FIXED_NOW": "pins the clock" if app.config.get("FIXED_NOW") else None,
+            "VIRALSPOT_SECRET_KEY": ("is the built-in development value"
+                                     if app.config["SECRET_KEY"] == INSECURE_DEFAULT_SECRET else None),
+        }
+        refused = [f"{name} {why}" for name, why in unsafe.items() if why]
+        if refused:
+            raise RuntimeError("refusing to start in production: " + "; ".join(refused))
+    elif app.config["SECRET_KEY"] == INSECURE_DEFAULT_SECRET:
         log.warning("using the built-in development secret; set VIRALSPOT_SECRET_KEY in production")
 
 
 def register_extensions(app: Flask) -> None:
+    from .clock import init_clock
     from .extensions import catalog, random_feeds, session_store
 
+    init_clock(app)
     session_store.init_app(app)
     catalog.init_app(app)
     random_feeds.init_app(app)
@@ -86,3 +100,12 @@ def register_commands(app: Flask) -> None:
     from .cli import register
 
     register(app)
+
+
+def register_api_docs(app: Flask) -> None:
+    """CORS for browser clients; /api/openapi.json, /api/docs and ``flask openapi``."""
+    from . import openapi
+    from .cors import init_cors
+
+    init_cors(app)
+    openapi.init_app(app)

@@ -20,6 +20,7 @@ from webargs.flaskparser import FlaskParser
 
 from .errors import ApiError
 from .lru import LruCache
+from .schemas.session_id import SessionIdField
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,19 @@ def _flatten(messages, prefix=""):
         yield prefix, messages
 
 
+def _reject_nul(args, fields) -> None:
+    """A declared argument holding a NUL character is a 400 (PostgreSQL text cannot hold one: it was a 500).
+
+    ``session_id`` keeps its own rule (``INVALID_FORMAT``), which has no room for NUL either.
+    """
+    for name, field in fields.items():
+        if isinstance(field, SessionIdField):
+            continue
+        if any("\x00" in value for value in args.getlist(name)):
+            log.warning("rejected request argument %s: INVALID_PARAMETER (NUL character)", name)
+            raise ApiError(f"{name}: must not contain NUL (\\x00) characters", "INVALID_PARAMETER")
+
+
 class ApiParser(FlaskParser):
     DEFAULT_VALIDATION_STATUS = 400
 
@@ -46,6 +60,7 @@ class ApiParser(FlaskParser):
         That is what webargs' ``MultiDictProxy`` would give such a schema (our lists are
         comma-separated values), without a proxied look-up per key on every request.
         """
+        _reject_nul(req.args, schema.fields)
         multiple = tuple(self.KNOWN_MULTI_FIELDS)
         if any(isinstance(field, multiple) or getattr(field, "is_multiple", False)
                for field in schema.fields.values()):

@@ -11,6 +11,7 @@ from marshmallow import ValidationError
 from .catalog.commands import content_cli
 from .extensions import session_store
 from .schemas.session_id import validate_session_id
+from .session.inspection import session_document
 
 sessions_cli = AppGroup("sessions", help="Inspect and reset random-feed sessions.")
 
@@ -38,8 +39,8 @@ def show_session(session_id: str) -> None:
     """One session's generation, served count and feeds, as JSON."""
     summary = session_store.backend.summary(session_id)
     if summary is None:
-        raise click.ClickException(f"no session {session_id}")
-    click.echo(json.dumps(summary.__dict__, indent=2))
+        raise click.ClickException(f"no session {session_id} (unknown, expired or reset)")
+    click.echo(json.dumps(session_document(summary), indent=2))
 
 
 @sessions_cli.command("reset")

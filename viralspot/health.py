@@ -4,7 +4,9 @@ from sqlalchemy import text
 
 from .errors import ApiError
 from .extensions import catalog, session_store
+from .openapi import DATABASE_ERRORS, STORE_ERRORS, documented
 from .schemas.envelope import api_response
+from .schemas.responses import HealthResponseSchema
 from .timeutil import utc_timestamp
 
 bp = Blueprint("health", __name__)
@@ -25,6 +27,8 @@ def _database_ok() -> bool:
 
 @bp.get("/")
 @bp.get("/health")
+@documented("Liveness and readiness: the session store and the database", response=HealthResponseSchema,
+            errors=DATABASE_ERRORS + STORE_ERRORS)
 def health():
     checks = {
         "session_store": _check(session_store.backend.ping),

@@ -9,10 +9,12 @@ from flask import current_app
 from flask.cli import AppGroup
 from tqdm import tqdm
 
+from ..clock import app_clock, parse_instant
 from ..extensions import catalog
-from .importer import import_lines
+from ..timeutil import utc_timestamp
+from .importer import ContentKeysExhausted, import_lines
 from .item_snapshot import CatalogChanged
-from .queries import catalog_state, content_count, counts_by_type_and_category
+from .queries import bump_version, catalog_state, content_count, counts_by_type_and_category
 from .rendering import render_items
 from .seed import CatalogNotEmpty, seed_catalog
 
@@ -27,12 +29,20 @@ MAX_ERRORS_SHOWN = 50
               help="Content items to generate [default: SEED_ITEMS from the configuration].")
 @click.option("--seed", "seed", type=click.IntRange(0, 2 ** 32 - 1), default=0, show_default=True,
               help="Random seed: the same seed and size give the same catalog.")
+@click.option("--reference-date", "reference", default=None, metavar="INSTANT",
+              help="ISO 8601 instant the two years of posting dates end at [default: now, by the "
+                   "service's clock]: the same seed, size and reference date give the same catalog.")
 @click.option("--if-empty", is_flag=True, help="Do nothing when the catalog already holds content.")
 @click.option("--replace", is_flag=True, help="Delete the existing catalog first.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
-def seed_command(items: int | None, seed: int, if_empty: bool, replace: bool, progress: bool) -> None:
-    """Generate a deterministic sample catalog (profiles, reels, posts)."""
+def seed_command(items: int | None, seed: int, reference: str | None, if_empty: bool, replace: bool,
+                 progress: bool) -> None:
+    """Generate a sample catalog (profiles, reels, posts) posted over the two years up to now."""
     items = current_app.config.get("SEED_ITEMS", 5000) if items is None else items
+    try:
+        reference_date = parse_instant(reference) if reference else app_clock().now()
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--reference-date") from None
     with catalog.connect() as conn:
         existing = content_count(conn)
     if existing and if_empty:
@@ -40,13 +50,14 @@ def seed_command(items: int | None, seed: int, if_empty: bool, replace: bool, pr
         return
     bar = tqdm(total=items, unit="items", desc="seeding", disable=not progress)
     try:
-        report = seed_catalog(catalog.engine, items, seed, replace=replace, progress=bar.update)
+        report = seed_catalog(catalog.engine, items, seed, reference=reference_date, replace=replace,
+                              progress=bar.update)
     except CatalogNotEmpty as error:
         raise click.ClickException(str(error)) from None
     finally:
         bar.close()
-    click.echo(f"seeded {report.items} items and {report.profiles} profiles (seed {seed}) "
-               f"in {report.seconds:.1f} s")
+    click.echo(f"seeded {report.items} items and {report.profiles} profiles (seed {seed}, posted up to "
+               f"{utc_timestamp(reference_date)}) in {report.seconds:.1f} s")
 
 
 @content_cli.command("import")
@@ -62,6 +73,8 @@ def import_command(file, progress: bool) -> None:
     bar = tqdm(total=total, unit="B", unit_scale=True, desc="importing", disable=not progress)
     try:
         report = import_lines(catalog.engine, file, progress=lambda size: bar.update(size))
+    except ContentKeysExhausted as error:
+        raise click.ClickException(str(error)) from None
     finally:
         bar.close()
     for line_number, reason in report.errors[:MAX_ERRORS_SHOWN]:
@@ -82,6 +95,7 @@ def render_command(progress: bool) -> None:
     try:
         with catalog.begin() as conn:  # one transaction: readers see all old or all new items
             rendered = render_items(conn, progress=bar.update)
+            bump_version(conn)  # a new catalog state: item snapshots and lists of the old one retire
     finally:
         bar.close()
     click.echo(f"rendered {rendered} items in {time.perf_counter() - started:.1f} s")

@@ -67,11 +67,14 @@ def item_snapshots(app: Flask, engine: Engine) -> ItemSnapshots | None:
     if root is None:
         root = os.path.join(app.instance_path, "item-snapshots")
     return ItemSnapshots(engine, snapshot_directory(root, engine),
-                         write=bool(app.config.get("ITEM_SNAPSHOT_WRITE", True)))
+                         write=bool(app.config.get("ITEM_SNAPSHOT_WRITE", True)),
+                         settle=float(app.config.get("ITEM_SNAPSHOT_SETTLE", 5.0)))
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; in-memory SQLite shares one connection so every thread sees the data."""
+    """An engine for ``url``; in-memory SQLite shares one connection so every thread sees the data.
+    Bound values never appear in exception text or logs (``hide_parameters``): they carry search
+    text and key lists."""
     if url.startswith("sqlite"):
         kwargs: dict = {"connect_args": {"check_same_thread": False}}
         if is_in_memory(url):
@@ -80,10 +83,10 @@ def make_engine(url: str) -> Engine:
             # Keep a connection per server thread: a new SQLite connection costs its PRAGMAs and
             # mmap set-up, which dominated requests when the default pool of 5 churned overflow.
             kwargs.update(pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_POOL_SIZE)
-        engine = create_engine(url, **kwargs)
+        engine = create_engine(url, hide_parameters=True, **kwargs)
         event.listen(engine, "connect", _tune_sqlite)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10,
+    return create_engine(url, hide_parameters=True, pool_pre_ping=True, pool_size=10, max_overflow=10,
                          connect_args={"connect_timeout": 5})
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, fields
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Mapping
 
 from sqlalchemy import Float, Select, and_, cast, func, not_, or_
@@ -134,7 +134,8 @@ class ContentFilter:
                 or self.max_account_engagement_rate is not None)
 
     def conditions(self, now: datetime | None = None) -> list[ColumnElement[bool]]:
-        """The SQL conditions; profile conditions assume ``primary_profiles`` is joined."""
+        """The SQL conditions; profile conditions assume ``primary_profiles`` is joined. A
+        ``date_range`` counts back from ``now``, which it then requires."""
         c = content.c
         found: list[ColumnElement[bool]] = [_in(c.content_type, self.content_types)]
         if self.search:
@@ -166,7 +167,9 @@ class ContentFilter:
         if self.is_verified is not None:
             found.append(primary_profiles.c.is_verified == self.is_verified)
         if self.date_range is not None:
-            since = (now or datetime.now(timezone.utc)) - DATE_RANGES[self.date_range]
+            if now is None:  # the service's clock decides (viralspot/clock.py), never the system's here
+                raise ValueError("a date_range filter needs the moment it counts back from")
+            since = now - DATE_RANGES[self.date_range]
             found.append(c.date_posted >= since)
         return found
 

@@ -32,7 +32,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from .filters import CONTENT_TYPES, normalize_content_type
 from .queries import bump_version
 from .rendering import render_items
-from .tables import content, primary_profiles
+from .tables import MAX_CONTENT_KEY, content, primary_profiles
 
 CHUNK_LINES = 500
 _TEXT = 255
@@ -199,6 +199,10 @@ def _upsert_profile(conn: Connection, record: dict, now: datetime, pending: Rend
     return int(result.inserted_primary_key[0])
 
 
+class ContentKeysExhausted(Exception):
+    """A new row's id would pass ``MAX_CONTENT_KEY``: the import stops, its chunk rolled back."""
+
+
 def write_record(conn: Connection, record: dict, now: datetime | None = None, *,
                  pending: RenderPending | None = None) -> bool:
     """Upsert one validated record; True when inserted, False when updated. ``LineRejected`` on a conflict.
@@ -223,7 +227,12 @@ def write_record(conn: Connection, record: dict, now: datetime | None = None, *,
         inserted = False
     else:
         result = conn.execute(content.insert().values(**values, created_at=now, updated_at=now))
-        own.content_ids.add(int(result.inserted_primary_key[0]))
+        key = int(result.inserted_primary_key[0])
+        if key > MAX_CONTENT_KEY:
+            raise ContentKeysExhausted(
+                f"content id {key} would exceed {MAX_CONTENT_KEY}, the largest key random feeds hold; "
+                "nothing of this chunk was written")
+        own.content_ids.add(key)
         inserted = True
     if pending is None:
         own.render(conn)

@@ -91,11 +91,14 @@ class ItemSnapshot:
             raise SnapshotError(f"{self.path.name}: truncated")
         self._data_start = data_start
         self._largest = largest
+        #: Pages whose items came from this file (``joined`` calls); not exact under threads.
+        self.pages_read = 0
 
     def joined(self, keys: Sequence[int]) -> tuple[bytes, int]:
         """The items of ``keys`` in their order joined by commas (a JSON list's inside), and how many;
         keys with no item are skipped, like ``rendering.joined_item_fragments``."""
         offsets, data, start, largest = self._offsets, self._map, self._data_start, self._largest
+        self.pages_read += 1
         parts = []
         for key in keys:
             if 0 <= key <= largest:

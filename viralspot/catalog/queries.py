@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 from sqlalchemy import BigInteger, ColumnElement, Connection, Text, bindparam, cast, func, select, union
@@ -20,6 +20,7 @@ from sqlalchemy.sql import Select
 from .filters import DATE_RANGES, ContentFilter, account_engagement_rate, content_engagement_rate, join_profiles
 from .tables import catalog_meta, content, primary_profiles
 
+T = TypeVar("T")
 VERSION_KEY = "version"
 #: Most ids bound in one ``IN`` list.
 KEY_CHUNK = 2000
@@ -117,10 +118,33 @@ def unpack_fragments(rows: Iterable[tuple]) -> Iterator[tuple[int, str | None]]:
             yield int(key), fragment or None
 
 
-def matching_among(conn: Connection, flt: ContentFilter, keys: Sequence[int]) -> set[int]:
-    """The ids among ``keys`` that exist and match ``flt``; one query per chunk of at most 2000 keys."""
-    stmt = flt.where(select(content.c.id)).where(content.c.id.in_(bindparam("keys", expanding=True)))
+def matching_among(conn: Connection, flt: ContentFilter, keys: Sequence[int],
+                   now: datetime | None = None) -> set[int]:
+    """The ids among ``keys`` that exist and match ``flt`` (a ``date_range`` counting back from
+    ``now``); one query per chunk of at most 2000 keys."""
+    stmt = flt.where(select(content.c.id), now=now).where(content.c.id.in_(bindparam("keys", expanding=True)))
     return {row[0] for row in rows_for_keys(conn, stmt, keys)}
+
+
+#: Attempts at reading a result from one catalog state while writes keep committing.
+CONSISTENT_READ_ATTEMPTS = 3
+
+
+def read_at_one_version(conn: Connection, read: Callable[[Connection], T]) -> tuple[int | None, T]:
+    """(catalog version, ``read(conn)``), where no catalog write committed during the read.
+
+    Every write bumps the version in its own transaction, so equal versions before and after
+    the read prove it saw that version's rows, whatever the isolation level (SQLite runs each
+    SELECT on a snapshot of its own). After ``CONSISTENT_READ_ATTEMPTS`` changing readings the
+    version is None and the result belongs to no single state.
+    """
+    result = None
+    for _attempt in range(CONSISTENT_READ_ATTEMPTS):
+        before = catalog_state(conn)[0]
+        result = read(conn)
+        if catalog_state(conn)[0] == before:
+            return before, result
+    return None, result
 
 
 def _integer_columns(conn: Connection, stmt: Select, columns: int) -> list[np.ndarray]:
@@ -180,24 +204,25 @@ def items_by_keys(conn: Connection, keys: Sequence[int]) -> list[dict]:
     return [by_id[key] for key in ordered if key in by_id]
 
 
-def page_keys_statement(flt: ContentFilter, sort_by: str | None) -> Select:
-    """SELECT content.id of matching items in the order of ``sort_by`` (no limit)."""
+def page_keys_statement(flt: ContentFilter, sort_by: str | None, now: datetime | None = None) -> Select:
+    """SELECT content.id of matching items in the order of ``sort_by`` (no limit); a ``date_range``
+    counts back from ``now``."""
     stmt = select(content.c.id)
     joined = False
     if sort_by in _PROFILE_SORTS:
         stmt = join_profiles(stmt)
         joined = True
-    return flt.where(stmt, profile_joined=joined).order_by(*order_by(flt.kind, sort_by))
+    return flt.where(stmt, profile_joined=joined, now=now).order_by(*order_by(flt.kind, sort_by))
 
 
 def plain_page_keys(conn: Connection, flt: ContentFilter, sort_by: str | None, limit: int,
-                    offset: int) -> tuple[list[int], bool]:
+                    offset: int, now: datetime | None = None) -> tuple[list[int], bool]:
     """The ids of one page in a plain (non-random) order: (keys, is_last_page).
 
     Fetches ``limit + 1`` ids so ``is_last_page`` is exact; the ids come from the
     order's index alone, which keeps deep offsets cheap.
     """
-    stmt = page_keys_statement(flt, sort_by).limit(limit + 1).offset(offset)
+    stmt = page_keys_statement(flt, sort_by, now).limit(limit + 1).offset(offset)
     keys = list(conn.execute(stmt).scalars())
     return keys[:limit], len(keys) <= limit
 

@@ -4,7 +4,7 @@
 ``items`` content rows generated with ``numpy.random.default_rng(seed)``:
 heavy-tailed followers, views, likes and comments, categories with their
 secondary/tertiary categories and keywords, languages, styles, dates spread over
-the two years before ``REFERENCE_DATE`` and an outlier score (views against what
+the two years before a reference instant and an outlier score (views against what
 the author's audience predicts). The same seed gives the same rows, ids included.
 
 Speed (1,000,000 items in well under two minutes): values are drawn as numpy
@@ -34,8 +34,8 @@ from .tables import CONTENT_SECONDARY_INDEXES, content, primary_profiles
 
 log = logging.getLogger(__name__)
 
-#: Seeded dates lie in the two years before this instant (fixed, so a seed always gives the same rows).
-REFERENCE_DATE = datetime(2026, 11, 1, tzinfo=timezone.utc)
+#: Seeded dates lie in the ``SPAN_SECONDS`` before the seed's reference instant (the moment of
+#: seeding, or ``--reference-date``): the same seed, size and reference give the same rows.
 SPAN_SECONDS = 730 * 86400
 CHUNK = 50_000
 ITEMS_PER_PROFILE = 50
@@ -99,7 +99,8 @@ class SeedReport:
     seconds: float
 
 
-def generate_profiles(rng: np.random.Generator, count: int, first_id: int = 1) -> list[dict]:
+def generate_profiles(rng: np.random.Generator, count: int, reference: datetime,
+                      first_id: int = 1) -> list[dict]:
     """``count`` author profiles with heavy-tailed followers."""
     followers = np.minimum(rng.lognormal(mean=9.5, sigma=1.8, size=count), 80_000_000).astype(np.int64)
     verified = rng.random(count) < np.clip(np.log10(followers + 1) / 7.0 - 0.55, 0.01, 0.95)
@@ -132,8 +133,8 @@ def generate_profiles(rng: np.random.Generator, count: int, first_id: int = 1) -
             "median_views": int(followers_i * 0.3),
             "mean_views": int(followers_i * 0.45),
             "profile_primary_category": names[category[i]],
-            "created_at": REFERENCE_DATE,
-            "updated_at": REFERENCE_DATE,
+            "created_at": reference,
+            "updated_at": reference,
         })
     return rows
 
@@ -150,8 +151,9 @@ def shortcodes(numbers: np.ndarray, seed: int) -> list[str]:
 
 
 def generate_content(rng: np.random.Generator, start: int, count: int, profiles: dict,
-                     seed: int, first_id: int = 1) -> dict[str, list]:
-    """Columns (name -> list of values) of content rows ``start .. start+count-1`` of ``seed``'s catalog."""
+                     seed: int, reference: datetime, first_id: int = 1) -> dict[str, list]:
+    """Columns (name -> list of values) of content rows ``start .. start+count-1`` of ``seed``'s catalog,
+    posted in the ``SPAN_SECONDS`` before ``reference``."""
     n_profiles = len(profiles["id"])
     author = np.minimum((rng.pareto(1.2, size=count) * n_profiles / 8).astype(np.int64), n_profiles - 1)
     author = (author + rng.integers(0, n_profiles, size=count) * (rng.random(count) < 0.5)) % n_profiles
@@ -199,7 +201,8 @@ def generate_content(rng: np.random.Generator, start: int, count: int, profiles:
         path = "reel" if ctype == "reel" else ("p" if ctype == "post" else "stories/" + user)
         urls.append(f"https://www.instagram.com/{path}/{code}/")
         thumbnails.append(f"https://picsum.photos/seed/{code}/400/700")
-    posted = (np.datetime64(REFERENCE_DATE.replace(tzinfo=None), "s") - offsets.astype("timedelta64[s]"))
+    posted = (np.datetime64(reference.astimezone(timezone.utc).replace(tzinfo=None), "s")
+              - offsets.astype("timedelta64[s]"))
     return {
         "id": (numbers + first_id).tolist(),
         "content_id": [f"s{seed}-{n}" for n in numbers.tolist()],
@@ -228,8 +231,8 @@ def generate_content(rng: np.random.Generator, start: int, count: int, profiles:
         "keyword_3": keywords[2],
         "keyword_4": keywords[3],
         "all_image_urls": [[t] if ctype == "post" else None for t, ctype in zip(thumbnails, types)],
-        "created_at": [REFERENCE_DATE] * count,
-        "updated_at": [REFERENCE_DATE] * count,
+        "created_at": [reference] * count,
+        "updated_at": [reference] * count,
         "profile_id": profiles["id"][author].tolist(),
     }
 
@@ -319,7 +322,7 @@ def _insert_columns_sqlite(conn, columns: dict[str, list]) -> None:
     compiled = content.insert().compile(dialect=conn.dialect, column_keys=list(columns))
     count = len(columns["id"])
     posted = np.char.replace(np.datetime_as_string(columns["date_posted"], unit="us"), "T", " ").tolist()
-    stamp = REFERENCE_DATE.strftime("%Y-%m-%d %H:%M:%S.%f")
+    stamp = columns["created_at"][0].astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
     converted = dict(columns)
     converted["date_posted"] = posted
     converted["created_at"] = converted["updated_at"] = [stamp] * count
@@ -375,9 +378,10 @@ def _insert_chunk(engine: Engine, columns: dict[str, list], rendered: Future,
         progress(len(columns["id"]))
 
 
-def seed_catalog(engine: Engine, items: int, seed: int = 0, *, replace: bool = False,
+def seed_catalog(engine: Engine, items: int, seed: int = 0, *, reference: datetime, replace: bool = False,
                  progress: Callable[[int], None] | None = None) -> SeedReport:
-    """Write the sample catalog of ``seed`` with ``items`` content rows.
+    """Write the sample catalog of ``seed`` with ``items`` content rows, posted in the two years
+    before ``reference`` (the CLI passes the moment of seeding, or ``--reference-date``).
 
     Refuses (``CatalogNotEmpty``) when content exists, unless ``replace`` is
     true, which first deletes every content row and profile. ``progress`` is
@@ -399,7 +403,7 @@ def seed_catalog(engine: Engine, items: int, seed: int = 0, *, replace: bool = F
         bump_version(conn)
     rng = np.random.default_rng(seed)
     n_profiles = max(1, items // ITEMS_PER_PROFILE) if items else 0
-    profile_rows = generate_profiles(rng, n_profiles)
+    profile_rows = generate_profiles(rng, n_profiles, reference)
     profiles = {
         "id": np.array([row["id"] for row in profile_rows], dtype=np.int64),
         "followers": np.array([row["followers"] for row in profile_rows], dtype=np.int64),
@@ -417,7 +421,7 @@ def seed_catalog(engine: Engine, items: int, seed: int = 0, *, replace: bool = F
     try:
         waiting: list[tuple[dict, Future]] = []  # generated chunks whose items are being rendered
         for start in range(0, items, CHUNK):
-            columns = generate_content(rng, start, min(CHUNK, items - start), profiles, seed)
+            columns = generate_content(rng, start, min(CHUNK, items - start), profiles, seed, reference)
             waiting.append((columns, renderer.submit(columns)))
             if len(waiting) > renderer.ahead:  # insert the oldest chunk while the later ones render
                 _insert_chunk(engine, *waiting.pop(0), progress)

@@ -37,23 +37,42 @@ def snapshot_directory(root: str | os.PathLike, engine: Engine) -> Path:
 
 
 class ItemSnapshots:
-    """The item snapshot of the current catalog state, for one engine; thread-safe."""
+    """The item snapshot of the current catalog state, for one engine; thread-safe.
+
+    The server writes a missing snapshot only once its state has stayed current for ``settle``
+    seconds, and after a write the catalog overtook (``CatalogChanged``) it waits twice as long
+    each time, up to ``RETRY_AFTER_FAILURE``: during an import, which commits a new state every
+    few hundred lines, it does not rescan the table over and over.
+    """
 
     def __init__(self, engine: Engine, directory: str | os.PathLike, *, write: bool = True,
-                 recheck: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 recheck: float = 1.0, settle: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.engine = engine
         self.directory = Path(directory)
         self.write = write
         self.recheck = recheck
+        self.settle = settle
         self._clock = clock
         self._lock = threading.Lock()
         self._loaded: ItemSnapshot | None = None
         self._next_look: dict[tuple[int, int], float] = {}
+        #: The newest state asked for, and when this process first saw it.
+        self._newest: tuple[tuple[int, int] | None, float] = (None, 0.0)
         self._writer: threading.Thread | None = None
         self._next_write = 0.0
+        self._backoff = 0.0
+        self._pages_read_before = 0  # by snapshots no longer loaded
+
+    @property
+    def pages_read(self) -> int:
+        """Pages whose items this process read from its snapshots."""
+        loaded = self._loaded
+        return self._pages_read_before + (loaded.pages_read if loaded is not None else 0)
 
     def current(self, state: tuple[int, int]) -> ItemSnapshot | None:
-        """The snapshot of ``state``, or None while it is not written (then one is being written)."""
+        """The snapshot of ``state``, or None while it is not written (then one is being written,
+        or will be once the state has settled)."""
         loaded = self._loaded
         if loaded is not None and loaded.state == state:
             return loaded
@@ -65,11 +84,20 @@ class ItemSnapshots:
             if now < self._next_look.get(state, 0.0):
                 return None
             self._next_look = {state: now + self.recheck}
-            found = self._open(self.directory / snapshot_name(state))
+            if self._newest[0] != state:
+                self._newest = (state, now)
+        # Opened outside the lock: mapping a large file (MAP_POPULATE, 1.3 GB at 1M items) takes a
+        # while, and pages of other states must not wait for it.
+        found = self._open(self.directory / snapshot_name(state))
+        with self._lock:
             if found is not None:
+                if self._loaded is not None:
+                    self._pages_read_before += self._loaded.pages_read
                 self._loaded = found
                 return found
-            if self.write and now >= self._next_write and (self._writer is None or not self._writer.is_alive()):
+            settled = now - self._newest[1] >= self.settle and self._newest[0] == state
+            if (self.write and settled and now >= self._next_write
+                    and (self._writer is None or not self._writer.is_alive())):
                 self._writer = threading.Thread(target=self._write_in_background, name="item-snapshot",
                                                 daemon=True)
                 self._writer.start()
@@ -113,7 +141,11 @@ class ItemSnapshots:
         try:
             path = self.write_now()
         except CatalogChanged as error:
-            log.info("item snapshot not kept (%s); writing again on a later page", error)
+            with self._lock:
+                self._backoff = min(RETRY_AFTER_FAILURE, max(self.settle, 1.0, self._backoff * 2))
+                self._next_write = self._clock() + self._backoff
+            log.info("item snapshot not kept (%s); writing again in %.0f s at the earliest",
+                     error, self._backoff)
             return
         except Exception as error:  # noqa: BLE001 - a background thread must log, not die silently
             with self._lock:
@@ -121,6 +153,8 @@ class ItemSnapshots:
             log.error("writing the item snapshot failed (%s); pages read items from the database",
                       type(error).__name__)
             return
+        with self._lock:
+            self._backoff = 0.0
         if path is not None:
             with self._lock:
                 self._next_look = {}  # look for it on the next page

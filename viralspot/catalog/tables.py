@@ -11,6 +11,10 @@ from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, Float, Fore
 
 metadata = MetaData()
 
+#: The largest ``content.id``: random feeds and session stores hold keys in 32 bits (4 bytes per
+#: served item), so writers refuse to create a key above it and feeds never reach past it.
+MAX_CONTENT_KEY = 2 ** 32 - 1
+
 primary_profiles = Table(
     "primary_profiles",
     metadata,

@@ -15,6 +15,7 @@ from sqlalchemy import Connection
 from ..catalog.filters import content_filter
 from ..catalog.queries import catalog_state, filter_options, plain_page_keys
 from ..catalog.rendering import joined_item_fragments
+from ..clock import app_clock
 from ..extensions import catalog
 from ..schemas.items import serialize_item
 from .page_response import page_response
@@ -36,7 +37,8 @@ def listing_message(kind: str, count: int, offset: int) -> str:
 def plain_listing_on(conn: Connection, kind: str, args: Mapping[str, Any]) -> Response:
     """One page in the order of ``sort_by`` (the default order without it), as the response."""
     flt = content_filter(kind, args)
-    keys, is_last_page = plain_page_keys(conn, flt, args.get("sort_by"), args["limit"], args["offset"])
+    keys, is_last_page = plain_page_keys(conn, flt, args.get("sort_by"), args["limit"], args["offset"],
+                                         now=app_clock().now())
     items_json, count = joined_item_fragments(conn, keys)
     return page_response(items_json, is_last_page, listing_message(kind, count, args["offset"]))
 

@@ -6,6 +6,7 @@ from typing import Any, Mapping
 from flask import Response
 
 from ..catalog.filters import content_filter
+from ..clock import app_clock
 from ..errors import ApiError
 from ..extensions import catalog, random_feeds, session_store
 from ..feed.catalog_source import SqlCandidateSource
@@ -13,7 +14,7 @@ from ..feed.random_feed import BeyondServedPrefix
 from .listing import listing_message
 from .page_response import page_response
 
-#: Feed keys are the first 128 bits of the filter's SHA-256 signature.
+#: Feed keys are the endpoint kind and the first 128 bits of the filter's SHA-256 signature.
 FEED_KEY_HEX = 32
 
 
@@ -26,8 +27,8 @@ def random_listing(kind: str, args: Mapping[str, Any], *, max_ahead: int) -> Res
     store = session_store.backend
     session_id, offset, limit = args["session_id"], args["offset"], args["limit"]
     flt = content_filter(kind, args)
-    feed_key = flt.signature()[:FEED_KEY_HEX]
-    with SqlCandidateSource(catalog.connect, flt, catalog.state, catalog.item_snapshot) as source:
+    feed_key = f"{kind}:{flt.signature()[:FEED_KEY_HEX]}"
+    with SqlCandidateSource(catalog.connect, flt, catalog.state, catalog.item_snapshot, app_clock()) as source:
         try:
             page = random_feeds.feeds.page(store, source, session_id, feed_key, offset, limit, max_ahead)
         except BeyondServedPrefix as error:

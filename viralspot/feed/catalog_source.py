@@ -15,6 +15,7 @@ source connects on first use.
 """
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 from typing import Callable, Optional, Sequence
 
@@ -32,21 +33,25 @@ from ..catalog.rendering import joined_item_fragments
 _LOOKUPS = KeyLookupCache(size=256)
 
 
-def _matching_lookup(content_filter: ContentFilter, dialect: Dialect, packed, what: str) -> KeyLookup:
+def _matching_lookup(content_filter: ContentFilter, dialect: Dialect, packed, what: str,
+                     now: datetime | None) -> KeyLookup:
     # Only a date_range depends on the clock: its cutoff moves by the minute.
-    now = datetime.now(timezone.utc).replace(second=0, microsecond=0) if content_filter.date_range else None
+    now = now.replace(second=0, microsecond=0) if content_filter.date_range and now is not None else None
     name = (content_filter.signature(), now, what)
     return _LOOKUPS.get(name, dialect, lambda: content_filter.where(select(packed), now=now))
 
 
-def matching_fragments_lookup(content_filter: ContentFilter, dialect: Dialect) -> KeyLookup:
-    """The packed ``id, item_json`` of the content matching ``content_filter`` among a key list."""
-    return _matching_lookup(content_filter, dialect, PACKED_FRAGMENTS, "fragments")
+def matching_fragments_lookup(content_filter: ContentFilter, dialect: Dialect,
+                              now: datetime | None = None) -> KeyLookup:
+    """The packed ``id, item_json`` of the content matching ``content_filter`` (a ``date_range``
+    counting back from ``now``, to the minute) among a key list."""
+    return _matching_lookup(content_filter, dialect, PACKED_FRAGMENTS, "fragments", now)
 
 
-def matching_ids_lookup(content_filter: ContentFilter, dialect: Dialect) -> KeyLookup:
+def matching_ids_lookup(content_filter: ContentFilter, dialect: Dialect,
+                        now: datetime | None = None) -> KeyLookup:
     """The ids of the content matching ``content_filter`` among a key list, as one "3,1,7" string."""
-    return _matching_lookup(content_filter, dialect, PACKED_IDS, "ids")
+    return _matching_lookup(content_filter, dialect, PACKED_IDS, "ids", now)
 
 
 class SqlCandidateSource:
@@ -54,12 +59,13 @@ class SqlCandidateSource:
 
     ``connection`` is a connection, or a function giving one on first use (then
     ``close`` returns it); ``snapshot`` gives the item snapshot of a catalog state
-    when there is one.
+    when there is one; ``clock`` (epoch seconds) is what a ``date_range`` counts back from.
     """
 
     def __init__(self, connection: Connection | Callable[[], Connection], content_filter: ContentFilter,
                  state: Callable[[Callable[[], Connection]], tuple[int, int]] | None = None,
-                 snapshot: Callable[[tuple[int, int]], Optional[ItemSnapshot]] | None = None) -> None:
+                 snapshot: Callable[[tuple[int, int]], Optional[ItemSnapshot]] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         if isinstance(connection, Connection):
             self._connection: Connection | None = connection
             self._connect = None
@@ -69,6 +75,7 @@ class SqlCandidateSource:
         self.clock_dependent = bool(content_filter.date_range)
         self._state = state
         self._snapshot = snapshot
+        self._clock = clock
         self._last_state: tuple[int, int] | None = None
         #: Rendered items of the candidates checked so far (None where not yet rendered).
         self.fragments: dict[int, str | None] = {}
@@ -105,13 +112,19 @@ class SqlCandidateSource:
             return None
         return self._snapshot(self._last_state or self.catalog_state())
 
+    def _now(self) -> datetime | None:
+        """The moment a ``date_range`` counts back from (None for other filters)."""
+        return datetime.fromtimestamp(self._clock(), timezone.utc) if self.clock_dependent else None
+
     def matching_among(self, keys: Sequence[int]) -> set[int]:
         connection = self.connection
+        now = self._now()
         if self.item_snapshot() is not None:
             # The page's items will come from the snapshot: the check needs the ids only.
-            ((packed,),) = matching_ids_lookup(self.content_filter, connection.dialect).rows(connection, keys)
+            lookup = matching_ids_lookup(self.content_filter, connection.dialect, now)
+            ((packed,),) = lookup.rows(connection, keys)
             return {int(key) for key in packed.split(",")} if packed else set()
-        lookup = matching_fragments_lookup(self.content_filter, connection.dialect)
+        lookup = matching_fragments_lookup(self.content_filter, connection.dialect, now)
         found: set[int] = set()
         for key, fragment in unpack_fragments(lookup.rows(connection, keys)):
             found.add(key)
@@ -120,14 +133,17 @@ class SqlCandidateSource:
 
     def count_matching(self, keys: Sequence[int]) -> int:
         # Ids only: a selectivity probe needs no rendered items.
-        return len(queries.matching_among(self.connection, self.content_filter, keys))
+        return len(queries.matching_among(self.connection, self.content_filter, keys, self._now()))
 
-    def matching_keys(self) -> np.ndarray:
-        return queries.matching_keys(self.connection, self.content_filter)
+    def matching_keys(self) -> tuple[int | None, np.ndarray]:
+        return queries.read_at_one_version(
+            self.connection, lambda conn: queries.matching_keys(conn, self.content_filter))
 
-    def expiring_keys(self, at: int) -> tuple[np.ndarray, np.ndarray]:
+    def expiring_keys(self, at: int) -> tuple[int | None, np.ndarray, np.ndarray]:
         moment = datetime.fromtimestamp(at, timezone.utc)
-        return queries.matching_keys_until(self.connection, self.content_filter, moment)
+        version, (keys, until) = queries.read_at_one_version(
+            self.connection, lambda conn: queries.matching_keys_until(conn, self.content_filter, moment))
+        return version, keys, until
 
     def page_items(self, keys: Sequence[int]) -> tuple[str | bytes, int]:
         """The rendered items of ``keys`` in order, joined by commas, and how many: from the item

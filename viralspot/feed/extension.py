@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Flask, current_app
 
+from ..clock import app_clock
 from .plans import FeedPlanner
 from .random_feed import RandomFeeds
 
@@ -23,6 +24,7 @@ class RandomFeedService:
             cache_size=int(app.config["RANDOM_LIST_CACHE_SIZE"]),
             list_max_keys=int(app.config["RANDOM_LIST_MAX_KEYS"]),
             list_cache_keys=int(app.config["RANDOM_LIST_CACHE_KEYS"]),
+            clock=app_clock(app),
         )
         app.extensions[EXTENSION_NAME] = RandomFeeds(secret, planner)
 

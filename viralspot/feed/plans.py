@@ -31,14 +31,15 @@ A plan is stored in the session store as a short token (``w:1:1000001``).
 from __future__ import annotations
 
 import math
-import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
+from ..catalog.tables import MAX_CONTENT_KEY
 from ..lru import LruCache
+from ..single_flight import SingleFlight
 from .permutation import KeyedPermutation, round_keys
 
 PROBE_POSITIONS = 2048
@@ -56,12 +57,14 @@ class CandidateSource(Protocol):
     def count_matching(self, keys: Sequence[int]) -> int:
         """How many of ``keys`` match the feed's filter (for estimating selectivity)."""
 
-    def matching_keys(self) -> np.ndarray:
-        """Every matching key, sorted."""
+    def matching_keys(self) -> tuple[int | None, np.ndarray]:
+        """(catalog version, every matching key sorted), read from one catalog state: the version
+        is None when no state could be read consistently (the catalog kept changing)."""
 
-    def expiring_keys(self, at: int) -> tuple[np.ndarray, np.ndarray]:
-        """For a filter on the clock: every key matching at epoch second ``at``, sorted, and the
-        epoch second up to which each still matches (needed only when ``clock_dependent``)."""
+    def expiring_keys(self, at: int) -> tuple[int | None, np.ndarray, np.ndarray]:
+        """For a filter on the clock: the catalog version, every key matching at epoch second
+        ``at``, sorted, and the epoch second up to which each still matches, read from one catalog
+        state like ``matching_keys`` (needed only when ``clock_dependent``)."""
 
     #: True when the filter depends on the clock (``date_range``); optional, False when absent.
     clock_dependent: bool
@@ -149,9 +152,8 @@ class FeedPlanner:
         self._selectivity: LruCache[float] = LruCache(cache_size)
         # A list of a filter on the clock also holds 8 bytes per key (its last matching second).
         self._lists: LruCache[tuple] = LruCache(cache_size, max_weight=list_cache_keys,
-                                                weigh=lambda entry: len(entry[0]) * (1 if entry[1] is None else 3))
-        self._builds_guard = threading.Lock()
-        self._builds: dict[tuple, threading.Lock] = {}
+                                                weigh=lambda entry: len(entry[1]) * (1 if entry[2] is None else 3))
+        self._builds: SingleFlight[tuple] = SingleFlight()
 
     def window(self, source: CandidateSource) -> int | None:
         """The current window's start for a filter on the clock, else None."""
@@ -173,42 +175,49 @@ class FeedPlanner:
 
     def candidate_list(self, signature: str, version: int, source: CandidateSource,
                        window: int | None) -> ListPlan:
-        """The filter's list at ``version`` and ``window`` (``self.window(source)``, read once by the
-        caller): cached, else built once however many requests ask at once."""
+        """The filter's list for catalog ``version`` and ``window`` (``self.window(source)``, read once
+        by the caller): cached, else built once however many requests ask at once.
+
+        The list carries the version it was read at, which is ``version`` or, when this process's
+        idea of the catalog state is behind (``CATALOG_STATE_TTL``), a newer one.
+        """
         key = (signature, version, window)
         entry = self._lists.get(key)
         if entry is None:
-            with self._builds_guard:
-                build_lock = self._builds.setdefault(key, threading.Lock())
-            try:
-                with build_lock:
-                    entry = self._lists.get(key)  # built while this request waited
-                    if entry is None:
-                        entry = self._build_list(source, window)
-                        self._lists.put(key, entry)
-            finally:
-                with self._builds_guard:
-                    self._builds.pop(key, None)
-        keys, until = entry
+            entry = self._builds.run(key, lambda: self._lists.get(key) or self._build_list(key, source))
+        list_version, keys, until = entry
         if window is None:
-            return ListPlan(version, keys)
-        return ListPlan(version, keys, window, until, self.clock())
+            return ListPlan(list_version, keys)
+        return ListPlan(list_version, keys, window, until, self.clock())
 
-    @staticmethod
-    def _build_list(source: CandidateSource, window: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+    def _build_list(self, key: tuple, source: CandidateSource) -> tuple:
+        """Read the list of ``key`` = (signature, version, window) and cache it under the version it
+        was read at (and under ``key``, the state that asked for it); a list read while the catalog
+        kept changing is used once, not kept."""
+        signature, _version, window = key
         until = None
         if window is None:
-            keys = np.asarray(source.matching_keys(), dtype=np.int64)
+            read_version, keys = source.matching_keys()
+            keys = np.asarray(keys, dtype=np.int64)
         else:
-            keys, until = source.expiring_keys(window)
+            read_version, keys, until = source.expiring_keys(window)
             keys, until = np.asarray(keys, dtype=np.int64), np.asarray(until, dtype=np.int64)
-        if not keys.size or keys[-1] < 2**32:
-            keys = keys.astype(np.uint32)  # 4 bytes per cached key
-        return keys, until
+        if keys.size and keys[-1] > MAX_CONTENT_KEY:  # never created by our writers; feeds stop below
+            keep = keys <= MAX_CONTENT_KEY
+            keys, until = keys[keep], (until[keep] if until is not None else None)
+        keys = keys.astype(np.uint32)  # 4 bytes per cached key
+        if read_version is None:
+            return key[1], keys, until
+        entry = (read_version, keys, until)
+        self._lists.put((signature, read_version, window), entry)
+        if read_version != key[1]:
+            self._lists.put(key, entry)
+        return entry
 
     def new_plan(self, signature: str, source: CandidateSource, state: tuple[int, int]):
         """The plan of a new feed."""
         version, max_key = state
+        max_key = min(max_key, MAX_CONTENT_KEY)
         list_max_keys = self.list_max_keys
         window = self.window(source)
         if max_key <= max(self.small_catalog, list_max_keys):
@@ -221,8 +230,15 @@ class FeedPlanner:
 
     def continue_plan(self, token: str, exhausted: bool, signature: str, source: CandidateSource,
                       state: tuple[int, int]):
-        """(plan, rebased) for an existing feed: the same plan, a re-based one, or (None, False) when done."""
+        """(plan, rebased) for an existing feed: the same plan, a re-based one, or (None, False) when done.
+
+        A list feed moves to a new list (from its start: the seen set keeps it free of repeats)
+        when the catalog version or the window changed, or when the list at hand differs from the
+        one the feed started on; a feed on a newer version than this process's remembered state
+        stays on it.
+        """
         version, max_key = state
+        max_key = min(max_key, MAX_CONTENT_KEY)
         kind, numbers = parse_token(token)
         if kind == "w":
             lo, hi, share = int(numbers[0]), int(numbers[1]), numbers[2]
@@ -232,17 +248,22 @@ class FeedPlanner:
                 return WalkPlan(hi, max_key + 1, share), True
             return None, False
         list_version, size = int(numbers[0]), int(numbers[1])
+        list_window = int(numbers[2]) if len(numbers) > 2 else None
+        # Catalog versions only grow: a feed on a newer one than the remembered state is current.
+        version = max(version, list_version)
         # One reading of the clock decides both whether the window moved and which list is used:
         # read twice, a page at the turn of the hour could compare one window and load the next.
         window = self.window(source)
-        if list_version != version or (int(numbers[2]) if len(numbers) > 2 else None) != window:
+        if list_version != version or list_window != window:
             # A catalog write, or the next window of a filter on the clock: the new list, from its start.
             return self.candidate_list(signature, version, source, window), True
         if exhausted:
             return None, False
         plan = self.candidate_list(signature, version, source, window)
-        if plan.size != size:  # cannot happen for one version; guard against a corrupted token
-            raise RuntimeError("candidate list changed within one catalog version")
+        if (plan.version, plan.size) != (list_version, size):
+            # A list read at another state than the feed's (a process whose remembered state lagged,
+            # a list rebuilt after eviction): continue on it from its start.
+            return plan, True
         return plan, False
 
 

@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass
 
 from ..lru import LruCache
-from ..store import StoreBackend
+from ..store import SessionStoreBackend
 from .permutation import KeyedPermutation, round_keys
 from .plans import EXPIRED, CandidateSource, FeedPlanner, batch_size
 
@@ -106,7 +106,7 @@ class RandomFeeds:
             self._permutations.put(key, permutation)
         return permutation
 
-    def page(self, store: StoreBackend, source: CandidateSource, session_id: str, signature: str,
+    def page(self, store: SessionStoreBackend, source: CandidateSource, session_id: str, signature: str,
              offset: int, limit: int, max_ahead: int | None = None) -> RandomPage:
         """Page ``[offset, offset + limit)`` of the feed; extends the served prefix as needed.
 

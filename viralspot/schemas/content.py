@@ -99,14 +99,15 @@ class ContentQueryArgsSchema(Schema):
     max_followers = _count()
     is_verified = fields.Boolean()
     date_range = fields.String(validate=validate.OneOf([*DATE_RANGES, "all"]))
-    account_types = AccountTypeList()
-    content_types = CommaList(validate=_content_types)
+    account_types = AccountTypeList(metadata={"item_choices": ACCOUNT_TYPES})
+    content_types = CommaList(validate=_content_types,
+                              metadata={"item_choices": (*CONTENT_TYPES, *CONTENT_TYPE_ALIASES)})
     languages = CommaList()
     content_styles = CommaList()
     excluded_usernames = CommaList()
     min_account_engagement_rate = _score(0, 100)
     max_account_engagement_rate = _score(0, 100)
-    sort_by = fields.String()
+    sort_by = fields.String(metadata={"enum": list(SORTS)})
     random_order = fields.Boolean(load_default=False)
     session_id = SessionIdField(required=False)
     limit = fields.Integer(load_default=24, validate=validate.Range(min=1, max=100))
@@ -154,3 +155,4 @@ class PostQueryArgsSchema(ContentQueryArgsSchema):
     """Arguments of ``GET /api/posts``: ``sort_by`` limited to the post sorts; view filters accepted, ignored."""
 
     SORTS = SORTS_POSTS
+    sort_by = fields.String(metadata={"enum": list(SORTS)})

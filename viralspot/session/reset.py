@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from ..store import StoreBackend
+from ..store import SessionStoreBackend
 from ..timeutil import utc_timestamp
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ _NEXT_STEPS_NOT_FOUND = {
 }
 
 
-def reset_session(store: StoreBackend, session_id: str) -> tuple[dict, str]:
+def reset_session(store: SessionStoreBackend, session_id: str) -> tuple[dict, str]:
     """Reset ``session_id`` in ``store``; return the response ``data`` and ``message``."""
     result = store.reset(session_id)
     if result.found:

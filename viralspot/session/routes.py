@@ -1,14 +1,33 @@
-"""Session routes: thin views over ``session.reset``."""
+"""Session routes: thin views over ``session.reset`` and ``session.inspection``."""
 from ..args import use_args
+from ..errors import ApiError
 from ..extensions import session_store
+from ..openapi import SESSION_ID_ERRORS, STORE_ERRORS, documented
 from ..schemas.envelope import api_response
-from ..schemas.session import ResetSessionArgsSchema
+from ..schemas.responses import ResetSessionResponseSchema, SessionInspectionResponseSchema, reset_session_examples
+from ..schemas.session import SessionIdArgsSchema
 from . import bp
+from .inspection import session_document
 from .reset import reset_session
 
 
 @bp.post("/reset-session")
-@use_args(ResetSessionArgsSchema())
+@documented("Reset a session: its random feeds start a fresh order", query=SessionIdArgsSchema,
+            response=ResetSessionResponseSchema, examples=reset_session_examples,
+            errors=SESSION_ID_ERRORS + STORE_ERRORS)
+@use_args(SessionIdArgsSchema())
 def reset(args):
     data, message = reset_session(session_store.backend, args["session_id"])
     return api_response(data, message)
+
+
+@bp.get("/sessions/<session_id>")
+@documented("Inspect a session's random-feed state", path=SessionIdArgsSchema,
+            response=SessionInspectionResponseSchema,
+            errors=("EMPTY_VALUE", "TOO_LONG", "INVALID_FORMAT", "SESSION_NOT_FOUND", *STORE_ERRORS))
+@use_args(SessionIdArgsSchema(), location="view_args")
+def inspect_session(args, session_id: str):  # noqa: ARG001 - the raw path value; args has it validated
+    summary = session_store.backend.summary(args["session_id"])
+    if summary is None:
+        raise ApiError(f"Session {args['session_id']} not found (unknown, expired or reset)", "SESSION_NOT_FOUND")
+    return api_response({"session": session_document(summary)}, "Session found")

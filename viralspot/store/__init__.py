@@ -12,18 +12,18 @@ from urllib.parse import urlsplit
 
 from flask import Flask, current_app
 
-from .base import (ClaimResult, FeedView, ResetResult, SessionStore as StoreBackend, SessionSummary,
+from .base import (ClaimResult, FeedSummary, FeedView, ResetResult, SessionStoreBackend, SessionSummary,
                    StoreError, StoreUnavailable)
 
 EXTENSION_NAME = "viralspot.session_store"
-SCHEMES = ("memory",)
+SCHEMES = ("memory", "redis", "rediss", "unix", "redis+sentinel")
 
 
 class SessionStoreConfigError(RuntimeError):
     """The configured store URL names no known backend."""
 
 
-def backend_from_url(url: str, config) -> StoreBackend:
+def backend_from_url(url: str, config) -> SessionStoreBackend:
     """Build the backend the URL names, with the TTL and size limits from ``config``."""
     scheme = urlsplit(url).scheme.lower()
     if scheme == "memory":
@@ -34,14 +34,36 @@ def backend_from_url(url: str, config) -> StoreBackend:
             max_sessions=int(config["SESSION_MAX"]),
             max_feeds=int(config["SESSION_MAX_FEEDS"]),
         )
-    if scheme in ("redis", "rediss"):
-        raise SessionStoreConfigError(
-            "VIRALSPOT_SESSION_STORE_URL: the redis:// session backend is not part of this release; "
-            "use memory:// (one gunicorn worker)")
+    if scheme in ("redis", "rediss", "unix", "redis+sentinel"):
+        return _redis_backend(url, config)
     raise SessionStoreConfigError(
         f"VIRALSPOT_SESSION_STORE_URL has unknown scheme {scheme or '(none)'!r}; "
         f"use one of: {', '.join(s + '://' for s in SCHEMES)}"
     )
+
+
+def _redis_backend(url: str, config) -> SessionStoreBackend:
+    """The Redis backend; redis-py is imported only here, when a Redis URL is configured."""
+    try:
+        from .redis_store import ClientOptions, RedisSessionStore, RedisUrlError
+    except ImportError as error:
+        if not (error.name or "").startswith(("redis", "hiredis")):
+            raise
+        raise SessionStoreConfigError(
+            f"VIRALSPOT_SESSION_STORE_URL names a Redis store but the redis package is not installed "
+            f"({error}); install it with: pip install 'redis[hiredis]'") from None
+    defaults = ClientOptions()
+    try:
+        options = ClientOptions(
+            connect_timeout=float(config.get("SESSION_STORE_CONNECT_TIMEOUT", defaults.connect_timeout)),
+            socket_timeout=float(config.get("SESSION_STORE_SOCKET_TIMEOUT", defaults.socket_timeout)),
+            retries=int(config.get("SESSION_STORE_RETRIES", defaults.retries)),
+            max_connections=int(config.get("SESSION_STORE_MAX_CONNECTIONS", defaults.max_connections)),
+        )
+        return RedisSessionStore(url, ttl=float(config["SESSION_TTL"]),
+                                 max_feeds=int(config["SESSION_MAX_FEEDS"]), options=options)
+    except RedisUrlError as error:
+        raise SessionStoreConfigError(f"VIRALSPOT_SESSION_STORE_URL is not a usable Redis URL: {error}") from None
 
 
 class SessionStore:
@@ -55,21 +77,22 @@ class SessionStore:
         if app is not None:
             self.init_app(app)
 
-    def init_app(self, app: Flask, backend: StoreBackend | None = None) -> None:
+    def init_app(self, app: Flask, backend: SessionStoreBackend | None = None) -> None:
         if backend is None:
             backend = backend_from_url(app.config["SESSION_STORE_URL"], app.config)
         app.extensions[EXTENSION_NAME] = backend
 
     @staticmethod
-    def backend_for(app: Flask) -> StoreBackend:
+    def backend_for(app: Flask) -> SessionStoreBackend:
         return app.extensions[EXTENSION_NAME]
 
     @property
-    def backend(self) -> StoreBackend:
+    def backend(self) -> SessionStoreBackend:
         return self.backend_for(current_app)
 
 
 __all__ = [
-    "ClaimResult", "FeedView", "ResetResult", "SessionStore", "SessionSummary", "StoreBackend",
+    "ClaimResult", "FeedSummary", "FeedView", "ResetResult", "SessionStore", "SessionStoreBackend",
+    "SessionSummary",
     "StoreError", "StoreUnavailable", "SessionStoreConfigError", "backend_from_url",
 ]

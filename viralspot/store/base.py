@@ -1,12 +1,22 @@
 """The session store interface: what every backend (memory, Redis) must do atomically.
 
-A session holds:
+An active session holds:
 
-* a generation counter that survives resets and keys the session's random order;
-* the set of content keys (dense integer ids) it has been served, the "seen" set;
+* its generation, which keys the session's random order;
+* the set of content keys (dense integer ids below 2**32) it has been served, the "seen" set;
 * per random feed (endpoint + filter set) a replayable served sequence, the
   position in the permutation the feed has scanned to (the cursor), and the
-  plan token naming the permutation space the cursor walks.
+  plan token naming the permutation space the cursor walks;
+* when it was created and last used (epoch seconds); it expires after the
+  store's TTL of idleness.
+
+A reset ends the session: its data is freed and it no longer counts as active.
+Only a *freshness record* stays behind, the generation the session's next order
+must use (the old one plus one), kept for the TTL. It is not an active session:
+``session_count``, ``session_ids`` and ``summary`` do not see it. A new session
+starts at the generation of its freshness record (0 without one), so two servers
+sharing a store compute the same order for it, and a reset session's next order
+is fresh.
 
 Every mutating operation is a single atomic step so that a Redis backend can run
 it as one Lua script: ``claim_unseen`` is a compare-and-set on
@@ -60,17 +70,29 @@ class ResetResult:
 
 
 @dataclass(frozen=True)
+class FeedSummary:
+    """One feed of a session, as inspection shows it."""
+
+    served: int
+    exhausted: bool
+    cursor: int
+    plan: str | None
+
+
+@dataclass(frozen=True)
 class SessionSummary:
-    """What inspection tools show of a session."""
+    """What inspection tools show of an active session. Times are epoch seconds."""
 
     session_id: str
     generation: int
-    seen_count: int
-    feeds: dict[str, dict]
-    idle_seconds: float
+    served_items_count: int
+    created_at: float
+    last_seen_at: float
+    expires_in_seconds: float
+    feeds: dict[str, FeedSummary]
 
 
-class SessionStore(abc.ABC):
+class SessionStoreBackend(abc.ABC):
     """Backend interface. Session ids reaching a backend are already validated."""
 
     #: Reported as ``server_info.session_storage_type``.
@@ -78,7 +100,9 @@ class SessionStore(abc.ABC):
 
     @abc.abstractmethod
     def read_feed(self, session_id: str, feed_key: str, start: int, stop: int) -> FeedView:
-        """Snapshot of a feed plus its served keys ``[start:stop]``. Creates nothing."""
+        """Snapshot of a feed plus its served keys ``[start:stop]``. Creates nothing; an active
+        session's idle TTL restarts. Without an active session: the freshness record's generation
+        (0 without one), no plan, cursor 0, nothing served."""
 
     @abc.abstractmethod
     def seen_among(self, session_id: str, keys: Sequence[int]) -> list[int]:
@@ -111,23 +135,27 @@ class SessionStore(abc.ABC):
         unseen candidate left over, else ``scanned_to``; the feed is exhausted
         when that reaches ``domain``. The feed's plan becomes ``plan``.
         Returns the served keys ``[page[0]:page[1]]`` after the claim.
+        A claim on no active session creates it, at the generation of its
+        freshness record (which it consumes).
         """
 
     @abc.abstractmethod
     def reset(self, session_id: str) -> ResetResult:
-        """Forget what the session was served and bump its generation, atomically."""
+        """End an active session atomically: free its data and leave its freshness record
+        (generation + 1). ``found`` is False, and nothing changes, when it is not active.
+        ``total_active_sessions`` is counted after the reset."""
 
     @abc.abstractmethod
     def session_count(self) -> int:
-        """Sessions currently held."""
+        """Active sessions (freshness records not counted)."""
 
     @abc.abstractmethod
     def summary(self, session_id: str) -> SessionSummary | None:
-        """Inspection view of one session, or None."""
+        """Inspection view of one active session, or None (unknown, expired or reset)."""
 
     @abc.abstractmethod
     def session_ids(self, limit: int = 100) -> list[str]:
-        """Up to ``limit`` held session ids, most recently used first."""
+        """Up to ``limit`` active session ids, most recently used first."""
 
     def ping(self) -> bool:
         """True when the backend answers."""

@@ -8,6 +8,9 @@ costs at most 8 bytes at every session size. One lock guards everything: every o
 microseconds of C-level set work, and holding one lock is what makes each
 operation atomic, the same guarantee the Redis backend gets from Lua.
 
+A reset removes the session and keeps a freshness record (the generation its
+next order uses) for the TTL, capped like the sessions.
+
 This store lives in one process. Under several gunicorn workers each worker
 would hold its own; ``gunicorn.conf.py`` refuses that combination.
 """
@@ -22,7 +25,7 @@ from typing import Callable, Sequence
 
 from pyroaring import BitMap
 
-from .base import ClaimResult, FeedView, ResetResult, SessionStore, SessionSummary
+from .base import ClaimResult, FeedSummary, FeedView, ResetResult, SessionStoreBackend, SessionSummary
 
 
 class SeenKeys:
@@ -97,16 +100,17 @@ class _Feed:
 
 
 class _Session:
-    __slots__ = ("generation", "seen", "feeds", "touched")
+    __slots__ = ("generation", "seen", "feeds", "created", "touched")
 
-    def __init__(self, now: float) -> None:
-        self.generation = 0
+    def __init__(self, now: float, generation: int = 0) -> None:
+        self.generation = generation
         self.seen = SeenKeys()
         self.feeds: OrderedDict[str, _Feed] = OrderedDict()
+        self.created = now
         self.touched = now
 
 
-class MemorySessionStore(SessionStore):
+class MemorySessionStore(SessionStoreBackend):
     storage_type = "in_memory_dict"
 
     def __init__(
@@ -114,7 +118,7 @@ class MemorySessionStore(SessionStore):
         ttl: float = 86400,
         max_sessions: int = 100_000,
         max_feeds: int = 64,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if ttl <= 0 or max_sessions <= 0 or max_feeds <= 0:
             raise ValueError("ttl, max_sessions and max_feeds must be positive")
@@ -124,13 +128,16 @@ class MemorySessionStore(SessionStore):
         self._clock = clock
         self._lock = threading.Lock()
         self._sessions: OrderedDict[str, _Session] = OrderedDict()
+        #: Freshness records of reset sessions: id -> (generation the next order uses, when reset).
+        self._fresh: OrderedDict[str, tuple[int, float]] = OrderedDict()
         self.evicted = 0
         self.expired = 0
 
     # -- internal helpers (call with the lock held) ---------------------------------
 
     def _expire(self, now: float) -> None:
-        # Sessions are kept in least-recently-used order, so the expired ones are at the front.
+        # Sessions are kept in least-recently-used order, so the expired ones are at the front;
+        # freshness records in the order of their resets.
         sessions = self._sessions
         while sessions:
             oldest = next(iter(sessions.values()))
@@ -138,6 +145,14 @@ class MemorySessionStore(SessionStore):
                 break
             sessions.popitem(last=False)
             self.expired += 1
+        fresh = self._fresh
+        while fresh and now - next(iter(fresh.values()))[1] >= self.ttl:
+            fresh.popitem(last=False)
+
+    def _generation(self, session_id: str) -> int:
+        """The generation a new session ``session_id`` starts at: its freshness record's, else 0."""
+        record = self._fresh.get(session_id)
+        return record[0] if record is not None else 0
 
     def _lookup(self, session_id: str, now: float) -> _Session | None:
         self._expire(now)
@@ -151,7 +166,8 @@ class MemorySessionStore(SessionStore):
         while len(self._sessions) >= self.max_sessions:
             self._sessions.popitem(last=False)
             self.evicted += 1
-        session = self._sessions[session_id] = _Session(now)
+        record = self._fresh.pop(session_id, None)
+        session = self._sessions[session_id] = _Session(now, record[0] if record is not None else 0)
         return session
 
     # -- SessionStore ---------------------------------------------------------------
@@ -160,7 +176,7 @@ class MemorySessionStore(SessionStore):
         with self._lock:
             session = self._lookup(session_id, self._clock())
             if session is None:
-                return FeedView(0, None, 0, 0, False, [])
+                return FeedView(self._generation(session_id), None, 0, 0, False, [])
             feed = session.feeds.get(feed_key)
             if feed is None:
                 return FeedView(session.generation, None, 0, 0, False, [])
@@ -182,7 +198,7 @@ class MemorySessionStore(SessionStore):
         with self._lock:
             now = self._clock()
             session = self._lookup(session_id, now)
-            current_generation = session.generation if session else 0
+            current_generation = session.generation if session else self._generation(session_id)
             feed = session.feeds.get(feed_key) if session else None
             cursor, current_plan = (feed.cursor, feed.plan) if feed else (0, None)
             if (current_generation, cursor, current_plan) != (generation, expect_cursor, expect_plan):
@@ -215,14 +231,18 @@ class MemorySessionStore(SessionStore):
 
     def reset(self, session_id: str) -> ResetResult:
         with self._lock:
-            session = self._lookup(session_id, self._clock())
+            now = self._clock()
+            session = self._lookup(session_id, now)
             if session is None:
-                return ResetResult(False, 0, 0, len(self._sessions))
-            cleared = len(session.seen)
-            session.generation += 1
-            session.seen = SeenKeys()
-            session.feeds.clear()
-            return ResetResult(True, cleared, session.generation, len(self._sessions))
+                return ResetResult(False, 0, self._generation(session_id), len(self._sessions))
+            del self._sessions[session_id]
+            generation = session.generation + 1
+            self._fresh[session_id] = (generation, now)
+            # At most as many records as sessions: the oldest go first (their sessions then start
+            # again at generation 0, as an expired session does).
+            while len(self._fresh) > self.max_sessions:
+                self._fresh.popitem(last=False)
+            return ResetResult(True, len(session.seen), generation, len(self._sessions))
 
     def session_count(self) -> int:
         with self._lock:
@@ -236,13 +256,10 @@ class MemorySessionStore(SessionStore):
             session = self._sessions.get(session_id)
             if session is None:
                 return None
-            feeds = {
-                key: {"plan": feed.plan, "cursor": feed.cursor, "served": len(feed.served),
-                      "exhausted": feed.exhausted}
-                for key, feed in session.feeds.items()
-            }
-            return SessionSummary(session_id, session.generation, len(session.seen), feeds,
-                                  round(now - session.touched, 3))
+            feeds = {key: FeedSummary(len(feed.served), feed.exhausted, feed.cursor, feed.plan)
+                     for key, feed in session.feeds.items()}
+            return SessionSummary(session_id, session.generation, len(session.seen), session.created,
+                                  session.touched, round(session.touched + self.ttl - now, 3), feeds)
 
     def session_ids(self, limit: int = 100) -> list[str]:
         with self._lock:

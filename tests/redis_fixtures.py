@@ -1,0 +1,240 @@
+"""pytest plugin: a real redis-server for the session store tests, and the ``store_backend`` fixture.
+
+``redis_server`` starts one ``redis-server`` per test session on a free 127.0.0.1 port (no
+persistence, a temporary directory, a unix socket beside it) and stops it by pid at the end;
+``redis_clean`` gives a test that server emptied (FLUSHALL). ``redis_server_factory`` starts
+extra servers a test may stop and restart (outage tests). Without ``redis-server`` the Redis
+variants skip with the reason, except under CI (env CI set), where that is a failure.
+
+``store_backend`` runs a test once per session store backend (memory, redis); ``make_store``
+builds a fresh backend of the current kind. The terminal summary says which backends ran.
+Registered by ``pytest_plugins`` in conftest.py.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+STORE_BACKENDS = ("memory", "redis")
+#: store backends that at least one test actually ran against (not skipped)
+_store_backends_run: set[str] = set()
+_store_notes: dict[str, str] = {}
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def redis_server_binary() -> str | None:
+    """``VIRALSPOT_REDIS_SERVER``, else ``redis-server`` on PATH or in /usr/bin."""
+    candidates = [os.environ.get("VIRALSPOT_REDIS_SERVER"), shutil.which("redis-server"), "/usr/bin/redis-server"]
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """A throwaway redis-server on 127.0.0.1 (and a unix socket); ``start``/``stop`` by pid."""
+
+    def __init__(self, binary: str, *extra: str) -> None:
+        self.binary = binary
+        self.extra = extra
+        self.directory = tempfile.mkdtemp(prefix="vs-redis-")
+        self.port = free_port()
+        self.unix_path = os.path.join(self.directory, "redis.sock")
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self, **kwargs):
+        import redis
+
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5, **kwargs)
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start (or restart, on the same port) and wait until it answers PING."""
+        for attempt in range(3):
+            self.process = subprocess.Popen(
+                [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                 "--dir", self.directory, "--unixsocket", self.unix_path, "--unixsocketperm", "700",
+                 "--daemonize", "no", "--logfile", os.path.join(self.directory, "redis.log"), *self.extra],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if self._wait_ready(timeout):
+                return
+            self.stop()
+            if attempt < 2:  # the port was taken meanwhile: try another
+                self.port = free_port()
+        raise RuntimeError(f"redis-server did not answer PING; see {self.directory}/redis.log")
+
+    def _wait_ready(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return False
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(64).startswith(b"+PONG"):
+                        return True
+            except OSError:
+                pass
+            time.sleep(0.02)
+        return False
+
+    def stop(self) -> None:
+        """Stop the server by its pid (SIGTERM, then SIGKILL)."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _require_redis_server() -> str:
+    binary = redis_server_binary()
+    if binary is None:
+        reason = "redis-server not found on PATH, in /usr/bin or in VIRALSPOT_REDIS_SERVER"
+        _store_notes["redis"] = reason
+        if _in_ci():
+            pytest.fail(f"{reason}; CI is set, so the Redis session store tests must run", pytrace=False)
+        pytest.skip(reason)
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        reason = "the redis package (redis[hiredis]) is not installed"
+        _store_notes["redis"] = reason
+        if _in_ci():
+            pytest.fail(f"{reason}; CI is set, so the Redis session store tests must run", pytrace=False)
+        pytest.skip(reason)
+    return binary
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """One real redis-server for the test session; skips (fails under CI) when not installed."""
+    server = RedisServer(_require_redis_server())
+    server.start()
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def redis_clean(redis_server):
+    """The session's redis-server, emptied for this test."""
+    with redis_server.client() as client:
+        client.flushall()
+    _store_backends_run.add("redis")
+    yield redis_server
+
+
+@pytest.fixture
+def redis_server_factory():
+    """Starts extra redis-servers for one test (which may stop and restart them); removes them after."""
+    binary = _require_redis_server()
+    servers = []
+
+    def start(*extra: str) -> RedisServer:
+        server = RedisServer(binary, *extra)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.remove()
+
+
+class ManualClock:
+    """A clock the test advances by hand (memory backend)."""
+
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class StoreFactory:
+    """Builds backends of one kind for a test and closes them after it."""
+
+    def __init__(self, kind: str, request) -> None:
+        self.kind = kind
+        self.clock = ManualClock() if kind == "memory" else None
+        self._request = request
+        self._stores = []
+
+    def __call__(self, ttl: float = 3600, max_feeds: int = 64, **options):
+        if self.kind == "memory":
+            from viralspot.store.memory import MemorySessionStore
+
+            store = MemorySessionStore(ttl=ttl, max_feeds=max_feeds, clock=self.clock, **options)
+        else:
+            from viralspot.store.redis_store import RedisSessionStore
+
+            server = self._request.getfixturevalue("redis_clean")
+            store = RedisSessionStore(server.url, ttl=ttl, max_feeds=max_feeds, **options)
+        self._stores.append(store)
+        return store
+
+    def now(self) -> float:
+        """The backend's notion of now (epoch seconds)."""
+        return self.clock.now if self.clock is not None else time.time()
+
+    def close(self) -> None:
+        for store in self._stores:
+            store.close()
+
+
+@pytest.fixture(params=[pytest.param("memory"), pytest.param("redis", marks=pytest.mark.redis)])
+def store_backend(request) -> str:
+    """The session store backend name; tests using it (or ``make_store``) run once per backend."""
+    if request.param == "redis":
+        request.getfixturevalue("redis_clean")
+    _store_backends_run.add(request.param)
+    return request.param
+
+
+@pytest.fixture
+def make_store(store_backend, request):
+    """``make_store(ttl=..., max_feeds=...)``: a fresh backend of the current kind."""
+    factory = StoreFactory(store_backend, request)
+    yield factory
+    factory.close()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "redis: runs against a real redis-server")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    tested = [name for name in STORE_BACKENDS if name in _store_backends_run]
+    line = f"session store backends tested: {', '.join(tested) if tested else 'none (no session store test ran)'}"
+    untested = [f"{name} not tested ({_store_notes.get(name, 'not selected')})"
+                for name in STORE_BACKENDS if name not in _store_backends_run]
+    if untested and tested:
+        line += "; " + "; ".join(untested)
+    terminalreporter.write_line(line)

@@ -1,0 +1,475 @@
+"""The Redis session store beyond the shared contract: URLs, key layout, TTLs, memory, outages, fork.
+
+Runs against real redis-servers (tests/redis_fixtures.py); the backend-neutral behaviour is in
+test_store_contract.py.
+"""
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from viralspot import create_app
+from viralspot.store import SessionStoreConfigError, StoreUnavailable, backend_from_url
+
+pytestmark = pytest.mark.redis
+
+redis = pytest.importorskip("redis")
+
+from viralspot.store.redis_store import (INDEX_KEY, TRIM_GUARD_KEY, ClientOptions,  # noqa: E402
+                                         RedisSessionStore, is_unavailable, parse_store_url, session_keys)
+
+CONFIG = {"SESSION_TTL": 3600, "SESSION_MAX": 10, "SESSION_MAX_FEEDS": 64}
+
+
+def claim(store, session_id, keys, feed="f", want=None):
+    view = store.read_feed(session_id, feed, 0, 0)
+    result = store.claim_unseen(
+        session_id, feed, generation=view.generation, expect_cursor=view.cursor, expect_plan=view.plan,
+        plan="p", domain=10**9, candidates=list(enumerate(keys, start=view.cursor)),
+        scanned_to=view.cursor + len(keys), want=len(keys) if want is None else want,
+        page=(view.served_count, view.served_count + len(keys)))
+    assert result.ok
+    return result
+
+
+@pytest.fixture
+def store(redis_clean):
+    backend = RedisSessionStore(redis_clean.url, ttl=3600, max_feeds=8)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture
+def client(redis_clean):
+    with redis_clean.client() as connection:
+        yield connection
+
+
+# --- URLs and configuration --------------------------------------------------------------
+
+
+def test_the_four_url_forms():
+    from redis.connection import SSLConnection, UnixDomainSocketConnection
+
+    plain = parse_store_url("redis://:s3cret@cache.internal:6380/2")
+    assert plain.pool_kwargs == {"host": "cache.internal", "port": 6380, "db": 2, "password": "s3cret"}
+    tls = parse_store_url("rediss://user:pw@cache.internal/1?ssl_cert_reqs=none")
+    assert tls.pool_kwargs["connection_class"] is SSLConnection and tls.pool_kwargs["db"] == 1
+    assert tls.pool_kwargs["username"] == "user"
+    unix = parse_store_url("unix:///run/redis/redis.sock?db=3")
+    assert unix.pool_kwargs["connection_class"] is UnixDomainSocketConnection
+    assert (unix.pool_kwargs["path"], unix.pool_kwargs["db"]) == ("/run/redis/redis.sock", 3)
+    sentinel = parse_store_url("redis+sentinel://:pw@10.0.0.1:26379,10.0.0.2:26380/mymaster/4"
+                               "?sentinel_password=spw")
+    assert sentinel.sentinels == [("10.0.0.1", 26379), ("10.0.0.2", 26380)]
+    assert sentinel.service_name == "mymaster"
+    assert sentinel.pool_kwargs == {"db": 4, "password": "pw", "sentinel_password": "spw"}
+    assert parse_store_url("redis+sentinel://s1:26379/mymaster").pool_kwargs["db"] == 0
+
+
+def test_backend_from_url_builds_the_redis_store_without_connecting():
+    for url in ("redis://127.0.0.1:1/0", "rediss://127.0.0.1:1/0", "unix:///tmp/none.sock?db=0",
+                "redis+sentinel://127.0.0.1:1,127.0.0.1:2/mymaster/0"):
+        backend = backend_from_url(url, {**CONFIG, "SESSION_STORE_SOCKET_TIMEOUT": 0.2})
+        assert isinstance(backend, RedisSessionStore) and backend.storage_type == "redis"
+        assert backend.ttl == 3600 and backend.max_feeds == 64
+        assert backend.options.socket_timeout == 0.2 and backend.options.connect_timeout == 0.5
+        assert backend._connection is None  # nothing connects before the first use
+
+
+@pytest.mark.parametrize("url", [
+    "redis://",                              # no host
+    "redis://localhost:port/0",              # port not a number
+    "redis://localhost:6379/zero",           # db not a number
+    "redis://localhost:6379/0?db=x",
+    "unix://",                               # no socket path
+    "redis+sentinel://10.0.0.1:26379",       # no service name
+    "redis+sentinel://10.0.0.1/mymaster",    # sentinel without a port
+    "redis+sentinel://10.0.0.1:26379/mymaster/db",
+    "redis+sentinel://10.0.0.1:26379/mymaster/0?ssl=yes",
+])
+def test_bad_urls_stop_start_up_with_a_clear_message(url):
+    with pytest.raises(SessionStoreConfigError, match="VIRALSPOT_SESSION_STORE_URL"):
+        backend_from_url(url, CONFIG)
+
+
+def test_bad_url_message_never_shows_the_password():
+    with pytest.raises(SessionStoreConfigError) as info:
+        backend_from_url("redis://:hunter2@localhost:port/0", CONFIG)
+    assert "hunter2" not in str(info.value)
+
+
+def test_missing_redis_package_is_a_config_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "redis", None)  # "import redis" now raises ImportError
+    monkeypatch.delitem(sys.modules, "viralspot.store.redis_store")
+    with pytest.raises(SessionStoreConfigError, match=r"VIRALSPOT_SESSION_STORE_URL.*redis\[hiredis\]"):
+        backend_from_url("redis://localhost:6379/0", CONFIG)
+
+
+def test_app_uses_the_redis_store_from_the_url(redis_clean):
+    app = create_app({"CONFIG": "testing", "SESSION_STORE_URL": redis_clean.url,
+                      "SESSION_STORE_RETRIES": 1, "SESSION_STORE_MAX_CONNECTIONS": 4})
+    backend = app.extensions["viralspot.session_store"]
+    try:
+        assert isinstance(backend, RedisSessionStore)
+        assert (backend.options.retries, backend.options.max_connections) == (1, 4)
+        response = app.test_client().get("/health")
+        assert response.status_code == 200
+        assert response.get_json()["data"]["session_storage_type"] == "redis"
+    finally:
+        backend.close()
+
+
+# --- Key layout, TTL, reset ---------------------------------------------------------------
+
+
+def _monitor(server, action):
+    """Run ``action()`` and return the commands Redis executed meanwhile, as (source, args) pairs."""
+    lines, ready = [], threading.Event()
+    marker = f"end-{random.random()}"
+
+    def listen():
+        with server.client() as connection, connection.monitor() as monitor:
+            ready.set()
+            while True:
+                raw = monitor.connection.read_response()
+                text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+                if marker in text:
+                    return
+                lines.append(text)
+
+    thread = threading.Thread(target=listen)
+    thread.start()
+    assert ready.wait(5)
+    time.sleep(0.1)  # MONITOR is registered once its reply is read; let it settle
+    action()
+    with server.client() as connection:
+        connection.echo(marker)
+    thread.join(10)
+    commands = []
+    for line in lines:
+        match = re.match(r"[\d.]+ \[\d+ ([^\]]*)\] (.*)$", line)
+        if match:
+            args = [re.sub(r"\\(.)", r"\1", arg) for arg in re.findall(r'"((?:[^"\\]|\\.)*)"', match.group(2))]
+            commands.append((match.group(1), args))
+    return commands
+
+
+def test_every_key_a_script_touches_is_declared_and_in_one_slot(store, redis_clean, client):
+    """What makes the scripts run on Redis Cluster: no undeclared key, no cross-slot script."""
+    from redis.crc import key_slot
+
+    def work():
+        claim(store, "user-1", [1, 2, 3], feed="a")
+        claim(store, "user-1", [3, 4, 5], feed="b")
+        store.seen_among("user-1", [1, 9])
+        store.summary("user-1")
+        store.session_count()
+        store.session_ids()
+        store.reset("user-1")
+        store.read_feed("user-1", "a", 0, 5)
+        store.claim_unseen("user-1", "a", generation=0, expect_cursor=0, expect_plan=None, plan="p",
+                           domain=10, candidates=[(0, 1)], scanned_to=1, want=1, page=(0, 1))  # fails
+
+    commands = _monitor(redis_clean, work)
+    scripts, checked, declared = 0, 0, None
+    for source, args in commands:
+        name = args[0].upper()
+        if source != "lua":
+            declared = None
+            if name in ("EVALSHA", "EVAL"):
+                scripts += 1
+                declared = set(args[3:3 + int(args[2])])
+                assert len({key_slot(key.encode()) for key in declared}) == 1, args[:3 + int(args[2])]
+                assert declared <= {INDEX_KEY, TRIM_GUARD_KEY} or all("{user-1}" in key for key in declared)
+            continue
+        assert declared is not None, f"a script command outside a script: {args}"
+        keys = client.execute_command("COMMAND GETKEYS", *args) if name not in ("TIME",) else []
+        for key in keys:
+            key = key.decode() if isinstance(key, bytes) else key
+            assert key in declared, f"{args[0]} touches undeclared key {key!r}"
+            checked += 1
+    assert scripts >= 12 and checked >= 30
+
+
+def test_session_keys_carry_the_hash_tag(store, client):
+    claim(store, "tag.me_1", [1, 2])
+    session_keys_present = {key.decode() for key in client.keys("vs:{*")}
+    assert session_keys_present == {"vs:{tag.me_1}:m", "vs:{tag.me_1}:k"}
+    assert set(session_keys("x")) == {"vs:{x}:m", "vs:{x}:k", "vs:{x}:r"}
+
+
+def test_ttl_is_set_and_refreshed_on_every_key_of_the_session(redis_clean, client):
+    store = RedisSessionStore(redis_clean.url, ttl=120)
+    keys = session_keys("s")[:2]
+    claim(store, "s", [1, 70_000])
+    for key in keys:
+        assert 119_000 < client.pttl(key) <= 120_000
+    for refresh in (lambda: store.read_feed("s", "f", 0, 1), lambda: claim(store, "s", [5])):
+        for key in keys:
+            client.pexpire(key, 5_000)
+        refresh()
+        for key in keys:
+            assert 119_000 < client.pttl(key) <= 120_000, key
+    for key in keys:  # inspection does not keep a session alive
+        client.pexpire(key, 5_000)
+    store.summary("s")
+    store.seen_among("s", [1])
+    assert all(client.pttl(key) <= 5_000 for key in keys)
+    summary = store.summary("s")
+    assert 0 < summary.expires_in_seconds <= 5
+    store.close()
+
+
+def test_reset_unlinks_the_session_and_leaves_only_the_freshness_key(store, client):
+    claim(store, "s", list(range(1, 500)))
+    unlinks = _command_calls(client, "unlink")
+    result = store.reset("s")
+    assert result.found and result.cleared_items_count == 499
+    assert _command_calls(client, "unlink") == unlinks + 1
+    assert [key.decode() for key in client.keys("vs:{s}*")] == ["vs:{s}:r"]
+    assert 3_590_000 < client.pttl("vs:{s}:r") <= 3_600_000
+    assert client.memory_usage("vs:{s}:r") < 100
+    assert client.zscore(INDEX_KEY, "s") is None
+    claim(store, "s", [1])  # the next session consumes the freshness record
+    assert client.exists("vs:{s}:r") == 0 and store.summary("s").generation == 1
+
+
+def _command_calls(client, name: str) -> int:
+    stats = client.info("commandstats").get(f"cmdstat_{name}")
+    return int(stats["calls"]) if stats else 0
+
+
+def test_active_index_uses_server_time_and_is_trimmed(store, client):
+    claim(store, "s", [1])
+    score = client.zscore(INDEX_KEY, "s")
+    seconds, micros = client.time()
+    assert abs(score - (seconds * 1000 + micros / 1000)) < 5_000
+    client.zadd(INDEX_KEY, {"stale": score - 3_600_001})  # idle past the TTL
+    assert store.session_count() == 1 and store.session_ids() == ["s"]
+    client.delete(TRIM_GUARD_KEY)
+    claim(store, "s", [2])
+    assert client.zscore(INDEX_KEY, "stale") is None  # trimmed by the next touch
+    assert 0 < client.pttl(TRIM_GUARD_KEY) <= 1000
+
+
+# --- Idempotence, memory, containers ------------------------------------------------------
+
+
+def test_a_resent_claim_returns_the_stored_outcome(store, monkeypatch):
+    """redis-py resends a script after a timeout: the resend carries the same claim id."""
+    import viralspot.store.redis_store as module
+
+    monkeypatch.setattr(module.secrets, "token_hex", lambda _n: "same-claim-id")
+    kwargs = dict(generation=0, expect_cursor=0, expect_plan=None, plan="p", domain=100,
+                  candidates=[(0, 7), (1, 8), (2, 9)], scanned_to=3, want=2, page=(0, 10))
+    first = store.claim_unseen("s", "f", **kwargs)
+    resent = store.claim_unseen("s", "f", **kwargs)
+    assert first.ok and first.claimed == [7, 8] and first.has_more
+    assert resent == first
+    assert store.read_feed("s", "f", 0, 10).keys == [7, 8]
+    assert store.summary("s").served_items_count == 2
+    reset = store.reset("s")
+    assert store.reset("s") == reset and reset.found  # a resent reset reports the same reset
+
+
+def test_a_claim_whose_reply_was_lost_is_resent_without_serving_twice(store, monkeypatch):
+    """The connection drops after the server ran the claim: the store resends it (same claim id)."""
+    real = RedisSessionStore._pipeline
+    lost = []
+
+    def drop_first_reply(connection, calls):
+        results = real(connection, calls)
+        if calls[0][0] == "claim" and not lost:
+            lost.append(results)
+            raise redis.ConnectionError("connection reset after the script ran")
+        return results
+
+    monkeypatch.setattr(RedisSessionStore, "_pipeline", staticmethod(drop_first_reply))
+    claim(store, "s", [1, 2])
+    result = claim(store, "s", [2, 3, 4, 5], want=2)
+    assert lost and result.claimed == [3, 4] and result.has_more
+    assert store.read_feed("s", "f", 0, 10).keys == [1, 2, 3, 4]
+    assert store.summary("s").served_items_count == 4
+
+
+def test_bytes_per_served_item_at_2000_items(store, client):
+    rng = random.Random(2000)
+    keys = rng.sample(range(1, 1_000_001), 2000)
+    for start in range(0, 2000, 24):
+        claim(store, "s", keys[start:start + 24])
+    used = sum(client.memory_usage(key, samples=0) for key in session_keys("s")[:2])
+    assert store.summary("s").served_items_count == 2000
+    assert used / 2000 <= 16, f"{used / 2000:.1f} bytes per served item"
+
+
+def test_dense_buckets_become_bitmaps_and_stay_correct(store, client):
+    rng = random.Random(3)
+    keys = rng.sample(range(65_536, 131_072), 6000)  # one bucket (key >> 16 == 1)
+    for start in range(0, 6000, 1000):
+        claim(store, "s", keys[start:start + 1000])
+    assert client.hstrlen("vs:{s}:k", "1") == 8192  # a bitmap container
+    assert store.summary("s").served_items_count == 6000
+    taken = set(keys)
+    outside = [key for key in range(65_536, 131_072) if key not in taken][:300]
+    assert sorted(store.seen_among("s", keys[:300] + outside)) == sorted(keys[:300])
+    assert claim(store, "s", keys[:50] + outside[:5] + [1]).claimed == outside[:5] + [1]
+
+
+def test_array_containers_hold_sorted_little_endian_lows(store, client):
+    claim(store, "s", [3 * 65_536 + 513, 3 * 65_536 + 2, 3 * 65_536 + 300, 7])
+    assert client.hget("vs:{s}:k", "3") == bytes([2, 0, 44, 1, 1, 2])
+    assert client.hget("vs:{s}:k", "0") == bytes([7, 0])
+
+
+def test_keys_outside_32_bits_are_refused(store):
+    with pytest.raises(ValueError):
+        store.claim_unseen("s", "f", generation=0, expect_cursor=0, expect_plan=None, plan="p", domain=10,
+                           candidates=[(0, 2**32)], scanned_to=1, want=1, page=(0, 1))
+    assert store.summary("s") is None
+
+
+# --- Scripts lost, outages, fork ----------------------------------------------------------
+
+
+def test_scripts_are_reloaded_after_script_flush(store, client):
+    claim(store, "s", [1])
+    for operation in (lambda: claim(store, "s", [2]), lambda: store.seen_among("s", [1, 2]),
+                      lambda: store.summary("s"), lambda: store.reset("s"), lambda: claim(store, "s", [1])):
+        client.script_flush()
+        operation()
+    assert store.summary("s").generation == 1
+    assert store.read_feed("s", "f", 0, 5).keys == [1]
+
+
+def _timed(call):
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable):
+        call()
+    return time.monotonic() - started
+
+
+def test_outage_raises_store_unavailable_quickly_and_recovers(redis_server_factory):
+    server = redis_server_factory()
+    store = RedisSessionStore(server.url, ttl=60)
+    claim(store, "s", [1])
+    assert store.ping()
+    server.stop()
+    for operation in (lambda: store.read_feed("s", "f", 0, 1), lambda: claim(store, "s", [2]),
+                      lambda: store.reset("s"), store.session_count, lambda: store.summary("s")):
+        assert _timed(operation) < 5
+    assert store.ping() is False
+    server.start()  # same port, empty (no persistence): the same store object serves again
+    assert store.ping()
+    assert claim(store, "s", [1]).claimed == [1]
+    store.close()
+
+
+def test_a_server_that_never_answers_times_out_within_the_retry_budget():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)  # accepts connections (in the kernel) and never replies
+    try:
+        # Default settings: 3 attempts of 0.5 s plus backoff (about 1.6 s), not redis-py's nested retries.
+        store = RedisSessionStore(f"redis://127.0.0.1:{listener.getsockname()[1]}/0", ttl=60)
+        assert _timed(lambda: store.read_feed("s", "f", 0, 1)) < 5
+        assert store.ping() is False
+        store.close()
+    finally:
+        listener.close()
+
+
+def test_closed_port_is_a_503_envelope_not_a_hang():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = create_app({"CONFIG": "testing", "SESSION_STORE_URL": f"redis://127.0.0.1:{port}/0"})
+    started = time.monotonic()
+    response = app.test_client().post("/api/reset-session?session_id=abc")
+    assert time.monotonic() - started < 5
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["success"] is False and body["error_code"] == "SESSION_STORE_UNAVAILABLE"
+    assert app.test_client().get("/health").status_code == 503
+    app.extensions["viralspot.session_store"].close()
+
+
+def test_busy_and_read_only_errors_mean_unavailable():
+    from redis import exceptions
+
+    assert is_unavailable(exceptions.ConnectionError("refused"))
+    assert is_unavailable(exceptions.BusyLoadingError("loading"))
+    assert is_unavailable(exceptions.AuthenticationError("bad password"))
+    assert is_unavailable(exceptions.TimeoutError("slow"))
+    assert is_unavailable(exceptions.ReadOnlyError("READONLY You can't write against a read only replica."))
+    assert is_unavailable(exceptions.ResponseError("BUSY Redis is busy running a script."))
+    assert is_unavailable(exceptions.ClusterDownError("CLUSTERDOWN"))
+    assert is_unavailable(exceptions.TryAgainError("TRYAGAIN"))
+    assert not is_unavailable(exceptions.ResponseError("ERR wrong number of arguments"))
+    assert not is_unavailable(exceptions.DataError("bad value"))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_uses_its_own_connection(store):
+    claim(store, "s", [1])
+    parent_id = store.client.client_id()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no pytest machinery from here on, only os._exit
+        status = 1
+        try:
+            os.close(read_end)
+            child_id = store.client.client_id()
+            ok = store.ping() and claim(store, "s", [2]).claimed == [2] and child_id != parent_id
+            os.write(write_end, f"{child_id}".encode())
+            status = 0 if ok else 2
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    _, status = os.waitpid(pid, 0)
+    child_id = int(os.read(read_end, 64) or b"0")
+    os.close(read_end)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert child_id != parent_id
+    # The parent's pooled connection survived the child's exit.
+    assert store.client.client_id() == parent_id
+    assert store.read_feed("s", "f", 0, 5).keys == [1, 2]
+
+
+def test_sentinel_url_reaches_the_master(redis_clean, tmp_path):
+    from redis_fixtures import free_port, redis_server_binary
+
+    port = free_port()
+    config = tmp_path / "sentinel.conf"
+    config.write_text(f"port {port}\nbind 127.0.0.1\nsentinel monitor viralspot 127.0.0.1 {redis_clean.port} 1\n")
+    process = subprocess.Popen([redis_server_binary(), str(config), "--sentinel"],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with redis.Redis(host="127.0.0.1", port=port, socket_timeout=1) as probe:
+                    if probe.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "viralspot"):
+                        break
+            except redis.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "redis sentinel did not start"
+            time.sleep(0.05)
+        store = backend_from_url(f"redis+sentinel://127.0.0.1:{port}/viralspot/0", CONFIG)
+        assert store.ping()
+        assert claim(store, "s", [1, 2]).claimed == [1, 2]
+        with redis_clean.client() as client:
+            assert client.exists("vs:{s}:m")
+        store.close()
+    finally:
+        os.kill(process.pid, signal.SIGTERM)
+        process.wait(10)

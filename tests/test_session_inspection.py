@@ -1,0 +1,58 @@
+"""GET /api/sessions/<session_id>: an active session's state; unknown or reset sessions are a 404."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from session_helpers import serve
+
+TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\Z")
+
+
+def test_an_active_session_shows_its_feeds_and_served_count(client, store):
+    serve(store, "watcher", [1, 2, 3], feed="reels:aaaa")
+    serve(store, "watcher", [4, 5], feed="posts:bbbb")
+    body = client.get("/api/sessions/watcher").get_json()
+    assert body["success"] is True and body["message"] == "Session found"
+    session = body["data"]["session"]
+    assert set(session) == {"session_id", "generation", "served_items_count", "created_at", "last_seen_at",
+                            "expires_in_seconds", "feeds"}
+    assert (session["session_id"], session["generation"], session["served_items_count"]) == ("watcher", 0, 5)
+    assert TIMESTAMP.match(session["created_at"]) and TIMESTAMP.match(session["last_seen_at"])
+    assert session["created_at"] <= session["last_seen_at"]
+    assert 86_000 < session["expires_in_seconds"] <= 86_400
+    assert session["feeds"] == [
+        {"feed_key": "reels:aaaa", "endpoint": "/api/reels", "served_items_count": 3, "exhausted": False},
+        {"feed_key": "posts:bbbb", "endpoint": "/api/posts", "served_items_count": 2, "exhausted": False},
+    ]
+
+
+def test_a_random_page_creates_the_session_it_shows(client):
+    assert client.get("/api/reels?random_order=true&session_id=fresh").status_code == 200
+    session = client.get("/api/sessions/fresh").get_json()["data"]["session"]
+    assert [feed["endpoint"] for feed in session["feeds"]] == ["/api/reels"]
+
+
+@pytest.mark.parametrize("session_id", ["never-seen", "was-reset"])
+def test_unknown_and_reset_sessions_are_not_found(client, store, session_id):
+    serve(store, "was-reset", [1])
+    client.post("/api/reset-session?session_id=was-reset")
+    response = client.get(f"/api/sessions/{session_id}")
+    assert response.status_code == 404
+    body = response.get_json()
+    assert body["success"] is False and body["error_code"] == "SESSION_NOT_FOUND"
+    assert session_id in body["detail"] and body["troubleshooting"] and TIMESTAMP.match(body["timestamp"])
+
+
+@pytest.mark.parametrize("raw, code", [("%20%20", "EMPTY_VALUE"), ("a%20b", "INVALID_FORMAT"),
+                                       ("x" * 256, "TOO_LONG"), ("%C3%A9t%C3%A9", "INVALID_FORMAT")])
+def test_session_ids_follow_the_reset_endpoints_rules(client, raw, code):
+    response = client.get(f"/api/sessions/{raw}")
+    assert response.status_code == 400
+    assert response.get_json()["error_code"] == code
+
+
+def test_surrounding_whitespace_is_stripped(client, store):
+    serve(store, "padded", [9])
+    assert client.get("/api/sessions/%20padded%20").get_json()["data"]["session"]["session_id"] == "padded"

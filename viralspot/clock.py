@@ -1,0 +1,63 @@
+"""The service's wall clock: what "now" means for ``date_range`` filters, the hour windows of their
+candidate lists, and the dates of a sample catalog seeded without ``--reference-date``.
+
+Each app has one ``Clock`` (``app.extensions["viralspot.clock"]``): the system clock or, with
+``VIRALSPOT_FIXED_NOW`` (an ISO 8601 instant), a clock pinned at that instant. Tests pin it, so
+nothing they check depends on the day they run; production refuses a pinned clock.
+"""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+from flask import Flask, current_app
+
+EXTENSION_NAME = "viralspot.clock"
+
+
+def parse_instant(value: str | datetime) -> datetime:
+    """An aware UTC datetime from an ISO 8601 string or a datetime (naive means UTC)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an ISO 8601 instant (e.g. 2026-12-02T12:00:00Z)") from None
+    if not isinstance(value, datetime):
+        raise ValueError(f"{value!r} is not an ISO 8601 instant")
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+class Clock:
+    """Epoch seconds when called; ``now()`` as a UTC datetime. ``fixed`` pins it (None: system time)."""
+
+    def __init__(self, fixed: datetime | None = None) -> None:
+        self.pin(fixed)
+
+    def pin(self, moment: str | datetime | None) -> None:
+        """Pin the clock at ``moment``, or (None) let it follow the system clock."""
+        self.fixed = None if moment is None else parse_instant(moment)
+        self._fixed_seconds = None if self.fixed is None else self.fixed.timestamp()
+
+    def __call__(self) -> float:
+        return time.time() if self._fixed_seconds is None else self._fixed_seconds
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self(), timezone.utc)
+
+
+def init_clock(app: Flask) -> Clock:
+    """The app's clock from ``FIXED_NOW``; a value that is not an instant stops start-up."""
+    fixed = app.config.get("FIXED_NOW")
+    try:
+        clock = Clock(parse_instant(fixed) if fixed else None)
+    except ValueError as error:
+        raise RuntimeError(f"VIRALSPOT_FIXED_NOW: {error}") from None
+    app.extensions[EXTENSION_NAME] = clock
+    return clock
+
+
+def app_clock(app: Flask | None = None) -> Clock:
+    """The clock of ``app`` (the current app by default)."""
+    return (app or current_app).extensions[EXTENSION_NAME]

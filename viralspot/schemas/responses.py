@@ -1,0 +1,221 @@
+"""Success bodies of every endpoint, as marshmallow schemas: what ``/api/openapi.json`` documents.
+
+The views build their bodies with ``api_response`` (``schemas/envelope.py``) or splice them
+(``content/page_response.py``); these schemas describe the result, field by field, so the
+OpenAPI description (``viralspot/openapi``) and the fuzzing test that checks every response
+against it (tests/test_fuzz.py) share one definition. Every field a body always carries is
+``required``; ``allow_none`` marks the ones that may be null.
+"""
+from __future__ import annotations
+
+import logging
+
+from marshmallow import Schema, fields, validate
+
+from ..catalog.filters import CONTENT_TYPES
+
+_HEALTH_STATES = ("ok", "unavailable")
+
+
+class SuccessEnvelopeSchema(Schema):
+    """``{success: true, data, message}``; each endpoint's subclass declares its ``data``."""
+
+    success = fields.Boolean(required=True, validate=validate.Equal(True))
+    data = fields.Raw(required=True)
+    message = fields.String(required=True)
+
+
+class ItemSchema(Schema):
+    """One content item, as the ViralSpot frontend reads it (``schemas/items.py``)."""
+
+    id = fields.String(required=True, metadata={"description": "The content id (as are reel_id and content_id)."})
+    reel_id = fields.String(required=True)
+    content_id = fields.String(required=True)
+    content_type = fields.String(required=True, validate=validate.OneOf(CONTENT_TYPES))
+    shortcode = fields.String(required=True)
+    url = fields.String(required=True, allow_none=True)
+    description = fields.String(required=True)
+    title = fields.String(required=True, metadata={"description": "Same as description."})
+    thumbnail_url = fields.String(required=True, allow_none=True)
+    thumbnail_local = fields.String(required=True, allow_none=True)
+    thumbnail = fields.String(required=True, allow_none=True)
+    view_count = fields.Integer(required=True)
+    like_count = fields.Integer(required=True)
+    comment_count = fields.Integer(required=True)
+    outlier_score = fields.Float(required=True)
+    outlierScore = fields.String(required=True, metadata={"description": 'outlier_score formatted, like "4.2x".',
+                                                          "example": "4.2x"})
+    date_posted = fields.String(required=True, allow_none=True,
+                                metadata={"description": "ISO 8601, UTC.", "format": "date-time"})
+    username = fields.String(required=True)
+    profile = fields.String(required=True, metadata={"description": '"@" + username.'})
+    profile_name = fields.String(required=True, metadata={"description": "Falls back to username."})
+    bio = fields.String(required=True)
+    profile_followers = fields.Integer(required=True)
+    followers = fields.Integer(required=True)
+    profile_image_url = fields.String(required=True, allow_none=True)
+    profileImage = fields.String(required=True, allow_none=True)
+    is_verified = fields.Boolean(required=True)
+    primary_category = fields.String(required=True, allow_none=True)
+    secondary_category = fields.String(required=True, allow_none=True)
+    tertiary_category = fields.String(required=True, allow_none=True)
+    keyword_1 = fields.String(required=True, allow_none=True)
+    keyword_2 = fields.String(required=True, allow_none=True)
+    keyword_3 = fields.String(required=True, allow_none=True)
+    keyword_4 = fields.String(required=True, allow_none=True)
+    categorization_confidence = fields.Float(required=True, allow_none=True)
+    content_style = fields.String(required=True, allow_none=True)
+    language = fields.String(required=True, allow_none=True)
+    account_type = fields.String(required=True, allow_none=True)
+    views = fields.String(required=True, metadata={"description": 'Display count: "1.2M", "45K", "321".'})
+    likes = fields.String(required=True)
+    comments = fields.String(required=True)
+
+
+class ContentPageDataSchema(Schema):
+    reels = fields.List(fields.Nested(ItemSchema), required=True,
+                        metadata={"description": "The page's items (the key is reels for posts too)."})
+    isLastPage = fields.Boolean(required=True, metadata={"description": "True when no item follows this page."})
+
+
+class ContentPageResponseSchema(SuccessEnvelopeSchema):
+    """A page of ``GET /api/reels`` or ``GET /api/posts``; message like "Found 24 reels (offset 0)"."""
+
+    data = fields.Nested(ContentPageDataSchema, required=True)
+
+
+class UsernameOptionSchema(Schema):
+    username = fields.String(required=True)
+    profile_name = fields.String(required=True)
+
+
+class FilterOptionsDataSchema(Schema):
+    """Sorted distinct values of the catalog, to offer as filters."""
+
+    primary_categories = fields.List(fields.String(), required=True)
+    secondary_categories = fields.List(fields.String(), required=True)
+    tertiary_categories = fields.List(fields.String(), required=True)
+    keywords = fields.List(fields.String(), required=True)
+    usernames = fields.List(fields.Nested(UsernameOptionSchema), required=True)
+    account_types = fields.List(fields.String(), required=True)
+    content_types = fields.List(fields.String(), required=True)
+    languages = fields.List(fields.String(), required=True)
+    content_styles = fields.List(fields.String(), required=True)
+
+
+class FilterOptionsResponseSchema(SuccessEnvelopeSchema):
+    data = fields.Nested(FilterOptionsDataSchema, required=True)
+
+
+class SessionResetSchema(Schema):
+    session_id = fields.String(required=True)
+    operation_status = fields.String(required=True, validate=validate.OneOf(["completed"]))
+    session_found = fields.Boolean(required=True)
+    cleared_items_count = fields.Integer(required=True, validate=validate.Range(min=0))
+    memory_freed = fields.Boolean(required=True)
+
+
+class ResetNextStepsSchema(Schema):
+    randomization = fields.String(required=True)
+    content_delivery = fields.String(required=True)
+    integration = fields.String(required=True)
+
+
+class ResetServerInfoSchema(Schema):
+    total_active_sessions = fields.Integer(required=True, validate=validate.Range(min=0))
+    session_storage_type = fields.String(required=True)
+
+
+class ResetSessionDataSchema(Schema):
+    session_reset = fields.Nested(SessionResetSchema, required=True)
+    next_steps = fields.Nested(ResetNextStepsSchema, required=True)
+    timestamp = fields.String(required=True, metadata={"format": "date-time"})
+    server_info = fields.Nested(ResetServerInfoSchema, required=True)
+
+
+class ResetSessionResponseSchema(SuccessEnvelopeSchema):
+    """Message "Session reset successfully" or "Session not found - no data to reset"."""
+
+    data = fields.Nested(ResetSessionDataSchema, required=True)
+
+
+_EXAMPLE_SESSIONS = ("user_session_abc123", "nonexistent_session_xyz789")
+
+
+def _not_an_example(record: logging.LogRecord) -> bool:
+    return not any(arg in _EXAMPLE_SESSIONS for arg in (record.args or ()) if isinstance(arg, str))
+
+
+def reset_session_examples() -> dict:
+    """Both documented reset bodies (session found, session not found), built by the real code
+    (on a stand-in store; the reset's log lines about these example sessions are dropped)."""
+    from ..session import reset as reset_module
+    from ..store.base import ResetResult
+
+    class _Store:
+        storage_type = "in_memory_dict"
+
+        def __init__(self, result: ResetResult) -> None:
+            self.result = result
+
+        def reset(self, _session_id):
+            return self.result
+
+    examples = {}
+    logger = logging.getLogger(reset_module.__name__)
+    logger.addFilter(_not_an_example)
+    try:
+        for name, session_id, result in (("found", _EXAMPLE_SESSIONS[0], ResetResult(True, 47, 2, 156)),
+                                         ("not_found", _EXAMPLE_SESSIONS[1], ResetResult(False, 0, 0, 156))):
+            data, message = reset_module.reset_session(_Store(result), session_id)
+            data["timestamp"] = "2024-01-15T10:30:00.000Z"
+            examples[name] = {"summary": message, "value": {"success": True, "data": data, "message": message}}
+    finally:
+        logger.removeFilter(_not_an_example)
+    return examples
+
+
+class FeedInspectionSchema(Schema):
+    feed_key = fields.String(required=True, metadata={"description": "<endpoint kind>:<filter hash>."})
+    endpoint = fields.String(required=True, allow_none=True, metadata={"example": "/api/reels"})
+    served_items_count = fields.Integer(required=True, validate=validate.Range(min=0))
+    exhausted = fields.Boolean(required=True)
+
+
+class SessionInspectionSchema(Schema):
+    """One session's random-feed state (``session/inspection.py``)."""
+
+    session_id = fields.String(required=True)
+    generation = fields.Integer(required=True, validate=validate.Range(min=0))
+    served_items_count = fields.Integer(required=True, validate=validate.Range(min=0))
+    created_at = fields.String(required=True, metadata={"format": "date-time"})
+    last_seen_at = fields.String(required=True, metadata={"format": "date-time"})
+    expires_in_seconds = fields.Integer(required=True, validate=validate.Range(min=0))
+    feeds = fields.List(fields.Nested(FeedInspectionSchema), required=True)
+
+
+class SessionInspectionDataSchema(Schema):
+    session = fields.Nested(SessionInspectionSchema, required=True)
+
+
+class SessionInspectionResponseSchema(SuccessEnvelopeSchema):
+    """``GET /api/sessions/<session_id>`` of an active session."""
+
+    data = fields.Nested(SessionInspectionDataSchema, required=True)
+
+
+class HealthChecksSchema(Schema):
+    session_store = fields.String(required=True, validate=validate.OneOf(_HEALTH_STATES))
+    database = fields.String(required=True, validate=validate.OneOf(_HEALTH_STATES))
+
+
+class HealthDataSchema(Schema):
+    status = fields.String(required=True, validate=validate.OneOf(["ok"]))
+    service = fields.String(required=True)
+    checks = fields.Nested(HealthChecksSchema, required=True)
+    session_storage_type = fields.String(required=True)
+    timestamp = fields.String(required=True, metadata={"format": "date-time"})
+
+
+class HealthResponseSchema(SuccessEnvelopeSchema):
+    data = fields.Nested(HealthDataSchema, required=True)

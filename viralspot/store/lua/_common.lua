@@ -1,0 +1,104 @@
+-- Shared by the session scripts (prepended to each one when it is registered).
+--
+-- A session's seen set is the hash KEYS[2]: field = key >> 16 (decimal), value = a container of
+-- the keys' low 16 bits, roaring style:
+--   * an "array": the sorted little-endian uint16 lows, at most ARRAY_MAX of them (2 bytes each);
+--   * a "bitmap": exactly BITMAP_BYTES bytes, bit (lo % 8) of byte (lo // 8) set for each lo.
+-- A container is rewritten whole with HSET, so Redis sizes it exactly (no APPEND slack).
+-- Served sequences are strings of little-endian uint32 keys (4 bytes each), also written whole.
+
+local BITMAP_BYTES = 8192
+local ARRAY_MAX = 4095
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function lo_at(s, i)  -- the i-th (0-based) low half of an array container
+  local a, b = string.byte(s, 2 * i + 1, 2 * i + 2)
+  return a + 256 * b
+end
+
+local function lower_bound(s, first, n, lo)  -- first index in [first, n] whose low half is >= lo
+  local count = n - first
+  while count > 0 do
+    local step = math.floor(count / 2)
+    local mid = first + step
+    if lo_at(s, mid) < lo then
+      first = mid + 1
+      count = count - step - 1
+    else
+      count = step
+    end
+  end
+  return first
+end
+
+local function bucket_has(s, lo)
+  if not s then return false end
+  local len = #s
+  if len == BITMAP_BYTES then
+    local byte = string.byte(s, math.floor(lo / 8) + 1)
+    return bit.band(byte, bit.lshift(1, lo % 8)) ~= 0
+  end
+  local n = len / 2
+  local i = lower_bound(s, 0, n, lo)
+  return i < n and lo_at(s, i) == lo
+end
+
+local function bitmap_set(s, los)  -- s: a bitmap container; los: lows to set, any order
+  local changed, order = {}, {}
+  for _, lo in ipairs(los) do
+    local index = math.floor(lo / 8)
+    local byte = changed[index]
+    if byte == nil then
+      byte = string.byte(s, index + 1)
+      order[#order + 1] = index
+    end
+    changed[index] = bit.bor(byte, bit.lshift(1, lo % 8))
+  end
+  table.sort(order)
+  local parts, prev = {}, 0
+  for _, index in ipairs(order) do
+    parts[#parts + 1] = string.sub(s, prev + 1, index)
+    parts[#parts + 1] = string.char(changed[index])
+    prev = index + 1
+  end
+  parts[#parts + 1] = string.sub(s, prev + 1)
+  return table.concat(parts)
+end
+
+-- The container ``s`` (or nil) with the lows ``los`` added: ascending, distinct, none already in it.
+local function bucket_add(s, los)
+  s = s or ''
+  local len = #s
+  if len ~= BITMAP_BYTES and len / 2 + #los <= ARRAY_MAX then
+    local parts, n, prev = {}, len / 2, 0
+    for _, lo in ipairs(los) do
+      local i = lower_bound(s, prev, n, lo)
+      parts[#parts + 1] = string.sub(s, 2 * prev + 1, 2 * i)
+      parts[#parts + 1] = string.char(lo % 256, math.floor(lo / 256))
+      prev = i
+    end
+    parts[#parts + 1] = string.sub(s, 2 * prev + 1)
+    return table.concat(parts)
+  end
+  if len ~= BITMAP_BYTES then  -- the array outgrows a bitmap: convert
+    local all = {}
+    for i = 0, len / 2 - 1 do all[#all + 1] = lo_at(s, i) end
+    for _, lo in ipairs(los) do all[#all + 1] = lo end
+    return bitmap_set(string.rep('\0', BITMAP_BYTES), all)
+  end
+  return bitmap_set(s, los)
+end
+
+local function feed_state(packed)  -- {cursor, exhausted, plan, claim_id, before, after, has_more}
+  if not packed then return nil end
+  return cmsgpack.unpack(packed)
+end
+
+local function fresh_generation(record)  -- freshness record: "<generation>:<cleared>:<reset id>"
+  if not record then return 0 end
+  return tonumber(string.match(record, '^(%d+)'))
+end

@@ -1,0 +1,127 @@
+-- claim_unseen: compare-and-set on (generation, cursor, plan), then take the unseen candidates.
+-- KEYS: meta, seen, fresh (all vs:{<session>}:...)
+-- ARGV: feed, generation, expect_cursor, expect_has_plan ("0"/"1"), expect_plan, plan, domain,
+--       candidates (packed little-endian <double position, uint32 key> pairs), scanned_to, want,
+--       page_start, page_stop, ttl_ms, max_feeds, claim_id
+-- Returns {1, served_count, exhausted, has_more, claimed (packed uint32), page (packed uint32)},
+-- or {0, active} when the compare-and-set fails (nothing written).
+local meta, seen_key, fresh = KEYS[1], KEYS[2], KEYS[3]
+local feed = ARGV[1]
+local generation = tonumber(ARGV[2])
+local expect_cursor = tonumber(ARGV[3])
+local expect_plan = nil
+if ARGV[4] == '1' then expect_plan = ARGV[5] end
+local plan = ARGV[6]
+local domain = tonumber(ARGV[7])
+local candidates = ARGV[8]
+local scanned_to = tonumber(ARGV[9])
+local want = tonumber(ARGV[10])
+local page_start, page_stop = tonumber(ARGV[11]), tonumber(ARGV[12])
+local ttl = tonumber(ARGV[13])
+local max_feeds = tonumber(ARGV[14])
+local claim_id = ARGV[15]
+local state_field, served_field = 'f:' .. feed, 's:' .. feed
+
+local active = redis.call('EXISTS', meta) == 1
+local current_generation, state
+if active then
+  local values = redis.call('HMGET', meta, 'g', state_field)
+  current_generation = tonumber(values[1])
+  state = feed_state(values[2])
+else
+  current_generation = fresh_generation(redis.call('GET', fresh))
+end
+
+-- A resend of a claim already applied (redis-py retries after a timeout) returns its outcome again.
+if state and state[4] == claim_id then
+  local served = redis.call('HGET', meta, served_field) or ''
+  return {1, #served / 4, state[2], state[7], string.sub(served, state[5] * 4 + 1, state[6] * 4),
+          string.sub(served, page_start * 4 + 1, page_stop * 4)}
+end
+
+local cursor, current_plan = 0, nil
+if state then cursor, current_plan = state[1], state[3] end
+if current_generation ~= generation or cursor ~= expect_cursor or current_plan ~= expect_plan then
+  if active then return {0, 1} end
+  return {0, 0}
+end
+
+local now = now_ms()
+if not active then  -- a new session, at the generation of its freshness record (consumed)
+  redis.call('DEL', fresh, seen_key)
+  redis.call('HSET', meta, 'g', current_generation, 'c', now, 'l', now, 'n', 0, 'o', cmsgpack.pack({}))
+end
+if not state then  -- a new feed: the newest; the oldest ones past max_feeds are forgotten
+  local order = cmsgpack.unpack(redis.call('HGET', meta, 'o'))
+  order[#order + 1] = feed
+  while #order > max_feeds do
+    local oldest = table.remove(order, 1)
+    redis.call('HDEL', meta, 'f:' .. oldest, 's:' .. oldest)
+  end
+  redis.call('HSET', meta, 'o', cmsgpack.pack(order))
+end
+
+-- The containers of every candidate's bucket, in one HMGET.
+local count = #candidates / 12
+local positions, keys, buckets, wanted = {}, {}, {}, {}
+local offset = 1
+for i = 1, count do
+  local position, key
+  position, key, offset = struct.unpack('<dI4', candidates, offset)
+  positions[i], keys[i] = position, key
+  local hi = math.floor(key / 65536)
+  if buckets[hi] == nil then
+    buckets[hi] = false
+    wanted[#wanted + 1] = hi
+  end
+end
+if #wanted > 0 then
+  local values = redis.call('HMGET', seen_key, unpack(wanted))
+  for i, hi in ipairs(wanted) do buckets[hi] = values[i] end
+end
+
+-- Walk the candidates in order: skip the seen, take up to ``want``, stop on the first leftover.
+local claimed, added, taken = {}, {}, {}
+local new_cursor, has_more = scanned_to, 0
+for i = 1, count do
+  local key = keys[i]
+  local hi, lo = math.floor(key / 65536), key % 65536
+  if not taken[key] and not bucket_has(buckets[hi], lo) then
+    if #claimed >= want then
+      new_cursor, has_more = positions[i], 1
+      break
+    end
+    claimed[#claimed + 1] = key
+    taken[key] = true
+    local los = added[hi]
+    if not los then
+      los = {}
+      added[hi] = los
+    end
+    los[#los + 1] = lo
+  end
+end
+
+local served = redis.call('HGET', meta, served_field) or ''
+local before = #served / 4
+if #claimed > 0 then
+  local fields = {}
+  for hi, los in pairs(added) do
+    table.sort(los)
+    fields[#fields + 1] = hi
+    fields[#fields + 1] = bucket_add(buckets[hi] or nil, los)
+  end
+  redis.call('HSET', seen_key, unpack(fields))
+  local parts = {served}
+  for i, key in ipairs(claimed) do parts[i + 1] = struct.pack('<I4', key) end
+  served = table.concat(parts)
+  redis.call('HINCRBY', meta, 'n', #claimed)
+end
+local exhausted = 0
+if new_cursor >= domain then exhausted = 1 end
+redis.call('HSET', meta, served_field, served, 'l', now,
+           state_field, cmsgpack.pack({new_cursor, exhausted, plan, claim_id, before, #served / 4, has_more}))
+redis.call('PEXPIRE', meta, ttl)
+redis.call('PEXPIRE', seen_key, ttl)
+return {1, #served / 4, exhausted, has_more, string.sub(served, before * 4 + 1),
+        string.sub(served, page_start * 4 + 1, page_stop * 4)}

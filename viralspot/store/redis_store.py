@@ -1,0 +1,426 @@
+"""Redis session store: every operation is one Lua script on the server, shared by all workers.
+
+Key layout (``S`` is the session id; the ``{S}`` hash tag puts all of a session's keys in one
+Redis Cluster slot, so no script crosses slots):
+
+``vs:{S}:m``  HASH, the session: ``g`` generation, ``c``/``l`` created/last-seen (server ms),
+              ``n`` seen-set size, ``o`` msgpack list of feed keys (least recently used first),
+              and per feed ``f:<feed>`` (msgpack: cursor, exhausted, plan, last claim) and
+              ``s:<feed>`` (the served sequence, little-endian uint32 keys, 4 bytes each).
+``vs:{S}:k``  HASH, the seen set, roaring style: field ``key >> 16``, value the sorted uint16 low
+              halves (2 bytes each), or an 8 KiB bitmap once a bucket holds over 4,095 keys.
+``vs:{S}:r``  STRING, the freshness record a reset leaves: ``<generation>:<cleared>:<reset id>``.
+``vs:active`` ZSET, session id -> last-seen server ms, for counting and listing active sessions
+              (``{vs:active}:trim`` is its once-a-second trim guard).
+
+The session keys carry a sliding TTL that the scripts restart. The index is updated by a
+separate single-key script pipelined with the session script, so an operation costs one round
+trip (a random page: read the feed, then claim). The Redis client is created lazily in the
+process that uses it (after a gunicorn fork, the worker makes its own connection pool).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import struct
+import sys
+import time
+from array import array
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Sequence
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import redis
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.exceptions import (ClusterDownError, InvalidResponse, NoScriptError, OutOfMemoryError, ReadOnlyError,
+                              RedisError, ResponseError, TryAgainError)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from .base import (ClaimResult, FeedSummary, FeedView, ResetResult, SessionStoreBackend, SessionSummary,
+                   StoreUnavailable)
+
+SETTING = "VIRALSPOT_SESSION_STORE_URL"
+SCHEMES = ("redis", "rediss", "unix", "redis+sentinel")
+INDEX_KEY = "vs:active"
+TRIM_GUARD_KEY = "{vs:active}:trim"
+KEY_LIMIT = 2**32
+
+_SESSION_SCRIPTS = ("read_feed", "claim", "seen_among", "reset", "summary")
+_INDEX_SCRIPTS = ("touch", "untouch", "count", "ids")
+#: ResponseError prefixes that mean "the server cannot serve now", not "the request is wrong".
+_UNAVAILABLE_PREFIXES = ("BUSY", "LOADING", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "OOM")
+
+
+class RedisUrlError(ValueError):
+    """The store URL cannot be used; the message names the problem, never the password."""
+
+
+def session_keys(session_id: str) -> tuple[str, str, str]:
+    """(meta, seen, freshness) keys of a session, all under its hash tag."""
+    return f"vs:{{{session_id}}}:m", f"vs:{{{session_id}}}:k", f"vs:{{{session_id}}}:r"
+
+
+def _script_source(name: str) -> str:
+    folder = resources.files(__package__).joinpath("lua")
+    text = folder.joinpath(f"{name}.lua").read_text(encoding="utf-8")
+    if name in _SESSION_SCRIPTS:
+        text = folder.joinpath("_common.lua").read_text(encoding="utf-8") + "\n" + text
+    return text
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether a redis-py error means the server cannot be reached or cannot serve now (503)."""
+    if isinstance(error, (RedisConnectionError, RedisTimeoutError, ReadOnlyError, ClusterDownError,
+                          TryAgainError, OutOfMemoryError, InvalidResponse)):
+        return True
+    return isinstance(error, ResponseError) and str(error).startswith(_UNAVAILABLE_PREFIXES)
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return parts._replace(netloc=user + netloc).geturl()
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    connect_timeout: float = 0.5
+    socket_timeout: float = 0.5
+    retries: int = 2
+    max_connections: int = 32
+    health_check_interval: int = 30
+
+
+@dataclass
+class ParsedUrl:
+    """What a store URL names: a server (pool keyword arguments) or a Sentinel-monitored service."""
+
+    scheme: str
+    pool_kwargs: dict[str, Any] = field(default_factory=dict)
+    sentinels: list[tuple[str, int]] = field(default_factory=list)
+    service_name: str | None = None
+
+
+def parse_store_url(url: str) -> ParsedUrl:
+    """Check and parse ``redis://``, ``rediss://``, ``unix://`` and ``redis+sentinel://`` URLs.
+
+    ``redis+sentinel://[:password@]host:port[,host:port...]/service_name[/db]``; the password is
+    the master's; ``?sentinel_password=`` authenticates to the sentinels. Query parameters of the
+    other forms are redis-py connection options (``?socket_timeout=1``) and override the settings.
+    """
+    try:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in SCHEMES:
+            raise RedisUrlError(f"unknown scheme {scheme!r}")
+        if scheme == "redis+sentinel":
+            return _parse_sentinel(parts)
+        if scheme == "unix":
+            if not parts.path or parts.path == "/":
+                raise RedisUrlError("unix:// needs a socket path, as in unix:///run/redis.sock?db=0")
+        else:
+            if not parts.hostname:
+                raise RedisUrlError(f"{scheme}:// needs a host, as in {scheme}://127.0.0.1:6379/0")
+            parts.port  # noqa: B018 -- raises ValueError on a port that is not a number
+            path = parts.path.strip("/")
+            if path and not path.isdigit():
+                raise RedisUrlError(f"the database must be a number, not {path!r}")
+        query = parse_qs(parts.query)
+        if "db" in query and not query["db"][0].isdigit():
+            raise RedisUrlError(f"the database must be a number, not {query['db'][0]!r}")
+        from redis.connection import parse_url
+
+        return ParsedUrl(scheme, parse_url(url))
+    except RedisUrlError:
+        raise
+    except ValueError as error:
+        raise RedisUrlError(str(error)) from None
+
+
+def _parse_sentinel(parts) -> ParsedUrl:
+    netloc = parts.netloc
+    password = None
+    if "@" in netloc:
+        credentials, netloc = netloc.rsplit("@", 1)
+        password = unquote(credentials.split(":", 1)[1]) if ":" in credentials else None
+    sentinels = []
+    for address in netloc.split(","):
+        host, _, port = address.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise RedisUrlError(f"sentinel address {address!r} is not host:port")
+        sentinels.append((host.strip("[]"), int(port)))
+    path = [segment for segment in parts.path.split("/") if segment]
+    if not path or len(path) > 2:
+        raise RedisUrlError("redis+sentinel:// needs /service_name[/db], as in "
+                            "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster/0")
+    db = 0
+    if len(path) == 2:
+        if not path[1].isdigit():
+            raise RedisUrlError(f"the database must be a number, not {path[1]!r}")
+        db = int(path[1])
+    query = {name: values[0] for name, values in parse_qs(parts.query).items()}
+    kwargs: dict[str, Any] = {"db": db, "password": password}
+    if "sentinel_password" in query:
+        kwargs["sentinel_password"] = query.pop("sentinel_password")
+    if query:
+        raise RedisUrlError(f"unsupported redis+sentinel:// options: {', '.join(sorted(query))}")
+    return ParsedUrl("redis+sentinel", kwargs, sentinels, unquote(path[0]))
+
+
+def _pack_keys(keys: Sequence[int]) -> bytes:
+    try:
+        return struct.pack(f"<{len(keys)}I", *keys)
+    except struct.error:
+        raise ValueError(f"content keys must be integers in [0, {KEY_LIMIT})") from None
+
+
+if sys.byteorder == "little" and array("I").itemsize == 4:
+    def _unpack_keys(data: bytes) -> list[int]:
+        return array("I", data).tolist()
+else:  # pragma: no cover - big-endian or unusual platforms
+    def _unpack_keys(data: bytes) -> list[int]:
+        return list(struct.unpack(f"<{len(data) // 4}I", data))
+
+
+def _text(value) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+class _Connection:
+    """One process's client and registered scripts."""
+
+    __slots__ = ("pid", "client", "scripts")
+
+    def __init__(self, client) -> None:
+        self.pid = os.getpid()
+        self.client = client
+        self.scripts = {name: client.register_script(_script_source(name))
+                        for name in _SESSION_SCRIPTS + _INDEX_SCRIPTS}
+
+
+class RedisSessionStore(SessionStoreBackend):
+    """Session store on Redis (standalone, TLS, unix socket or Sentinel)."""
+
+    storage_type = "redis"
+
+    def __init__(self, url: str, ttl: float = 86400, max_feeds: int = 64,
+                 options: ClientOptions | None = None) -> None:
+        if ttl <= 0 or max_feeds <= 0:
+            raise ValueError("ttl and max_feeds must be positive")
+        self.url = url
+        self.parsed = parse_store_url(url)
+        self.ttl = ttl
+        self.ttl_ms = max(1, int(round(ttl * 1000)))
+        self.max_feeds = max_feeds
+        self.options = options or ClientOptions()
+        self._connection: _Connection | None = None
+
+    def __repr__(self) -> str:
+        return f"RedisSessionStore({_redact(self.url)!r}, ttl={self.ttl})"
+
+    # -- connection ---------------------------------------------------------------
+
+    def _make_client(self):
+        opts = self.options
+        # No retries inside redis-py: it nests them (a connect retried inside a retried command, so
+        # 2 retries became up to 9 attempts, 4.8 s against a server that never answers). The store
+        # retries whole operations itself, a bounded number of times (``_attempts``).
+        retry = Retry(NoBackoff(), 0)
+        common = dict(socket_timeout=opts.socket_timeout, socket_connect_timeout=opts.connect_timeout,
+                      retry=retry, health_check_interval=opts.health_check_interval)
+        parsed = self.parsed
+        if parsed.scheme == "redis+sentinel":
+            from redis.sentinel import Sentinel
+
+            kwargs = dict(parsed.pool_kwargs)
+            sentinel_kwargs = dict(common)
+            if "sentinel_password" in kwargs:
+                sentinel_kwargs["password"] = kwargs.pop("sentinel_password")
+            sentinel = Sentinel(parsed.sentinels, sentinel_kwargs=sentinel_kwargs, **common)
+            return sentinel.master_for(parsed.service_name, max_connections=opts.max_connections,
+                                       **common, **kwargs)
+        kwargs = {**common, "max_connections": opts.max_connections, "timeout": opts.connect_timeout,
+                  **parsed.pool_kwargs}
+        pool = redis.BlockingConnectionPool(**kwargs)
+        return redis.Redis(connection_pool=pool)
+
+    def _conn(self) -> _Connection:
+        """This process's connection; made on first use, and again in a forked child."""
+        connection = self._connection
+        if connection is None or connection.pid != os.getpid():
+            # A pool inherited across fork is dropped unused (redis-py never shuts down a socket
+            # from a process other than the one that opened it).
+            connection = self._connection = _Connection(self._make_client())
+        return connection
+
+    @contextlib.contextmanager
+    def _errors(self):
+        try:
+            yield
+        except RedisError as error:
+            if is_unavailable(error):
+                raise StoreUnavailable(f"redis: {type(error).__name__}: {error}") from error
+            raise
+
+    def _attempts(self, operation):
+        """``operation()``, tried again up to ``options.retries`` times, with jittered exponential
+        backoff, when the connection fails or times out; then ``StoreUnavailable``.
+
+        A resent operation is safe: claims and resets carry an id that the scripts recognise, and
+        the other scripts are reads or idempotent writes. Worst case against a server that never
+        answers: (retries + 1) x (connect or socket timeout) + backoff, about 1.7 s by default.
+        """
+        backoff = ExponentialWithJitterBackoff(cap=0.25, base=0.05)
+        with self._errors():
+            for failures in range(self.options.retries + 1):
+                try:
+                    return operation(self._conn())
+                except (RedisConnectionError, RedisTimeoutError):
+                    if failures >= self.options.retries:
+                        raise
+                time.sleep(backoff.compute(failures + 1))
+
+    def _run(self, calls: list[tuple[str, list[str], list]]) -> list:
+        """Run scripts ``(name, keys, args)`` in one round trip (a non-transactional pipeline).
+
+        EVALSHA is sent directly; a script the server lost (NOSCRIPT after a restart, failover or
+        SCRIPT FLUSH) is loaded and run again on its own. A script that got NOSCRIPT did not run,
+        so running it again is safe.
+        """
+        return self._attempts(lambda connection: self._pipeline(connection, calls))
+
+    @staticmethod
+    def _pipeline(connection: _Connection, calls) -> list:
+        if len(calls) == 1:
+            name, keys, args = calls[0]
+            return [connection.scripts[name](keys=keys, args=args)]
+        pipe = connection.client.pipeline(transaction=False)
+        for name, keys, args in calls:
+            pipe.evalsha(connection.scripts[name].sha, len(keys), *keys, *args)
+        results = pipe.execute(raise_on_error=False)
+        for index, result in enumerate(results):
+            if isinstance(result, NoScriptError):
+                name, keys, args = calls[index]
+                results[index] = connection.scripts[name](keys=keys, args=args)
+            elif isinstance(result, Exception):
+                raise result
+        return results
+
+    def _touch(self, session_id: str, only_if_indexed: bool) -> tuple[str, list[str], list]:
+        return "touch", [INDEX_KEY, TRIM_GUARD_KEY], [session_id, self.ttl_ms, "1" if only_if_indexed else "0"]
+
+    # -- SessionStoreBackend ---------------------------------------------------------
+
+    def read_feed(self, session_id: str, feed_key: str, start: int, stop: int) -> FeedView:
+        reply, _score = self._run([
+            ("read_feed", list(session_keys(session_id)), [feed_key, int(start), max(int(start), int(stop)),
+                                                          self.ttl_ms]),
+            self._touch(session_id, only_if_indexed=True),
+        ])
+        generation, has_plan, plan, cursor, served, exhausted, keys = reply
+        return FeedView(int(generation), _text(plan) if has_plan else None, int(cursor), int(served),
+                        bool(exhausted), _unpack_keys(keys))
+
+    def seen_among(self, session_id: str, keys: Sequence[int]) -> list[int]:
+        if not len(keys):
+            return []
+        (reply,) = self._run([("seen_among", [session_keys(session_id)[1]], [_pack_keys(keys)])])
+        return _unpack_keys(reply)
+
+    def claim_unseen(self, session_id, feed_key, *, generation, expect_cursor, expect_plan,
+                     plan, domain, candidates, scanned_to, want, page) -> ClaimResult:
+        try:
+            packed = struct.pack("<" + "dI" * len(candidates),
+                                 *[number for position, key in candidates for number in (position, key)])
+        except struct.error:
+            raise ValueError(f"candidate keys must be integers in [0, {KEY_LIMIT})") from None
+        claim_id = secrets.token_hex(8)
+        args = [feed_key, int(generation), int(expect_cursor), "0" if expect_plan is None else "1",
+                expect_plan or "", plan, int(domain), packed, int(scanned_to), max(0, int(want)),
+                int(page[0]), max(int(page[0]), int(page[1])), self.ttl_ms, self.max_feeds, claim_id]
+        reply, score = self._run([("claim", list(session_keys(session_id)), args),
+                                  self._touch(session_id, only_if_indexed=False)])
+        if not reply[0]:
+            if not reply[1]:
+                # No active session: the touch indexed an id that is not a session; undo it unless
+                # a concurrent request has touched it since.
+                self._run([("untouch", [INDEX_KEY], [session_id, score])])
+            return ClaimResult(ok=False)
+        _ok, served, exhausted, has_more, claimed, keys = reply
+        return ClaimResult(ok=True, claimed=_unpack_keys(claimed), served_count=int(served),
+                           exhausted=bool(exhausted), has_more=bool(has_more), keys=_unpack_keys(keys))
+
+    def reset(self, session_id: str) -> ResetResult:
+        reset_id = secrets.token_hex(8)
+        keys = list(session_keys(session_id))
+
+        def operation(connection: _Connection) -> list:
+            pipe = connection.client.pipeline(transaction=False)
+            pipe.evalsha(connection.scripts["reset"].sha, len(keys), *keys, self.ttl_ms, reset_id)
+            pipe.zrem(INDEX_KEY, session_id)
+            pipe.evalsha(connection.scripts["count"].sha, 1, INDEX_KEY, self.ttl_ms)
+            results = pipe.execute(raise_on_error=False)
+            if any(isinstance(result, NoScriptError) for result in results):
+                # Nothing ran that matters twice: reset is idempotent by its id, ZREM and count too.
+                results = [connection.scripts["reset"](keys=keys, args=[self.ttl_ms, reset_id]),
+                           connection.client.zrem(INDEX_KEY, session_id),
+                           connection.scripts["count"](keys=[INDEX_KEY], args=[self.ttl_ms])]
+            for result in results:
+                if isinstance(result, Exception):
+                    raise result
+            return results
+
+        (found, cleared, generation), _removed, total = self._attempts(operation)
+        return ResetResult(bool(found), int(cleared), int(generation), int(total))
+
+    def session_count(self) -> int:
+        (count,) = self._run([("count", [INDEX_KEY], [self.ttl_ms])])
+        return int(count)
+
+    def summary(self, session_id: str) -> SessionSummary | None:
+        (reply,) = self._run([("summary", [session_keys(session_id)[0]], [])])
+        if reply is None:
+            return None
+        generation, served_items, created_ms, last_ms, pttl = (int(value) for value in reply[:5])
+        feeds = {}
+        rest = reply[5:]
+        for index in range(0, len(rest), 5):
+            feed, cursor, exhausted, plan, served = rest[index:index + 5]
+            feeds[_text(feed)] = FeedSummary(int(served), bool(exhausted), int(cursor), _text(plan))
+        return SessionSummary(session_id, generation, served_items, created_ms / 1000, last_ms / 1000,
+                              max(0, pttl) / 1000, feeds)
+
+    def session_ids(self, limit: int = 100) -> list[str]:
+        if limit <= 0:
+            return []
+        (ids,) = self._run([("ids", [INDEX_KEY], [self.ttl_ms, int(limit)])])
+        return [_text(session_id) for session_id in ids]
+
+    def ping(self) -> bool:
+        """True when Redis answers; False when it cannot be reached (health reports it)."""
+        try:
+            return bool(self._attempts(lambda connection: connection.client.ping()))
+        except StoreUnavailable:
+            return False
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None and connection.pid == os.getpid():
+            connection.client.close()
+            pool = getattr(connection.client, "connection_pool", None)
+            if pool is not None:
+                pool.disconnect()
+
+    # -- inspection helpers (tests, benchmarks) ----------------------------------
+
+    @property
+    def client(self):
+        """This process's redis-py client."""
+        return self._conn().client
