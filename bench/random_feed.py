@@ -65,6 +65,8 @@ CASES = [
      "no-snapshot-walk"),
 ]
 VARIANTS["no-snapshot-walk"] = {**VARIANTS["no-snapshot"], "RANDOM_LIST_MAX_KEYS": 0}
+#: The defaults with sessions in Redis (the throughput benchmark starts a redis-server for it).
+VARIANTS["redis"] = dict(VARIANTS["default"])
 
 
 def write_snapshot(url: str) -> dict:
@@ -227,8 +229,9 @@ def _wrk(port: int, path: str, seconds: int, connections: int, script: str | Non
 
 
 def throughput(size: int, seconds: int, threads: int, variant: str = "default", connections: int = 8,
-               rounds: int = 3) -> dict:
-    """Requests/s of the ceiling, our random pages and upstream's, under gunicorn with ``threads``.
+               rounds: int = 3, workers: int = 1) -> dict:
+    """Requests/s of the ceiling, our random pages and upstream's, under gunicorn with ``workers``
+    processes of ``threads`` threads; the ``redis`` variant keeps sessions in a redis-server of its own.
 
     The ceiling and our random pages are loaded in turn, ``rounds`` times each, and
     averaged: this VM's speed drifts by 10-30% over a minute, and interleaving keeps
@@ -236,12 +239,23 @@ def throughput(size: int, seconds: int, threads: int, variant: str = "default", 
     """
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (Debian package 'wrk'); it loads the server on loopback")
+    if variant == "redis":
+        from .redis_memory import redis_server
+
+        with redis_server(shutil.which("redis-server") or "/usr/bin/redis-server") as store_url:
+            return _throughput(size, seconds, threads, variant, connections, rounds, workers,
+                               {"VIRALSPOT_SESSION_STORE_URL": store_url})
+    return _throughput(size, seconds, threads, variant, connections, rounds, workers, {})
+
+
+def _throughput(size: int, seconds: int, threads: int, variant: str, connections: int, rounds: int,
+                workers: int, extra_env: dict) -> dict:
     url, _ = build_catalog(size)
     write_snapshot(url)
     port = _free_port()
     env = {**os.environ, "VIRALSPOT_DATABASE_URL": url, "VIRALSPOT_LOG_LEVEL": "WARNING", "PORT": str(port),
-           "GUNICORN_ACCESSLOG": "", "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": str(threads),
-           **{f"VIRALSPOT_{name}": str(value) for name, value in VARIANTS[variant].items()}}
+           "GUNICORN_ACCESSLOG": "", "WEB_CONCURRENCY": str(workers), "GUNICORN_THREADS": str(threads),
+           **{f"VIRALSPOT_{name}": str(value) for name, value in VARIANTS[variant].items()}, **extra_env}
     server = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "gunicorn"), "-c",
                                os.path.join(ROOT, "gunicorn.conf.py"), "bench.bench_app:app"],
                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -259,7 +273,8 @@ def throughput(size: int, seconds: int, threads: int, variant: str = "default", 
         server.terminate()
         server.wait(timeout=30)
     ceiling_rps, random_rps = statistics.mean(ceiling), statistics.mean(ours)
-    return {"size": size, "threads": threads, "variant": variant, "ceiling_rps": ceiling_rps, "random_rps": random_rps,
+    return {"size": size, "threads": threads, "workers": workers, "variant": variant, "ceiling_rps": ceiling_rps,
+            "random_rps": random_rps,
             "upstream_rps": upstream, "random_share": random_rps / ceiling_rps,
             "shares": [r / c for r, c in zip(ours, ceiling)]}
 
@@ -299,13 +314,13 @@ def print_tables(latency_rows, memory_rows, throughput_rows, snapshot_rows=()) -
                   f"{row['upstream_bytes_per_item']:.1f} |")
     if throughput_rows:
         size = throughput_rows[0]["size"]
-        print(f"\n### Throughput under gunicorn (1 worker, gthread, wrk -c8 on loopback, {size:,} items)\n")
-        print("| gunicorn threads | plans | ceiling: fixed 24-item page, req/s | random page, ours, req/s | "
+        print(f"\n### Throughput under gunicorn (gthread, wrk -c8 on loopback, {size:,} items)\n")
+        print("| workers | threads | variant | ceiling: fixed 24-item page, req/s | random page, ours, req/s | "
               "ours / ceiling (each round) | upstream design, req/s | upstream / ceiling |")
-        print("|---:|---|---:|---:|---:|---:|---:|")
+        print("|---:|---:|---|---:|---:|---:|---:|---:|")
         for t in throughput_rows:
             rounds = ", ".join(f"{share:.0%}" for share in t["shares"])
-            print(f"| {t['threads']} | {t['variant']} | {t['ceiling_rps']:.0f} | {t['random_rps']:.0f} | "
+            print(f"| {t['workers']} | {t['threads']} | {t['variant']} | {t['ceiling_rps']:.0f} | {t['random_rps']:.0f} | "
                   f"{t['random_share']:.0%} ({rounds}) | {t['upstream_rps']:.0f} | "
                   f"{t['upstream_rps'] / t['ceiling_rps']:.0%} |")
 
@@ -316,9 +331,9 @@ def main(argv=None) -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3, help="ceiling/random load rounds per configuration")
     parser.add_argument("--skip", default="", help="comma list of parts to skip: latency,memory,throughput")
-    parser.add_argument("--throughput", default="8:default,1:default,8:walk,8:no-snapshot",
-                        help="gunicorn configurations to load, threads:variant (8 threads is gunicorn.conf.py's "
-                             f"default; variants: {', '.join(VARIANTS)})")
+    parser.add_argument("--throughput", default="8:default,8:redis:3,1:default,8:walk,8:no-snapshot",
+                        help="gunicorn configurations to load, threads:variant[:workers] (8 threads and 1 "
+                             f"worker are gunicorn.conf.py's memory:// defaults; variants: {', '.join(VARIANTS)})")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     skip = set(filter(None, args.skip.split(",")))
@@ -327,8 +342,9 @@ def main(argv=None) -> None:
     latency_rows = latency(sizes) if "latency" not in skip else []
     memory_rows = memory(max(sizes)) if "memory" not in skip else []
     configurations = [item.split(":") for item in args.throughput.split(",")]
-    throughput_rows = ([throughput(max(sizes), args.seconds, int(threads), variant, rounds=args.rounds)
-                        for threads, variant in configurations] if "throughput" not in skip else [])
+    throughput_rows = ([throughput(max(sizes), args.seconds, int(threads), variant, rounds=args.rounds,
+                                   workers=int(rest[0]) if rest else 1)
+                        for threads, variant, *rest in configurations] if "throughput" not in skip else [])
     print_tables(latency_rows, memory_rows, throughput_rows, snapshot_rows)
 
 

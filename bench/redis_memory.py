@@ -92,10 +92,19 @@ class RoundTrips:
             AbstractConnection.send_packed_command = original
 
 
-def _commands(client) -> int:
+def _commands(client) -> tuple[int, int]:
+    """(scripts run, all commands run including those inside scripts), INFO itself excluded."""
     stats = client.info("commandstats")
-    return sum(int(value["calls"]) for name, value in stats.items()
-               if name not in ("cmdstat_info", "cmdstat_client|setinfo", "cmdstat_hello"))
+    scripts = sum(int(stats.get(name, {}).get("calls", 0)) for name in ("cmdstat_evalsha", "cmdstat_eval"))
+    total = sum(int(value["calls"]) for name, value in stats.items()
+                if name not in ("cmdstat_info", "cmdstat_client|setinfo", "cmdstat_hello"))
+    return scripts, total
+
+
+def _per_page(client, before: tuple[int, int], counter: "RoundTrips", pages: int) -> dict:
+    scripts, total = _commands(client)
+    return {"pages": pages, "round_trips": counter.count / pages, "scripts": (scripts - before[0]) / pages,
+            "commands": (total - before[1]) / pages}
 
 
 def serve_page(store, session_id: str, keys: list[int], offset: int) -> None:
@@ -117,6 +126,9 @@ def memory_rows(url: str, sizes, quick: bool) -> list[dict]:
     rows = []
     for size in sizes:
         sessions = max(1, SESSIONS.get(size, max(1, 48_000 // size)) // (4 if quick else 1))
+        # Warm up (scripts loaded, Lua and client buffers grown) outside the measurement.
+        client.flushall()
+        serve_page(store, "warm-up", list(range(1, PAGE + 2)), 0)
         client.flushall()
         before = int(client.info("memory")["used_memory"])
         rng = random.Random(size)
@@ -145,13 +157,13 @@ def store_round_trips(url: str, pages: int = 200) -> dict:
     store.ping()  # connect outside the count
     keys = random.Random(1).sample(range(1, KEY_SPACE + 1), pages * PAGE + 1)
     serve_page(store, "warm-up", keys, 0)
-    counter, commands = RoundTrips(), _commands(store.client)
+    counter, before = RoundTrips(), _commands(store.client)
     with counter.installed():
         for page in range(pages):
             serve_page(store, "round-trips", keys, page * PAGE)
-    commands = _commands(store.client) - commands - 1  # less the INFO below's own count
+    row = _per_page(store.client, before, counter, pages)
     store.close()
-    return {"pages": pages, "round_trips": counter.count / pages, "commands": commands / pages}
+    return row
 
 
 def app_round_trips(url: str, sessions: int = 10, pages: int = 8) -> dict:
@@ -171,16 +183,15 @@ def app_round_trips(url: str, sessions: int = 10, pages: int = 8) -> dict:
         assert response.status_code == 200, response.get_data(as_text=True)[:300]
 
     page("warm-up", 0)
-    counter, commands = RoundTrips(), _commands(store.client)
+    counter, before = RoundTrips(), _commands(store.client)
     with counter.installed():
         for session in range(sessions):
             for number in range(pages):
                 page(f"app-{session}", number)
-    commands = _commands(store.client) - commands - 1
-    total = sessions * pages
+    row = _per_page(store.client, before, counter, sessions * pages)
     app.extensions["viralspot.session_store"].close()
     app.extensions["viralspot.catalog"].dispose()
-    return {"pages": total, "round_trips": counter.count / total, "commands": commands / total}
+    return row
 
 
 def main(argv=None) -> None:
@@ -210,10 +221,12 @@ def main(argv=None) -> None:
         if not args.no_app:
             rows.append(("GET /api/reels?random_order=true, 10k catalog", app_round_trips(url)))
         print("\nRedis round trips and commands per random page:\n")
-        print("| what | pages | round trips per page | commands per page |")
-        print("|---|---:|---:|---:|")
+        print("| what | pages | round trips per page | scripts (EVALSHA) per page | commands per page, "
+              "incl. inside scripts |")
+        print("|---|---:|---:|---:|---:|")
         for name, row in rows:
-            print(f"| {name} | {row['pages']} | {row['round_trips']:.2f} | {row['commands']:.2f} |")
+            print(f"| {name} | {row['pages']} | {row['round_trips']:.2f} | {row['scripts']:.2f} "
+                  f"| {row['commands']:.1f} |")
 
 
 if __name__ == "__main__":

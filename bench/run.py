@@ -11,7 +11,7 @@ import datetime
 import os
 import platform
 
-from . import plain_page, random_feed
+from . import plain_page, random_feed, redis_memory
 
 
 def machine() -> str:
@@ -40,6 +40,8 @@ def main(argv=None) -> None:
     print("### Plain (non-random) page latency (24 items, Flask test client, SQLite)\n")
     print(plain_page.markdown(plain_page.measure((sizes[0], sizes[-1]) if len(sizes) > 1 else sizes)))
     random_feed.main(["--sizes", ",".join(map(str, sizes)), "--seconds", "3" if args.quick else "10"])
+    print()
+    redis_memory.main(["--quick"] if args.quick else [])
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ catalog tests compare what the service answers with what the reference says.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 PROFILES = {
     "alice": {"followers": 1_000_000, "is_verified": True, "account_type": "Influencer", "profile_name": "Alice A"},

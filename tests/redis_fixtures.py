@@ -33,8 +33,11 @@ def _in_ci() -> bool:
 
 
 def redis_server_binary() -> str | None:
-    """``VIRALSPOT_REDIS_SERVER``, else ``redis-server`` on PATH or in /usr/bin."""
-    candidates = [os.environ.get("VIRALSPOT_REDIS_SERVER"), shutil.which("redis-server"), "/usr/bin/redis-server"]
+    """``VIRALSPOT_REDIS_SERVER`` when set (only it), else ``redis-server`` on PATH or in /usr/bin."""
+    if os.environ.get("VIRALSPOT_REDIS_SERVER"):
+        candidates = [os.environ["VIRALSPOT_REDIS_SERVER"]]
+    else:
+        candidates = [shutil.which("redis-server"), "/usr/bin/redis-server"]
     for candidate in candidates:
         if candidate and os.access(candidate, os.X_OK):
             return candidate
@@ -117,7 +120,8 @@ class RedisServer:
 def _require_redis_server() -> str:
     binary = redis_server_binary()
     if binary is None:
-        reason = "redis-server not found on PATH, in /usr/bin or in VIRALSPOT_REDIS_SERVER"
+        reason = ("redis-server not found (VIRALSPOT_REDIS_SERVER, PATH, /usr/bin); "
+                  "install it with: apt-get install redis-server")
         _store_notes["redis"] = reason
         if _in_ci():
             pytest.fail(f"{reason}; CI is set, so the Redis session store tests must run", pytrace=False)

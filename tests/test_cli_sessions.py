@@ -11,16 +11,19 @@ def test_list_shows_count_and_most_recent_first(app, store):
     serve(store, "second", [2, 3])
     result = app.test_cli_runner().invoke(args=["sessions", "list"])
     assert result.exit_code == 0
-    lines = result.output.splitlines()
+    lines = result.stdout.splitlines()
     assert lines[0] == "2 sessions in in_memory_dict"
     assert lines[1:] == ["second", "first"]
+    # memory:// says plainly that a separate process cannot see a server's sessions.
+    assert "only its own process's sessions, not a running server's" in result.stderr
+    assert "VIRALSPOT_SESSION_STORE_URL=redis://" in result.stderr
 
 
 def test_show_prints_the_session_as_json(app, store):
     serve(store, "shown", [4, 5, 6], feed="reels:f")
     result = app.test_cli_runner().invoke(args=["sessions", "show", "shown"])
     assert result.exit_code == 0
-    summary = json.loads(result.output)
+    summary = json.loads(result.stdout)
     assert summary["session_id"] == "shown"
     assert summary["served_items_count"] == 3 and summary["generation"] == 0
     assert summary["feeds"] == [{"feed_key": "reels:f", "endpoint": "/api/reels", "served_items_count": 3,
@@ -49,3 +52,14 @@ def test_cli_validates_session_ids(app):
     result = app.test_cli_runner().invoke(args=["sessions", "show", "bad id!"])
     assert result.exit_code == 2
     assert "invalid characters" in result.output
+
+
+def test_stats_reports_the_store_and_its_active_sessions(app, store):
+    serve(store, "a", [1, 2])
+    serve(store, "b", [3])
+    store.reset("b")
+    result = app.test_cli_runner().invoke(args=["sessions", "stats"])
+    assert result.exit_code == 0
+    stats = json.loads(result.stdout)
+    assert stats["storage_type"] == "in_memory_dict" and stats["active_sessions"] == 1
+    assert stats["served_bytes"] == 16  # "a": two keys in its seen-set and two in its feed, 4 bytes each

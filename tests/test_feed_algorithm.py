@@ -426,3 +426,50 @@ def test_permutations_are_remembered_per_session_generation_and_size():
                   feeds.permutation("s2", 0, 1000)):
         assert other is not first
     assert not (feeds.permutation("s1", 1, 1000)(positions) == first(positions)).all()
+
+
+class CountingStore(MemorySessionStore):
+    """The memory store as a Redis-like store: no seen pre-filter, every call counted."""
+
+    prefilter_seen = False
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def read_feed(self, *args, **kwargs):
+        self.calls.append("read_feed")
+        return super().read_feed(*args, **kwargs)
+
+    def claim_unseen(self, *args, **kwargs):
+        self.calls.append("claim_unseen")
+        return super().claim_unseen(*args, **kwargs)
+
+    def seen_among(self, *args, **kwargs):
+        self.calls.append("seen_among")
+        return super().seen_among(*args, **kwargs)
+
+
+@pytest.mark.parametrize("small_catalog", [20_000, 0], ids=["list", "walk"])
+def test_a_page_is_one_read_and_one_claim_when_the_claim_checks_seen_keys(small_catalog):
+    feeds, store = make_feeds(small_catalog), CountingStore()
+    source = InMemoryCatalog(5000, range(1, 5001))
+    for offset in range(0, 240, 24):
+        store.calls.clear()
+        feeds.page(store, source, "s", "f", offset, 24)
+        assert store.calls == ["read_feed", "claim_unseen"]
+
+
+@pytest.mark.parametrize("small_catalog", [20_000, 0], ids=["list", "walk"])
+def test_items_seen_in_another_feed_make_short_claims_not_conflicts(small_catalog):
+    """A session that has seen most of a feed's items elsewhere gets its few unseen ones, or an
+    empty last page, never 503 SESSION_CONFLICT."""
+    feeds, store = make_feeds(small_catalog), CountingStore()
+    source = InMemoryCatalog(3000, range(1, 3001))
+    everything = {k for p in drain(feeds, store, source, "s", "all", limit=100) for k in p.keys}
+    assert everything == set(range(1, 3001))
+    assert drain(feeds, store, source, "s", "again")[0].keys == []  # all seen: one empty last page
+    source.matching |= set(range(3001, 3011))
+    source.max_key, source.version = 3010, 2
+    late = [k for p in drain(feeds, store, source, "s", "later") for k in p.keys]
+    assert sorted(late) == list(range(3001, 3011))

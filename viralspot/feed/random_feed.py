@@ -22,7 +22,11 @@ from .plans import EXPIRED, CandidateSource, FeedPlanner, batch_size
 
 log = logging.getLogger(__name__)
 
+#: Claims of one page that may lose a race before the page answers 503 SESSION_CONFLICT.
 MAX_ATTEMPTS = 16
+#: Rounds of one page in all (lost races, short claims, catalog growth): a bound, never reached
+#: in practice, that keeps a page from looping.
+MAX_ROUNDS = 256
 #: Sessions whose permutations a process keeps built (a session pages through its feed in a row).
 PERMUTATION_CACHE_SIZE = 4096
 
@@ -52,8 +56,9 @@ def session_permutation(secret: bytes, session_id: str, generation: int, size: i
 
 
 def gather_candidates(plan, permutation: KeyedPermutation, start: int, needed: int,
-                      source: CandidateSource, seen_among) -> tuple[list[tuple[int, int]], int]:
-    """Scan positions from ``start`` for ``needed`` unseen matching keys.
+                      source: CandidateSource, seen_among=None) -> tuple[list[tuple[int, int]], int]:
+    """Scan positions from ``start`` for ``needed`` matching keys, unseen ones when ``seen_among``
+    (the store's advisory check) is given; the claim skips seen keys either way.
 
     Returns the (position, key) candidates in position order and the position
     the scan covered up to: every unseen matching key in ``[start, scanned_to)``
@@ -74,7 +79,7 @@ def gather_candidates(plan, permutation: KeyedPermutation, start: int, needed: i
         if plan.until is not None:  # a list of a filter on the clock: skip the keys that stopped matching
             pairs = [pair for pair in pairs if pair[1] != EXPIRED]
             keys = [key for _position, key in pairs]
-        seen = seen_among(keys)
+        seen = seen_among(keys) if seen_among is not None else None
         if seen:
             seen = set(seen)
             pairs = [pair for pair in pairs if pair[1] not in seen]
@@ -115,7 +120,14 @@ class RandomFeeds:
         """
         need = offset + limit
         state = None
-        for _attempt in range(MAX_ATTEMPTS):
+        # A store whose seen check is a round trip (Redis) leaves it to the claim: a page is then one
+        # read and one claim. A claim that came up short (keys seen in other feeds) is progress, not
+        # a conflict: the next round scans further ahead, twice as far each time.
+        seen_among = (lambda keys: store.seen_among(session_id, keys)) if store.prefilter_seen else None
+        conflicts = ahead = 0
+        for _round in range(MAX_ROUNDS):
+            if conflicts >= MAX_ATTEMPTS:
+                break
             view = store.read_feed(session_id, signature, offset, need)
             if view.served_count > need:
                 return RandomPage(view.keys, False)
@@ -132,15 +144,17 @@ class RandomFeeds:
             permutation = self.permutation(session_id, view.generation, plan.size) if plan.size else None
             want = max(0, need - view.served_count)
             candidates, scanned_to = gather_candidates(
-                plan, permutation, start, want + 1, source,
-                lambda keys: store.seen_among(session_id, keys))
+                plan, permutation, start, (want + 1) << min(ahead, 6), source, seen_among)
             result = store.claim_unseen(
                 session_id, signature, generation=view.generation, expect_cursor=view.cursor,
                 expect_plan=view.plan, plan=plan.token, domain=plan.size, candidates=candidates,
                 scanned_to=scanned_to, want=want, page=(offset, need))
             if not result.ok:
                 log.debug("feed claim lost a race; retrying")
+                conflicts += 1
                 continue
+            if len(result.claimed) < want:
+                ahead += 1
             if result.has_more:
                 return RandomPage(result.keys, False)
             if result.exhausted:

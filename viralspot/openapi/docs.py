@@ -9,6 +9,7 @@ that allows nothing but this origin.
 """
 from __future__ import annotations
 
+import functools
 import os
 import threading
 
@@ -45,6 +46,7 @@ def app_spec(app: Flask) -> dict:
     return spec
 
 
+@functools.cache
 def swagger_ui_version() -> str:
     with open(os.path.join(SWAGGER_UI_DIR, "VERSION"), encoding="utf-8") as handle:
         return handle.read().strip()
@@ -58,8 +60,8 @@ def openapi_json():
 
 
 @bp.get("/docs")
-@documented("Interactive documentation (Swagger UI)", media_type="text/html",
-            response={"type": "string"}, response_description="The Swagger UI page; needs no network beyond this server.")
+@documented("Interactive documentation (Swagger UI)", media_type="text/html", response={"type": "string"},
+            response_description="The Swagger UI page; needs no network beyond this server.")
 def docs_page():
     spec = app_spec(current_app)
     response = current_app.make_response(render_template(

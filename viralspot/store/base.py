@@ -97,6 +97,11 @@ class SessionStoreBackend(abc.ABC):
 
     #: Reported as ``server_info.session_storage_type``.
     storage_type: str = "unknown"
+    #: Whether the feed should filter candidates with ``seen_among`` before claiming: True where the
+    #: check is an in-process call; False where it costs a round trip (the claim skips seen keys).
+    prefilter_seen: bool = True
+    #: Whether other processes (workers, hosts, ``flask sessions``) see the same sessions.
+    shared: bool = False
 
     @abc.abstractmethod
     def read_feed(self, session_id: str, feed_key: str, start: int, stop: int) -> FeedView:
@@ -156,6 +161,11 @@ class SessionStoreBackend(abc.ABC):
     @abc.abstractmethod
     def session_ids(self, limit: int = 100) -> list[str]:
         """Up to ``limit`` active session ids, most recently used first."""
+
+    def stats(self) -> dict:
+        """Figures for ``flask sessions stats``: the backend kind and its active sessions, plus what
+        the backend knows of its own (memory use, evictions)."""
+        return {"storage_type": self.storage_type, "active_sessions": self.session_count()}
 
     def ping(self) -> bool:
         """True when the backend answers."""

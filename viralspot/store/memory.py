@@ -271,6 +271,10 @@ class MemorySessionStore(SessionStoreBackend):
                 ids.append(session_id)
             return ids
 
+    def stats(self) -> dict:
+        return {**super().stats(), "max_sessions": self.max_sessions, "evicted": self.evicted,
+                "expired": self.expired, "served_bytes": self.served_bytes()}
+
     def served_bytes(self) -> int:
         """Bytes held by seen sets and served sequences (for the memory benchmark)."""
         with self._lock:

@@ -209,6 +209,9 @@ class RedisSessionStore(SessionStoreBackend):
     """Session store on Redis (standalone, TLS, unix socket or Sentinel)."""
 
     storage_type = "redis"
+    #: The claim script skips seen keys itself; a separate check would cost a round trip.
+    prefilter_seen = False
+    shared = True
 
     def __init__(self, url: str, ttl: float = 86400, max_feeds: int = 64,
                  options: ClientOptions | None = None) -> None:
@@ -402,6 +405,20 @@ class RedisSessionStore(SessionStoreBackend):
             return []
         (ids,) = self._run([("ids", [INDEX_KEY], [self.ttl_ms, int(limit)])])
         return [_text(session_id) for session_id in ids]
+
+    def stats(self) -> dict:
+        """Active sessions plus the server's memory figures (``flask sessions stats``)."""
+        def figures(connection: _Connection) -> dict:
+            pipe = connection.client.pipeline(transaction=False)
+            pipe.info("server")
+            pipe.info("memory")
+            pipe.zcard(INDEX_KEY)
+            server, memory, indexed = pipe.execute()
+            return {"redis_version": server.get("redis_version"), "used_memory": memory.get("used_memory"),
+                    "maxmemory": memory.get("maxmemory"), "maxmemory_policy": memory.get("maxmemory_policy"),
+                    "indexed_sessions": indexed}
+
+        return {**super().stats(), **self._attempts(figures)}
 
     def ping(self) -> bool:
         """True when Redis answers; False when it cannot be reached (health reports it)."""

@@ -93,6 +93,23 @@ local function bucket_add(s, los)
   return bitmap_set(s, los)
 end
 
+-- HMGET of ``fields`` (a list) in chunks (Lua's unpack takes at most a few thousand values).
+local function hmget(key, fields)
+  local values = {}
+  for first = 1, #fields, 1000 do
+    local chunk = redis.call('HMGET', key, unpack(fields, first, math.min(#fields, first + 999)))
+    for i, value in ipairs(chunk) do values[first + i - 1] = value end
+  end
+  return values
+end
+
+-- HSET of ``pairs`` (a flat field, value, ... list) in chunks.
+local function hset(key, pairs)
+  for first = 1, #pairs, 1000 do
+    redis.call('HSET', key, unpack(pairs, first, math.min(#pairs, first + 999)))
+  end
+end
+
 local function feed_state(packed)  -- {cursor, exhausted, plan, claim_id, before, after, has_more}
   if not packed then return nil end
   return cmsgpack.unpack(packed)

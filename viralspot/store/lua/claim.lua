@@ -76,7 +76,7 @@ for i = 1, count do
   end
 end
 if #wanted > 0 then
-  local values = redis.call('HMGET', seen_key, unpack(wanted))
+  local values = hmget(seen_key, wanted)
   for i, hi in ipairs(wanted) do buckets[hi] = values[i] end
 end
 
@@ -111,7 +111,7 @@ if #claimed > 0 then
     fields[#fields + 1] = hi
     fields[#fields + 1] = bucket_add(buckets[hi] or nil, los)
   end
-  redis.call('HSET', seen_key, unpack(fields))
+  hset(seen_key, fields)
   local parts = {served}
   for i, key in ipairs(claimed) do parts[i + 1] = struct.pack('<I4', key) end
   served = table.concat(parts)

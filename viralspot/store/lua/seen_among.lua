@@ -15,7 +15,7 @@ for i = 1, count do
     wanted[#wanted + 1] = hi
   end
 end
-local values = redis.call('HMGET', KEYS[1], unpack(wanted))
+local values = hmget(KEYS[1], wanted)
 for i, hi in ipairs(wanted) do buckets[hi] = values[i] end
 local found = {}
 for _, key in ipairs(list) do
