@@ -15,11 +15,12 @@ import os
 from viralspot import create_app
 from viralspot.args import present_arguments, use_args
 from viralspot.catalog.filters import content_filter
-from viralspot.catalog.queries import items_by_keys, plain_page
-from viralspot.content.listing import listing_message, page_data
+from viralspot.catalog.queries import items_by_keys, plain_page_keys
+from viralspot.content.listing import listing_message
 from viralspot.extensions import catalog
 from viralspot.schemas.content import ContentQueryArgsSchema
 from viralspot.schemas.envelope import api_response
+from viralspot.schemas.items import serialize_item
 
 from .plain_page import BENCH_NOW
 from .upstream import upstream_random_page
@@ -27,6 +28,12 @@ from .upstream import upstream_random_page
 
 #: Where the benchmarks keep the catalogs' item snapshots (``VIRALSPOT_ITEM_SNAPSHOT_DIR`` overrides).
 SNAPSHOT_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".data", "snapshots")
+
+
+def page_data(rows: list[dict], is_last_page: bool) -> dict:
+    """The content endpoints' ``data`` built from rows per request (what the service avoids by
+    splicing items rendered at write time): the ceiling's page and upstream's."""
+    return {"reels": [serialize_item(row) for row in rows], "isLastPage": is_last_page}
 
 
 def create_bench_app(config: dict | None = None):
@@ -46,7 +53,8 @@ def create_bench_app(config: dict | None = None):
     def upstream(args):
         flt = content_filter("reels", args)
         with catalog.connect() as conn:
-            rows, is_last = plain_page(conn, flt, args.get("sort_by"), args["limit"], args["offset"])
+            keys, is_last = plain_page_keys(conn, flt, args.get("sort_by"), args["limit"], args["offset"])
+            rows = items_by_keys(conn, keys)
         rows = upstream_random_page(rows, args.get("session_id") or "anonymous")
         return api_response(page_data(rows, is_last), listing_message("reels", len(rows), args["offset"]))
 

@@ -1,4 +1,4 @@
-"""The catalog functions the random feed builds on: ContentFilter, key lookups, plain_page, serialize_item."""
+"""The catalog functions the random feed builds on: ContentFilter, key lookups, plain_page_keys, serialize_item."""
 from __future__ import annotations
 
 import subprocess
@@ -12,7 +12,7 @@ from sqlalchemy import select
 from catalog_data import expected_order
 from viralspot.catalog.filters import ContentFilter, content_filter
 from viralspot.catalog.queries import (catalog_state, items_by_keys, matching_among, matching_keys,
-                                       matching_keys_until, plain_page)
+                                       matching_keys_until, plain_page_keys)
 from viralspot.catalog.tables import content
 from viralspot.schemas.items import display_count, serialize_item
 from viralspot.schemas.content import ContentQueryArgsSchema
@@ -143,15 +143,16 @@ def test_items_by_keys_keeps_the_given_order_and_skips_missing(fixture_catalog):
     assert rows[1]["profile_name"] == records[0]["profile_name"]
 
 
-def test_plain_page_returns_rows_and_is_last_page(fixture_catalog):
+def test_plain_page_keys_and_is_last_page(fixture_catalog):
     app, records, now = fixture_catalog
     flt = make_filter("reels", {"content_types": "reel,post,story"})
     order = expected_order(records, "reels", {"content_types": "reel,post,story", "sort_by": "likes"}, now)
     with app.extensions["viralspot.catalog"].connect() as conn:
-        rows, last = plain_page(conn, flt, "likes", 10, 45)
-        tail, tail_last = plain_page(conn, flt, "likes", 10, 55)
+        keys, last = plain_page_keys(conn, flt, "likes", 10, 45)
+        tail, tail_last = plain_page_keys(conn, flt, "likes", 10, 55)
+        rows, tail_rows = items_by_keys(conn, keys), items_by_keys(conn, tail)
     assert [row["content_id"] for row in rows] == order[45:55] and last is False
-    assert [row["content_id"] for row in tail] == order[55:] and tail_last is True
+    assert [row["content_id"] for row in tail_rows] == order[55:] and tail_last is True
 
 
 # --- serialize_item --------------------------------------------------------------

@@ -56,8 +56,8 @@ def test_snapshot_holds_exactly_the_databases_items(seeded, tmp_path):
             expected_joined, expected_count = joined_item_fragments(conn, keys)
             joined, count = snapshot.joined(keys)
             assert (joined.decode(), count) == (expected_joined, expected_count)
-        assert json.loads(snapshot.item(7)) == json.loads(item_fragments(conn, [7])[0])
-        assert snapshot.item(largest + 1) is None
+        assert json.loads(snapshot.joined([7])[0]) == json.loads(item_fragments(conn, [7])[0])
+        assert snapshot.joined([largest + 1]) == (b"", 0)
     snapshot.close()
 
 
@@ -78,7 +78,7 @@ def test_unrendered_rows_are_rendered_into_the_snapshot(tmp_path):
     with engine.connect() as conn:
         snapshot = ItemSnapshot(write_snapshot(conn, tmp_path / "snaps"))
         for key in range(1, 41):
-            assert json.loads(snapshot.item(key)) == json.loads(item_fragments(conn, [key])[0])
+            assert json.loads(snapshot.joined([key])[0]) == json.loads(item_fragments(conn, [key])[0])
     engine.dispose()
 
 
@@ -175,7 +175,7 @@ def test_pages_read_the_snapshot_of_their_state_and_the_server_writes_the_next(t
     with engine.connect() as conn:
         new_file = snapshots.directory / snapshot_name(catalog_state(conn))
     assert new_file.exists() and not old_file.exists()  # the older state's file is deleted
-    assert ItemSnapshot(new_file).item(1) == b'{"id":"changed"}'
+    assert ItemSnapshot(new_file).joined([1]) == (b'{"id":"changed"}', 1)
     assert {item["id"] for item in page_items(client, "fourth", 60)} == {"changed"}
     engine.dispose()
 

@@ -107,11 +107,6 @@ class ItemSnapshot:
                     parts.append(data[start + begin:start + end])
         return b",".join(parts), len(parts)
 
-    def item(self, key: int) -> bytes | None:
-        """One item's JSON, or None."""
-        joined, count = self.joined((key,))
-        return joined if count else None
-
     def close(self) -> None:
         offsets = getattr(self, "_offsets", None)
         if offsets is not None:

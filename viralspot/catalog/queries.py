@@ -227,13 +227,6 @@ def plain_page_keys(conn: Connection, flt: ContentFilter, sort_by: str | None, l
     return keys[:limit], len(keys) <= limit
 
 
-def plain_page(conn: Connection, flt: ContentFilter, sort_by: str | None, limit: int,
-               offset: int) -> tuple[list[dict], bool]:
-    """One page in a plain (non-random) order: (rows, is_last_page); the rows of ``plain_page_keys``."""
-    keys, is_last_page = plain_page_keys(conn, flt, sort_by, limit, offset)
-    return items_by_keys(conn, keys), is_last_page
-
-
 #: A new catalog's first version is random below this: a catalog re-created at the same place (a
 #: deleted SQLite file seeded again) does not repeat its predecessor's versions, which name its
 #: item snapshots (item_snapshot.py).
@@ -293,5 +286,5 @@ def counts_by_type_and_category(conn: Connection) -> list[tuple[str, str | None,
     return [(row[0], row[1], int(row[2])) for row in conn.execute(stmt)]
 
 
-__all__ = ["catalog_state", "matching_among", "matching_keys", "matching_keys_until", "items_by_keys", "plain_page", "plain_page_keys",
+__all__ = ["catalog_state", "matching_among", "matching_keys", "matching_keys_until", "items_by_keys", "plain_page_keys",
            "order_by", "bump_version", "filter_options", "counts_by_type_and_category", "content_count"]

@@ -28,6 +28,7 @@ from typing import Callable
 import numpy as np
 from sqlalchemy import Engine, func, select
 
+from .filters import ACCOUNT_TYPES, CONTENT_TYPES
 from .queries import ITEM_COLUMNS, bump_version, content_count
 from .rendering import render_row
 from .tables import CONTENT_SECONDARY_INDEXES, content, primary_profiles
@@ -77,9 +78,8 @@ LANGUAGES = ("en", "es", "pt", "fr", "de", "it", "hi", "ar", "ja")
 LANGUAGE_WEIGHTS = (0.55, 0.14, 0.09, 0.05, 0.05, 0.04, 0.04, 0.02, 0.02)
 CONTENT_STYLES = ("talking_head", "tutorial", "vlog", "skit", "voiceover", "slideshow",
                   "behind_the_scenes", "review", "montage")
-ACCOUNT_TYPES = ("Influencer", "Theme Page", "Business Page", "Personal")
+#: Shares of filters.ACCOUNT_TYPES and filters.CONTENT_TYPES, in their order.
 ACCOUNT_WEIGHTS = (0.45, 0.2, 0.2, 0.15)
-CONTENT_TYPES = ("reel", "post", "story")
 CONTENT_TYPE_WEIGHTS = (0.7, 0.25, 0.05)
 _ADJECTIVES = ("daily", "urban", "happy", "wild", "golden", "tiny", "epic", "cozy", "bold", "fresh",
                "lazy", "smart", "sunny", "quiet", "rapid", "lucky")

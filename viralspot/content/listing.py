@@ -2,8 +2,7 @@
 
 Plain functions over a connection and validated arguments; the views only pick
 the endpoint kind. A page is answered from the items' stored JSON
-(``joined_item_fragments``, ``page_response``); ``page_data`` builds the same ``data``
-from rows, for callers that have rows.
+(``joined_item_fragments``, ``page_response``).
 """
 from __future__ import annotations
 
@@ -17,17 +16,11 @@ from ..catalog.queries import catalog_state, filter_options, plain_page_keys
 from ..catalog.rendering import joined_item_fragments
 from ..clock import app_clock
 from ..extensions import catalog
-from ..schemas.items import serialize_item
 from .page_response import page_response
 
 _NOUN = {"reels": "reels", "posts": "posts"}
 #: (engine url, catalog version, largest id) -> filter options; they only change when the catalog does.
 _options_cache: dict[tuple[str, int], dict] = {}
-
-
-def page_data(rows: list[dict], is_last_page: bool) -> dict:
-    """The documented ``data``: ``reels`` (for posts too) and ``isLastPage``."""
-    return {"reels": [serialize_item(row) for row in rows], "isLastPage": is_last_page}
 
 
 def listing_message(kind: str, count: int, offset: int) -> str:

@@ -108,7 +108,3 @@ class KeyedPermutation:
             out[outside] = self._network(out[outside])
             outside = outside[out[outside] >= size]
         return out.astype(np.int64)
-
-    def at(self, position: int) -> int:
-        """The image of one position."""
-        return int(self(np.array([position]))[0])
