@@ -65,8 +65,10 @@ CASES = [
      "no-snapshot-walk"),
 ]
 VARIANTS["no-snapshot-walk"] = {**VARIANTS["no-snapshot"], "RANDOM_LIST_MAX_KEYS": 0}
-#: The defaults with sessions in Redis (the throughput benchmark starts a redis-server for it).
+#: The defaults with sessions in Redis (the throughput benchmark starts a redis-server for it),
+#: with items from the item snapshot and from the database.
 VARIANTS["redis"] = dict(VARIANTS["default"])
+VARIANTS["redis-no-snapshot"] = dict(VARIANTS["no-snapshot"])
 
 
 def write_snapshot(url: str) -> dict:
@@ -212,8 +214,9 @@ def _wait_until_up(port: int, deadline: float) -> None:
     raise RuntimeError("gunicorn did not come up")
 
 
-def _wrk(port: int, path: str, seconds: int, connections: int, script: str | None) -> float:
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", f"http://127.0.0.1:{port}{path}"]
+def _wrk(port: int, path: str, seconds: int, connections: int, script: str | None) -> tuple[float, float]:
+    """(requests/s, p99 latency in ms) of ``seconds`` of load on ``path``."""
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{port}{path}"]
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         if script:
             handle.write(f'PATH = "{path}"\nCONNECTIONS = {connections}\n' + script)
@@ -225,7 +228,17 @@ def _wrk(port: int, path: str, seconds: int, connections: int, script: str | Non
     non2xx = [line for line in output.splitlines() if "Non-2xx" in line]
     if non2xx:
         raise RuntimeError(f"{path}: {non2xx[0].strip()}")
-    return float(next(line.split()[1] for line in output.splitlines() if line.startswith("Requests/sec")))
+    rps = float(next(line.split()[1] for line in output.splitlines() if line.startswith("Requests/sec")))
+    p99 = next(line.split()[1] for line in output.splitlines() if line.strip().startswith("99%"))
+    return rps, _milliseconds(p99)
+
+
+def _milliseconds(text: str) -> float:
+    """wrk's "1.23ms" / "850.00us" / "1.02s" as milliseconds."""
+    for unit, factor in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
+        if text.endswith(unit):
+            return float(text[:-len(unit)]) * factor
+    raise ValueError(f"not a wrk duration: {text!r}")
 
 
 def throughput(size: int, seconds: int, threads: int, variant: str = "default", connections: int = 8,
@@ -239,7 +252,7 @@ def throughput(size: int, seconds: int, threads: int, variant: str = "default", 
     """
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (Debian package 'wrk'); it loads the server on loopback")
-    if variant == "redis":
+    if variant.startswith("redis"):
         from .redis_memory import redis_server
 
         with redis_server(shutil.which("redis-server") or "/usr/bin/redis-server") as store_url:
@@ -264,17 +277,19 @@ def _throughput(size: int, seconds: int, threads: int, variant: str, connections
         _wait_until_up(port, time.time() + 60)
         _wrk(port, "/bench/fixed-page", 2, connections, None)  # warm-up
         _wrk(port, random_path, 2, connections, WRK_RANDOM)
-        ceiling, ours = [], []
+        ceiling, ours, p99s = [], [], []
         for _round in range(rounds):
-            ceiling.append(_wrk(port, "/bench/fixed-page", seconds, connections, None))
-            ours.append(_wrk(port, random_path, seconds, connections, WRK_RANDOM))
-        upstream = _wrk(port, "/bench/upstream-random?limit=24", seconds, connections, WRK_RANDOM)
+            ceiling.append(_wrk(port, "/bench/fixed-page", seconds, connections, None)[0])
+            rps, p99 = _wrk(port, random_path, seconds, connections, WRK_RANDOM)
+            ours.append(rps)
+            p99s.append(p99)
+        upstream = _wrk(port, "/bench/upstream-random?limit=24", seconds, connections, WRK_RANDOM)[0]
     finally:
         server.terminate()
         server.wait(timeout=30)
     ceiling_rps, random_rps = statistics.mean(ceiling), statistics.mean(ours)
     return {"size": size, "threads": threads, "workers": workers, "variant": variant, "ceiling_rps": ceiling_rps,
-            "random_rps": random_rps,
+            "random_rps": random_rps, "random_p99_ms": statistics.median(p99s),
             "upstream_rps": upstream, "random_share": random_rps / ceiling_rps,
             "shares": [r / c for r, c in zip(ours, ceiling)]}
 
@@ -316,11 +331,12 @@ def print_tables(latency_rows, memory_rows, throughput_rows, snapshot_rows=()) -
         size = throughput_rows[0]["size"]
         print(f"\n### Throughput under gunicorn (gthread, wrk -c8 on loopback, {size:,} items)\n")
         print("| workers | threads | variant | ceiling: fixed 24-item page, req/s | random page, ours, req/s | "
-              "ours / ceiling (each round) | upstream design, req/s | upstream / ceiling |")
-        print("|---:|---:|---|---:|---:|---:|---:|---:|")
+              "random page p99, ms | ours / ceiling (each round) | upstream design, req/s | upstream / ceiling |")
+        print("|---:|---:|---|---:|---:|---:|---:|---:|---:|")
         for t in throughput_rows:
             rounds = ", ".join(f"{share:.0%}" for share in t["shares"])
             print(f"| {t['workers']} | {t['threads']} | {t['variant']} | {t['ceiling_rps']:.0f} | {t['random_rps']:.0f} | "
+                  f"{t['random_p99_ms']:.1f} | "
                   f"{t['random_share']:.0%} ({rounds}) | {t['upstream_rps']:.0f} | "
                   f"{t['upstream_rps'] / t['ceiling_rps']:.0%} |")
 
@@ -331,7 +347,8 @@ def main(argv=None) -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3, help="ceiling/random load rounds per configuration")
     parser.add_argument("--skip", default="", help="comma list of parts to skip: latency,memory,throughput")
-    parser.add_argument("--throughput", default="8:default,8:redis:3,1:default,8:walk,8:no-snapshot",
+    parser.add_argument("--throughput",
+                        default="8:default,8:no-snapshot,8:redis:3,8:redis-no-snapshot:3,1:default,8:walk",
                         help="gunicorn configurations to load, threads:variant[:workers] (8 threads and 1 "
                              f"worker are gunicorn.conf.py's memory:// defaults; variants: {', '.join(VARIANTS)})")
     args = parser.parse_args(argv)
