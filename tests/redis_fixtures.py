@@ -6,9 +6,13 @@ persistence, a temporary directory, a unix socket beside it) and stops it by pid
 extra servers a test may stop and restart (outage tests). Without ``redis-server`` the Redis
 variants skip with the reason, except under CI (env CI set), where that is a failure.
 
-``store_backend`` runs a test once per session store backend (memory, redis); ``make_store``
-builds a fresh backend of the current kind. The terminal summary says which backends ran.
-Registered by ``pytest_plugins`` in conftest.py.
+``redis_cluster`` starts a Redis Cluster once per test session: three masters (``redis-server
+--cluster-enabled yes``) on free loopback ports, joined by ``redis-cli --cluster create``;
+``redis_cluster_clean`` empties it for a test. Without ``redis-cli`` it skips (fails under CI).
+
+``store_backend`` runs a test once per session store backend (memory, redis, redis-cluster);
+``make_store`` builds a fresh backend of the current kind. The terminal summary says which
+backends ran. Registered by ``pytest_plugins`` in conftest.py.
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ import time
 
 import pytest
 
-STORE_BACKENDS = ("memory", "redis")
+STORE_BACKENDS = ("memory", "redis", "redis-cluster")
 #: store backends that at least one test actually ran against (not skipped)
 _store_backends_run: set[str] = set()
 _store_notes: dict[str, str] = {}
@@ -38,6 +42,18 @@ def redis_server_binary() -> str | None:
         candidates = [os.environ["VIRALSPOT_REDIS_SERVER"]]
     else:
         candidates = [shutil.which("redis-server"), "/usr/bin/redis-server"]
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def redis_cli_binary() -> str | None:
+    """``VIRALSPOT_REDIS_CLI`` when set (only it), else ``redis-cli`` on PATH or in /usr/bin."""
+    if os.environ.get("VIRALSPOT_REDIS_CLI"):
+        candidates = [os.environ["VIRALSPOT_REDIS_CLI"]]
+    else:
+        candidates = [shutil.which("redis-cli"), "/usr/bin/redis-cli"]
     for candidate in candidates:
         if candidate and os.access(candidate, os.X_OK):
             return candidate
@@ -117,12 +133,12 @@ class RedisServer:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def _require_redis_server() -> str:
+def _require_redis_server(backend: str = "redis") -> str:
     binary = redis_server_binary()
     if binary is None:
         reason = ("redis-server not found (VIRALSPOT_REDIS_SERVER, PATH, /usr/bin); "
                   "install it with: apt-get install redis-server")
-        _store_notes["redis"] = reason
+        _store_notes[backend] = reason
         if _in_ci():
             pytest.fail(f"{reason}; CI is set, so the Redis session store tests must run", pytrace=False)
         pytest.skip(reason)
@@ -130,11 +146,75 @@ def _require_redis_server() -> str:
         import redis  # noqa: F401
     except ImportError:
         reason = "the redis package (redis[hiredis]) is not installed"
-        _store_notes["redis"] = reason
+        _store_notes[backend] = reason
         if _in_ci():
             pytest.fail(f"{reason}; CI is set, so the Redis session store tests must run", pytrace=False)
         pytest.skip(reason)
     return binary
+
+
+def _require_redis_cli() -> str:
+    binary = redis_cli_binary()
+    if binary is None:
+        reason = ("redis-cli not found (VIRALSPOT_REDIS_CLI, PATH, /usr/bin), needed to create a Redis "
+                  "Cluster; install it with: apt-get install redis-tools")
+        _store_notes["redis-cluster"] = reason
+        if _in_ci():
+            pytest.fail(f"{reason}; CI is set, so the Redis Cluster tests must run", pytrace=False)
+        pytest.skip(reason)
+    return binary
+
+
+class RedisClusterServers:
+    """A throwaway Redis Cluster on 127.0.0.1: ``masters`` redis-servers with cluster mode on (each
+    in its own directory, ``nodes.conf`` there), joined by ``redis-cli --cluster create`` with no
+    replicas. ``start`` waits (bounded) until every node reports ``cluster_state:ok``."""
+
+    def __init__(self, server_binary: str, cli_binary: str, masters: int = 3) -> None:
+        self.cli = cli_binary
+        self.nodes = [RedisServer(server_binary, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                                  "--cluster-node-timeout", "5000") for _ in range(masters)]
+
+    @property
+    def ports(self) -> list[int]:
+        return [node.port for node in self.nodes]
+
+    def url(self, count: int | None = None) -> str:
+        """``redis+cluster://`` naming the first ``count`` nodes (all by default) as startup nodes."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports[:count])
+
+    def start(self, timeout: float = 30.0) -> None:
+        for node in self.nodes:
+            node.start()
+        result = subprocess.run(
+            [self.cli, "--cluster", "create", *[f"127.0.0.1:{port}" for port in self.ports],
+             "--cluster-replicas", "0", "--cluster-yes"],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+        if result.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create failed: {result.stdout}{result.stderr}")
+        deadline = time.monotonic() + timeout
+        pending = list(self.nodes)
+        while pending:
+            with pending[0].client() as client:
+                if client.execute_command("CLUSTER INFO").get("cluster_state") == "ok":
+                    pending.pop(0)
+                    continue
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Redis Cluster on {self.ports} not ok after {timeout} s")
+            time.sleep(0.05)
+
+    def clients(self):
+        """A plain client per node (a test closes them)."""
+        return [node.client() for node in self.nodes]
+
+    def flush(self) -> None:
+        for node in self.nodes:
+            with node.client() as client:
+                client.flushall()
+
+    def remove(self) -> None:
+        for node in self.nodes:
+            node.remove()
 
 
 @pytest.fixture(scope="session")
@@ -153,6 +233,27 @@ def redis_clean(redis_server):
         client.flushall()
     _store_backends_run.add("redis")
     yield redis_server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster():
+    """One real 3-master Redis Cluster for the test session (started on first use, by the cluster
+    contract variants or tests/test_redis_cluster.py); skips (fails under CI) when redis-server or
+    redis-cli is missing."""
+    cluster = RedisClusterServers(_require_redis_server("redis-cluster"), _require_redis_cli())
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+@pytest.fixture
+def redis_cluster_clean(redis_cluster):
+    """The session's Redis Cluster, every node emptied for this test."""
+    redis_cluster.flush()
+    _store_backends_run.add("redis-cluster")
+    yield redis_cluster
 
 
 @pytest.fixture
@@ -196,6 +297,11 @@ class StoreFactory:
             from viralspot.store.memory import MemorySessionStore
 
             store = MemorySessionStore(ttl=ttl, max_feeds=max_feeds, clock=self.clock, **options)
+        elif self.kind == "redis-cluster":
+            from viralspot.store.redis_store import RedisSessionStore
+
+            cluster = self._request.getfixturevalue("redis_cluster_clean")
+            store = RedisSessionStore(cluster.url(), ttl=ttl, max_feeds=max_feeds, **options)
         else:
             from viralspot.store.redis_store import RedisSessionStore
 
@@ -213,11 +319,14 @@ class StoreFactory:
             store.close()
 
 
-@pytest.fixture(params=[pytest.param("memory"), pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=[pytest.param("memory"), pytest.param("redis", marks=pytest.mark.redis),
+                        pytest.param("redis-cluster", marks=pytest.mark.redis)])
 def store_backend(request) -> str:
     """The session store backend name; tests using it (or ``make_store``) run once per backend."""
     if request.param == "redis":
         request.getfixturevalue("redis_clean")
+    elif request.param == "redis-cluster":
+        request.getfixturevalue("redis_cluster_clean")
     _store_backends_run.add(request.param)
     return request.param
 

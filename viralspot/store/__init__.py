@@ -16,7 +16,7 @@ from .base import (ClaimResult, FeedSummary, FeedView, ResetResult, SessionStore
                    StoreError, StoreUnavailable)
 
 EXTENSION_NAME = "viralspot.session_store"
-SCHEMES = ("memory", "redis", "rediss", "unix", "redis+sentinel")
+SCHEMES = ("memory", "redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
 
 
 class SessionStoreConfigError(RuntimeError):
@@ -34,7 +34,7 @@ def backend_from_url(url: str, config) -> SessionStoreBackend:
             max_sessions=int(config["SESSION_MAX"]),
             max_feeds=int(config["SESSION_MAX_FEEDS"]),
         )
-    if scheme in ("redis", "rediss", "unix", "redis+sentinel"):
+    if scheme in ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster"):
         return _redis_backend(url, config)
     raise SessionStoreConfigError(
         f"VIRALSPOT_SESSION_STORE_URL has unknown scheme {scheme or '(none)'!r}; "

@@ -17,6 +17,14 @@ The session keys carry a sliding TTL that the scripts restart. The index is upda
 separate single-key script pipelined with the session script, so an operation costs one round
 trip (a random page: read the feed, then claim). The Redis client is created lazily in the
 process that uses it (after a gunicorn fork, the worker makes its own connection pool).
+
+Redis Cluster (``redis+cluster://host:port,host:port``): the same scripts, each on one slot (a
+session's keys share its hash tag). One global index would put every request on one master, so
+the index is sharded: ``vs:active:{<i>}`` for i in 0..15 (guard ``vs:active:{<i>}:trim``), the
+shard of a session being ``crc32(session id) % 16``. A session script and the touch of its
+shard go in one non-transactional pipeline that redis-py splits by node (written to every node,
+then read: still one round trip); counting sums ZCOUNT over the 16 shards and listing merges
+their ZREVRANGEBYSCORE results, one pipeline each.
 """
 from __future__ import annotations
 
@@ -26,6 +34,7 @@ import secrets
 import struct
 import sys
 import time
+import zlib
 from array import array
 from dataclasses import dataclass, field
 from importlib import resources
@@ -34,8 +43,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
-from redis.exceptions import (ClusterDownError, InvalidResponse, NoScriptError, OutOfMemoryError, ReadOnlyError,
-                              RedisError, ResponseError, TryAgainError)
+from redis.exceptions import (ClusterDownError, ClusterError, InvalidResponse, NoScriptError,
+                              OutOfMemoryError, ReadOnlyError, RedisClusterException, RedisError, ResponseError,
+                              SlotNotCoveredError, TryAgainError)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
@@ -44,9 +54,11 @@ from .base import (ClaimResult, FeedSummary, FeedView, ResetResult, SessionStore
                    StoreUnavailable)
 
 SETTING = "VIRALSPOT_SESSION_STORE_URL"
-SCHEMES = ("redis", "rediss", "unix", "redis+sentinel")
+SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
 INDEX_KEY = "vs:active"
 TRIM_GUARD_KEY = "{vs:active}:trim"
+#: Redis Cluster: the active-session index is this many ZSETs, ``vs:active:{<i>}`` (see index_keys).
+CLUSTER_INDEX_SHARDS = 16
 KEY_LIMIT = 2**32
 
 _SESSION_SCRIPTS = ("read_feed", "claim", "seen_among", "reset", "summary")
@@ -64,6 +76,19 @@ def session_keys(session_id: str) -> tuple[str, str, str]:
     return f"vs:{{{session_id}}}:m", f"vs:{{{session_id}}}:k", f"vs:{{{session_id}}}:r"
 
 
+def index_keys(shards: int) -> tuple[tuple[str, str], ...]:
+    """(index, trim guard) key pairs of the active-session index, each pair in one slot: the single
+    ``vs:active`` on one server, or ``shards`` ZSETs ``vs:active:{<i>}`` on Redis Cluster."""
+    if shards == 1:
+        return ((INDEX_KEY, TRIM_GUARD_KEY),)
+    return tuple((f"vs:active:{{{shard}}}", f"vs:active:{{{shard}}}:trim") for shard in range(shards))
+
+
+def index_shard(session_id: str, shards: int) -> int:
+    """The index shard of a session: a hash that every process and host computes alike."""
+    return zlib.crc32(session_id.encode("utf-8", "surrogatepass")) % shards if shards > 1 else 0
+
+
 def _script_source(name: str) -> str:
     folder = resources.files(__package__).joinpath("lua")
     text = folder.joinpath(f"{name}.lua").read_text(encoding="utf-8")
@@ -72,10 +97,25 @@ def _script_source(name: str) -> str:
     return text
 
 
+#: RedisClusterException messages (not a RedisError) that mean no node or slot can serve now.
+_CLUSTER_UNREACHABLE = ("Redis Cluster cannot be connected", "All slots are not covered")
+
+
+def _cluster_transient(error: BaseException) -> bool:
+    """A Redis Cluster error that a later attempt may not meet: the cluster is down or failing
+    over, a slot is moving (TRYAGAIN; MOVED/ASK redirections exhausted: ``ClusterError("TTL
+    exhausted.")``), a slot is not covered, or no startup node answered. The command did not run.
+    (A bare MOVED/ASK never reaches the store from the cluster client, which follows them; from a
+    plain client it means a ``redis://`` URL names a cluster node: a configuration error, a 500.)"""
+    if isinstance(error, (ClusterError, TryAgainError, SlotNotCoveredError)):
+        return True
+    return isinstance(error, RedisClusterException) and str(error).startswith(_CLUSTER_UNREACHABLE)
+
+
 def is_unavailable(error: BaseException) -> bool:
     """Whether a redis-py error means the server cannot be reached or cannot serve now (503)."""
     if isinstance(error, (RedisConnectionError, RedisTimeoutError, ReadOnlyError, ClusterDownError,
-                          TryAgainError, OutOfMemoryError, InvalidResponse)):
+                          TryAgainError, OutOfMemoryError, InvalidResponse)) or _cluster_transient(error):
         return True
     return isinstance(error, ResponseError) and str(error).startswith(_UNAVAILABLE_PREFIXES)
 
@@ -106,14 +146,20 @@ class ParsedUrl:
     pool_kwargs: dict[str, Any] = field(default_factory=dict)
     sentinels: list[tuple[str, int]] = field(default_factory=list)
     service_name: str | None = None
+    #: redis+cluster: the startup nodes
+    nodes: list[tuple[str, int]] = field(default_factory=list)
 
 
 def parse_store_url(url: str) -> ParsedUrl:
-    """Check and parse ``redis://``, ``rediss://``, ``unix://`` and ``redis+sentinel://`` URLs.
+    """Check and parse ``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://`` and
+    ``redis+cluster://`` URLs.
 
     ``redis+sentinel://[:password@]host:port[,host:port...]/service_name[/db]``; the password is
-    the master's; ``?sentinel_password=`` authenticates to the sentinels. Query parameters of the
-    other forms are redis-py connection options (``?socket_timeout=1``) and override the settings.
+    the master's; ``?sentinel_password=`` authenticates to the sentinels.
+    ``redis+cluster://[[user]:password@]host:port[,host:port...][/0]``: startup nodes of a Redis
+    Cluster (any reachable one is enough; the client discovers the others), database 0 only.
+    Query parameters of the other forms are redis-py connection options (``?socket_timeout=1``)
+    and override the settings.
     """
     try:
         parts = urlsplit(url)
@@ -122,6 +168,8 @@ def parse_store_url(url: str) -> ParsedUrl:
             raise RedisUrlError(f"unknown scheme {scheme!r}")
         if scheme == "redis+sentinel":
             return _parse_sentinel(parts)
+        if scheme == "redis+cluster":
+            return _parse_cluster(parts)
         if scheme == "unix":
             if not parts.path or parts.path == "/":
                 raise RedisUrlError("unix:// needs a socket path, as in unix:///run/redis.sock?db=0")
@@ -144,18 +192,23 @@ def parse_store_url(url: str) -> ParsedUrl:
         raise RedisUrlError(str(error)) from None
 
 
+def _addresses(netloc: str, what: str) -> list[tuple[str, int]]:
+    addresses = []
+    for address in netloc.split(","):
+        host, _, port = address.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise RedisUrlError(f"{what} address {address!r} is not host:port")
+        addresses.append((host.strip("[]"), int(port)))
+    return addresses
+
+
 def _parse_sentinel(parts) -> ParsedUrl:
     netloc = parts.netloc
     password = None
     if "@" in netloc:
         credentials, netloc = netloc.rsplit("@", 1)
         password = unquote(credentials.split(":", 1)[1]) if ":" in credentials else None
-    sentinels = []
-    for address in netloc.split(","):
-        host, _, port = address.strip().rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise RedisUrlError(f"sentinel address {address!r} is not host:port")
-        sentinels.append((host.strip("[]"), int(port)))
+    sentinels = _addresses(netloc, "sentinel")
     path = [segment for segment in parts.path.split("/") if segment]
     if not path or len(path) > 2:
         raise RedisUrlError("redis+sentinel:// needs /service_name[/db], as in "
@@ -172,6 +225,32 @@ def _parse_sentinel(parts) -> ParsedUrl:
     if query:
         raise RedisUrlError(f"unsupported redis+sentinel:// options: {', '.join(sorted(query))}")
     return ParsedUrl("redis+sentinel", kwargs, sentinels, unquote(path[0]))
+
+
+def _parse_cluster(parts) -> ParsedUrl:
+    from redis.cluster import KWARGS_DISABLED_KEYS, REDIS_ALLOWED_KEYS
+    from redis.connection import parse_url
+
+    credentials, _, netloc = parts.netloc.rpartition("@")
+    if not netloc:
+        raise RedisUrlError("redis+cluster:// needs host:port[,host:port...], as in "
+                            "redis+cluster://10.0.0.1:7000,10.0.0.2:7000")
+    nodes = _addresses(netloc, "cluster node")
+    path = parts.path.strip("/")
+    query = parse_qs(parts.query)
+    for db in [path] + query.get("db", []):
+        if db not in ("", "0"):
+            raise RedisUrlError(f"Redis Cluster has only database 0, not {db!r}")
+    # Credentials and options parsed as redis-py parses them in a redis:// URL.
+    kwargs = parse_url(f"redis://{credentials + '@' if credentials else ''}cluster/0"
+                       f"{'?' + parts.query if parts.query else ''}")
+    for name in ("host", "port", "db"):
+        kwargs.pop(name, None)
+    unsupported = sorted(name for name in kwargs
+                         if name not in REDIS_ALLOWED_KEYS or name in KWARGS_DISABLED_KEYS)
+    if unsupported:
+        raise RedisUrlError(f"unsupported redis+cluster:// options: {', '.join(unsupported)}")
+    return ParsedUrl("redis+cluster", kwargs, nodes=nodes)
 
 
 def _pack_keys(keys: Sequence[int]) -> bytes:
@@ -193,20 +272,55 @@ def _text(value) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
+def _script_policies():
+    """A redis-py policy resolver that routes EVALSHA in a cluster pipeline by its KEYS.
+
+    redis-py's ClusterPipeline asks a server ``COMMAND GETKEYS`` for each command whose keys it
+    cannot find itself (EVALSHA: "movable keys"), a round trip per script; with this resolver it
+    hashes the declared KEYS as RedisCluster.determine_slot does outside pipelines.
+    """
+    from redis._parsers.commands import CommandPolicies, RequestPolicy, ResponsePolicy
+    from redis.commands.policies import BasePolicyResolver, StaticPolicyResolver
+
+    keyed = CommandPolicies(request_policy=RequestPolicy.DEFAULT_KEYED, response_policy=ResponsePolicy.DEFAULT_KEYED)
+
+    class ScriptPolicies(BasePolicyResolver):
+        def __init__(self, fallback=None) -> None:
+            super().__init__({"core": {"evalsha": keyed}}, fallback if fallback is not None else StaticPolicyResolver())
+
+        def with_fallback(self, fallback):
+            return ScriptPolicies(fallback)
+
+    return ScriptPolicies()
+
+
 class _Connection:
     """One process's client and registered scripts."""
 
-    __slots__ = ("pid", "client", "scripts")
+    __slots__ = ("pid", "client", "scripts", "policies")
 
-    def __init__(self, client) -> None:
+    def __init__(self, client, cluster: bool = False) -> None:
         self.pid = os.getpid()
         self.client = client
         self.scripts = {name: client.register_script(_script_source(name))
                         for name in _SESSION_SCRIPTS + _INDEX_SCRIPTS}
+        self.policies = _script_policies() if cluster else None
+
+    def pipeline(self):
+        """A non-transactional pipeline (on Redis Cluster: split by node, one round trip)."""
+        pipe = self.client.pipeline(transaction=False)
+        if self.policies is not None:
+            # redis-py 8.1 blocks ``ClusterPipeline.evalsha`` (redis-py issue #2914) although it
+            # routes EVALSHA by its keys; ``evalsha`` below queues the command directly.
+            pipe._policy_resolver = self.policies
+        return pipe
+
+    def evalsha(self, pipe, name: str, keys: Sequence[str], *args) -> None:
+        pipe.execute_command("EVALSHA", self.scripts[name].sha, len(keys), *keys, *args)
 
 
 class RedisSessionStore(SessionStoreBackend):
-    """Session store on Redis (standalone, TLS, unix socket or Sentinel)."""
+    """Session store on Redis (standalone, TLS, unix socket, Sentinel or Cluster)."""
 
     storage_type = "redis"
     #: The claim script skips seen keys itself; a separate check would cost a round trip.
@@ -223,6 +337,9 @@ class RedisSessionStore(SessionStoreBackend):
         self.ttl_ms = max(1, int(round(ttl * 1000)))
         self.max_feeds = max_feeds
         self.options = options or ClientOptions()
+        self.cluster = self.parsed.scheme == "redis+cluster"
+        #: (index, trim guard) pairs: one on a single server, CLUSTER_INDEX_SHARDS on a cluster
+        self.index_keys = index_keys(CLUSTER_INDEX_SHARDS if self.cluster else 1)
         self._connection: _Connection | None = None
 
     def __repr__(self) -> str:
@@ -239,6 +356,16 @@ class RedisSessionStore(SessionStoreBackend):
         common = dict(socket_timeout=opts.socket_timeout, socket_connect_timeout=opts.connect_timeout,
                       retry=retry, health_check_interval=opts.health_check_interval)
         parsed = self.parsed
+        if parsed.scheme == "redis+cluster":
+            from redis.cluster import ClusterNode, RedisCluster
+
+            # The cluster client's own retries (topology refresh on a connection error, CLUSTERDOWN)
+            # are off too; MOVED/ASK/TRYAGAIN are followed inside one attempt. Slots not covered
+            # at start-up fail only the requests that need them (SlotNotCoveredError, a 503).
+            kwargs = {"socket_timeout": opts.socket_timeout, "socket_connect_timeout": opts.connect_timeout,
+                      "max_connections": opts.max_connections, **parsed.pool_kwargs}
+            return RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in parsed.nodes],
+                                retry=Retry(NoBackoff(), 0), require_full_coverage=False, **kwargs)
         if parsed.scheme == "redis+sentinel":
             from redis.sentinel import Sentinel
 
@@ -260,21 +387,28 @@ class RedisSessionStore(SessionStoreBackend):
         if connection is None or connection.pid != os.getpid():
             # A pool inherited across fork is dropped unused (redis-py never shuts down a socket
             # from a process other than the one that opened it).
-            connection = self._connection = _Connection(self._make_client())
+            connection = self._connection = _Connection(self._make_client(), self.cluster)
         return connection
 
     @contextlib.contextmanager
     def _errors(self):
         try:
             yield
-        except RedisError as error:
+        except (RedisError, RedisClusterException) as error:
             if is_unavailable(error):
                 raise StoreUnavailable(f"redis: {type(error).__name__}: {error}") from error
             raise
 
+    def _transient(self, error: BaseException) -> bool:
+        """Worth another attempt: a connection failure or timeout; on a cluster also a failover,
+        a moving slot, or no node reachable yet (the command did not run)."""
+        return isinstance(error, (RedisConnectionError, RedisTimeoutError)) or (
+            self.cluster and _cluster_transient(error))
+
     def _attempts(self, operation):
         """``operation()``, tried again up to ``options.retries`` times, with jittered exponential
-        backoff, when the connection fails or times out; then ``StoreUnavailable``.
+        backoff, when the connection fails or times out (on a cluster also on CLUSTERDOWN, TRYAGAIN,
+        exhausted redirections, an uncovered slot or no reachable node); then ``StoreUnavailable``.
 
         A resent operation is safe: claims and resets carry an id that the scripts recognise, and
         the other scripts are reads or idempotent writes. Worst case against a server that never
@@ -285,8 +419,8 @@ class RedisSessionStore(SessionStoreBackend):
             for failures in range(self.options.retries + 1):
                 try:
                     return operation(self._conn())
-                except (RedisConnectionError, RedisTimeoutError):
-                    if failures >= self.options.retries:
+                except (RedisError, RedisClusterException) as error:
+                    if failures >= self.options.retries or not self._transient(error):
                         raise
                 time.sleep(backoff.compute(failures + 1))
 
@@ -304,9 +438,9 @@ class RedisSessionStore(SessionStoreBackend):
         if len(calls) == 1:
             name, keys, args = calls[0]
             return [connection.scripts[name](keys=keys, args=args)]
-        pipe = connection.client.pipeline(transaction=False)
+        pipe = connection.pipeline()
         for name, keys, args in calls:
-            pipe.evalsha(connection.scripts[name].sha, len(keys), *keys, *args)
+            connection.evalsha(pipe, name, keys, *args)
         results = pipe.execute(raise_on_error=False)
         for index, result in enumerate(results):
             if isinstance(result, NoScriptError):
@@ -316,8 +450,12 @@ class RedisSessionStore(SessionStoreBackend):
                 raise result
         return results
 
+    def _index(self, session_id: str) -> tuple[str, str]:
+        """(index, trim guard) keys of the index shard that holds the session."""
+        return self.index_keys[index_shard(session_id, len(self.index_keys))]
+
     def _touch(self, session_id: str, only_if_indexed: bool) -> tuple[str, list[str], list]:
-        return "touch", [INDEX_KEY, TRIM_GUARD_KEY], [session_id, self.ttl_ms, "1" if only_if_indexed else "0"]
+        return "touch", list(self._index(session_id)), [session_id, self.ttl_ms, "1" if only_if_indexed else "0"]
 
     # -- SessionStoreBackend ---------------------------------------------------------
 
@@ -354,7 +492,7 @@ class RedisSessionStore(SessionStoreBackend):
             if not reply[1]:
                 # No active session: the touch indexed an id that is not a session; undo it unless
                 # a concurrent request has touched it since.
-                self._run([("untouch", [INDEX_KEY], [session_id, score])])
+                self._run([("untouch", [self._index(session_id)[0]], [session_id, score])])
             return ClaimResult(ok=False)
         _ok, served, exhausted, has_more, claimed, keys = reply
         return ClaimResult(ok=True, claimed=_unpack_keys(claimed), served_count=int(served),
@@ -363,29 +501,34 @@ class RedisSessionStore(SessionStoreBackend):
     def reset(self, session_id: str) -> ResetResult:
         reset_id = secrets.token_hex(8)
         keys = list(session_keys(session_id))
+        index_key = self._index(session_id)[0]
 
         def operation(connection: _Connection) -> list:
-            pipe = connection.client.pipeline(transaction=False)
-            pipe.evalsha(connection.scripts["reset"].sha, len(keys), *keys, self.ttl_ms, reset_id)
-            pipe.zrem(INDEX_KEY, session_id)
-            pipe.evalsha(connection.scripts["count"].sha, 1, INDEX_KEY, self.ttl_ms)
+            # The count of every index shard follows the ZREM in the pipeline (on a cluster, the
+            # ZREM and the count of its shard go to one node, in this order).
+            pipe = connection.pipeline()
+            connection.evalsha(pipe, "reset", keys, self.ttl_ms, reset_id)
+            pipe.zrem(index_key, session_id)
+            for shard_key, _guard in self.index_keys:
+                connection.evalsha(pipe, "count", [shard_key], self.ttl_ms)
             results = pipe.execute(raise_on_error=False)
             if any(isinstance(result, NoScriptError) for result in results):
                 # Nothing ran that matters twice: reset is idempotent by its id, ZREM and count too.
                 results = [connection.scripts["reset"](keys=keys, args=[self.ttl_ms, reset_id]),
-                           connection.client.zrem(INDEX_KEY, session_id),
-                           connection.scripts["count"](keys=[INDEX_KEY], args=[self.ttl_ms])]
+                           connection.client.zrem(index_key, session_id),
+                           *[connection.scripts["count"](keys=[shard_key], args=[self.ttl_ms])
+                             for shard_key, _guard in self.index_keys]]
             for result in results:
                 if isinstance(result, Exception):
                     raise result
             return results
 
-        (found, cleared, generation), _removed, total = self._attempts(operation)
-        return ResetResult(bool(found), int(cleared), int(generation), int(total))
+        (found, cleared, generation), _removed, *totals = self._attempts(operation)
+        return ResetResult(bool(found), int(cleared), int(generation), sum(int(total) for total in totals))
 
     def session_count(self) -> int:
-        (count,) = self._run([("count", [INDEX_KEY], [self.ttl_ms])])
-        return int(count)
+        counts = self._run([("count", [shard_key], [self.ttl_ms]) for shard_key, _guard in self.index_keys])
+        return sum(int(count) for count in counts)
 
     def summary(self, session_id: str) -> SessionSummary | None:
         (reply,) = self._run([("summary", [session_keys(session_id)[0]], [])])
@@ -403,12 +546,22 @@ class RedisSessionStore(SessionStoreBackend):
     def session_ids(self, limit: int = 100) -> list[str]:
         if limit <= 0:
             return []
-        (ids,) = self._run([("ids", [INDEX_KEY], [self.ttl_ms, int(limit)])])
-        return [_text(session_id) for session_id in ids]
+        if len(self.index_keys) == 1:
+            (ids,) = self._run([("ids", [self.index_keys[0][0]], [self.ttl_ms, int(limit)])])
+            return [_text(session_id) for session_id in ids]
+        # Each shard's most recent ``limit``, merged in the order ZREVRANGEBYSCORE gives ties.
+        replies = self._run([("ids", [shard_key], [self.ttl_ms, int(limit), "1"])
+                             for shard_key, _guard in self.index_keys])
+        scored = [(float(reply[index + 1]), reply[index]) for reply in replies for index in range(0, len(reply), 2)]
+        scored.sort(reverse=True)
+        return [_text(session_id) for _score, session_id in scored[:limit]]
 
     def stats(self) -> dict:
-        """Active sessions plus the server's memory figures (``flask sessions stats``)."""
+        """Active sessions plus the server's memory figures (``flask sessions stats``); on a cluster,
+        memory summed over the masters."""
         def figures(connection: _Connection) -> dict:
+            if self.cluster:
+                return cluster_figures(connection)
             pipe = connection.client.pipeline(transaction=False)
             pipe.info("server")
             pipe.info("memory")
@@ -418,12 +571,37 @@ class RedisSessionStore(SessionStoreBackend):
                     "maxmemory": memory.get("maxmemory"), "maxmemory_policy": memory.get("maxmemory_policy"),
                     "indexed_sessions": indexed}
 
+        def cluster_figures(connection: _Connection) -> dict:
+            client = connection.client
+            servers, memories = [], []
+            for node in client.get_primaries():
+                pipe = client.get_redis_connection(node).pipeline(transaction=False)
+                pipe.info("server")
+                pipe.info("memory")
+                server, memory = pipe.execute()
+                servers.append(server)
+                memories.append(memory)
+            pipe = connection.pipeline()
+            for shard_key, _guard in self.index_keys:
+                pipe.zcard(shard_key)
+            indexed = sum(pipe.execute())
+            return {"redis_version": min((server.get("redis_version") for server in servers), default=None),
+                    "used_memory": sum(memory.get("used_memory", 0) for memory in memories),
+                    "maxmemory": sum(memory.get("maxmemory", 0) for memory in memories),
+                    "maxmemory_policy": ",".join(sorted({str(memory.get("maxmemory_policy")) for memory in memories})),
+                    "indexed_sessions": indexed, "cluster_masters": len(servers)}
+
         return {**super().stats(), **self._attempts(figures)}
 
     def ping(self) -> bool:
-        """True when Redis answers; False when it cannot be reached (health reports it)."""
+        """True when Redis answers (on a cluster: every master); False when it cannot be reached."""
+        def ping(connection: _Connection) -> bool:
+            if self.cluster:
+                return connection.client.ping(target_nodes=connection.client.PRIMARIES)
+            return connection.client.ping()
+
         try:
-            return bool(self._attempts(lambda connection: connection.client.ping()))
+            return bool(self._attempts(ping))
         except StoreUnavailable:
             return False
 

@@ -1,8 +1,9 @@
 -- touch: record a session as used now in the active-sessions index (a sorted set of session id ->
 -- last-seen server time in milliseconds, microsecond fraction included), and trim entries idle
 -- past the TTL at most once a second.
--- KEYS: index, trim guard (same slot: the guard is {<index>}:trim).  ARGV: session_id, ttl_ms, xx
--- ("1": only update an id already indexed).  Returns the score written, as a string.
+-- KEYS: index, trim guard (one slot: vs:active and {vs:active}:trim, or on a cluster the shard
+-- vs:active:{<i>} and vs:active:{<i>}:trim).  ARGV: session_id, ttl_ms, xx ("1": only update an
+-- id already indexed).  Returns the score written, as a string.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local score = string.format('%.17g', now)
