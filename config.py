@@ -25,6 +25,9 @@ class Config:
     SECRET_KEY = INSECURE_DEFAULT_SECRET
     #: SQLAlchemy URL of the catalog. None means SQLite at <instance>/viralspot.db.
     DATABASE_URL: str | None = None
+    #: Seconds a SQLite catalog connection waits on another connection's lock before the request
+    #: answers 503 DATABASE_UNAVAILABLE.
+    DATABASE_BUSY_TIMEOUT = 5.0
     #: Session store backend: memory:// (one process) or redis://host:port/db.
     SESSION_STORE_URL = "memory://"
     #: Seconds an idle session is kept.
@@ -41,6 +44,12 @@ class Config:
     #: Redis connections one process keeps (a request waits up to the connect timeout for one).
     SESSION_STORE_MAX_CONNECTIONS = 32
     LOG_LEVEL = "INFO"
+    #: "text" (a line per record) or "json" (one JSON object per line). Both carry the request id.
+    LOG_FORMAT = "text"
+    #: Prometheus metrics at GET /metrics (all gunicorn workers summed); false: no endpoint, no counting.
+    METRICS = True
+    #: Seconds GET /readyz (and GET /health) waits for each dependency check (they run concurrently).
+    READINESS_TIMEOUT = 1.0
     #: Origins allowed to call the API from a browser (CORS): "*" (any), or a comma-separated list.
     CORS_ORIGINS = "*"
     #: Pins the service's clock at this ISO 8601 instant (tests, demos); None: the system clock.

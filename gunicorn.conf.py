@@ -25,3 +25,52 @@ timeout = 30
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None
 errorlog = "-"
 loglevel = os.environ.get("VIRALSPOT_LOG_LEVEL", "info").lower()
+
+# --- Logs: the request id on every access line; VIRALSPOT_LOG_FORMAT=json makes every line JSON ---
+_log_format = os.environ.get("VIRALSPOT_LOG_FORMAT", "text").strip().strip('"').lower()
+if _log_format == "json":
+    logger_class = "viralspot.gunicorn_logging.GunicornJsonLogger"
+else:
+    access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %({x-request-id}o)s'
+
+# --- Prometheus multiprocess mode: a scrape answered by any worker reports every worker ---------
+# Workers write their samples to files in PROMETHEUS_MULTIPROC_DIR. prometheus_client reads the
+# variable when it is first imported, so it is set here in the master, before any worker is
+# forked (nothing in the master imports prometheus_client before it). When the operator does not
+# set it, a fresh directory is made and removed at exit; either way its files of a former run are
+# deleted at start. A worker that exits is marked dead (its live gauges go; its counters stay).
+_METRICS_ON = os.environ.get("VIRALSPOT_METRICS", "true").strip().strip('"').lower() not in (
+    "0", "false", "no", "off", "")
+
+
+def on_starting(server):
+    if not _METRICS_ON:
+        return
+    import glob
+    import tempfile
+
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        for stale in glob.glob(os.path.join(directory, "*.db")):
+            os.unlink(stale)
+    else:
+        directory = tempfile.mkdtemp(prefix="viralspot-metrics-")
+        server.viralspot_metrics_dir = directory  # the arbiter outlives a config reload (HUP)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    server.log.info("prometheus multiprocess directory: %s", directory)
+
+
+def child_exit(server, worker):
+    if _METRICS_ON and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    made = getattr(server, "viralspot_metrics_dir", None)
+    if made:
+        import shutil
+
+        shutil.rmtree(made, ignore_errors=True)

@@ -117,3 +117,9 @@ def test_default_allows_any_origin():
 ])
 def test_parse_origins(value, expected):
     assert parse_origins(value) == expected
+
+
+def test_a_browser_can_read_the_request_id(client):
+    response = client.get("/api/reels?limit=1", headers={"Origin": "http://localhost:3000"})
+    assert response.headers["X-Request-ID"]
+    assert "X-Request-ID" in response.headers["Access-Control-Expose-Headers"]

@@ -29,6 +29,7 @@ def create_app(config: Mapping[str, Any] | str | None = None) -> Flask:
     app.json.sort_keys = False
     configure_logger(app)
     check_settings(app)
+    register_observability(app)
     register_extensions(app)
     register_blueprints(app)
     register_api_docs(app)
@@ -42,6 +43,20 @@ def configure_logger(app: Flask) -> None:
     from .logs import configure_logger as configure
 
     configure(app)
+
+
+def register_observability(app: Flask) -> None:
+    """Request ids (``X-Request-ID``, on every log line) and Prometheus metrics (``GET /metrics``)."""
+    from . import metrics, request_ids
+
+    try:
+        readiness_timeout = float(app.config.get("READINESS_TIMEOUT", 1.0))
+    except (TypeError, ValueError):
+        readiness_timeout = -1.0
+    if not 0 < readiness_timeout <= 60:
+        raise RuntimeError("VIRALSPOT_READINESS_TIMEOUT must be a number of seconds in (0, 60]")
+    request_ids.init_app(app)
+    metrics.init_app(app)
 
 
 def check_settings(app: Flask) -> None:

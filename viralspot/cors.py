@@ -43,6 +43,7 @@ def init_cors(app: Flask) -> None:
         origins="*" if allow_all else origins,
         methods=list(CORS_METHODS),
         allow_headers="*",
+        expose_headers=["X-Request-ID"],
         supports_credentials=False,
         send_wildcard=allow_all,
         always_send=False,

@@ -17,6 +17,7 @@ from sqlalchemy.exc import OperationalError as DatabaseOperationalError
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
+from . import metrics
 from .feed.random_feed import FeedConflict
 from .schemas.envelope import ErrorEnvelopeSchema
 from .store import StoreError
@@ -86,16 +87,19 @@ def register_errorhandlers(app: Flask) -> None:
     @app.errorhandler(StoreError)
     def handle_store_error(error: StoreError):
         log.error("session store unavailable: %s", type(error).__name__, exc_info=error)
+        metrics.store_error(error)
         return error_response(ApiError("Session store is unavailable", "SESSION_STORE_UNAVAILABLE"))
 
     @app.errorhandler(FeedConflict)
     def handle_feed_conflict(error: FeedConflict):
         log.warning("random feed claim kept conflicting; answering 503")
+        metrics.session_conflict()
         return error_response(ApiError("Too many concurrent requests for this session", "SESSION_CONFLICT"))
 
     @app.errorhandler(DatabaseOperationalError)
     def handle_database_down(error: DatabaseOperationalError):
         log.error("database unavailable", exc_info=error)
+        metrics.database_error()
         return error_response(ApiError("Content database is unavailable", "DATABASE_UNAVAILABLE"))
 
     @app.errorhandler(SQLAlchemyError)

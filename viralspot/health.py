@@ -1,43 +1,156 @@
-"""Liveness and readiness: ``GET /health`` and ``GET /``, cheap JSON."""
-from flask import Blueprint, current_app
-from sqlalchemy import text
+"""Health: ``GET /livez`` (liveness), ``GET /readyz`` (readiness), and ``GET /health`` / ``GET /``.
+
+* ``/livez`` asks no dependency: 200 while the process serves requests. An orchestrator restarts
+  the process when it fails; a database or store outage must not trigger that.
+* ``/readyz`` pings the session store and reads the catalog's state (version and largest id) from the database, concurrently, each
+  waited for at most ``READINESS_TIMEOUT`` seconds: 200 with each check's result, or 503 (the error
+  envelope, ``DATABASE_UNAVAILABLE`` or ``SESSION_STORE_UNAVAILABLE``, plus ``checks``). An
+  orchestrator stops routing traffic to the instance meanwhile.
+* ``/health`` (and ``/``) runs the same bounded checks and answers as it always has (200 with
+  ``checks`` as "ok"/"unavailable", or the 503 envelope).
+
+Each check runs in its own thread so a hung dependency costs a probe its timeout, never more; a
+check still running from an earlier probe is joined rather than started again, so a dependency that
+hangs holds at most one thread per check per process.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Callable
+
+from flask import Blueprint, Flask, current_app, jsonify
 
 from .errors import ApiError
+from .catalog.queries import catalog_state
 from .extensions import catalog, session_store
 from .openapi import DATABASE_ERRORS, STORE_ERRORS, documented
+from .request_ids import bound, request_id
 from .schemas.envelope import api_response
+from .schemas.probes import (LivenessResponseSchema, ReadinessErrorSchema, ReadinessResponseSchema)
 from .schemas.responses import HealthResponseSchema
 from .timeutil import utc_timestamp
 
+log = logging.getLogger(__name__)
+
 bp = Blueprint("health", __name__)
 
+_CHECKS_KEY = "viralspot.health_checks"
+_NO_STORE = {"Cache-Control": "no-store"}
 
-def _check(probe) -> str:
-    try:
-        return "ok" if probe() else "unavailable"
-    except Exception:  # a health probe reports, it never raises
-        current_app.logger.warning("health probe failed", exc_info=True)
-        return "unavailable"
+
+def _store_ok() -> bool:
+    return bool(session_store.backend.ping())
 
 
 def _database_ok() -> bool:
+    # The catalog's state, not SELECT 1: it reads the catalog's pages, so a corrupt file fails it.
     with catalog.connect() as connection:
-        return connection.execute(text("SELECT 1")).scalar() == 1
+        catalog_state(connection)
+        return True
+
+
+#: name -> probe (run in an app context; True when the dependency answers).
+PROBES: dict[str, Callable[[], bool]] = {"session_store": _store_ok, "database": _database_ok}
+
+
+class _InFlight:
+    """The check of each dependency currently running in this app (at most one each)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running: dict[str, Future] = {}
+
+
+def _run_probe(app: Flask, name: str, probe: Callable[[], bool], future: Future, rid: str | None) -> None:
+    started = time.perf_counter()
+    ok = False
+    with bound(rid):
+        try:
+            with app.app_context():
+                ok = bool(probe())
+        except Exception as error:  # noqa: BLE001 - a health check reports, it never raises
+            log.warning("%s check failed: %s", name, type(error).__name__)
+        future.set_result((ok, time.perf_counter() - started))
+
+
+def run_checks(app: Flask, timeout: float) -> dict[str, dict]:
+    """{name: {"status": "ok" | "unavailable" | "timeout", "seconds": float}} of every probe, run
+    concurrently; returns within about ``timeout`` seconds whatever the dependencies do."""
+    in_flight = app.extensions.setdefault(_CHECKS_KEY, _InFlight())
+    started = time.perf_counter()
+    deadline = started + max(0.0, timeout)
+    futures: dict[str, Future] = {}
+    rid = request_id()
+    with in_flight.lock:
+        for name, probe in PROBES.items():
+            future = in_flight.running.get(name)
+            if future is None or future.done():
+                future = in_flight.running[name] = Future()
+                threading.Thread(target=_run_probe, args=(app, name, probe, future, rid), daemon=True,
+                                 name=f"health-check-{name}").start()
+            futures[name] = future
+    results = {}
+    for name, future in futures.items():
+        try:
+            ok, seconds = future.result(timeout=max(0.0, deadline - time.perf_counter()))
+            results[name] = {"status": "ok" if ok else "unavailable", "seconds": round(seconds, 6)}
+        except FutureTimeout:
+            log.warning("%s check did not answer within %.2f s", name, timeout)
+            results[name] = {"status": "timeout", "seconds": round(time.perf_counter() - started, 6)}
+    return results
+
+
+def _checks() -> dict[str, dict]:
+    return run_checks(current_app._get_current_object(), float(current_app.config.get("READINESS_TIMEOUT", 1.0)))
+
+
+def _failure(failed: list[str], what: str) -> ApiError:
+    code = "DATABASE_UNAVAILABLE" if "database" in failed else "SESSION_STORE_UNAVAILABLE"
+    return ApiError(f"{what}: {', '.join(failed)} unavailable", code)
+
+
+@bp.get("/livez")
+@documented("Liveness: the process serves requests (no dependency is asked)", response=LivenessResponseSchema,
+            description="For an orchestrator's liveness probe: restart the instance when this fails. "
+                        "A database or session store outage does not fail it (see /readyz).")
+def livez():
+    data = {"status": "alive", "service": "viralspot", "timestamp": utc_timestamp()}
+    return api_response(data, "Service is alive"), 200, _NO_STORE
+
+
+@bp.get("/readyz")
+@documented("Readiness: the session store and the database answer, within a short timeout",
+            response=ReadinessResponseSchema, errors=DATABASE_ERRORS + STORE_ERRORS,
+            error_bodies={503: ReadinessErrorSchema},
+            description="For an orchestrator's readiness probe: send no traffic while this answers 503. "
+                        "Both checks run concurrently, each waited for at most VIRALSPOT_READINESS_TIMEOUT "
+                        "seconds (default 1); a 503 carries the result of each check.")
+def readyz():
+    checks = _checks()
+    failed = [name for name, result in checks.items() if result["status"] != "ok"]
+    if failed:
+        error = _failure(failed, "Not ready")
+        body = ReadinessErrorSchema().dump({
+            "detail": error.detail, "error_code": error.error_code, "timestamp": utc_timestamp(),
+            "troubleshooting": error.troubleshooting, "checks": checks})
+        return jsonify(body), error.status, _NO_STORE
+    data = {"status": "ready", "service": "viralspot", "checks": checks, "timestamp": utc_timestamp()}
+    return api_response(data, "Service is ready"), 200, _NO_STORE
 
 
 @bp.get("/")
 @bp.get("/health")
-@documented("Liveness and readiness: the session store and the database", response=HealthResponseSchema,
-            errors=DATABASE_ERRORS + STORE_ERRORS)
+@documented("Health: the session store and the database (orchestrators: see /livez and /readyz)",
+            response=HealthResponseSchema, errors=DATABASE_ERRORS + STORE_ERRORS)
 def health():
-    checks = {
-        "session_store": _check(session_store.backend.ping),
-        "database": _check(_database_ok),
-    }
+    checks = {name: "ok" if result["status"] == "ok" else "unavailable" for name, result in _checks().items()}
     failed = [name for name, state in checks.items() if state != "ok"]
     if failed:
-        code = "DATABASE_UNAVAILABLE" if "database" in failed else "SESSION_STORE_UNAVAILABLE"
-        raise ApiError(f"Service degraded: {', '.join(failed)} unavailable", code)
+        raise _failure(failed, "Service degraded")
     data = {
         "status": "ok",
         "service": "viralspot",

@@ -1,21 +1,70 @@
-"""Logging set-up: one stream handler on the ``viralspot`` logger, level from ``VIRALSPOT_LOG_LEVEL``."""
+"""Logging set-up: one stream handler on the ``viralspot`` logger, level from ``VIRALSPOT_LOG_LEVEL``.
+
+Every line carries the request id (``request_ids.py``; "-" outside a request). The format is
+``VIRALSPOT_LOG_FORMAT``: ``text`` (the default)::
+
+    2026-12-02 12:00:00,123 WARNING [viralspot.errors] [3f2a...] random feed claim kept conflicting
+
+or ``json``: one JSON object per line, with ``time`` (ISO 8601, UTC), ``level``, ``logger``,
+``message``, ``request_id`` and, when there is one, ``exception`` (the traceback, as one string).
+"""
+import json
 import logging
 import sys
+from datetime import datetime, timezone
 
 from flask import Flask
 
-FORMAT = "%(asctime)s %(levelname)s [%(name)s] %(message)s"
+from .request_ids import NO_REQUEST, RequestIdFilter
+
+FORMAT = "%(asctime)s %(levelname)s [%(name)s] [%(request_id)s] %(message)s"
+LOG_FORMATS = ("text", "json")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, on one line (newlines in messages and tracebacks are escaped)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds")
+                    .replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": getattr(record, "request_id", NO_REQUEST),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def log_format(app: Flask) -> str:
+    value = str(app.config.get("LOG_FORMAT") or "text").strip().lower()
+    if value not in LOG_FORMATS:
+        raise RuntimeError(f"VIRALSPOT_LOG_FORMAT {value!r} is not one of {', '.join(LOG_FORMATS)}")
+    return value
+
+
+def formatter_for(name: str) -> logging.Formatter:
+    return JsonFormatter() if name == "json" else logging.Formatter(FORMAT)
 
 
 def configure_logger(app: Flask) -> None:
     level = str(app.config.get("LOG_LEVEL", "INFO")).upper()
     if level not in logging.getLevelNamesMapping():
         raise RuntimeError(f"VIRALSPOT_LOG_LEVEL {level!r} is not a logging level")
+    formatter = formatter_for(log_format(app))
     logger = logging.getLogger("viralspot")
     logger.setLevel(level)
-    if not any(getattr(h, "_viralspot", False) for h in logger.handlers):
+    handler = next((h for h in logger.handlers if getattr(h, "_viralspot", False)), None)
+    if handler is None:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(FORMAT))
         handler._viralspot = True
+        handler.addFilter(RequestIdFilter())
         logger.addHandler(handler)
+    handler.setFormatter(formatter)
     app.logger.setLevel(level)

@@ -7,16 +7,21 @@ from the engine's pool; nothing is held between requests.
 The tables are created at start-up when the database answers; when it does not,
 the app still starts (the failure is logged), requests answer 503
 ``DATABASE_UNAVAILABLE``, and the first connection that succeeds creates them.
+A SQLite file that is deleted, not a database, corrupt or locked (for more than
+``DATABASE_BUSY_TIMEOUT`` seconds) answers the same 503 until it is back; a file replaced
+under the server is followed (pooled connections reopen the file now at the path).
 """
 from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 from typing import Callable, ContextManager
+from urllib.parse import quote
 
 from flask import Flask, current_app
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import DisconnectionError, OperationalError, ProgrammingError
 from sqlalchemy.pool import StaticPool
 
 from .item_snapshot import ItemSnapshot
@@ -71,12 +76,66 @@ def item_snapshots(app: Flask, engine: Engine) -> ItemSnapshots | None:
                          settle=float(app.config.get("ITEM_SNAPSHOT_SETTLE", 5.0)))
 
 
-def make_engine(url: str) -> Engine:
+#: Seconds a SQLite connection waits on another connection's lock (``DATABASE_BUSY_TIMEOUT``) before
+#: the request answers 503 ``DATABASE_UNAVAILABLE``: a locked catalog must not hold a request for long.
+SQLITE_BUSY_TIMEOUT = 5.0
+#: SQLite's primary result codes for a file that is not (or no longer) a database: the driver raises
+#: them as a bare ``DatabaseError``; to the service they are an unavailable catalog, like a file
+#: that cannot be opened (``OperationalError``, 503), not a bug (500).
+_UNREADABLE_SQLITE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+
+
+def _unreadable_as_unavailable(context) -> None:
+    """``handle_error``: re-raise "file is not a database" and "database disk image is malformed" as
+    ``OperationalError``, so start-up tolerates them and requests answer 503."""
+    error = context.original_exception
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in _UNREADABLE_SQLITE_CODES \
+            and not isinstance(context.sqlalchemy_exception, OperationalError):
+        raise OperationalError(context.statement, context.parameters, error, hide_parameters=True) from error
+
+
+def _file_identity(path: str) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def _follow_sqlite_file(engine: Engine, path: str) -> None:
+    """Keep the pool on the file at ``path``: an open SQLite connection goes on reading a file that was
+    deleted or replaced (its descriptor holds the old one), so a checkout whose connection was opened on
+    another file than the one now at ``path`` reconnects. Once a connection has opened the database,
+    new ones never create it: a deleted catalog answers 503 until it is put back, instead of being
+    silently replaced by an empty one."""
+    opened = []
+    uri = "file:" + quote(path) + "?mode=rw"
+
+    @event.listens_for(engine, "do_connect")
+    def open_existing(_dialect, _record, cargs, cparams):
+        if opened:
+            cargs[:] = [uri]
+            cparams["uri"] = True
+
+    @event.listens_for(engine, "connect")
+    def remember_file(_dbapi_connection, record):
+        record.info["sqlite_file"] = _file_identity(path)
+        if not opened:
+            opened.append(True)
+
+    @event.listens_for(engine, "checkout")
+    def same_file(_dbapi_connection, record, _proxy):
+        if record.info.get("sqlite_file") != _file_identity(path):
+            raise DisconnectionError("the SQLite database file was deleted or replaced")
+
+
+def make_engine(url: str, busy_timeout: float = SQLITE_BUSY_TIMEOUT) -> Engine:
     """An engine for ``url``; in-memory SQLite shares one connection so every thread sees the data.
     Bound values never appear in exception text or logs (``hide_parameters``): they carry search
-    text and key lists."""
+    text and key lists. A SQLite connection waits at most ``busy_timeout`` seconds on a lock."""
     if url.startswith("sqlite"):
-        kwargs: dict = {"connect_args": {"check_same_thread": False}}
+        kwargs: dict = {"connect_args": {"check_same_thread": False, "timeout": busy_timeout}}
         if is_in_memory(url):
             kwargs["poolclass"] = StaticPool
         else:
@@ -85,6 +144,10 @@ def make_engine(url: str) -> Engine:
             kwargs.update(pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_POOL_SIZE)
         engine = create_engine(url, hide_parameters=True, **kwargs)
         event.listen(engine, "connect", _tune_sqlite)
+        event.listen(engine, "handle_error", _unreadable_as_unavailable)
+        database = engine.url.database
+        if not is_in_memory(url) and database and not engine.url.query.get("uri"):
+            _follow_sqlite_file(engine, os.path.abspath(database))
         return engine
     return create_engine(url, hide_parameters=True, pool_pre_ping=True, pool_size=10, max_overflow=10,
                          connect_args={"connect_timeout": 5})
@@ -133,7 +196,8 @@ class Catalog:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        engine = make_engine(database_url(app))
+        engine = make_engine(database_url(app),
+                             float(app.config.get("DATABASE_BUSY_TIMEOUT", SQLITE_BUSY_TIMEOUT)))
         app.extensions[EXTENSION_NAME] = engine
         app.extensions[SCHEMA_READY] = False
         app.extensions[STATE_CACHE] = CatalogStateCache(float(app.config.get("CATALOG_STATE_TTL", 1.0)))

@@ -21,6 +21,7 @@ from typing import Callable
 
 from sqlalchemy import Engine
 
+from .. import metrics
 from .item_snapshot import CatalogChanged, ItemSnapshot, SnapshotError, snapshot_name, write_snapshot
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,12 @@ class ItemSnapshots:
 
     def current(self, state: tuple[int, int]) -> ItemSnapshot | None:
         """The snapshot of ``state``, or None while it is not written (then one is being written,
-        or will be once the state has settled)."""
+        or will be once the state has settled). Counted as a hit or a miss (``metrics``)."""
+        snapshot = self._current(state)
+        metrics.snapshot_lookup(snapshot is not None)
+        return snapshot
+
+    def _current(self, state: tuple[int, int]) -> ItemSnapshot | None:
         loaded = self._loaded
         if loaded is not None and loaded.state == state:
             return loaded

@@ -37,6 +37,7 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
+from .. import metrics
 from ..catalog.tables import MAX_CONTENT_KEY
 from ..lru import LruCache
 from ..single_flight import SingleFlight
@@ -195,6 +196,7 @@ class FeedPlanner:
         was read at (and under ``key``, the state that asked for it); a list read while the catalog
         kept changing is used once, not kept."""
         signature, _version, window = key
+        metrics.list_build()
         until = None
         if window is None:
             read_version, keys = source.matching_keys()

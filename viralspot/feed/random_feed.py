@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from .. import metrics
 from ..lru import LruCache
 from ..store import SessionStoreBackend
 from .permutation import KeyedPermutation, round_keys
@@ -130,6 +131,7 @@ class RandomFeeds:
                 break
             view = store.read_feed(session_id, signature, offset, need)
             if view.served_count > need:
+                metrics.feed_page(None)
                 return RandomPage(view.keys, False)
             if max_ahead is not None and need > view.served_count + max_ahead and not view.exhausted:
                 raise BeyondServedPrefix(view.served_count, max_ahead)
@@ -139,27 +141,32 @@ class RandomFeeds:
             else:
                 plan, rebased = self.planner.continue_plan(view.plan, view.exhausted, signature, source, state)
                 if plan is None:
+                    metrics.feed_page(None)
                     return RandomPage(view.keys, True)
                 start = 0 if rebased else view.cursor
             permutation = self.permutation(session_id, view.generation, plan.size) if plan.size else None
             want = max(0, need - view.served_count)
             candidates, scanned_to = gather_candidates(
                 plan, permutation, start, (want + 1) << min(ahead, 6), source, seen_among)
+            metrics.feed_claim(plan)
             result = store.claim_unseen(
                 session_id, signature, generation=view.generation, expect_cursor=view.cursor,
                 expect_plan=view.plan, plan=plan.token, domain=plan.size, candidates=candidates,
                 scanned_to=scanned_to, want=want, page=(offset, need))
             if not result.ok:
                 log.debug("feed claim lost a race; retrying")
+                metrics.feed_claim_conflict(plan)
                 conflicts += 1
                 continue
             if len(result.claimed) < want:
                 ahead += 1
             if result.has_more:
+                metrics.feed_page(plan)
                 return RandomPage(result.keys, False)
             if result.exhausted:
                 grown = plan.filtered and state[1] + 1 > getattr(plan, "hi", 0)
                 if not grown:
+                    metrics.feed_page(plan)
                     return RandomPage(result.keys, True)
             # The look-ahead item was taken by a concurrent request, or the catalog grew: go again.
         raise FeedConflict("too many concurrent claims on one session feed")

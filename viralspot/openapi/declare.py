@@ -13,9 +13,12 @@ with (each field becomes a parameter with its type, range, default and allowed
 values); ``response`` is the schema of the 200 body; ``errors`` are the
 ``error_code`` values (``viralspot.errors.ERROR_CODES``) the operation may
 answer, grouped into responses by their status. ``INTERNAL_ERROR`` (500) is
-added to every operation. A route without a declaration is missing from
-``/api/openapi.json``, and tests/test_openapi.py fails; mark a route that is
-not part of the API (a static asset) with ``@not_documented``.
+added to every operation. ``error_bodies`` ({status: schema}) replaces the error
+envelope of that status with a subclass of ``ErrorEnvelopeSchema`` carrying more
+fields (its optional ``example_fields(code)`` adds them to the examples). A route
+without a declaration is missing from ``/api/openapi.json``, and
+tests/test_openapi.py fails; mark a route that is not part of the API (a static
+asset) with ``@not_documented``.
 """
 from __future__ import annotations
 
@@ -61,6 +64,8 @@ class Operation:
     #: name -> {"summary", "value"}, or a callable returning that (built when the description is).
     examples: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None
     errors: tuple[str, ...] = ()
+    #: status -> the error body schema of that status, when it extends the envelope.
+    error_bodies: Mapping[int, SchemaLike] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -70,11 +75,12 @@ def documented(summary: str, *, description: str | None = None, query: SchemaLik
                response_description: str = "Success", media_type: str = "application/json",
                examples: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
                errors: tuple[str, ...] | list[str] = (), tags: tuple[str, ...] | list[str] = (),
-               **extra: Any) -> Callable[[F], F]:
+               error_bodies: Mapping[int, SchemaLike] | None = None, **extra: Any) -> Callable[[F], F]:
     """Attach an ``Operation`` to the view; ``extra`` keys are copied into the OpenAPI operation."""
     operation = Operation(summary=summary, description=description, query=query, path=path, response=response,
                           response_description=response_description, media_type=media_type, examples=examples,
-                          errors=tuple(dict.fromkeys(errors)), tags=tuple(tags), extra=dict(extra))
+                          errors=tuple(dict.fromkeys(errors)), error_bodies=dict(error_bodies or {}),
+                          tags=tuple(tags), extra=dict(extra))
 
     def decorate(view: F) -> F:
         setattr(view, OPERATION_ATTR, operation)

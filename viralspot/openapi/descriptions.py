@@ -28,6 +28,7 @@ TAGS = {
     "session": "A session's random-feed state: inspect it, reset it.",
     "health": "Liveness and readiness.",
     "docs": "This description and its interactive page.",
+    "metrics": "Prometheus metrics of the service.",
 }
 
 _COMMA = "Comma-separated list."

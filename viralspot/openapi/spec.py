@@ -135,15 +135,32 @@ def _new_spec() -> APISpec:
 
 # --- errors ---------------------------------------------------------------------------------------
 
-def _error_component(spec: APISpec) -> dict:
-    """The error envelope (``ErrorEnvelopeSchema``) with ``error_code`` restricted to ``ERROR_CODES``."""
-    component = _plugin_for(spec).converter.schema2jsonschema(ErrorEnvelopeSchema)
+def _error_component(spec: APISpec, schema: type[Schema] = ErrorEnvelopeSchema) -> dict:
+    """The error envelope (``ErrorEnvelopeSchema``, or a subclass with more fields) with ``error_code``
+    restricted to ``ERROR_CODES``."""
+    component = _plugin_for(spec).converter.schema2jsonschema(schema)
     component["properties"]["success"] = {"type": "boolean", "enum": [False]}
     component["properties"]["error_code"] = {"type": "string", "enum": list(ERROR_CODES)}
     component["properties"]["timestamp"]["format"] = "date-time"
     component["required"] = ["success", *[name for name in component.get("required", []) if name != "success"]]
-    component["description"] = "Every error, on every route."
+    component["description"] = ("Every error, on every route." if schema is ErrorEnvelopeSchema
+                                else " ".join((schema.__doc__ or "").split()))
     return component
+
+
+def _error_bodies(spec: APISpec | None, operation: Operation, where: str) -> dict[int, tuple[str, Any]]:
+    """{status: (component name, example_fields or None)} of the operation's ``error_bodies``,
+    each registered once as a component beside the plain envelope."""
+    bodies = {}
+    for status, schema in operation.error_bodies.items():
+        schema_class = schema if isinstance(schema, type) else type(schema)
+        if spec is None or not issubclass(schema_class, ErrorEnvelopeSchema):
+            raise ValueError(f"{where}: error_bodies[{status}] must extend ErrorEnvelopeSchema (and needs a spec)")
+        name = schema_class.__name__.removesuffix("Schema")
+        if name not in spec.components.schemas:
+            spec.components.schema(name, _error_component(spec, schema_class))
+        bodies[int(status)] = (name, getattr(schema_class, "example_fields", None))
+    return bodies
 
 
 def error_example(code: str) -> dict:
@@ -152,26 +169,35 @@ def error_example(code: str) -> dict:
             "timestamp": _EXAMPLE_TIMESTAMP, "troubleshooting": troubleshooting}
 
 
-def error_responses(codes: tuple[str, ...], where: str) -> dict[str, dict]:
-    """``{status: response}`` for ``codes`` (plus ``ALWAYS_ERRORS``), each status listing its codes."""
+def error_responses(codes: tuple[str, ...], where: str,
+                    bodies: dict[int, tuple[str, Any]] | None = None) -> dict[str, dict]:
+    """``{status: response}`` for ``codes`` (plus ``ALWAYS_ERRORS``), each status listing its codes;
+    ``bodies`` (``_error_bodies``) names the envelope component of a status that extends it."""
+    bodies = bodies or {}
     unknown = [code for code in codes if code not in ERROR_CODES]
     if unknown:
         raise ValueError(f"{where} declares unknown error codes {unknown}; see viralspot.errors.ERROR_CODES")
     by_status: dict[int, list[str]] = {}
     for code in dict.fromkeys((*codes, *ALWAYS_ERRORS)):
         by_status.setdefault(ERROR_CODES[code][0], []).append(code)
+    if set(bodies) - set(by_status):
+        raise ValueError(f"{where} declares error bodies for statuses {sorted(set(bodies) - set(by_status))} "
+                         "without an error code of that status")
     responses = {}
     for status in sorted(by_status):
         status_codes = by_status[status]
+        component, example_fields = bodies.get(status, (ERROR_SCHEMA, None))
         lines = "\n".join(f"- `{code}`: {ERROR_CODES[code][1]}" for code in status_codes)
         responses[str(status)] = {
             "description": f"{_STATUS_NAMES.get(status, 'Error')}. `error_code` is one of:\n\n{lines}",
             "content": {"application/json": {
                 "schema": {"allOf": [
-                    {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"},
+                    {"$ref": f"#/components/schemas/{component}"},
                     {"type": "object", "properties": {"error_code": {"type": "string", "enum": status_codes}}},
                 ]},
-                "examples": {code: {"summary": code, "value": error_example(code)} for code in status_codes},
+                "examples": {code: {"summary": code, "value": {**error_example(code),
+                                                              **(example_fields(code) if example_fields else {})}}
+                             for code in status_codes},
             }},
         }
     return responses
@@ -219,8 +245,10 @@ def _is_schema(body: Any) -> bool:
     return isinstance(body, Schema) or (isinstance(body, type) and issubclass(body, Schema))
 
 
-def operation_object(rule: Rule, method: str, operation: Operation) -> dict:
+def operation_object(rule: Rule, method: str, operation: Operation, spec: APISpec | None = None) -> dict:
     path = openapi_path(rule)
+    where = f"{method} {rule.rule}"
+    bodies = _error_bodies(spec, operation, where) if operation.error_bodies else None
     parameters = _path_parameters(rule, operation)
     if operation.query is not None:
         parameters.append({"in": "query", "schema": operation.query})
@@ -235,7 +263,7 @@ def operation_object(rule: Rule, method: str, operation: Operation) -> dict:
     if parameters:
         body["parameters"] = parameters
     body["responses"] = {"200": _success_response(operation),
-                         **error_responses(operation.errors, f"{method} {rule.rule}")}
+                         **error_responses(operation.errors, where, bodies)}
     body.update(operation.extra)
     return body
 
@@ -246,7 +274,7 @@ def build_spec(app: Flask) -> dict:
     spec.components.schema(ERROR_SCHEMA, _error_component(spec))
     used_tags: list[str] = []
     for rule, method, operation in documented_routes(app):
-        operation_body = operation_object(rule, method, operation)
+        operation_body = operation_object(rule, method, operation, spec)
         used_tags.extend(tag for tag in operation_body["tags"] if tag not in used_tags)
         spec.path(path=openapi_path(rule), operations={method.lower(): operation_body})
     for tag in used_tags:

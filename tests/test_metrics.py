@@ -1,0 +1,391 @@
+"""Prometheus metrics: ``GET /metrics``, what it counts, bounded labels, ``VIRALSPOT_METRICS`` off,
+and multiprocess mode under real gunicorn (a scrape answered by any worker reports every worker)."""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from viralspot import create_app
+from viralspot.metrics import EXTENSION_KEY, store_error_kind
+from viralspot.store import ClaimResult, StoreUnavailable
+
+SESSION = "metrics-session-7f3a"
+
+
+# --- helpers ----------------------------------------------------------------------------------------
+
+def parse(text: str) -> dict[tuple[str, tuple], float]:
+    """{(sample name, sorted labels): value} of a text exposition."""
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def value(samples: dict, name: str, **labels) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def scrape(client) -> dict:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.mimetype == "text/plain"
+    return parse(response.get_data(as_text=True))
+
+
+def seeded_app(tmp_path, items: int = 60, **overrides):
+    app = create_app({"CONFIG": "testing", "DATABASE_URL": f"sqlite:///{tmp_path}/catalog.db", **overrides})
+    result = app.test_cli_runner().invoke(args=["content", "seed", "--items", str(items), "--seed", "7"])
+    assert result.exit_code == 0, result.output
+    return app
+
+
+def dispose(app) -> None:
+    app.extensions["viralspot.catalog"].dispose()
+    app.extensions["viralspot.session_store"].close()
+
+
+def random_page(client, session=SESSION, offset=0, limit=10):
+    return client.get("/api/reels", query_string={"random_order": "true", "session_id": session,
+                                                  "offset": offset, "limit": limit})
+
+
+# --- in process ----------------------------------------------------------------------------------------
+
+def test_metrics_endpoint_is_prometheus_text(client):
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert response.headers["Cache-Control"] == "no-store"
+    text = response.get_data(as_text=True)
+    for name in ("viralspot_http_requests_total", "viralspot_http_request_duration_seconds",
+                 "viralspot_random_feed_pages_total", "viralspot_random_feed_claims_total",
+                 "viralspot_random_feed_claim_conflicts_total", "viralspot_session_conflict_responses_total",
+                 "viralspot_store_errors_total", "viralspot_item_snapshot_lookups_total",
+                 "viralspot_random_feed_list_builds_total", "viralspot_database_errors_total"):
+        assert f"# TYPE {name.removesuffix('_total')}" in text, name
+    assert "_created" not in text
+
+
+def test_requests_are_counted_by_endpoint_method_and_status_with_bounded_labels(client):
+    for _ in range(3):
+        assert client.get("/livez").status_code == 200
+    assert client.get("/api/sessions/no-such-session").status_code == 404
+    assert client.get("/no/such/path/abc123").status_code == 404
+    assert client.delete("/livez").status_code == 405
+    assert client.open("/livez", method="BREW").status_code == 405
+    samples = scrape(client)
+    assert value(samples, "viralspot_http_requests_total", endpoint="health.livez", method="GET", status="200") == 3
+    assert value(samples, "viralspot_http_requests_total", endpoint="session.inspect_session", method="GET",
+                 status="404") == 1
+    # No route matched: one label value, never the path; a made-up method is "other".
+    assert value(samples, "viralspot_http_requests_total", endpoint="unmatched", method="GET", status="404") == 1
+    assert value(samples, "viralspot_http_requests_total", endpoint="unmatched", method="DELETE", status="405") == 1
+    assert value(samples, "viralspot_http_requests_total", endpoint="unmatched", method="other", status="405") == 1
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "abc123" not in text and "no-such-session" not in text and "BREW" not in text
+    # The latency histogram, by endpoint.
+    assert value(samples, "viralspot_http_request_duration_seconds_count", endpoint="health.livez") == 3
+    assert value(samples, "viralspot_http_request_duration_seconds_bucket", endpoint="health.livez", le="+Inf") == 3
+
+
+def test_random_feed_pages_claims_and_plans(tmp_path):
+    app = seeded_app(tmp_path)
+    try:
+        client = app.test_client()
+        assert random_page(client).status_code == 200
+        assert random_page(client, offset=10).status_code == 200
+        assert random_page(client).status_code == 200  # the first page again: a replay, no claim
+        samples = scrape(client)
+        assert value(samples, "viralspot_random_feed_pages_total", plan="list") == 2  # a small catalog: lists
+        assert value(samples, "viralspot_random_feed_pages_total", plan="replay") == 1
+        assert value(samples, "viralspot_random_feed_pages_total", plan="walk") == 0
+        assert value(samples, "viralspot_random_feed_claims_total", plan="list") == 2
+        assert value(samples, "viralspot_random_feed_claim_conflicts_total", plan="list") == 0
+        assert value(samples, "viralspot_random_feed_list_builds_total") == 1  # cached for the second page
+        assert SESSION not in client.get("/metrics").get_data(as_text=True)
+    finally:
+        dispose(app)
+
+
+def test_a_broad_filter_on_a_large_catalog_walks(tmp_path):
+    # A catalog counts as "large" above RANDOM_SMALL_CATALOG keys; with no list allowance a feed walks.
+    app = seeded_app(tmp_path, RANDOM_SMALL_CATALOG=0, RANDOM_LIST_MAX_KEYS=0, RANDOM_LIST_THRESHOLD=0.0)
+    try:
+        client = app.test_client()
+        assert random_page(client).status_code == 200
+        samples = scrape(client)
+        assert value(samples, "viralspot_random_feed_pages_total", plan="walk") == 1
+        assert value(samples, "viralspot_random_feed_claims_total", plan="walk") == 1
+        assert value(samples, "viralspot_random_feed_pages_total", plan="list") == 0
+    finally:
+        dispose(app)
+
+
+class LosingStore:
+    """Wraps a store: its first ``losses`` claims lose the compare-and-set (a concurrent request won)."""
+
+    def __init__(self, inner, losses: int) -> None:
+        self.inner = inner
+        self.losses = losses
+
+    def claim_unseen(self, *args, **kwargs):
+        if self.losses > 0:
+            self.losses -= 1
+            return ClaimResult(ok=False)
+        return self.inner.claim_unseen(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_claim_conflicts_and_session_conflict_answers(tmp_path):
+    app = seeded_app(tmp_path)
+    try:
+        store = app.extensions["viralspot.session_store"]
+        client = app.test_client()
+        app.extensions["viralspot.session_store"] = LosingStore(store, losses=2)
+        assert random_page(client, "conflicted-once").status_code == 200  # lost twice, then won
+        app.extensions["viralspot.session_store"] = LosingStore(store, losses=10_000)
+        response = random_page(client, "always-conflicted")
+        assert response.status_code == 503 and response.get_json()["error_code"] == "SESSION_CONFLICT"
+        app.extensions["viralspot.session_store"] = store
+        samples = scrape(client)
+        from viralspot.feed.random_feed import MAX_ATTEMPTS
+
+        assert value(samples, "viralspot_random_feed_claim_conflicts_total", plan="list") == 2 + MAX_ATTEMPTS
+        assert value(samples, "viralspot_random_feed_claims_total", plan="list") == 3 + MAX_ATTEMPTS
+        assert value(samples, "viralspot_session_conflict_responses_total") == 1
+        assert value(samples, "viralspot_http_requests_total", endpoint="content.reels", method="GET",
+                     status="503") == 1
+    finally:
+        dispose(app)
+
+
+class UnreachableStore:
+    storage_type = "unreachable"
+
+    def __init__(self, cause: BaseException | None = None) -> None:
+        self.cause = cause
+
+    def _down(self, *args, **kwargs):
+        if self.cause is None:
+            raise StoreUnavailable("connection refused")
+        raise StoreUnavailable("redis: down") from self.cause
+
+    read_feed = seen_among = claim_unseen = reset = session_count = summary = session_ids = _down
+
+    def ping(self):
+        return False
+
+    def close(self):
+        pass
+
+
+def test_store_errors_by_kind(client, app):
+    app.extensions["viralspot.session_store"] = UnreachableStore(TimeoutError("timed out"))
+    assert client.post("/api/reset-session?session_id=abc").status_code == 503
+    assert client.get("/api/sessions/abc").status_code == 503
+    app.extensions["viralspot.session_store"] = UnreachableStore()
+    assert client.post("/api/reset-session?session_id=abc").status_code == 503
+    samples = scrape(client)
+    assert value(samples, "viralspot_store_errors_total", kind="TimeoutError") == 2
+    assert value(samples, "viralspot_store_errors_total", kind="StoreUnavailable") == 1
+
+
+def test_store_error_kind_names_the_underlying_error():
+    class ConnectionError(Exception):  # noqa: A001 - as redis-py names it
+        pass
+
+    try:
+        try:
+            raise ConnectionError("refused")
+        except ConnectionError as error:
+            raise StoreUnavailable("redis: refused") from error
+    except StoreUnavailable as error:
+        assert store_error_kind(error) == "ConnectionError"
+    assert store_error_kind(StoreUnavailable("x")) == "StoreUnavailable"
+
+
+def test_item_snapshot_hits_and_misses(tmp_path):
+    app = seeded_app(tmp_path, ITEM_SNAPSHOT_DIR=str(tmp_path / "snapshots"), ITEM_SNAPSHOT_WRITE=False)
+    try:
+        from viralspot.catalog.database import ITEM_SNAPSHOTS
+
+        app.extensions[ITEM_SNAPSHOTS].recheck = 0  # look for the file on every page
+        client = app.test_client()
+        assert random_page(client, "before").status_code == 200  # no snapshot written: a miss
+        result = app.test_cli_runner().invoke(args=["content", "snapshot"])
+        assert result.exit_code == 0, result.output
+        assert random_page(client, "after").status_code == 200  # read from the snapshot: a hit
+        samples = scrape(client)
+        assert value(samples, "viralspot_item_snapshot_lookups_total", result="miss") == 1
+        assert value(samples, "viralspot_item_snapshot_lookups_total", result="hit") == 1
+    finally:
+        dispose(app)
+
+
+def test_each_app_counts_its_own_requests_outside_gunicorn():
+    first, second = create_app({"CONFIG": "testing"}), create_app({"CONFIG": "testing"})
+    first.test_client().get("/livez")
+    samples = scrape(second.test_client())
+    assert value(samples, "viralspot_http_requests_total", endpoint="health.livez", method="GET", status="200") == 0
+    assert first.extensions[EXTENSION_KEY] is not second.extensions[EXTENSION_KEY]
+
+
+@pytest.mark.parametrize("setting", [False, 0, "false", "off"])
+def test_metrics_can_be_turned_off(setting):
+    app = create_app({"CONFIG": "testing", "METRICS": setting})
+    client = app.test_client()
+    assert EXTENSION_KEY not in app.extensions
+    response = client.get("/metrics")
+    assert response.status_code == 404 and response.get_json()["error_code"] == "NOT_FOUND"
+    assert client.get("/livez").status_code == 200
+    assert "/metrics" not in client.get("/api/openapi.json").get_json()["paths"]
+
+
+def test_metrics_off_from_the_environment(monkeypatch):
+    monkeypatch.setenv("VIRALSPOT_METRICS", "false")
+    app = create_app({"CONFIG": "testing"})
+    assert app.test_client().get("/metrics").status_code == 404
+
+
+def test_metrics_is_documented_as_text(client):
+    operation = client.get("/api/openapi.json").get_json()["paths"]["/metrics"]["get"]
+    assert list(operation["responses"]["200"]["content"]) == ["text/plain"]
+    assert operation["tags"] == ["metrics"]
+
+
+# --- multiprocess mode under real gunicorn -------------------------------------------------------------
+
+def request(port: int, path: str, headers: dict | None = None, timeout: float = 10.0):
+    """(status, headers, body) of one GET on a new connection (so any worker may accept it)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", path, headers={"Connection": "close", **(headers or {})})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def livez_count(body: bytes) -> float:
+    return value(parse(body.decode()), "viralspot_http_requests_total", endpoint="health.livez", method="GET",
+                 status="200")
+
+
+def multiproc_dir_of(pid: int) -> Path | None:
+    """The directory of the metric files worker ``pid`` has open (prometheus_client keeps them open)."""
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = Path(os.readlink(fd))
+            except OSError:
+                continue
+            if target.suffix == ".db" and target.name.startswith(("counter_", "histogram_")):
+                return target.parent
+    except FileNotFoundError:
+        pass
+    return None
+
+
+def per_worker_livez(directory: Path, pids: set[int], scratch: Path) -> dict[int, float]:
+    """Each worker's own livez count: its files alone, read by prometheus_client's collector."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    counts = {}
+    for pid in pids:
+        alone = scratch / str(pid)
+        alone.mkdir(parents=True, exist_ok=True)
+        for old in alone.iterdir():
+            old.unlink()
+        for path in directory.glob(f"*_{pid}.db"):
+            shutil.copy(path, alone / path.name)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(alone))
+        counts[pid] = livez_count(generate_latest(registry))
+    return counts
+
+
+@pytest.mark.redis
+def test_a_scrape_answered_by_any_worker_reports_every_worker(redis_clean, tmp_path):
+    from gunicorn_servers import GunicornServer, run_threads
+
+    database_url = f"sqlite:///{tmp_path}/catalog.db"
+    with GunicornServer(tmp_path, database_url=database_url, store_url=redis_clean.url, workers=2, threads=2,
+                        name="metrics", extra_env={"VIRALSPOT_LOG_FORMAT": "json", "GUNICORN_ACCESSLOG": "-",
+                                                   "VIRALSPOT_LOG_LEVEL": "INFO"}) as server:
+        port = server.port
+        workers = server.worker_pids()
+        assert len(workers) == 2
+        directory = multiproc_dir_of(min(workers))
+        assert directory is not None and directory == multiproc_dir_of(max(workers))
+        assert directory.name.startswith("viralspot-metrics-")  # made by gunicorn.conf.py
+
+        # Requests over new connections from 4 threads, until both workers have served some.
+        sent = 0
+        served: dict[int, float] = {}
+        for _batch in range(20):
+            def client():
+                for _ in range(10):
+                    status, headers, _body = request(port, "/livez", {"X-Request-ID": "mp-livez"})
+                    assert status == 200 and headers["X-Request-ID"] == "mp-livez"
+            run_threads([client] * 4, timeout=60)
+            sent += 40
+            served = per_worker_livez(directory, workers, tmp_path / "per-worker")
+            if all(count > 0 for count in served.values()):
+                break
+        assert sum(served.values()) == sent
+        assert all(count > 0 for count in served.values()), served  # both workers served requests
+
+        # Each scrape, whichever worker answers it, reports the total.
+        scrape_counts = []
+        for _ in range(12):
+            status, headers, body = request(port, "/metrics")
+            assert status == 200 and headers["Content-Type"].startswith("text/plain")
+            scrape_counts.append(livez_count(body))
+        assert scrape_counts == [sent] * 12, scrape_counts
+
+        # A worker that exits: its counts stay in every scrape after the master replaced it.
+        victim = min(workers)
+        os.kill(victim, signal.SIGTERM)
+        replacement = server.wait_workers(2, exclude={victim}, timeout=30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                status, _headers, body = request(port, "/metrics")
+                if status == 200 and multiproc_dir_of(max(replacement - workers)) is not None:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        for _ in range(6):
+            status, _headers, body = request(port, "/metrics")
+            assert status == 200 and livez_count(body) == sent
+        log_text = server.log_path.read_text(encoding="utf-8", errors="replace")
+    assert not directory.exists()  # removed by on_exit
+
+    # VIRALSPOT_LOG_FORMAT=json: every line gunicorn and the app wrote is one JSON object; the access
+    # lines carry the request id the app answered.
+    lines = [line for line in log_text.splitlines() if line.strip()]
+    entries = []
+    for line in lines:
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            pytest.fail(f"not a JSON line: {line!r}")
+    access = [entry for entry in entries if entry.get("logger") == "gunicorn.access" and entry["path"] == "/livez"]
+    assert len(access) == sent
+    assert all(entry["request_id"] == "mp-livez" and entry["status"] == 200 for entry in access)
+    scrapes = [entry for entry in entries if entry.get("logger") == "gunicorn.access" and entry["path"] == "/metrics"]
+    assert scrapes and all(len(entry["request_id"]) == 32 for entry in scrapes)  # made by the app

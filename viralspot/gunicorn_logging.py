@@ -1,0 +1,52 @@
+"""gunicorn's own log lines as JSON, for ``VIRALSPOT_LOG_FORMAT=json`` (``gunicorn.conf.py`` sets
+``logger_class`` to ``GunicornJsonLogger``).
+
+The access log becomes one JSON object per request (with the ``X-Request-ID`` the app answered),
+and gunicorn's error log (worker start, exit, timeouts) uses the app's ``JsonFormatter``, so every
+line the service writes parses as JSON. With the default ``text`` format gunicorn's logger is
+unchanged (``gunicorn.conf.py`` adds the request id to its access line).
+"""
+from __future__ import annotations
+
+import json
+import traceback
+from datetime import datetime, timezone
+
+from gunicorn.glogging import Logger
+
+from .logs import JsonFormatter
+from .request_ids import HEADER
+
+
+class GunicornJsonLogger(Logger):
+    """gunicorn's logger, writing JSON lines."""
+
+    def setup(self, cfg) -> None:
+        super().setup(cfg)
+        for handler in self.error_log.handlers:
+            handler.setFormatter(JsonFormatter())
+
+    def access(self, resp, req, environ, request_time) -> None:
+        if not self.access_log_enabled:
+            return
+        try:
+            atoms = self.atoms(resp, req, environ, request_time)
+            status = atoms.get("s")
+            entry = {
+                "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "level": "INFO",
+                "logger": "gunicorn.access",
+                "message": f"{atoms.get('m')} {atoms.get('U')} {status}",
+                "request_id": atoms.get("{%s}o" % HEADER.lower(), "-"),
+                "method": atoms.get("m"),
+                "path": atoms.get("U"),
+                "query": atoms.get("q") or "",
+                "status": int(status) if str(status).isdigit() else status,
+                "bytes": atoms.get("B"),
+                "duration_seconds": request_time.total_seconds(),
+                "remote_addr": atoms.get("h"),
+                "user_agent": atoms.get("a"),
+            }
+            self.access_log.info("%s", json.dumps(entry, ensure_ascii=False, default=str))
+        except Exception:  # noqa: BLE001 - as gunicorn's own access(): report, never fail the request
+            self.error(traceback.format_exc())

@@ -1,0 +1,249 @@
+"""Prometheus metrics: ``GET /metrics`` and the counters the service keeps.
+
+Under gunicorn (``gunicorn.conf.py``) ``PROMETHEUS_MULTIPROC_DIR`` is set before any worker
+starts, so prometheus_client runs in multiprocess mode: each worker writes its samples to files
+in that directory and a scrape, whichever worker answers it, reports the sum over all workers
+(those that died included, as counters must). Outside gunicorn (``flask run``, tests) each app
+keeps its own registry. ``VIRALSPOT_METRICS=false`` turns all of it off (no ``/metrics``, no
+counting).
+
+Labels are bounded: ``endpoint`` is the Flask endpoint name (``content.reels``), ``unmatched``
+when no route matched (404, 405), never the path; methods outside the standard ones count as
+``other``; no label carries a session id or any other client value.
+
+The instrumentation calls (``feed_claim``, ``store_error``, ...) are no-ops outside an app
+context or when metrics are off, so library code can call them unconditionally.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, has_app_context, request
+
+from .openapi import documented
+
+log = logging.getLogger(__name__)
+
+EXTENSION_KEY = "viralspot.metrics"
+#: Environment variables that put prometheus_client in multiprocess mode (it reads them at import).
+MULTIPROC_ENV = ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir")
+#: Request latency buckets, seconds.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+#: ``endpoint`` label of a request no route matched.
+UNMATCHED = "unmatched"
+PLAN_KINDS = ("list", "walk")
+_PLAN_NAMES = {"ListPlan": "list", "WalkPlan": "walk"}
+_KIND = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+_STARTED = "viralspot.request_started"  # in the request's environ
+#: The text exposition format every Prometheus version reads.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_OFF = {"0", "false", "no", "off", ""}
+
+_shared: "Metrics | None" = None  # the process's metrics in multiprocess mode (one set of files)
+_shared_lock = threading.Lock()
+
+bp = Blueprint("metrics", __name__)
+
+
+def enabled(value: Any) -> bool:
+    """``VIRALSPOT_METRICS``: JSON false/0 (or "false", "no", "off", "0", "") turns metrics off."""
+    if isinstance(value, str):
+        return value.strip().lower() not in _OFF
+    return bool(value)
+
+
+def multiprocess_dir() -> str | None:
+    for name in MULTIPROC_ENV:
+        if os.environ.get(name):
+            return os.environ[name]
+    return None
+
+
+class Metrics:
+    """The service's metrics; ``registry`` None in multiprocess mode (the files are the registry)."""
+
+    def __init__(self, registry, multiprocess: bool = False) -> None:
+        from prometheus_client import Counter, Histogram
+
+        self.registry = registry
+        self.multiprocess = multiprocess
+        self.requests = Counter(
+            "viralspot_http_requests", "HTTP requests answered, by endpoint, method and status.",
+            ["endpoint", "method", "status"], registry=registry)
+        self.latency = Histogram(
+            "viralspot_http_request_duration_seconds", "Seconds from routing to the response, by endpoint.",
+            ["endpoint"], buckets=LATENCY_BUCKETS, registry=registry)
+        self.feed_pages = Counter(
+            "viralspot_random_feed_pages",
+            "Random pages answered, by how: a claim on a list or walk plan, or a replay of served items.",
+            ["plan"], registry=registry)
+        self.feed_claims = Counter(
+            "viralspot_random_feed_claims", "Random-feed claims (compare-and-set) sent to the store, by plan.",
+            ["plan"], registry=registry)
+        self.feed_claim_conflicts = Counter(
+            "viralspot_random_feed_claim_conflicts",
+            "Random-feed claims that lost the compare-and-set to a concurrent request, by plan.",
+            ["plan"], registry=registry)
+        self.session_conflicts = Counter(
+            "viralspot_session_conflict_responses", "503 SESSION_CONFLICT answers (claims kept conflicting).",
+            registry=registry)
+        self.list_builds = Counter(
+            "viralspot_random_feed_list_builds", "Candidate lists read from the catalog (list-plan cache misses).",
+            registry=registry)
+        self.store_errors = Counter(
+            "viralspot_store_errors", "Session store failures answered 503, by kind (the underlying error).",
+            ["kind"], registry=registry)
+        self.database_errors = Counter(
+            "viralspot_database_errors", "Database outages answered 503 DATABASE_UNAVAILABLE.",
+            registry=registry)
+        self.snapshot_lookups = Counter(
+            "viralspot_item_snapshot_lookups",
+            "Item-snapshot look-ups of random pages: hit (items read from the snapshot) or miss (from the database).",
+            ["result"], registry=registry)
+        # Series that exist from the start (at 0), so rates and ratios are defined before the first event.
+        for plan in (*PLAN_KINDS, "replay"):
+            self.feed_pages.labels(plan)
+        for plan in PLAN_KINDS:
+            self.feed_claims.labels(plan)
+            self.feed_claim_conflicts.labels(plan)
+        for result in ("hit", "miss"):
+            self.snapshot_lookups.labels(result)
+
+    def exposition(self) -> bytes:
+        """The text exposition of every metric: of all workers' files in multiprocess mode."""
+        from prometheus_client import CollectorRegistry, generate_latest
+
+        if self.multiprocess:
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry)
+        return generate_latest(self.registry)
+
+
+def _build_metrics() -> Metrics:
+    global _shared
+    from prometheus_client import CollectorRegistry, disable_created_metrics, values
+
+    disable_created_metrics()  # no *_created series: half the series, nothing a dashboard reads
+    if multiprocess_dir():
+        if values.ValueClass is not values.MutexValue:
+            with _shared_lock:
+                if _shared is None:
+                    _shared = Metrics(None, multiprocess=True)
+                return _shared
+        log.warning("PROMETHEUS_MULTIPROC_DIR was set after prometheus_client was imported: "
+                    "/metrics reports this process only")
+    return Metrics(CollectorRegistry(auto_describe=True))
+
+
+def init_app(app: Flask) -> None:
+    """Count every request and serve ``GET /metrics`` (unless ``METRICS`` is off)."""
+    if not enabled(app.config.get("METRICS", True)):
+        return
+    metrics = app.extensions[EXTENSION_KEY] = _build_metrics()
+
+    @app.before_request
+    def start_timer():
+        request.environ[_STARTED] = time.perf_counter()
+
+    @app.after_request
+    def count_request(response):
+        rule = request.url_rule
+        endpoint = rule.endpoint if rule is not None else UNMATCHED
+        method = request.method if request.method in METHODS else "other"
+        metrics.requests.labels(endpoint, method, str(response.status_code)).inc()
+        started = request.environ.get(_STARTED)
+        if started is not None:
+            metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+        return response
+
+    app.register_blueprint(bp)
+
+
+@bp.get("/metrics")
+@documented(
+    "Prometheus metrics (text exposition format)",
+    description="Every worker's counters summed (prometheus_client multiprocess mode under gunicorn). "
+                "Absent when VIRALSPOT_METRICS is false.",
+    media_type="text/plain", response={"type": "string"},
+    response_description="Prometheus text format 0.0.4.", tags=("metrics",))
+def scrape():
+    body = current_app.extensions[EXTENSION_KEY].exposition()
+    return Response(body, status=200, headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"})
+
+
+# --- instrumentation, called from the code paths it counts ------------------------------------
+
+def current() -> Metrics | None:
+    """The current app's metrics, or None (no app context, metrics off)."""
+    if not has_app_context():
+        return None
+    return current_app.extensions.get(EXTENSION_KEY)
+
+
+def plan_kind(plan: Any) -> str:
+    return _PLAN_NAMES.get(type(plan).__name__, "other")
+
+
+def feed_page(plan: Any | None) -> None:
+    """A random page answered: by a claim on ``plan``, or (None) replayed from the served items."""
+    metrics = current()
+    if metrics is not None:
+        metrics.feed_pages.labels(plan_kind(plan) if plan is not None else "replay").inc()
+
+
+def feed_claim(plan: Any) -> None:
+    metrics = current()
+    if metrics is not None:
+        metrics.feed_claims.labels(plan_kind(plan)).inc()
+
+
+def feed_claim_conflict(plan: Any) -> None:
+    metrics = current()
+    if metrics is not None:
+        metrics.feed_claim_conflicts.labels(plan_kind(plan)).inc()
+
+
+def session_conflict() -> None:
+    metrics = current()
+    if metrics is not None:
+        metrics.session_conflicts.inc()
+
+
+def list_build() -> None:
+    metrics = current()
+    if metrics is not None:
+        metrics.list_builds.inc()
+
+
+def store_error_kind(error: BaseException) -> str:
+    """The error under a store failure (``TimeoutError``, ``ConnectionError``, ...) or the failure's own class."""
+    cause = error.__cause__ or error.__context__
+    name = type(cause if cause is not None else error).__name__
+    return name if _KIND.fullmatch(name) else "other"
+
+
+def store_error(error: BaseException) -> None:
+    metrics = current()
+    if metrics is not None:
+        metrics.store_errors.labels(store_error_kind(error)).inc()
+
+
+def database_error() -> None:
+    metrics = current()
+    if metrics is not None:
+        metrics.database_errors.inc()
+
+
+def snapshot_lookup(hit: bool) -> None:
+    metrics = current()
+    if metrics is not None:
+        metrics.snapshot_lookups.labels("hit" if hit else "miss").inc()
