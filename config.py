@@ -57,12 +57,9 @@ class Config:
     FIXED_NOW: str | None = None
     #: Items `make run` seeds into an empty catalog.
     SEED_ITEMS = 5000
-    #: Filters matching fewer than this share of the catalog use a cached candidate list.
-    RANDOM_LIST_THRESHOLD = 0.05
-    #: Catalogs up to this many keys always use the candidate-list path.
-    RANDOM_SMALL_CATALOG = 20_000
     #: Filters estimated to match at most this many items use a cached candidate list (4 bytes
-    #: per item, no filter check per page); broader ones walk the key space. 0: only the two above.
+    #: per item, no filter check per page); broader ones walk the key space. The one setting that
+    #: decides list versus walk; 0: every filter walks.
     RANDOM_LIST_MAX_KEYS = 1_000_000
     #: Filtered candidate lists cached per process (each at most 4 bytes per item).
     RANDOM_LIST_CACHE_SIZE = 64
@@ -70,6 +67,9 @@ class Config:
     RANDOM_LIST_CACHE_KEYS = 16_000_000
     #: How far past what a session has been served one random page may reach (offset + limit).
     RANDOM_MAX_AHEAD = 1000
+    #: Permutation positions one random page may scan (a feed whose items the session has mostly
+    #: seen elsewhere then answers a short page rather than send the database an unbounded key list).
+    RANDOM_MAX_SCAN = 100_000
     #: Seconds a process reuses the catalog's (version, largest id) for random feeds; 0: every page asks.
     CATALOG_STATE_TTL = 1.0
     #: Where item snapshots (every rendered item of one catalog version in a memory-mapped file, from

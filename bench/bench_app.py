@@ -16,6 +16,7 @@ from viralspot import create_app
 from viralspot.args import present_arguments, use_args
 from viralspot.catalog.filters import content_filter
 from viralspot.catalog.queries import items_by_keys, plain_page_keys
+from viralspot.clock import app_clock
 from viralspot.content.listing import listing_message
 from viralspot.extensions import catalog
 from viralspot.schemas.content import ContentQueryArgsSchema
@@ -53,7 +54,8 @@ def create_bench_app(config: dict | None = None):
     def upstream(args):
         flt = content_filter("reels", args)
         with catalog.connect() as conn:
-            keys, is_last = plain_page_keys(conn, flt, args.get("sort_by"), args["limit"], args["offset"])
+            keys, is_last = plain_page_keys(conn, flt, args.get("sort_by"), args["limit"], args["offset"],
+                                            now=app_clock().now())
             rows = items_by_keys(conn, keys)
         rows = upstream_random_page(rows, args.get("session_id") or "anonymous")
         return api_response(page_data(rows, is_last), listing_message("reels", len(rows), args["offset"]))

@@ -46,9 +46,9 @@ SESSIONS = 50
 PAGES = 8
 
 #: App settings the cases run under: the defaults (items from the item snapshot), walks forced
-#: wherever the catalog is above RANDOM_SMALL_CATALOG (the plan broad filters get beyond
-#: RANDOM_LIST_MAX_KEYS matches), and items read from the database (no snapshot: a server in the
-#: seconds after a catalog write, before the new snapshot is written).
+#: (RANDOM_LIST_MAX_KEYS=0: the plan broad filters get beyond RANDOM_LIST_MAX_KEYS matches), and
+#: items read from the database (no snapshot: a server in the seconds after a catalog write,
+#: before the new snapshot is written).
 VARIANTS = {"default": {"ITEM_SNAPSHOT_DIR": SNAPSHOT_ROOT},
             "walk": {"ITEM_SNAPSHOT_DIR": SNAPSHOT_ROOT, "RANDOM_LIST_MAX_KEYS": 0},
             "no-snapshot": {"ITEM_SNAPSHOT_DIR": ""}}

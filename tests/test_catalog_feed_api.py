@@ -11,7 +11,8 @@ from sqlalchemy import select
 
 from catalog_data import expected_order
 from viralspot.catalog.filters import ContentFilter, content_filter
-from viralspot.catalog.queries import (catalog_state, items_by_keys, matching_among, matching_keys,
+from viralspot.catalog.feed_source import SqlCandidateSource
+from viralspot.catalog.queries import (catalog_state, items_by_keys, matching_keys,
                                        matching_keys_until, plain_page_keys)
 from viralspot.catalog.tables import content
 from viralspot.schemas.items import display_count, serialize_item
@@ -105,16 +106,15 @@ def test_catalog_state_is_version_and_largest_id(fixture_catalog):
 
 @pytest.mark.parametrize("query", [{}, {"primary_categories": "Food"}, {"min_followers": "10000"},
                                    {"search": "%"}, {"content_types": "post,story", "languages": "es"}])
-def test_matching_keys_and_matching_among_agree_with_the_oracle(fixture_catalog, query):
+def test_matching_keys_and_the_filter_check_agree_with_the_oracle(fixture_catalog, query):
     app, records, now = fixture_catalog
     expected = sorted(ids_of(app, expected_order(records, "reels", query, now)))
     flt = make_filter("reels", query)
     with app.extensions["viralspot.catalog"].connect() as conn:
         keys = matching_keys(conn, flt)
         assert keys.dtype == np.int64 and keys.tolist() == expected
-        probe = list(range(-5, 4500)) + [3, 3]  # several chunks, unknown and repeated ids
-        assert matching_among(conn, flt, probe) == set(expected)
-        assert matching_among(conn, flt, []) == set()
+        probe = list(range(-5, 4500)) + [3, 3]  # a long list, unknown and repeated ids
+        assert SqlCandidateSource(conn, flt).matching_among(probe) == set(expected)
 
 
 @pytest.mark.parametrize("date_range", ["day", "week", "month", "year"])

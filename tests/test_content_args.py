@@ -6,7 +6,7 @@ from flask import request
 
 from viralspot.args import parser, present_arguments
 from viralspot.catalog.filters import content_filter
-from viralspot.errors import ApiError
+from viralspot.api_errors import ApiError
 from viralspot.schemas.content import ContentQueryArgsSchema, PostQueryArgsSchema
 
 BAD = [

@@ -34,8 +34,10 @@ class InMemoryCatalog:
         return self.version, np.array(sorted(self.matching), dtype=np.int64)
 
 
-def make_feeds(small_catalog=20_000, threshold=0.05):
-    return RandomFeeds(b"test-secret", FeedPlanner(b"test-secret", threshold, small_catalog))
+def make_feeds(list_max_keys=20_000):
+    """Feeds whose filters use a candidate list up to ``list_max_keys`` estimated matches (0: every
+    filter walks)."""
+    return RandomFeeds(b"test-secret", FeedPlanner(b"test-secret", list_max_keys=list_max_keys))
 
 
 def drain(feeds, store, source, session_id, signature, limit=24):
@@ -48,14 +50,14 @@ def drain(feeds, store, source, session_id, signature, limit=24):
             return pages
 
 
-@pytest.mark.parametrize("small_catalog, matching", [
+@pytest.mark.parametrize("list_max_keys, matching", [
     (20_000, range(1, 501)),            # small catalog: candidate list
     (0, range(1, 2001)),                # walk over every key
     (0, range(1, 2001, 3)),             # walk with a one-in-three filter
-    (0, range(5, 2001, 97)),            # selective filter: candidate list
+    (100, range(5, 2001, 97)),          # selective filter: candidate list
 ])
-def test_draining_serves_every_matching_item_exactly_once(small_catalog, matching):
-    feeds, store = make_feeds(small_catalog), MemorySessionStore()
+def test_draining_serves_every_matching_item_exactly_once(list_max_keys, matching):
+    feeds, store = make_feeds(list_max_keys), MemorySessionStore()
     source = InMemoryCatalog(2000, matching)
     pages = drain(feeds, store, source, "s", "f")
     served = [key for page in pages for key in page.keys]
@@ -68,7 +70,7 @@ def test_draining_serves_every_matching_item_exactly_once(small_catalog, matchin
 
 
 def test_plan_choice_follows_selectivity():
-    planner = FeedPlanner(b"k", 0.05, small_catalog=100)
+    planner = FeedPlanner(b"k", list_max_keys=500)
     wide = InMemoryCatalog(10_000, range(1, 10_001, 2))
     narrow = InMemoryCatalog(10_000, range(1, 10_001, 100))
     assert isinstance(planner.new_plan("wide", wide, wide.catalog_state()), WalkPlan)
@@ -76,7 +78,7 @@ def test_plan_choice_follows_selectivity():
 
 
 def test_filters_with_few_enough_matches_use_a_list_whatever_their_share():
-    planner = FeedPlanner(b"k", 0.05, small_catalog=100, list_max_keys=6_000)
+    planner = FeedPlanner(b"k", list_max_keys=6_000)
     wide = InMemoryCatalog(10_000, range(1, 10_001, 2))       # ~5,000 matches: a list
     wider = InMemoryCatalog(10_000, range(1, 10_001))         # 10,000 matches: a walk
     assert isinstance(planner.new_plan("wide", wide, wide.catalog_state()), ListPlan)
@@ -109,7 +111,7 @@ WINDOW_START = 1_800_000_000 - 1_800_000_000 % WINDOW_SECONDS
 
 
 def clock_feeds(now):
-    planner = FeedPlanner(b"k", 0.05, small_catalog=100, list_max_keys=6_000, clock=lambda: now[0])
+    planner = FeedPlanner(b"k", list_max_keys=6_000, clock=lambda: now[0])
     return RandomFeeds(b"k", planner), planner
 
 
@@ -163,7 +165,7 @@ def test_a_new_window_continues_the_feed_without_repeats():
 
 def test_selective_lists_larger_than_the_list_cache_walk_instead():
     # Kept only if it fits: a list heavier than the cache would be rebuilt on every page.
-    planner = FeedPlanner(b"k", 0.05, small_catalog=100, list_cache_keys=50)
+    planner = FeedPlanner(b"k", list_max_keys=1_000, list_cache_keys=50)
     narrow = InMemoryCatalog(10_000, range(1, 10_001, 100))  # 1%, 100 keys > 50
     assert isinstance(planner.new_plan("narrow", narrow, narrow.catalog_state()), WalkPlan)
 
@@ -212,7 +214,7 @@ def build_from_threads(planner, source, count=8):
 
 
 def test_concurrent_requests_for_one_list_build_it_once():
-    planner = FeedPlanner(b"k", 0.05, small_catalog=100_000)
+    planner = FeedPlanner(b"k", list_max_keys=100_000)
     source = BlockedCatalog(5_000, range(1, 5_001, 3))
     plans = build_from_threads(planner, source)
     assert source.builds == 1
@@ -224,7 +226,7 @@ def test_concurrent_requests_for_one_list_build_it_once():
 
 
 def test_a_failed_build_fails_its_waiters_once_and_the_next_request_builds_again():
-    planner = FeedPlanner(b"k", 0.05, small_catalog=100_000)
+    planner = FeedPlanner(b"k", list_max_keys=100_000)
     source = BlockedCatalog(5_000, range(1, 5_001, 3), fail=True)
     outcomes = build_from_threads(planner, source)
     assert source.builds == 1  # not repeated by each waiter in turn
@@ -328,7 +330,7 @@ def test_a_feed_on_a_newer_version_than_the_remembered_state_stays_on_it():
 
 
 def test_lists_are_cached_under_the_version_they_were_read_at():
-    planner = FeedPlanner(b"k", 0.05, small_catalog=100_000)
+    planner = FeedPlanner(b"k", list_max_keys=100_000)
     source = InMemoryCatalog(500, range(1, 301), version=9)  # the database is already at version 9
     plan = planner.new_plan("f", source, (8, 500))  # a state remembered from before the last write
     assert plan.version == 9 and plan.token.startswith("l:9:")
@@ -342,7 +344,7 @@ def test_a_list_read_while_the_catalog_kept_changing_is_not_kept():
         def matching_keys(self):
             return None, super().matching_keys()[1]
 
-    planner = FeedPlanner(b"k", 0.05, small_catalog=100_000)
+    planner = FeedPlanner(b"k", list_max_keys=100_000)
     source = Changing(500, range(1, 301))
     assert planner.new_plan("f", source, (1, 500)).size == 300
     source.matching = set(range(1, 11))
@@ -350,11 +352,11 @@ def test_a_list_read_while_the_catalog_kept_changing_is_not_kept():
 
 
 def test_feeds_never_reach_past_the_largest_32_bit_key():
-    planner = FeedPlanner(b"k", 0.0, small_catalog=0, list_max_keys=0)
+    planner = FeedPlanner(b"k", list_max_keys=0)
     source = InMemoryCatalog(2**33, range(2**32 - 5, 2**32 + 5))
     grown, rebased = planner.continue_plan("w:1:1000:1", True, "f", source, source.catalog_state())
     assert rebased and (grown.lo, grown.hi) == (1000, 2**32)
-    listed = FeedPlanner(b"k", 0.05, small_catalog=2**34).new_plan("g", source, source.catalog_state())
+    listed = FeedPlanner(b"k", list_max_keys=2**34).new_plan("g", source, source.catalog_state())
     assert listed.keys.dtype == np.uint32 and listed.keys.tolist() == list(range(2**32 - 5, 2**32))
 
 
@@ -450,9 +452,9 @@ class CountingStore(MemorySessionStore):
         return super().seen_among(*args, **kwargs)
 
 
-@pytest.mark.parametrize("small_catalog", [20_000, 0], ids=["list", "walk"])
-def test_a_page_is_one_read_and_one_claim_when_the_claim_checks_seen_keys(small_catalog):
-    feeds, store = make_feeds(small_catalog), CountingStore()
+@pytest.mark.parametrize("list_max_keys", [20_000, 0], ids=["list", "walk"])
+def test_a_page_is_one_read_and_one_claim_when_the_claim_checks_seen_keys(list_max_keys):
+    feeds, store = make_feeds(list_max_keys), CountingStore()
     source = InMemoryCatalog(5000, range(1, 5001))
     for offset in range(0, 240, 24):
         store.calls.clear()
@@ -460,11 +462,11 @@ def test_a_page_is_one_read_and_one_claim_when_the_claim_checks_seen_keys(small_
         assert store.calls == ["read_feed", "claim_unseen"]
 
 
-@pytest.mark.parametrize("small_catalog", [20_000, 0], ids=["list", "walk"])
-def test_items_seen_in_another_feed_make_short_claims_not_conflicts(small_catalog):
+@pytest.mark.parametrize("list_max_keys", [20_000, 0], ids=["list", "walk"])
+def test_items_seen_in_another_feed_make_short_claims_not_conflicts(list_max_keys):
     """A session that has seen most of a feed's items elsewhere gets its few unseen ones, or an
     empty last page, never 503 SESSION_CONFLICT."""
-    feeds, store = make_feeds(small_catalog), CountingStore()
+    feeds, store = make_feeds(list_max_keys), CountingStore()
     source = InMemoryCatalog(3000, range(1, 3001))
     everything = {k for p in drain(feeds, store, source, "s", "all", limit=100) for k in p.keys}
     assert everything == set(range(1, 3001))
@@ -473,3 +475,32 @@ def test_items_seen_in_another_feed_make_short_claims_not_conflicts(small_catalo
     source.max_key, source.version = 3010, 2
     late = [k for p in drain(feeds, store, source, "s", "later") for k in p.keys]
     assert sorted(late) == list(range(3001, 3011))
+
+
+def test_a_page_scans_at_most_max_scan_positions_and_comes_back_short_rather_than_further():
+    """A walked feed whose items the session has mostly seen elsewhere: each request checks at most
+    ``max_scan`` keys; a short page is not the last, and asking for the same offset continues it."""
+    store = MemorySessionStore()
+    wide = RandomFeeds(b"test-secret", FeedPlanner(b"test-secret", list_max_keys=0), max_scan=500)
+    most = InMemoryCatalog(5000, range(31, 5001))
+    served = [k for p in drain(wide, store, most, "s", "most", limit=100) for k in p.keys]
+    assert sorted(served) == list(range(31, 5001))  # every item seen, but the first 30
+    source = InMemoryCatalog(5000, range(1, 5001))
+    wide.planner.new_plan("other", source, source.catalog_state())  # its selectivity probe, once
+    source.lookups = 0
+    page = wide.page(store, source, "s", "other", 0, 24)  # only 30 unseen of 5,000: a short page
+    assert source.lookups <= 500 and not page.is_last_page and len(page.keys) < 24
+    by_offset, offset = {}, 0
+    for _request in range(100):
+        source.lookups = 0
+        page = wide.page(store, source, "s", "other", offset, 24)
+        assert source.lookups <= 500
+        by_offset[offset] = page  # a short page asked again comes back longer: keep the latest
+        if page.is_last_page:
+            break
+        if len(page.keys) == 24:
+            offset += 24
+    assert page.is_last_page
+    other = [k for offset in sorted(by_offset) for k in by_offset[offset].keys]
+    assert len(set(other)) == len(other)
+    assert set(other) == set(range(1, 5001)) - set(served)

@@ -120,8 +120,8 @@ class FeedMachine(RuleBasedStateMachine):
     @initialize(max_key=st.integers(0, 700), lists_only=st.booleans())
     def make_catalog(self, max_key, lists_only):
         self.catalog = Catalog(max_key)
-        # small_catalog=0: a walk unless the filter is selective; a huge one: always a list.
-        planner = FeedPlanner(SECRET, 0.05, small_catalog=10**9 if lists_only else 0)
+        # At most 50 estimated matches: a list (selective filters), else a walk; or always a list.
+        planner = FeedPlanner(SECRET, list_max_keys=10**9 if lists_only else 50)
         self.feeds = self.feeds_class(SECRET, planner)
         self.sources = {feed: FilteredSource(self.catalog, predicate) for feed, predicate in FILTERS.items()}
 

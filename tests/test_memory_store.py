@@ -73,7 +73,7 @@ def test_seen_keys_answer_membership_at_every_size(count, batch):
     for start in range(0, count, batch):
         seen.update(keys[start:start + batch])
     seen.update(keys[:3])  # keys already there are not counted twice
-    seen.add(keys[-1])
+    seen.update([keys[-1]])
     assert len(seen) == count
     assert all(key in seen for key in keys)
     outside = [k for k in random.Random(7).sample(range(1, 1_000_001), 500) if k not in set(keys)]

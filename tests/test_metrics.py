@@ -118,8 +118,8 @@ def test_random_feed_pages_claims_and_plans(tmp_path):
 
 
 def test_a_broad_filter_on_a_large_catalog_walks(tmp_path):
-    # A catalog counts as "large" above RANDOM_SMALL_CATALOG keys; with no list allowance a feed walks.
-    app = seeded_app(tmp_path, RANDOM_SMALL_CATALOG=0, RANDOM_LIST_MAX_KEYS=0, RANDOM_LIST_THRESHOLD=0.0)
+    # With no list allowance a feed walks.
+    app = seeded_app(tmp_path, RANDOM_LIST_MAX_KEYS=0)
     try:
         client = app.test_client()
         assert random_page(client).status_code == 200

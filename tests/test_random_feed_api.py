@@ -23,8 +23,8 @@ def catalog_url(module_database_url):
     return module_database_url
 
 
-LIST = {"RANDOM_SMALL_CATALOG": 10**9}  # every filter uses a cached candidate list
-WALK = {"RANDOM_SMALL_CATALOG": 0, "RANDOM_LIST_THRESHOLD": 0.0, "RANDOM_LIST_MAX_KEYS": 0}  # every filter walks
+LIST = {"RANDOM_LIST_MAX_KEYS": 10**9}  # every filter uses a cached candidate list
+WALK = {"RANDOM_LIST_MAX_KEYS": 0}  # every filter walks
 #: "+snapshot": items from the item snapshot written after seeding (the server writes none itself,
 #: so a catalog write leaves pages on the database until a snapshot of the new state exists).
 PLANS = {"list": LIST, "walk": WALK, "list+snapshot": LIST, "walk+snapshot": WALK}

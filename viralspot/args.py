@@ -18,7 +18,7 @@ from flask import Request
 from marshmallow import Schema
 from webargs.flaskparser import FlaskParser
 
-from .errors import ApiError
+from .api_errors import ApiError
 from .lru import LruCache
 from .schemas.session_id import SessionIdField
 

@@ -24,7 +24,7 @@ from typing import Callable
 
 from flask import Blueprint, Flask, current_app, jsonify
 
-from .errors import ApiError
+from .api_errors import ApiError
 from .catalog.queries import catalog_state
 from .extensions import catalog, session_store
 from .openapi import DATABASE_ERRORS, STORE_ERRORS, documented

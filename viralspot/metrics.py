@@ -11,7 +11,7 @@ Labels are bounded: ``endpoint`` is the Flask endpoint name (``content.reels``),
 when no route matched (404, 405), never the path; methods outside the standard ones count as
 ``other``; no label carries a session id or any other client value.
 
-The instrumentation calls (``feed_claim``, ``store_error``, ...) are no-ops outside an app
+The instrumentation calls (``store_error``, ...) are no-ops outside an app
 context or when metrics are off, so library code can call them unconditionally.
 """
 from __future__ import annotations
@@ -38,7 +38,6 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 #: ``endpoint`` label of a request no route matched.
 UNMATCHED = "unmatched"
 PLAN_KINDS = ("list", "walk")
-_PLAN_NAMES = {"ListPlan": "list", "WalkPlan": "walk"}
 _KIND = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _STARTED = "viralspot.request_started"  # in the request's environ
 #: The text exposition format every Prometheus version reads.
@@ -189,39 +188,37 @@ def current() -> Metrics | None:
     return current_app.extensions.get(EXTENSION_KEY)
 
 
-def plan_kind(plan: Any) -> str:
-    return _PLAN_NAMES.get(type(plan).__name__, "other")
+class FeedMetrics:
+    """The feed's observer (``feed/observer.py``) over one app's ``Metrics``."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def page(self, how: str) -> None:
+        self._metrics.feed_pages.labels(how).inc()
+
+    def claim(self, plan_kind: str) -> None:
+        self._metrics.feed_claims.labels(plan_kind).inc()
+
+    def claim_conflict(self, plan_kind: str) -> None:
+        self._metrics.feed_claim_conflicts.labels(plan_kind).inc()
+
+    def list_build(self) -> None:
+        self._metrics.list_builds.inc()
 
 
-def feed_page(plan: Any | None) -> None:
-    """A random page answered: by a claim on ``plan``, or (None) replayed from the served items."""
-    metrics = current()
-    if metrics is not None:
-        metrics.feed_pages.labels(plan_kind(plan) if plan is not None else "replay").inc()
+def feed_observer(app: Flask):
+    """What the app's random feeds report to: its metrics, or nothing when metrics are off."""
+    from .feed.observer import UNOBSERVED
 
-
-def feed_claim(plan: Any) -> None:
-    metrics = current()
-    if metrics is not None:
-        metrics.feed_claims.labels(plan_kind(plan)).inc()
-
-
-def feed_claim_conflict(plan: Any) -> None:
-    metrics = current()
-    if metrics is not None:
-        metrics.feed_claim_conflicts.labels(plan_kind(plan)).inc()
+    metrics = app.extensions.get(EXTENSION_KEY)
+    return FeedMetrics(metrics) if metrics is not None else UNOBSERVED
 
 
 def session_conflict() -> None:
     metrics = current()
     if metrics is not None:
         metrics.session_conflicts.inc()
-
-
-def list_build() -> None:
-    metrics = current()
-    if metrics is not None:
-        metrics.list_builds.inc()
 
 
 def store_error_kind(error: BaseException) -> str:

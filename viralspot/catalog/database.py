@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import DisconnectionError, OperationalError, ProgrammingError
 from sqlalchemy.pool import StaticPool
 
-from .item_snapshot import ItemSnapshot
+from .feed_source import SqlFeedCatalog
 from .snapshot_service import ItemSnapshots, snapshot_directory
 from .state_cache import CatalogStateCache
 from .tables import content, metadata
@@ -211,9 +211,10 @@ class Catalog:
             app.extensions[SCHEMA_READY] = True
 
     @staticmethod
-    def _ready_engine() -> Engine:
-        """The app's engine, creating the schema first when start-up could not (OperationalError if still down)."""
-        extensions = current_app._get_current_object().extensions
+    def ready_engine(app: Flask) -> Engine:
+        """``app``'s engine, creating the schema first when start-up could not (OperationalError if
+        still down)."""
+        extensions = app.extensions
         if not extensions.get(SCHEMA_READY):
             create_schema(extensions[EXTENSION_NAME])
             extensions[SCHEMA_READY] = True
@@ -223,25 +224,23 @@ class Catalog:
     def engine(self) -> Engine:
         return current_app.extensions[EXTENSION_NAME]
 
-    def state(self, connection: Callable[[], Connection]) -> tuple[int, int]:
-        """(catalog version, largest id), remembered for ``CATALOG_STATE_TTL`` seconds; ``connection``
-        gives the connection to ask on when it is not remembered."""
-        return current_app.extensions[STATE_CACHE].get(connection)
-
     @property
     def snapshots(self) -> ItemSnapshots | None:
         """The app's item snapshots, or None when they are off."""
         return current_app.extensions[ITEM_SNAPSHOTS]
 
-    def item_snapshot(self, state: tuple[int, int]) -> ItemSnapshot | None:
-        """The item snapshot of catalog ``state`` when it is written and snapshots are on."""
-        snapshots = current_app.extensions[ITEM_SNAPSHOTS]
-        return snapshots.current(state) if snapshots is not None else None
+    def feed_catalog(self, app: Flask, clock: Callable[[], float]) -> SqlFeedCatalog:
+        """The catalog as ``app``'s random feeds read it (``feed_source.py``), with no Flask inside:
+        connections from the app's engine, its catalog state remembered for ``CATALOG_STATE_TTL``,
+        its item snapshots when on, ``clock`` for ``date_range`` filters."""
+        snapshots = app.extensions[ITEM_SNAPSHOTS]
+        return SqlFeedCatalog(lambda: self.ready_engine(app).connect(), app.extensions[STATE_CACHE].get,
+                              snapshots.current if snapshots is not None else None, clock)
 
     def connect(self) -> Connection:
         """A pooled connection, to use as ``with catalog.connect() as conn:`` (returned to the pool after)."""
-        return self._ready_engine().connect()
+        return self.ready_engine(current_app._get_current_object()).connect()
 
     def begin(self) -> ContextManager[Connection]:
         """``with catalog.begin() as conn:``: a connection in a transaction, committed unless the block raises."""
-        return self._ready_engine().begin()
+        return self.ready_engine(current_app._get_current_object()).begin()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
-from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import Callable, Iterable, Iterator, NamedTuple, Sequence, TypeVar
 
 import numpy as np
 from sqlalchemy import BigInteger, ColumnElement, Connection, Text, bindparam, cast, func, select, union
@@ -76,10 +76,17 @@ _LARGEST = select(func.max(content.c.id)).scalar_subquery()
 CATALOG_STATE = select(func.coalesce(_VERSION, 0), func.coalesce(_LARGEST, 0))
 
 
-def catalog_state(conn: Connection) -> tuple[int, int]:
-    """(catalog version, largest content.id or 0), in one round trip."""
+class CatalogState(NamedTuple):
+    """What the catalog is at a moment: its version (bumped by every write) and its largest key."""
+
+    version: int
+    largest_key: int
+
+
+def catalog_state(conn: Connection) -> CatalogState:
+    """The catalog's version and largest content.id (0 when empty), in one round trip."""
     row = conn.execute(CATALOG_STATE).one()
-    return int(row[0]), int(row[1])
+    return CatalogState(int(row[0]), int(row[1]))
 
 
 def rows_for_keys(conn: Connection, statement, keys: Sequence[int], name: str = "keys"):
@@ -116,14 +123,6 @@ def unpack_fragments(rows: Iterable[tuple]) -> Iterator[tuple[int, str | None]]:
         for record in packed.split(RECORD_SEPARATOR):
             key, _, fragment = record.partition(UNIT_SEPARATOR)
             yield int(key), fragment or None
-
-
-def matching_among(conn: Connection, flt: ContentFilter, keys: Sequence[int],
-                   now: datetime | None = None) -> set[int]:
-    """The ids among ``keys`` that exist and match ``flt`` (a ``date_range`` counting back from
-    ``now``); one query per chunk of at most 2000 keys."""
-    stmt = flt.where(select(content.c.id), now=now).where(content.c.id.in_(bindparam("keys", expanding=True)))
-    return {row[0] for row in rows_for_keys(conn, stmt, keys)}
 
 
 #: Attempts at reading a result from one catalog state while writes keep committing.
@@ -286,5 +285,5 @@ def counts_by_type_and_category(conn: Connection) -> list[tuple[str, str | None,
     return [(row[0], row[1], int(row[2])) for row in conn.execute(stmt)]
 
 
-__all__ = ["catalog_state", "matching_among", "matching_keys", "matching_keys_until", "items_by_keys", "plain_page_keys",
+__all__ = ["catalog_state", "CatalogState", "matching_keys", "matching_keys_until", "items_by_keys", "plain_page_keys",
            "order_by", "bump_version", "filter_options", "counts_by_type_and_category", "content_count"]

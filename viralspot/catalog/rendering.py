@@ -20,6 +20,11 @@ half-written:
 
 Reads never write: ``item_fragments`` builds a NULL row's item live.
 
+Why the catalog renders the API's item shape (``schemas/items.py``), a layer above it: rendering
+at write time is what lets a page splice stored JSON instead of building 24 items per request
+(measured: most of a page's cost before). The shape itself is pure functions of a row with no
+imports from the service, so this is the one upward reference, and it is on purpose.
+
 A page needs its items as one JSON list, in its keys' order: ``joined_item_fragments``
 has the database join them (one string, no per-item work in Python); the ids it
 joins alongside in the same pass prove the order, which SQLite's

@@ -1,19 +1,20 @@
-"""Content routes: thin views over ``content.listing`` and ``content.random_listing``."""
-from flask import current_app
-
+"""Content routes: thin views. A plain page comes from ``content/listing.py``; a random page
+(``random_order=true``) from ``feed/service.py``, ``RandomFeedService.serve``."""
 from ..args import present_arguments, use_args
+from ..extensions import random_feeds
 from ..openapi import ARGUMENT_ERRORS, DATABASE_ERRORS, RANDOM_FEED_ERRORS, SESSION_ID_ERRORS, documented
 from ..schemas.content import ContentQueryArgsSchema, PostQueryArgsSchema
 from ..schemas.envelope import api_response
 from ..schemas.responses import ContentPageResponseSchema, FilterOptionsResponseSchema
 from . import bp
-from .listing import current_filter_options, plain_listing
-from .random_listing import random_listing
+from .listing import current_filter_options, listing_message, plain_listing
+from .page_response import page_response
 
 
 def _listing(kind: str, args: dict):
     if args["random_order"]:
-        return random_listing(kind, args, max_ahead=current_app.config["RANDOM_MAX_AHEAD"])
+        page = random_feeds.service.serve(kind, args)
+        return page_response(page.items_json, page.is_last_page, listing_message(kind, page.count, args["offset"]))
     return plain_listing(kind, args)
 
 

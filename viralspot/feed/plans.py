@@ -11,11 +11,10 @@
   only its items. When the catalog version changes the feed re-plans on the new
   list (the seen set keeps it free of repeats).
 
-Which plan: a list when the filter's estimated matches are at most
-``list_max_keys`` (4 bytes each) or under ``list_threshold`` of the catalog
-(selective filters, for which a walk would scan many positions per page);
-a walk otherwise, which needs no per-filter memory and no build, whatever the
-catalog's size. The choice depends only on the filter and the catalog, so every
+Which plan, one setting (``RANDOM_LIST_MAX_KEYS``): a list when the filter's
+estimated matches are at most ``list_max_keys`` (4 bytes each, and within the
+list cache), a walk otherwise, which needs no per-filter memory and no build,
+whatever the catalog's size. The choice depends only on the filter and the catalog, so every
 server makes the same one. Concurrent requests needing one list wait for one
 build (single flight) rather than each reading the matching set.
 
@@ -37,20 +36,21 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from .. import metrics
 from ..catalog.tables import MAX_CONTENT_KEY
 from ..lru import LruCache
 from ..single_flight import SingleFlight
+from .observer import UNOBSERVED, FeedObserver
 from .permutation import KeyedPermutation, round_keys
 
 PROBE_POSITIONS = 2048
 
 
 class CandidateSource(Protocol):
-    """What the feed needs from the catalog (``viralspot.feed.catalog_source`` implements it)."""
+    """What the feed needs from the catalog for one filter (``catalog/feed_source.py`` implements
+    it over SQL; the tests, over a set)."""
 
     def catalog_state(self) -> tuple[int, int]:
-        """(catalog version, largest content key)."""
+        """(catalog version, largest content key): a ``CatalogState`` or any such pair."""
 
     def matching_among(self, keys: Sequence[int]) -> set[int]:
         """The keys among ``keys`` that match the feed's filter."""
@@ -67,6 +67,9 @@ class CandidateSource(Protocol):
         ``at``, sorted, and the epoch second up to which each still matches, read from one catalog
         state like ``matching_keys`` (needed only when ``clock_dependent``)."""
 
+    def page_items(self, keys: Sequence[int]) -> tuple[str | bytes, int]:
+        """The rendered items of ``keys`` in order, joined by commas, and how many were found."""
+
     #: True when the filter depends on the clock (``date_range``); optional, False when absent.
     clock_dependent: bool
 
@@ -76,7 +79,9 @@ class WalkPlan:
     lo: int
     hi: int
     selectivity: float = 1.0
-    filtered = True
+    kind = "walk"
+    #: Each candidate is checked against the filter in the database.
+    checks_filter = True
     until = None
 
     @property
@@ -106,7 +111,9 @@ class ListPlan:
     window: int | None = None
     until: np.ndarray | None = None
     now: float = 0.0
-    filtered = False
+    kind = "list"
+    #: Every key of the list matches: no check needed.
+    checks_filter = False
     selectivity = 1.0
 
     @property
@@ -136,19 +143,18 @@ def parse_token(token: str) -> tuple[str, list[float]]:
 class FeedPlanner:
     """Chooses plans and caches, per process, filter selectivities and candidate lists.
 
-    Entries are keyed by (filter signature, catalog version), so a catalog
+    Entries are keyed by (feed key, catalog version), so a catalog
     write (which bumps the version) retires them. At most ``cache_size`` lists
     are kept, holding at most ``list_cache_keys`` keys in all.
     """
 
-    def __init__(self, secret: bytes, list_threshold: float = 0.05, small_catalog: int = 20_000,
-                 cache_size: int = 64, list_max_keys: int = 0, list_cache_keys: int = 16_000_000,
-                 clock: Callable[[], float] = time.time) -> None:
-        self.list_threshold = list_threshold
-        self.small_catalog = small_catalog
+    def __init__(self, secret: bytes, list_max_keys: int = 1_000_000, cache_size: int = 64,
+                 list_cache_keys: int = 16_000_000, clock: Callable[[], float] = time.time,
+                 observer: FeedObserver = UNOBSERVED) -> None:
         self.list_max_keys = min(list_max_keys, list_cache_keys)
         self.list_cache_keys = list_cache_keys
         self.clock = clock
+        self.observer = observer
         self._probe_keys = round_keys(secret, "selectivity-probe")
         self._selectivity: LruCache[float] = LruCache(cache_size)
         # A list of a filter on the clock also holds 8 bytes per key (its last matching second).
@@ -162,19 +168,19 @@ class FeedPlanner:
             return None
         return int(self.clock() // WINDOW_SECONDS) * WINDOW_SECONDS
 
-    def selectivity(self, signature: str, version: int, max_key: int, source: CandidateSource) -> float:
+    def selectivity(self, feed_key: str, version: int, max_key: int, source: CandidateSource) -> float:
         """Share of keys ``1..max_key`` matching the filter, estimated on a fixed sample."""
-        cached = self._selectivity.get((signature, version))
+        cached = self._selectivity.get((feed_key, version))
         if cached is not None:
             return cached
         probe = KeyedPermutation(self._probe_keys, max_key)
         sample = min(PROBE_POSITIONS, max_key)
         keys = probe(np.arange(sample)) + 1
         value = source.count_matching(keys.tolist()) / sample
-        self._selectivity.put((signature, version), value)
+        self._selectivity.put((feed_key, version), value)
         return value
 
-    def candidate_list(self, signature: str, version: int, source: CandidateSource,
+    def candidate_list(self, feed_key: str, version: int, source: CandidateSource,
                        window: int | None) -> ListPlan:
         """The filter's list for catalog ``version`` and ``window`` (``self.window(source)``, read once
         by the caller): cached, else built once however many requests ask at once.
@@ -182,7 +188,7 @@ class FeedPlanner:
         The list carries the version it was read at, which is ``version`` or, when this process's
         idea of the catalog state is behind (``CATALOG_STATE_TTL``), a newer one.
         """
-        key = (signature, version, window)
+        key = (feed_key, version, window)
         entry = self._lists.get(key)
         if entry is None:
             entry = self._builds.run(key, lambda: self._lists.get(key) or self._build_list(key, source))
@@ -192,11 +198,11 @@ class FeedPlanner:
         return ListPlan(list_version, keys, window, until, self.clock())
 
     def _build_list(self, key: tuple, source: CandidateSource) -> tuple:
-        """Read the list of ``key`` = (signature, version, window) and cache it under the version it
+        """Read the list of ``key`` = (feed_key, version, window) and cache it under the version it
         was read at (and under ``key``, the state that asked for it); a list read while the catalog
         kept changing is used once, not kept."""
-        signature, _version, window = key
-        metrics.list_build()
+        feed_key, _version, window = key
+        self.observer.list_build()
         until = None
         if window is None:
             read_version, keys = source.matching_keys()
@@ -211,26 +217,24 @@ class FeedPlanner:
         if read_version is None:
             return key[1], keys, until
         entry = (read_version, keys, until)
-        self._lists.put((signature, read_version, window), entry)
+        self._lists.put((feed_key, read_version, window), entry)
         if read_version != key[1]:
             self._lists.put(key, entry)
         return entry
 
-    def new_plan(self, signature: str, source: CandidateSource, state: tuple[int, int]):
+    def new_plan(self, feed_key: str, source: CandidateSource, state: tuple[int, int]):
         """The plan of a new feed."""
         version, max_key = state
         max_key = min(max_key, MAX_CONTENT_KEY)
-        list_max_keys = self.list_max_keys
         window = self.window(source)
-        if max_key <= max(self.small_catalog, list_max_keys):
-            return self.candidate_list(signature, version, source, window)
-        share = self.selectivity(signature, version, max_key, source)
-        expected = share * max_key
-        if expected <= list_max_keys or (share < self.list_threshold and expected <= self.list_cache_keys):
-            return self.candidate_list(signature, version, source, window)
+        if max_key <= self.list_max_keys:  # the whole catalog would fit: no estimate needed
+            return self.candidate_list(feed_key, version, source, window)
+        share = self.selectivity(feed_key, version, max_key, source)
+        if share * max_key <= self.list_max_keys:
+            return self.candidate_list(feed_key, version, source, window)
         return WalkPlan(1, max_key + 1, max(share, 1e-4))
 
-    def continue_plan(self, token: str, exhausted: bool, signature: str, source: CandidateSource,
+    def continue_plan(self, token: str, exhausted: bool, feed_key: str, source: CandidateSource,
                       state: tuple[int, int]):
         """(plan, rebased) for an existing feed: the same plan, a re-based one, or (None, False) when done.
 
@@ -258,10 +262,10 @@ class FeedPlanner:
         window = self.window(source)
         if list_version != version or list_window != window:
             # A catalog write, or the next window of a filter on the clock: the new list, from its start.
-            return self.candidate_list(signature, version, source, window), True
+            return self.candidate_list(feed_key, version, source, window), True
         if exhausted:
             return None, False
-        plan = self.candidate_list(signature, version, source, window)
+        plan = self.candidate_list(feed_key, version, source, window)
         if (plan.version, plan.size) != (list_version, size):
             # A list read at another state than the feed's (a process whose remembered state lagged,
             # a list rebuilt after eviction): continue on it from its start.

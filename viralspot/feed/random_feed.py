@@ -15,10 +15,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from .. import metrics
+from ..api_errors import ApiError
 from ..lru import LruCache
 from ..store import SessionStoreBackend
 from .permutation import KeyedPermutation, round_keys
+from .observer import UNOBSERVED, FeedObserver
 from .plans import EXPIRED, CandidateSource, FeedPlanner, batch_size
 
 log = logging.getLogger(__name__)
@@ -28,19 +29,26 @@ MAX_ATTEMPTS = 16
 #: Rounds of one page in all (lost races, short claims, catalog growth): a bound, never reached
 #: in practice, that keeps a page from looping.
 MAX_ROUNDS = 256
+#: Positions one filter check sends to the database at most.
+MAX_BATCH = 8192
 #: Sessions whose permutations a process keeps built (a session pages through its feed in a row).
 PERMUTATION_CACHE_SIZE = 4096
 
 
-class FeedConflict(Exception):
-    """Concurrent requests of one session kept winning the compare-and-set."""
+class FeedConflict(ApiError):
+    """Concurrent requests of one session kept winning the compare-and-set: 503 SESSION_CONFLICT."""
+
+    def __init__(self) -> None:
+        super().__init__("Too many concurrent requests for this session", "SESSION_CONFLICT")
 
 
-class BeyondServedPrefix(ValueError):
-    """A page reaching further past the served prefix than the caller allows."""
+class BeyondServedPrefix(ApiError):
+    """A page reaching further past the served prefix than the caller allows: 400 INVALID_PARAMETER."""
 
     def __init__(self, served: int, max_ahead: int) -> None:
-        super().__init__(f"page reaches past {served} served items by more than {max_ahead}")
+        super().__init__(
+            f"offset: a random page may reach at most {max_ahead} items past what the session has been "
+            f"served in this feed ({served}); page through it in order", "INVALID_PARAMETER")
         self.served = served
         self.max_ahead = max_ahead
 
@@ -57,21 +65,23 @@ def session_permutation(secret: bytes, session_id: str, generation: int, size: i
 
 
 def gather_candidates(plan, permutation: KeyedPermutation, start: int, needed: int,
-                      source: CandidateSource, seen_among=None) -> tuple[list[tuple[int, int]], int]:
+                      source: CandidateSource, seen_among=None,
+                      max_positions: int = 1 << 62) -> tuple[list[tuple[int, int]], int]:
     """Scan positions from ``start`` for ``needed`` matching keys, unseen ones when ``seen_among``
-    (the store's advisory check) is given; the claim skips seen keys either way.
+    (the store's advisory check) is given; the claim skips seen keys either way. At most
+    ``max_positions`` positions are scanned, in batches of at most ``MAX_BATCH``.
 
     Returns the (position, key) candidates in position order and the position
     the scan covered up to: every unseen matching key in ``[start, scanned_to)``
     is among the candidates, which is what lets the store advance the cursor.
     """
     found: list[tuple[int, int]] = []
-    position, size = start, plan.size
+    position, size = start, min(plan.size, start + max_positions)
     rounds = 0
     while position < size and len(found) < needed:
         # Size each batch on what is still missing; grow it when batches keep coming up short
         # (items seen in other feeds, or a selectivity estimate that is off).
-        batch = batch_size(needed - len(found), plan.selectivity) << min(rounds, 8)
+        batch = min(MAX_BATCH, batch_size(needed - len(found), plan.selectivity) << min(rounds, 8))
         rounds += 1
         end = min(size, position + batch)
         keys = plan.keys_at(permutation, position, end).tolist()
@@ -84,7 +94,7 @@ def gather_candidates(plan, permutation: KeyedPermutation, start: int, needed: i
         if seen:
             seen = set(seen)
             pairs = [pair for pair in pairs if pair[1] not in seen]
-        if plan.filtered and pairs:
+        if plan.checks_filter and pairs:
             matched = source.matching_among([key for _position, key in pairs])
             pairs = [pair for pair in pairs if pair[1] in matched]
         found.extend(pairs)
@@ -96,11 +106,19 @@ def gather_candidates(plan, permutation: KeyedPermutation, start: int, needed: i
 
 
 class RandomFeeds:
-    """Serves random pages; one per app (``app.extensions``), safe to share across threads."""
+    """Pages of random feeds over a session store and a catalog source; safe to share across threads.
 
-    def __init__(self, secret: bytes, planner: FeedPlanner) -> None:
+    ``max_scan`` bounds the permutation positions one page may scan: a page of a feed whose
+    items the session has mostly seen elsewhere comes back short (not the last page) rather than
+    send the database an unbounded key list; asking for the same offset again continues it.
+    """
+
+    def __init__(self, secret: bytes, planner: FeedPlanner, max_scan: int = 100_000,
+                 observer: FeedObserver = UNOBSERVED) -> None:
         self.secret = secret
         self.planner = planner
+        self.max_scan = max_scan
+        self.observer = observer
         self._permutations: LruCache[KeyedPermutation] = LruCache(PERMUTATION_CACHE_SIZE)
 
     def permutation(self, session_id: str, generation: int, size: int) -> KeyedPermutation:
@@ -112,7 +130,7 @@ class RandomFeeds:
             self._permutations.put(key, permutation)
         return permutation
 
-    def page(self, store: SessionStoreBackend, source: CandidateSource, session_id: str, signature: str,
+    def page(self, store: SessionStoreBackend, source: CandidateSource, session_id: str, feed_key: str,
              offset: int, limit: int, max_ahead: int | None = None) -> RandomPage:
         """Page ``[offset, offset + limit)`` of the feed; extends the served prefix as needed.
 
@@ -125,48 +143,54 @@ class RandomFeeds:
         # read and one claim. A claim that came up short (keys seen in other feeds) is progress, not
         # a conflict: the next round scans further ahead, twice as far each time.
         seen_among = (lambda keys: store.seen_among(session_id, keys)) if store.prefilter_seen else None
-        conflicts = ahead = 0
+        conflicts = ahead = scanned = 0
         for _round in range(MAX_ROUNDS):
             if conflicts >= MAX_ATTEMPTS:
                 break
-            view = store.read_feed(session_id, signature, offset, need)
+            view = store.read_feed(session_id, feed_key, offset, need)
             if view.served_count > need:
-                metrics.feed_page(None)
+                self.observer.page("replay")
                 return RandomPage(view.keys, False)
             if max_ahead is not None and need > view.served_count + max_ahead and not view.exhausted:
                 raise BeyondServedPrefix(view.served_count, max_ahead)
             state = state or source.catalog_state()
             if view.plan is None:
-                plan, start = self.planner.new_plan(signature, source, state), 0
+                plan, start = self.planner.new_plan(feed_key, source, state), 0
             else:
-                plan, rebased = self.planner.continue_plan(view.plan, view.exhausted, signature, source, state)
+                plan, rebased = self.planner.continue_plan(view.plan, view.exhausted, feed_key, source, state)
                 if plan is None:
-                    metrics.feed_page(None)
+                    self.observer.page("replay")
                     return RandomPage(view.keys, True)
                 start = 0 if rebased else view.cursor
             permutation = self.permutation(session_id, view.generation, plan.size) if plan.size else None
             want = max(0, need - view.served_count)
             candidates, scanned_to = gather_candidates(
-                plan, permutation, start, (want + 1) << min(ahead, 6), source, seen_among)
-            metrics.feed_claim(plan)
+                plan, permutation, start, (want + 1) << min(ahead, 6), source, seen_among,
+                max_positions=max(1, self.max_scan - scanned))
+            scanned += scanned_to - start
+            self.observer.claim(plan.kind)
             result = store.claim_unseen(
-                session_id, signature, generation=view.generation, expect_cursor=view.cursor,
+                session_id, feed_key, generation=view.generation, expect_cursor=view.cursor,
                 expect_plan=view.plan, plan=plan.token, domain=plan.size, candidates=candidates,
                 scanned_to=scanned_to, want=want, page=(offset, need))
             if not result.ok:
                 log.debug("feed claim lost a race; retrying")
-                metrics.feed_claim_conflict(plan)
+                self.observer.claim_conflict(plan.kind)
                 conflicts += 1
                 continue
             if len(result.claimed) < want:
                 ahead += 1
+                if scanned >= self.max_scan and not result.exhausted:
+                    self.observer.page(plan.kind)  # short: the scan bound reached, the feed goes on
+                    return RandomPage(result.keys, False)
             if result.has_more:
-                metrics.feed_page(plan)
+                self.observer.page(plan.kind)
                 return RandomPage(result.keys, False)
             if result.exhausted:
-                grown = plan.filtered and state[1] + 1 > getattr(plan, "hi", 0)
+                grown = plan.checks_filter and state[1] + 1 > getattr(plan, "hi", 0)
                 if not grown:
-                    metrics.feed_page(plan)
+                    self.observer.page(plan.kind)
                     return RandomPage(result.keys, True)
             # The look-ahead item was taken by a concurrent request, or the catalog grew: go again.
-        raise FeedConflict("too many concurrent claims on one session feed")
+        log.warning("random feed claims kept conflicting; answering 503")
+        raise FeedConflict()

@@ -20,7 +20,7 @@ from marshmallow import Schema
 from werkzeug.routing import Rule
 from werkzeug.routing.converters import FloatConverter, IntegerConverter, UUIDConverter
 
-from ..errors import ERROR_CODES
+from ..api_errors import ERROR_CODES
 from ..schemas.content import MAX_LIST_VALUES, MAX_VALUE_LENGTH, CommaList
 from ..schemas.envelope import ErrorEnvelopeSchema
 from ..schemas.session_id import MAX_SESSION_ID_LENGTH, SessionIdField

@@ -1,6 +1,6 @@
 """Session routes: thin views over ``session.reset`` and ``session.inspection``."""
 from ..args import use_args
-from ..errors import ApiError
+from ..api_errors import ApiError
 from ..extensions import session_store
 from ..openapi import SESSION_ID_ERRORS, STORE_ERRORS, documented
 from ..schemas.envelope import api_response

@@ -50,9 +50,6 @@ class SeenKeys:
         index = bisect_left(small, key)
         return index < len(small) and small[index] == key
 
-    def add(self, key: int) -> None:
-        self.update((key,))
-
     def update(self, keys: Sequence[int]) -> None:
         """Add every key of ``keys``."""
         if self._bitmap is None and len(self._small) + len(keys) > self.SMALL:

@@ -1,0 +1,35 @@
+"""``ApiError``, the one exception any layer raises to be answered with the error envelope, and the
+``error_code`` values it takes. No imports from the rest of the service, so the feed, the store and
+the views can all raise it; ``errors.py`` turns it into the response.
+"""
+from __future__ import annotations
+
+#: error_code -> (default HTTP status, troubleshooting text). The README lists these.
+ERROR_CODES: dict[str, tuple[int, str]] = {
+    "MISSING_PARAMETER": (400, "Add the required query parameter to the request"),
+    "EMPTY_VALUE": (400, "Provide a non-empty value for the parameter"),
+    "TOO_LONG": (400, "Use a session ID of at most 255 characters"),
+    "INVALID_FORMAT": (400, "Use only letters, numbers, dots, underscores, and hyphens in session IDs"),
+    "INVALID_PARAMETER": (400, "Check the parameter's type and allowed range in the API documentation"),
+    "BAD_REQUEST": (400, "Check the request's syntax and parameters"),
+    "NOT_FOUND": (404, "Check the URL; the API lives under /api (see GET /health)"),
+    "SESSION_NOT_FOUND": (404, "A session exists from its first random page until it is reset or idle for the session TTL"),
+    "METHOD_NOT_ALLOWED": (405, "Use the HTTP method the endpoint documents"),
+    "SESSION_CONFLICT": (503, "The session is busy with concurrent requests; retry shortly"),
+    "SESSION_STORE_UNAVAILABLE": (503, "The session store cannot be reached; retry shortly"),
+    "DATABASE_UNAVAILABLE": (503, "The content database cannot be reached; retry shortly"),
+    "INTERNAL_ERROR": (500, "Please retry the request. If the problem persists, contact system administrator"),
+}
+
+
+class ApiError(Exception):
+    """An error answered with the envelope. ``error_code`` is one of ``ERROR_CODES``."""
+
+    def __init__(self, detail: str, error_code: str = "BAD_REQUEST", status: int | None = None,
+                 troubleshooting: str | None = None) -> None:
+        super().__init__(detail)
+        default_status, default_help = ERROR_CODES[error_code]
+        self.detail = detail
+        self.error_code = error_code
+        self.status = status or default_status
+        self.troubleshooting = troubleshooting or default_help
