@@ -43,7 +43,6 @@ import glob  # noqa: E402
 from moments import MOMENTS  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
-import socket  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import uuid  # noqa: E402
@@ -52,10 +51,6 @@ DATABASE_BACKENDS = ("sqlite", "postgresql")
 #: backends that at least one test actually ran against (not skipped)
 _backends_run: set[str] = set()
 _backend_notes: dict[str, str] = {}
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
 def _postgres_bin_dir() -> str | None:
@@ -72,12 +67,6 @@ def _postgres_bin_dir() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class PostgresServer:
     """A throwaway PostgreSQL cluster; ``create_database()`` gives a fresh database URL."""
 
@@ -85,7 +74,9 @@ class PostgresServer:
         self.bin_dir = bin_dir
         self.root = root
         self.data = os.path.join(root, "data")
-        self.port = _free_port()
+        from redis_fixtures import free_port  # one definition for every server fixture
+
+        self.port = free_port()
         self.run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
 
     def _run(self, *args: str) -> None:
@@ -136,6 +127,8 @@ class PostgresServer:
 @pytest.fixture(scope="session")
 def postgres_server():
     """A real PostgreSQL server for the session; skips (fails under CI) when PostgreSQL is not installed."""
+    from redis_fixtures import _in_ci
+
     bin_dir = _postgres_bin_dir()
     if bin_dir is None:
         reason = "PostgreSQL binaries (initdb, pg_ctl) not found on PATH or in /usr/lib/postgresql/*/bin"
