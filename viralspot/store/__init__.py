@@ -1,10 +1,11 @@
 """The ``SessionStore`` Flask extension: picks a backend from a URL, keeps it in ``app.extensions``.
 
-``VIRALSPOT_SESSION_STORE_URL`` chooses the backend by its scheme. Today that is
-``memory://`` (the default, one process); the backend interface in ``base.py``
-is shaped so that a Redis backend can run every operation as one atomic script.
-A backend's module is imported only when its scheme is chosen; any other
-scheme stops the app at start-up with a clear message.
+``VIRALSPOT_SESSION_STORE_URL`` chooses the backend by its scheme: ``memory://`` (the default,
+one process, ``memory.py``) or Redis (``redis://``, ``rediss://``, ``unix://``,
+``redis+sentinel://``, ``redis+cluster://``; ``redis_store.py``, every operation one Lua script),
+shared by every worker and host. A backend's module (and redis-py) is imported only when its
+scheme is chosen; an unknown scheme, a malformed URL or a missing package stops the app at
+start-up with a clear message.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def backend_from_url(url: str, config) -> SessionStoreBackend:
             max_sessions=int(config["SESSION_MAX"]),
             max_feeds=int(config["SESSION_MAX_FEEDS"]),
         )
-    if scheme in ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster"):
+    if scheme in SCHEMES:
         return _redis_backend(url, config)
     raise SessionStoreConfigError(
         f"VIRALSPOT_SESSION_STORE_URL has unknown scheme {scheme or '(none)'!r}; "
