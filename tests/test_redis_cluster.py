@@ -16,25 +16,15 @@ import zlib
 from collections import Counter
 
 import pytest
+import redis
+from redis.crc import key_slot
 
 from viralspot import create_app
 from viralspot.store import SessionStoreConfigError, StoreUnavailable, backend_from_url
+from viralspot.store.redis_store import (CLUSTER_INDEX_SHARDS, INDEX_KEY, RedisSessionStore,
+                                         index_keys, index_shard, is_unavailable, parse_store_url, session_keys)
 
 pytestmark = pytest.mark.redis
-
-try:
-    import redis
-except ImportError:  # pragma: no cover - redis[hiredis] is in requirements.txt
-    from redis_fixtures import _in_ci
-
-    if _in_ci():
-        raise
-    pytest.skip("the redis package is not installed", allow_module_level=True)
-
-from redis.crc import key_slot  # noqa: E402
-
-from viralspot.store.redis_store import (CLUSTER_INDEX_SHARDS, INDEX_KEY, RedisSessionStore,  # noqa: E402
-                                         index_keys, index_shard, is_unavailable, parse_store_url, session_keys)
 
 CONFIG = {"SESSION_TTL": 3600, "SESSION_MAX": 10, "SESSION_MAX_FEEDS": 64}
 CATALOG_ITEMS = 800

@@ -16,23 +16,14 @@ import threading
 import time
 
 import pytest
+import redis
 
 from viralspot import create_app
 from viralspot.store import SessionStoreConfigError, StoreUnavailable, backend_from_url
+from viralspot.store.redis_store import (INDEX_KEY, TRIM_GUARD_KEY,
+                                         RedisSessionStore, is_unavailable, parse_store_url, session_keys)
 
 pytestmark = pytest.mark.redis
-
-try:
-    import redis
-except ImportError:  # pragma: no cover - redis[hiredis] is in requirements.txt
-    from redis_fixtures import _in_ci
-
-    if _in_ci():
-        raise
-    pytest.skip("the redis package is not installed", allow_module_level=True)
-
-from viralspot.store.redis_store import (INDEX_KEY, TRIM_GUARD_KEY,  # noqa: E402
-                                         RedisSessionStore, is_unavailable, parse_store_url, session_keys)
 
 CONFIG = {"SESSION_TTL": 3600, "SESSION_MAX": 10, "SESSION_MAX_FEEDS": 64}
 
