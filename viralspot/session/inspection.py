@@ -1,6 +1,6 @@
 """What a session looks like from outside: ``GET /api/sessions/<id>`` and ``flask sessions show``.
 
-A feed's key is ``<endpoint kind>:<filter hash>`` (``content/random_listing.py``), so the
+A feed's key is ``<endpoint kind>:<filter hash>`` (``feed/service.py``, ``feed_key``), so the
 document can name each feed's endpoint without the store knowing about endpoints.
 """
 from __future__ import annotations
