@@ -453,13 +453,41 @@ class CountingStore(MemorySessionStore):
 
 
 @pytest.mark.parametrize("list_max_keys", [20_000, 0], ids=["list", "walk"])
-def test_a_page_is_one_read_and_one_claim_when_the_claim_checks_seen_keys(list_max_keys):
+def test_a_page_is_one_claim_after_a_read_when_the_claim_checks_seen_keys(list_max_keys):
+    """A store whose seen check is a round trip: a session's first page reads the feed and claims;
+    each next page in order claims at once on the feed as this process left it (one round trip);
+    a replay reads."""
     feeds, store = make_feeds(list_max_keys), CountingStore()
     source = InMemoryCatalog(5000, range(1, 5001))
+    pages = []
     for offset in range(0, 240, 24):
         store.calls.clear()
-        feeds.page(store, source, "s", "f", offset, 24)
-        assert store.calls == ["read_feed", "claim_unseen"]
+        pages.append(feeds.page(store, source, "s", "f", offset, 24).keys)
+        assert store.calls == (["read_feed", "claim_unseen"] if offset == 0 else ["claim_unseen"])
+    store.calls.clear()
+    assert feeds.page(store, source, "s", "f", 48, 24).keys == pages[2]
+    assert store.calls == ["read_feed"]
+    served = [key for page in pages for key in page]
+    assert len(set(served)) == len(served) == 240
+
+
+def test_a_remembered_view_that_lags_costs_a_read_never_a_repeat():
+    """Another process served the next pages, or the session was reset: the claim on the view
+    this process remembers fails its compare-and-set, and the page reads the feed and claims
+    again, with no conflict counted and nothing served twice."""
+    store, source = MemorySessionStore(), InMemoryCatalog(5000, range(1, 5001))
+    here, there = make_feeds(), make_feeds()
+    first = here.page(store, source, "s", "f", 0, 24).keys
+    second = there.page(store, source, "s", "f", 24, 24).keys  # another process, same store
+    third = here.page(store, source, "s", "f", 48, 24).keys  # remembered cursor lags: read, claim
+    served = first + second + third
+    assert len(set(served)) == len(served) == 72
+    assert here.page(store, source, "s", "f", 24, 24).keys == second
+    store.reset("s")
+    fresh = here.page(store, source, "s", "f", 72, 24)  # remembered generation is the old one
+    view = store.read_feed("s", "f", 0, 96)
+    assert (view.generation, view.served_count, len(set(view.keys))) == (1, 96, 96)  # the new generation's
+    assert fresh.keys == view.keys[72:96]
 
 
 @pytest.mark.parametrize("list_max_keys", [20_000, 0], ids=["list", "walk"])

@@ -457,7 +457,8 @@ def test_concurrent_pages_of_one_session_share_no_item(cluster_app):
 
 def test_a_random_page_costs_two_round_trips_on_both_kinds_of_redis(catalog_url, redis_clean, redis_cluster_clean,
                                                                     monkeypatch):
-    """Standalone: 2 (read, claim), each one pipeline on one connection. Cluster: the same 2
+    """Standalone: a session's first page is 2 (read, claim), each one pipeline on one connection;
+    its next page in order is 1 (a claim on the feed as this process left it). Cluster: the same
     pipelines, each split by node and sent to the nodes before any reply is read."""
     pipelines = []
     real = RedisSessionStore._pipeline
@@ -476,7 +477,8 @@ def test_a_random_page_costs_two_round_trips_on_both_kinds_of_redis(catalog_url,
                 for offset in (0, 24):
                     pipelines.clear()
                     assert len(page(client, f"trips-{n}", offset=offset)[0]) == 24
-                    assert pipelines == [2, 2], (url, offset, pipelines)  # read + touch, claim + touch
+                    # read + touch, claim + touch; then the next page: claim + touch
+                    assert pipelines == ([2, 2] if offset == 0 else [2]), (url, offset, pipelines)
                 pipelines.clear()
                 page(client, f"trips-{n}", offset=0)  # a replayed page (not the last): only the read
                 assert pipelines == [2], (url, pipelines)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from ..api_errors import ApiError
 from ..lru import LruCache
-from ..store import SessionStoreBackend
+from ..store import FeedView, SessionStoreBackend
 from .permutation import KeyedPermutation, round_keys
 from .observer import UNOBSERVED, FeedObserver
 from .plans import EXPIRED, CandidateSource, FeedPlanner, batch_size
@@ -29,6 +29,8 @@ MAX_ATTEMPTS = 16
 #: Rounds of one page in all (lost races, short claims, catalog growth): a bound, never reached
 #: in practice, that keeps a page from looping.
 MAX_ROUNDS = 256
+#: The keys of a remembered feed view (it holds none): marks a view not read from the store.
+REMEMBERED: list[int] = []
 #: Positions one filter check sends to the database at most.
 MAX_BATCH = 8192
 #: Sessions whose permutations a process keeps built (a session pages through its feed in a row).
@@ -120,6 +122,8 @@ class RandomFeeds:
         self.max_scan = max_scan
         self.observer = observer
         self._permutations: LruCache[KeyedPermutation] = LruCache(PERMUTATION_CACHE_SIZE)
+        #: (store, session, feed) -> the feed's view after this process's last claim on it.
+        self._views: LruCache[FeedView] = LruCache(PERMUTATION_CACHE_SIZE)
 
     def permutation(self, session_id: str, generation: int, size: int) -> KeyedPermutation:
         """``session_permutation`` for this secret, remembered per (session, generation, size)."""
@@ -143,15 +147,24 @@ class RandomFeeds:
         # read and one claim. A claim that came up short (keys seen in other feeds) is progress, not
         # a conflict: the next round scans further ahead, twice as far each time.
         seen_among = (lambda keys: store.seen_among(session_id, keys)) if store.prefilter_seen else None
+        # The feed as this process last left it after a claim: a page past it (the next page of a
+        # session paging in order) claims at once, and the store's compare-and-set proves the view
+        # is still the feed's (one round trip instead of two). Any answer that would rest on the
+        # remembered view alone, not on a claim, reads the feed first.
+        remembered = self._views.get((id(store), session_id, feed_key))
+        if remembered is not None and (offset < remembered.served_count or remembered.exhausted):
+            remembered = None
         conflicts = ahead = scanned = 0
         for _round in range(MAX_ROUNDS):
             if conflicts >= MAX_ATTEMPTS:
                 break
-            view = store.read_feed(session_id, feed_key, offset, need)
+            view, remembered = remembered or store.read_feed(session_id, feed_key, offset, need), None
             if view.served_count > need:
                 self.observer.page("replay")
                 return RandomPage(view.keys, False)
             if max_ahead is not None and need > view.served_count + max_ahead and not view.exhausted:
+                if view.keys is REMEMBERED:
+                    continue  # the remembered view may lag: ask the store
                 raise BeyondServedPrefix(view.served_count, max_ahead)
             state = state or source.catalog_state()
             if view.plan is None:
@@ -159,6 +172,8 @@ class RandomFeeds:
             else:
                 plan, rebased = self.planner.continue_plan(view.plan, view.exhausted, feed_key, source, state)
                 if plan is None:
+                    if view.keys is REMEMBERED:
+                        continue
                     self.observer.page("replay")
                     return RandomPage(view.keys, True)
                 start = 0 if rebased else view.cursor
@@ -174,10 +189,13 @@ class RandomFeeds:
                 expect_plan=view.plan, plan=plan.token, domain=plan.size, candidates=candidates,
                 scanned_to=scanned_to, want=want, page=(offset, need))
             if not result.ok:
-                log.debug("feed claim lost a race; retrying")
-                self.observer.claim_conflict(plan.kind)
-                conflicts += 1
+                if view.keys is not REMEMBERED:  # a remembered view that lagged is not a race
+                    log.debug("feed claim lost a race; retrying")
+                    self.observer.claim_conflict(plan.kind)
+                    conflicts += 1
                 continue
+            self._views.put((id(store), session_id, feed_key), FeedView(
+                view.generation, plan.token, result.cursor, result.served_count, result.exhausted, REMEMBERED))
             if len(result.claimed) < want:
                 ahead += 1
                 if scanned >= self.max_scan and not result.exhausted:

@@ -59,6 +59,8 @@ class ClaimResult:
     exhausted: bool = False
     has_more: bool = False
     keys: list[int] = field(default_factory=list)
+    #: The feed's cursor after the claim.
+    cursor: int = 0
 
 
 @dataclass(frozen=True)

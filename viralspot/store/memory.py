@@ -223,7 +223,7 @@ class MemorySessionStore(SessionStoreBackend):
             feed.exhausted = new_cursor >= domain
             return ClaimResult(
                 ok=True, claimed=claimed, served_count=len(served), exhausted=feed.exhausted,
-                has_more=has_more, keys=served[page[0]:page[1]].tolist(),
+                has_more=has_more, keys=served[page[0]:page[1]].tolist(), cursor=new_cursor,
             )
 
     def reset(self, session_id: str) -> ResetResult:

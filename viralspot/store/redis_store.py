@@ -494,9 +494,10 @@ class RedisSessionStore(SessionStoreBackend):
                 # a concurrent request has touched it since.
                 self._run([("untouch", [self._index(session_id)[0]], [session_id, score])])
             return ClaimResult(ok=False)
-        _ok, served, exhausted, has_more, claimed, keys = reply
+        _ok, served, exhausted, has_more, claimed, keys, cursor = reply
         return ClaimResult(ok=True, claimed=_unpack_keys(claimed), served_count=int(served),
-                           exhausted=bool(exhausted), has_more=bool(has_more), keys=_unpack_keys(keys))
+                           exhausted=bool(exhausted), has_more=bool(has_more), keys=_unpack_keys(keys),
+                           cursor=int(cursor))
 
     def reset(self, session_id: str) -> ResetResult:
         reset_id = secrets.token_hex(8)

@@ -3,7 +3,7 @@
 -- ARGV: feed, generation, expect_cursor, expect_has_plan ("0"/"1"), expect_plan, plan, domain,
 --       candidates (packed little-endian <double position, uint32 key> pairs), scanned_to, want,
 --       page_start, page_stop, ttl_ms, max_feeds, claim_id
--- Returns {1, served_count, exhausted, has_more, claimed (packed uint32), page (packed uint32)},
+-- Returns {1, served_count, exhausted, has_more, claimed (packed uint32), page (packed uint32), cursor},
 -- or {0, active} when the compare-and-set fails (nothing written).
 local meta, seen_key, fresh = KEYS[1], KEYS[2], KEYS[3]
 local feed = ARGV[1]
@@ -36,7 +36,7 @@ end
 if state and state[4] == claim_id then
   local served = redis.call('HGET', meta, served_field) or ''
   return {1, #served / 4, state[2], state[7], string.sub(served, state[5] * 4 + 1, state[6] * 4),
-          string.sub(served, page_start * 4 + 1, page_stop * 4)}
+          string.sub(served, page_start * 4 + 1, page_stop * 4), state[1]}
 end
 
 local cursor, current_plan = 0, nil
@@ -124,4 +124,4 @@ redis.call('HSET', meta, served_field, served, 'l', now,
 redis.call('PEXPIRE', meta, ttl)
 redis.call('PEXPIRE', seen_key, ttl)
 return {1, #served / 4, exhausted, has_more, string.sub(served, before * 4 + 1),
-        string.sub(served, page_start * 4 + 1, page_stop * 4)}
+        string.sub(served, page_start * 4 + 1, page_stop * 4), new_cursor}
