@@ -7,8 +7,8 @@ from collections import Counter
 import pytest
 
 from moments import MOMENTS, PINNED_NOW, iso
+from session_helpers import drain, page
 from viralspot import create_app
-from viralspot.catalog.database import ITEM_SNAPSHOTS
 
 CATALOG_ITEMS = 1200
 
@@ -56,35 +56,6 @@ def plan_config(plan: str, root: str | None) -> dict:
 def app_config(request, catalog_url):
     root = request.getfixturevalue("snapshot_root") if request.param.endswith("+snapshot") else None
     return {"DATABASE_URL": catalog_url, **plan_config(request.param, root)}
-
-
-def snapshot_reads(app) -> int:
-    """Pages whose items the app read from an item snapshot (-1 when snapshots are off)."""
-    snapshots = app.extensions[ITEM_SNAPSHOTS]
-    return -1 if snapshots is None else snapshots.pages_read
-
-
-def page(client, session_id, offset=0, limit=24, path="/api/reels", *, from_snapshot=True, **filters):
-    """(ids, isLastPage) of a random page. On a "+snapshot" plan, a page with items must have read
-    them from the item snapshot (unless ``from_snapshot`` is False: a state that has none yet)."""
-    query = {"random_order": "true", "session_id": session_id, "offset": offset, "limit": limit, **filters}
-    reads = snapshot_reads(client.application)
-    response = client.get(path, query_string=query)
-    assert response.status_code == 200, response.get_json()
-    data = response.get_json()["data"]
-    if data["reels"] and reads >= 0 and from_snapshot:
-        assert snapshot_reads(client.application) > reads, "the page's items did not come from the snapshot"
-    return [item["id"] for item in data["reels"]], data["isLastPage"]
-
-
-def drain(client, session_id, limit=50, path="/api/reels", **filters):
-    served, offset = [], 0
-    while True:
-        ids, last = page(client, session_id, offset, limit, path, **filters)
-        served.extend(ids)
-        offset += limit
-        if last:
-            return served, ids
 
 
 def all_ids(client, path="/api/reels", **filters):

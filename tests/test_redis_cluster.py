@@ -19,8 +19,9 @@ import pytest
 import redis
 from redis.crc import key_slot
 
+from session_helpers import drain, page
 from viralspot import create_app
-from viralspot.store import SessionStoreConfigError, StoreUnavailable, backend_from_url
+from viralspot.store import StoreUnavailable, backend_from_url
 from viralspot.store.redis_store import (CLUSTER_INDEX_SHARDS, INDEX_KEY, RedisSessionStore,
                                          index_keys, index_shard, is_unavailable, parse_store_url, session_keys)
 
@@ -101,27 +102,6 @@ def test_backend_from_url_builds_the_cluster_store_without_connecting():
     assert backend.options.socket_timeout == 0.2 and backend._connection is None
     assert len(backend.index_keys) == CLUSTER_INDEX_SHARDS
     assert not backend_from_url("redis://127.0.0.1:1/0", CONFIG).cluster
-
-
-@pytest.mark.parametrize("url", [
-    "redis+cluster://",                       # no node
-    "redis+cluster://10.0.0.1",               # no port
-    "redis+cluster://10.0.0.1:7000,10.0.0.2",
-    "redis+cluster://10.0.0.1:port",
-    "redis+cluster://10.0.0.1:7000/1",        # a cluster has database 0 only
-    "redis+cluster://10.0.0.1:7000?db=2",
-    "redis+cluster://10.0.0.1:7000?service=x",  # not a redis-py connection option
-])
-def test_bad_cluster_urls_stop_start_up_with_a_clear_message(url):
-    with pytest.raises(SessionStoreConfigError, match="VIRALSPOT_SESSION_STORE_URL"):
-        backend_from_url(url, CONFIG)
-
-
-def test_bad_cluster_url_message_never_shows_the_password():
-    with pytest.raises(SessionStoreConfigError) as info:
-        backend_from_url("redis+cluster://:hunter2@h:7000/3", CONFIG)
-    assert "hunter2" not in str(info.value)
-    assert "hunter2" not in repr(RedisSessionStore("redis+cluster://:hunter2@h:7000"))
 
 
 def test_cluster_errors_that_mean_cannot_serve_now_are_unavailable():
@@ -346,24 +326,6 @@ def client(cluster_app):
     return cluster_app.test_client()
 
 
-def page(client, session_id, offset=0, limit=24, path="/api/reels", **filters):
-    query = {"random_order": "true", "session_id": session_id, "offset": offset, "limit": limit, **filters}
-    response = client.get(path, query_string=query)
-    assert response.status_code == 200, response.get_json()
-    data = response.get_json()["data"]
-    return [item["id"] for item in data["reels"]], data["isLastPage"]
-
-
-def drain(client, session_id, limit=50, path="/api/reels", **filters):
-    served, offset = [], 0
-    while True:
-        ids, last = page(client, session_id, offset, limit, path, **filters)
-        served.extend(ids)
-        offset += limit
-        if last:
-            return served
-
-
 def all_ids(client, path="/api/reels", **filters):
     ids, offset = [], 0
     while True:
@@ -375,7 +337,7 @@ def all_ids(client, path="/api/reels", **filters):
 
 
 def test_draining_serves_every_item_exactly_once(client):
-    served = drain(client, "drain")
+    served = drain(client, "drain")[0]
     assert len(served) == len(set(served))
     assert set(served) == set(all_ids(client)) and len(served) > 100
     assert page(client, "drain", offset=len(served) + 50) == ([], True)
@@ -383,10 +345,10 @@ def test_draining_serves_every_item_exactly_once(client):
 
 def test_no_item_twice_across_reels_and_posts(client):
     first, _ = page(client, "mixed", limit=100)
-    rest = drain(client, "mixed", limit=100)[100:]
+    rest = drain(client, "mixed", limit=100)[0][100:]
     reels = first + rest
     assert len(reels) == len(set(reels)) and set(reels) == set(all_ids(client))
-    posts = drain(client, "mixed", path="/api/posts", content_types="reel,post")
+    posts = drain(client, "mixed", path="/api/posts", content_types="reel,post")[0]
     assert not set(posts) & set(reels)
     assert set(posts) == set(all_ids(client, path="/api/posts"))
 
@@ -412,7 +374,7 @@ def test_reset_clears_the_exact_count_and_ends_the_session(client):
     assert body["data"]["server_info"] == {"total_active_sessions": 1, "session_storage_type": "redis"}
     response = client.get("/api/sessions/again")
     assert response.status_code == 404 and response.get_json()["error_code"] == "SESSION_NOT_FOUND"
-    served = drain(client, "again")  # a fresh order: previously seen items come back
+    served = drain(client, "again")[0]  # a fresh order: previously seen items come back
     assert served[:80] != before and set(served) == set(all_ids(client))
 
 

@@ -94,16 +94,26 @@ def test_backend_from_url_builds_the_redis_store_without_connecting():
     "redis+sentinel://10.0.0.1/mymaster",    # sentinel without a port
     "redis+sentinel://10.0.0.1:26379/mymaster/db",
     "redis+sentinel://10.0.0.1:26379/mymaster/0?ssl=yes",
+    "redis+cluster://",                       # no node
+    "redis+cluster://10.0.0.1",               # no port
+    "redis+cluster://10.0.0.1:7000,10.0.0.2",
+    "redis+cluster://10.0.0.1:port",
+    "redis+cluster://10.0.0.1:7000/1",        # a cluster has database 0 only
+    "redis+cluster://10.0.0.1:7000?db=2",
+    "redis+cluster://10.0.0.1:7000?service=x",  # not a redis-py connection option
 ])
 def test_bad_urls_stop_start_up_with_a_clear_message(url):
     with pytest.raises(SessionStoreConfigError, match="VIRALSPOT_SESSION_STORE_URL"):
         backend_from_url(url, CONFIG)
 
 
-def test_bad_url_message_never_shows_the_password():
+@pytest.mark.parametrize("bad, good", [("redis://:hunter2@localhost:port/0", "redis://:hunter2@h:6379/0"),
+                                       ("redis+cluster://:hunter2@h:7000/3", "redis+cluster://:hunter2@h:7000")])
+def test_url_messages_never_show_the_password(bad, good):
     with pytest.raises(SessionStoreConfigError) as info:
-        backend_from_url("redis://:hunter2@localhost:port/0", CONFIG)
+        backend_from_url(bad, CONFIG)
     assert "hunter2" not in str(info.value)
+    assert "hunter2" not in repr(RedisSessionStore(good))
 
 
 def test_missing_redis_package_is_a_config_error(monkeypatch):
