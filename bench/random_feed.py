@@ -32,9 +32,6 @@ import tempfile
 import time
 import urllib.request
 
-from viralspot.catalog.item_snapshot import snapshot_name
-from viralspot.catalog.queries import catalog_state
-from viralspot.extensions import catalog
 from viralspot.store.memory import MemorySessionStore
 
 from .bench_app import SNAPSHOT_ROOT, create_bench_app
@@ -75,16 +72,13 @@ def write_snapshot(url: str) -> dict:
     """The item snapshot of the catalog at ``url`` (written unless it exists): seconds spent, bytes."""
     app = create_bench_app({"DATABASE_URL": url, "ITEM_SNAPSHOT_DIR": SNAPSHOT_ROOT})
     snapshots = app.extensions["viralspot.catalog.item_snapshots"]
-    with app.app_context(), catalog.connect() as conn:
-        name = snapshot_name(catalog_state(conn))
-    existed = (snapshots.directory / name).exists()
     started = time.perf_counter()
-    path = snapshots.write_now()
-    seconds = None if existed else time.perf_counter() - started
+    update = snapshots.write_now()
+    seconds = time.perf_counter() - started
     app.extensions["viralspot.catalog"].dispose()
-    if path is None:
+    if update is None:
         raise RuntimeError(f"another process holds the snapshot lock in {snapshots.directory}")
-    return {"seconds": seconds, "bytes": path.stat().st_size}
+    return {"seconds": None if update.action == "kept" else seconds, "bytes": update.path.stat().st_size}
 
 
 def _request(client, path: str, filters: dict, session_id: str, page: int, random_order: bool) -> float:

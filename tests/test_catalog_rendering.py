@@ -15,7 +15,7 @@ from conftest import dispose_catalog_app, make_catalog_app
 from moments import PINNED_NOW
 from viralspot.catalog.importer import import_lines
 from viralspot.catalog.queries import ITEM_COLUMNS, items_by_keys
-from viralspot.catalog.queries import catalog_state
+from viralspot.catalog.queries import bump_version, catalog_state
 from viralspot.catalog.rendering import (encode_item, in_requested_order, item_fragments, joined_item_fragments,
                                          render_items, render_row)
 from viralspot.catalog.seed import seed_catalog
@@ -97,12 +97,15 @@ def test_render_items_renders_the_rows_asked_for(catalog_app):
     import_lines(engine_of(catalog_app), as_json_lines(fixture_records(PINNED_NOW)))
     with engine_of(catalog_app).begin() as conn:
         conn.execute(content.update().values(item_json=None))
-        assert render_items(conn, content_ids=[1, 2, 2, 999_999]) == 2
-        assert render_items(conn, profile_ids=[1]) == conn.execute(
+        version = bump_version(conn)
+        assert render_items(conn, version=version, content_ids=[1, 2, 2, 999_999]) == 2
+        assert render_items(conn, version=version, profile_ids=[1]) == conn.execute(
             select(func.count()).where(content.c.profile_id == 1)).scalar()
         left = conn.execute(select(func.count()).where(content.c.item_json.is_(None))).scalar()
         assert 0 < left < 60
-        assert render_items(conn) == 60
+        stamped = conn.execute(select(func.count()).where(content.c.item_version == version)).scalar()
+        assert stamped == 60 - left  # each rendered row carries the version of its write
+        assert render_items(conn, version=version) == 60
     assert_invariant(catalog_app)
 
 

@@ -1,25 +1,31 @@
-"""Item snapshots: every rendered item of one catalog state in a memory-mapped file.
+"""Item snapshots: every rendered item of the catalog in one memory-mapped, append-only file.
 
 Checked against the database's own items (``joined_item_fragments``) on SQLite
-and PostgreSQL; a write during writing, damaged files, the lock between
-writers, a re-created catalog, and pages that really read the snapshot.
+and PostgreSQL; writes that append only the items they changed, deltas that
+outgrow the base, new epochs, partial and corrupt deltas, a write during
+writing, damaged files, the lock between writers, a re-created catalog, and
+pages that really read the snapshot.
 """
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import random
+import threading
 
 import pytest
-from sqlalchemy import event, update
+from sqlalchemy import event, select, update
 
+from catalog_data import PROFILES, as_json_lines, fixture_records
 from moments import PINNED_NOW
 from viralspot import create_app
 from viralspot.catalog import item_snapshot
 from viralspot.catalog.database import ITEM_SNAPSHOTS
-from viralspot.catalog.item_snapshot import (CatalogChanged, ItemSnapshot, SnapshotError, snapshot_name,
-                                             write_snapshot)
+from viralspot.catalog.importer import import_lines
+from viralspot.catalog.item_snapshot import (SNAPSHOT_FILE, CatalogChanged, ItemSnapshot, SnapshotError,
+                                             update_snapshot)
 from viralspot.catalog.queries import bump_version, catalog_state, content_count
 from viralspot.catalog.rendering import item_fragments, joined_item_fragments
 from viralspot.catalog.seed import seed_catalog
@@ -40,22 +46,31 @@ def seeded(module_database_url):
     app.extensions["viralspot.catalog"].dispose()
 
 
+def write_snapshot(conn, directory):
+    return update_snapshot(conn, directory).path
+
+
+def assert_holds_the_databases_items(conn, snapshot: ItemSnapshot, extra_keys=()):
+    state = catalog_state(conn)
+    assert snapshot.state == state and snapshot.complete
+    assert snapshot.items == content_count(conn)
+    largest = state[1]
+    for keys in ([[key] for key in range(0, largest + 3)]
+                 + [list(range(1, largest + 1)), [3, 3, 3], [0, -1, largest + 5, 2, largest], list(extra_keys)]):
+        expected_joined, expected_count = joined_item_fragments(conn, keys)
+        joined, count = snapshot.joined(keys)
+        assert (joined.decode(), count) == (expected_joined, expected_count), keys
+
+
 def test_snapshot_holds_exactly_the_databases_items(seeded, tmp_path):
     engine = seeded.extensions["viralspot.catalog"]
     with engine.connect() as conn:
         path = write_snapshot(conn, tmp_path)
-        state = catalog_state(conn)
         snapshot = ItemSnapshot(path)
-        assert snapshot.state == state and path.name == snapshot_name(state)
-        assert snapshot.items == content_count(conn)
-        largest = state[1]
+        assert path.name == SNAPSHOT_FILE and snapshot.deltas == 0
+        largest = catalog_state(conn)[1]
         rng = random.Random(5)
-        key_lists = [[], [5, 3, 9], [3, 3, 3], [0, -1, largest + 5, 2, largest], list(range(1, largest + 1)),
-                     *[rng.sample(range(1, largest + 1), 24) for _ in range(5)]]
-        for keys in key_lists:
-            expected_joined, expected_count = joined_item_fragments(conn, keys)
-            joined, count = snapshot.joined(keys)
-            assert (joined.decode(), count) == (expected_joined, expected_count)
+        assert_holds_the_databases_items(conn, snapshot, rng.sample(range(1, largest + 1), 24))
         assert json.loads(snapshot.joined([7])[0]) == json.loads(item_fragments(conn, [7])[0])
         assert snapshot.joined([largest + 1]) == (b"", 0)
     snapshot.close()
@@ -65,7 +80,7 @@ def test_writing_again_keeps_the_existing_file(seeded, tmp_path):
     with seeded.extensions["viralspot.catalog"].connect() as conn:
         first = write_snapshot(conn, tmp_path)
         written = first.stat().st_mtime_ns
-        assert write_snapshot(conn, tmp_path) == first
+        assert update_snapshot(conn, tmp_path) == (first, "kept", 0, 0)
     assert first.stat().st_mtime_ns == written
     assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no temporary file left
 
@@ -80,6 +95,183 @@ def test_unrendered_rows_are_rendered_into_the_snapshot(tmp_path):
         for key in range(1, 41):
             assert json.loads(snapshot.joined([key])[0]) == json.loads(item_fragments(conn, [key])[0])
     engine.dispose()
+
+
+# --- a catalog write appends ------------------------------------------------------
+
+def digest(path, length: int) -> str:
+    with open(path, "rb") as file:
+        return hashlib.sha256(file.read(length)).hexdigest()
+
+
+def changed_records(start: int, count: int, new: int) -> list[dict]:
+    """``count`` fixture records from ``start`` with a new description, and ``new`` records not yet
+    imported; without profile fields, so that no profile (and none of its other items) changes."""
+    records = [{key: value for key, value in record.items() if key not in PROFILE_FIELDS}
+               for record in fixture_records(PINNED_NOW)]
+    changed = [{**record, "description": f"edited {record['content_id']}"}
+               for record in records[start:start + count]]
+    added = [{**records[i], "content_id": f"new{start}-{i}", "shortcode": f"NEW{start}-{i}"} for i in range(new)]
+    return changed + added
+
+
+PROFILE_FIELDS = {field for profile in PROFILES.values() for field in profile}
+
+
+@pytest.fixture
+def imported(database_url):
+    app = create_app({"CONFIG": "testing", "DATABASE_URL": database_url})
+    engine = app.extensions["viralspot.catalog"]
+    import_lines(engine, as_json_lines(fixture_records(PINNED_NOW)))
+    yield engine
+    engine.dispose()
+
+
+def test_a_write_appends_the_items_it_changed_and_leaves_the_file_before_them_as_it_was(imported, tmp_path):
+    with imported.connect() as conn:
+        first = update_snapshot(conn, tmp_path)
+        old_version = catalog_state(conn)[0]
+    assert first.action == "written" and first.items == 60
+    inode, size, prefix = first.path.stat().st_ino, first.path.stat().st_size, digest(first.path, first.bytes)
+    import_lines(imported, as_json_lines(changed_records(5, 3, new=2)))
+    with imported.connect() as conn:
+        stamped = conn.execute(select(content.c.id).where(content.c.item_version > old_version)
+                               .order_by(content.c.id)).scalars().all()
+        update = update_snapshot(conn, tmp_path)
+        assert update.action == "appended" and update.items == len(stamped)
+        assert stamped == [6, 7, 8, 61, 62]  # 3 edited, 2 new
+        stat = update.path.stat()
+        assert (stat.st_ino, stat.st_size) == (inode, size + update.bytes)  # appended, not rewritten
+        assert digest(update.path, size) == prefix
+        snapshot = ItemSnapshot(update.path)
+        assert snapshot.deltas == 1 and snapshot.delta_items == len(stamped)
+        assert_holds_the_databases_items(conn, snapshot)
+        assert json.loads(snapshot.joined([6])[0])["description"] == "edited c005"
+        snapshot.close()
+        assert update_snapshot(conn, tmp_path).action == "kept"
+    import_lines(imported, as_json_lines(changed_records(20, 2, new=1)))  # a second delta on top
+    with imported.connect() as conn:
+        assert update_snapshot(conn, tmp_path).action == "appended"
+        snapshot = ItemSnapshot(tmp_path / SNAPSHOT_FILE)
+        assert snapshot.deltas == 2
+        assert_holds_the_databases_items(conn, snapshot)
+        assert json.loads(snapshot.joined([6])[0])["description"] == "edited c005"  # older delta still read
+        snapshot.close()
+
+
+def test_deltas_that_outgrow_their_share_of_the_base_make_a_whole_write(imported, tmp_path, monkeypatch):
+    monkeypatch.setattr(item_snapshot, "APPEND_FLOOR", 12)
+    with imported.connect() as conn:
+        update_snapshot(conn, tmp_path)
+    actions = []
+    for start in (0, 20, 40):  # 5 items each: 5, 10, then 15 in deltas, past the 12 allowed
+        import_lines(imported, as_json_lines(changed_records(start, 5, new=0)))
+        with imported.connect() as conn:
+            actions.append(update_snapshot(conn, tmp_path).action)
+            snapshot = ItemSnapshot(tmp_path / SNAPSHOT_FILE)
+            assert_holds_the_databases_items(conn, snapshot)
+            snapshot.close()
+    assert actions == ["appended", "appended", "written"]
+    assert ItemSnapshot(tmp_path / SNAPSHOT_FILE).deltas == 0  # a whole write holds no delta
+
+
+def test_deleting_rows_draws_a_new_epoch_and_the_file_is_written_whole(tmp_path):
+    app = seeded_app(f"sqlite:///{tmp_path}/c.db", 50)
+    engine = app.extensions["viralspot.catalog"]
+    with engine.connect() as conn:
+        update_snapshot(conn, tmp_path / "snaps")
+    seed_catalog(engine, 40, 2, reference=PINNED_NOW, replace=True)  # deletes every row
+    with engine.connect() as conn:
+        update = update_snapshot(conn, tmp_path / "snaps")
+        assert update.action == "written"
+        assert_holds_the_databases_items(conn, ItemSnapshot(update.path))
+    engine.dispose()
+
+
+def test_a_partial_delta_is_ignored_and_never_written_after(imported, tmp_path):
+    with imported.connect() as conn:
+        update_snapshot(conn, tmp_path)
+    import_lines(imported, as_json_lines(changed_records(5, 1, new=1)))
+    with imported.connect() as conn:
+        appended = update_snapshot(conn, tmp_path)
+    path = appended.path
+    good = ItemSnapshot(path)
+    inode = path.stat().st_ino
+    import_lines(imported, as_json_lines(changed_records(9, 1, new=0)))
+    with open(path, "ab") as file:  # a writer that died mid-append: a delta header and half its data
+        file.write(item_snapshot.DELTA_HEADER.pack(item_snapshot.DELTA_MAGIC, 10 ** 12, 99, 3, 400) + b"x" * 50)
+    reader = ItemSnapshot(path)
+    assert reader.state == good.state and not reader.complete  # served as far as complete
+    assert reader.joined(range(1, 70)) == good.joined(range(1, 70))
+    with imported.connect() as conn:
+        update = update_snapshot(conn, tmp_path)
+        assert update.action == "written" and path.stat().st_ino != inode  # a new file, renamed over
+        assert_holds_the_databases_items(conn, ItemSnapshot(path))
+    assert good.joined([6])[1] == 1  # the old map still reads after the file was replaced
+
+
+def test_a_delta_whose_checksum_fails_is_not_read(imported, tmp_path):
+    with imported.connect() as conn:
+        base = update_snapshot(conn, tmp_path)
+        base_state = catalog_state(conn)
+    import_lines(imported, as_json_lines(changed_records(5, 1, new=0)))
+    with imported.connect() as conn:
+        assert update_snapshot(conn, tmp_path).action == "appended"
+    with open(base.path, "r+b") as file:  # one byte of the delta's data flipped on disk
+        file.seek(base.bytes + item_snapshot.DELTA_HEADER.size + 40)
+        byte = file.read(1)
+        file.seek(-1, os.SEEK_CUR)
+        file.write(bytes([byte[0] ^ 0x20]))
+    reader = ItemSnapshot(base.path)
+    assert reader.state == base_state and reader.deltas == 0 and not reader.complete
+
+
+def test_a_write_while_appending_leaves_the_file_as_it_was(imported, tmp_path):
+    with imported.connect() as conn:
+        update_snapshot(conn, tmp_path)
+    size = (tmp_path / SNAPSHOT_FILE).stat().st_size
+    import_lines(imported, as_json_lines(changed_records(5, 2, new=0)))
+
+    def write_meanwhile(conn, cursor, statement, parameters, context, executemany):
+        if "item_version >" in statement:
+            with imported.begin() as other:
+                bump_version(other)
+
+    with imported.connect() as conn:
+        event.listen(conn, "before_cursor_execute", write_meanwhile)
+        with pytest.raises(CatalogChanged):
+            update_snapshot(conn, tmp_path)
+        event.remove(conn, "before_cursor_execute", write_meanwhile)
+        assert (tmp_path / SNAPSHOT_FILE).stat().st_size == size
+        assert update_snapshot(conn, tmp_path).action == "appended"
+        assert_holds_the_databases_items(conn, ItemSnapshot(tmp_path / SNAPSHOT_FILE))
+
+
+def test_concurrent_writers_get_their_own_versions_in_commit_order(database_url):
+    """Writers stamp items with the version ``bump_version`` answers: a second writer waiting on
+    the first must answer the version after the first's, not the one it would have read before."""
+    app = create_app({"CONFIG": "testing", "DATABASE_URL": database_url})
+    engine = app.extensions["viralspot.catalog"]
+    with engine.begin() as conn:
+        start = bump_version(conn)
+    answers = {}
+    first = engine.connect()
+    transaction = first.begin()
+    answers["first"] = bump_version(first)
+    second = threading.Thread(target=lambda: answers.__setitem__("second", _bump_in_own_transaction(engine)))
+    second.start()
+    transaction.commit()
+    first.close()
+    second.join(60)
+    assert answers == {"first": start + 1, "second": start + 2}
+    with engine.connect() as conn:
+        assert catalog_state(conn)[0] == start + 2
+    engine.dispose()
+
+
+def _bump_in_own_transaction(engine) -> int:
+    with engine.begin() as conn:
+        return bump_version(conn)
 
 
 def test_a_write_while_writing_leaves_no_file(database_url, tmp_path, monkeypatch):
@@ -134,12 +326,13 @@ def test_one_writer_at_a_time_per_directory(seeded, tmp_path):
     with open(tmp_path / LOCK_NAME, "a+b") as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # another process writing
         assert snapshots.write_now() is None
-        assert not list(tmp_path.glob("items-*.snap"))
+        assert not (tmp_path / SNAPSHOT_FILE).exists()
         fcntl.flock(held, fcntl.LOCK_UN)
-    (tmp_path / ".items-v1-n5.snap.999.1.tmp").write_bytes(b"left by a writer that died")
-    path = snapshots.write_now()
-    assert path is not None and path.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([LOCK_NAME, path.name])
+    (tmp_path / ".items.snap.999.1.tmp").write_bytes(b"left by a writer that died")
+    (tmp_path / "items-v1-n5.snap").write_bytes(b"a file of the first format")
+    update = snapshots.write_now()
+    assert update is not None and update.path.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([LOCK_NAME, SNAPSHOT_FILE])
 
 
 def page_items(client, session_id="s", limit=24):
@@ -157,10 +350,8 @@ def test_pages_read_the_snapshot_of_their_state_and_the_server_writes_the_next(t
     client = app.test_client()
     from_database = page_items(client, "first", 60)  # no snapshot yet: items from the database...
     snapshots.wait(60)  # ... while the server writes one in the background
-    with engine.connect() as conn:
-        old_state = catalog_state(conn)
-    old_file = snapshots.directory / snapshot_name(old_state)
-    assert old_file.exists()
+    path = snapshots.directory / SNAPSHOT_FILE
+    assert path.exists()
     # Change the stored items without a new version (no writer does that): a page that still shows
     # the old items can only have read them from the snapshot.
     with engine.begin() as conn:
@@ -168,15 +359,20 @@ def test_pages_read_the_snapshot_of_their_state_and_the_server_writes_the_next(t
     from_snapshot = page_items(client, "second", 60)
     assert {item["id"] for item in from_snapshot} == {item["id"] for item in from_database}
     assert "changed" not in {item["id"] for item in from_snapshot}
-    with engine.begin() as conn:  # a write: the snapshot of the old state no longer answers
-        bump_version(conn)
-    assert {item["id"] for item in page_items(client, "third", 60)} == {"changed"}
+    inode, size = path.stat().st_ino, path.stat().st_size
+    with engine.begin() as conn:  # a write (as writers do: a version, and the items stamped with it)
+        conn.execute(update(content).where(content.c.id <= 5)
+                     .values(item_json='{"id":"new"}', item_version=bump_version(conn)))
+    assert {item["id"] for item in page_items(client, "third", 60)} == {"changed", "new"}
     snapshots.wait(60)
-    with engine.connect() as conn:
-        new_file = snapshots.directory / snapshot_name(catalog_state(conn))
-    assert new_file.exists() and not old_file.exists()  # the older state's file is deleted
-    assert ItemSnapshot(new_file).joined([1]) == (b'{"id":"changed"}', 1)
-    assert {item["id"] for item in page_items(client, "fourth", 60)} == {"changed"}
+    assert path.stat().st_ino == inode and path.stat().st_size > size  # the 5 items appended
+    reader = ItemSnapshot(path)
+    assert reader.joined([1, 2, 6]) == (b'{"id":"new"},{"id":"new"},' + reader.joined([6])[0], 3)
+    before = snapshots.pages_read
+    fourth = page_items(client, "fourth", 60)
+    assert snapshots.pages_read == before + 1  # read from the grown file, mapped anew
+    assert sorted(item["id"] for item in fourth).count("new") == 5
+    assert "changed" not in {item["id"] for item in fourth}  # the others: still the base's items
     engine.dispose()
 
 
@@ -261,7 +457,7 @@ def test_mapping_a_snapshot_holds_no_lock_other_pages_wait_on(seeded, tmp_path, 
     import threading
 
     snapshots = ItemSnapshots(seeded.extensions["viralspot.catalog"], tmp_path, write=False)
-    path = snapshots.write_now()
+    path = snapshots.write_now().path
     opening, release = threading.Event(), threading.Event()
     real_open = ItemSnapshots._open
 

@@ -7,6 +7,7 @@ import time
 
 from viralspot import create_app
 from viralspot.catalog.database import ITEM_SNAPSHOTS
+from viralspot.catalog.item_snapshot import SNAPSHOT_FILE
 
 #: Bound on waiting for the server's own work (the snapshot write, the state's 1 s memory).
 PATIENCE_SECONDS = 60
@@ -46,7 +47,7 @@ def test_random_feeds_with_the_production_defaults(tmp_path, monkeypatch):
     served += first
     offset += len(first)
     until(lambda: snapshots.pages_read > 0, lambda: random_page(client, "poller", 0))
-    assert list(snapshots.directory.glob("items-*.snap"))
+    assert (snapshots.directory / SNAPSHOT_FILE).exists()
     reads = snapshots.pages_read
     while True:
         ids, last = random_page(client, "reader", offset)

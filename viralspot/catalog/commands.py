@@ -94,8 +94,8 @@ def render_command(progress: bool) -> None:
     started = time.perf_counter()
     try:
         with catalog.begin() as conn:  # one transaction: readers see all old or all new items
-            rendered = render_items(conn, progress=bar.update)
-            bump_version(conn)  # a new catalog state: item snapshots and lists of the old one retire
+            # A new catalog state first: every item is stamped with it (item snapshots start over).
+            rendered = render_items(conn, version=bump_version(conn), progress=bar.update)
     finally:
         bar.close()
     click.echo(f"rendered {rendered} items in {time.perf_counter() - started:.1f} s")
@@ -112,13 +112,15 @@ def snapshot_command() -> None:
         pass  # creates the schema if start-up could not reach the database
     started = time.perf_counter()
     try:
-        path = snapshots.write_now()
+        update = snapshots.write_now()
     except CatalogChanged as error:
         raise click.ClickException(f"{error}; run the command again") from None
-    if path is None:
+    if update is None:
         raise click.ClickException(f"another process is writing a snapshot in {snapshots.directory}; "
                                    "it will be used when done")
-    click.echo(f"item snapshot {path} ({path.stat().st_size} bytes) ready in "
+    done = {"kept": "already current", "appended": f"appended {update.items} items ({update.bytes} bytes)",
+            "written": f"written whole: {update.items} items"}[update.action]
+    click.echo(f"item snapshot {update.path} ({update.path.stat().st_size} bytes), {done}, ready in "
                f"{time.perf_counter() - started:.1f} s")
 
 

@@ -23,6 +23,7 @@ from flask import Flask, current_app
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import DisconnectionError, OperationalError, ProgrammingError
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.schema import CreateIndex
 
 from .feed_source import SqlFeedCatalog
 from .snapshot_service import ItemSnapshots, snapshot_directory
@@ -157,17 +158,30 @@ def create_schema(engine: Engine) -> None:
     """Create the tables and indexes that do not exist yet, and add columns added since (idempotent)."""
     metadata.create_all(engine)
     add_missing_columns(engine)
+    add_missing_indexes(engine)
 
 
 #: Columns added to existing tables after their first release: (table, column).
-ADDED_COLUMNS = ((content, content.c.item_json),)
+ADDED_COLUMNS = ((content, content.c.item_json), (content, content.c.item_version))
+#: How an added column gets its values, for the log line that announces it.
+COLUMN_FILLED_BY = {"item_json": "run `flask content render` to fill it"}
+#: Indexes added to existing tables after their first release (``create_all`` skips existing tables).
+ADDED_INDEXES = tuple(index for index in content.indexes if index.name == "ix_content_item_version")
+
+
+def add_missing_indexes(engine: Engine) -> None:
+    """``CREATE INDEX IF NOT EXISTS`` for each added index (idempotent; safe when workers race)."""
+    for index in ADDED_INDEXES:
+        with engine.begin() as conn:
+            conn.execute(CreateIndex(index, if_not_exists=True))
 
 
 def add_missing_columns(engine: Engine) -> None:
     """``ALTER TABLE ... ADD COLUMN`` for each added column a database written earlier lacks.
 
     The column is added empty (NULL): ``flask content render`` fills ``item_json``,
-    and reads build a NULL item live meanwhile. Several workers may start at once,
+    and reads build a NULL item live meanwhile; a NULL ``item_version`` is older than
+    every item snapshot (the next snapshot of such a catalog is written whole). Several workers may start at once,
     so a column another one has just added is not an error.
     """
     for table, column in ADDED_COLUMNS:
@@ -184,8 +198,8 @@ def add_missing_columns(engine: Engine) -> None:
             if column.name not in {found["name"] for found in inspect(engine).get_columns(table.name)}:
                 raise
         else:
-            log.warning("added column %s.%s to an existing catalog; run `flask content render` to fill it",
-                        table.name, column.name)
+            log.warning("added column %s.%s to an existing catalog; %s", table.name, column.name,
+                        COLUMN_FILLED_BY.get(column.name, "later writes fill it"))
 
 
 class Catalog:

@@ -174,10 +174,13 @@ class RenderPending:
     content_ids: set[int] = field(default_factory=set)
     profile_ids: set[int] = field(default_factory=set)
 
-    def render(self, conn: Connection) -> int:
+    def commit(self, conn: Connection) -> int:
+        """Make the writes a new catalog state: bump the version and render the changed items
+        stamped with it, in the caller's transaction; the number rendered."""
         if not (self.content_ids or self.profile_ids):
             return 0
-        return render_items(conn, content_ids=self.content_ids, profile_ids=self.profile_ids)
+        version = bump_version(conn)
+        return render_items(conn, version=version, content_ids=self.content_ids, profile_ids=self.profile_ids)
 
 
 def _upsert_profile(conn: Connection, record: dict, now: datetime, pending: RenderPending) -> int:
@@ -207,8 +210,8 @@ def write_record(conn: Connection, record: dict, now: datetime | None = None, *,
                  pending: RenderPending | None = None) -> bool:
     """Upsert one validated record; True when inserted, False when updated. ``LineRejected`` on a conflict.
 
-    The items it changes are rendered before it returns, or, given ``pending``,
-    collected there for the caller to render once before its transaction commits.
+    The items it changes are rendered (with a new catalog version) before it returns, or, given
+    ``pending``, collected there for the caller to commit once before its transaction commits.
     """
     now = now or datetime.now(timezone.utc)
     own = RenderPending() if pending is None else pending
@@ -235,7 +238,7 @@ def write_record(conn: Connection, record: dict, now: datetime | None = None, *,
         own.content_ids.add(key)
         inserted = True
     if pending is None:
-        own.render(conn)
+        own.commit(conn)
     return inserted
 
 
@@ -254,8 +257,7 @@ def _write_chunk(engine: Engine, chunk: list[tuple[int, dict]], report: ImportRe
             except LineRejected as error:
                 rejected.append((line_number, str(error)))
         if inserted or updated:
-            pending.render(conn)  # in the chunk's transaction: items and rows commit together
-            bump_version(conn)
+            pending.commit(conn)  # in the chunk's transaction: items, rows and version commit together
     report.inserted += inserted
     report.updated += updated
     for line_number, reason in rejected:

@@ -1,4 +1,4 @@
-"""The rendered items of one catalog version in one memory-mapped file: a page's items without a query.
+"""The rendered items of the catalog in one memory-mapped, append-only file: a page's items without a query.
 
 A random page's 24 items are 24 random rows of the catalog. On SQLite at a
 million items, reading them (``joined_item_fragments``) was the largest cost of
@@ -9,18 +9,33 @@ the host from one copy in the OS page cache.
 
 Layout (little-endian)::
 
-    header   magic "VSITEMS1", format, catalog version, largest id, items, data start
-    offsets  uint64[largest id + 2]: item k is data[offsets[k]:offsets[k + 1]] (empty: no item k)
-    data     the items' UTF-8 JSON, in id order
+    base    header   magic "VSITEMS2", format, epoch, version, largest id, items, data start
+            offsets  uint64[largest id + 2]: item k is data[offsets[k]:offsets[k + 1]] (empty: no item k)
+            data     the items' UTF-8 JSON, in id order
+    delta   header   magic "VSDELTA2", version, largest id, count, data length     (zero or more,
+            keys     uint64[count]                                                    appended, one
+            ends     uint64[count]: key i's item is data[ends[i - 1]:ends[i]]         per later
+            data     the items' UTF-8 JSON                                            catalog state)
+            trailer  magic "VSDEND02", CRC-32 of the delta from its header on
 
-A file describes exactly one catalog state, (version, largest id): writers bump
-the version in the transaction of their write (``queries.bump_version``), so
-the snapshot of a state is never stale for that state. ``write_snapshot`` reads
-the state before and after streaming the rows and keeps the file only when
-they agree: no write committed in between, so every row came from that state.
-It writes a temporary file and renames it: readers never see a partial file,
-and a mapped file is never rewritten in place (a file shrinking under its map
-would fault the reader).
+**A catalog write appends; it does not rewrite the file.** Every writer stamps
+the rows it renders with the version of its transaction (``content.item_version``,
+from ``queries.bump_version``), so the items that changed since the file's state
+are the rows whose ``item_version`` is newer, found through an index. A delta
+holds exactly those; an item in a delta replaces the same key's earlier item.
+Deletes are not visible that way, so writers that delete draw a new catalog
+epoch (``queries.new_epoch``) and the file is then written whole, as it is when
+the deltas would outgrow ``APPEND_LIMIT`` of the base (readers keep the deltas'
+keys in a dict) or when the file's tail is damaged.
+
+A file describes the catalog state (version, largest id) of its last complete
+delta, or of its base. The writer reads the state before and after reading the
+rows and keeps what it wrote only when they agree: no write committed between,
+so every row came from that state (a delta is built in memory and appended only
+then). Nothing is ever changed in place, and a file is never truncated: readers
+map the file as it was when they opened it, ignore a delta still being written
+(short or without its trailer), and a whole rewrite goes to a temporary file
+renamed over the old one, which mapped readers keep until they let go.
 """
 from __future__ import annotations
 
@@ -28,83 +43,158 @@ import mmap
 import os
 import struct
 import threading
+import zlib
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 from sqlalchemy import Connection, bindparam, select
 
-from .queries import catalog_state
+from .queries import catalog_state_and_epoch, rows_for_keys
 from .rendering import item_fragments
 from .tables import content
 
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux
-MAGIC = b"VSITEMS1"
-FORMAT = 1
-HEADER = struct.Struct("<8sQqqqQ")
+#: The one snapshot file of a catalog's directory.
+SNAPSHOT_FILE = "items.snap"
+MAGIC = b"VSITEMS2"
+FORMAT = 2
+HEADER = struct.Struct("<8sQqqqqQ")
+DELTA_MAGIC, DELTA_END = b"VSDELTA2", b"VSDEND02"
+DELTA_HEADER = struct.Struct("<8sqqQQ")
+DELTA_TRAILER = struct.Struct("<8sQ")
 #: Rows read per query while writing (keyset paging in id order).
 WRITE_CHUNK = 10_000
+#: Deltas may hold at most this share of the base's items (counted with repeats) and of its bytes,
+#: and at least ``APPEND_FLOOR`` items; past that the file is written whole.
+APPEND_LIMIT = 1 / 16
+APPEND_FLOOR = 1_000
 
 _ROWS_AFTER = (select(content.c.id, content.c.item_json).where(content.c.id > bindparam("after"))
                .order_by(content.c.id).limit(bindparam("size")))
+_CHANGED_SINCE = (select(content.c.id).where(content.c.item_version > bindparam("version"))
+                  .order_by(content.c.id))
+_ITEMS_OF_KEYS = select(content.c.id, content.c.item_json).where(
+    content.c.id.in_(bindparam("keys", expanding=True)))
 
 
 class SnapshotError(Exception):
-    """A file that is not a complete item snapshot."""
+    """A file that is not an item snapshot of this format."""
 
 
 class CatalogChanged(Exception):
-    """The catalog was written while a snapshot was being written; the file was discarded."""
+    """The catalog was written while a snapshot was being written; nothing was kept."""
 
 
-def snapshot_name(state: tuple[int, int]) -> str:
-    """The file name of the snapshot of catalog state (version, largest id)."""
-    version, largest = state
-    return f"items-v{version}-n{largest}.snap"
+class SnapshotUpdate(NamedTuple):
+    """What ``update_snapshot`` did: ``kept`` (already current), ``appended`` or ``written`` (whole)."""
+
+    path: Path
+    action: str
+    items: int
+    bytes: int
 
 
 class ItemSnapshot:
-    """A read-only, memory-mapped item snapshot; thread-safe (nothing in it changes)."""
+    """A read-only, memory-mapped item snapshot as its file was when opened; thread-safe."""
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, *, populate: bool = True) -> None:
         self.path = Path(path)
         with open(self.path, "rb") as file:
-            size = os.fstat(file.fileno()).st_size
+            stat = os.fstat(file.fileno())
+            size = stat.st_size
             if size < HEADER.size:
                 raise SnapshotError(f"{self.path.name}: shorter than its header")
             # MAP_POPULATE maps every page at once (about 20 ms for 1.3 GB in the page cache) rather
             # than faulting on each page's first read: those faults were most of a page's cost.
-            self._map = mmap.mmap(file.fileno(), 0, flags=mmap.MAP_SHARED | _POPULATE, prot=mmap.PROT_READ)
-        magic, fmt, version, largest, items, data_start = HEADER.unpack_from(self._map, 0)
+            flags = mmap.MAP_SHARED | (_POPULATE if populate else 0)
+            self._map = mmap.mmap(file.fileno(), 0, flags=flags, prot=mmap.PROT_READ)
+        #: Which file and how much of it this map holds: it is reopened once either changes.
+        self.identity = (stat.st_dev, stat.st_ino, size)
+        magic, fmt, epoch, version, largest, items, data_start = HEADER.unpack_from(self._map, 0)
         if magic != MAGIC or fmt != FORMAT or largest < 0:
             self.close()
             raise SnapshotError(f"{self.path.name}: not an item snapshot of format {FORMAT}")
         if data_start != HEADER.size + 8 * (largest + 2) or data_start > size:
             self.close()
             raise SnapshotError(f"{self.path.name}: inconsistent header")
-        #: (catalog version, largest id) the file holds.
-        self.state = (version, largest)
-        self.items = items
+        self.epoch = epoch
         self._offsets = memoryview(self._map)[HEADER.size:data_start].cast("Q")
-        if data_start + self._offsets[largest + 1] != size:
+        base_end = data_start + self._offsets[largest + 1]
+        if base_end > size:
             self.close()
             raise SnapshotError(f"{self.path.name}: truncated")
         self._data_start = data_start
-        self._largest = largest
+        self._base_largest = largest
+        self.base_items, self.base_bytes = items, base_end - data_start
+        #: Key -> (start, end) in the map, for every key a delta wrote (the newest delta wins).
+        self._overlay: dict[int, tuple[int, int]] = {}
+        self.delta_items = self.delta_bytes = self.deltas = 0
+        #: (catalog version, largest id) the file holds, and its item count.
+        self.state = (version, largest)
+        self.items = items
+        #: Where the last complete delta ends; less than the size while a delta is being appended
+        #: (or when a writer died in the middle of one).
+        self.end = self._read_deltas(base_end, size)
         #: Pages whose items came from this file (``joined`` calls); not exact under threads.
         self.pages_read = 0
+
+    @property
+    def complete(self) -> bool:
+        """Whether the map ends exactly after its last complete delta (nothing partial follows)."""
+        return self.end == self.identity[2]
+
+    def _read_deltas(self, position: int, size: int) -> int:
+        data = self._map
+        while position + DELTA_HEADER.size <= size:
+            magic, version, largest, count, length = DELTA_HEADER.unpack_from(data, position)
+            keys_at = position + DELTA_HEADER.size
+            data_at = keys_at + 16 * count
+            trailer_at = data_at + length
+            if magic != DELTA_MAGIC or trailer_at + DELTA_TRAILER.size > size:
+                break
+            end_magic, checksum = DELTA_TRAILER.unpack_from(data, trailer_at)
+            if end_magic != DELTA_END or zlib.crc32(memoryview(data)[position:trailer_at]) != checksum:
+                break
+            keys = np.frombuffer(data, dtype="<u8", count=count, offset=keys_at).tolist()
+            ends = np.frombuffer(data, dtype="<u8", count=count, offset=keys_at + 8 * count).tolist()
+            begin = data_at
+            for key, end in zip(keys, ends):
+                had = self._has_item(key)
+                span = (begin, data_at + end)
+                self._overlay[key] = span
+                self.items += (span[1] > span[0]) - had
+                begin = data_at + end
+            self.state = (version, largest)
+            self.delta_items += count
+            self.delta_bytes += length
+            self.deltas += 1
+            position = trailer_at + DELTA_TRAILER.size
+        return position
+
+    def _has_item(self, key: int) -> bool:
+        span = self._overlay.get(key)
+        if span is not None:
+            return span[1] > span[0]
+        return 0 <= key <= self._base_largest and self._offsets[key + 1] > self._offsets[key]
 
     def joined(self, keys: Sequence[int]) -> tuple[bytes, int]:
         """The items of ``keys`` in their order joined by commas (a JSON list's inside), and how many;
         keys with no item are skipped, like ``rendering.joined_item_fragments``."""
-        offsets, data, start, largest = self._offsets, self._map, self._data_start, self._largest
+        offsets, data, start, largest = self._offsets, self._map, self._data_start, self._base_largest
+        overlay = self._overlay
         self.pages_read += 1
         parts = []
         for key in keys:
-            if 0 <= key <= largest:
-                begin, end = offsets[key], offsets[key + 1]
-                if end > begin:
-                    parts.append(data[start + begin:start + end])
+            span = overlay.get(key) if overlay else None
+            if span is not None:
+                begin, end = span
+            elif 0 <= key <= largest:
+                begin, end = start + offsets[key], start + offsets[key + 1]
+            else:
+                continue
+            if end > begin:
+                parts.append(data[begin:end])
         return b",".join(parts), len(parts)
 
     def close(self) -> None:
@@ -117,24 +207,79 @@ class ItemSnapshot:
             pass
 
 
-def write_snapshot(conn: Connection, directory: str | os.PathLike) -> Path:
-    """Write the snapshot of the catalog's current state into ``directory``; its path.
+def open_snapshot(path: Path, *, populate: bool = True) -> ItemSnapshot | None:
+    """The snapshot at ``path``, or None when there is none or it is not a sound base."""
+    try:
+        return ItemSnapshot(path, populate=populate)
+    except (FileNotFoundError, SnapshotError):
+        return None
 
-    An existing, sound snapshot of that state is kept as it is. Raises ``CatalogChanged``
-    when a write committed meanwhile (nothing is left behind).
+
+def update_snapshot(conn: Connection, directory: str | os.PathLike) -> SnapshotUpdate:
+    """Bring ``directory``'s snapshot to the catalog's current state: keep it when it is current,
+    append the items written since its state when it can, else write it whole.
+
+    The caller holds the directory's write lock (``snapshot_service``). Raises ``CatalogChanged``
+    when a write committed meanwhile; the file is then as it was.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state = catalog_state(conn)
-    final = directory / snapshot_name(state)
-    if final.exists():
-        try:
-            ItemSnapshot(final).close()
-            return final
-        except SnapshotError:
-            pass  # damaged: written again below
-    _version, largest = state
-    temporary = directory / f".{final.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+    path = directory / SNAPSHOT_FILE
+    state, epoch = catalog_state_and_epoch(conn)
+    existing = open_snapshot(path, populate=False)
+    try:
+        if existing is not None and existing.complete and existing.epoch == epoch:
+            if existing.state == tuple(state):
+                return SnapshotUpdate(path, "kept", 0, 0)
+            version, largest = existing.state
+            if version < state.version and largest <= state.largest_key:
+                appended = _append_changes(conn, existing, state, epoch)
+                if appended is not None:
+                    return appended
+    finally:
+        if existing is not None:
+            existing.close()
+    return _write_whole(conn, path, state, epoch)
+
+
+def _append_changes(conn: Connection, snapshot: ItemSnapshot, state, epoch: int) -> SnapshotUpdate | None:
+    """Append the items written since ``snapshot``'s state as one delta; None when they are too many
+    to append (the caller writes the file whole)."""
+    changed = conn.execute(_CHANGED_SINCE, {"version": snapshot.state[0]}).scalars().all()
+    allowed_items = max(APPEND_FLOOR, int(snapshot.base_items * APPEND_LIMIT))
+    if snapshot.delta_items + len(changed) > allowed_items:
+        return None
+    texts = {key: text for key, text in rows_for_keys(conn, _ITEMS_OF_KEYS, changed)}
+    unrendered = [key for key in changed if texts.get(key, "") is None]
+    if unrendered:  # rows written without an item are built live, as reads do
+        texts.update(zip(unrendered, item_fragments(conn, unrendered)))
+    encoded = [(texts.get(key) or "").encode() for key in changed]  # a row gone: no item at that key
+    if catalog_state_and_epoch(conn) != (state, epoch):
+        raise CatalogChanged("the catalog version changed while writing")
+    data = b"".join(encoded)
+    if snapshot.delta_bytes + len(data) > max(snapshot.base_bytes * APPEND_LIMIT, 1 << 20):
+        return None
+    keys = np.asarray(changed, dtype="<u8")
+    ends = np.cumsum(np.fromiter(map(len, encoded), dtype="<u8", count=len(encoded)), dtype="<u8")
+    body = (DELTA_HEADER.pack(DELTA_MAGIC, state.version, state.largest_key, len(changed), len(data))
+            + keys.tobytes() + ends.tobytes() + data)
+    delta = body + DELTA_TRAILER.pack(DELTA_END, zlib.crc32(body))
+    descriptor = os.open(snapshot.path, os.O_WRONLY | os.O_APPEND)
+    try:
+        if os.fstat(descriptor).st_size != snapshot.end:  # never write after anything partial
+            return None
+        written = 0
+        while written < len(delta):
+            written += os.write(descriptor, delta[written:])
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+    return SnapshotUpdate(snapshot.path, "appended", len(changed), len(delta))
+
+
+def _write_whole(conn: Connection, final: Path, state, epoch: int) -> SnapshotUpdate:
+    largest = state.largest_key
+    temporary = final.with_name(f".{final.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     ends = np.zeros(largest + 2, dtype="<u8")  # ends[k + 1]: where item k ends (0: no item k yet)
     data_start = HEADER.size + 8 * (largest + 2)
     written = items = 0
@@ -161,11 +306,11 @@ def write_snapshot(conn: Connection, directory: str | os.PathLike) -> Path:
                 ends[np.asarray(ids, dtype=np.int64) + 1] = written + np.cumsum(lengths, dtype="<u8")
                 written += int(lengths.sum())
                 items += len(ids)
-            if catalog_state(conn) != state:
+            if catalog_state_and_epoch(conn) != (state, epoch):
                 raise CatalogChanged("the catalog version changed while writing")
             offsets = np.maximum.accumulate(ends)  # an id with no item ends where the one before it did
             out.seek(0)
-            out.write(HEADER.pack(MAGIC, FORMAT, state[0], largest, items, data_start))
+            out.write(HEADER.pack(MAGIC, FORMAT, epoch, state.version, largest, items, data_start))
             out.write(offsets.tobytes())
             out.flush()
             os.fsync(out.fileno())
@@ -173,4 +318,4 @@ def write_snapshot(conn: Connection, directory: str | os.PathLike) -> Path:
     finally:
         if temporary.exists():
             temporary.unlink()
-    return final
+    return SnapshotUpdate(final, "written", items, data_start + written)

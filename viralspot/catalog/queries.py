@@ -189,7 +189,7 @@ def matching_keys_until(conn: Connection, flt: ContentFilter, at: datetime) -> t
 #: whose parsing would cost more than the rest of the row, nor the rendered item itself).
 ITEM_COLUMNS = tuple(column for column in content.c
                      if column.name not in ("all_image_urls", "created_at", "updated_at", "profile_id",
-                                            "item_json"))
+                                            "item_json", "item_version"))
 #: Content with its author's profile columns, for ids bound to ``keys``; built once.
 ITEMS_BY_KEYS = (select(*ITEM_COLUMNS, *PROFILE_COLUMNS)
                  .select_from(content.outerjoin(primary_profiles, primary_profiles.c.id == content.c.profile_id))
@@ -227,22 +227,52 @@ def plain_page_keys(conn: Connection, flt: ContentFilter, sort_by: str | None, l
 
 
 #: A new catalog's first version is random below this: a catalog re-created at the same place (a
-#: deleted SQLite file seeded again) does not repeat its predecessor's versions, which name its
-#: item snapshots (item_snapshot.py).
+#: deleted SQLite file seeded again) does not repeat its predecessor's versions, which name the
+#: states its item snapshot holds (item_snapshot.py).
 FIRST_VERSION_BELOW = 2 ** 40
+#: ``catalog_meta`` name of the catalog's epoch: a random number drawn when the catalog is made and
+#: again whenever rows are deleted. Item snapshots grow by appending the rows whose
+#: ``item_version`` is newer than theirs, which describes inserts and updates but not deletes: a
+#: new epoch tells them to start over.
+EPOCH_KEY = "epoch"
 
 
 def bump_version(conn: Connection) -> int:
     """Increment the catalog version inside the caller's transaction (a new catalog's starts at a
-    random point, ``FIRST_VERSION_BELOW``); the new version."""
-    current = conn.execute(select(catalog_meta.c.value)
-                           .where(catalog_meta.c.name == VERSION_KEY)).scalar()
-    if current is None:
-        current = secrets.randbelow(FIRST_VERSION_BELOW)
-        conn.execute(catalog_meta.insert().values(name=VERSION_KEY, value=current))
-    conn.execute(catalog_meta.update().where(catalog_meta.c.name == VERSION_KEY)
-                 .values(value=catalog_meta.c.value + 1))
-    return int(current) + 1
+    random point, ``FIRST_VERSION_BELOW``, with a new epoch); the new version.
+
+    The increment comes first and the read after it: on PostgreSQL the update locks the row until
+    the transaction ends, so concurrent writers get distinct versions in commit order, and the
+    version returned is this transaction's own (writers stamp ``content.item_version`` with it).
+    """
+    bumped = conn.execute(catalog_meta.update().where(catalog_meta.c.name == VERSION_KEY)
+                          .values(value=catalog_meta.c.value + 1))
+    if bumped.rowcount == 0:
+        conn.execute(catalog_meta.insert().values(name=VERSION_KEY,
+                                                  value=secrets.randbelow(FIRST_VERSION_BELOW) + 1))
+        new_epoch(conn)
+    return int(conn.execute(select(catalog_meta.c.value).where(catalog_meta.c.name == VERSION_KEY)).scalar())
+
+
+def new_epoch(conn: Connection) -> int:
+    """Draw a new catalog epoch in the caller's transaction (every writer that deletes rows calls
+    this); the epoch."""
+    epoch = secrets.randbelow(2 ** 62) + 1
+    if conn.execute(catalog_meta.update().where(catalog_meta.c.name == EPOCH_KEY)
+                    .values(value=epoch)).rowcount == 0:
+        conn.execute(catalog_meta.insert().values(name=EPOCH_KEY, value=epoch))
+    return epoch
+
+
+_EPOCH = select(catalog_meta.c.value).where(catalog_meta.c.name == EPOCH_KEY).scalar_subquery()
+CATALOG_STATE_AND_EPOCH = select(func.coalesce(_VERSION, 0), func.coalesce(_LARGEST, 0),
+                                 func.coalesce(_EPOCH, 0))
+
+
+def catalog_state_and_epoch(conn: Connection) -> tuple[CatalogState, int]:
+    """The catalog's state and its epoch (0 for a catalog made before epochs), in one round trip."""
+    row = conn.execute(CATALOG_STATE_AND_EPOCH).one()
+    return CatalogState(int(row[0]), int(row[1])), int(row[2])
 
 
 def content_count(conn: Connection) -> int:
@@ -286,4 +316,5 @@ def counts_by_type_and_category(conn: Connection) -> list[tuple[str, str | None,
 
 
 __all__ = ["catalog_state", "CatalogState", "matching_keys", "matching_keys_until", "items_by_keys", "plain_page_keys",
-           "order_by", "bump_version", "filter_options", "counts_by_type_and_category", "content_count"]
+           "order_by", "bump_version", "new_epoch", "catalog_state_and_epoch",
+           "filter_options", "counts_by_type_and_category", "content_count"]

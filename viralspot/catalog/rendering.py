@@ -59,25 +59,34 @@ def render_row(row) -> str:
 
 
 _UPDATE = (content.update().where(content.c.id == bindparam("row_id"))
-           .values(item_json=bindparam("rendered")))
+           .values(item_json=bindparam("rendered"), item_version=bindparam("version")))
 _JOINED = content.outerjoin(primary_profiles, primary_profiles.c.id == content.c.profile_id)
 #: Every row in id order, one chunk after ``after`` at a time (keyset paging: no cursor held across UPDATEs).
-_ALL_AFTER = (select(*ITEM_COLUMNS, *PROFILE_COLUMNS).select_from(_JOINED)
+_ALL_AFTER = (select(*ITEM_COLUMNS, *PROFILE_COLUMNS, content.c.item_json).select_from(_JOINED)
               .where(content.c.id > bindparam("after")).order_by(content.c.id).limit(bindparam("size")))
+_BY_KEYS = ITEMS_BY_KEYS.add_columns(content.c.item_json)
 _IDS_OF_PROFILES = select(content.c.id).where(content.c.profile_id.in_(bindparam("profiles", expanding=True)))
 
 
-def _write(conn: Connection, rows) -> int:
-    params = [{"row_id": row["id"], "rendered": render_row(row)} for row in rows]
+def _write(conn: Connection, rows, version: int) -> int:
+    """Store the items of ``rows`` that differ from their stored ``item_json``; how many rows were
+    rendered (an unchanged item keeps its ``item_version``: item snapshots need not append it)."""
+    params = []
+    for row in rows:
+        rendered = render_row(row)
+        if rendered != row["item_json"]:
+            params.append({"row_id": row["id"], "rendered": rendered, "version": version})
     if params:
         conn.execute(_UPDATE, params)
-    return len(params)
+    return len(rows)
 
 
-def render_items(conn: Connection, *, content_ids: Iterable[int] | None = None,
+def render_items(conn: Connection, *, version: int, content_ids: Iterable[int] | None = None,
                  profile_ids: Iterable[int] | None = None,
                  progress: Callable[[int], None] | None = None) -> int:
-    """(Re)render ``item_json`` of the given rows in the caller's transaction; the number rendered.
+    """(Re)render ``item_json`` of the given rows in the caller's transaction, stamped with
+    ``item_version`` = ``version`` (what ``bump_version`` answered in that transaction); the
+    number rendered.
 
     The rows are those of ``content_ids`` plus every row of ``profile_ids``;
     every row when both are None. ``progress`` is called with each chunk's count.
@@ -89,7 +98,7 @@ def render_items(conn: Connection, *, content_ids: Iterable[int] | None = None,
             rows = conn.execute(_ALL_AFTER, {"after": after, "size": RENDER_CHUNK}).mappings().all()
             if not rows:
                 return rendered
-            rendered += _write(conn, rows)
+            rendered += _write(conn, rows, version)
             after = rows[-1]["id"]
             if progress:
                 progress(len(rows))
@@ -97,8 +106,8 @@ def render_items(conn: Connection, *, content_ids: Iterable[int] | None = None,
     ids.update(row[0] for row in rows_for_keys(conn, _IDS_OF_PROFILES, profile_ids or (), name="profiles"))
     ordered = sorted(ids)
     for start in range(0, len(ordered), KEY_CHUNK):
-        rows = conn.execute(ITEMS_BY_KEYS, {"keys": ordered[start:start + KEY_CHUNK]}).mappings().all()
-        rendered += _write(conn, rows)
+        rows = conn.execute(_BY_KEYS, {"keys": ordered[start:start + KEY_CHUNK]}).mappings().all()
+        rendered += _write(conn, rows, version)
         if progress:
             progress(len(rows))
     return rendered

@@ -29,7 +29,7 @@ import numpy as np
 from sqlalchemy import Engine, func, select
 
 from .filters import ACCOUNT_TYPES, CONTENT_TYPES
-from .queries import ITEM_COLUMNS, bump_version, content_count
+from .queries import ITEM_COLUMNS, bump_version, content_count, new_epoch
 from .rendering import render_row
 from .tables import CONTENT_SECONDARY_INDEXES, content, primary_profiles
 
@@ -372,8 +372,8 @@ def _insert_chunk(engine: Engine, columns: dict[str, list], rendered: Future,
     columns["item_json"] = rendered.result()
     with engine.begin() as conn:
         _tune_sqlite_for_bulk(conn)
+        columns["item_version"] = [bump_version(conn)] * len(columns["id"])
         insert_content_columns(conn, columns)
-        bump_version(conn)
     if progress:
         progress(len(columns["id"]))
 
@@ -401,6 +401,7 @@ def seed_catalog(engine: Engine, items: int, seed: int = 0, *, reference: dateti
         conn.execute(content.delete())
         conn.execute(primary_profiles.delete())
         bump_version(conn)
+        new_epoch(conn)  # rows were deleted: item snapshots of the old rows start over
     rng = np.random.default_rng(seed)
     n_profiles = max(1, items // ITEMS_PER_PROFILE) if items else 0
     profile_rows = generate_profiles(rng, n_profiles, reference)

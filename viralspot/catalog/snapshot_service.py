@@ -1,12 +1,12 @@
-"""Keeping an item snapshot (``item_snapshot.py``) of the catalog's current state at hand, per process.
+"""Keeping the item snapshot (``item_snapshot.py``) of the catalog's current state at hand, per process.
 
 ``current(state)`` answers the loaded snapshot when it holds that state, and
-otherwise looks for its file (at most once per ``recheck`` seconds). When there
-is none, one background thread writes it while pages keep reading their items
-from the database. Several workers and processes on a host share the directory:
-a lock file lets one of them write while the others wait for the file to appear.
-After writing, the snapshots of older states are deleted (a process still
-mapping one keeps its pages until it lets go).
+otherwise looks at the file again (at most once per ``recheck`` seconds per
+state), mapping it anew when it grew or was replaced. When it does not hold the
+state, one background thread brings it there (appending the items written since,
+or writing it whole) while pages keep reading their items from the database.
+Several workers and processes on a host share the directory: a lock file lets
+one of them write while the others see the file grow.
 """
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ from typing import Callable
 from sqlalchemy import Engine
 
 from .. import metrics
-from .item_snapshot import CatalogChanged, ItemSnapshot, SnapshotError, snapshot_name, write_snapshot
+from .item_snapshot import (SNAPSHOT_FILE, CatalogChanged, ItemSnapshot, SnapshotError, SnapshotUpdate,
+                            update_snapshot)
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +95,13 @@ class ItemSnapshots:
                 self._newest = (state, now)
         # Opened outside the lock: mapping a large file (MAP_POPULATE, 1.3 GB at 1M items) takes a
         # while, and pages of other states must not wait for it.
-        found = self._open(self.directory / snapshot_name(state))
+        found = self._reopen(loaded)
         with self._lock:
-            if found is not None:
+            if found is not None and found is not self._loaded:
                 if self._loaded is not None:
                     self._pages_read_before += self._loaded.pages_read
                 self._loaded = found
+            if found is not None and found.state == state:
                 return found
             settled = now - self._newest[1] >= self.settle and self._newest[0] == state
             if (self.write and settled and now >= self._next_write
@@ -108,6 +110,19 @@ class ItemSnapshots:
                                                 daemon=True)
                 self._writer.start()
         return None
+
+    def _reopen(self, loaded: ItemSnapshot | None) -> ItemSnapshot | None:
+        """``loaded`` while the file is still the one it maps, at the same size; else the file
+        mapped anew (None when there is none or it cannot be read)."""
+        path = self.directory / SNAPSHOT_FILE
+        if loaded is not None:
+            try:
+                stat = os.stat(path)
+            except OSError:
+                return None
+            if (stat.st_dev, stat.st_ino, stat.st_size) == loaded.identity:
+                return loaded
+        return self._open(path)
 
     @staticmethod
     def _open(path: Path) -> ItemSnapshot | None:
@@ -123,9 +138,9 @@ class ItemSnapshots:
                         type(error).__name__)
             return None
 
-    def write_now(self) -> Path | None:
-        """Write the current state's snapshot unless it exists, holding the directory's lock; its
-        path, or None when another process holds the lock (it is writing one)."""
+    def write_now(self) -> SnapshotUpdate | None:
+        """Bring the snapshot to the current state (``update_snapshot``) holding the directory's lock;
+        what was done, or None when another process holds the lock (it is writing)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         with open(self.directory / LOCK_NAME, "a+b") as lock_file:
             try:
@@ -133,19 +148,19 @@ class ItemSnapshots:
             except BlockingIOError:
                 return None
             try:
-                for leftover in self.directory.glob(".items-*.tmp"):  # a writer that died: no other runs now
+                for leftover in self.directory.glob(".items*.tmp"):  # a writer that died: no other runs now
                     leftover.unlink(missing_ok=True)
+                for legacy in self.directory.glob("items-*.snap"):  # format 1: a file per state
+                    legacy.unlink(missing_ok=True)
                 with self.engine.connect() as conn:
-                    path = write_snapshot(conn, self.directory)
-                self._delete_others(path)
-                return path
+                    return update_snapshot(conn, self.directory)
             finally:
                 fcntl.flock(lock_file, fcntl.LOCK_UN)
 
     def _write_in_background(self) -> None:
         started = time.perf_counter()
         try:
-            path = self.write_now()
+            update = self.write_now()
         except CatalogChanged as error:
             with self._lock:
                 self._backoff = min(RETRY_AFTER_FAILURE, max(self.settle, 1.0, self._backoff * 2))
@@ -161,16 +176,11 @@ class ItemSnapshots:
             return
         with self._lock:
             self._backoff = 0.0
-        if path is not None:
+        if update is not None:
             with self._lock:
                 self._next_look = {}  # look for it on the next page
-            log.info("item snapshot %s written in %.1f s (%d bytes)", path.name,
-                     time.perf_counter() - started, path.stat().st_size)
-
-    def _delete_others(self, keep: Path) -> None:
-        for path in self.directory.glob("items-*.snap"):
-            if path != keep:
-                path.unlink(missing_ok=True)
+            log.info("item snapshot %s: %s %d items (%d bytes) in %.2f s", update.path.name, update.action,
+                     update.items, update.bytes, time.perf_counter() - started)
 
     def wait(self, timeout: float | None = None) -> None:
         """Wait for a background write in progress (tests, the benchmark)."""

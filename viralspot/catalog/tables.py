@@ -4,7 +4,8 @@
 that the random feed permutes; it never changes once assigned, so it is stable
 across restarts. ``catalog_meta`` holds the catalog version, bumped by every
 write (seed, import) so that caches of filtered key lists know when to refresh.
-``content.item_json`` is the item already rendered for the API (catalog/rendering.py).
+``content.item_json`` is the item already rendered for the API (catalog/rendering.py),
+and ``content.item_version`` the version of the write that rendered it.
 """
 from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, Float, ForeignKey, Index, Integer,
                         MetaData, String, Table, Text)
@@ -74,6 +75,9 @@ content = Table(
     Column("profile_id", Integer, ForeignKey("primary_profiles.id")),
     # The item as the API serves it, rendered at write time (see catalog/rendering.py).
     Column("item_json", Text),
+    # The catalog version of the transaction that last wrote item_json: item snapshots append the
+    # items newer than theirs (catalog/item_snapshot.py). NULL on rows older than the column.
+    Column("item_version", BigInteger),
 )
 
 catalog_meta = Table(
@@ -97,6 +101,7 @@ Index("ix_content_date", content.c.content_type, content.c.date_posted, content.
 Index("ix_content_primary_default", content.c.content_type, content.c.primary_category,
       content.c.outlier_score, content.c.view_count, content.c.id)
 Index("ix_content_username", content.c.username)
+Index("ix_content_item_version", content.c.item_version)
 Index("ix_content_profile", content.c.profile_id)
 Index("ix_profiles_followers", primary_profiles.c.followers)
 
