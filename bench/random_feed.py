@@ -235,7 +235,7 @@ def _milliseconds(text: str) -> float:
     raise ValueError(f"not a wrk duration: {text!r}")
 
 
-def throughput(size: int, seconds: int, threads: int, variant: str = "default", connections: int = 8,
+def throughput(size: int, seconds: int, threads: int, variant: str = "default", connections: int | None = None,
                rounds: int = 3, workers: int = 1) -> dict:
     """Requests/s of the ceiling, our random pages and upstream's, under gunicorn with ``workers``
     processes of ``threads`` threads; the ``redis`` variant keeps sessions in a redis-server of its own.
@@ -244,6 +244,9 @@ def throughput(size: int, seconds: int, threads: int, variant: str = "default", 
     averaged: this VM's speed drifts by 10-30% over a minute, and interleaving keeps
     the drift out of the ratio.
     """
+    # 8 keep-alive connections whatever the workers (24 for 3 workers measured worse for random
+    # pages, 36% of the ceiling, with p99 at 67 ms: threads then wait on each other's GIL).
+    connections = connections or 8
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (Debian package 'wrk'); it loads the server on loopback")
     if variant.startswith("redis"):
@@ -282,7 +285,8 @@ def _throughput(size: int, seconds: int, threads: int, variant: str, connections
         server.terminate()
         server.wait(timeout=30)
     ceiling_rps, random_rps = statistics.mean(ceiling), statistics.mean(ours)
-    return {"size": size, "threads": threads, "workers": workers, "variant": variant, "ceiling_rps": ceiling_rps,
+    return {"size": size, "threads": threads, "workers": workers, "connections": connections,
+            "variant": variant, "ceiling_rps": ceiling_rps,
             "random_rps": random_rps, "random_p99_ms": statistics.median(p99s),
             "upstream_rps": upstream, "random_share": random_rps / ceiling_rps,
             "shares": [r / c for r, c in zip(ours, ceiling)]}
@@ -323,13 +327,14 @@ def print_tables(latency_rows, memory_rows, throughput_rows, snapshot_rows=()) -
                   f"{row['upstream_bytes_per_item']:.1f} |")
     if throughput_rows:
         size = throughput_rows[0]["size"]
-        print(f"\n### Throughput under gunicorn (gthread, wrk -c8 on loopback, {size:,} items)\n")
-        print("| workers | threads | variant | ceiling: fixed 24-item page, req/s | random page, ours, req/s | "
+        print(f"\n### Throughput under gunicorn (gthread, wrk on loopback, {size:,} items)\n")
+        print("| workers | threads | connections | variant | ceiling: fixed 24-item page, req/s | random page, ours, req/s | "
               "random page p99, ms | ours / ceiling (each round) | upstream design, req/s | upstream / ceiling |")
-        print("|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+        print("|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
         for t in throughput_rows:
             rounds = ", ".join(f"{share:.0%}" for share in t["shares"])
-            print(f"| {t['workers']} | {t['threads']} | {t['variant']} | {t['ceiling_rps']:.0f} | {t['random_rps']:.0f} | "
+            print(f"| {t['workers']} | {t['threads']} | {t['connections']} | {t['variant']} | {t['ceiling_rps']:.0f} "
+                  f"| {t['random_rps']:.0f} | "
                   f"{t['random_p99_ms']:.1f} | "
                   f"{t['random_share']:.0%} ({rounds}) | {t['upstream_rps']:.0f} | "
                   f"{t['upstream_rps'] / t['ceiling_rps']:.0%} |")

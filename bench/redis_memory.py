@@ -166,31 +166,37 @@ def store_round_trips(url: str, pages: int = 200) -> dict:
     return row
 
 
-def app_round_trips(url: str, sessions: int = 10, pages: int = 8) -> dict:
+def app_round_trips(url: str, sessions: int = 10, pages: int = 8, processes: int = 1) -> dict:
+    """Whole pages through the app. With ``processes`` > 1, that many apps (each with its own store
+    client and remembered feed views, as gunicorn workers have) serve a session's pages in turn."""
     from viralspot import create_app
 
     from .plain_page import build_catalog
 
     catalog_url, _seconds = build_catalog(10_000)
-    app = create_app({"CONFIG": "production", "SECRET_KEY": "bench", "LOG_LEVEL": "WARNING",
-                      "DATABASE_URL": catalog_url, "SESSION_STORE_URL": url, "ITEM_SNAPSHOT_DIR": ""})
-    client = app.test_client()
-    store = app.extensions["viralspot.session_store"]
+    apps = [create_app({"CONFIG": "production", "SECRET_KEY": "bench", "LOG_LEVEL": "WARNING",
+                        "DATABASE_URL": catalog_url, "SESSION_STORE_URL": url, "ITEM_SNAPSHOT_DIR": ""})
+            for _ in range(processes)]
+    clients = [app.test_client() for app in apps]
+    store = apps[0].extensions["viralspot.session_store"]
 
     def page(session: str, number: int) -> None:
+        client = clients[number % len(clients)]
         response = client.get("/api/reels", query_string={"random_order": "true", "session_id": session,
                                                           "limit": PAGE, "offset": number * PAGE})
         assert response.status_code == 200, response.get_data(as_text=True)[:300]
 
-    page("warm-up", 0)
+    for number in range(processes):
+        page("warm-up", number)
     counter, before = RoundTrips(), _commands(store.client)
     with counter.installed():
         for session in range(sessions):
             for number in range(pages):
                 page(f"app-{session}", number)
     row = _per_page(store.client, before, counter, sessions * pages)
-    app.extensions["viralspot.session_store"].close()
-    app.extensions["viralspot.catalog"].dispose()
+    for app in apps:
+        app.extensions["viralspot.session_store"].close()
+        app.extensions["viralspot.catalog"].dispose()
     return row
 
 
@@ -219,7 +225,10 @@ def main(argv=None) -> None:
                   f"| {row['ms_per_page']:.2f} |")
         rows = [("store calls of a page (read_feed + claim_unseen)", store_round_trips(url))]
         if not args.no_app:
-            rows.append(("GET /api/reels?random_order=true, 10k catalog", app_round_trips(url)))
+            rows.append(("GET /api/reels?random_order=true, 10k catalog, 10 sessions of 8 pages",
+                         app_round_trips(url)))
+            rows.append(("the same, each session's pages served by 3 processes in turn",
+                         app_round_trips(url, processes=3)))
         print("\nRedis round trips and commands per random page:\n")
         print("| what | pages | round trips per page | scripts (EVALSHA) per page | commands per page, "
               "incl. inside scripts |")

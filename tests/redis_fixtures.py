@@ -289,6 +289,8 @@ class StoreFactory:
     def __init__(self, kind: str, request) -> None:
         self.kind = kind
         self.clock = ManualClock() if kind == "memory" else None
+        #: Redis backends: the clock of their once-a-second index touch (``advance`` moves it).
+        self.touch_clock = ManualClock()
         self._request = request
         self._stores = []
 
@@ -301,14 +303,22 @@ class StoreFactory:
             from viralspot.store.redis_store import RedisSessionStore
 
             cluster = self._request.getfixturevalue("redis_cluster_clean")
-            store = RedisSessionStore(cluster.url(), ttl=ttl, max_feeds=max_feeds, **options)
+            store = RedisSessionStore(cluster.url(), ttl=ttl, max_feeds=max_feeds, clock=self.touch_clock,
+                                      **options)
         else:
             from viralspot.store.redis_store import RedisSessionStore
 
             server = self._request.getfixturevalue("redis_clean")
-            store = RedisSessionStore(server.url, ttl=ttl, max_feeds=max_feeds, **options)
+            store = RedisSessionStore(server.url, ttl=ttl, max_feeds=max_feeds, clock=self.touch_clock,
+                                      **options)
         self._stores.append(store)
         return store
+
+    def advance(self, seconds: float) -> None:
+        """Move the backends' own clocks on (Redis keeps real time for what it stores)."""
+        self.touch_clock.now += seconds
+        if self.clock is not None:
+            self.clock.now += seconds
 
     def now(self) -> float:
         """The backend's notion of now (epoch seconds)."""

@@ -471,23 +471,45 @@ def test_a_page_is_one_claim_after_a_read_when_the_claim_checks_seen_keys(list_m
     assert len(set(served)) == len(served) == 240
 
 
-def test_a_remembered_view_that_lags_costs_a_read_never_a_repeat():
-    """Another process served the next pages, or the session was reset: the claim on the view
-    this process remembers fails its compare-and-set, and the page reads the feed and claims
-    again, with no conflict counted and nothing served twice."""
-    store, source = MemorySessionStore(), InMemoryCatalog(5000, range(1, 5001))
-    here, there = make_feeds(), make_feeds()
+@pytest.mark.parametrize("list_max_keys", [20_000, 0], ids=["list", "walk"])
+def test_a_remembered_view_that_lags_still_claims_at_once_and_never_repeats(list_max_keys):
+    """Another process served the next pages: the claim on the view this process remembers goes
+    on from the feed's own cursor (same plan), so the page is still one claim, with no read, no
+    conflict counted and nothing served twice; a replay and a reset still read."""
+    store, source = CountingStore(), InMemoryCatalog(5000, range(1, 5001))
+    here, there = make_feeds(list_max_keys), make_feeds(list_max_keys)
     first = here.page(store, source, "s", "f", 0, 24).keys
     second = there.page(store, source, "s", "f", 24, 24).keys  # another process, same store
-    third = here.page(store, source, "s", "f", 48, 24).keys  # remembered cursor lags: read, claim
-    served = first + second + third
-    assert len(set(served)) == len(served) == 72
+    store.calls.clear()
+    third = here.page(store, source, "s", "f", 48, 24).keys  # remembered cursor lags
+    assert store.calls == ["claim_unseen"]
+    fourth = there.page(store, source, "s", "f", 72, 24).keys  # and the other one's lags too
+    served = first + second + third + fourth
+    assert len(set(served)) == len(served) == 96
+    assert store.read_feed("s", "f", 0, 96).keys == served  # in page order: nothing claimed ahead
     assert here.page(store, source, "s", "f", 24, 24).keys == second
     store.reset("s")
-    fresh = here.page(store, source, "s", "f", 72, 24)  # remembered generation is the old one
-    view = store.read_feed("s", "f", 0, 96)
-    assert (view.generation, view.served_count, len(set(view.keys))) == (1, 96, 96)  # the new generation's
-    assert fresh.keys == view.keys[72:96]
+    store.calls.clear()
+    fresh = here.page(store, source, "s", "f", 96, 24)  # remembered generation is the old one
+    assert store.calls == ["claim_unseen", "read_feed", "claim_unseen"]
+    view = store.read_feed("s", "f", 0, 120)
+    assert (view.generation, view.served_count, len(set(view.keys))) == (1, 120, 120)  # the new generation's
+    assert fresh.keys == view.keys[96:120]
+
+
+def test_a_view_that_lags_past_the_page_replays_what_another_process_served():
+    """The other process already served past this page: the claim takes nothing and answers the
+    served page."""
+    store, source = CountingStore(), InMemoryCatalog(5000, range(1, 5001))
+    here, there = make_feeds(), make_feeds()
+    here.page(store, source, "s", "f", 0, 24)
+    there.page(store, source, "s", "f", 24, 24)
+    there.page(store, source, "s", "f", 48, 24)
+    there.page(store, source, "s", "f", 72, 24)
+    served_before = store.read_feed("s", "f", 0, 0).served_count
+    page = here.page(store, source, "s", "f", 48, 24)
+    assert page.keys == store.read_feed("s", "f", 48, 72).keys and not page.is_last_page
+    assert store.read_feed("s", "f", 0, 0).served_count == served_before == 96
 
 
 @pytest.mark.parametrize("list_max_keys", [20_000, 0], ids=["list", "walk"])

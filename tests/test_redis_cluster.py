@@ -19,6 +19,7 @@ import pytest
 import redis
 from redis.crc import key_slot
 
+from redis_fixtures import ManualClock
 from session_helpers import drain, page
 from viralspot import create_app
 from viralspot.store import StoreUnavailable, backend_from_url
@@ -66,7 +67,9 @@ def node_stat(cluster, name: str) -> int:
 
 @pytest.fixture
 def store(redis_cluster_clean):
-    backend = RedisSessionStore(redis_cluster_clean.url(2), ttl=3600, max_feeds=8)
+    clock = ManualClock()  # of the once-a-second index touch
+    backend = RedisSessionStore(redis_cluster_clean.url(2), ttl=3600, max_feeds=8, clock=clock)
+    backend.touch_clock = clock
     yield backend
     backend.close()
 
@@ -198,6 +201,7 @@ def test_session_ids_merge_the_shards_most_recent_first(store):
     assert len({index_shard(name, CLUSTER_INDEX_SHARDS) for name in names}) > 5
     for name in names:
         claim(store, name, [1])
+    store.touch_clock.now += 1.0  # a process touches a session's index entry at most once a second
     store.read_feed("recent-3", "f", 0, 1)
     expected = ["recent-3"] + [name for name in reversed(names) if name != "recent-3"]
     assert store.session_ids() == expected
@@ -419,9 +423,10 @@ def test_concurrent_pages_of_one_session_share_no_item(cluster_app):
 
 def test_a_random_page_costs_two_round_trips_on_both_kinds_of_redis(catalog_url, redis_clean, redis_cluster_clean,
                                                                     monkeypatch):
-    """Standalone: a session's first page is 2 (read, claim), each one pipeline on one connection;
-    its next page in order is 1 (a claim on the feed as this process left it). Cluster: the same
-    pipelines, each split by node and sent to the nodes before any reply is read."""
+    """Standalone: a session's first page is 2 (read, claim), each one pipeline on one connection
+    with the index touch; its next page in order is 1 (a claim on the feed as this process left
+    it), with no touch within the second after the last. Cluster: the same pipelines, each split by
+    node and sent to the nodes before any reply is read."""
     pipelines = []
     real = RedisSessionStore._pipeline
 
@@ -434,16 +439,17 @@ def test_a_random_page_costs_two_round_trips_on_both_kinds_of_redis(catalog_url,
         client = app.test_client()
         try:
             page(client, "warm-up")
+            app.extensions["viralspot.session_store"]._clock = ManualClock()  # the touch's second never ends
             monkeypatch.setattr(RedisSessionStore, "_pipeline", staticmethod(counted))
             for n in range(5):
                 for offset in (0, 24):
                     pipelines.clear()
                     assert len(page(client, f"trips-{n}", offset=offset)[0]) == 24
-                    # read + touch, claim + touch; then the next page: claim + touch
-                    assert pipelines == ([2, 2] if offset == 0 else [2]), (url, offset, pipelines)
+                    # read + touch, claim + touch; then the next page: the claim alone
+                    assert pipelines == ([2, 2] if offset == 0 else [1]), (url, offset, pipelines)
                 pipelines.clear()
                 page(client, f"trips-{n}", offset=0)  # a replayed page (not the last): only the read
-                assert pipelines == [2], (url, pipelines)
+                assert pipelines == [1], (url, pipelines)
             monkeypatch.undo()
         finally:
             app.extensions["viralspot.session_store"].close()

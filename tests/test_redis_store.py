@@ -20,6 +20,7 @@ import redis
 
 from viralspot import create_app
 from viralspot.store import SessionStoreConfigError, StoreUnavailable, backend_from_url
+from redis_fixtures import ManualClock
 from viralspot.store.redis_store import (INDEX_KEY, TRIM_GUARD_KEY,
                                          RedisSessionStore, is_unavailable, parse_store_url, session_keys)
 
@@ -272,9 +273,36 @@ def test_active_index_uses_server_time_and_is_trimmed(store, client):
     client.zadd(INDEX_KEY, {"stale": score - 3_600_001})  # idle past the TTL
     assert store.session_count() == 1 and store.session_ids() == ["s"]
     client.delete(TRIM_GUARD_KEY)
-    claim(store, "s", [2])
+    claim(store, "t", [2])
     assert client.zscore(INDEX_KEY, "stale") is None  # trimmed by the next touch
     assert 0 < client.pttl(TRIM_GUARD_KEY) <= 1000
+
+
+def test_a_process_touches_a_sessions_index_entry_at_most_once_a_second(redis_clean, client):
+    """Pages of a session in quick succession run one script each, not a script and a touch; the
+    index still holds every session, also one a claim re-creates after a reset elsewhere."""
+    clock = ManualClock()
+    store = RedisSessionStore(redis_clean.url, ttl=3600, clock=clock)
+    elsewhere = RedisSessionStore(redis_clean.url, ttl=3600)
+    claim(store, "s", [1])
+    first = client.zscore(INDEX_KEY, "s")
+    scripts = _command_calls(client, "evalsha")
+    clock.now += 0.5
+    claim(store, "s", [2])
+    assert _command_calls(client, "evalsha") - scripts == 2  # a read and a claim, no touch
+    assert client.zscore(INDEX_KEY, "s") == first
+    clock.now += 0.6  # a second after the last touch
+    claim(store, "s", [3])
+    assert client.zscore(INDEX_KEY, "s") > first
+    assert elsewhere.reset("s").found and client.zscore(INDEX_KEY, "s") is None
+    claim(store, "s", [4])  # within the second: the session this claim makes is indexed anyway
+    assert client.zscore(INDEX_KEY, "s") is not None and store.session_count() == 1
+    assert store.reset("s").found and store.session_count() == 0
+    claim(store, "s", [5])
+    assert store.session_count() == elsewhere.session_count() == 1
+    assert store.summary("s").generation == 2
+    store.close()
+    elsewhere.close()
 
 
 # --- Idempotence, memory, containers ------------------------------------------------------

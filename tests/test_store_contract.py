@@ -43,6 +43,37 @@ def test_claim_appends_to_served_sequence_and_seen_set(make_store):
     assert more.claimed == [7, 8] and more.keys == [9, 7, 8] and more.served_count == 5
 
 
+def stale_claim(store, keys, *, expect_cursor, plan="p", new_plan="p", want=None, page=(0, 100)):
+    """A claim from a view that lags: candidates for positions from ``expect_cursor`` on."""
+    candidates = list(enumerate(keys, start=expect_cursor))
+    return store.claim_unseen("s", "f", generation=0, expect_cursor=expect_cursor, expect_plan=plan,
+                              plan=new_plan, domain=10**6, candidates=candidates,
+                              scanned_to=expect_cursor + len(keys),
+                              want=len(keys) if want is None else want, page=page)
+
+
+def test_a_claim_whose_cursor_lags_on_the_same_plan_goes_on_from_the_feeds_cursor(make_store):
+    store = make_store()
+    claim(store, "s", [11, 12])  # the feed: plan "p", cursor 2
+    assert claim(store, "s", [13], cursor=2, plan="p").ok  # another process: cursor 3
+    # Candidates for positions 1.. (this process's view says cursor 1): positions 1 and 2 were
+    # walked by the other claims and are dropped; 3 and 4 are claimed, the page clamps the count.
+    result = stale_claim(store, [12, 13, 14, 15, 16], expect_cursor=1, want=5, page=(0, 5))
+    assert result.ok and result.claimed == [14, 15] and result.keys == [11, 12, 13, 14, 15]
+    assert (result.cursor, result.served_count, result.has_more) == (5, 5, True)
+    assert store.read_feed("s", "f", 0, 10).keys == [11, 12, 13, 14, 15]
+
+
+def test_a_lagging_claim_still_fails_on_another_plan_or_past_its_scan(make_store):
+    store = make_store()
+    claim(store, "s", [11, 12, 13])  # cursor 3
+    assert not stale_claim(store, [12, 13], expect_cursor=1).ok  # scanned to 3: nothing left to go on from
+    assert not stale_claim(store, [12, 13, 14], expect_cursor=1, new_plan="q").ok  # a rebased plan
+    assert not stale_claim(store, [12, 13, 14], expect_cursor=1, plan="q", new_plan="q").ok  # not the feed's
+    assert not stale_claim(store, [14, 15], expect_cursor=4).ok  # ahead of the feed: never
+    assert store.read_feed("s", "f", 0, 10).keys == [11, 12, 13]
+
+
 def test_read_feed_and_seen_among_create_nothing(make_store):
     store = make_store()
     view = store.read_feed("ghost", "f", 0, 10)
@@ -167,12 +198,15 @@ def test_oldest_feed_is_forgotten_past_max_feeds_but_its_items_stay_seen(make_st
 
 
 def test_session_ids_most_recently_used_first(make_store):
+    """To within a second on Redis: a process touches a session's index entry at most once a second."""
     store = make_store()
     for name in ("a", "b", "c"):
         claim(store, name, [1])
+    make_store.advance(1.0)
     store.read_feed("a", "f", 0, 1)
     assert store.session_ids() == ["a", "c", "b"]
     assert store.session_ids(limit=2) == ["a", "c"]
+    make_store.advance(1.0)
     claim_next(store, "b", [2])
     assert store.session_ids() == ["b", "a", "c"]
     assert store.session_count() == 3

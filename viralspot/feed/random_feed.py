@@ -150,7 +150,9 @@ class RandomFeeds:
         # The feed as this process last left it after a claim: a page past it (the next page of a
         # session paging in order) claims at once, and the store's compare-and-set proves the view
         # is still the feed's (one round trip instead of two). Any answer that would rest on the
-        # remembered view alone, not on a claim, reads the feed first.
+        # remembered view alone, not on a claim, reads the feed first. A view that lags on the same
+        # plan (another process claimed meanwhile) costs nothing: the store's claim goes on from the
+        # feed's own cursor (``SessionStoreBackend.claim_unseen``).
         remembered = self._views.get((id(store), session_id, feed_key))
         if remembered is not None and (offset < remembered.served_count or remembered.exhausted):
             remembered = None
@@ -196,6 +198,9 @@ class RandomFeeds:
                 continue
             self._views.put((id(store), session_id, feed_key), FeedView(
                 view.generation, plan.token, result.cursor, result.served_count, result.exhausted, REMEMBERED))
+            # The claim's reply is the feed as it left it: a next round starts from it, not a read.
+            remembered = FeedView(view.generation, plan.token, result.cursor, result.served_count,
+                                  result.exhausted, result.keys)
             if len(result.claimed) < want:
                 ahead += 1
                 if scanned >= self.max_scan and not result.exhausted:

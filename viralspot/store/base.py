@@ -138,10 +138,19 @@ class SessionStoreBackend(abc.ABC):
         ``expect_plan`` (a missing feed has cursor 0 and plan None). Otherwise it
         walks ``candidates`` (permutation position, key) in order, skips keys
         already seen, and appends up to ``want`` of the rest to the feed's served
-        sequence and to the seen set. The new cursor is the position of the first
-        unseen candidate left over, else ``scanned_to``; the feed is exhausted
-        when that reaches ``domain``. The feed's plan becomes ``plan``.
+        sequence and to the seen set. The new cursor is the position of the first unseen
+        candidate left over, else ``scanned_to``; the feed is exhausted when that
+        reaches ``domain``. The feed's plan becomes ``plan``.
         Returns the served keys ``[page[0]:page[1]]`` after the claim.
+
+        **A cursor that moved ahead on the same plan is not a conflict.** When
+        ``plan`` is ``expect_plan`` and the feed's plan, and its cursor has moved
+        past ``expect_cursor`` (another process claimed meanwhile) but not to
+        ``scanned_to``, the candidates before the cursor are dropped and the claim
+        goes on from there, taking at most ``page[1]`` minus the served count: the
+        rest are exactly what a caller starting at that cursor would have sent,
+        because candidates are a function of the plan and the position alone. So
+        a process whose view of the feed lags still claims in one step.
         A claim on no active session creates it, at the generation of its
         freshness record (which it consumes).
         """
@@ -162,7 +171,7 @@ class SessionStoreBackend(abc.ABC):
 
     @abc.abstractmethod
     def session_ids(self, limit: int = 100) -> list[str]:
-        """Up to ``limit`` active session ids, most recently used first."""
+        """Up to ``limit`` active session ids, most recently used first (Redis: to within a second)."""
 
     def stats(self) -> dict:
         """Figures for ``flask sessions stats``: the backend kind and its active sessions, plus what

@@ -198,8 +198,11 @@ class MemorySessionStore(SessionStoreBackend):
             current_generation = session.generation if session else self._generation(session_id)
             feed = session.feeds.get(feed_key) if session else None
             cursor, current_plan = (feed.cursor, feed.plan) if feed else (0, None)
-            if (current_generation, cursor, current_plan) != (generation, expect_cursor, expect_plan):
+            if (current_generation, current_plan) != (generation, expect_plan) or not (
+                    cursor == expect_cursor or plan == expect_plan and expect_cursor < cursor < scanned_to):
                 return ClaimResult(ok=False)
+            if cursor != expect_cursor:  # moved ahead on this plan: go on from the feed's cursor
+                candidates = [pair for pair in candidates if pair[0] >= cursor]
             if session is None:
                 session = self._create(session_id, now)
             if feed is None:
@@ -207,6 +210,8 @@ class MemorySessionStore(SessionStoreBackend):
                 while len(session.feeds) > self.max_feeds:
                     session.feeds.popitem(last=False)
             seen, served = session.seen, feed.served
+            if cursor != expect_cursor:  # the caller counted from a served count that lags
+                want = max(0, min(want, page[1] - len(served)))
             taken = seen.among([key for _position, key in candidates]) if len(seen) else ()
             if taken:
                 taken = set(taken)

@@ -15,7 +15,8 @@ Redis Cluster slot, so no script crosses slots):
 
 The session keys carry a sliding TTL that the scripts restart. The index is updated by a
 separate single-key script pipelined with the session script, so an operation costs one round
-trip (a random page: read the feed, then claim). The Redis client is created lazily in the
+trip (a random page: read the feed, then claim), and at most once a second per session and
+process (``ClientOptions.index_touch_interval``), so most pages run one script. The Redis client is created lazily in the
 process that uses it (after a gunicorn fork, the worker makes its own connection pool).
 
 Redis Cluster (``redis+cluster://host:port,host:port``): the same scripts, each on one slot (a
@@ -38,7 +39,7 @@ import zlib
 from array import array
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
@@ -60,6 +61,8 @@ TRIM_GUARD_KEY = "{vs:active}:trim"
 #: Redis Cluster: the active-session index is this many ZSETs, ``vs:active:{<i>}`` (see index_keys).
 CLUSTER_INDEX_SHARDS = 16
 KEY_LIMIT = 2**32
+#: Most sessions whose last index touch a process remembers (``_touch_if_due``).
+TOUCHED_REMEMBERED = 100_000
 
 _SESSION_SCRIPTS = ("read_feed", "claim", "seen_among", "reset", "summary")
 _INDEX_SCRIPTS = ("touch", "untouch", "count", "ids")
@@ -136,6 +139,9 @@ class ClientOptions:
     retries: int = 2
     max_connections: int = 32
     health_check_interval: int = 30
+    #: Seconds within which a process does not touch a session's entry in the active-session index
+    #: again (``RedisSessionStore._touch_if_due``).
+    index_touch_interval: float = 1.0
 
 
 @dataclass
@@ -328,7 +334,7 @@ class RedisSessionStore(SessionStoreBackend):
     shared = True
 
     def __init__(self, url: str, ttl: float = 86400, max_feeds: int = 64,
-                 options: ClientOptions | None = None) -> None:
+                 options: ClientOptions | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         if ttl <= 0 or max_feeds <= 0:
             raise ValueError("ttl and max_feeds must be positive")
         self.url = url
@@ -341,6 +347,9 @@ class RedisSessionStore(SessionStoreBackend):
         #: (index, trim guard) pairs: one on a single server, CLUSTER_INDEX_SHARDS on a cluster
         self.index_keys = index_keys(CLUSTER_INDEX_SHARDS if self.cluster else 1)
         self._connection: _Connection | None = None
+        #: Session id -> when this process last touched its index entry (monotonic seconds).
+        self._touched: dict[str, float] = {}
+        self._clock = clock
 
     def __repr__(self) -> str:
         return f"RedisSessionStore({_redact(self.url)!r}, ttl={self.ttl})"
@@ -457,13 +466,33 @@ class RedisSessionStore(SessionStoreBackend):
     def _touch(self, session_id: str, only_if_indexed: bool) -> tuple[str, list[str], list]:
         return "touch", list(self._index(session_id)), [session_id, self.ttl_ms, "1" if only_if_indexed else "0"]
 
+    def _touch_if_due(self, session_id: str, only_if_indexed: bool) -> list[tuple[str, list[str], list]]:
+        """The index touch to pipeline with a session script, unless this process touched the
+        session within ``index_touch_interval`` (then none: a page is one script, not two).
+
+        The index's scores are last-seen times for counting and listing; one second of lag is
+        nothing against the TTL they are trimmed by. A session that a claim creates is always
+        indexed (``claim_unseen`` touches it when it skipped the touch), and a reset forgets the
+        time here, so a reset session's next claim is indexed at once.
+        """
+        last = self._touched.get(session_id)
+        if last is not None and self._clock() - last < self.options.index_touch_interval:
+            return []
+        return [self._touch(session_id, only_if_indexed)]
+
+    def _touched_now(self, session_id: str) -> None:
+        if len(self._touched) >= TOUCHED_REMEMBERED:
+            self._touched.clear()  # forgetting costs one touch per session, never a missing entry
+        self._touched[session_id] = self._clock()
+
     # -- SessionStoreBackend ---------------------------------------------------------
 
     def read_feed(self, session_id: str, feed_key: str, start: int, stop: int) -> FeedView:
-        reply, _score = self._run([
+        touch = self._touch_if_due(session_id, only_if_indexed=True)
+        reply, *_score = self._run([
             ("read_feed", list(session_keys(session_id)), [feed_key, int(start), max(int(start), int(stop)),
                                                           self.ttl_ms]),
-            self._touch(session_id, only_if_indexed=True),
+            *touch,
         ])
         generation, has_plan, plan, cursor, served, exhausted, keys = reply
         return FeedView(int(generation), _text(plan) if has_plan else None, int(cursor), int(served),
@@ -486,20 +515,26 @@ class RedisSessionStore(SessionStoreBackend):
         args = [feed_key, int(generation), int(expect_cursor), "0" if expect_plan is None else "1",
                 expect_plan or "", plan, int(domain), packed, int(scanned_to), max(0, int(want)),
                 int(page[0]), max(int(page[0]), int(page[1])), self.ttl_ms, self.max_feeds, claim_id]
-        reply, score = self._run([("claim", list(session_keys(session_id)), args),
-                                  self._touch(session_id, only_if_indexed=False)])
+        touch = self._touch_if_due(session_id, only_if_indexed=False)
+        reply, *score = self._run([("claim", list(session_keys(session_id)), args), *touch])
         if not reply[0]:
-            if not reply[1]:
+            if not reply[1] and touch:
                 # No active session: the touch indexed an id that is not a session; undo it unless
                 # a concurrent request has touched it since.
-                self._run([("untouch", [self._index(session_id)[0]], [session_id, score])])
+                self._run([("untouch", [self._index(session_id)[0]], [session_id, score[0]])])
             return ClaimResult(ok=False)
-        _ok, served, exhausted, has_more, claimed, keys, cursor = reply
+        _ok, served, exhausted, has_more, claimed, keys, cursor, created = reply
+        if touch:
+            self._touched_now(session_id)
+        elif int(created):  # a session this claim made (reset elsewhere meanwhile): index it now
+            self._run([self._touch(session_id, only_if_indexed=False)])
+            self._touched_now(session_id)
         return ClaimResult(ok=True, claimed=_unpack_keys(claimed), served_count=int(served),
                            exhausted=bool(exhausted), has_more=bool(has_more), keys=_unpack_keys(keys),
                            cursor=int(cursor))
 
     def reset(self, session_id: str) -> ResetResult:
+        self._touched.pop(session_id, None)  # its next claim makes a new session: index it then
         reset_id = secrets.token_hex(8)
         keys = list(session_keys(session_id))
         index_key = self._index(session_id)[0]

@@ -1,9 +1,11 @@
--- claim_unseen: compare-and-set on (generation, cursor, plan), then take the unseen candidates.
+-- claim_unseen: compare-and-set on (generation, cursor, plan), then take the unseen candidates
+-- (a cursor that moved ahead on the same plan is no conflict: see SessionStoreBackend.claim_unseen).
 -- KEYS: meta, seen, fresh (all vs:{<session>}:...)
 -- ARGV: feed, generation, expect_cursor, expect_has_plan ("0"/"1"), expect_plan, plan, domain,
 --       candidates (packed little-endian <double position, uint32 key> pairs), scanned_to, want,
 --       page_start, page_stop, ttl_ms, max_feeds, claim_id
--- Returns {1, served_count, exhausted, has_more, claimed (packed uint32), page (packed uint32), cursor},
+-- Returns {1, served_count, exhausted, has_more, claimed (packed uint32), page (packed uint32), cursor,
+-- created (1: this claim made the session)},
 -- or {0, active} when the compare-and-set fails (nothing written).
 local meta, seen_key, fresh = KEYS[1], KEYS[2], KEYS[3]
 local feed = ARGV[1]
@@ -36,12 +38,16 @@ end
 if state and state[4] == claim_id then
   local served = redis.call('HGET', meta, served_field) or ''
   return {1, #served / 4, state[2], state[7], string.sub(served, state[5] * 4 + 1, state[6] * 4),
-          string.sub(served, page_start * 4 + 1, page_stop * 4), state[1]}
+          string.sub(served, page_start * 4 + 1, page_stop * 4), state[1], 0}
 end
 
 local cursor, current_plan = 0, nil
 if state then cursor, current_plan = state[1], state[3] end
-if current_generation ~= generation or cursor ~= expect_cursor or current_plan ~= expect_plan then
+-- A cursor that moved ahead on the same plan (another process claimed meanwhile) but not to
+-- scanned_to is no conflict: the candidates before it are dropped below.
+local moved_on = plan == expect_plan and expect_cursor < cursor and cursor < scanned_to
+if current_generation ~= generation or current_plan ~= expect_plan
+    or (cursor ~= expect_cursor and not moved_on) then
   if active then return {0, 1} end
   return {0, 0}
 end
@@ -61,18 +67,39 @@ if not state then  -- a new feed: the newest; the oldest ones past max_feeds are
   redis.call('HSET', meta, 'o', cmsgpack.pack(order))
 end
 
+local served = redis.call('HGET', meta, served_field) or ''
+local before = #served / 4
+if moved_on then want = math.max(0, math.min(want, page_stop - before)) end  -- counted from a lagging view
+
 -- The containers of every candidate's bucket, in one HMGET.
-local count = #candidates / 12
+local total = #candidates / 12
+local count = 0
 local positions, keys, buckets, wanted = {}, {}, {}, {}
+local from = -1
+if moved_on then from = cursor end  -- the candidates before it were walked by the other claim
+-- Unpacked up to 64 pairs per struct.unpack call (one call per pair cost most of a claim).
+local formats = {}
 local offset = 1
-for i = 1, count do
-  local position, key
-  position, key, offset = struct.unpack('<dI4', candidates, offset)
-  positions[i], keys[i] = position, key
-  local hi = math.floor(key / 65536)
-  if buckets[hi] == nil then
-    buckets[hi] = false
-    wanted[#wanted + 1] = hi
+for first = 1, total, 64 do
+  local pairs_here = math.min(64, total - first + 1)
+  local format = formats[pairs_here]
+  if not format then
+    format = '<' .. string.rep('dI4', pairs_here)
+    formats[pairs_here] = format
+  end
+  local values = {struct.unpack(format, candidates, offset)}
+  offset = values[2 * pairs_here + 1]
+  for j = 1, 2 * pairs_here, 2 do
+    local position, key = values[j], values[j + 1]
+    if position >= from then
+      count = count + 1
+      positions[count], keys[count] = position, key
+      local hi = math.floor(key / 65536)
+      if buckets[hi] == nil then
+        buckets[hi] = false
+        wanted[#wanted + 1] = hi
+      end
+    end
   end
 end
 if #wanted > 0 then
@@ -102,8 +129,6 @@ for i = 1, count do
   end
 end
 
-local served = redis.call('HGET', meta, served_field) or ''
-local before = #served / 4
 if #claimed > 0 then
   local fields = {}
   for hi, los in pairs(added) do
@@ -123,5 +148,7 @@ redis.call('HSET', meta, served_field, served, 'l', now,
            state_field, cmsgpack.pack({new_cursor, exhausted, plan, claim_id, before, #served / 4, has_more}))
 redis.call('PEXPIRE', meta, ttl)
 redis.call('PEXPIRE', seen_key, ttl)
+local created = 0
+if not active then created = 1 end
 return {1, #served / 4, exhausted, has_more, string.sub(served, before * 4 + 1),
-        string.sub(served, page_start * 4 + 1, page_stop * 4), new_cursor}
+        string.sub(served, page_start * 4 + 1, page_stop * 4), new_cursor, created}
