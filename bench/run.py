@@ -11,7 +11,7 @@ import datetime
 import os
 import platform
 
-from . import load, plain_page, random_feed, redis_memory
+from . import load, plain_page, random_feed, redis_memory, snapshot_update
 
 
 def machine() -> str:
@@ -42,6 +42,8 @@ def main(argv=None) -> None:
     random_feed.main(["--sizes", ",".join(map(str, sizes)), "--seconds", "3" if args.quick else "10"])
     print()
     redis_memory.main(["--quick"] if args.quick else [])
+    print()
+    snapshot_update.main(["--size", str(sizes[-1])])
     print()
     if load.main(["--seconds", "5", "--size", "10000"] if args.quick else ["--seconds", "30"]):
         raise SystemExit("the load benchmark found errors, repeats or wrong cleared counts")
