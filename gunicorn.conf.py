@@ -22,6 +22,10 @@ if not _shared_store and workers > 1:
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 timeout = 30
+#: Seconds an idle keep-alive connection stays open (gunicorn's default, 2). A gthread worker keeps
+#: each connection it accepted, so a few long-lived connections can all land on one worker; 0
+#: closes each connection after its response and spreads requests over the workers.
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "2"))
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None
 errorlog = "-"
 loglevel = os.environ.get("VIRALSPOT_LOG_LEVEL", "info").lower()

@@ -115,6 +115,23 @@ local function hset(key, pairs)
   end
 end
 
+-- Note the bucket (key >> 16) of ``key`` in ``buckets`` (false until loaded), listing each new
+-- one in ``wanted``.
+local function want_bucket(buckets, wanted, key)
+  local hi = math.floor(key / 65536)
+  if buckets[hi] == nil then
+    buckets[hi] = false
+    wanted[#wanted + 1] = hi
+  end
+end
+
+-- Load the containers of the ``wanted`` buckets of the seen set ``key`` into ``buckets`` (one HMGET).
+local function load_buckets(key, buckets, wanted)
+  if #wanted == 0 then return end
+  local values = hmget(key, wanted)
+  for i, hi in ipairs(wanted) do buckets[hi] = values[i] end
+end
+
 local function feed_state(packed)  -- {cursor, exhausted, plan, claim_id, before, after, has_more}
   if not packed then return nil end
   return cmsgpack.unpack(packed)

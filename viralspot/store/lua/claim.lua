@@ -94,18 +94,11 @@ for first = 1, total, 64 do
     if position >= from then
       count = count + 1
       positions[count], keys[count] = position, key
-      local hi = math.floor(key / 65536)
-      if buckets[hi] == nil then
-        buckets[hi] = false
-        wanted[#wanted + 1] = hi
-      end
+      want_bucket(buckets, wanted, key)
     end
   end
 end
-if #wanted > 0 then
-  local values = hmget(seen_key, wanted)
-  for i, hi in ipairs(wanted) do buckets[hi] = values[i] end
-end
+load_buckets(seen_key, buckets, wanted)
 
 -- Walk the candidates in order: skip the seen, take up to ``want``, stop on the first leftover.
 local claimed, added, taken = {}, {}, {}

@@ -9,14 +9,9 @@ for i = 1, count do
   local key
   key, offset = struct.unpack('<I4', keys, offset)
   list[i] = key
-  local hi = math.floor(key / 65536)
-  if buckets[hi] == nil then
-    buckets[hi] = false
-    wanted[#wanted + 1] = hi
-  end
+  want_bucket(buckets, wanted, key)
 end
-local values = hmget(KEYS[1], wanted)
-for i, hi in ipairs(wanted) do buckets[hi] = values[i] end
+load_buckets(KEYS[1], buckets, wanted)
 local found = {}
 for _, key in ipairs(list) do
   if bucket_has(buckets[math.floor(key / 65536)], key % 65536) then
