@@ -192,7 +192,7 @@ def app_round_trips(url: str, sessions: int = 10, pages: int = 8, processes: int
     with counter.installed():
         for session in range(sessions):
             for number in range(pages):
-                page(f"app-{session}", number)
+                page(f"app{processes}-{session}", number)  # new sessions for each row
     row = _per_page(store.client, before, counter, sessions * pages)
     for app in apps:
         app.extensions["viralspot.session_store"].close()
