@@ -187,6 +187,13 @@ class BlockedCatalog(InMemoryCatalog):
         return super().matching_keys()
 
 
+def waiting(flights, key) -> int:
+    """Callers waiting on a SingleFlight's computation of ``key`` under way (0 when none is)."""
+    with flights._lock:
+        flight = flights._flights.get(key)
+        return flight.waiters if flight is not None else 0
+
+
 def build_from_threads(planner, source, count=8):
     """``count`` threads asking for one list at once; released when all but the builder wait on it.
     Returns the plans, or the exceptions, each thread got."""
@@ -203,10 +210,10 @@ def build_from_threads(planner, source, count=8):
         thread.start()
     key = ("f", 1, None)
     for _ in range(3000):  # bounded wait for a state, not for a race: every thread has arrived
-        if planner._builds.waiting(key) == count - 1:
+        if waiting(planner._builds, key) == count - 1:
             break
         threading.Event().wait(0.01)
-    assert planner._builds.waiting(key) == count - 1
+    assert waiting(planner._builds, key) == count - 1
     source.release.set()
     for thread in threads:
         thread.join()
@@ -408,11 +415,12 @@ def test_lru_cache_keeps_its_total_weight_under_the_limit():
     assert cache.get("a") == "xxxx"  # "a" is now the most recent
     cache.put("c", "xxxxx")  # 13 > 10: drops "b"
     assert (cache.get("a"), cache.get("b"), cache.get("c")) == ("xxxx", None, "xxxxx")
-    assert cache.weight == 9
-    cache.put("a", "x")  # replacing an entry replaces its weight
-    assert cache.weight == 6 and len(cache) == 2
+    cache.put("a", "x")  # replacing an entry replaces its weight: 1 + 5
+    cache.put("d", "xxxx")  # 10: fits, nothing dropped (with the old weight of "a" it would not)
+    assert len(cache) == 3 and (cache.get("a"), cache.get("c"), cache.get("d")) == ("x", "xxxxx", "xxxx")
+    cache.put("d", "xxxx")  # the same entry again: still 10
     cache.put("huge", "x" * 11)  # heavier than the whole cache: not kept, nothing dropped
-    assert cache.get("huge") is None and len(cache) == 2
+    assert cache.get("huge") is None and len(cache) == 3
     with pytest.raises(ValueError):
         LruCache(2, max_weight=5)
 

@@ -335,6 +335,13 @@ def test_one_writer_at_a_time_per_directory(seeded, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([LOCK_NAME, SNAPSHOT_FILE])
 
 
+def wait_for_writer(snapshots: ItemSnapshots, timeout: float = 60) -> None:
+    """Wait for the server's background snapshot write under way, if any."""
+    writer = snapshots._writer
+    if writer is not None:
+        writer.join(timeout)
+
+
 def page_items(client, session_id="s", limit=24):
     response = client.get("/api/reels", query_string={"random_order": "true", "session_id": session_id,
                                                       "limit": limit})
@@ -349,7 +356,7 @@ def test_pages_read_the_snapshot_of_their_state_and_the_server_writes_the_next(t
     snapshots = app.extensions[ITEM_SNAPSHOTS]
     client = app.test_client()
     from_database = page_items(client, "first", 60)  # no snapshot yet: items from the database...
-    snapshots.wait(60)  # ... while the server writes one in the background
+    wait_for_writer(snapshots)  # ... while the server writes one in the background
     path = snapshots.directory / SNAPSHOT_FILE
     assert path.exists()
     # Change the stored items without a new version (no writer does that): a page that still shows
@@ -364,7 +371,7 @@ def test_pages_read_the_snapshot_of_their_state_and_the_server_writes_the_next(t
         conn.execute(update(content).where(content.c.id <= 5)
                      .values(item_json='{"id":"new"}', item_version=bump_version(conn)))
     assert {item["id"] for item in page_items(client, "third", 60)} == {"changed", "new"}
-    snapshots.wait(60)
+    wait_for_writer(snapshots)
     assert path.stat().st_ino == inode and path.stat().st_size > size  # the 5 items appended
     reader = ItemSnapshot(path)
     assert reader.joined([1, 2, 6]) == (b'{"id":"new"},{"id":"new"},' + reader.joined([6])[0], 3)
@@ -406,7 +413,7 @@ def test_a_snapshot_that_cannot_be_written_leaves_pages_on_the_database(tmp_path
     app = seeded_app(f"sqlite:///{tmp_path}/c.db", 30, ITEM_SNAPSHOT_DIR=str(blocker))
     client = app.test_client()
     first = page_items(client, "s", 10)
-    app.extensions[ITEM_SNAPSHOTS].wait(60)
+    wait_for_writer(app.extensions[ITEM_SNAPSHOTS])
     assert "writing the item snapshot failed" in caplog.text
     assert "not-a-directory" not in caplog.text  # the error's type is logged, not paths or messages
     second = page_items(client, "s", 20)

@@ -33,11 +33,6 @@ class LruCache(Generic[V]):
         self._lock = threading.Lock()
         self._entries: OrderedDict[Hashable, tuple[V, int]] = OrderedDict()
 
-    @property
-    def weight(self) -> int:
-        """Total weight of the entries held (0 without ``weigh``)."""
-        return self._weight
-
     def __len__(self) -> int:
         return len(self._entries)
 

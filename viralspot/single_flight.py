@@ -55,9 +55,3 @@ class SingleFlight(Generic[V]):
                 del self._flights[key]
             flight.done.set()
         return flight.value
-
-    def waiting(self, key: Hashable) -> int:
-        """Callers waiting on the computation of ``key`` under way (0 when none is)."""
-        with self._lock:
-            flight = self._flights.get(key)
-            return flight.waiters if flight is not None else 0

@@ -181,9 +181,3 @@ class ItemSnapshots:
                 self._next_look = {}  # look for it on the next page
             log.info("item snapshot %s: %s %d items (%d bytes) in %.2f s", update.path.name, update.action,
                      update.items, update.bytes, time.perf_counter() - started)
-
-    def wait(self, timeout: float | None = None) -> None:
-        """Wait for a background write in progress (tests, the benchmark)."""
-        writer = self._writer
-        if writer is not None:
-            writer.join(timeout)
