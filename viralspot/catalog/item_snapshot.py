@@ -50,7 +50,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 from sqlalchemy import Connection, bindparam, select
 
-from .queries import catalog_state_and_epoch, rows_for_keys
+from .queries import catalog_state_and_epoch
 from .rendering import item_fragments
 from .tables import content
 
@@ -74,8 +74,6 @@ _ROWS_AFTER = (select(content.c.id, content.c.item_json).where(content.c.id > bi
                .order_by(content.c.id).limit(bindparam("size")))
 _CHANGED_SINCE = (select(content.c.id).where(content.c.item_version > bindparam("version"))
                   .order_by(content.c.id))
-_ITEMS_OF_KEYS = select(content.c.id, content.c.item_json).where(
-    content.c.id.in_(bindparam("keys", expanding=True)))
 
 
 class SnapshotError(Exception):
@@ -249,11 +247,10 @@ def _append_changes(conn: Connection, snapshot: ItemSnapshot, state, epoch: int)
     allowed_items = max(APPEND_FLOOR, int(snapshot.base_items * APPEND_LIMIT))
     if snapshot.delta_items + len(changed) > allowed_items:
         return None
-    texts = {key: text for key, text in rows_for_keys(conn, _ITEMS_OF_KEYS, changed)}
-    unrendered = [key for key in changed if texts.get(key, "") is None]
-    if unrendered:  # rows written without an item are built live, as reads do
-        texts.update(zip(unrendered, item_fragments(conn, unrendered)))
-    encoded = [(texts.get(key) or "").encode() for key in changed]  # a row gone: no item at that key
+    texts = item_fragments(conn, changed)  # unrendered rows are built live, as reads do
+    if len(texts) != len(changed):
+        raise CatalogChanged("rows disappeared while writing")
+    encoded = [text.encode() for text in texts]
     if catalog_state_and_epoch(conn) != (state, epoch):
         raise CatalogChanged("the catalog version changed while writing")
     data = b"".join(encoded)
