@@ -29,7 +29,6 @@ their ZREVRANGEBYSCORE results, one pipeline each.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import struct
@@ -436,20 +435,6 @@ class RedisSessionStore(SessionStoreBackend):
             connection = self._connection = _Connection(self._make_client(), self.cluster)
         return connection
 
-    @contextlib.contextmanager
-    def _errors(self):
-        try:
-            yield
-        except (RedisError, RedisClusterException) as error:
-            raise self._unavailable(error) from error
-
-    @staticmethod
-    def _unavailable(error: BaseException) -> BaseException:
-        """``StoreUnavailable`` for an error that means the server cannot serve now, else the error."""
-        if is_unavailable(error):
-            return StoreUnavailable(f"redis: {type(error).__name__}: {error}")
-        return error
-
     def _transient(self, error: BaseException) -> bool:
         """Worth another attempt: a connection failure or timeout; on a cluster also a failover,
         a moving slot, or no node reachable yet (the command did not run)."""
@@ -470,10 +455,9 @@ class RedisSessionStore(SessionStoreBackend):
                 return operation(self._conn())
             except (RedisError, RedisClusterException) as error:
                 if failures >= self.options.retries or not self._transient(error):
-                    unavailable = self._unavailable(error)
-                    if unavailable is error:
-                        raise
-                    raise unavailable from error
+                    if is_unavailable(error):
+                        raise StoreUnavailable(f"redis: {type(error).__name__}: {error}") from error
+                    raise
             time.sleep(_BACKOFF.compute(failures + 1))
 
     def _run(self, calls: list[tuple[str, list[str], list]]) -> list:
