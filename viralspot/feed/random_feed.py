@@ -13,7 +13,7 @@ Nothing here reads or sorts the whole matching set: a walk scans
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..api_errors import ApiError
 from ..lru import LruCache
@@ -196,11 +196,11 @@ class RandomFeeds:
                     self.observer.claim_conflict(plan.kind)
                     conflicts += 1
                 continue
-            self._views.put((id(store), session_id, feed_key), FeedView(
-                view.generation, plan.token, result.cursor, result.served_count, result.exhausted, REMEMBERED))
-            # The claim's reply is the feed as it left it: a next round starts from it, not a read.
+            # The claim's reply is the feed as it left it: a next round starts from it, not a read,
+            # and a later page of this process from the same view without its keys.
             remembered = FeedView(view.generation, plan.token, result.cursor, result.served_count,
                                   result.exhausted, result.keys)
+            self._views.put((id(store), session_id, feed_key), replace(remembered, keys=REMEMBERED))
             if len(result.claimed) < want:
                 ahead += 1
                 if scanned >= self.max_scan and not result.exhausted:
