@@ -273,6 +273,31 @@ def redis_server_factory():
         server.remove()
 
 
+def in_forked_child(work) -> tuple[int, bytes]:
+    """Run ``work()`` in a forked child; its exit code and the bytes it answered.
+
+    ``work`` returns (ok, answer): the child writes ``answer`` to a pipe and exits 0 when ``ok``,
+    2 when not, 1 when ``work`` raised. The child leaves through ``os._exit`` only (no pytest
+    machinery runs twice).
+    """
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            os.close(read_end)
+            ok, answer = work()
+            os.write(write_end, answer)
+            status = 0 if ok else 2
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    _, status = os.waitpid(pid, 0)
+    answer = os.read(read_end, 64)
+    os.close(read_end)
+    return os.waitstatus_to_exitcode(status), answer
+
+
 class ManualClock:
     """A clock the test advances by hand (memory backend)."""
 

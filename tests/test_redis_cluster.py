@@ -19,7 +19,7 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from redis_fixtures import ManualClock
+from redis_fixtures import ManualClock, in_forked_child
 from session_helpers import drain, page
 from viralspot import create_app
 from viralspot.store import StoreUnavailable, backend_from_url
@@ -248,22 +248,12 @@ def test_scripts_lost_on_every_master_are_reloaded(store, redis_cluster_clean):
 def test_a_forked_child_makes_its_own_cluster_client(store):
     claim(store, "s", [1])
     parent = store.client
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: no pytest machinery from here on, only os._exit
-        status = 1
-        try:
-            os.close(read_end)
-            ok = store.client is not parent and store.ping() and claim(store, "s", [2]).claimed == [2]
-            os.write(write_end, b"ok" if ok else b"no")
-            status = 0 if ok else 2
-        finally:
-            os._exit(status)
-    os.close(write_end)
-    _, status = os.waitpid(pid, 0)
-    answer = os.read(read_end, 8)
-    os.close(read_end)
-    assert os.waitstatus_to_exitcode(status) == 0 and answer == b"ok"
+
+    def child():
+        ok = store.client is not parent and store.ping() and claim(store, "s", [2]).claimed == [2]
+        return ok, b"ok" if ok else b"no"
+
+    assert in_forked_child(child) == (0, b"ok")
     assert store.client is parent  # the parent's client and its connections survived the child
     assert store.read_feed("s", "f", 0, 5).keys == [1, 2]
 

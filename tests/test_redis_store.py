@@ -20,7 +20,7 @@ import redis
 
 from viralspot import create_app
 from viralspot.store import SessionStoreConfigError, StoreUnavailable, backend_from_url
-from redis_fixtures import ManualClock
+from redis_fixtures import ManualClock, in_forked_child
 from viralspot.store.redis_store import (INDEX_KEY, TRIM_GUARD_KEY,
                                          RedisSessionStore, is_unavailable, parse_store_url, session_keys)
 
@@ -471,24 +471,15 @@ def test_busy_and_read_only_errors_mean_unavailable():
 def test_a_forked_child_uses_its_own_connection(store):
     claim(store, "s", [1])
     parent_id = store.client.client_id()
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: no pytest machinery from here on, only os._exit
-        status = 1
-        try:
-            os.close(read_end)
-            child_id = store.client.client_id()
-            ok = store.ping() and claim(store, "s", [2]).claimed == [2] and child_id != parent_id
-            os.write(write_end, f"{child_id}".encode())
-            status = 0 if ok else 2
-        finally:
-            os._exit(status)
-    os.close(write_end)
-    _, status = os.waitpid(pid, 0)
-    child_id = int(os.read(read_end, 64) or b"0")
-    os.close(read_end)
-    assert os.waitstatus_to_exitcode(status) == 0
-    assert child_id != parent_id
+
+    def child():
+        child_id = store.client.client_id()
+        ok = store.ping() and claim(store, "s", [2]).claimed == [2] and child_id != parent_id
+        return ok, f"{child_id}".encode()
+
+    exit_code, answer = in_forked_child(child)
+    assert exit_code == 0
+    assert int(answer or b"0") != parent_id
     # The parent's pooled connection survived the child's exit.
     assert store.client.client_id() == parent_id
     assert store.read_feed("s", "f", 0, 5).keys == [1, 2]
