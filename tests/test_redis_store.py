@@ -375,10 +375,12 @@ def test_a_claim_may_touch_thousands_of_buckets(store):
     assert claim(store, "s", keys[:10_000] + [5]).claimed == [5]
 
 
-def test_array_containers_hold_sorted_little_endian_lows(store, client):
+def test_array_containers_hold_little_endian_lows_in_claim_order(store, client):
     claim(store, "s", [3 * 65_536 + 513, 3 * 65_536 + 2, 3 * 65_536 + 300, 7])
-    assert client.hget("vs:{s}:k", "3") == bytes([2, 0, 44, 1, 1, 2])
-    assert client.hget("vs:{s}:k", "0") == bytes([7, 0])
+    claim(store, "s", [3 * 65_536 + 1, 3 * 65_536 + 2, 8])
+    assert client.hget("vs:{s}:k", "3") == bytes([1, 2, 2, 0, 44, 1, 1, 0])
+    assert client.hget("vs:{s}:k", "0") == bytes([7, 0, 8, 0])
+    assert store.seen_among("s", [3 * 65_536 + 1, 3 * 65_536 + 3, 3 * 65_536 + 256, 8, 9]) == [3 * 65_536 + 1, 8]
 
 
 def test_keys_outside_32_bits_are_refused(store):

@@ -2,7 +2,9 @@
 --
 -- A session's seen set is the hash KEYS[2]: field = key >> 16 (decimal), value = a container of
 -- the keys' low 16 bits, roaring style:
---   * an "array": the sorted little-endian uint16 lows, at most ARRAY_MAX of them (2 bytes each);
+--   * an "array": the little-endian uint16 lows in the order they were added, at most ARRAY_MAX
+--     of them (2 bytes each); membership is a plain search (in C) at even offsets, so a claim
+--     appends to an array instead of merging into a sorted one;
 --   * a "bitmap": exactly BITMAP_BYTES bytes, bit (lo % 8) of byte (lo // 8) set for each lo.
 -- A container is rewritten whole with HSET, so Redis sizes it exactly (no APPEND slack).
 -- Served sequences are strings of little-endian uint32 keys (4 bytes each), also written whole.
@@ -13,26 +15,6 @@ local ARRAY_MAX = 4095
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-
-local function lo_at(s, i)  -- the i-th (0-based) low half of an array container
-  local a, b = string.byte(s, 2 * i + 1, 2 * i + 2)
-  return a + 256 * b
-end
-
-local function lower_bound(s, first, n, lo)  -- first index in [first, n] whose low half is >= lo
-  local count = n - first
-  while count > 0 do
-    local step = math.floor(count / 2)
-    local mid = first + step
-    if lo_at(s, mid) < lo then
-      first = mid + 1
-      count = count - step - 1
-    else
-      count = step
-    end
-  end
-  return first
 end
 
 local function bucket_has(s, lo)
@@ -74,24 +56,35 @@ local function bitmap_set(s, los)  -- s: a bitmap container; los: lows to set, a
   return table.concat(parts)
 end
 
--- The container ``s`` (or nil) with the lows ``los`` added: ascending, distinct, none already in it.
+-- The lows ``los`` (a list of numbers) as an array container's bytes.
+local function packed_lows(los)
+  local n = #los
+  if n == 1 then
+    local lo = los[1]
+    return string.char(lo % 256, math.floor(lo / 256))
+  end
+  local parts = {}
+  for first = 1, n, 1000 do
+    local last = math.min(n, first + 999)
+    parts[#parts + 1] = struct.pack('<' .. string.rep('H', last - first + 1), unpack(los, first, last))
+  end
+  return table.concat(parts)
+end
+
+-- The container ``s`` (or nil) with the lows ``los`` added: distinct, none already in it.
 local function bucket_add(s, los)
   s = s or ''
   local len = #s
   if len ~= BITMAP_BYTES and len / 2 + #los <= ARRAY_MAX then
-    local parts, n, prev = {}, len / 2, 0
-    for _, lo in ipairs(los) do
-      local i = lower_bound(s, prev, n, lo)
-      parts[#parts + 1] = string.sub(s, 2 * prev + 1, 2 * i)
-      parts[#parts + 1] = string.char(lo % 256, math.floor(lo / 256))
-      prev = i
-    end
-    parts[#parts + 1] = string.sub(s, 2 * prev + 1)
-    return table.concat(parts)
+    return s .. packed_lows(los)
   end
   if len ~= BITMAP_BYTES then  -- the array outgrows a bitmap: convert
     local all = {}
-    for i = 0, len / 2 - 1 do all[#all + 1] = lo_at(s, i) end
+    for first = 0, len / 2 - 1, 1000 do
+      local count = math.min(1000, len / 2 - first)
+      local values = {struct.unpack('<' .. string.rep('H', count), s, 2 * first + 1)}
+      for i = 1, count do all[#all + 1] = values[i] end
+    end
     for _, lo in ipairs(los) do all[#all + 1] = lo end
     return bitmap_set(string.rep('\0', BITMAP_BYTES), all)
   end

@@ -74,27 +74,26 @@ if moved_on then want = math.max(0, math.min(want, page_stop - before)) end  -- 
 -- The containers of every candidate's bucket, in one HMGET.
 local total = #candidates / 12
 local count = 0
-local positions, keys, buckets, wanted = {}, {}, {}, {}
+local positions, keys, his, buckets, wanted = {}, {}, {}, {}, {}
 local from = -1
 if moved_on then from = cursor end  -- the candidates before it were walked by the other claim
 -- Unpacked up to 64 pairs per struct.unpack call (one call per pair cost most of a claim).
-local formats = {}
 local offset = 1
 for first = 1, total, 64 do
   local pairs_here = math.min(64, total - first + 1)
-  local format = formats[pairs_here]
-  if not format then
-    format = '<' .. string.rep('dI4', pairs_here)
-    formats[pairs_here] = format
-  end
-  local values = {struct.unpack(format, candidates, offset)}
+  local values = {struct.unpack('<' .. string.rep('dI4', pairs_here), candidates, offset)}
   offset = values[2 * pairs_here + 1]
   for j = 1, 2 * pairs_here, 2 do
-    local position, key = values[j], values[j + 1]
+    local position = values[j]
     if position >= from then
+      local key = values[j + 1]
+      local hi = math.floor(key / 65536)
       count = count + 1
-      positions[count], keys[count] = position, key
-      want_bucket(buckets, wanted, key)
+      positions[count], keys[count], his[count] = position, key, hi
+      if buckets[hi] == nil then
+        buckets[hi] = false
+        wanted[#wanted + 1] = hi
+      end
     end
   end
 end
@@ -104,8 +103,8 @@ load_buckets(seen_key, buckets, wanted)
 local claimed, added, taken = {}, {}, {}
 local new_cursor, has_more = scanned_to, 0
 for i = 1, count do
-  local key = keys[i]
-  local hi, lo = math.floor(key / 65536), key % 65536
+  local key, hi = keys[i], his[i]
+  local lo = key - hi * 65536
   if not taken[key] and not bucket_has(buckets[hi], lo) then
     if #claimed >= want then
       new_cursor, has_more = positions[i], 1
@@ -114,24 +113,26 @@ for i = 1, count do
     claimed[#claimed + 1] = key
     taken[key] = true
     local los = added[hi]
-    if not los then
-      los = {}
-      added[hi] = los
+    if los then
+      los[#los + 1] = lo
+    else
+      added[hi] = {lo}
     end
-    los[#los + 1] = lo
   end
 end
 
 if #claimed > 0 then
   local fields = {}
   for hi, los in pairs(added) do
-    table.sort(los)
     fields[#fields + 1] = hi
     fields[#fields + 1] = bucket_add(buckets[hi] or nil, los)
   end
   hset(seen_key, fields)
   local parts = {served}
-  for i, key in ipairs(claimed) do parts[i + 1] = struct.pack('<I4', key) end
+  for first = 1, #claimed, 1000 do
+    local last = math.min(#claimed, first + 999)
+    parts[#parts + 1] = struct.pack('<' .. string.rep('I4', last - first + 1), unpack(claimed, first, last))
+  end
   served = table.concat(parts)
   redis.call('HINCRBY', meta, 'n', #claimed)
 end
