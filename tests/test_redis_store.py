@@ -487,6 +487,43 @@ def test_a_forked_child_uses_its_own_connection(store):
     assert store.read_feed("s", "f", 0, 5).keys == [1, 2]
 
 
+def _store_connections(client) -> int:
+    """Connections to the server other than ``client``'s own."""
+    own = client.client_id()
+    return sum(1 for entry in client.client_list() if int(entry["id"]) != own)
+
+
+def test_each_thread_round_trips_on_its_own_connection_until_close(redis_clean, client):
+    store = RedisSessionStore(redis_clean.url)
+    store.ping()  # the pool's connection (pings, resets and pipelines use the pool)
+    baseline = _store_connections(client)
+    paged, release = threading.Barrier(4), threading.Event()
+    outcomes = []
+
+    def page(index: int) -> None:
+        for step in range(3):
+            outcomes.append(claim(store, f"t{index}", [10 * index + step + 1]).claimed)
+        paged.wait(timeout=30)
+        release.wait(timeout=30)
+
+    threads = [threading.Thread(target=page, args=(index,)) for index in range(3)]
+    for thread in threads:
+        thread.start()
+    paged.wait(timeout=30)
+    try:
+        assert sorted(outcomes) == sorted([[10 * index + step + 1] for index in range(3) for step in range(3)])
+        assert _store_connections(client) == baseline + 3  # one per thread, reused for all 6 round trips
+        store.close()
+        deadline = time.monotonic() + 10
+        while _store_connections(client) > 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _store_connections(client) == 0
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(timeout=30)
+
+
 def test_sentinel_url_reaches_the_master(redis_clean, tmp_path):
     from redis_fixtures import free_port, redis_server_binary
 

@@ -33,7 +33,9 @@ import os
 import secrets
 import struct
 import sys
+import threading
 import time
+import weakref
 import zlib
 from array import array
 from dataclasses import dataclass, field
@@ -302,9 +304,10 @@ def _script_policies():
 
 
 class _Connection:
-    """One process's client and registered scripts."""
+    """One process's client and registered scripts, and each thread's own connection for the
+    direct round trips (``link``)."""
 
-    __slots__ = ("pid", "client", "scripts", "policies")
+    __slots__ = ("pid", "client", "scripts", "policies", "_thread", "_links", "_links_lock")
 
     def __init__(self, client, cluster: bool = False) -> None:
         self.pid = os.getpid()
@@ -312,6 +315,41 @@ class _Connection:
         self.scripts = {name: client.register_script(_script_source(name))
                         for name in _SESSION_SCRIPTS + _INDEX_SCRIPTS}
         self.policies = _script_policies() if cluster else None
+        self._thread = threading.local()
+        self._links = weakref.WeakSet()
+        self._links_lock = threading.Lock()
+
+    def link(self):
+        """This thread's connection to a standalone, unix-socket or Sentinel server, made on first
+        use with the pool's settings (timeouts, TLS, Sentinel's master look-up).
+
+        Owned by one thread, it needs none of the pool's locking and none of its checks for unread
+        data before each use (a poll system call per round trip): a round trip that fails midway
+        disconnects it, and it connects again on its next round trip. A thread that ends drops its
+        connection, which closes the socket.
+        """
+        link = getattr(self._thread, "link", None)
+        if link is None:
+            pool = self.client.connection_pool
+            link = self._thread.link = pool.connection_class(**pool.connection_kwargs)
+            with self._links_lock:
+                self._links.add(link)
+        if not link.is_connected:
+            # Through ``connect``, which Sentinel's connection overrides to ask for the master (a
+            # command on a closed connection would connect to its default address instead).
+            link.connect()
+        return link
+
+    def close(self) -> None:
+        """Disconnect the threads' connections and the pool's."""
+        with self._links_lock:
+            links = list(self._links)
+        for link in links:
+            link.disconnect()
+        self.client.close()
+        pool = getattr(self.client, "connection_pool", None)
+        if pool is not None:
+            pool.disconnect()
 
     def pipeline(self):
         """A non-transactional pipeline (on Redis Cluster: split by node, one round trip)."""
@@ -327,17 +365,16 @@ class _Connection:
 
 
 def _direct_round_trip(connection: _Connection, calls) -> list:
-    """The scripts ``calls`` as EVALSHA commands written together on one pooled connection, then
-    their replies read in order: one round trip, without redis-py's pipeline and script objects
-    (a third of a random page's client time on the store). A standalone, unix-socket or Sentinel
-    server only; a cluster client routes by slot through its own pipeline.
+    """The scripts ``calls`` as EVALSHA commands written together on the thread's connection, then
+    their replies read in order: one round trip, without redis-py's pipeline, script objects and
+    pool (a third of a random page's client time on the store). A standalone, unix-socket or
+    Sentinel server only; a cluster client routes by slot through its own pipeline.
 
     An error reply (NOSCRIPT included) is read in its turn so the connection stays in step; a
-    connection that failed midway is disconnected before it goes back to the pool.
+    connection that failed midway is disconnected.
     """
     scripts = connection.scripts
-    pool = connection.client.connection_pool
-    link = pool.get_connection()
+    link = connection.link()
     try:
         link.send_packed_command(link.pack_commands(
             [("EVALSHA", scripts[name].sha, len(keys), *keys, *args) for name, keys, args in calls]))
@@ -350,8 +387,6 @@ def _direct_round_trip(connection: _Connection, calls) -> list:
     except BaseException:
         link.disconnect()
         raise
-    finally:
-        pool.release(link)
     for index, result in enumerate(results):
         if isinstance(result, NoScriptError):  # it did not run: load it and run it on its own
             name, keys, args = calls[index]
@@ -673,10 +708,7 @@ class RedisSessionStore(SessionStoreBackend):
     def close(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None and connection.pid == os.getpid():
-            connection.client.close()
-            pool = getattr(connection.client, "connection_pool", None)
-            if pool is not None:
-                pool.disconnect()
+            connection.close()
 
     # -- inspection helpers (tests, benchmarks) ----------------------------------
 
