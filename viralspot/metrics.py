@@ -105,14 +105,13 @@ class Metrics:
             "viralspot_item_snapshot_lookups",
             "Item-snapshot look-ups of random pages: hit (items read from the snapshot) or miss (from the database).",
             ["result"], registry=registry)
-        # Series that exist from the start (at 0), so rates and ratios are defined before the first event.
-        for plan in (*PLAN_KINDS, "replay"):
-            self.feed_pages.labels(plan)
+        # Series that exist from the start (at 0), so rates and ratios are defined before the first
+        # event; kept, as a random page counts in three of them (``labels`` takes a lock each time).
+        self.page_series = {plan: self.feed_pages.labels(plan) for plan in (*PLAN_KINDS, "replay")}
+        self.claim_series = {plan: self.feed_claims.labels(plan) for plan in PLAN_KINDS}
         for plan in PLAN_KINDS:
-            self.feed_claims.labels(plan)
             self.feed_claim_conflicts.labels(plan)
-        for result in ("hit", "miss"):
-            self.snapshot_lookups.labels(result)
+        self.snapshot_series = {hit: self.snapshot_lookups.labels("hit" if hit else "miss") for hit in (True, False)}
 
     def exposition(self) -> bytes:
         """The text exposition of every metric: of all workers' files in multiprocess mode."""
@@ -195,10 +194,12 @@ class FeedMetrics:
         self._metrics = metrics
 
     def page(self, how: str) -> None:
-        self._metrics.feed_pages.labels(how).inc()
+        series = self._metrics.page_series.get(how)
+        (series if series is not None else self._metrics.feed_pages.labels(how)).inc()
 
     def claim(self, plan_kind: str) -> None:
-        self._metrics.feed_claims.labels(plan_kind).inc()
+        series = self._metrics.claim_series.get(plan_kind)
+        (series if series is not None else self._metrics.feed_claims.labels(plan_kind)).inc()
 
     def claim_conflict(self, plan_kind: str) -> None:
         self._metrics.feed_claim_conflicts.labels(plan_kind).inc()
@@ -243,4 +244,4 @@ def database_error() -> None:
 def snapshot_lookup(hit: bool) -> None:
     metrics = current()
     if metrics is not None:
-        metrics.snapshot_lookups.labels("hit" if hit else "miss").inc()
+        metrics.snapshot_series[bool(hit)].inc()

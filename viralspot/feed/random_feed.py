@@ -13,7 +13,7 @@ Nothing here reads or sorts the whole matching set: a walk scans
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ..api_errors import ApiError
 from ..lru import LruCache
@@ -200,7 +200,9 @@ class RandomFeeds:
             # and a later page of this process from the same view without its keys.
             remembered = FeedView(view.generation, plan.token, result.cursor, result.served_count,
                                   result.exhausted, result.keys)
-            self._views.put((id(store), session_id, feed_key), replace(remembered, keys=REMEMBERED))
+            self._views.put((id(store), session_id, feed_key),
+                            FeedView(view.generation, plan.token, result.cursor, result.served_count,
+                                     result.exhausted, REMEMBERED))
             if len(result.claimed) < want:
                 ahead += 1
                 if scanned >= self.max_scan and not result.exhausted:
