@@ -92,19 +92,24 @@ class RoundTrips:
             AbstractConnection.send_packed_command = original
 
 
-def _commands(client) -> tuple[int, int]:
-    """(scripts run, all commands run including those inside scripts), INFO itself excluded."""
+_SCRIPTS = ("cmdstat_evalsha", "cmdstat_eval")
+
+
+def _commands(client) -> tuple[int, int, int]:
+    """(scripts run, all commands run including those inside scripts, microseconds the server spent
+    in scripts, the commands inside them included), INFO itself excluded."""
     stats = client.info("commandstats")
-    scripts = sum(int(stats.get(name, {}).get("calls", 0)) for name in ("cmdstat_evalsha", "cmdstat_eval"))
+    scripts = sum(int(stats.get(name, {}).get("calls", 0)) for name in _SCRIPTS)
     total = sum(int(value["calls"]) for name, value in stats.items()
                 if name not in ("cmdstat_info", "cmdstat_client|setinfo", "cmdstat_hello"))
-    return scripts, total
+    script_usec = sum(int(stats.get(name, {}).get("usec", 0)) for name in _SCRIPTS)
+    return scripts, total, script_usec
 
 
-def _per_page(client, before: tuple[int, int], counter: "RoundTrips", pages: int) -> dict:
-    scripts, total = _commands(client)
+def _per_page(client, before: tuple[int, int, int], counter: "RoundTrips", pages: int) -> dict:
+    scripts, total, script_usec = _commands(client)
     return {"pages": pages, "round_trips": counter.count / pages, "scripts": (scripts - before[0]) / pages,
-            "commands": (total - before[1]) / pages}
+            "commands": (total - before[1]) / pages, "script_usec": (script_usec - before[2]) / pages}
 
 
 def serve_page(store, session_id: str, keys: list[int], offset: int) -> None:
@@ -231,11 +236,11 @@ def main(argv=None) -> None:
                          app_round_trips(url, processes=3)))
         print("\nRedis round trips and commands per random page:\n")
         print("| what | pages | round trips per page | scripts (EVALSHA) per page | commands per page, "
-              "incl. inside scripts |")
-        print("|---|---:|---:|---:|---:|")
+              "incl. inside scripts | Redis µs in scripts per page |")
+        print("|---|---:|---:|---:|---:|---:|")
         for name, row in rows:
             print(f"| {name} | {row['pages']} | {row['round_trips']:.2f} | {row['scripts']:.2f} "
-                  f"| {row['commands']:.1f} |")
+                  f"| {row['commands']:.1f} | {row['script_usec']:.0f} |")
 
 
 if __name__ == "__main__":
