@@ -21,7 +21,7 @@ import redis
 from viralspot import create_app
 from viralspot.store import SessionStoreConfigError, StoreUnavailable, backend_from_url
 from redis_fixtures import ManualClock, in_forked_child
-from viralspot.store.redis_store import (INDEX_KEY, TRIM_GUARD_KEY,
+from viralspot.store.redis_store import (ClientOptions, INDEX_KEY, TRIM_GUARD_KEY,
                                          RedisSessionStore, is_unavailable, parse_store_url, session_keys)
 
 pytestmark = pytest.mark.redis
@@ -522,6 +522,33 @@ def test_each_thread_round_trips_on_its_own_connection_until_close(redis_clean, 
         release.set()
         for thread in threads:
             thread.join(timeout=30)
+
+
+def test_threads_beyond_max_connections_share_the_pool(redis_clean, client):
+    store = RedisSessionStore(redis_clean.url, options=ClientOptions(max_connections=1))
+    store.ping()
+    baseline = _store_connections(client)  # the pool's one connection
+    paged, release = threading.Barrier(4), threading.Event()
+    outcomes = []
+
+    def page(index: int) -> None:
+        for step in range(3):
+            outcomes.append(claim(store, f"t{index}", [10 * index + step + 1]).claimed)
+        paged.wait(timeout=30)
+        release.wait(timeout=30)
+
+    threads = [threading.Thread(target=page, args=(index,)) for index in range(3)]
+    for thread in threads:
+        thread.start()
+    paged.wait(timeout=30)
+    try:
+        assert sorted(outcomes) == sorted([[10 * index + step + 1] for index in range(3) for step in range(3)])
+        assert _store_connections(client) == baseline + 1  # one thread's own; two borrowed the pool's
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(timeout=30)
+        store.close()
 
 
 def test_sentinel_url_reaches_the_master(redis_clean, tmp_path):

@@ -307,21 +307,23 @@ class _Connection:
     """One process's client and registered scripts, and each thread's own connection for the
     direct round trips (``link``)."""
 
-    __slots__ = ("pid", "client", "scripts", "policies", "_thread", "_links", "_links_lock")
+    __slots__ = ("pid", "client", "scripts", "policies", "max_links", "_thread", "_links", "_links_lock")
 
-    def __init__(self, client, cluster: bool = False) -> None:
+    def __init__(self, client, cluster: bool = False, max_links: int = 32) -> None:
         self.pid = os.getpid()
         self.client = client
         self.scripts = {name: client.register_script(_script_source(name))
                         for name in _SESSION_SCRIPTS + _INDEX_SCRIPTS}
         self.policies = _script_policies() if cluster else None
+        self.max_links = max_links
         self._thread = threading.local()
         self._links = weakref.WeakSet()
         self._links_lock = threading.Lock()
 
     def link(self):
         """This thread's connection to a standalone, unix-socket or Sentinel server, made on first
-        use with the pool's settings (timeouts, TLS, Sentinel's master look-up).
+        use with the pool's settings (timeouts, TLS, Sentinel's master look-up); None when the
+        process already has ``max_links`` of them (the thread then borrows from the pool).
 
         Owned by one thread, it needs none of the pool's locking and none of its checks for unread
         data before each use (a poll system call per round trip): a round trip that fails midway
@@ -331,8 +333,10 @@ class _Connection:
         link = getattr(self._thread, "link", None)
         if link is None:
             pool = self.client.connection_pool
-            link = self._thread.link = pool.connection_class(**pool.connection_kwargs)
             with self._links_lock:
+                if len(self._links) >= self.max_links:
+                    return None
+                link = self._thread.link = pool.connection_class(**pool.connection_kwargs)
                 self._links.add(link)
         if not link.is_connected:
             # Through ``connect``, which Sentinel's connection overrides to ask for the master (a
@@ -367,7 +371,8 @@ class _Connection:
 def _direct_round_trip(connection: _Connection, calls) -> list:
     """The scripts ``calls`` as EVALSHA commands written together on the thread's connection, then
     their replies read in order: one round trip, without redis-py's pipeline, script objects and
-    pool (a third of a random page's client time on the store). A standalone, unix-socket or
+    (but for threads beyond ``max_links``) pool (a third of a random page's client time on the
+    store). A standalone, unix-socket or
     Sentinel server only; a cluster client routes by slot through its own pipeline.
 
     An error reply (NOSCRIPT included) is read in its turn so the connection stays in step; a
@@ -375,6 +380,10 @@ def _direct_round_trip(connection: _Connection, calls) -> list:
     """
     scripts = connection.scripts
     link = connection.link()
+    pool = None
+    if link is None:
+        pool = connection.client.connection_pool
+        link = pool.get_connection()
     try:
         link.send_packed_command(link.pack_commands(
             [("EVALSHA", scripts[name].sha, len(keys), *keys, *args) for name, keys, args in calls]))
@@ -387,6 +396,9 @@ def _direct_round_trip(connection: _Connection, calls) -> list:
     except BaseException:
         link.disconnect()
         raise
+    finally:
+        if pool is not None:
+            pool.release(link)
     for index, result in enumerate(results):
         if isinstance(result, NoScriptError):  # it did not run: load it and run it on its own
             name, keys, args = calls[index]
@@ -467,7 +479,8 @@ class RedisSessionStore(SessionStoreBackend):
         if connection is None or connection.pid != os.getpid():
             # A pool inherited across fork is dropped unused (redis-py never shuts down a socket
             # from a process other than the one that opened it).
-            connection = self._connection = _Connection(self._make_client(), self.cluster)
+            connection = self._connection = _Connection(self._make_client(), self.cluster,
+                                                        max_links=self.options.max_connections)
         return connection
 
     def _transient(self, error: BaseException) -> bool:
