@@ -5,6 +5,7 @@ test_store_contract.py.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
@@ -487,67 +488,62 @@ def test_a_forked_child_uses_its_own_connection(store):
     assert store.read_feed("s", "f", 0, 5).keys == [1, 2]
 
 
-def _store_connections(client) -> int:
-    """Connections to the server other than ``client``'s own."""
-    own = client.client_id()
-    return sum(1 for entry in client.client_list() if int(entry["id"]) != own)
+def _named_connections(client, name: str) -> int:
+    """The server's connections named ``name`` (``?client_name=``): those of one store only, not
+    the ones of earlier tests' stores that the garbage collector has yet to close."""
+    return sum(1 for entry in client.client_list() if entry.get("name") == name)
+
+
+@contextlib.contextmanager
+def _threads_that_paged(store, count: int = 3):
+    """``count`` threads that each claimed 3 pages of their own session and then stay alive (so
+    their connections do) until the block ends; yields what their claims returned."""
+    paged, release = threading.Barrier(count + 1), threading.Event()
+    outcomes = []
+
+    def page(index: int) -> None:
+        for step in range(3):
+            outcomes.append(claim(store, f"t{index}", [10 * index + step + 1]).claimed)
+        paged.wait(timeout=30)
+        release.wait(timeout=30)
+
+    threads = [threading.Thread(target=page, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    try:
+        paged.wait(timeout=30)
+        assert sorted(outcomes) == sorted([[10 * index + step + 1] for index in range(count) for step in range(3)])
+        yield outcomes
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(timeout=30)
 
 
 def test_each_thread_round_trips_on_its_own_connection_until_close(redis_clean, client):
-    store = RedisSessionStore(redis_clean.url)
-    store.ping()  # the pool's connection (pings, resets and pipelines use the pool)
-    baseline = _store_connections(client)
-    paged, release = threading.Barrier(4), threading.Event()
-    outcomes = []
-
-    def page(index: int) -> None:
-        for step in range(3):
-            outcomes.append(claim(store, f"t{index}", [10 * index + step + 1]).claimed)
-        paged.wait(timeout=30)
-        release.wait(timeout=30)
-
-    threads = [threading.Thread(target=page, args=(index,)) for index in range(3)]
-    for thread in threads:
-        thread.start()
-    paged.wait(timeout=30)
-    try:
-        assert sorted(outcomes) == sorted([[10 * index + step + 1] for index in range(3) for step in range(3)])
-        assert _store_connections(client) == baseline + 3  # one per thread, reused for all 6 round trips
+    store = RedisSessionStore(redis_clean.url + "?client_name=own-links")
+    # The pool's one connection, and the scripts loaded (through it) before the threads run, or
+    # each thread's first NOSCRIPT would borrow a pool connection of its own to load them.
+    store.ping()
+    claim(store, "main", [1])
+    assert _named_connections(client, "own-links") == 2  # the pool's and this thread's
+    with _threads_that_paged(store):
+        assert _named_connections(client, "own-links") == 2 + 3  # one per thread, for its 6 round trips
         store.close()
         deadline = time.monotonic() + 10
-        while _store_connections(client) > 0 and time.monotonic() < deadline:
+        while _named_connections(client, "own-links") > 0 and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert _store_connections(client) == 0
-    finally:
-        release.set()
-        for thread in threads:
-            thread.join(timeout=30)
+        assert _named_connections(client, "own-links") == 0
 
 
 def test_threads_beyond_max_connections_share_the_pool(redis_clean, client):
-    store = RedisSessionStore(redis_clean.url, options=ClientOptions(max_connections=1))
-    store.ping()
-    baseline = _store_connections(client)  # the pool's one connection
-    paged, release = threading.Barrier(4), threading.Event()
-    outcomes = []
-
-    def page(index: int) -> None:
-        for step in range(3):
-            outcomes.append(claim(store, f"t{index}", [10 * index + step + 1]).claimed)
-        paged.wait(timeout=30)
-        release.wait(timeout=30)
-
-    threads = [threading.Thread(target=page, args=(index,)) for index in range(3)]
-    for thread in threads:
-        thread.start()
-    paged.wait(timeout=30)
+    store = RedisSessionStore(redis_clean.url + "?client_name=capped", options=ClientOptions(max_connections=1))
+    store.ping()  # the pool's one connection
+    claim(store, "main", [1])  # this thread's own connection: the one allowed
     try:
-        assert sorted(outcomes) == sorted([[10 * index + step + 1] for index in range(3) for step in range(3)])
-        assert _store_connections(client) == baseline + 1  # one thread's own; two borrowed the pool's
+        with _threads_that_paged(store):
+            assert _named_connections(client, "capped") == 2  # this thread's and the pool's one
     finally:
-        release.set()
-        for thread in threads:
-            thread.join(timeout=30)
         store.close()
 
 
