@@ -328,7 +328,8 @@ class _Connection:
         Owned by one thread, it needs none of the pool's locking and none of its checks for unread
         data before each use (a poll system call per round trip): a round trip that fails midway
         disconnects it, and it connects again on its next round trip. A thread that ends drops its
-        connection, which closes the socket.
+        connection; the garbage collector closes its socket (redis-py's connection objects hold
+        reference cycles), and until then it still counts towards ``max_links``.
         """
         link = getattr(self._thread, "link", None)
         if link is None:
