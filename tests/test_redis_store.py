@@ -346,6 +346,33 @@ def test_a_claim_whose_reply_was_lost_is_resent_without_serving_twice(store, mon
     assert store.summary("s").served_items_count == 4
 
 
+def test_a_session_made_by_a_claim_whose_reply_was_lost_is_still_indexed(redis_clean, client, monkeypatch):
+    """Within the touch interval a claim skips the index touch; when that claim re-creates a session
+    reset elsewhere and its reply is lost, the resend must still report that it made the session."""
+    clock = ManualClock()
+    store = RedisSessionStore(redis_clean.url, ttl=3600, clock=clock)
+    elsewhere = RedisSessionStore(redis_clean.url, ttl=3600)
+    claim(store, "s", [1])  # touched now: the next second's claims skip the touch
+    assert elsewhere.reset("s").found and client.zscore(INDEX_KEY, "s") is None
+    real = RedisSessionStore._pipeline
+    lost = []
+
+    def drop_first_claim_reply(connection, calls):
+        results = real(connection, calls)
+        if calls[0][0] == "claim" and not lost:
+            lost.append(results)
+            raise redis.ConnectionError("connection reset after the script ran")
+        return results
+
+    monkeypatch.setattr(RedisSessionStore, "_pipeline", staticmethod(drop_first_claim_reply))
+    assert claim(store, "s", [2]).claimed == [2]
+    assert lost and lost[0][0][-1] == 1  # the claim that ran made the session, and the touch was skipped
+    assert client.zscore(INDEX_KEY, "s") is not None
+    assert store.session_count() == elsewhere.session_count() == 1
+    store.close()
+    elsewhere.close()
+
+
 def test_bytes_per_served_item_at_2000_items(store, client):
     rng = random.Random(2000)
     keys = rng.sample(range(1, 1_000_001), 2000)

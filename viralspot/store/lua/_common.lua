@@ -125,7 +125,7 @@ local function load_buckets(key, buckets, wanted)
   for i, hi in ipairs(wanted) do buckets[hi] = values[i] end
 end
 
-local function feed_state(packed)  -- {cursor, exhausted, plan, claim_id, before, after, has_more}
+local function feed_state(packed)  -- {cursor, exhausted, plan, claim_id, before, after, has_more, created}
   if not packed then return nil end
   return cmsgpack.unpack(packed)
 end

@@ -34,11 +34,12 @@ else
   current_generation = fresh_generation(redis.call('GET', fresh))
 end
 
--- A resend of a claim already applied (redis-py retries after a timeout) returns its outcome again.
+-- A resend of a claim already applied (redis-py retries after a timeout) returns its outcome again,
+-- whether it made the session included (the client indexes a session a claim made).
 if state and state[4] == claim_id then
   local served = redis.call('HGET', meta, served_field) or ''
   return {1, #served / 4, state[2], state[7], string.sub(served, state[5] * 4 + 1, state[6] * 4),
-          string.sub(served, page_start * 4 + 1, page_stop * 4), state[1], 0}
+          string.sub(served, page_start * 4 + 1, page_stop * 4), state[1], state[8] or 0}
 end
 
 local cursor, current_plan = 0, nil
@@ -138,11 +139,11 @@ if #claimed > 0 then
 end
 local exhausted = 0
 if new_cursor >= domain then exhausted = 1 end
-redis.call('HSET', meta, served_field, served, 'l', now,
-           state_field, cmsgpack.pack({new_cursor, exhausted, plan, claim_id, before, #served / 4, has_more}))
-redis.call('PEXPIRE', meta, ttl)
-redis.call('PEXPIRE', seen_key, ttl)
 local created = 0
 if not active then created = 1 end
+redis.call('HSET', meta, served_field, served, 'l', now, state_field,
+           cmsgpack.pack({new_cursor, exhausted, plan, claim_id, before, #served / 4, has_more, created}))
+redis.call('PEXPIRE', meta, ttl)
+redis.call('PEXPIRE', seen_key, ttl)
 return {1, #served / 4, exhausted, has_more, string.sub(served, before * 4 + 1),
         string.sub(served, page_start * 4 + 1, page_stop * 4), new_cursor, created}
