@@ -257,8 +257,22 @@ def test_reset_unlinks_the_session_and_leaves_only_the_freshness_key(store, clie
     assert 3_590_000 < client.pttl("vs:{s}:r") <= 3_600_000
     assert client.memory_usage("vs:{s}:r") < 100
     assert client.zscore(INDEX_KEY, "s") is None
-    claim(store, "s", [1])  # the next session consumes the freshness record
-    assert client.exists("vs:{s}:r") == 0 and store.summary("s").generation == 1
+    claim(store, "s", [1])  # the next session starts at the record's generation; the record stays
+    assert store.summary("s").generation == 1 and 3_500_000 < client.pttl("vs:{s}:r") <= 3_600_000
+
+
+def test_a_resent_reset_does_not_reset_the_session_a_claim_made_since(store, monkeypatch):
+    """The reset ran but its reply was lost; before the resend, a claim made a new session. The
+    resend answers the first reset's outcome and the new session keeps its items."""
+    import viralspot.store.redis_store as module
+
+    claim(store, "s", [1, 2, 3])
+    monkeypatch.setattr(module.secrets, "token_hex", lambda _n: "same-reset-id")
+    first = store.reset("s")
+    claim(store, "s", [4, 5])
+    resent = store.reset("s")  # the same id, as the store's retry sends it
+    assert first == resent and (first.found, first.cleared_items_count, first.generation) == (True, 3, 1)
+    assert store.summary("s").served_items_count == 2 and store.summary("s").generation == 1
 
 
 def _command_calls(client, name: str) -> int:

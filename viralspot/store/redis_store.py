@@ -617,6 +617,9 @@ class RedisSessionStore(SessionStoreBackend):
         keys = list(session_keys(session_id))
         index_key = self._index(session_id)[0]
 
+        scripts = [("reset", keys, [self.ttl_ms, reset_id]), None,
+                   *[("count", [shard_key], [self.ttl_ms]) for shard_key, _guard in self.index_keys]]
+
         def operation(connection: _Connection) -> list:
             # The count of every index shard follows the ZREM in the pipeline (on a cluster, the
             # ZREM and the count of its shard go to one node, in this order).
@@ -626,14 +629,11 @@ class RedisSessionStore(SessionStoreBackend):
             for shard_key, _guard in self.index_keys:
                 connection.evalsha(pipe, "count", [shard_key], self.ttl_ms)
             results = pipe.execute(raise_on_error=False)
-            if any(isinstance(result, NoScriptError) for result in results):
-                # Nothing ran that matters twice: reset is idempotent by its id, ZREM and count too.
-                results = [connection.scripts["reset"](keys=keys, args=[self.ttl_ms, reset_id]),
-                           connection.client.zrem(index_key, session_id),
-                           *[connection.scripts["count"](keys=[shard_key], args=[self.ttl_ms])
-                             for shard_key, _guard in self.index_keys]]
-            for result in results:
-                if isinstance(result, Exception):
+            for index, result in enumerate(results):
+                if isinstance(result, NoScriptError):  # this one did not run (a node without it)
+                    name, script_keys, args = scripts[index]
+                    results[index] = connection.scripts[name](keys=script_keys, args=args)
+                elif isinstance(result, Exception):
                     raise result
             return results
 

@@ -54,8 +54,9 @@ if current_generation ~= generation or current_plan ~= expect_plan
 end
 
 local now = now_ms()
-if not active then  -- a new session, at the generation of its freshness record (consumed)
-  redis.call('DEL', fresh, seen_key)
+if not active then  -- a new session, at the generation of its freshness record
+  -- The record stays until its TTL: a resent reset recognises itself by its id (reset.lua).
+  redis.call('DEL', seen_key)
   redis.call('HSET', meta, 'g', current_generation, 'c', now, 'l', now, 'n', 0, 'o', cmsgpack.pack({}))
 end
 if not state then  -- a new feed: the newest; the oldest ones past max_feeds are forgotten
