@@ -22,7 +22,7 @@ import redis
 from viralspot import create_app
 from viralspot.store import SessionStoreConfigError, StoreUnavailable, backend_from_url
 from redis_fixtures import ManualClock, in_forked_child
-from viralspot.store.redis_store import (ClientOptions, INDEX_KEY, TRIM_GUARD_KEY,
+from viralspot.store.redis_store import (ClientOptions, INDEX_KEY, TRIM_GUARD_KEY, index_companions,
                                          RedisSessionStore, is_unavailable, parse_store_url, session_keys)
 
 pytestmark = pytest.mark.redis
@@ -207,7 +207,7 @@ def test_every_key_a_script_touches_is_declared_and_in_one_slot(store, redis_cle
                 scripts += 1
                 declared = set(args[3:3 + int(args[2])])
                 assert len({key_slot(key.encode()) for key in declared}) == 1, args[:3 + int(args[2])]
-                assert declared <= {INDEX_KEY, TRIM_GUARD_KEY} or all("{user-1}" in key for key in declared)
+                assert declared <= {INDEX_KEY, TRIM_GUARD_KEY, *index_companions(INDEX_KEY)} or all("{user-1}" in key for key in declared)
             continue
         assert declared is not None, f"a script command outside a script: {args}"
         keys = client.execute_command("COMMAND GETKEYS", *args) if name not in ("TIME",) else []
@@ -271,8 +271,10 @@ def test_a_resent_reset_does_not_reset_the_session_a_claim_made_since(store, mon
     first = store.reset("s")
     claim(store, "s", [4, 5])
     resent = store.reset("s")  # the same id, as the store's retry sends it
-    assert first == resent and (first.found, first.cleared_items_count, first.generation) == (True, 3, 1)
+    assert (first.found, first.cleared_items_count, first.generation, first.total_active_sessions) == (True, 3, 1, 0)
+    assert (resent.found, resent.cleared_items_count, resent.generation) == (True, 3, 1)
     assert store.summary("s").served_items_count == 2 and store.summary("s").generation == 1
+    assert resent.total_active_sessions == store.session_count() == 1  # and it stays indexed
 
 
 def _command_calls(client, name: str) -> int:
@@ -318,6 +320,54 @@ def test_a_process_touches_a_sessions_index_entry_at_most_once_a_second(redis_cl
     assert store.summary("s").generation == 2
     store.close()
     elsewhere.close()
+
+
+def test_a_reset_keeps_the_index_entry_of_the_next_session_touched_before_its_unindex(redis_clean, client,
+                                                                                      monkeypatch):
+    """On a cluster the reset and its index removal run on two nodes: a claim of the next session,
+    with its touch, can land between them. The removal must then keep that session indexed."""
+    store = RedisSessionStore(redis_clean.url, ttl=3600)
+    elsewhere = RedisSessionStore(redis_clean.url, ttl=3600)
+    claim(store, "s", [1])
+    real = RedisSessionStore._run
+
+    def claim_before_unindex(self, calls):
+        if calls[0][0] == "unindex":
+            assert claim(elsewhere, "s", [2]).claimed == [2]  # generation 1: a new session, touched
+        return real(self, calls)
+
+    monkeypatch.setattr(RedisSessionStore, "_run", claim_before_unindex)
+    result = store.reset("s")
+    assert (result.found, result.generation, result.total_active_sessions) == (True, 1, 1)
+    assert client.zscore(INDEX_KEY, "s") is not None and store.summary("s").generation == 1
+    store.close()
+    elsewhere.close()
+
+
+def test_a_touch_of_a_reset_generation_arriving_late_does_not_index_the_session(store, client):
+    """A claim that ran before a reset can have its touch land on the index's node after the reset's
+    removal (a cluster); that touch is of the ended generation, and is ignored."""
+    claim(store, "s", [1])
+    assert store.reset("s").found and client.zscore(INDEX_KEY, "s") is None
+    (score,) = store._run([store._touch("s", only_if_indexed=False, generation=0)])
+    assert score == b"" and client.zscore(INDEX_KEY, "s") is None and store.session_count() == 0
+    (score,) = store._run([store._touch("s", only_if_indexed=False, generation=1)])  # the next session's
+    assert score and client.zscore(INDEX_KEY, "s") is not None
+
+
+def test_index_generations_of_reset_and_idle_sessions_are_forgotten(store, client):
+    claim(store, "gone", [1])
+    claim(store, "idle", [1])
+    assert store.reset("gone").found
+    generations = index_companions(INDEX_KEY)[0]
+    assert client.hgetall(generations) == {b"gone": b"1", b"idle": b"0"}
+    old = client.zscore(INDEX_KEY, "idle") - 3_600_001
+    client.zadd(INDEX_KEY, {"idle": old})  # idle past the TTL
+    client.zadd(index_companions(INDEX_KEY)[1], {"gone": old})  # reset long ago
+    client.delete(TRIM_GUARD_KEY)
+    claim(store, "other", [1])  # its touch trims
+    assert client.hgetall(generations) == {b"other": b"0"}
+    assert client.zcard(index_companions(INDEX_KEY)[1]) == 0
 
 
 # --- Idempotence, memory, containers ------------------------------------------------------

@@ -68,7 +68,7 @@ _BACKOFF = ExponentialWithJitterBackoff(cap=0.25, base=0.05)
 TOUCHED_REMEMBERED = 100_000
 
 _SESSION_SCRIPTS = ("read_feed", "claim", "seen_among", "reset", "summary")
-_INDEX_SCRIPTS = ("touch", "untouch", "count", "ids")
+_INDEX_SCRIPTS = ("touch", "untouch", "unindex", "count", "ids")
 #: ResponseError prefixes that mean "the server cannot serve now", not "the request is wrong".
 _UNAVAILABLE_PREFIXES = ("BUSY", "LOADING", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "OOM")
 
@@ -88,6 +88,14 @@ def index_keys(shards: int) -> tuple[tuple[str, str], ...]:
     if shards == 1:
         return ((INDEX_KEY, TRIM_GUARD_KEY),)
     return tuple((f"vs:active:{{{shard}}}", f"vs:active:{{{shard}}}:trim") for shard in range(shards))
+
+
+def index_companions(index_key: str) -> tuple[str, str]:
+    """(generations hash, reset floors sorted set) that go with an index shard, in its slot
+    (``touch.lua`` says what they hold)."""
+    if index_key == INDEX_KEY:
+        return "{vs:active}:gen", "{vs:active}:floor"
+    return f"{index_key}:gen", f"{index_key}:floor"
 
 
 def index_shard(session_id: str, shards: int) -> int:
@@ -541,10 +549,15 @@ class RedisSessionStore(SessionStoreBackend):
         """(index, trim guard) keys of the index shard that holds the session."""
         return self.index_keys[index_shard(session_id, len(self.index_keys))]
 
-    def _touch(self, session_id: str, only_if_indexed: bool) -> tuple[str, list[str], list]:
-        return "touch", list(self._index(session_id)), [session_id, self.ttl_ms, "1" if only_if_indexed else "0"]
+    def _touch(self, session_id: str, only_if_indexed: bool, generation: int = -1) -> tuple[str, list[str], list]:
+        """The index touch of a session: of its ``generation`` (a claim's), or -1 (unknown: a read's,
+        which only refreshes an entry, ``only_if_indexed``)."""
+        index_key, guard = self._index(session_id)
+        return "touch", [index_key, guard, *index_companions(index_key)], [
+            session_id, self.ttl_ms, "1" if only_if_indexed else "0", int(generation)]
 
-    def _touch_if_due(self, session_id: str, only_if_indexed: bool) -> list[tuple[str, list[str], list]]:
+    def _touch_if_due(self, session_id: str, only_if_indexed: bool,
+                      generation: int = -1) -> list[tuple[str, list[str], list]]:
         """The index touch to pipeline with a session script, unless this process touched the
         session within ``index_touch_interval`` (then none: a page is one script, not two).
 
@@ -556,7 +569,7 @@ class RedisSessionStore(SessionStoreBackend):
         last = self._touched.get(session_id)
         if last is not None and self._clock() - last < self.options.index_touch_interval:
             return []
-        return [self._touch(session_id, only_if_indexed)]
+        return [self._touch(session_id, only_if_indexed, generation)]
 
     def _touched_now(self, session_id: str) -> None:
         if len(self._touched) >= TOUCHED_REMEMBERED:
@@ -593,19 +606,20 @@ class RedisSessionStore(SessionStoreBackend):
         args = [feed_key, int(generation), int(expect_cursor), "0" if expect_plan is None else "1",
                 expect_plan or "", plan, int(domain), packed, int(scanned_to), max(0, int(want)),
                 int(page[0]), max(int(page[0]), int(page[1])), self.ttl_ms, self.max_feeds, claim_id]
-        touch = self._touch_if_due(session_id, only_if_indexed=False)
+        touch = self._touch_if_due(session_id, only_if_indexed=False, generation=generation)
         reply, *score = self._run([("claim", list(session_keys(session_id)), args), *touch])
         if not reply[0]:
-            if not reply[1] and touch:
+            if not reply[1] and touch and score[0]:
                 # No active session: the touch indexed an id that is not a session; undo it unless
                 # a concurrent request has touched it since.
-                self._run([("untouch", [self._index(session_id)[0]], [session_id, score[0]])])
+                index_key = self._index(session_id)[0]
+                self._run([("untouch", [index_key, index_companions(index_key)[1]], [session_id, score[0]])])
             return ClaimResult(ok=False)
         _ok, served, exhausted, has_more, claimed, keys, cursor, created = reply
         if touch:
             self._touched_now(session_id)
         elif int(created):  # a session this claim made (reset elsewhere meanwhile): index it now
-            self._run([self._touch(session_id, only_if_indexed=False)])
+            self._run([self._touch(session_id, only_if_indexed=False, generation=generation)])
             self._touched_now(session_id)
         return ClaimResult(ok=True, claimed=_unpack_keys(claimed), served_count=int(served),
                            exhausted=bool(exhausted), has_more=bool(has_more), keys=_unpack_keys(keys),
@@ -614,30 +628,14 @@ class RedisSessionStore(SessionStoreBackend):
     def reset(self, session_id: str) -> ResetResult:
         self._touched.pop(session_id, None)  # its next claim makes a new session: index it then
         reset_id = secrets.token_hex(8)
-        keys = list(session_keys(session_id))
+        (found, cleared, generation), = self._run([("reset", list(session_keys(session_id)),
+                                                     [self.ttl_ms, reset_id])])
+        # Then out of the index, by the generation the reset started (a claim of the next session
+        # may have indexed it already: that entry stays); then every shard counted. Two round trips:
+        # in one, an unindex that got NOSCRIPT would run again after the counts.
         index_key = self._index(session_id)[0]
-
-        scripts = [("reset", keys, [self.ttl_ms, reset_id]), None,
-                   *[("count", [shard_key], [self.ttl_ms]) for shard_key, _guard in self.index_keys]]
-
-        def operation(connection: _Connection) -> list:
-            # The count of every index shard follows the ZREM in the pipeline (on a cluster, the
-            # ZREM and the count of its shard go to one node, in this order).
-            pipe = connection.pipeline()
-            connection.evalsha(pipe, "reset", keys, self.ttl_ms, reset_id)
-            pipe.zrem(index_key, session_id)
-            for shard_key, _guard in self.index_keys:
-                connection.evalsha(pipe, "count", [shard_key], self.ttl_ms)
-            results = pipe.execute(raise_on_error=False)
-            for index, result in enumerate(results):
-                if isinstance(result, NoScriptError):  # this one did not run (a node without it)
-                    name, script_keys, args = scripts[index]
-                    results[index] = connection.scripts[name](keys=script_keys, args=args)
-                elif isinstance(result, Exception):
-                    raise result
-            return results
-
-        (found, cleared, generation), _removed, *totals = self._attempts(operation)
+        self._run([("unindex", [index_key, *index_companions(index_key)], [session_id, int(generation)])])
+        totals = self._run([("count", [shard_key], [self.ttl_ms]) for shard_key, _guard in self.index_keys])
         return ResetResult(bool(found), int(cleared), int(generation), sum(int(total) for total in totals))
 
     def session_count(self) -> int:

@@ -1,7 +1,10 @@
 -- untouch: undo a touch (the claim it went with found no active session), unless the id was
--- touched again since.  KEYS: index.  ARGV: session_id, score the touch returned.
+-- touched again since; its generation is then forgotten with the reset floors (touch.lua).
+-- KEYS: index, floors.  ARGV: session_id, score the touch returned.
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if score and tonumber(score) == tonumber(ARGV[2]) then
+  local t = redis.call('TIME')
+  redis.call('ZADD', KEYS[2], tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000, ARGV[1])
   return redis.call('ZREM', KEYS[1], ARGV[1])
 end
 return 0
