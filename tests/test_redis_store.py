@@ -390,19 +390,26 @@ def test_a_resent_claim_returns_the_stored_outcome(store, monkeypatch):
     assert store.reset("s") == reset and reset.found  # a resent reset reports the same reset
 
 
-def test_a_claim_whose_reply_was_lost_is_resent_without_serving_twice(store, monkeypatch):
-    """The connection drops after the server ran the claim: the store resends it (same claim id)."""
+def _lose_the_next_claim_reply(monkeypatch) -> list:
+    """From now on, the first claim's connection drops after the server ran it (its replies are
+    appended to the list returned); the store then resends it with the same claim id."""
     real = RedisSessionStore._pipeline
     lost = []
 
-    def drop_first_reply(connection, calls):
+    def drop_first_claim_reply(connection, calls):
         results = real(connection, calls)
         if calls[0][0] == "claim" and not lost:
             lost.append(results)
             raise redis.ConnectionError("connection reset after the script ran")
         return results
 
-    monkeypatch.setattr(RedisSessionStore, "_pipeline", staticmethod(drop_first_reply))
+    monkeypatch.setattr(RedisSessionStore, "_pipeline", staticmethod(drop_first_claim_reply))
+    return lost
+
+
+def test_a_claim_whose_reply_was_lost_is_resent_without_serving_twice(store, monkeypatch):
+    """The connection drops after the server ran the claim: the store resends it (same claim id)."""
+    lost = _lose_the_next_claim_reply(monkeypatch)
     claim(store, "s", [1, 2])
     result = claim(store, "s", [2, 3, 4, 5], want=2)
     assert lost and result.claimed == [3, 4] and result.has_more
@@ -418,17 +425,7 @@ def test_a_session_made_by_a_claim_whose_reply_was_lost_is_still_indexed(redis_c
     elsewhere = RedisSessionStore(redis_clean.url, ttl=3600)
     claim(store, "s", [1])  # touched now: the next second's claims skip the touch
     assert elsewhere.reset("s").found and client.zscore(INDEX_KEY, "s") is None
-    real = RedisSessionStore._pipeline
-    lost = []
-
-    def drop_first_claim_reply(connection, calls):
-        results = real(connection, calls)
-        if calls[0][0] == "claim" and not lost:
-            lost.append(results)
-            raise redis.ConnectionError("connection reset after the script ran")
-        return results
-
-    monkeypatch.setattr(RedisSessionStore, "_pipeline", staticmethod(drop_first_claim_reply))
+    lost = _lose_the_next_claim_reply(monkeypatch)
     assert claim(store, "s", [2]).claimed == [2]
     assert lost and lost[0][0][-1] == 1  # the claim that ran made the session, and the touch was skipped
     assert client.zscore(INDEX_KEY, "s") is not None
