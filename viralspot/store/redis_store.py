@@ -380,9 +380,9 @@ class _Connection:
 def _direct_round_trip(connection: _Connection, calls) -> list:
     """The scripts ``calls`` as EVALSHA commands written together on the thread's connection, then
     their replies read in order: one round trip, without redis-py's pipeline, script objects and
-    (but for threads beyond ``max_links``) pool (a third of a random page's client time on the
-    store). A standalone, unix-socket or
-    Sentinel server only; a cluster client routes by slot through its own pipeline.
+    (but for threads beyond ``max_links``) pool: together a third of a random page's client time
+    on the store. A standalone, unix-socket or Sentinel server only; a cluster client routes by
+    slot through its own pipeline.
 
     An error reply (NOSCRIPT included) is read in its turn so the connection stays in step; a
     connection that failed midway is disconnected.
