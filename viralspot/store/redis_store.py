@@ -408,10 +408,16 @@ def _direct_round_trip(connection: _Connection, calls) -> list:
     finally:
         if pool is not None:
             pool.release(link)
+    return _settled(connection, calls, results)
+
+
+def _settled(connection: _Connection, calls, results: list) -> list:
+    """``results`` of ``calls`` sent together, with each script that got NOSCRIPT (it did not run)
+    loaded and run again on its own; any other error reply raised."""
     for index, result in enumerate(results):
-        if isinstance(result, NoScriptError):  # it did not run: load it and run it on its own
+        if isinstance(result, NoScriptError):
             name, keys, args = calls[index]
-            results[index] = scripts[name](keys=keys, args=args)
+            results[index] = connection.scripts[name](keys=keys, args=args)
         elif isinstance(result, Exception):
             raise result
     return results
@@ -536,14 +542,7 @@ class RedisSessionStore(SessionStoreBackend):
         pipe = connection.pipeline()
         for name, keys, args in calls:
             connection.evalsha(pipe, name, keys, *args)
-        results = pipe.execute(raise_on_error=False)
-        for index, result in enumerate(results):
-            if isinstance(result, NoScriptError):
-                name, keys, args = calls[index]
-                results[index] = connection.scripts[name](keys=keys, args=args)
-            elif isinstance(result, Exception):
-                raise result
-        return results
+        return _settled(connection, calls, pipe.execute(raise_on_error=False))
 
     def _index(self, session_id: str) -> tuple[str, str]:
         """(index, trim guard) keys of the index shard that holds the session."""
