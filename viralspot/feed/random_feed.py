@@ -198,11 +198,9 @@ class RandomFeeds:
                 continue
             # The claim's reply is the feed as it left it: a next round starts from it, not a read,
             # and a later page of this process from the same view without its keys.
-            remembered = FeedView(view.generation, plan.token, result.cursor, result.served_count,
-                                  result.exhausted, result.keys)
-            self._views.put((id(store), session_id, feed_key),
-                            FeedView(view.generation, plan.token, result.cursor, result.served_count,
-                                     result.exhausted, REMEMBERED))
+            left = (view.generation, plan.token, result.cursor, result.served_count, result.exhausted)
+            remembered = FeedView(*left, result.keys)
+            self._views.put((id(store), session_id, feed_key), FeedView(*left, REMEMBERED))
             if len(result.claimed) < want:
                 ahead += 1
                 if scanned >= self.max_scan and not result.exhausted:
