@@ -56,17 +56,13 @@ local function bitmap_set(s, los)  -- s: a bitmap container; los: lows to set, a
   return table.concat(parts)
 end
 
--- The lows ``los`` (a list of numbers) as an array container's bytes.
-local function packed_lows(los)
-  local n = #los
-  if n == 1 then
-    local lo = los[1]
-    return string.char(lo % 256, math.floor(lo / 256))
-  end
+-- The numbers ``values`` packed little-endian with the struct code ``code`` ('H': the lows of an
+-- array container, 'I4': served keys), up to 1000 per call (Lua's unpack takes a few thousand).
+local function packed(code, values)
   local parts = {}
-  for first = 1, n, 1000 do
-    local last = math.min(n, first + 999)
-    parts[#parts + 1] = struct.pack('<' .. string.rep('H', last - first + 1), unpack(los, first, last))
+  for first = 1, #values, 1000 do
+    local last = math.min(#values, first + 999)
+    parts[#parts + 1] = struct.pack('<' .. string.rep(code, last - first + 1), unpack(values, first, last))
   end
   return table.concat(parts)
 end
@@ -76,7 +72,7 @@ local function bucket_add(s, los)
   s = s or ''
   local len = #s
   if len ~= BITMAP_BYTES and len / 2 + #los <= ARRAY_MAX then
-    return s .. packed_lows(los)
+    return s .. packed('H', los)
   end
   if len ~= BITMAP_BYTES then  -- the array outgrows a bitmap: convert
     local all = {}
@@ -109,13 +105,14 @@ local function hset(key, pairs)
 end
 
 -- Note the bucket (key >> 16) of ``key`` in ``buckets`` (false until loaded), listing each new
--- one in ``wanted``.
+-- one in ``wanted``; returns the bucket.
 local function want_bucket(buckets, wanted, key)
   local hi = math.floor(key / 65536)
   if buckets[hi] == nil then
     buckets[hi] = false
     wanted[#wanted + 1] = hi
   end
+  return hi
 end
 
 -- Load the containers of the ``wanted`` buckets of the seen set ``key`` into ``buckets`` (one HMGET).

@@ -89,13 +89,8 @@ for first = 1, total, 64 do
     local position = values[j]
     if position >= from then
       local key = values[j + 1]
-      local hi = math.floor(key / 65536)
       count = count + 1
-      positions[count], keys[count], his[count] = position, key, hi
-      if buckets[hi] == nil then
-        buckets[hi] = false
-        wanted[#wanted + 1] = hi
-      end
+      positions[count], keys[count], his[count] = position, key, want_bucket(buckets, wanted, key)
     end
   end
 end
@@ -130,12 +125,7 @@ if #claimed > 0 then
     fields[#fields + 1] = bucket_add(buckets[hi] or nil, los)
   end
   hset(seen_key, fields)
-  local parts = {served}
-  for first = 1, #claimed, 1000 do
-    local last = math.min(#claimed, first + 999)
-    parts[#parts + 1] = struct.pack('<' .. string.rep('I4', last - first + 1), unpack(claimed, first, last))
-  end
-  served = table.concat(parts)
+  served = served .. packed('I4', claimed)
   redis.call('HINCRBY', meta, 'n', #claimed)
 end
 local exhausted = 0

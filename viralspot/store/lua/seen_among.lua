@@ -15,7 +15,7 @@ load_buckets(KEYS[1], buckets, wanted)
 local found = {}
 for _, key in ipairs(list) do
   if bucket_has(buckets[math.floor(key / 65536)], key % 65536) then
-    found[#found + 1] = struct.pack('<I4', key)
+    found[#found + 1] = key
   end
 end
-return table.concat(found)
+return packed('I4', found)
