@@ -106,9 +106,8 @@ def index_shard(session_id: str, shards: int) -> int:
 def _script_source(name: str) -> str:
     folder = resources.files(__package__).joinpath("lua")
     text = folder.joinpath(f"{name}.lua").read_text(encoding="utf-8")
-    if name in _SESSION_SCRIPTS:
-        text = folder.joinpath("_common.lua").read_text(encoding="utf-8") + "\n" + text
-    return text
+    prelude = "_common.lua" if name in _SESSION_SCRIPTS else "_index_common.lua"
+    return folder.joinpath(prelude).read_text(encoding="utf-8") + "\n" + text
 
 
 #: RedisClusterException messages (not a RedisError) that mean no node or slot can serve now.

@@ -1,9 +1,7 @@
 -- ids: up to ARGV[2] session ids used within the last TTL, most recent first.
 -- KEYS: index (shard).  ARGV: ttl_ms, limit, withscores ("1": id, score, id, score, ... for
 -- merging the shards of a cluster's index).
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local min = '(' .. string.format('%.17g', now - tonumber(ARGV[1]))
+local min = after(server_ms() - tonumber(ARGV[1]))
 if ARGV[3] == '1' then
   return redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', min, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
 end

@@ -14,8 +14,7 @@
 local FLOOR_MS = 60000
 local index, guard, generations, floors = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local session, generation = ARGV[1], tonumber(ARGV[4])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local now = server_ms()
 local score = string.format('%.17g', now)
 if generation >= 0 then
   local known = tonumber(redis.call('HGET', generations, session) or '-1')
@@ -33,13 +32,13 @@ if score ~= '' then
   end
 end
 if redis.call('SET', guard, '1', 'NX', 'PX', 1000) then
-  local idle = '(' .. string.format('%.17g', now - tonumber(ARGV[2]))
+  local idle = after(now - tonumber(ARGV[2]))
   local gone = redis.call('ZRANGEBYSCORE', index, '-inf', idle)
   for first = 1, #gone, 1000 do
     redis.call('HDEL', generations, unpack(gone, first, math.min(#gone, first + 999)))
   end
   redis.call('ZREMRANGEBYSCORE', index, '-inf', idle)
-  local settled = '(' .. string.format('%.17g', now - FLOOR_MS)
+  local settled = after(now - FLOOR_MS)
   for _, gone in ipairs(redis.call('ZRANGEBYSCORE', floors, '-inf', settled, 'LIMIT', 0, 1000)) do
     if not redis.call('ZSCORE', index, gone) then redis.call('HDEL', generations, gone) end
     redis.call('ZREM', floors, gone)

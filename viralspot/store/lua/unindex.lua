@@ -8,6 +8,5 @@ if known >= generation and redis.call('ZSCORE', KEYS[1], session) then
   return 0
 end
 if generation > known then redis.call('HSET', KEYS[2], session, generation) end
-local t = redis.call('TIME')
-redis.call('ZADD', KEYS[3], tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000, session)
+redis.call('ZADD', KEYS[3], server_ms(), session)
 return redis.call('ZREM', KEYS[1], session)

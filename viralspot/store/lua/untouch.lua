@@ -3,8 +3,7 @@
 -- KEYS: index, floors.  ARGV: session_id, score the touch returned.
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if score and tonumber(score) == tonumber(ARGV[2]) then
-  local t = redis.call('TIME')
-  redis.call('ZADD', KEYS[2], tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000, ARGV[1])
+  redis.call('ZADD', KEYS[2], server_ms(), ARGV[1])
   return redis.call('ZREM', KEYS[1], ARGV[1])
 end
 return 0
