@@ -152,7 +152,8 @@ class SessionStoreBackend(abc.ABC):
         because candidates are a function of the plan and the position alone. So
         a process whose view of the feed lags still claims in one step.
         A claim on no active session creates it, at the generation of its
-        freshness record (which it consumes).
+        freshness record (the memory store then drops the record; Redis keeps it
+        until its TTL, so that a resent reset recognises itself).
         """
 
     @abc.abstractmethod

@@ -7,22 +7,28 @@ Redis Cluster slot, so no script crosses slots):
               ``n`` seen-set size, ``o`` msgpack list of feed keys (least recently used first),
               and per feed ``f:<feed>`` (msgpack: cursor, exhausted, plan, last claim) and
               ``s:<feed>`` (the served sequence, little-endian uint32 keys, 4 bytes each).
-``vs:{S}:k``  HASH, the seen set, roaring style: field ``key >> 16``, value the sorted uint16 low
-              halves (2 bytes each), or an 8 KiB bitmap once a bucket holds over 4,095 keys.
-``vs:{S}:r``  STRING, the freshness record a reset leaves: ``<generation>:<cleared>:<reset id>``.
+``vs:{S}:k``  HASH, the seen set, roaring style: field ``key >> 16``, value the uint16 low halves
+              in the order they were served (2 bytes each), or an 8 KiB bitmap once a bucket
+              holds over 4,095 keys.
+``vs:{S}:r``  STRING, the freshness record a reset leaves: ``<generation>:<cleared>:<reset id>``;
+              the next session keeps it, so a resent reset recognises itself.
 ``vs:active`` ZSET, session id -> last-seen server ms, for counting and listing active sessions
-              (``{vs:active}:trim`` is its once-a-second trim guard).
+              (``{vs:active}:trim`` is its once-a-second trim guard; ``{vs:active}:gen`` and
+              ``{vs:active}:floor`` hold the generations that order touches and resets, see
+              ``touch.lua``).
 
 The session keys carry a sliding TTL that the scripts restart. The index is updated by a
-separate single-key script pipelined with the session script, so an operation costs one round
-trip (a random page: read the feed, then claim), and at most once a second per session and
-process (``ClientOptions.index_touch_interval``), so most pages run one script. The Redis client is created lazily in the
-process that uses it (after a gunicorn fork, the worker makes its own connection pool).
+separate script on the index's keys, pipelined with the session script, so an operation costs
+one round trip (a random page: read the feed, then claim), and at most once a second per session
+and process (``ClientOptions.index_touch_interval``), so most pages run one script. A reset
+takes three: the reset, then the session's removal from the index by generation, then the
+counts. The Redis client is created lazily in the process that uses it (after a gunicorn fork,
+the worker makes its own connection pool), and each thread keeps its own connection.
 
 Redis Cluster (``redis+cluster://host:port,host:port``): the same scripts, each on one slot (a
 session's keys share its hash tag). One global index would put every request on one master, so
-the index is sharded: ``vs:active:{<i>}`` for i in 0..15 (guard ``vs:active:{<i>}:trim``), the
-shard of a session being ``crc32(session id) % 16``. A session script and the touch of its
+the index is sharded: ``vs:active:{<i>}`` for i in 0..15 (with ``vs:active:{<i>}:trim``,
+``:gen`` and ``:floor``), the shard of a session being ``crc32(session id) % 16``. A session script and the touch of its
 shard go in one non-transactional pipeline that redis-py splits by node (written to every node,
 then read: still one round trip); counting sums ZCOUNT over the 16 shards and listing merges
 their ZREVRANGEBYSCORE results, one pipeline each.
