@@ -11,6 +11,7 @@ import random
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -464,7 +465,30 @@ def test_a_claim_may_touch_thousands_of_buckets(store):
     assert claim(store, "s", keys[:10_000] + [5]).claimed == [5]
 
 
+def test_small_seen_sets_are_flat_little_endian_keys_in_claim_order(store, client):
+    claim(store, "s", [0x01020304, 0x05060708, 7])
+    claim(store, "s", [0x05060708, 9])
+    assert client.hkeys("vs:{s}:k") == [b"a"]
+    assert client.hget("vs:{s}:k", "a") == struct.pack("<4I", 0x01020304, 0x05060708, 7, 9)
+    # 0x07080102's bytes (02 01 08 07) occur in the set across two keys: not a member.
+    assert store.seen_among("s", [0x07080102, 9, 0x05060708, 8]) == [9, 0x05060708]
+    assert claim(store, "s", [0x07080102, 7]).claimed == [0x07080102]
+
+
+def test_a_flat_seen_set_past_1024_keys_moves_into_buckets_whole(store, client):
+    keys = random.Random(11).sample(range(1, 300_000), 1100)
+    claim(store, "s", keys[:1000])
+    assert client.hkeys("vs:{s}:k") == [b"a"]
+    claim(store, "s", keys[1000:1030])
+    fields = client.hkeys("vs:{s}:k")
+    assert b"a" not in fields and sorted(fields) == sorted({str(key >> 16).encode() for key in keys[:1030]})
+    assert sorted(store.seen_among("s", keys)) == sorted(keys[:1030])
+    assert claim(store, "s", keys).claimed == keys[1030:]
+    assert store.summary("s").served_items_count == 1100
+
+
 def test_array_containers_hold_little_endian_lows_in_claim_order(store, client):
+    claim(store, "s", list(range(5 * 65_536, 5 * 65_536 + 1025)))  # past the flat form: buckets
     claim(store, "s", [3 * 65_536 + 513, 3 * 65_536 + 2, 3 * 65_536 + 300, 7])
     claim(store, "s", [3 * 65_536 + 1, 3 * 65_536 + 2, 8])
     assert client.hget("vs:{s}:k", "3") == bytes([1, 2, 2, 0, 44, 1, 1, 0])

@@ -1,7 +1,13 @@
 -- Shared by the session scripts (prepended to each one when it is registered).
 --
--- A session's seen set is the hash KEYS[2]: field = key >> 16 (decimal), value = a container of
--- the keys' low 16 bits, roaring style:
+-- A session's seen set is the hash KEYS[2], in one of two forms:
+--   * flat, while it holds at most FLAT_MAX keys: the one field 'a', the keys as little-endian
+--     uint32 in the order they were served (4 bytes each). A claim appends the very bytes it
+--     appends to the served sequence, and membership is a plain search (in C) for the key's 4
+--     bytes at offsets that start a key: no per-bucket fields to read, pack and write per page;
+--   * bucketed, once a claim would take it past FLAT_MAX keys (the flat keys move into buckets
+--     and 'a' goes): field = key >> 16 (decimal), value = a container of the keys' low 16 bits,
+--     roaring style:
 --   * an "array": the little-endian uint16 lows in the order they were added, at most ARRAY_MAX
 --     of them (2 bytes each); membership is a plain search (in C) at even offsets, so a claim
 --     appends to an array instead of merging into a sorted one;
@@ -11,6 +17,7 @@
 
 local BITMAP_BYTES = 8192
 local ARRAY_MAX = 4095
+local FLAT_MAX = 1024
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -32,6 +39,31 @@ local function bucket_has(s, lo)
     at = string.find(s, needle, at + 1, true)
   end
   return false
+end
+
+-- Whether the flat seen set ``s`` holds the key whose 4 packed bytes are ``needle``.
+local function flat_has(s, needle)
+  local at = string.find(s, needle, 1, true)
+  while at do
+    if at % 4 == 1 then return true end
+    at = string.find(s, needle, at + 1, true)
+  end
+  return false
+end
+
+-- The seen set of ``key``: (flat, nil) while flat ('' for none), else (nil, true).
+local function seen_form(key)
+  local flat = redis.call('HGET', key, 'a')
+  if flat then return flat, nil end
+  if redis.call('EXISTS', key) == 1 then return nil, true end
+  return '', nil
+end
+
+-- The keys of ``needles`` (4-byte little-endian strings) as numbers.
+local function needle_keys(needles)
+  local keys = {}
+  for i, needle in ipairs(needles) do keys[i] = struct.unpack('<I4', needle) end
+  return keys
 end
 
 local function bitmap_set(s, los)  -- s: a bitmap container; los: lows to set, any order
@@ -120,6 +152,27 @@ local function load_buckets(key, buckets, wanted)
   if #wanted == 0 then return end
   local values = hmget(key, wanted)
   for i, hi in ipairs(wanted) do buckets[hi] = values[i] end
+end
+
+-- Add ``keys`` (numbers: distinct, none in the set yet) to the bucketed seen set ``key``;
+-- ``buckets`` holds the containers already loaded of their buckets (nil or false: none).
+local function buckets_add(key, buckets, keys)
+  local added = {}
+  for _, k in ipairs(keys) do
+    local hi = math.floor(k / 65536)
+    local los = added[hi]
+    if los then
+      los[#los + 1] = k - hi * 65536
+    else
+      added[hi] = {k - hi * 65536}
+    end
+  end
+  local fields = {}
+  for hi, los in pairs(added) do
+    fields[#fields + 1] = hi
+    fields[#fields + 1] = bucket_add(buckets[hi] or nil, los)
+  end
+  hset(key, fields)
 end
 
 local function feed_state(packed)  -- {cursor, exhausted, plan, claim_id, before, after, has_more, created}

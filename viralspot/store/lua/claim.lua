@@ -73,59 +73,72 @@ local served = redis.call('HGET', meta, served_field) or ''
 local before = #served / 4
 if moved_on then want = math.max(0, math.min(want, page_stop - before)) end  -- counted from a lagging view
 
--- The containers of every candidate's bucket, in one HMGET.
+-- The candidates from the first one not before the cursor (a claim that moved on walked the rest).
 local total = #candidates / 12
-local count = 0
-local positions, keys, his, buckets, wanted = {}, {}, {}, {}, {}
-local from = -1
-if moved_on then from = cursor end  -- the candidates before it were walked by the other claim
--- Unpacked up to 64 pairs per struct.unpack call (one call per pair cost most of a claim).
-local offset = 1
-for first = 1, total, 64 do
-  local pairs_here = math.min(64, total - first + 1)
-  local values = {struct.unpack('<' .. string.rep('dI4', pairs_here), candidates, offset)}
-  offset = values[2 * pairs_here + 1]
-  for j = 1, 2 * pairs_here, 2 do
-    local position = values[j]
-    if position >= from then
-      local key = values[j + 1]
-      count = count + 1
-      positions[count], keys[count], his[count] = position, key, want_bucket(buckets, wanted, key)
+local first = 1
+if moved_on then
+  while first <= total and struct.unpack('<d', candidates, 12 * first - 11) < cursor do first = first + 1 end
+end
+-- Each candidate's key as its 4 packed bytes (a "needle"): what a flat seen set is searched for and
+-- what the served sequence and the flat set append, with nothing unpacked or packed per key.
+local flat, bucketed = seen_form(seen_key)
+local claimed, taken, buckets = {}, {}, nil
+local new_cursor, has_more = scanned_to, 0
+-- Walk the candidates in order: skip the seen, take up to ``want``, stop on the first leftover.
+local function take(i, needle)  -- false: the page is full, ``i`` is its leftover
+  if #claimed >= want then
+    new_cursor, has_more = struct.unpack('<d', candidates, 12 * i - 11), 1
+    return false
+  end
+  claimed[#claimed + 1] = needle
+  taken[needle] = true
+  return true
+end
+if bucketed then  -- the containers of every candidate's bucket, in one HMGET
+  local needles, keys, his, wanted = {}, {}, {}, {}
+  buckets = {}
+  for i = first, total do
+    local needle = string.sub(candidates, 12 * i - 3, 12 * i)
+    local key = struct.unpack('<I4', needle)
+    needles[i], keys[i], his[i] = needle, key, want_bucket(buckets, wanted, key)
+  end
+  load_buckets(seen_key, buckets, wanted)
+  for i = first, total do
+    local needle = needles[i]
+    if not taken[needle] and not bucket_has(buckets[his[i]], keys[i] - his[i] * 65536) then
+      if not take(i, needle) then break end
     end
   end
-end
-load_buckets(seen_key, buckets, wanted)
-
--- Walk the candidates in order: skip the seen, take up to ``want``, stop on the first leftover.
-local claimed, added, taken = {}, {}, {}
-local new_cursor, has_more = scanned_to, 0
-for i = 1, count do
-  local key, hi = keys[i], his[i]
-  local lo = key - hi * 65536
-  if not taken[key] and not bucket_has(buckets[hi], lo) then
-    if #claimed >= want then
-      new_cursor, has_more = positions[i], 1
-      break
-    end
-    claimed[#claimed + 1] = key
-    taken[key] = true
-    local los = added[hi]
-    if los then
-      los[#los + 1] = lo
-    else
-      added[hi] = {lo}
+else  -- inline: a plain search per candidate, at an offset that starts a key
+  local find = string.find
+  for i = first, total do
+    local needle = string.sub(candidates, 12 * i - 3, 12 * i)
+    local at = find(flat, needle, 1, true)
+    while at and at % 4 ~= 1 do at = find(flat, needle, at + 1, true) end
+    if not at and not taken[needle] then
+      if not take(i, needle) then break end
     end
   end
 end
 
 if #claimed > 0 then
-  local fields = {}
-  for hi, los in pairs(added) do
-    fields[#fields + 1] = hi
-    fields[#fields + 1] = bucket_add(buckets[hi] or nil, los)
+  local bytes = table.concat(claimed)
+  if bucketed then
+    buckets_add(seen_key, buckets, needle_keys(claimed))
+  elseif #flat / 4 + #claimed > FLAT_MAX then  -- the flat set outgrows its form: into buckets
+    local keys = {}
+    for at = 1, #flat, 4096 do
+      local count = math.min(1024, (#flat - at + 1) / 4)
+      local values = {struct.unpack('<' .. string.rep('I4', count), flat, at)}
+      for j = 1, count do keys[#keys + 1] = values[j] end
+    end
+    for _, key in ipairs(needle_keys(claimed)) do keys[#keys + 1] = key end
+    redis.call('HDEL', seen_key, 'a')
+    buckets_add(seen_key, {}, keys)
+  else
+    redis.call('HSET', seen_key, 'a', flat .. bytes)
   end
-  hset(seen_key, fields)
-  served = served .. packed('I4', claimed)
+  served = served .. bytes
   redis.call('HINCRBY', meta, 'n', #claimed)
 end
 local exhausted = 0

@@ -1,21 +1,20 @@
 -- seen_among: which of the given keys the session was served (read-only).
 -- KEYS: seen.  ARGV: keys (packed uint32).  Returns the seen ones, packed, in the given order.
-local keys = ARGV[1]
-local count = #keys / 4
-if count == 0 or redis.call('EXISTS', KEYS[1]) == 0 then return '' end
-local list, buckets, wanted = {}, {}, {}
-local offset = 1
-for i = 1, count do
-  local key
-  key, offset = struct.unpack('<I4', keys, offset)
-  list[i] = key
-  want_bucket(buckets, wanted, key)
-end
-load_buckets(KEYS[1], buckets, wanted)
+local packed_keys = ARGV[1]
+local needles = {}
+for at = 1, #packed_keys, 4 do needles[#needles + 1] = string.sub(packed_keys, at, at + 3) end
+local flat, bucketed = seen_form(KEYS[1])
 local found = {}
-for _, key in ipairs(list) do
-  if bucket_has(buckets[math.floor(key / 65536)], key % 65536) then
-    found[#found + 1] = key
+if bucketed then
+  local keys, buckets, wanted = needle_keys(needles), {}, {}
+  for _, key in ipairs(keys) do want_bucket(buckets, wanted, key) end
+  load_buckets(KEYS[1], buckets, wanted)
+  for i, key in ipairs(keys) do
+    if bucket_has(buckets[math.floor(key / 65536)], key % 65536) then found[#found + 1] = needles[i] end
+  end
+elseif #flat > 0 then
+  for _, needle in ipairs(needles) do
+    if flat_has(flat, needle) then found[#found + 1] = needle end
   end
 end
-return packed('I4', found)
+return table.concat(found)
