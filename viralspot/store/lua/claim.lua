@@ -24,20 +24,21 @@ local max_feeds = tonumber(ARGV[14])
 local claim_id = ARGV[15]
 local state_field, served_field = 'f:' .. feed, 's:' .. feed
 
-local active = redis.call('EXISTS', meta) == 1
-local current_generation, state
+-- One HMGET reads what the claim needs of the session: an active session always has 'g'.
+local values = redis.call('HMGET', meta, 'g', 'n', state_field, served_field)
+local active = values[1] ~= false
+local current_generation, state, served_total = 0, nil, 0
 if active then
-  local values = redis.call('HMGET', meta, 'g', state_field)
-  current_generation = tonumber(values[1])
-  state = feed_state(values[2])
+  current_generation, served_total = tonumber(values[1]), tonumber(values[2])
+  state = feed_state(values[3])
 else
   current_generation = fresh_generation(redis.call('GET', fresh))
 end
+local served = values[4] or ''
 
 -- A resend of a claim already applied (redis-py retries after a timeout) returns its outcome again,
 -- whether it made the session included (the client indexes a session a claim made).
 if state and state[4] == claim_id then
-  local served = redis.call('HGET', meta, served_field) or ''
   return {1, #served / 4, state[2], state[7], string.sub(served, state[5] * 4 + 1, state[6] * 4),
           string.sub(served, page_start * 4 + 1, page_stop * 4), state[1], state[8] or 0}
 end
@@ -57,7 +58,7 @@ local now = now_ms()
 if not active then  -- a new session, at the generation of its freshness record
   -- The record stays until its TTL: a resent reset recognises itself by its id (reset.lua).
   redis.call('DEL', seen_key)
-  redis.call('HSET', meta, 'g', current_generation, 'c', now, 'l', now, 'n', 0, 'o', cmsgpack.pack({}))
+  redis.call('HSET', meta, 'g', current_generation, 'c', now, 'o', cmsgpack.pack({}))
 end
 if not state then  -- a new feed: the newest; the oldest ones past max_feeds are forgotten
   local order = cmsgpack.unpack(redis.call('HGET', meta, 'o'))
@@ -69,7 +70,6 @@ if not state then  -- a new feed: the newest; the oldest ones past max_feeds are
   redis.call('HSET', meta, 'o', cmsgpack.pack(order))
 end
 
-local served = redis.call('HGET', meta, served_field) or ''
 local before = #served / 4
 if moved_on then want = math.max(0, math.min(want, page_stop - before)) end  -- counted from a lagging view
 
@@ -139,13 +139,12 @@ if #claimed > 0 then
     redis.call('HSET', seen_key, 'a', flat .. bytes)
   end
   served = served .. bytes
-  redis.call('HINCRBY', meta, 'n', #claimed)
 end
 local exhausted = 0
 if new_cursor >= domain then exhausted = 1 end
 local created = 0
 if not active then created = 1 end
-redis.call('HSET', meta, served_field, served, 'l', now, state_field,
+redis.call('HSET', meta, served_field, served, 'l', now, 'n', served_total + #claimed, state_field,
            cmsgpack.pack({new_cursor, exhausted, plan, claim_id, before, #served / 4, has_more, created}))
 redis.call('PEXPIRE', meta, ttl)
 redis.call('PEXPIRE', seen_key, ttl)
