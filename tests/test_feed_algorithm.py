@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from viralspot.feed.plans import WINDOW_SECONDS, FeedPlanner, ListPlan, WalkPlan
-from viralspot.feed.random_feed import RandomFeeds, session_permutation
+from viralspot.feed.random_feed import BeyondServedPrefix, RandomFeeds, session_permutation
 from viralspot.store.memory import MemorySessionStore
 
 
@@ -483,7 +483,8 @@ def test_a_page_is_one_claim_after_a_read_when_the_claim_checks_seen_keys(list_m
 def test_a_remembered_view_that_lags_still_claims_at_once_and_never_repeats(list_max_keys):
     """Another process served the next pages: the claim on the view this process remembers goes
     on from the feed's own cursor (same plan), so the page is still one claim, with no read, no
-    conflict counted and nothing served twice; a replay and a reset still read."""
+    conflict counted and nothing served twice; after a reset the failed claim answers the feed,
+    and the page claims again on it."""
     store, source = CountingStore(), InMemoryCatalog(5000, range(1, 5001))
     here, there = make_feeds(list_max_keys), make_feeds(list_max_keys)
     first = here.page(store, source, "s", "f", 0, 24).keys
@@ -499,10 +500,74 @@ def test_a_remembered_view_that_lags_still_claims_at_once_and_never_repeats(list
     store.reset("s")
     store.calls.clear()
     fresh = here.page(store, source, "s", "f", 96, 24)  # remembered generation is the old one
-    assert store.calls == ["claim_unseen", "read_feed", "claim_unseen"]
+    assert store.calls == ["claim_unseen", "claim_unseen"]  # the failed claim answered the feed
     view = store.read_feed("s", "f", 0, 120)
     assert (view.generation, view.served_count, len(set(view.keys))) == (1, 120, 120)  # the new generation's
     assert fresh.keys == view.keys[96:120]
+
+
+class PresumingStore(CountingStore):
+    """The counting store, presuming views as the Redis store does."""
+
+    presume_views = True
+
+
+@pytest.mark.parametrize("list_max_keys", [20_000, 0], ids=["list", "walk"])
+def test_a_feed_a_process_has_not_seen_is_presumed_and_claimed_at_once(list_max_keys):
+    """A store whose read is a round trip: a session's first page, and a page of a session that
+    another process served up to it, are one claim (no read); nothing is served twice, and the
+    pages are the ones a single process serves."""
+    store, source = PresumingStore(), InMemoryCatalog(5000, range(1, 5001))
+    processes = [make_feeds(list_max_keys) for _ in range(3)]
+    served = []
+    for number in range(9):
+        store.calls.clear()
+        served += processes[number % 3].page(store, source, "s", "f", number * 24, 24).keys
+        assert store.calls == ["claim_unseen"], number
+    assert len(set(served)) == len(served) == 216
+    assert served == drain_keys(make_feeds(list_max_keys), source, 216)
+
+
+def drain_keys(feeds, source, count):
+    """The first ``count`` keys of session "s" in one process, from a store of its own."""
+    store = MemorySessionStore()
+    return [key for offset in range(0, count, 24) for key in feeds.page(store, source, "s", "f", offset, 24).keys]
+
+
+@pytest.mark.parametrize("list_max_keys", [20_000, 0], ids=["list", "walk"])
+def test_a_wrong_presumption_costs_one_more_claim_and_serves_the_same_pages(list_max_keys):
+    """Presumed wrong (a reset made generation 1; items another feed served put the served count
+    behind the cursor; the session has not got that far; the page is a replay): the failed claim
+    answers the feed, no read is made and no conflict counted, and the page is what a read would
+    have given."""
+    source = InMemoryCatalog(5000, range(1, 5001))
+    store, here = PresumingStore(), make_feeds(list_max_keys)
+    here.page(store, source, "s", "f", 0, 24)
+    store.reset("s")
+    store.calls.clear()
+    page = make_feeds(list_max_keys).page(store, source, "s", "f", 0, 24)  # generation 1, not 0
+    assert store.calls == ["claim_unseen", "claim_unseen"]
+    assert page.keys == store.read_feed("s", "f", 0, 24).keys and store.read_feed("s", "f", 0, 0).generation == 1
+
+    # Keys served in feed "g" are skipped in "f": after 2 pages "f"'s cursor is past its served count.
+    store = PresumingStore()
+    other = here.page(store, source, "t", "g", 0, 480).keys
+    first = [key for offset in (0, 24) for key in here.page(store, source, "t", "f", offset, 24).keys]
+    view = store.read_feed("t", "f", 0, 0)
+    assert view.cursor > view.served_count == 48
+    store.calls.clear()
+    third = make_feeds(list_max_keys).page(store, source, "t", "f", 48, 24).keys
+    assert store.calls == ["claim_unseen", "claim_unseen"]
+    served = other + first + third
+    assert len(third) == 24 and len(set(served)) == len(served)
+
+    store.calls.clear()  # a page past what the session was served is still refused
+    with pytest.raises(BeyondServedPrefix):
+        make_feeds(list_max_keys).page(store, source, "u", "f", 48, 24, max_ahead=24)
+    assert store.calls == ["claim_unseen"] and store.summary("u") is None
+    store.calls.clear()  # a replay of a page another process served
+    assert make_feeds(list_max_keys).page(store, source, "t", "f", 0, 24).keys == first[:24]
+    assert store.calls == ["claim_unseen"]
 
 
 def test_a_view_that_lags_past_the_page_replays_what_another_process_served():

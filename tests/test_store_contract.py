@@ -129,6 +129,37 @@ def test_claim_is_a_compare_and_set(make_store):
     assert store.read_feed("s", "f", 0, 10).keys == [1, 2, 3]
 
 
+def test_a_failed_claim_answers_the_feed_as_a_read_does(make_store):
+    store = make_store()
+    assert claim(store, "s", [1, 2, 3]).ok
+    failed = claim(store, "s", [4], cursor=1, plan="p", generation=3, page=(1, 3))
+    assert not failed.ok and failed.claimed == []
+    assert failed.view == store.read_feed("s", "f", 1, 3)
+    assert (failed.view.generation, failed.view.cursor, failed.view.served_count, failed.view.keys) == (0, 3, 3, [2, 3])
+    ghost = claim(store, "ghost", [4], plan="p", cursor=5)  # no session: the fresh view, nothing made
+    assert not ghost.ok and ghost.view == store.read_feed("ghost", "f", 0, 100) and store.summary("ghost") is None
+
+
+def test_expect_served_must_match_exactly(make_store):
+    store = make_store()
+    claim(store, "s", [11, 12], feed="g")  # seen in another feed: "f" skips them
+    assert claim(store, "s", [11, 12, 13], page=(0, 1)).claimed == [13]  # "f": cursor 3, served 1
+
+    def presumed(served, cursor, keys):
+        return store.claim_unseen("s", "f", generation=0, expect_cursor=cursor, expect_plan="p", plan="p",
+                                  domain=10**6, candidates=list(enumerate(keys, start=cursor)),
+                                  scanned_to=cursor + len(keys), want=len(keys), page=(served, served + len(keys)),
+                                  expect_served=served)
+
+    wrong = presumed(3, 3, [14])  # the right cursor, not the served count
+    assert not wrong.ok and (wrong.view.cursor, wrong.view.served_count) == (3, 1)
+    lagging = presumed(1, 2, [12, 14])  # the served count, a cursor that lags: no going on from it
+    assert not lagging.ok and lagging.view.cursor == 3
+    right = presumed(1, 3, [14, 15])
+    assert right.ok and right.claimed == [14, 15] and right.keys == [14, 15]
+    assert store.read_feed("s", "f", 0, 10).keys == [13, 14, 15]
+
+
 def test_the_same_claim_twice_serves_nothing_twice(make_store):
     store = make_store()
     first = claim(store, "s", [1, 2, 3], want=2)

@@ -31,6 +31,9 @@ MAX_ATTEMPTS = 16
 MAX_ROUNDS = 256
 #: The keys of a remembered feed view (it holds none): marks a view not read from the store.
 REMEMBERED: list[int] = []
+#: The keys of a presumed feed view (a feed this process has not seen, taken to be where a session
+#: paging in order would have it): checked by the claim, never answered from.
+PRESUMED: list[int] = []
 #: Positions one filter check sends to the database at most.
 MAX_BATCH = 8192
 #: Sessions whose permutations a process keeps built (a session pages through its feed in a row).
@@ -156,17 +159,27 @@ class RandomFeeds:
         remembered = self._views.get((id(store), session_id, feed_key))
         if remembered is not None and (offset < remembered.served_count or remembered.exhausted):
             remembered = None
+        if remembered is None and store.presume_views:
+            # A feed this process has not seen: presume it is where a session paging in order has it
+            # (nothing served yet for a first page; else ``offset`` served, on the plan a new feed
+            # gets, at generation 0) and claim at once. The claim checks all of it, served count
+            # included; when it is wrong the store answers the feed as a read would, and the next
+            # round claims on that: a wrong guess costs the round trip the read would have.
+            state = source.catalog_state()
+            plan_token = self.planner.new_plan(feed_key, source, state).token if offset else None
+            remembered = FeedView(0, plan_token, offset, offset, False, PRESUMED)
         conflicts = ahead = scanned = 0
         for _round in range(MAX_ROUNDS):
             if conflicts >= MAX_ATTEMPTS:
                 break
             view, remembered = remembered or store.read_feed(session_id, feed_key, offset, need), None
+            unread = view.keys is REMEMBERED or view.keys is PRESUMED
             if view.served_count > need:
                 self.observer.page("replay")
                 return RandomPage(view.keys, False)
             if max_ahead is not None and need > view.served_count + max_ahead and not view.exhausted:
-                if view.keys is REMEMBERED:
-                    continue  # the remembered view may lag: ask the store
+                if unread:
+                    continue  # the remembered or presumed view may be wrong: ask the store
                 raise BeyondServedPrefix(view.served_count, max_ahead)
             state = state or source.catalog_state()
             if view.plan is None:
@@ -174,7 +187,7 @@ class RandomFeeds:
             else:
                 plan, rebased = self.planner.continue_plan(view.plan, view.exhausted, feed_key, source, state)
                 if plan is None:
-                    if view.keys is REMEMBERED:
+                    if unread:
                         continue
                     self.observer.page("replay")
                     return RandomPage(view.keys, True)
@@ -189,12 +202,14 @@ class RandomFeeds:
             result = store.claim_unseen(
                 session_id, feed_key, generation=view.generation, expect_cursor=view.cursor,
                 expect_plan=view.plan, plan=plan.token, domain=plan.size, candidates=candidates,
-                scanned_to=scanned_to, want=want, page=(offset, need))
+                scanned_to=scanned_to, want=want, page=(offset, need),
+                expect_served=view.served_count if view.keys is PRESUMED else None)
             if not result.ok:
-                if view.keys is not REMEMBERED:  # a remembered view that lagged is not a race
+                if not unread:  # a remembered view that lagged, or a presumed one, is not a race
                     log.debug("feed claim lost a race; retrying")
                     self.observer.claim_conflict(plan.kind)
                     conflicts += 1
+                remembered = result.view  # the feed as the store has it: the next round goes on from it
                 continue
             # The claim's reply is the feed as it left it: a next round starts from it, not a read,
             # and a later page of this process from the same view without its keys.

@@ -61,6 +61,9 @@ class ClaimResult:
     keys: list[int] = field(default_factory=list)
     #: The feed's cursor after the claim.
     cursor: int = 0
+    #: When the compare-and-set failed: the feed as ``read_feed`` answers it for the claim's page
+    #: (a caller goes on from it without a read).
+    view: FeedView | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,9 @@ class SessionStoreBackend(abc.ABC):
     prefilter_seen: bool = True
     #: Whether other processes (workers, hosts, ``flask sessions``) see the same sessions.
     shared: bool = False
+    #: Whether the feed should claim on a presumed view of a feed it has not read (checked with
+    #: ``expect_served``) rather than read it first: True where a read costs a round trip.
+    presume_views: bool = False
 
     @abc.abstractmethod
     def read_feed(self, session_id: str, feed_key: str, start: int, stop: int) -> FeedView:
@@ -130,12 +136,17 @@ class SessionStoreBackend(abc.ABC):
         scanned_to: int,
         want: int,
         page: tuple[int, int],
+        expect_served: int | None = None,
     ) -> ClaimResult:
         """Atomically extend a feed's served sequence.
 
-        Fails (``ok=False``, nothing written) unless the session's generation is
+        Fails (``ok=False``, nothing claimed) unless the session's generation is
         ``generation`` and the feed's cursor and plan are ``expect_cursor`` and
-        ``expect_plan`` (a missing feed has cursor 0 and plan None). Otherwise it
+        ``expect_plan`` (a missing feed has cursor 0 and plan None), and, when
+        ``expect_served`` is given, the feed has served exactly that many keys and
+        its cursor is exactly ``expect_cursor``. A failed claim answers the feed
+        as ``read_feed(session_id, feed_key, *page)`` would (``view``), restarting
+        the idle TTL as that read does, so the caller goes on without a read. Otherwise it
         walks ``candidates`` (permutation position, key) in order, skips keys
         already seen, and appends up to ``want`` of the rest to the feed's served
         sequence and to the seen set. The new cursor is the position of the first unseen
@@ -143,7 +154,8 @@ class SessionStoreBackend(abc.ABC):
         reaches ``domain``. The feed's plan becomes ``plan``.
         Returns the served keys ``[page[0]:page[1]]`` after the claim.
 
-        **A cursor that moved ahead on the same plan is not a conflict.** When
+        **A cursor that moved ahead on the same plan is not a conflict** (unless
+        ``expect_served`` is given). When
         ``plan`` is ``expect_plan`` and the feed's plan, and its cursor has moved
         past ``expect_cursor`` (another process claimed meanwhile) but not to
         ``scanned_to``, the candidates before the cursor are dropped and the claim

@@ -171,17 +171,21 @@ class MemorySessionStore(SessionStoreBackend):
 
     def read_feed(self, session_id: str, feed_key: str, start: int, stop: int) -> FeedView:
         with self._lock:
-            session = self._lookup(session_id, self._clock())
-            if session is None:
-                return FeedView(self._generation(session_id), None, 0, 0, False, [])
-            feed = session.feeds.get(feed_key)
-            if feed is None:
-                return FeedView(session.generation, None, 0, 0, False, [])
-            session.feeds.move_to_end(feed_key)
-            return FeedView(
-                session.generation, feed.plan, feed.cursor, len(feed.served),
-                feed.exhausted, feed.served[start:stop].tolist(),
-            )
+            return self._read_feed(self._lookup(session_id, self._clock()), session_id, feed_key, start, stop)
+
+    def _read_feed(self, session: _Session | None, session_id: str, feed_key: str, start: int,
+                   stop: int) -> FeedView:
+        """``read_feed`` of a session already looked up, under the lock."""
+        if session is None:
+            return FeedView(self._generation(session_id), None, 0, 0, False, [])
+        feed = session.feeds.get(feed_key)
+        if feed is None:
+            return FeedView(session.generation, None, 0, 0, False, [])
+        session.feeds.move_to_end(feed_key)
+        return FeedView(
+            session.generation, feed.plan, feed.cursor, len(feed.served),
+            feed.exhausted, feed.served[start:stop].tolist(),
+        )
 
     def seen_among(self, session_id: str, keys: Sequence[int]) -> list[int]:
         with self._lock:
@@ -191,16 +195,18 @@ class MemorySessionStore(SessionStoreBackend):
             return session.seen.among(keys)
 
     def claim_unseen(self, session_id, feed_key, *, generation, expect_cursor, expect_plan,
-                     plan, domain, candidates, scanned_to, want, page) -> ClaimResult:
+                     plan, domain, candidates, scanned_to, want, page, expect_served=None) -> ClaimResult:
         with self._lock:
             now = self._clock()
             session = self._lookup(session_id, now)
             current_generation = session.generation if session else self._generation(session_id)
             feed = session.feeds.get(feed_key) if session else None
             cursor, current_plan = (feed.cursor, feed.plan) if feed else (0, None)
+            moved_on = expect_served is None and plan == expect_plan and expect_cursor < cursor < scanned_to
             if (current_generation, current_plan) != (generation, expect_plan) or not (
-                    cursor == expect_cursor or plan == expect_plan and expect_cursor < cursor < scanned_to):
-                return ClaimResult(ok=False)
+                    cursor == expect_cursor or moved_on) or (
+                    expect_served is not None and (len(feed.served) if feed else 0) != expect_served):
+                return ClaimResult(ok=False, view=self._read_feed(session, session_id, feed_key, *page))
             if cursor != expect_cursor:  # moved ahead on this plan: go on from the feed's cursor
                 candidates = [pair for pair in candidates if pair[0] >= cursor]
             if session is None:

@@ -290,6 +290,13 @@ else:  # pragma: no cover - big-endian or unusual platforms
         return list(struct.unpack(f"<{len(data) // 4}I", data))
 
 
+def _feed_view(reply) -> FeedView:
+    """A feed as the scripts answer it (``feed_read`` in _common.lua)."""
+    generation, has_plan, plan, cursor, served, exhausted, keys = reply
+    return FeedView(int(generation), _text(plan) if has_plan else None, int(cursor), int(served),
+                    bool(exhausted), _unpack_keys(keys))
+
+
 def _text(value) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
@@ -435,6 +442,8 @@ class RedisSessionStore(SessionStoreBackend):
     #: The claim script skips seen keys itself; a separate check would cost a round trip.
     prefilter_seen = False
     shared = True
+    #: A read is a round trip; a presumed view that is wrong costs no more (the failed claim answers it).
+    presume_views = True
 
     def __init__(self, url: str, ttl: float = 86400, max_feeds: int = 64,
                  options: ClientOptions | None = None, clock: Callable[[], float] = time.monotonic) -> None:
@@ -589,9 +598,7 @@ class RedisSessionStore(SessionStoreBackend):
                                                           self.ttl_ms]),
             *touch,
         ])
-        generation, has_plan, plan, cursor, served, exhausted, keys = reply
-        return FeedView(int(generation), _text(plan) if has_plan else None, int(cursor), int(served),
-                        bool(exhausted), _unpack_keys(keys))
+        return _feed_view(reply)
 
     def seen_among(self, session_id: str, keys: Sequence[int]) -> list[int]:
         if not len(keys):
@@ -600,7 +607,7 @@ class RedisSessionStore(SessionStoreBackend):
         return _unpack_keys(reply)
 
     def claim_unseen(self, session_id, feed_key, *, generation, expect_cursor, expect_plan,
-                     plan, domain, candidates, scanned_to, want, page) -> ClaimResult:
+                     plan, domain, candidates, scanned_to, want, page, expect_served=None) -> ClaimResult:
         try:
             packed = struct.pack("<" + "dI" * len(candidates),
                                  *[number for position, key in candidates for number in (position, key)])
@@ -609,7 +616,8 @@ class RedisSessionStore(SessionStoreBackend):
         claim_id = secrets.token_hex(8)
         args = [feed_key, int(generation), int(expect_cursor), "0" if expect_plan is None else "1",
                 expect_plan or "", plan, int(domain), packed, int(scanned_to), max(0, int(want)),
-                int(page[0]), max(int(page[0]), int(page[1])), self.ttl_ms, self.max_feeds, claim_id]
+                int(page[0]), max(int(page[0]), int(page[1])), self.ttl_ms, self.max_feeds, claim_id,
+                "" if expect_served is None else int(expect_served)]
         touch = self._touch_if_due(session_id, only_if_indexed=False, generation=generation)
         reply, *score = self._run([("claim", list(session_keys(session_id)), args), *touch])
         if not reply[0]:
@@ -618,7 +626,7 @@ class RedisSessionStore(SessionStoreBackend):
                 # a concurrent request has touched it since.
                 index_key = self._index(session_id)[0]
                 self._run([("untouch", [index_key, index_companions(index_key)[1]], [session_id, score[0]])])
-            return ClaimResult(ok=False)
+            return ClaimResult(ok=False, view=_feed_view(reply[2:]))
         _ok, served, exhausted, has_more, claimed, keys, cursor, created = reply
         if touch:
             self._touched_now(session_id)

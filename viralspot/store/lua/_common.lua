@@ -184,3 +184,32 @@ local function fresh_generation(record)  -- freshness record: "<generation>:<cle
   if not record then return 0 end
   return tonumber(string.match(record, '^(%d+)'))
 end
+
+-- A snapshot of one feed and its served keys [start:stop], restarting the session's idle TTL (the
+-- feed becomes the most recently used): read_feed's answer, and a failed claim's.
+-- Returns {generation, has_plan, plan, cursor, served_count, exhausted, keys (packed uint32)}.
+local function feed_read(meta, seen_key, fresh, feed, start, stop, ttl)
+  local values = redis.call('HMGET', meta, 'g', 'f:' .. feed, 'o', 's:' .. feed)
+  if not values[1] then
+    return {fresh_generation(redis.call('GET', fresh)), 0, '', 0, 0, 0, ''}
+  end
+  local generation = tonumber(values[1])
+  redis.call('HSET', meta, 'l', now_ms())
+  redis.call('PEXPIRE', meta, ttl)
+  redis.call('PEXPIRE', seen_key, ttl)
+  local state = feed_state(values[2])
+  if not state then
+    return {generation, 0, '', 0, 0, 0, ''}
+  end
+  local order = cmsgpack.unpack(values[3])
+  if order[#order] ~= feed then  -- the feed becomes the most recently used
+    for i = #order, 1, -1 do
+      if order[i] == feed then table.remove(order, i) end
+    end
+    order[#order + 1] = feed
+    redis.call('HSET', meta, 'o', cmsgpack.pack(order))
+  end
+  local served = values[4] or ''
+  return {generation, 1, state[3], state[1], #served / 4, state[2],
+          string.sub(served, start * 4 + 1, stop * 4)}
+end

@@ -3,10 +3,12 @@
 -- KEYS: meta, seen, fresh (all vs:{<session>}:...)
 -- ARGV: feed, generation, expect_cursor, expect_has_plan ("0"/"1"), expect_plan, plan, domain,
 --       candidates (packed little-endian <double position, uint32 key> pairs), scanned_to, want,
---       page_start, page_stop, ttl_ms, max_feeds, claim_id
+--       page_start, page_stop, ttl_ms, max_feeds, claim_id, expect_served ('': any; a number: the
+--       served count must be exactly that and the cursor exactly expect_cursor)
 -- Returns {1, served_count, exhausted, has_more, claimed (packed uint32), page (packed uint32), cursor,
 -- created (1: this claim made the session)},
--- or {0, active} when the compare-and-set fails (nothing written).
+-- or, when the compare-and-set fails, {0, active, <the feed as read_feed answers it for the page>}:
+-- nothing claimed, and the session's idle TTL restarts as a read's does.
 local meta, seen_key, fresh = KEYS[1], KEYS[2], KEYS[3]
 local feed = ARGV[1]
 local generation = tonumber(ARGV[2])
@@ -22,6 +24,7 @@ local page_start, page_stop = tonumber(ARGV[11]), tonumber(ARGV[12])
 local ttl = tonumber(ARGV[13])
 local max_feeds = tonumber(ARGV[14])
 local claim_id = ARGV[15]
+local expect_served = tonumber(ARGV[16])
 local state_field, served_field = 'f:' .. feed, 's:' .. feed
 
 -- One HMGET reads what the claim needs of the session: an active session always has 'g'.
@@ -48,10 +51,12 @@ if state then cursor, current_plan = state[1], state[3] end
 -- A cursor that moved ahead on the same plan (another process claimed meanwhile) but not to
 -- scanned_to is no conflict: the candidates before it are dropped below.
 local moved_on = plan == expect_plan and expect_cursor < cursor and cursor < scanned_to
+  and not expect_served
 if current_generation ~= generation or current_plan ~= expect_plan
-    or (cursor ~= expect_cursor and not moved_on) then
-  if active then return {0, 1} end
-  return {0, 0}
+    or (cursor ~= expect_cursor and not moved_on)
+    or (expect_served and #served / 4 ~= expect_served) then
+  local view = feed_read(meta, seen_key, fresh, feed, page_start, page_stop, ttl)
+  return {0, active and 1 or 0, unpack(view)}
 end
 
 local now = now_ms()
