@@ -5,7 +5,8 @@ keyed permutation of the plan's space, restricted to items matching the filter
 and not already served to the session. The store keeps the served prefix, so a
 page is either replayed from it (idempotent GET) or the prefix is extended by
 one atomic ``claim_unseen``, a compare-and-set on (generation, cursor, plan):
-when two requests race, one wins, the other re-reads and replays.
+when two requests race, one wins, the other goes on from the feed its failed claim
+answered (a failed claim answers the feed as a read would) and replays.
 
 Nothing here reads or sorts the whole matching set: a walk scans
 ``limit / selectivity`` positions per page; selective filters use a cached list.

@@ -7,9 +7,10 @@ Redis Cluster slot, so no script crosses slots):
               ``n`` seen-set size, ``o`` msgpack list of feed keys (least recently used first),
               and per feed ``f:<feed>`` (msgpack: cursor, exhausted, plan, last claim) and
               ``s:<feed>`` (the served sequence, little-endian uint32 keys, 4 bytes each).
-``vs:{S}:k``  HASH, the seen set, roaring style: field ``key >> 16``, value the uint16 low halves
-              in the order they were served (2 bytes each), or an 8 KiB bitmap once a bucket
-              holds over 4,095 keys.
+``vs:{S}:k``  HASH, the seen set: up to 1,024 keys the one field ``a``, the keys as little-endian
+              uint32 in the order they were served; past that roaring style: field ``key >> 16``,
+              value the uint16 low halves in the order they were served (2 bytes each), or an
+              8 KiB bitmap once a bucket holds over 4,095 keys (``_common.lua``).
 ``vs:{S}:r``  STRING, the freshness record a reset leaves: ``<generation>:<cleared>:<reset id>``;
               the next session keeps it, so a resent reset recognises itself.
 ``vs:active`` ZSET, session id -> last-seen server ms, for counting and listing active sessions
@@ -19,7 +20,8 @@ Redis Cluster slot, so no script crosses slots):
 
 The session keys carry a sliding TTL that the scripts restart. The index is updated by a
 separate script on the index's keys, pipelined with the session script, so an operation costs
-one round trip (a random page: read the feed, then claim), and at most once a second per session
+one round trip (a random page: one claim; a failed claim answers the feed, so a page that claims
+again costs two and never a separate read), and at most once a second per session
 and process (``ClientOptions.index_touch_interval``), so most pages run one script. A reset
 takes three: the reset, then the session's removal from the index by generation, then the
 counts. The Redis client is created lazily in the process that uses it (after a gunicorn fork,

@@ -89,7 +89,7 @@ local function bitmap_set(s, los)  -- s: a bitmap container; los: lows to set, a
 end
 
 -- The numbers ``values`` packed little-endian with the struct code ``code`` ('H': the lows of an
--- array container, 'I4': served keys), up to 1000 per call (Lua's unpack takes a few thousand).
+-- array container), up to 1000 per call (Lua's unpack takes a few thousand).
 local function packed(code, values)
   local parts = {}
   for first = 1, #values, 1000 do
