@@ -114,13 +114,10 @@ if bucketed then  -- the containers of every candidate's bucket, in one HMGET
       if not take(i, needle) then break end
     end
   end
-else  -- inline: a plain search per candidate, at an offset that starts a key
-  local find = string.find
+else
   for i = first, total do
     local needle = string.sub(candidates, 12 * i - 3, 12 * i)
-    local at = find(flat, needle, 1, true)
-    while at and at % 4 ~= 1 do at = find(flat, needle, at + 1, true) end
-    if not at and not taken[needle] then
+    if not taken[needle] and not holds(flat, needle, 4) then
       if not take(i, needle) then break end
     end
   end

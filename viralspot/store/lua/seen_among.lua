@@ -14,7 +14,7 @@ if bucketed then
   end
 elseif #flat > 0 then
   for _, needle in ipairs(needles) do
-    if flat_has(flat, needle) then found[#found + 1] = needle end
+    if holds(flat, needle, 4) then found[#found + 1] = needle end
   end
 end
 return table.concat(found)
