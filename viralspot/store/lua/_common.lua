@@ -53,13 +53,6 @@ local function seen_form(key)
   return '', nil
 end
 
--- The keys of ``needles`` (4-byte little-endian strings) as numbers.
-local function needle_keys(needles)
-  local keys = {}
-  for i, needle in ipairs(needles) do keys[i] = struct.unpack('<I4', needle) end
-  return keys
-end
-
 local function bitmap_set(s, los)  -- s: a bitmap container; los: lows to set, any order
   local changed, order = {}, {}
   for _, lo in ipairs(los) do
@@ -93,6 +86,19 @@ local function packed(code, values)
   return table.concat(parts)
 end
 
+-- The numbers packed little-endian in ``s`` with the struct code ``code`` of ``width`` bytes
+-- ('H', 2: an array container's lows; 'I4', 4: keys), the inverse of ``packed``, unpacked up to
+-- 1000 per call.
+local function unpacked(code, width, s)
+  local values = {}
+  for at = 1, #s, 1000 * width do
+    local count = math.min(1000, (#s - at + 1) / width)
+    local chunk = {struct.unpack('<' .. string.rep(code, count), s, at)}
+    for i = 1, count do values[#values + 1] = chunk[i] end
+  end
+  return values
+end
+
 -- The container ``s`` (or nil) with the lows ``los`` added: distinct, none already in it.
 local function bucket_add(s, los)
   s = s or ''
@@ -101,12 +107,7 @@ local function bucket_add(s, los)
     return s .. packed('H', los)
   end
   if len ~= BITMAP_BYTES then  -- the array outgrows a bitmap: convert
-    local all = {}
-    for first = 0, len / 2 - 1, 1000 do
-      local count = math.min(1000, len / 2 - first)
-      local values = {struct.unpack('<' .. string.rep('H', count), s, 2 * first + 1)}
-      for i = 1, count do all[#all + 1] = values[i] end
-    end
+    local all = unpacked('H', 2, s)
     for _, lo in ipairs(los) do all[#all + 1] = lo end
     return bitmap_set(string.rep('\0', BITMAP_BYTES), all)
   end

@@ -126,17 +126,10 @@ end
 if #claimed > 0 then
   local bytes = table.concat(claimed)
   if bucketed then
-    buckets_add(seen_key, buckets, needle_keys(claimed))
+    buckets_add(seen_key, buckets, unpacked('I4', 4, bytes))
   elseif #flat / 4 + #claimed > FLAT_MAX then  -- the flat set outgrows its form: into buckets
-    local keys = {}
-    for at = 1, #flat, 4096 do
-      local count = math.min(1024, (#flat - at + 1) / 4)
-      local values = {struct.unpack('<' .. string.rep('I4', count), flat, at)}
-      for j = 1, count do keys[#keys + 1] = values[j] end
-    end
-    for _, key in ipairs(needle_keys(claimed)) do keys[#keys + 1] = key end
     redis.call('HDEL', seen_key, 'a')
-    buckets_add(seen_key, {}, keys)
+    buckets_add(seen_key, {}, unpacked('I4', 4, flat .. bytes))
   else
     redis.call('HSET', seen_key, 'a', flat .. bytes)
   end

@@ -6,7 +6,7 @@ for at = 1, #packed_keys, 4 do needles[#needles + 1] = string.sub(packed_keys, a
 local flat, bucketed = seen_form(KEYS[1])
 local found = {}
 if bucketed then
-  local keys, buckets, wanted = needle_keys(needles), {}, {}
+  local keys, buckets, wanted = unpacked('I4', 4, packed_keys), {}, {}
   for _, key in ipairs(keys) do want_bucket(buckets, wanted, key) end
   load_buckets(KEYS[1], buckets, wanted)
   for i, key in ipairs(keys) do
