@@ -6,6 +6,9 @@
 * ``GET /bench/upstream-random``: the upstream ViralSpot random feed (shuffle
   the page limit/offset fetched, a set of strings per session), the baseline.
 
+With ``BENCH_BARE_ROUND_TRIP_URL`` (a Redis URL) set, each random page first makes
+one bare round trip to that Redis (``bench/round_trip_share.py``).
+
 Served by gunicorn as ``bench.bench_app:app`` with ``VIRALSPOT_DATABASE_URL`` set.
 """
 from __future__ import annotations
@@ -45,6 +48,10 @@ def create_bench_app(config: dict | None = None):
     with app.app_context(), catalog.connect() as conn:
         fixed_page = page_data(items_by_keys(conn, range(1, 25)), False)
 
+    bare_url = os.environ.get("BENCH_BARE_ROUND_TRIP_URL")
+    if bare_url:
+        _add_bare_round_trip(app, bare_url)
+
     @app.get("/bench/fixed-page")
     def fixed():
         return api_response(fixed_page, listing_message("reels", 24, 0))
@@ -61,6 +68,22 @@ def create_bench_app(config: dict | None = None):
         return api_response(page_data(rows, is_last), listing_message("reels", len(rows), args["offset"]))
 
     return app
+
+
+def _add_bare_round_trip(app, url: str) -> None:
+    """Before each random page, one bare round trip to the Redis at ``url``: the store's own client
+    path (``RedisSessionStore.session_count``, one script that counts the sessions index), so a
+    page pays a round trip's cost without the claim's work (``bench/round_trip_share.py``)."""
+    from flask import request
+
+    from viralspot.store.redis_store import RedisSessionStore
+
+    store = RedisSessionStore(url)  # connects in each worker on first use
+
+    @app.before_request
+    def bare_round_trip():
+        if request.endpoint == "content.reels" and request.args.get("random_order") == "true":
+            store.session_count()
 
 
 def __getattr__(name: str):

@@ -11,7 +11,7 @@ import datetime
 import os
 import platform
 
-from . import load, plain_page, random_feed, redis_memory, snapshot_update
+from . import load, plain_page, random_feed, redis_memory, round_trip_share, snapshot_update
 
 
 def machine() -> str:
@@ -42,6 +42,8 @@ def main(argv=None) -> None:
     random_feed.main(["--sizes", ",".join(map(str, sizes)), "--seconds", "3" if args.quick else "10"])
     print()
     redis_memory.main(["--quick"] if args.quick else [])
+    print()
+    round_trip_share.main(["--rounds", "1", "--seconds", "3", "--size", "10000"] if args.quick else [])
     print()
     snapshot_update.main(["--size", str(sizes[-1])])
     print()
