@@ -1,5 +1,6 @@
 """What one Redis round trip costs a random page here: random pages against the ceiling under
-3 gunicorn workers (keep-alive off, 1,000,000 items), three servers taking turns round by round:
+3 gunicorn workers (keep-alive off, 1,000,000 items unless ``--size``), three servers taking
+turns round by round:
 
 * ``redis``: the service as deployed, sessions in Redis (one claim round trip a page);
 * ``memory per worker``: each worker keeps its own sessions in memory, so a page makes no round
