@@ -235,6 +235,32 @@ def _milliseconds(text: str) -> float:
     raise ValueError(f"not a wrk duration: {text!r}")
 
 
+def start_gunicorn(url: str, port: int, workers: int, threads: int, env: dict,
+                   config: str | None = None) -> subprocess.Popen:
+    """gunicorn serving ``bench.bench_app:app`` on ``port`` over the catalog ``url``, with
+    ``gunicorn.conf.py`` (or ``config``) and ``env`` on top of the benchmark's environment."""
+    full_env = {**os.environ, "VIRALSPOT_DATABASE_URL": url, "VIRALSPOT_LOG_LEVEL": "WARNING", "PORT": str(port),
+                "GUNICORN_ACCESSLOG": "", "WEB_CONCURRENCY": str(workers), "GUNICORN_THREADS": str(threads), **env}
+    return subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "gunicorn"), "-c",
+                             config or os.path.join(ROOT, "gunicorn.conf.py"), "bench.bench_app:app"],
+                            cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def warm_up(port: int, random_path: str, connections: int) -> None:
+    """Wait for the server on ``port``, load the ceiling for 2 s, then random pages until they flow.
+
+    Each worker's first random page maps the item snapshot and builds the 1M-key candidate list,
+    which took longer than a 2 s warm-up and put seconds of stall (p99 944 ms) into the first
+    measured round.
+    """
+    _wait_until_up(port, time.time() + 60)
+    _wrk(port, "/bench/fixed-page", 2, connections, None)
+    for _attempt in range(15):
+        if _wrk(port, random_path, 2, connections, WRK_RANDOM)[0] > 0:
+            break
+    _wrk(port, random_path, 2, connections, WRK_RANDOM)
+
+
 def throughput(size: int, seconds: int, threads: int, variant: str = "default", connections: int | None = None,
                rounds: int = 3, workers: int = 1, keepalive: int = 2) -> dict:
     """Requests/s of the ceiling, our random pages and upstream's, under gunicorn with ``workers``
@@ -264,23 +290,11 @@ def _throughput(size: int, seconds: int, threads: int, variant: str, connections
     url, _ = build_catalog(size)
     write_snapshot(url)
     port = _free_port()
-    env = {**os.environ, "VIRALSPOT_DATABASE_URL": url, "VIRALSPOT_LOG_LEVEL": "WARNING", "PORT": str(port),
-           "GUNICORN_ACCESSLOG": "", "WEB_CONCURRENCY": str(workers), "GUNICORN_THREADS": str(threads),
-           **{f"VIRALSPOT_{name}": str(value) for name, value in VARIANTS[variant].items()}, **extra_env}
-    server = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "gunicorn"), "-c",
-                               os.path.join(ROOT, "gunicorn.conf.py"), "bench.bench_app:app"],
-                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = start_gunicorn(url, port, workers, threads, {
+        **{f"VIRALSPOT_{name}": str(value) for name, value in VARIANTS[variant].items()}, **extra_env})
     random_path = "/api/reels?random_order=true&limit=24"
     try:
-        _wait_until_up(port, time.time() + 60)
-        _wrk(port, "/bench/fixed-page", 2, connections, None)  # warm-up
-        # Until random pages flow: each worker's first page maps the item snapshot and builds the
-        # 1M-key candidate list, which took longer than a 2 s warm-up and put seconds of stall
-        # (p99 944 ms) into the first measured round.
-        for _attempt in range(15):
-            if _wrk(port, random_path, 2, connections, WRK_RANDOM)[0] > 0:
-                break
-        _wrk(port, random_path, 2, connections, WRK_RANDOM)
+        warm_up(port, random_path, connections)
         ceiling, ours, p99s = [], [], []
         for _round in range(rounds):
             ceiling.append(_wrk(port, "/bench/fixed-page", seconds, connections, None)[0])

@@ -22,13 +22,11 @@ import contextlib
 import os
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 
+from .load import _children, _cpu_ticks
 from .plain_page import build_catalog
-from .random_feed import ROOT, WRK_RANDOM, _free_port, _wait_until_up, _wrk, write_snapshot
+from .random_feed import ROOT, WRK_RANDOM, _free_port, _wrk, start_gunicorn, warm_up, write_snapshot
 from .redis_memory import redis_server
 
 WORKERS = 3
@@ -37,16 +35,9 @@ CEILING_PATH = "/bench/fixed-page"
 VARIANTS = ("redis", "memory per worker", "memory per worker + bare round trip")
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User plus system CPU of process ``pid`` (all its threads), in seconds."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _children(pid: int) -> list[int]:
-    with open(f"/proc/{pid}/task/{pid}/children") as children:
-        return [int(child) for child in children.read().split()]
+def _cpu_seconds(pids) -> float:
+    """User plus system CPU of the processes ``pids`` (all their threads), in seconds."""
+    return sum(_cpu_ticks(pids).values()) / os.sysconf("SC_CLK_TCK")
 
 
 def _memory_per_worker_config(directory: str) -> str:
@@ -63,34 +54,24 @@ def _memory_per_worker_config(directory: str) -> str:
 
 
 class Server:
-    """One gunicorn master serving ``bench.bench_app:app`` with ``env`` and ``config``."""
+    """One gunicorn master serving ``bench.bench_app:app`` with ``env`` and ``config`` (None: ``gunicorn.conf.py``)."""
 
-    def __init__(self, url: str, config: str, env: dict) -> None:
+    def __init__(self, url: str, config: str | None, env: dict) -> None:
         self.port = _free_port()
-        full_env = {**os.environ, "VIRALSPOT_DATABASE_URL": url, "VIRALSPOT_LOG_LEVEL": "WARNING",
-                    "PORT": str(self.port), "GUNICORN_ACCESSLOG": "", "WEB_CONCURRENCY": str(WORKERS),
-                    "GUNICORN_THREADS": "8", "GUNICORN_KEEPALIVE": "0", **env}
-        self.process = subprocess.Popen(
-            [os.path.join(os.path.dirname(sys.executable), "gunicorn"), "-c", config, "bench.bench_app:app"],
-            cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = start_gunicorn(url, self.port, WORKERS, 8, {"GUNICORN_KEEPALIVE": "0", **env}, config)
 
     def warm_up(self) -> None:
-        _wait_until_up(self.port, time.time() + 60)
-        _wrk(self.port, CEILING_PATH, 2, 8, None)
-        for _attempt in range(15):  # until random pages flow (snapshot mapped, candidate list built)
-            if _wrk(self.port, RANDOM_PATH, 2, 8, WRK_RANDOM)[0] > 0:
-                break
-        _wrk(self.port, RANDOM_PATH, 2, 8, WRK_RANDOM)
-        self.workers = _children(self.process.pid)
+        warm_up(self.port, RANDOM_PATH, 8)
+        self.workers = sorted(_children(self.process.pid))
 
     def load(self, path: str, seconds: int, script: str | None, redis_pid: int | None) -> dict:
         """Requests/s and CPU ms per request (workers, Redis) of ``seconds`` of load on ``path``."""
-        workers_before = sum(_cpu_seconds(pid) for pid in self.workers)
-        redis_before = _cpu_seconds(redis_pid) if redis_pid else 0.0
+        workers_before = _cpu_seconds(self.workers)
+        redis_before = _cpu_seconds([redis_pid]) if redis_pid else 0.0
         rps, _p99 = _wrk(self.port, path, seconds, 8, script)
         requests = rps * seconds
-        workers_ms = (sum(_cpu_seconds(pid) for pid in self.workers) - workers_before) / requests * 1000
-        redis_ms = ((_cpu_seconds(redis_pid) - redis_before) / requests * 1000) if redis_pid else 0.0
+        workers_ms = (_cpu_seconds(self.workers) - workers_before) / requests * 1000
+        redis_ms = ((_cpu_seconds([redis_pid]) - redis_before) / requests * 1000) if redis_pid else 0.0
         return {"rps": rps, "workers_ms": workers_ms, "redis_ms": redis_ms}
 
     def stop(self) -> None:
@@ -117,9 +98,8 @@ def measure(size: int, rounds: int, seconds: int) -> dict[str, list[tuple[dict, 
         redis_pid = _redis_pid(store_url)
         directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="vs-bench-rt-"))
         memory_config = _memory_per_worker_config(directory)
-        standard_config = os.path.join(ROOT, "gunicorn.conf.py")
         servers = {
-            "redis": Server(url, standard_config, {"VIRALSPOT_SESSION_STORE_URL": store_url}),
+            "redis": Server(url, None, {"VIRALSPOT_SESSION_STORE_URL": store_url}),
             "memory per worker": Server(url, memory_config, {"VIRALSPOT_SESSION_STORE_URL": "memory://"}),
             # Another database number: the bare round trip's script never touches the sessions'.
             "memory per worker + bare round trip": Server(
