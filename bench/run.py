@@ -11,7 +11,7 @@ import datetime
 import os
 import platform
 
-from . import load, plain_page, random_feed, redis_memory, round_trip_share, snapshot_update
+from . import claim_script_cost, load, plain_page, random_feed, redis_memory, round_trip_share, snapshot_update
 
 
 def machine() -> str:
@@ -44,6 +44,8 @@ def main(argv=None) -> None:
     redis_memory.main(["--quick"] if args.quick else [])
     print()
     round_trip_share.main(["--rounds", "1", "--seconds", "3", "--size", "10000"] if args.quick else [])
+    print()
+    claim_script_cost.main(["--sessions", "5", "--pages", "5", "--repeats", "1"] if args.quick else [])
     print()
     # 1,000 edits and 1,000 new items are more than a snapshot appends (1,000 items, or 1/16 of a
     # larger base) to a 10k catalog's: the quick run changes 200 and adds 200, so it measures an append.
