@@ -25,7 +25,7 @@ import shutil
 import statistics
 from importlib import resources
 
-from .redis_memory import KEY_SPACE, PAGE, redis_server, serve_page
+from .redis_memory import KEY_SPACE, PAGE, _commands, redis_server, serve_page
 
 #: (the line of claim.lua a stage ends before, the stage's name), in the script's order.
 STAGES = (
@@ -78,8 +78,9 @@ def stamped_claim_source() -> str:
 
 
 def _script_usec(client) -> tuple[int, int]:
-    stats = client.info("commandstats").get("cmdstat_evalsha", {})
-    return int(stats.get("calls", 0)), int(stats.get("usec", 0))
+    """(scripts run, microseconds the server spent in them), from ``redis_memory._commands``."""
+    scripts, _commands_run, usec = _commands(client)
+    return scripts, usec
 
 
 def by_depth(store, sessions: int, pages: int, seed: int) -> list[float]:
