@@ -163,3 +163,82 @@ def test_a_schema_with_a_list_field_still_gets_every_repeated_value(app):
 
     with app.test_request_context("/x?tag=a&tag=b"):
         assert parser.parse(TagsSchema(), request) == {"tag": ["a", "b"]}
+
+
+def _parsed(app, argmap, query):
+    """What ``parser.parse`` answers for ``query``: the arguments, or the refusal's detail and code."""
+    with app.test_request_context("/api/reels", query_string=query):
+        try:
+            return parser.parse(argmap, request)
+        except ApiError as error:
+            return ("refused", error.detail, error.error_code)
+
+
+SAME_BUT_SESSION = [
+    # (query that warms the memory, query differing only in session_id)
+    ({"random_order": "true", "session_id": "a-1", "offset": "48"},
+     {"random_order": "true", "session_id": "b.2_x", "offset": "48"}),
+    ({"random_order": "true", "session_id": "a-1"}, {"random_order": "true", "session_id": "  padded-1  "}),
+    ({"random_order": "true", "session_id": "a-1"}, {"random_order": "true", "session_id": "a b"}),
+    ({"random_order": "true", "session_id": "a-1"}, {"random_order": "true", "session_id": "   "}),
+    ({"random_order": "true", "session_id": "a-1"}, {"random_order": "true", "session_id": "x" * 256}),
+    ({"random_order": "true", "session_id": "a-1"}, {"random_order": "true", "session_id": "a\x00b"}),
+    ({"random_order": "true", "session_id": "a-1"}, {"random_order": "true"}),
+    ({"random_order": "true", "session_id": "a-1"}, {"random_order": "true", "session_id": ["b-2", "c-3"]}),
+    ({"min_views": "10", "primary_categories": "Food,Tech"},
+     {"min_views": "10", "primary_categories": "Food,Tech", "session_id": "s-9"}),
+    ({"min_views": "10", "session_id": "a-1"}, {"min_views": "10", "session_id": ""}),
+    ({"random_order": "true", "session_id": "a-1", "offset": "48"},
+     {"random_order": "true", "session_id": "a-1", "offset": "72"}),
+    ({"random_order": "true", "session_id": "a-1"}, {"random_order": "true", "session_id": "a-1", "offset": "24"}),
+    ({"random_order": "true", "session_id": "a-1", "offset": "48"}, {"random_order": "true", "session_id": "a-1"}),
+    ({"random_order": "true", "session_id": "a-1", "offset": "48"},
+     {"random_order": "true", "session_id": "a-1", "offset": "-1"}),
+    ({"random_order": "true", "session_id": "a-1", "offset": "48"},
+     {"random_order": "true", "session_id": "a-1", "offset": "1.5"}),
+    ({"random_order": "true", "session_id": "a-1", "offset": "48"},
+     {"random_order": "true", "session_id": "a-1", "offset": " "}),
+    ({"random_order": "true", "session_id": "a-1", "offset": "48"},
+     {"random_order": "true", "session_id": "a-1", "offset": ["24", "48"]}),
+    ({"offset": " ", "limit": "5"}, {"offset": "10000000000", "limit": "5"}),
+]
+
+
+@pytest.mark.parametrize("schema_class", [ContentQueryArgsSchema, PostQueryArgsSchema])
+@pytest.mark.parametrize(("warm", "query"), SAME_BUT_SESSION)
+def test_a_remembered_query_answers_what_loading_the_full_schema_answers(app, schema_class, warm, query):
+    # A query remembered (args.PresentArguments.validated) answers, for another session_id or offset,
+    # exactly what loading the whole schema answers: the arguments with those, or the same refusal.
+    narrowed = present_arguments(schema_class)
+    assert isinstance(_parsed(app, narrowed, warm), dict)
+    assert _parsed(app, narrowed, query) == _parsed(app, schema_class(), query)
+
+
+def test_a_query_differing_only_in_session_id_and_offset_is_answered_from_memory(app):
+    narrowed = present_arguments(ContentQueryArgsSchema)
+    query = {"random_order": "true", "offset": "24", "min_likes": "3", "content_types": "video"}
+    with app.test_request_context("/api/reels", query_string={**query, "session_id": "b-2"}):
+        assert narrowed.validated(request.args) is None  # nothing loaded yet
+    first = _parsed(app, narrowed, {**query, "session_id": "a-1"})
+    with app.test_request_context("/api/reels", query_string={**query, "session_id": "b-2"}):
+        remembered = narrowed.validated(request.args)
+    assert remembered == {**first, "session_id": "b-2"}
+    with app.test_request_context("/api/reels", query_string={**query, "session_id": "b-2", "offset": "96"}):
+        assert narrowed.validated(request.args) == {**first, "session_id": "b-2", "offset": 96}
+    for other in ({**query, "session_id": "bad id"}, {**query, "session_id": ["b-2", "b-3"]},
+                  {**query, "session_id": "b-2", "offset": "-24"}, {**query, "session_id": "b-2", "offset": ["0", "1"]},
+                  {**query, "session_id": "b-2", "limit": "5"}, {**query, "session_id": "b-2", "min_likes": "4"}):
+        with app.test_request_context("/api/reels", query_string=other):
+            assert narrowed.validated(request.args) is None, other
+    # Each answer is its own dict: a view changing one does not change the next.
+    remembered["min_likes"] = 99
+    assert _parsed(app, narrowed, {**query, "session_id": "c-3"})["min_likes"] == 3
+
+
+def test_a_refused_query_is_not_remembered(app):
+    narrowed = present_arguments(ContentQueryArgsSchema)
+    refused = {"random_order": "true", "session_id": "a-1", "limit": "0"}
+    assert _parsed(app, narrowed, refused)[0] == "refused"
+    with app.test_request_context("/api/reels", query_string={**refused, "session_id": "b-2"}):
+        assert narrowed.validated(request.args) is None
+    assert _parsed(app, narrowed, {**refused, "session_id": "b-2"})[0] == "refused"
