@@ -256,3 +256,20 @@ def test_page_body_is_the_documented_envelope_in_order(fixture_catalog):
 
 def test_item_columns_do_not_read_the_rendered_item():
     assert "item_json" not in {column.name for column in ITEM_COLUMNS}
+
+
+def test_page_response_splices_items_into_the_envelope_of_each_message_and_last_page_flag(app):
+    from viralspot.content.page_response import page_response
+    from viralspot.schemas.envelope import api_response
+
+    items = [{"id": 1, "caption": "ünïcode \"quoted\" ,\"reels\":[]"}, {"id": 2, "caption": "b"}]
+    fragments = ",".join(json.dumps(item, ensure_ascii=False) for item in items)
+    cases = [(fragments, False, "Found 2 reels (offset 0)"), (fragments.encode(), True, "Found 2 reels (offset 24)"),
+             ("", True, "Found 0 reels (offset 48)"), (b"", False, 'a message with "reels":[] in it')]
+    with app.app_context():
+        for _repeat in range(2):  # the second time each envelope comes from memory
+            for joined, is_last, message in cases:
+                response = page_response(joined, is_last, message)
+                expected = api_response({"reels": items if joined else [], "isLastPage": is_last}, message)
+                assert response.mimetype == "application/json"
+                assert json.loads(response.get_data()) == expected
