@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from flask import request
 
-from viralspot.args import parser, present_arguments
+from viralspot.args import MAX_REMEMBERED_QUERY, parser, present_arguments
 from viralspot.catalog.filters import content_filter
 from viralspot.api_errors import ApiError
 from viralspot.schemas.content import ContentQueryArgsSchema, PostQueryArgsSchema
@@ -242,3 +242,16 @@ def test_a_refused_query_is_not_remembered(app):
     with app.test_request_context("/api/reels", query_string={**refused, "session_id": "b-2"}):
         assert narrowed.validated(request.args) is None
     assert _parsed(app, narrowed, {**refused, "session_id": "b-2"})[0] == "refused"
+
+
+def test_a_query_longer_than_the_limit_is_loaded_every_time(app):
+    narrowed = present_arguments(ContentQueryArgsSchema)
+    long_words, short_words = ["w" * 40] * 60, ["w" * 40] * 20  # 2,459 and 819 characters of keywords
+    assert len("keywords") + len(",".join(long_words)) > MAX_REMEMBERED_QUERY
+    for words, remembered_expected in ((long_words, False), (short_words, True)):
+        query = {"keywords": ",".join(words), "session_id": "a-1"}
+        assert _parsed(app, narrowed, query)["keywords"] == words
+        with app.test_request_context("/api/reels", query_string={**query, "session_id": "b-2"}):
+            remembered = narrowed.validated(request.args)
+        assert (remembered is not None) is remembered_expected
+        assert _parsed(app, narrowed, {**query, "session_id": "b-2"})["keywords"] == words

@@ -109,6 +109,9 @@ use_kwargs = parser.use_kwargs
 #: The arguments that differ between otherwise identical queries: each session has its own id and
 #: pages through its feed by offset. A remembered query is keyed by the others.
 PER_REQUEST = ("session_id", "offset")
+#: A query longer than this (its other arguments' names and values, in characters) is not remembered:
+#: the memory holds at most ``memo_size`` entries of this size (frontend queries are a few hundred).
+MAX_REMEMBERED_QUERY = 2048
 
 
 class PresentArguments:
@@ -149,7 +152,11 @@ class PresentArguments:
 
     def validated(self, query) -> dict[str, Any] | None:
         """What loading ``query`` gives, when a query differing from it only in its per-request
-        arguments was loaded and these pass their fields' rules; None otherwise (load it)."""
+        arguments was loaded and these pass their fields' rules; None otherwise (load it).
+
+        Each answer is a dict of its own, but its list values are the remembered load's: views
+        read the arguments and never change them in place (``content_filter`` copies its lists).
+        """
         split = self._split(query)
         remembered = self._validated.get(split[0]) if split is not None else None
         if remembered is None:
@@ -165,7 +172,7 @@ class PresentArguments:
     def remember(self, query, loaded: Mapping[str, Any]) -> None:
         """Keep what loading ``query`` gave, but its per-request arguments, for ``validated``."""
         split = self._split(query)
-        if split is not None:
+        if split is not None and sum(len(name) + len(value) for name, value in split[0][1]) <= MAX_REMEMBERED_QUERY:
             key, per_request = split
             self._validated.put(key, {name: value for name, value in loaded.items() if name not in per_request})
 
