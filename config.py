@@ -34,8 +34,11 @@ class Config:
     SESSION_TTL = 86400
     #: Most sessions the memory backend keeps; the least recently used goes first.
     SESSION_MAX = 100_000
-    #: Most random feeds (endpoint + filter set) one session keeps replayable.
+    #: Most random feeds (endpoint + filter set) one session holds; a page of one more answers
+    #: 400 SESSION_LIMIT (reset the session to start again).
     SESSION_MAX_FEEDS = 64
+    #: Most items one session is served; a page that would pass it answers 400 SESSION_LIMIT.
+    SESSION_MAX_ITEMS = 1_000_000
     #: Redis session store: seconds to wait for a connection, and for each reply; after the
     #: retries (with backoff) an unreachable store answers 503 SESSION_STORE_UNAVAILABLE.
     SESSION_STORE_CONNECT_TIMEOUT = 0.5
@@ -57,19 +60,16 @@ class Config:
     FIXED_NOW: str | None = None
     #: Items `make run` seeds into an empty catalog.
     SEED_ITEMS = 5000
-    #: Filters estimated to match at most this many items use a cached candidate list (4 bytes
-    #: per item, no filter check per page); broader ones walk the key space. The one setting that
-    #: decides list versus walk; 0: every filter walks.
-    RANDOM_LIST_MAX_KEYS = 1_000_000
-    #: Filtered candidate lists cached per process (each at most 4 bytes per item).
-    RANDOM_LIST_CACHE_SIZE = 64
-    #: Keys all cached candidate lists of a process hold together (4 bytes each: 64 MB).
-    RANDOM_LIST_CACHE_KEYS = 16_000_000
-    #: How far past what a session has been served one random page may reach (offset + limit).
+    #: Keys the matching sets of filters cached per process hold together (4 bytes each: 64 MB);
+    #: a random page's filter is checked against its set, read once per catalog version.
+    RANDOM_MATCH_CACHE_KEYS = 16_000_000
+    #: How far past what a session has been served in a feed one random page may start (offset).
     RANDOM_MAX_AHEAD = 1000
-    #: Permutation positions one random page may scan (a feed whose items the session has mostly
-    #: seen elsewhere then answers a short page rather than send the database an unbounded key list).
-    RANDOM_MAX_SCAN = 100_000
+    #: Largest offset a random page accepts; past it the answer is 400 INVALID_PARAMETER.
+    RANDOM_MAX_OFFSET = 1_000_000
+    #: Positions of the session's order one random page may examine (a feed whose items the session
+    #: has mostly been served in other feeds then answers a short page, not the last one).
+    RANDOM_MAX_SCAN = 1_000_000
     #: Seconds a process reuses the catalog's (version, largest id) for random feeds; 0: every page asks.
     CATALOG_STATE_TTL = 1.0
     #: Where item snapshots (every rendered item of one catalog version in a memory-mapped file, from

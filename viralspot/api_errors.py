@@ -13,6 +13,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "INVALID_PARAMETER": (400, "Check the parameter's type and allowed range in the API documentation"),
     "BAD_REQUEST": (400, "Check the request's syntax and parameters"),
     "NOT_FOUND": (404, "Check the URL; the API lives under /api (see GET /health)"),
+    "SESSION_LIMIT": (400, "Reset the session (POST /api/reset-session) to start a fresh one"),
     "SESSION_NOT_FOUND": (404, "A session exists from its first random page until it is reset or idle for the session TTL"),
     "METHOD_NOT_ALLOWED": (405, "Use the HTTP method the endpoint documents"),
     "SESSION_CONFLICT": (503, "The session is busy with concurrent requests; retry shortly"),

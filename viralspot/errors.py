@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from . import metrics
 from .api_errors import ApiError
+from .feed.errors import FeedConflict, FeedError, SessionLimit
 from .schemas.envelope import ErrorEnvelopeSchema
 from .store import StoreError
 from .timeutil import utc_timestamp
@@ -46,6 +47,14 @@ def register_errorhandlers(app: Flask) -> None:
         if error.error_code == "SESSION_CONFLICT":
             metrics.session_conflict()
         return error_response(error)
+
+    @app.errorhandler(FeedError)
+    def handle_feed_error(error: FeedError):
+        if isinstance(error, FeedConflict):
+            metrics.session_conflict()
+            return error_response(ApiError(str(error), "SESSION_CONFLICT"))
+        return error_response(ApiError(str(error), "SESSION_LIMIT" if isinstance(error, SessionLimit)
+                                       else "INVALID_PARAMETER"))
 
     @app.errorhandler(HTTPException)
     def handle_http_exception(error: HTTPException):

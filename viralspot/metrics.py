@@ -37,7 +37,6 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 #: ``endpoint`` label of a request no route matched.
 UNMATCHED = "unmatched"
-PLAN_KINDS = ("list", "walk")
 _KIND = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _STARTED = "viralspot.request_started"  # in the request's environ
 #: The text exposition format every Prometheus version reads.
@@ -80,20 +79,12 @@ class Metrics:
             ["endpoint"], buckets=LATENCY_BUCKETS, registry=registry)
         self.feed_pages = Counter(
             "viralspot_random_feed_pages",
-            "Random pages answered, by how: a claim on a list or walk plan, or a replay of served items.",
-            ["plan"], registry=registry)
-        self.feed_claims = Counter(
-            "viralspot_random_feed_claims", "Random-feed claims (compare-and-set) sent to the store, by plan.",
-            ["plan"], registry=registry)
-        self.feed_claim_conflicts = Counter(
-            "viralspot_random_feed_claim_conflicts",
-            "Random-feed claims that lost the compare-and-set to a concurrent request, by plan.",
-            ["plan"], registry=registry)
+            "Random pages answered, by how: claimed (new items taken) or replayed (already served).",
+            ["how"], registry=registry)
+        self.feed_round_trips = Counter(
+            "viralspot_random_feed_round_trips", "Session store calls made by random pages.", registry=registry)
         self.session_conflicts = Counter(
             "viralspot_session_conflict_responses", "503 SESSION_CONFLICT answers (claims kept conflicting).",
-            registry=registry)
-        self.list_builds = Counter(
-            "viralspot_random_feed_list_builds", "Candidate lists read from the catalog (list-plan cache misses).",
             registry=registry)
         self.store_errors = Counter(
             "viralspot_store_errors", "Session store failures answered 503, by kind (the underlying error).",
@@ -107,10 +98,8 @@ class Metrics:
             ["result"], registry=registry)
         # Series that exist from the start (at 0), so rates and ratios are defined before the first
         # event; kept, as a random page counts in three of them (``labels`` takes a lock each time).
-        self.page_series = {plan: self.feed_pages.labels(plan) for plan in (*PLAN_KINDS, "replay")}
-        self.claim_series = {plan: self.feed_claims.labels(plan) for plan in PLAN_KINDS}
-        for plan in PLAN_KINDS:
-            self.feed_claim_conflicts.labels(plan)
+        self.page_series = {replayed: self.feed_pages.labels("replay" if replayed else "claim")
+                            for replayed in (True, False)}
         self.snapshot_series = {hit: self.snapshot_lookups.labels("hit" if hit else "miss") for hit in (True, False)}
 
     def exposition(self) -> bytes:
@@ -187,33 +176,12 @@ def current() -> Metrics | None:
     return current_app.extensions.get(EXTENSION_KEY)
 
 
-class FeedMetrics:
-    """The feed's observer (``feed/observer.py``) over one app's ``Metrics``."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self._metrics = metrics
-
-    def page(self, how: str) -> None:
-        series = self._metrics.page_series.get(how)
-        (series if series is not None else self._metrics.feed_pages.labels(how)).inc()
-
-    def claim(self, plan_kind: str) -> None:
-        series = self._metrics.claim_series.get(plan_kind)
-        (series if series is not None else self._metrics.feed_claims.labels(plan_kind)).inc()
-
-    def claim_conflict(self, plan_kind: str) -> None:
-        self._metrics.feed_claim_conflicts.labels(plan_kind).inc()
-
-    def list_build(self) -> None:
-        self._metrics.list_builds.inc()
-
-
-def feed_observer(app: Flask):
-    """What the app's random feeds report to: its metrics, or nothing when metrics are off."""
-    from .feed.observer import UNOBSERVED
-
-    metrics = app.extensions.get(EXTENSION_KEY)
-    return FeedMetrics(metrics) if metrics is not None else UNOBSERVED
+def random_page(replayed: bool, round_trips: int) -> None:
+    """Count a random page answered and the session store calls it made."""
+    metrics = current()
+    if metrics is not None:
+        metrics.page_series[replayed].inc()
+        metrics.feed_round_trips.inc(round_trips)
 
 
 def session_conflict() -> None:

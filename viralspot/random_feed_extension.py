@@ -1,15 +1,12 @@
 """The ``RandomFeeds`` Flask extension: builds the app's ``RandomFeedService`` (``feed/service.py``)
-from its configuration, its session store, its catalog and its metrics, and keeps it in
-``app.extensions``. The Flask side of the feed lives here, so ``feed/`` knows nothing of Flask.
+from its configuration, its session store and its catalog, and keeps it in ``app.extensions``.
+The Flask side of the feed lives here, so ``feed/`` knows nothing of Flask.
 """
 from __future__ import annotations
 
 from flask import Flask, current_app
 
-from . import metrics
 from .clock import app_clock
-from .feed.plans import FeedPlanner
-from .feed.random_feed import RandomFeeds
 from .feed.service import RandomFeedService
 from .store import SessionStore
 
@@ -24,21 +21,12 @@ class RandomFeedExtension:
     def init_app(self, app: Flask) -> None:
         from .extensions import catalog  # the catalog extension is initialised first
 
-        secret = str(app.config["SECRET_KEY"]).encode()
-        clock = app_clock(app)
-        observer = metrics.feed_observer(app)
-        planner = FeedPlanner(
-            secret,
-            list_max_keys=int(app.config["RANDOM_LIST_MAX_KEYS"]),
-            cache_size=int(app.config["RANDOM_LIST_CACHE_SIZE"]),
-            list_cache_keys=int(app.config["RANDOM_LIST_CACHE_KEYS"]),
-            clock=clock,
-            observer=observer,
-        )
-        feeds = RandomFeeds(secret, planner, max_scan=int(app.config["RANDOM_MAX_SCAN"]), observer=observer)
+        config = app.config
         app.extensions[EXTENSION_NAME] = RandomFeedService(
-            lambda: SessionStore.backend_for(app), catalog.feed_catalog(app, clock), feeds,
-            max_ahead=int(app.config["RANDOM_MAX_AHEAD"]))
+            str(config["SECRET_KEY"]).encode(), SessionStore.backend_for(app),
+            catalog.feed_catalog(app, app_clock(app)),
+            max_ahead=int(config["RANDOM_MAX_AHEAD"]), max_offset=int(config["RANDOM_MAX_OFFSET"]),
+            max_scan=int(config["RANDOM_MAX_SCAN"]))
 
     @property
     def service(self) -> RandomFeedService:

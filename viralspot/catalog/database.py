@@ -25,7 +25,7 @@ from sqlalchemy.exc import DisconnectionError, OperationalError, ProgrammingErro
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.schema import CreateIndex
 
-from .feed_source import SqlFeedCatalog
+from .feed_source import FeedCatalog
 from .snapshot_service import ItemSnapshots, snapshot_directory
 from .state_cache import CatalogStateCache
 from .tables import content, metadata
@@ -243,13 +243,14 @@ class Catalog:
         """The app's item snapshots, or None when they are off."""
         return current_app.extensions[ITEM_SNAPSHOTS]
 
-    def feed_catalog(self, app: Flask, clock: Callable[[], float]) -> SqlFeedCatalog:
+    def feed_catalog(self, app: Flask, clock: Callable[[], float]) -> FeedCatalog:
         """The catalog as ``app``'s random feeds read it (``feed_source.py``), with no Flask inside:
         connections from the app's engine, its catalog state remembered for ``CATALOG_STATE_TTL``,
         its item snapshots when on, ``clock`` for ``date_range`` filters."""
         snapshots = app.extensions[ITEM_SNAPSHOTS]
-        return SqlFeedCatalog(lambda: self.ready_engine(app).connect(), app.extensions[STATE_CACHE].get,
-                              snapshots.current if snapshots is not None else None, clock)
+        return FeedCatalog(lambda: self.ready_engine(app).connect(), app.extensions[STATE_CACHE].get,
+                           snapshots.current if snapshots is not None else None, clock,
+                           cache_keys=int(app.config["RANDOM_MATCH_CACHE_KEYS"]))
 
     def connect(self) -> Connection:
         """A pooled connection, to use as ``with catalog.connect() as conn:`` (returned to the pool after)."""

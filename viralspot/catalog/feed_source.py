@@ -1,154 +1,153 @@
-"""The SQL catalog as the random feed sees it: ``SqlFeedCatalog``, and per request and filter a
-``SqlCandidateSource`` (the feed's ``CandidateSource`` protocol, ``feed/plans.py``).
+"""The SQL catalog as random feeds read it: ``FeedCatalog``, and per page a ``FeedSource``.
 
-The feed knows nothing of SQL or Flask; the app builds one ``SqlFeedCatalog`` from app-free
-callables (take a connection, the remembered catalog state, the item snapshot of a state, the
-service's clock), and the feed service asks it for a source per page. A source reads, over one
-connection taken on first use:
+A random page needs three things of the catalog: its state (version, largest key), the set of
+keys matching the page's filter, and the page's rendered items. The matching set is read once
+per (filter, catalog version) and kept per process (cachetools LRU weighed in keys, 4 bytes
+each; concurrent pages needing one set wait for one read). A ``date_range`` filter matches fewer
+items as the clock moves, so its set also belongs to an hour: it holds every key matching at
+the hour's start with the second each stops matching, and ``matches`` drops the keys past it.
+Every process reads the same set for a (version, hour), so every process serves the same pages.
 
-* the catalog state, (version, largest key), remembered per ``CATALOG_STATE_TTL``;
-* which candidates match the filter: one compiled ``KeyLookup`` (``key_lookup.py``) per filter
-  (and per minute when a ``date_range`` makes it depend on the clock), the keys one bound
-  parameter, the matching ids back as one packed string;
-* the keys of a candidate list, read at one catalog version (``queries.read_at_one_version``);
-* the page's items, one way: from the item snapshot of the catalog state when it is written
-  (``item_snapshot.py``), else joined by the database (``rendering.joined_item_fragments``).
-
-A page that needs no query at all (a cached candidate list, a remembered state, a snapshot)
-takes no connection.
+A page that needs no query (a cached set, a remembered state, an item snapshot) takes no
+database connection.
 """
 from __future__ import annotations
 
+import threading
 import time
 from datetime import datetime, timezone
-from typing import Callable, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
-from sqlalchemy import Connection, select
-from sqlalchemy.engine import Dialect
+from cachetools import LRUCache, cached
+from sqlalchemy import Connection
 
 from . import queries
 from .filters import ContentFilter
 from .item_snapshot import ItemSnapshot
-from .key_lookup import KeyLookup, KeyLookupCache
-from .queries import PACKED_IDS, CatalogState
+from .queries import CatalogState
 from .rendering import joined_item_fragments
+from .tables import MAX_CONTENT_KEY
 
-_LOOKUPS = KeyLookupCache(size=256)
-
-
-def matching_ids_lookup(content_filter: ContentFilter, dialect: Dialect, now: datetime | None = None) -> KeyLookup:
-    """The ids of the content matching ``content_filter`` (a ``date_range`` counting back from ``now``,
-    to the minute) among a key list, as one "3,1,7" string: the one key-list look-up of the feed."""
-    # Only a date_range depends on the clock: its cutoff moves by the minute.
-    now = now.replace(second=0, microsecond=0) if content_filter.date_range and now is not None else None
-    name = (content_filter.signature(), now)
-    return _LOOKUPS.get(name, dialect, lambda: content_filter.where(select(PACKED_IDS), now=now))
+#: Seconds a matching set of a filter on the clock (``date_range``) is used before the next is read.
+WINDOW_SECONDS = 3600
 
 
-class SqlCandidateSource:
-    """``CandidateSource`` over the SQL catalog for one ``ContentFilter``.
+class MatchingSet(NamedTuple):
+    """The keys matching a filter, ascending; for a filter on the clock, with the epoch second up
+    to which each matches."""
 
-    ``connection`` is a connection, or a function giving one on first use (then ``close``
-    returns it); ``state`` gives the catalog state (from a connection provider), ``snapshot``
-    the item snapshot of a state when there is one; ``clock`` (epoch seconds) is what a
-    ``date_range`` counts back from.
+    version: int | None
+    keys: np.ndarray
+    until: np.ndarray | None = None
+
+    def matches(self, keys: np.ndarray, now: float) -> np.ndarray:
+        """Which of ``keys`` match at epoch second ``now``, as a bool array."""
+        index = np.searchsorted(self.keys, keys)
+        index[index == len(self.keys)] = 0
+        found = self.keys[index] == keys if len(self.keys) else np.zeros(len(keys), dtype=bool)
+        if self.until is not None and len(self.keys):
+            found &= self.until[index] >= now
+        return found
+
+    def keys_at(self, now: float) -> np.ndarray:
+        """Every key matching at epoch second ``now``."""
+        return self.keys if self.until is None else self.keys[self.until >= now]
+
+
+class FeedSource:
+    """The catalog for one page of one filter's feed; use it as a context manager.
+
+    ``connect`` gives a connection on first use (returned on exit), ``state`` the remembered
+    catalog state, ``snapshot`` the item snapshot of a state when there is one, ``clock`` the
+    epoch seconds a ``date_range`` counts back from.
     """
 
-    def __init__(self, connection: Connection | Callable[[], Connection], content_filter: ContentFilter,
-                 state: Callable[[Callable[[], Connection]], CatalogState] | None = None,
-                 snapshot: Callable[[CatalogState], Optional[ItemSnapshot]] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
-        if isinstance(connection, Connection):
-            self._connection: Connection | None = connection
-            self._connect = None
-        else:
-            self._connection, self._connect = None, connection
+    def __init__(self, catalog: "FeedCatalog", content_filter: ContentFilter) -> None:
+        self._catalog = catalog
         self.content_filter = content_filter
-        self.clock_dependent = bool(content_filter.date_range)
-        self._state = state
-        self._snapshot = snapshot
-        self._clock = clock
-        self._last_state: CatalogState | None = None
+        self._connection: Connection | None = None
+        self._state: CatalogState | None = None
 
     @property
     def connection(self) -> Connection:
         if self._connection is None:
-            self._connection = self._connect()
+            self._connection = self._catalog.connect()
         return self._connection
 
-    def close(self) -> None:
-        """Return the connection taken on first use, if any."""
-        if self._connect is not None and self._connection is not None:
-            self._connection.close()
-            self._connection = None
-
-    def __enter__(self) -> "SqlCandidateSource":
+    def __enter__(self) -> "FeedSource":
         return self
 
     def __exit__(self, *_exc) -> None:
-        self.close()
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def now(self) -> float:
+        return self._catalog.clock()
 
     def catalog_state(self) -> CatalogState:
         if self._state is None:
-            state = queries.catalog_state(self.connection)
+            self._state = self._catalog.state(lambda: self.connection)
+        return self._state
+
+    def matching(self) -> MatchingSet:
+        """The filter's matching set at the catalog state (and hour) of this page."""
+        window = None
+        if self.content_filter.date_range:
+            window = int(self.now() // WINDOW_SECONDS) * WINDOW_SECONDS
+        return self._catalog.matching_set(self, self.content_filter.signature(), self.catalog_state().version, window)
+
+    def read_matching(self, window: int | None) -> MatchingSet:
+        """Read the matching set from the database, at one catalog version when it can."""
+        until = None
+        if window is None:
+            version, keys = queries.read_at_one_version(
+                self.connection, lambda conn: queries.matching_keys(conn, self.content_filter))
         else:
-            state = self._state(lambda: self.connection)
-        self._last_state = state
-        return state
-
-    def _item_snapshot(self) -> ItemSnapshot | None:
-        """The item snapshot of the catalog state this source works on, if written."""
-        if self._snapshot is None:
-            return None
-        return self._snapshot(self._last_state or self.catalog_state())
-
-    def _now(self) -> datetime | None:
-        """The moment a ``date_range`` counts back from (None for other filters)."""
-        return datetime.fromtimestamp(self._clock(), timezone.utc) if self.clock_dependent else None
-
-    def matching_among(self, keys: Sequence[int]) -> set[int]:
-        connection = self.connection
-        lookup = matching_ids_lookup(self.content_filter, connection.dialect, self._now())
-        ((packed,),) = lookup.rows(connection, keys)
-        return {int(key) for key in packed.split(",")} if packed else set()
-
-    def count_matching(self, keys: Sequence[int]) -> int:
-        return len(self.matching_among(keys))
-
-    def matching_keys(self) -> tuple[int | None, np.ndarray]:
-        return queries.read_at_one_version(
-            self.connection, lambda conn: queries.matching_keys(conn, self.content_filter))
-
-    def expiring_keys(self, at: int) -> tuple[int | None, np.ndarray, np.ndarray]:
-        moment = datetime.fromtimestamp(at, timezone.utc)
-        version, (keys, until) = queries.read_at_one_version(
-            self.connection, lambda conn: queries.matching_keys_until(conn, self.content_filter, moment))
-        return version, keys, until
+            moment = datetime.fromtimestamp(window, timezone.utc)
+            version, (keys, until) = queries.read_at_one_version(
+                self.connection, lambda conn: queries.matching_keys_until(conn, self.content_filter, moment))
+        keep = keys <= MAX_CONTENT_KEY  # never created by our writers; the order stops below
+        if until is not None:
+            until = until[keep]
+        return MatchingSet(version, keys[keep].astype(np.uint32), until)
 
     def page_items(self, keys: Sequence[int]) -> tuple[str | bytes, int]:
         """The rendered items of ``keys`` in order, joined by commas, and how many: from the item
         snapshot of the catalog state when there is one, else joined by the database."""
-        if not keys:
+        if not len(keys):
             return "", 0
-        snapshot = self._item_snapshot()
+        snapshot = self._catalog.snapshot(self.catalog_state()) if self._catalog.snapshot else None
         if snapshot is not None:
             return snapshot.joined(keys)
         return joined_item_fragments(self.connection, keys)
 
 
-class SqlFeedCatalog:
-    """The ``FeedCatalog`` of the feed service (``feed/service.py``): a source per filter."""
+class FeedCatalog:
+    """The catalog of the feed service (``feed/service.py``): a ``FeedSource`` per page, and the
+    process's matching sets."""
 
     def __init__(self, connect: Callable[[], Connection],
                  state: Callable[[Callable[[], Connection]], CatalogState],
                  snapshot: Callable[[CatalogState], Optional[ItemSnapshot]] | None,
-                 clock: Callable[[], float]) -> None:
-        self._connect = connect
-        self._state = state
-        self._snapshot = snapshot
-        self._clock = clock
+                 clock: Callable[[], float] = time.time, cache_keys: int = 16_000_000) -> None:
+        self.connect = connect
+        self.state = state
+        self.snapshot = snapshot
+        self.clock = clock
+        lock = threading.RLock()
+        self._sets: LRUCache = LRUCache(maxsize=cache_keys, getsizeof=lambda entry: max(1, len(entry.keys)))
+        self._read = cached(self._sets, key=lambda source, signature, version, window: (signature, version, window),
+                            lock=lock, condition=threading.Condition(lock))(self._read_uncached)
 
-    def source(self, content_filter: ContentFilter) -> SqlCandidateSource:
-        """A source for one page of ``content_filter``'s feed; use it as a context manager."""
-        return SqlCandidateSource(self._connect, content_filter, self._state, self._snapshot, self._clock)
+    def source(self, content_filter: ContentFilter) -> FeedSource:
+        return FeedSource(self, content_filter)
+
+    def matching_set(self, source: FeedSource, signature: str, version: int, window: int | None) -> MatchingSet:
+        """``signature``'s set at catalog ``version`` and ``window``: kept, else read once."""
+        return self._read(source, signature, version, window)
+
+    @staticmethod
+    def _read_uncached(source: FeedSource, _signature: str, _version: int, window: int | None) -> MatchingSet:
+        return source.read_matching(window)

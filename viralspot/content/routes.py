@@ -1,5 +1,6 @@
 """Content routes: thin views. A plain page comes from ``content/listing.py``; a random page
 (``random_order=true``) from ``feed/service.py``, ``RandomFeedService.serve``."""
+from .. import metrics
 from ..args import present_arguments, use_args
 from ..extensions import random_feeds
 from ..openapi import ARGUMENT_ERRORS, DATABASE_ERRORS, RANDOM_FEED_ERRORS, SESSION_ID_ERRORS, documented
@@ -14,6 +15,7 @@ from .page_response import page_response
 def _listing(kind: str, args: dict):
     if args["random_order"]:
         page = random_feeds.service.serve(kind, args)
+        metrics.random_page(page.replayed, page.round_trips)
         return page_response(page.items_json, page.is_last_page, listing_message(kind, page.count, args["offset"]))
     return plain_listing(kind, args)
 

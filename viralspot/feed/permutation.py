@@ -85,6 +85,36 @@ class KeyedPermutation:
             raise ValueError("position outside the permutation's domain")
         return self._walk(values.astype(np.uint64))
 
+    def inverse(self, images) -> np.ndarray:
+        """The positions whose images are ``images`` (array-like of ints in ``range(size)``), as int64."""
+        values = np.asarray(images, dtype=np.int64)
+        if values.size and (values.min() < 0 or values.max() >= self.size):
+            raise ValueError("image outside the permutation's domain")
+        size = np.uint64(self.size)
+        out = self._network_inverse(values.astype(np.uint64))
+        outside = np.nonzero(out >= size)[0]
+        while outside.size:
+            out[outside] = self._network_inverse(out[outside])
+            outside = outside[out[outside] >= size]
+        return out.astype(np.int64)
+
+    def _network_inverse(self, values: np.ndarray) -> np.ndarray:
+        # Each round undone: (L, R) came from (R_prev, L_prev) with L = R_prev and
+        # R = (L_prev + F(R_prev)) mod m, so R_prev = L and L_prev = (R - F(L)) mod m.
+        left, right = np.divmod(values, self._width)
+        for key, modulus in zip(reversed(self._keys), reversed(self._moduli)):
+            mixed = left ^ key
+            mixed *= _MULTIPLIER
+            mixed ^= mixed >> _SHIFT
+            mixed %= modulus
+            previous = right + modulus
+            previous -= mixed
+            previous %= modulus
+            left, right = previous, left
+        left *= self._width
+        left += right
+        return left
+
     def map_range(self, start: int, stop: int) -> np.ndarray:
         """The images of positions ``start .. stop - 1`` (a slice of the domain), as a new int64 array."""
         if not 0 <= start <= stop <= self.size:

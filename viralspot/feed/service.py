@@ -1,71 +1,208 @@
 """The one place a random page is made: ``RandomFeedService.serve(kind, args)``.
 
-``content/routes.py`` calls ``serve`` with its validated arguments and gets back the page to send.
-The service owns the whole page:
+A session's feed (one per endpoint and filter set) is the session's order (``order.py``)
+restricted to the items matching the filter that no feed of the session has served. A page:
 
-1. the filter of the request and its feed key (``<kind>:<first 128 bits of the filter's hash>``);
-2. the page of the session's feed (``random_feed.RandomFeeds``): the plan (``plans.py``), the
-   session's permutation (``permutation.py``) and the claim in the session store;
-3. the page's items, from the catalog source of the filter.
+1. takes the feed's view (the session's seed and bounds, the feed's cursor) as this process last
+   saw it, or that of a new session;
+2. finds the candidates: the positions from the cursor on whose keys match the filter, enough for
+   the page plus one look-ahead item (which keeps ``isLastPage`` exact);
+3. sends them in one ``serve_page`` (``store/base.py``), which takes the unseen ones atomically, or
+   answers the session's view when this one was not current; then 2 and 3 again, a bounded
+   number of times;
+4. reads the page's items from the catalog.
 
-The catalog reaches it through the narrow ``FeedCatalog`` protocol (the SQL catalog implements it
-in ``catalog/feed_source.py``), the session store through a function that gives the app's
-backend. Nothing here touches Flask.
+When the catalog has grown past the session's bounds and the feed has examined every position,
+the view adds an epoch (``order.py``): the new items follow. Nothing here touches Flask.
 """
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass
-from typing import Any, Callable, ContextManager, Mapping, Protocol
+from typing import Any, Mapping
 
-from ..catalog.filters import ContentFilter, content_filter
-from ..store import SessionStoreBackend
-from .plans import CandidateSource
-from .random_feed import RandomFeeds
+import numpy as np
+from cachetools import LRUCache
 
-#: Hex digits of the filter's SHA-256 signature in a feed key (128 bits).
-FEED_KEY_HEX = 32
+from ..catalog.feed_source import FeedCatalog, FeedSource, MatchingSet
+from ..catalog.filters import content_filter
+from ..store import FeedView, PageStatus, SessionStoreBackend
+from ..store.base import FEED_ID_BYTES, SEED_BYTES
+from .errors import BeyondServedPrefix, FeedConflict, OffsetTooLarge, SessionLimit
+from .order import SessionOrder
 
-
-class FeedCatalog(Protocol):
-    def source(self, content_filter: ContentFilter) -> ContextManager[CandidateSource]:
-        """The catalog as one page of ``content_filter``'s feed reads it (released on exit)."""
+#: Store calls one page makes at most; and of those, answers that its view was stale (a concurrent
+#: request of the session changed it) before the page answers 503 SESSION_CONFLICT.
+MAX_ROUNDS = 64
+MAX_STALE = 16
+#: Sessions whose last view a process keeps (for a next page in one round trip).
+VIEWS_KEPT = 100_000
+#: Positions one batch of a scan maps at most.
+MAX_BATCH = 65_536
 
 
 @dataclass(frozen=True)
 class ServedPage:
-    """A random page ready to send: its items' JSON joined by commas, how many, and whether it is
-    the feed's last page."""
+    """A random page ready to send: its items' JSON joined by commas, how many, whether it is the
+    feed's last page, and how it was made (for metrics)."""
 
     items_json: str | bytes
     count: int
     is_last_page: bool
+    round_trips: int
+    replayed: bool
 
 
-def feed_key(kind: str, content_filter_: ContentFilter) -> str:
-    """The key of the feed of an endpoint kind and a filter, in the session store."""
-    return f"{kind}:{content_filter_.signature()[:FEED_KEY_HEX]}"
+def feed_id(kind: str, filter_signature: str) -> bytes:
+    """The id of the feed of an endpoint kind and a filter: the kind's initial and 8 bytes of the
+    filter's signature (a hex SHA-256)."""
+    return kind[:1].encode() + bytes.fromhex(filter_signature[:2 * (FEED_ID_BYTES - 1)])
+
+
+def candidates_from(order: SessionOrder, matching: MatchingSet, now: float, cursor: int, count: int,
+                    max_positions: int) -> tuple[list[int], int]:
+    """The first ``count`` positions from ``cursor`` on whose keys match, examining at most
+    ``max_positions``: (positions ascending, position examined up to). Every matching position
+    in ``[cursor, examined_to)`` is among them.
+
+    Two ways to the same answer, whichever costs fewer permutation evaluations: map the matching
+    keys to their positions (a set smaller than the scan would be), or map positions to keys in
+    batches and keep the matching ones.
+    """
+    end = min(order.end, cursor + max_positions)
+    if cursor >= end or count <= 0:
+        return [], cursor
+    share = max(len(matching.keys) / max(order.end, 1), 1e-6)
+    expected_scan = count / share
+    if len(matching.keys) <= expected_scan:
+        keys = matching.keys_at(now)
+        keys = keys[keys <= order.end].astype(np.int64)
+        positions = np.sort(order.positions_of(keys))
+        positions = positions[(positions >= cursor) & (positions < end)][:count]
+        examined_to = int(positions[-1]) + 1 if len(positions) == count else end
+        return positions.tolist(), examined_to
+    found: list[int] = []
+    position, rounds = cursor, 0
+    while position < end and len(found) < count:
+        batch = min(MAX_BATCH, int((count - len(found)) / share * 1.15) + 16 << min(rounds, 6))
+        rounds += 1
+        stop = min(end, position + batch)
+        keys = order.keys_between(position, stop)
+        hits = np.nonzero(matching.matches(keys, now))[0] + position
+        found.extend(hits.tolist())
+        position = stop
+    if len(found) > count:
+        del found[count:]
+        return found, found[-1] + 1
+    return found, position
 
 
 class RandomFeedService:
     """Serves pages of sessions' random feeds; one per app, safe to share across threads.
 
-    A page may reach at most ``max_ahead`` items past what the session has been served in
-    that feed (a 400 otherwise).
+    ``max_ahead``: how far past what a feed has served a page may start; ``max_offset``: the
+    largest offset; ``max_scan``: positions one page examines at most.
     """
 
-    def __init__(self, store: Callable[[], SessionStoreBackend], catalog: FeedCatalog, feeds: RandomFeeds,
-                 max_ahead: int) -> None:
-        self._store = store
+    def __init__(self, secret: bytes, store: SessionStoreBackend, catalog: FeedCatalog, *, max_ahead: int,
+                 max_offset: int, max_scan: int) -> None:
+        self.secret = secret
+        self.store = store
         self.catalog = catalog
-        self.feeds = feeds
         self.max_ahead = max_ahead
+        self.max_offset = max_offset
+        self.max_scan = max_scan
+        self._views: LRUCache = LRUCache(VIEWS_KEPT)
+        self._views_lock = threading.Lock()
 
     def serve(self, kind: str, args: Mapping[str, Any]) -> ServedPage:
         """The page ``[offset, offset + limit)`` of ``session_id``'s feed for endpoint ``kind``
         (``reels``, ``posts``) and the filter arguments in ``args``; ``sort_by`` is ignored."""
+        offset, limit, session_id = args["offset"], args["limit"], args["session_id"]
+        if offset > self.max_offset:
+            raise OffsetTooLarge(self.max_offset)
         flt = content_filter(kind, args)
         with self.catalog.source(flt) as source:
-            page = self.feeds.page(self._store(), source, args["session_id"], feed_key(kind, flt),
-                                   args["offset"], args["limit"], self.max_ahead)
-            items_json, count = source.page_items(page.keys)
-        return ServedPage(items_json, count, page.is_last_page)
+            view, positions, is_last, round_trips, replayed = self._page(
+                source, session_id, feed_id(kind, flt.signature()), offset, limit)
+            keys = SessionOrder(self.secret, session_id, view.seed, view.bounds).keys_at(positions).tolist()
+            items_json, count = source.page_items(keys)
+        return ServedPage(items_json, count, is_last, round_trips, replayed)
+
+    def forget(self, session_id: str) -> None:
+        """Drop this process's view of a session (after a reset, its next page starts a new one)."""
+        with self._views_lock:
+            self._views.pop(session_id, None)
+
+    def _known_view(self, session_id: str, feed: bytes) -> FeedView | None:
+        with self._views_lock:
+            known = self._views.get(session_id)
+        if known is None:
+            return None
+        seed, bounds, cursors = known
+        cursor, served = cursors.get(feed, (0, 0))
+        return FeedView(seed, bounds, cursor, served)
+
+    def _remember(self, session_id: str, feed: bytes, view: FeedView) -> None:
+        with self._views_lock:
+            known = self._views.get(session_id)
+            cursors = known[2] if known is not None and known[0] == view.seed else {}
+            cursors[feed] = (view.cursor, view.served)
+            self._views[session_id] = (view.seed, view.bounds, cursors)
+
+    def _page(self, source: FeedSource, session_id: str, feed: bytes, offset: int, limit: int):
+        """(view, positions, is_last_page, round trips, replayed) of the page."""
+        need = offset + limit
+        view = self._known_view(session_id, feed)
+        create = view is None
+        if create:
+            view = FeedView(os.urandom(SEED_BYTES), (source.catalog_state().largest_key,))
+        examined = stale = short = 0
+        for round_trip in range(1, MAX_ROUNDS + 1):
+            if stale >= MAX_STALE:
+                break
+            candidates, scanned_to, sent = None, 0, view
+            if view.served <= need:  # the page, or its look-ahead item, is not served yet
+                largest = source.catalog_state().largest_key
+                bounds = view.bounds
+                if view.cursor >= view.end and largest > view.end:
+                    bounds = (*bounds, largest)  # a grown catalog: a new epoch after the last
+                order = SessionOrder(self.secret, session_id, view.seed, bounds)
+                candidates, scanned_to = candidates_from(
+                    order, source.matching(), source.now(), view.cursor,
+                    # Twice as many after each short claim (items served in other feeds).
+                    (need - view.served + 1) << min(short, 12), max(1, self.max_scan - examined))
+                sent = FeedView(view.seed, bounds, view.cursor, view.served)
+            result = self.store.serve_page(session_id, feed, sent, offset=offset, limit=limit,
+                                           max_ahead=self.max_ahead, candidates=candidates,
+                                           scanned_to=scanned_to, create=create)
+            status = result.status
+            if status is PageStatus.ABSENT:  # reset or expired since this process saw it
+                self.forget(session_id)
+                view, create = FeedView(os.urandom(SEED_BYTES), (source.catalog_state().largest_key,)), True
+                continue
+            create = False
+            if status is PageStatus.STALE:
+                view, stale = result.view, stale + 1
+                continue
+            if status is PageStatus.BEYOND:
+                raise BeyondServedPrefix(result.view.served, self.max_ahead)
+            if status is PageStatus.FEED_LIMIT:
+                raise SessionLimit("feeds", self.store.max_feeds)
+            if status is PageStatus.ITEM_LIMIT:
+                raise SessionLimit("items", self.store.max_items)
+            view = result.view
+            self._remember(session_id, feed, view)
+            if result.has_more:
+                return view, result.positions, False, round_trip, candidates is None
+            if candidates is None:
+                continue  # a read that found the page without its look-ahead: claim
+            examined += max(0, scanned_to - sent.cursor)
+            short += 1
+            at_end = view.cursor >= view.end and source.catalog_state().largest_key <= view.end
+            if at_end:
+                return view, result.positions, True, round_trip, False
+            if examined >= self.max_scan:
+                return view, result.positions, False, round_trip, False  # the scan bound: maybe short
+        raise FeedConflict()

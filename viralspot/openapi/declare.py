@@ -43,7 +43,7 @@ DATABASE_ERRORS = ("DATABASE_UNAVAILABLE",)
 #: The session store is down.
 STORE_ERRORS = ("SESSION_STORE_UNAVAILABLE",)
 #: A random page: the session store, and a session too busy with concurrent requests.
-RANDOM_FEED_ERRORS = ("SESSION_STORE_UNAVAILABLE", "SESSION_CONFLICT")
+RANDOM_FEED_ERRORS = ("SESSION_LIMIT", "SESSION_STORE_UNAVAILABLE", "SESSION_CONFLICT")
 
 SchemaLike = type[Schema] | Schema
 #: A success body: a marshmallow schema, or a JSON schema dict (non-JSON bodies, free-form JSON).

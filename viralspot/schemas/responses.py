@@ -165,8 +165,8 @@ def reset_session_examples() -> dict:
     logger = logging.getLogger(reset_module.__name__)
     logger.addFilter(_not_an_example)
     try:
-        for name, session_id, result in (("found", _EXAMPLE_SESSIONS[0], ResetResult(True, 47, 2, 156)),
-                                         ("not_found", _EXAMPLE_SESSIONS[1], ResetResult(False, 0, 0, 156))):
+        for name, session_id, result in (("found", _EXAMPLE_SESSIONS[0], ResetResult(True, 47, 156)),
+                                         ("not_found", _EXAMPLE_SESSIONS[1], ResetResult(False, 0, 156))):
             data, message = reset_module.reset_session(_Store(result), session_id)
             data["timestamp"] = "2024-01-15T10:30:00.000Z"
             examples[name] = {"summary": message, "value": {"success": True, "data": data, "message": message}}
@@ -176,17 +176,17 @@ def reset_session_examples() -> dict:
 
 
 class FeedInspectionSchema(Schema):
-    feed_key = fields.String(required=True, metadata={"description": "<endpoint kind>:<filter hash>."})
+    feed_key = fields.String(required=True, metadata={"description": "<endpoint kind>:<64 bits of the filter's hash>."})
     endpoint = fields.String(required=True, allow_none=True, metadata={"example": "/api/reels"})
     served_items_count = fields.Integer(required=True, validate=validate.Range(min=0))
-    exhausted = fields.Boolean(required=True)
+    positions_examined = fields.Integer(required=True, validate=validate.Range(min=0), metadata={
+        "description": "How far into the session's order the feed has looked (its cursor)."})
 
 
 class SessionInspectionSchema(Schema):
     """One session's random-feed state (``session/inspection.py``)."""
 
     session_id = fields.String(required=True)
-    generation = fields.Integer(required=True, validate=validate.Range(min=0))
     served_items_count = fields.Integer(required=True, validate=validate.Range(min=0))
     created_at = fields.String(required=True, metadata={"format": "date-time"})
     last_seen_at = fields.String(required=True, metadata={"format": "date-time"})

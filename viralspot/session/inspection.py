@@ -1,7 +1,8 @@
 """What a session looks like from outside: ``GET /api/sessions/<id>`` and ``flask sessions show``.
 
-A feed's key is ``<endpoint kind>:<filter hash>`` (``feed/service.py``, ``feed_key``), so the
-document can name each feed's endpoint without the store knowing about endpoints.
+A feed's id is the endpoint's initial and 8 bytes of the filter's hash (``feed/service.py``,
+``feed_id``), shown as ``<endpoint kind>:<hex>``, so the document names each feed's endpoint
+without the store knowing about endpoints.
 """
 from __future__ import annotations
 
@@ -11,10 +12,18 @@ from ..store import SessionSummary
 from ..timeutil import utc_timestamp
 
 
-def feed_endpoint(feed_key: str) -> str | None:
-    """``/api/reels`` for a feed key ``reels:...``; None for a key of no known endpoint."""
-    kind, separator, _hash = feed_key.partition(":")
-    return f"/api/{kind}" if separator and kind in ("reels", "posts") else None
+KINDS = {b"r": "reels", b"p": "posts"}
+
+
+def feed_key(feed_id: bytes) -> str:
+    """``reels:<16 hex digits>`` for a feed id."""
+    return f"{KINDS.get(feed_id[:1], '?')}:{feed_id[1:].hex()}"
+
+
+def feed_endpoint(feed_id: bytes) -> str | None:
+    """``/api/reels`` for a feed of the reels endpoint; None for an id of no known endpoint."""
+    kind = KINDS.get(feed_id[:1])
+    return f"/api/{kind}" if kind else None
 
 
 def _timestamp(epoch_seconds: float) -> str:
@@ -25,14 +34,13 @@ def session_document(summary: SessionSummary) -> dict:
     """The documented ``data.session`` of an active session."""
     return {
         "session_id": summary.session_id,
-        "generation": summary.generation,
         "served_items_count": summary.served_items_count,
         "created_at": _timestamp(summary.created_at),
         "last_seen_at": _timestamp(summary.last_seen_at),
         "expires_in_seconds": max(0, int(summary.expires_in_seconds)),
         "feeds": [
-            {"feed_key": key, "endpoint": feed_endpoint(key), "served_items_count": feed.served,
-             "exhausted": feed.exhausted}
+            {"feed_key": feed_key(key), "endpoint": feed_endpoint(key), "served_items_count": feed.served,
+             "positions_examined": feed.cursor}
             for key, feed in summary.feeds.items()
         ],
     }

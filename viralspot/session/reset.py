@@ -27,8 +27,7 @@ def reset_session(store: SessionStoreBackend, session_id: str) -> tuple[dict, st
     """Reset ``session_id`` in ``store``; return the response ``data`` and ``message``."""
     result = store.reset(session_id)
     if result.found:
-        log.info("reset session %s: cleared %d served items, generation now %d",
-                 session_id, result.cleared_items_count, result.generation)
+        log.info("reset session %s: cleared %d served items", session_id, result.cleared_items_count)
     else:
         log.info("reset requested for unknown session %s", session_id)
     data = {

@@ -1,7 +1,7 @@
 """Session routes: thin views over ``session.reset`` and ``session.inspection``."""
 from ..args import use_args
 from ..api_errors import ApiError
-from ..extensions import session_store
+from ..extensions import random_feeds, session_store
 from ..openapi import SESSION_ID_ERRORS, STORE_ERRORS, documented
 from ..schemas.envelope import api_response
 from ..schemas.responses import ResetSessionResponseSchema, SessionInspectionResponseSchema, reset_session_examples
@@ -18,6 +18,7 @@ from .reset import reset_session
 @use_args(SessionIdArgsSchema())
 def reset(args):
     data, message = reset_session(session_store.backend, args["session_id"])
+    random_feeds.service.forget(args["session_id"])
     return api_response(data, message)
 
 

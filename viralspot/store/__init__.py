@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 
 from flask import Flask, current_app
 
-from .base import (ClaimResult, FeedSummary, FeedView, ResetResult, SessionStoreBackend, SessionSummary,
-                   StoreError, StoreUnavailable)
+from .base import (FeedSummary, FeedView, PageResult, PageStatus, ResetResult, SessionStoreBackend,
+                   SessionSummary, StoreError, StoreUnavailable)
 
 EXTENSION_NAME = "viralspot.session_store"
 SCHEMES = ("memory", "redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
@@ -34,6 +34,7 @@ def backend_from_url(url: str, config) -> SessionStoreBackend:
             ttl=float(config["SESSION_TTL"]),
             max_sessions=int(config["SESSION_MAX"]),
             max_feeds=int(config["SESSION_MAX_FEEDS"]),
+            max_items=int(config["SESSION_MAX_ITEMS"]),
         )
     if scheme in SCHEMES:
         return _redis_backend(url, config)
@@ -61,8 +62,8 @@ def _redis_backend(url: str, config) -> SessionStoreBackend:
             retries=int(config.get("SESSION_STORE_RETRIES", defaults.retries)),
             max_connections=int(config.get("SESSION_STORE_MAX_CONNECTIONS", defaults.max_connections)),
         )
-        return RedisSessionStore(url, ttl=float(config["SESSION_TTL"]),
-                                 max_feeds=int(config["SESSION_MAX_FEEDS"]), options=options)
+        return RedisSessionStore(url, ttl=float(config["SESSION_TTL"]), max_feeds=int(config["SESSION_MAX_FEEDS"]),
+                                 max_items=int(config["SESSION_MAX_ITEMS"]), options=options)
     except RedisUrlError as error:
         raise SessionStoreConfigError(f"VIRALSPOT_SESSION_STORE_URL is not a usable Redis URL: {error}") from None
 
@@ -93,7 +94,7 @@ class SessionStore:
 
 
 __all__ = [
-    "ClaimResult", "FeedSummary", "FeedView", "ResetResult", "SessionStore", "SessionStoreBackend",
+    "FeedSummary", "FeedView", "PageResult", "PageStatus", "ResetResult", "SessionStore", "SessionStoreBackend",
     "SessionSummary",
     "StoreError", "StoreUnavailable", "SessionStoreConfigError", "backend_from_url",
 ]

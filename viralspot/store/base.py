@@ -1,32 +1,34 @@
-"""The session store interface: what every backend (memory, Redis) must do atomically.
+"""The session store interface: what every backend (memory, Redis) does atomically.
 
-An active session holds:
+A session is one record, kept whole or forgotten whole (TTL expiry, eviction, reset):
 
-* its generation, which keys the session's random order;
-* the set of content keys (dense integer ids below 2**32) it has been served, the "seen" set;
-* per random feed (endpoint + filter set) a replayable served sequence, the
-  position in the permutation the feed has scanned to (the cursor), and the
-  plan token naming the permutation space the cursor walks;
-* when it was created and last used (epoch seconds); it expires after the
-  store's TTL of idleness.
+* its *seed*, 8 random bytes chosen when the session is created, which key its random order;
+* its *bounds*, the ascending largest content keys of the epochs of its key space: epoch ``e``
+  holds the keys ``(bounds[e-1], bounds[e]]`` and is permuted on its own, so the positions of
+  the order are ``0 .. bounds[-1] - 1`` and a catalog that grew adds an epoch at the end;
+* per feed (endpoint + filter set, an id of ``FEED_ID_BYTES``) a *cursor*, the next position
+  of the order the feed examines, and the positions it has served, in order (a feed walks the
+  order forward, so its served positions ascend);
+* how many items it has been served, and when it was created.
 
-A reset ends the session: its data is freed and it no longer counts as active.
-Only a *freshness record* stays behind, the generation the session's next order
-must use (the old one plus one), kept for the TTL. It is not an active session:
-``session_count``, ``session_ids`` and ``summary`` do not see it. A new session
-starts at the generation of its freshness record (0 without one), so two servers
-sharing a store compute the same order for it, and a reset session's next order
-is fresh.
-
-Every mutating operation is a single atomic step so that a Redis backend can run
-it as one Lua script: ``claim_unseen`` is a compare-and-set on
-(generation, cursor, plan) followed by "take the candidates not yet seen".
+A position served by any feed is *seen*: no feed of the session serves it again. A page is one
+atomic ``serve_page``: it answers the feed's page from what is served (a replay) and, given
+candidates, first takes the unseen ones it needs. Every backend answers the same
+``PageResult`` for the same calls; ``tests/test_store_contract.py`` holds them to it.
 """
 from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Sequence
+
+#: Bytes of a feed id: the endpoint's initial and 8 bytes of the filter's signature.
+FEED_ID_BYTES = 9
+#: A session seed's bytes.
+SEED_BYTES = 8
+#: Largest content key (and so position) a session's order holds.
+KEY_LIMIT = 2 ** 32 - 1
 
 
 class StoreError(Exception):
@@ -37,40 +39,55 @@ class StoreUnavailable(StoreError):
     """The backend cannot be reached; the API answers 503."""
 
 
+class PageStatus(IntEnum):
+    """What ``serve_page`` did; the codes are the Redis script's."""
+
+    #: The page was answered (it may be short: see ``PageResult``).
+    SERVED = 0
+    #: The caller's view (seed, bounds, cursor) is not the session's: nothing changed; the result
+    #: carries the session's view to compute candidates from.
+    STALE = 1
+    #: No session, and ``create`` was not asked.
+    ABSENT = 2
+    #: The page starts more than ``max_ahead`` items past what the feed has served.
+    BEYOND = 3
+    #: A new feed would pass the store's ``max_feeds``.
+    FEED_LIMIT = 4
+    #: The page would take the session past the store's ``max_items``.
+    ITEM_LIMIT = 5
+
+
 @dataclass(frozen=True)
 class FeedView:
-    """A consistent snapshot of one feed of one session."""
+    """A session and one of its feeds as a page sees them. ``seed`` is b"" for no session."""
 
-    generation: int
-    plan: str | None
-    cursor: int
-    served_count: int
-    exhausted: bool
-    keys: list[int] = field(default_factory=list)
+    seed: bytes
+    bounds: tuple[int, ...]
+    cursor: int = 0
+    served: int = 0
+
+    @property
+    def end(self) -> int:
+        """The number of positions in the order (the largest key the session's epochs hold)."""
+        return self.bounds[-1] if self.bounds else 0
 
 
 @dataclass(frozen=True)
-class ClaimResult:
-    """Outcome of ``claim_unseen``. ``ok`` is False when the compare-and-set failed."""
-
-    ok: bool
-    claimed: list[int] = field(default_factory=list)
-    served_count: int = 0
-    exhausted: bool = False
+class PageResult:
+    status: PageStatus
+    view: FeedView
+    #: The positions served at the page's ordinals ``[offset, offset + limit)``: fewer when the
+    #: feed has served fewer.
+    positions: list[int] = field(default_factory=list)
+    #: True when an unseen matching item is known to follow the page: the feed has served more
+    #: than the page's end, or a candidate left over (the cursor then rests on it).
     has_more: bool = False
-    keys: list[int] = field(default_factory=list)
-    #: The feed's cursor after the claim.
-    cursor: int = 0
-    #: When the compare-and-set failed: the feed as ``read_feed`` answers it for the claim's page
-    #: (a caller goes on from it without a read).
-    view: FeedView | None = None
 
 
 @dataclass(frozen=True)
 class ResetResult:
     found: bool
     cleared_items_count: int
-    generation: int
     total_active_sessions: int
 
 
@@ -79,9 +96,7 @@ class FeedSummary:
     """One feed of a session, as inspection shows it."""
 
     served: int
-    exhausted: bool
     cursor: int
-    plan: str | None
 
 
 @dataclass(frozen=True)
@@ -89,94 +104,64 @@ class SessionSummary:
     """What inspection tools show of an active session. Times are epoch seconds."""
 
     session_id: str
-    generation: int
     served_items_count: int
     created_at: float
     last_seen_at: float
     expires_in_seconds: float
-    feeds: dict[str, FeedSummary]
+    #: Feed id (bytes) -> its summary, in the order the feeds began.
+    feeds: dict[bytes, FeedSummary]
 
 
 class SessionStoreBackend(abc.ABC):
-    """Backend interface. Session ids reaching a backend are already validated."""
+    """Backend interface. Session ids reaching a backend are already validated.
+
+    ``max_feeds`` bounds a session's feeds and ``max_items`` the items it is served
+    (``VIRALSPOT_SESSION_MAX_FEEDS``, ``VIRALSPOT_SESSION_MAX_ITEMS``).
+    """
 
     #: Reported as ``server_info.session_storage_type``.
     storage_type: str = "unknown"
-    #: Whether the feed should filter candidates with ``seen_among`` before claiming: True where the
-    #: check is an in-process call; False where it costs a round trip (the claim skips seen keys).
-    prefilter_seen: bool = True
     #: Whether other processes (workers, hosts, ``flask sessions``) see the same sessions.
     shared: bool = False
-    #: Whether the feed should claim on a presumed view of a feed it has not read (checked with
-    #: ``expect_served``) rather than read it first: True where a read costs a round trip.
-    presume_views: bool = False
+
+    def __init__(self, ttl: float, max_feeds: int, max_items: int) -> None:
+        if ttl <= 0 or max_feeds <= 0 or max_items <= 0:
+            raise ValueError("ttl, max_feeds and max_items must be positive")
+        self.ttl = ttl
+        self.max_feeds = max_feeds
+        self.max_items = max_items
 
     @abc.abstractmethod
-    def read_feed(self, session_id: str, feed_key: str, start: int, stop: int) -> FeedView:
-        """Snapshot of a feed plus its served keys ``[start:stop]``. Creates nothing; an active
-        session's idle TTL restarts. Without an active session: the freshness record's generation
-        (0 without one), no plan, cursor 0, nothing served."""
+    def serve_page(self, session_id: str, feed_id: bytes, view: FeedView, *, offset: int, limit: int,
+                   max_ahead: int, candidates: Sequence[int] | None = None, scanned_to: int = 0,
+                   create: bool = False) -> PageResult:
+        """One page of a feed, atomically; every call restarts the session's idle TTL.
 
-    @abc.abstractmethod
-    def seen_among(self, session_id: str, keys: Sequence[int]) -> list[int]:
-        """The keys among ``keys`` the session has been served (advisory, read-only)."""
+        ``view`` is the caller's idea of the session (seed, bounds) and of the feed (cursor).
+        Without a session: ``ABSENT``, unless ``create``, which starts one with ``view``'s seed
+        and bounds. With another seed: ``STALE``. A page starting past the feed's served count
+        plus ``max_ahead``: ``BEYOND``.
 
-    @abc.abstractmethod
-    def claim_unseen(
-        self,
-        session_id: str,
-        feed_key: str,
-        *,
-        generation: int,
-        expect_cursor: int,
-        expect_plan: str | None,
-        plan: str,
-        domain: int,
-        candidates: Sequence[tuple[int, int]],
-        scanned_to: int,
-        want: int,
-        page: tuple[int, int],
-        expect_served: int | None = None,
-    ) -> ClaimResult:
-        """Atomically extend a feed's served sequence.
-
-        Fails (``ok=False``, nothing claimed) unless the session's generation is
-        ``generation`` and the feed's cursor and plan are ``expect_cursor`` and
-        ``expect_plan`` (a missing feed has cursor 0 and plan None), and, when
-        ``expect_served`` is given, the feed has served exactly that many keys and
-        its cursor is exactly ``expect_cursor``. A failed claim answers the feed
-        as ``read_feed(session_id, feed_key, *page)`` would (``view``), restarting
-        the idle TTL as that read does, so the caller goes on without a read. Otherwise it
-        walks ``candidates`` (permutation position, key) in order, skips keys
-        already seen, and appends up to ``want`` of the rest to the feed's served
-        sequence and to the seen set. The new cursor is the position of the first unseen
-        candidate left over, else ``scanned_to``; the feed is exhausted when that
-        reaches ``domain``. The feed's plan becomes ``plan``.
-        Returns the served keys ``[page[0]:page[1]]`` after the claim.
-
-        **A cursor that moved ahead on the same plan is not a conflict** (unless
-        ``expect_served`` is given). When
-        ``plan`` is ``expect_plan`` and the feed's plan, and its cursor has moved
-        past ``expect_cursor`` (another process claimed meanwhile) but not to
-        ``scanned_to``, the candidates before the cursor are dropped and the claim
-        goes on from there, taking at most ``page[1]`` minus the served count: the
-        rest are exactly what a caller starting at that cursor would have sent,
-        because candidates are a function of the plan and the position alone. So
-        a process whose view of the feed lags still claims in one step.
-        A claim on no active session creates it, at the generation of its
-        freshness record (the memory store then drops the record; Redis keeps it
-        until its TTL, so that a resent reset recognises itself).
+        Without ``candidates`` (a read): ``SERVED`` with what the feed holds of the page.
+        With ``candidates``, the ascending positions in ``[view.cursor, scanned_to)`` that match
+        the feed's filter, computed on ``view``'s bounds, which may add one epoch to the
+        session's (a larger last bound): ``STALE`` unless the bounds are the session's or that
+        one step longer, and unless ``view.cursor <= cursor <= scanned_to`` for the feed's own
+        cursor (a caller behind the feed sends candidates it drops). The unseen candidates
+        from the cursor on are taken, up to the page's end; the cursor moves to the first unseen
+        candidate left over (``has_more``), else to ``scanned_to``. A new feed past
+        ``max_feeds`` is ``FEED_LIMIT``; a page that would take the session's items past
+        ``max_items`` is ``ITEM_LIMIT``. Nothing changes unless the answer is ``SERVED``.
         """
 
     @abc.abstractmethod
     def reset(self, session_id: str) -> ResetResult:
-        """End an active session atomically: free its data and leave its freshness record
-        (generation + 1). ``found`` is False, and nothing changes, when it is not active.
+        """Forget a session whole. ``found`` is False, and nothing changes, when there is none.
         ``total_active_sessions`` is counted after the reset."""
 
     @abc.abstractmethod
     def session_count(self) -> int:
-        """Active sessions (freshness records not counted)."""
+        """Active sessions (used within the TTL)."""
 
     @abc.abstractmethod
     def summary(self, session_id: str) -> SessionSummary | None:

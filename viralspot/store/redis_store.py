@@ -1,51 +1,37 @@
-"""Redis session store: every operation is one Lua script on the server, shared by all workers.
+"""Redis session store: a session is one hash, every operation one Lua script on the server.
 
-Key layout (``S`` is the session id; the ``{S}`` hash tag puts all of a session's keys in one
-Redis Cluster slot, so no script crosses slots):
+Key layout (layout version 2 in every name; ``S`` is the session id, whose ``{S}`` hash tag keeps
+a session in one Redis Cluster slot):
 
-``vs:{S}:m``  HASH, the session: ``g`` generation, ``c``/``l`` created/last-seen (server ms),
-              ``n`` seen-set size, ``o`` msgpack list of feed keys (least recently used first),
-              and per feed ``f:<feed>`` (msgpack: cursor, exhausted, plan, last claim) and
-              ``s:<feed>`` (the served sequence, little-endian uint32 keys, 4 bytes each).
-``vs:{S}:k``  HASH, the seen set: up to 1,024 keys the one field ``a``, the keys as little-endian
-              uint32 in the order they were served; past that roaring style: field ``key >> 16``,
-              value the uint16 low halves in the order they were served (2 bytes each), or an
-              8 KiB bitmap once a bucket holds over 4,095 keys (``_common.lua``).
-``vs:{S}:r``  STRING, the freshness record a reset leaves: ``<generation>:<cleared>:<reset id>``;
-              the next session keeps it, so a resent reset recognises itself.
-``vs:active`` ZSET, session id -> last-seen server ms, for counting and listing active sessions
-              (``{vs:active}:trim`` is its once-a-second trim guard; ``{vs:active}:gen`` and
-              ``{vs:active}:floor`` hold the generations that order touches and resets, see
-              ``touch.lua``).
+``vs2:{S}``  HASH, the whole session, so TTL expiry and eviction keep or drop it whole:
+             ``s`` seed (8 bytes), ``b`` bounds (uint32 LE), ``k`` feed ids (9 bytes each; feed
+             number i is the i-th), ``n`` items served, ``c`` created (server ms); per feed
+             ``f<i>`` its cursor and served count (uint32 LE) and block index (uint16 block,
+             uint32 served up to its end), and per feed and 64 Ki-position block ``<i>.<block>``
+             the feed's served positions there: ``a`` and 2-byte lows, or ``b`` and a bitmap of
+             the lows, whichever is smaller (at most 8 KiB). ``r`` is the record of the last reset
+             (``<id>:<cleared>:<found>``), alone in the hash for the TTL after a reset and kept by
+             the next session, so a reset resent after a lost reply answers what it did.
+``vs2:active`` ZSET, session id -> last-seen server ms, to count and list active sessions
+             (on a cluster 16 shards ``vs2:active:{i}``). Each touch forgets at most 100 entries
+             idle past the TTL.
 
-The session keys carry a sliding TTL that the scripts restart. The index is updated by a
-separate script on the index's keys, pipelined with the session script, so an operation costs
-one round trip (a random page: one claim; a failed claim answers the feed, so a page that claims
-again costs two and never a separate read), and at most once a second per session
-and process (``ClientOptions.index_touch_interval``), so most pages run one script. A reset
-takes three: the reset, then the session's removal from the index by generation, then the
-counts. The Redis client is created lazily in the process that uses it (after a gunicorn fork,
-the worker makes its own connection pool), and each thread keeps its own connection.
+A session missing any of ``s b k n c`` (damaged, or written by another layout) is treated as
+gone, never served from; a page that creates the session replaces it.
 
-Redis Cluster (``redis+cluster://host:port,host:port``): the same scripts, each on one slot (a
-session's keys share its hash tag). One global index would put every request on one master, so
-the index is sharded: ``vs:active:{<i>}`` for i in 0..15 (with ``vs:active:{<i>}:trim``,
-``:gen`` and ``:floor``), the shard of a session being ``crc32(session id) % 16``. A session script and the touch of its
-shard go in one non-transactional pipeline that redis-py splits by node (written to every node,
-then read: still one round trip); counting sums ZCOUNT over the 16 shards and listing merges
-their ZREVRANGEBYSCORE results, one pipeline each.
+The session's hash carries the sliding TTL, restarted by every page. A page is one script,
+pipelined with the index touch (at most once a second per session and process): one round trip.
+Connections come from redis-py's pool; on a connection error, a timeout, ``READONLY`` or
+``MASTERDOWN`` (a failover) the pool's connections are dropped and the operation is tried again
+on fresh ones, so a failover behind a plain ``redis://`` address that moves recovers by itself.
 """
 from __future__ import annotations
 
 import os
 import secrets
 import struct
-import sys
-import threading
 import time
-import weakref
 import zlib
-from array import array
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Callable, Sequence
@@ -60,28 +46,26 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-try:
-    from hiredis import pack_command as _pack_command
-except ImportError:  # redis-py packs commands itself
-    _pack_command = None
+from cachetools import TTLCache
 
-from .base import (ClaimResult, FeedSummary, FeedView, ResetResult, SessionStoreBackend, SessionSummary,
-                   StoreUnavailable)
+from .base import (FeedSummary, FeedView, PageResult, PageStatus, ResetResult, SessionStoreBackend,
+                   SessionSummary, StoreUnavailable)
 
 SETTING = "VIRALSPOT_SESSION_STORE_URL"
 SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
-INDEX_KEY = "vs:active"
-TRIM_GUARD_KEY = "{vs:active}:trim"
-#: Redis Cluster: the active-session index is this many ZSETs, ``vs:active:{<i>}`` (see index_keys).
+#: The layout version in every key name: a next layout's keys can live beside these.
+LAYOUT = "vs2"
+INDEX_KEY = f"{LAYOUT}:active"
+#: Redis Cluster: the active-session index is this many ZSETs, ``vs2:active:{<i>}`` (see index_keys).
 CLUSTER_INDEX_SHARDS = 16
-KEY_LIMIT = 2**32
 #: Backoff between attempts of one operation (``RedisSessionStore._attempts``); stateless.
 _BACKOFF = ExponentialWithJitterBackoff(cap=0.25, base=0.05)
 #: Most sessions whose last index touch a process remembers (``_touch_if_due``).
 TOUCHED_REMEMBERED = 100_000
+#: How long the record of a reset stays when no session follows it (ms).
+RESET_RECORD_MS = 60_000
 
-_SESSION_SCRIPTS = ("read_feed", "claim", "seen_among", "reset", "summary")
-_INDEX_SCRIPTS = ("touch", "untouch", "unindex", "count", "ids")
+_SCRIPTS = ("page", "reset", "summary", "touch", "count", "ids")
 #: ResponseError prefixes that mean "the server cannot serve now", not "the request is wrong".
 _UNAVAILABLE_PREFIXES = ("BUSY", "LOADING", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "OOM")
 
@@ -90,25 +74,17 @@ class RedisUrlError(ValueError):
     """The store URL cannot be used; the message names the problem, never the password."""
 
 
-def session_keys(session_id: str) -> tuple[str, str, str]:
-    """(meta, seen, freshness) keys of a session, all under its hash tag."""
-    return f"vs:{{{session_id}}}:m", f"vs:{{{session_id}}}:k", f"vs:{{{session_id}}}:r"
+def session_key(session_id: str) -> str:
+    """The hash holding a session."""
+    return f"{LAYOUT}:{{{session_id}}}"
 
 
-def index_keys(shards: int) -> tuple[tuple[str, str], ...]:
-    """(index, trim guard) key pairs of the active-session index, each pair in one slot: the single
-    ``vs:active`` on one server, or ``shards`` ZSETs ``vs:active:{<i>}`` on Redis Cluster."""
+def index_keys(shards: int) -> tuple[str, ...]:
+    """The active-session index: the one ``vs2:active`` on one server, or ``shards`` ZSETs
+    ``vs2:active:{<i>}`` on Redis Cluster, each in its own slot."""
     if shards == 1:
-        return ((INDEX_KEY, TRIM_GUARD_KEY),)
-    return tuple((f"vs:active:{{{shard}}}", f"vs:active:{{{shard}}}:trim") for shard in range(shards))
-
-
-def index_companions(index_key: str) -> tuple[str, str]:
-    """(generations hash, reset floors sorted set) that go with an index shard, in its slot
-    (``touch.lua`` says what they hold)."""
-    if index_key == INDEX_KEY:
-        return "{vs:active}:gen", "{vs:active}:floor"
-    return f"{index_key}:gen", f"{index_key}:floor"
+        return (INDEX_KEY,)
+    return tuple(f"{INDEX_KEY}:{{{shard}}}" for shard in range(shards))
 
 
 def index_shard(session_id: str, shards: int) -> int:
@@ -117,10 +93,7 @@ def index_shard(session_id: str, shards: int) -> int:
 
 
 def _script_source(name: str) -> str:
-    folder = resources.files(__package__).joinpath("lua")
-    text = folder.joinpath(f"{name}.lua").read_text(encoding="utf-8")
-    prelude = "_common.lua" if name in _SESSION_SCRIPTS else "_index_common.lua"
-    return folder.joinpath(prelude).read_text(encoding="utf-8") + "\n" + text
+    return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
 
 
 #: RedisClusterException messages (not a RedisError) that mean no node or slot can serve now.
@@ -282,32 +255,6 @@ def _parse_cluster(parts) -> ParsedUrl:
     return ParsedUrl("redis+cluster", kwargs, nodes=nodes)
 
 
-def _pack_keys(keys: Sequence[int]) -> bytes:
-    try:
-        return struct.pack(f"<{len(keys)}I", *keys)
-    except struct.error:
-        raise ValueError(f"content keys must be integers in [0, {KEY_LIMIT})") from None
-
-
-if sys.byteorder == "little" and array("I").itemsize == 4:
-    def _unpack_keys(data: bytes) -> list[int]:
-        return array("I", data).tolist()
-else:  # pragma: no cover - big-endian or unusual platforms
-    def _unpack_keys(data: bytes) -> list[int]:
-        return list(struct.unpack(f"<{len(data) // 4}I", data))
-
-
-def _feed_view(reply) -> FeedView:
-    """A feed as the scripts answer it (``feed_read`` in _common.lua)."""
-    generation, has_plan, plan, cursor, served, exhausted, keys = reply
-    return FeedView(int(generation), _text(plan) if has_plan else None, int(cursor), int(served),
-                    bool(exhausted), _unpack_keys(keys))
-
-
-def _text(value) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
 def _script_policies():
     """A redis-py policy resolver that routes EVALSHA in a cluster pipeline by its KEYS.
 
@@ -331,147 +278,88 @@ def _script_policies():
 
 
 class _Connection:
-    """One process's client and registered scripts, and each thread's own connection for the
-    direct round trips (``link``)."""
+    """One process's client and its registered scripts."""
 
-    __slots__ = ("pid", "client", "scripts", "policies", "max_links", "_thread", "_links", "_links_lock")
+    __slots__ = ("pid", "client", "scripts", "policies")
 
-    def __init__(self, client, cluster: bool = False, max_links: int = 32) -> None:
+    def __init__(self, client, cluster: bool = False) -> None:
         self.pid = os.getpid()
         self.client = client
-        self.scripts = {name: client.register_script(_script_source(name))
-                        for name in _SESSION_SCRIPTS + _INDEX_SCRIPTS}
+        self.scripts = {name: client.register_script(_script_source(name)) for name in _SCRIPTS}
         self.policies = _script_policies() if cluster else None
-        self.max_links = max_links
-        self._thread = threading.local()
-        self._links = weakref.WeakSet()
-        self._links_lock = threading.Lock()
 
-    def link(self):
-        """This thread's connection to a standalone, unix-socket or Sentinel server, made on first
-        use with the pool's settings (timeouts, TLS, Sentinel's master look-up); None when the
-        process already has ``max_links`` of them (the thread then borrows from the pool).
-
-        Owned by one thread, it needs none of the pool's locking and none of its checks for unread
-        data before each use (a poll system call per round trip): a round trip that fails midway
-        disconnects it, and it connects again on its next round trip. A thread that ends drops its
-        connection; the garbage collector closes its socket (redis-py's connection objects hold
-        reference cycles), and until then it still counts towards ``max_links``.
-        """
-        link = getattr(self._thread, "link", None)
-        if link is None:
-            pool = self.client.connection_pool
-            with self._links_lock:
-                if len(self._links) >= self.max_links:
-                    return None
-                link = self._thread.link = pool.connection_class(**pool.connection_kwargs)
-                self._links.add(link)
-        if not link.is_connected:
-            # Through ``connect``, which Sentinel's connection overrides to ask for the master (a
-            # command on a closed connection would connect to its default address instead).
-            link.connect()
-        return link
-
-    def close(self) -> None:
-        """Disconnect the threads' connections and the pool's."""
-        with self._links_lock:
-            links = list(self._links)
-        for link in links:
-            link.disconnect()
-        self.client.close()
-        pool = getattr(self.client, "connection_pool", None)
-        if pool is not None:
-            pool.disconnect()
-
-    def pipeline(self):
-        """A non-transactional pipeline (on Redis Cluster: split by node, one round trip)."""
+    def run(self, calls) -> list:
+        """The scripts ``calls`` ((name, keys, args)) in one round trip: a non-transactional
+        pipeline (on Redis Cluster split by node). A script the server lost (NOSCRIPT after a
+        restart, failover or SCRIPT FLUSH) did not run; it is loaded and run again on its own."""
+        if len(calls) == 1:
+            name, keys, args = calls[0]
+            return [self.scripts[name](keys=keys, args=args)]
         pipe = self.client.pipeline(transaction=False)
         if self.policies is not None:
             # redis-py 8.1 blocks ``ClusterPipeline.evalsha`` (redis-py issue #2914) although it
-            # routes EVALSHA by its keys; ``evalsha`` below queues the command directly.
+            # routes EVALSHA by its keys; the command is queued directly.
             pipe._policy_resolver = self.policies
-        return pipe
+        for name, keys, args in calls:
+            pipe.execute_command("EVALSHA", self.scripts[name].sha, len(keys), *keys, *args)
+        results = pipe.execute(raise_on_error=False)
+        for index, result in enumerate(results):
+            if isinstance(result, NoScriptError):
+                name, keys, args = calls[index]
+                results[index] = self.scripts[name](keys=keys, args=args)
+            elif isinstance(result, Exception):
+                raise result
+        return results
 
-    def evalsha(self, pipe, name: str, keys: Sequence[str], *args) -> None:
-        pipe.execute_command("EVALSHA", self.scripts[name].sha, len(keys), *keys, *args)
-
-
-def _direct_round_trip(connection: _Connection, calls) -> list:
-    """The scripts ``calls`` as EVALSHA commands written together on the thread's connection, then
-    their replies read in order: one round trip, without redis-py's pipeline, script objects and
-    (but for threads beyond ``max_links``) pool: together a third of a random page's client time
-    on the store. A standalone, unix-socket or Sentinel server only; a cluster client routes by
-    slot through its own pipeline.
-
-    An error reply (NOSCRIPT included) is read in its turn so the connection stays in step; a
-    connection that failed midway is disconnected.
-    """
-    scripts = connection.scripts
-    link = connection.link()
-    pool = None
-    if link is None:
-        pool = connection.client.connection_pool
-        link = pool.get_connection()
-    try:
-        commands = [("EVALSHA", scripts[name].sha, len(keys), *keys, *args) for name, keys, args in calls]
-        if _pack_command is not None:  # hiredis packs a command in 2.0 µs, redis-py's packer in 5.6
-            link.send_packed_command([b"".join(map(_pack_command, commands))])
-        else:
-            link.send_packed_command(link.pack_commands(commands))
-        results = []
-        for _call in calls:
-            try:
-                results.append(link.read_response())
-            except ResponseError as error:
-                results.append(error)
-    except BaseException:
-        link.disconnect()
-        raise
-    finally:
+    def drop_connections(self) -> None:
+        """Disconnect every pooled connection (on a cluster, every node's), so the next command
+        connects afresh: to wherever the address now leads after a failover."""
+        client = self.client
+        pool = getattr(client, "connection_pool", None)
         if pool is not None:
-            pool.release(link)
-    return _settled(connection, calls, results)
+            pool.disconnect(inuse_connections=True)
+        else:  # RedisCluster: a pool per node
+            for node in client.get_nodes():
+                if node.redis_connection is not None:
+                    node.redis_connection.connection_pool.disconnect(inuse_connections=True)
+
+    def close(self) -> None:
+        self.drop_connections()
+        self.client.close()
 
 
-def _settled(connection: _Connection, calls, results: list) -> list:
-    """``results`` of ``calls`` sent together, with each script that got NOSCRIPT (it did not run)
-    loaded and run again on its own; any other error reply raised."""
-    for index, result in enumerate(results):
-        if isinstance(result, NoScriptError):
-            name, keys, args = calls[index]
-            results[index] = connection.scripts[name](keys=keys, args=args)
-        elif isinstance(result, Exception):
-            raise result
-    return results
+def _pack_positions(positions: Sequence[int]) -> bytes:
+    return struct.pack(f"<{len(positions)}I", *positions)
+
+
+def _unpack_positions(data: bytes) -> list[int]:
+    return list(struct.unpack(f"<{len(data) // 4}I", data))
+
+
+def _page_result(reply) -> PageResult:
+    status, seed, bounds, cursor, served, has_more, page = reply
+    view = FeedView(bytes(seed), tuple(_unpack_positions(bounds)), int(cursor), int(served))
+    return PageResult(PageStatus(int(status)), view, _unpack_positions(page), bool(has_more))
 
 
 class RedisSessionStore(SessionStoreBackend):
     """Session store on Redis (standalone, TLS, unix socket, Sentinel or Cluster)."""
 
     storage_type = "redis"
-    #: The claim script skips seen keys itself; a separate check would cost a round trip.
-    prefilter_seen = False
     shared = True
-    #: A read is a round trip; a presumed view that is wrong costs no more (the failed claim answers it).
-    presume_views = True
 
-    def __init__(self, url: str, ttl: float = 86400, max_feeds: int = 64,
-                 options: ClientOptions | None = None, clock: Callable[[], float] = time.monotonic) -> None:
-        if ttl <= 0 or max_feeds <= 0:
-            raise ValueError("ttl and max_feeds must be positive")
+    def __init__(self, url: str, ttl: float = 86400, max_feeds: int = 64, max_items: int = 1_000_000,
+                 options: ClientOptions | None = None) -> None:
+        super().__init__(ttl, max_feeds, max_items)
         self.url = url
         self.parsed = parse_store_url(url)
-        self.ttl = ttl
         self.ttl_ms = max(1, int(round(ttl * 1000)))
-        self.max_feeds = max_feeds
         self.options = options or ClientOptions()
         self.cluster = self.parsed.scheme == "redis+cluster"
-        #: (index, trim guard) pairs: one on a single server, CLUSTER_INDEX_SHARDS on a cluster
         self.index_keys = index_keys(CLUSTER_INDEX_SHARDS if self.cluster else 1)
         self._connection: _Connection | None = None
-        #: Session id -> when this process last touched its index entry (monotonic seconds).
-        self._touched: dict[str, float] = {}
-        self._clock = clock
+        #: Sessions this process touched in the index within ``index_touch_interval``.
+        self._touched: TTLCache = TTLCache(TOUCHED_REMEMBERED, self.options.index_touch_interval)
 
     def __repr__(self) -> str:
         return f"RedisSessionStore({_redact(self.url)!r}, ttl={self.ttl})"
@@ -480,19 +368,16 @@ class RedisSessionStore(SessionStoreBackend):
 
     def _make_client(self):
         opts = self.options
-        # No retries inside redis-py: it nests them (a connect retried inside a retried command, so
-        # 2 retries became up to 9 attempts, 4.8 s against a server that never answers). The store
-        # retries whole operations itself, a bounded number of times (``_attempts``).
-        retry = Retry(NoBackoff(), 0)
+        # No retries inside redis-py: it nests them (a connect retried inside a retried command).
+        # The store retries whole operations itself, a bounded number of times (``_attempts``).
         common = dict(socket_timeout=opts.socket_timeout, socket_connect_timeout=opts.connect_timeout,
-                      retry=retry, health_check_interval=opts.health_check_interval)
+                      retry=Retry(NoBackoff(), 0), health_check_interval=opts.health_check_interval)
         parsed = self.parsed
         if parsed.scheme == "redis+cluster":
             from redis.cluster import ClusterNode, RedisCluster
 
-            # The cluster client's own retries (topology refresh on a connection error, CLUSTERDOWN)
-            # are off too; MOVED/ASK/TRYAGAIN are followed inside one attempt. Slots not covered
-            # at start-up fail only the requests that need them (SlotNotCoveredError, a 503).
+            # MOVED/ASK/TRYAGAIN are followed inside one attempt. Slots not covered at start-up
+            # fail only the requests that need them (SlotNotCoveredError, a 503).
             kwargs = {"socket_timeout": opts.socket_timeout, "socket_connect_timeout": opts.connect_timeout,
                       "max_connections": opts.max_connections, **parsed.pool_kwargs}
             return RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in parsed.nodes],
@@ -509,183 +394,100 @@ class RedisSessionStore(SessionStoreBackend):
                                        **common, **kwargs)
         kwargs = {**common, "max_connections": opts.max_connections, "timeout": opts.connect_timeout,
                   **parsed.pool_kwargs}
-        pool = redis.BlockingConnectionPool(**kwargs)
-        return redis.Redis(connection_pool=pool)
+        return redis.Redis(connection_pool=redis.BlockingConnectionPool(**kwargs))
 
     def _conn(self) -> _Connection:
         """This process's connection; made on first use, and again in a forked child."""
         connection = self._connection
         if connection is None or connection.pid != os.getpid():
-            # A pool inherited across fork is dropped unused (redis-py never shuts down a socket
-            # from a process other than the one that opened it).
-            connection = self._connection = _Connection(self._make_client(), self.cluster,
-                                                        max_links=self.options.max_connections)
+            connection = self._connection = _Connection(self._make_client(), self.cluster)
         return connection
 
     def _transient(self, error: BaseException) -> bool:
-        """Worth another attempt: a connection failure or timeout; on a cluster also a failover,
-        a moving slot, or no node reachable yet (the command did not run)."""
-        return isinstance(error, (RedisConnectionError, RedisTimeoutError)) or (
-            self.cluster and _cluster_transient(error))
+        """Worth another attempt on fresh connections: a connection failure or timeout, a server
+        that became a replica (READONLY) or lost its master (MASTERDOWN); on a cluster also a
+        failover, a moving slot, or no node reachable yet. The command did not take effect."""
+        if isinstance(error, (RedisConnectionError, RedisTimeoutError, ReadOnlyError)):
+            return True
+        if isinstance(error, ResponseError) and str(error).startswith(("MASTERDOWN", "READONLY", "LOADING")):
+            return True
+        return self.cluster and _cluster_transient(error)
 
     def _attempts(self, operation):
-        """``operation()``, tried again up to ``options.retries`` times, with jittered exponential
-        backoff, when the connection fails or times out (on a cluster also on CLUSTERDOWN, TRYAGAIN,
-        exhausted redirections, an uncovered slot or no reachable node); then ``StoreUnavailable``.
-
-        A resent operation is safe: claims and resets carry an id that the scripts recognise, and
-        the other scripts are reads or idempotent writes. Worst case against a server that never
-        answers: (retries + 1) x (connect or socket timeout) + backoff, about 1.7 s by default.
-        """
+        """``operation(connection)``, tried again up to ``options.retries`` times with jittered
+        exponential backoff when ``_transient``, each time on fresh connections; then
+        ``StoreUnavailable``. Resending is safe: a page that ran replays itself, a reset carries
+        an id its script recognises, the rest are reads or idempotent. Against a server that never
+        answers: (retries + 1) x (connect or socket timeout) + backoff, about 1.7 s by default."""
         for failures in range(self.options.retries + 1):
+            connection = self._conn()
             try:
-                return operation(self._conn())
+                return operation(connection)
             except (RedisError, RedisClusterException) as error:
-                if failures >= self.options.retries or not self._transient(error):
+                transient = self._transient(error)
+                if transient:
+                    connection.drop_connections()
+                if failures >= self.options.retries or not transient:
                     if is_unavailable(error):
                         raise StoreUnavailable(f"redis: {type(error).__name__}: {error}") from error
                     raise
             time.sleep(_BACKOFF.compute(failures + 1))
 
     def _run(self, calls: list[tuple[str, list[str], list]]) -> list:
-        """Run scripts ``(name, keys, args)`` in one round trip (a non-transactional pipeline).
+        return self._attempts(lambda connection: connection.run(calls))
 
-        EVALSHA is sent directly; a script the server lost (NOSCRIPT after a restart, failover or
-        SCRIPT FLUSH) is loaded and run again on its own. A script that got NOSCRIPT did not run,
-        so running it again is safe.
-        """
-        return self._attempts(lambda connection: self._pipeline(connection, calls))
-
-    @staticmethod
-    def _pipeline(connection: _Connection, calls) -> list:
-        if connection.policies is None:
-            return _direct_round_trip(connection, calls)
-        if len(calls) == 1:
-            name, keys, args = calls[0]
-            return [connection.scripts[name](keys=keys, args=args)]
-        pipe = connection.pipeline()
-        for name, keys, args in calls:
-            connection.evalsha(pipe, name, keys, *args)
-        return _settled(connection, calls, pipe.execute(raise_on_error=False))
-
-    def _index(self, session_id: str) -> tuple[str, str]:
-        """(index, trim guard) keys of the index shard that holds the session."""
+    def _index(self, session_id: str) -> str:
         return self.index_keys[index_shard(session_id, len(self.index_keys))]
-
-    def _touch(self, session_id: str, only_if_indexed: bool, generation: int = -1) -> tuple[str, list[str], list]:
-        """The index touch of a session: of its ``generation`` (a claim's), or -1 (unknown: a read's,
-        which only refreshes an entry, ``only_if_indexed``)."""
-        index_key, guard = self._index(session_id)
-        return "touch", [index_key, guard, *index_companions(index_key)], [
-            session_id, self.ttl_ms, "1" if only_if_indexed else "0", int(generation)]
-
-    def _touch_if_due(self, session_id: str, only_if_indexed: bool,
-                      generation: int = -1) -> list[tuple[str, list[str], list]]:
-        """The index touch to pipeline with a session script, unless this process touched the
-        session within ``index_touch_interval`` (then none: a page is one script, not two).
-
-        The index's scores are last-seen times for counting and listing; one second of lag is
-        nothing against the TTL they are trimmed by. A session that a claim creates is always
-        indexed (``claim_unseen`` touches it when it skipped the touch), and a reset forgets the
-        time here, so a reset session's next claim is indexed at once.
-        """
-        last = self._touched.get(session_id)
-        if last is not None and self._clock() - last < self.options.index_touch_interval:
-            return []
-        return [self._touch(session_id, only_if_indexed, generation)]
-
-    def _touched_now(self, session_id: str) -> None:
-        if len(self._touched) >= TOUCHED_REMEMBERED:
-            self._touched.clear()  # forgetting costs one touch per session, never a missing entry
-        self._touched[session_id] = self._clock()
 
     # -- SessionStoreBackend ---------------------------------------------------------
 
-    def read_feed(self, session_id: str, feed_key: str, start: int, stop: int) -> FeedView:
-        touch = self._touch_if_due(session_id, only_if_indexed=True)
-        reply, *_score = self._run([
-            ("read_feed", list(session_keys(session_id)), [feed_key, int(start), max(int(start), int(stop)),
-                                                          self.ttl_ms]),
-            *touch,
-        ])
-        return _feed_view(reply)
-
-    def seen_among(self, session_id: str, keys: Sequence[int]) -> list[int]:
-        if not len(keys):
-            return []
-        (reply,) = self._run([("seen_among", [session_keys(session_id)[1]], [_pack_keys(keys)])])
-        return _unpack_keys(reply)
-
-    def claim_unseen(self, session_id, feed_key, *, generation, expect_cursor, expect_plan,
-                     plan, domain, candidates, scanned_to, want, page, expect_served=None) -> ClaimResult:
-        try:
-            packed = struct.pack("<" + "dI" * len(candidates),
-                                 *[number for position, key in candidates for number in (position, key)])
-        except struct.error:
-            raise ValueError(f"candidate keys must be integers in [0, {KEY_LIMIT})") from None
-        claim_id = secrets.token_hex(8)
-        args = [feed_key, int(generation), int(expect_cursor), "0" if expect_plan is None else "1",
-                expect_plan or "", plan, int(domain), packed, int(scanned_to), max(0, int(want)),
-                int(page[0]), max(int(page[0]), int(page[1])), self.ttl_ms, self.max_feeds, claim_id,
-                "" if expect_served is None else int(expect_served)]
-        touch = self._touch_if_due(session_id, only_if_indexed=False, generation=generation)
-        reply, *score = self._run([("claim", list(session_keys(session_id)), args), *touch])
-        if not reply[0]:
-            if not reply[1] and touch and score[0]:
-                # No active session: the touch indexed an id that is not a session; undo it unless
-                # a concurrent request has touched it since.
-                index_key = self._index(session_id)[0]
-                self._run([("untouch", [index_key, index_companions(index_key)[1]], [session_id, score[0]])])
-            return ClaimResult(ok=False, view=_feed_view(reply[2:]))
-        _ok, served, exhausted, has_more, claimed, keys, cursor, created = reply
+    def serve_page(self, session_id, feed_id, view, *, offset, limit, max_ahead, candidates=None,
+                   scanned_to=0, create=False) -> PageResult:
+        args = [feed_id, view.seed, _pack_positions(view.bounds), "1" if create else "0",
+                "" if candidates is None else int(view.cursor), int(scanned_to),
+                _pack_positions(candidates or ()), int(offset), int(limit), int(max_ahead), self.ttl_ms,
+                self.max_feeds, self.max_items]
+        calls = [("page", [session_key(session_id)], args)]
+        # The index's last-seen times are for counting and listing: a second of lag is nothing
+        # against the TTL, and most pages then run one script, not two.
+        touch = session_id not in self._touched
         if touch:
-            self._touched_now(session_id)
-        elif int(created):  # a session this claim made (reset elsewhere meanwhile): index it now
-            self._run([self._touch(session_id, only_if_indexed=False, generation=generation)])
-            self._touched_now(session_id)
-        return ClaimResult(ok=True, claimed=_unpack_keys(claimed), served_count=int(served),
-                           exhausted=bool(exhausted), has_more=bool(has_more), keys=_unpack_keys(keys),
-                           cursor=int(cursor))
+            calls.append(("touch", [self._index(session_id)], [session_id, self.ttl_ms]))
+        reply, *_touched = self._run(calls)
+        result = _page_result(reply)
+        if touch and result.status is PageStatus.SERVED:
+            self._touched[session_id] = True
+        return result
 
     def reset(self, session_id: str) -> ResetResult:
-        self._touched.pop(session_id, None)  # its next claim makes a new session: index it then
+        self._touched.pop(session_id, None)  # its next page indexes it again at once
         reset_id = secrets.token_hex(8)
-        (found, cleared, generation), = self._run([("reset", list(session_keys(session_id)),
-                                                     [self.ttl_ms, reset_id])])
-        # Then out of the index, by the generation the reset started (a claim of the next session
-        # may have indexed it already: that entry stays); then every shard counted. Two round trips:
-        # in one, an unindex that got NOSCRIPT would run again after the counts.
-        index_key = self._index(session_id)[0]
-        self._run([("unindex", [index_key, *index_companions(index_key)], [session_id, int(generation)])])
-        totals = self._run([("count", [shard_key], [self.ttl_ms]) for shard_key, _guard in self.index_keys])
-        return ResetResult(bool(found), int(cleared), int(generation), sum(int(total) for total in totals))
+        (found, cleared), = self._run([("reset", [session_key(session_id)], [reset_id, RESET_RECORD_MS])])
+        index_key = self._index(session_id)
+        self._attempts(lambda connection: connection.client.zrem(index_key, session_id))
+        return ResetResult(bool(found), int(cleared), self.session_count())
 
     def session_count(self) -> int:
-        counts = self._run([("count", [shard_key], [self.ttl_ms]) for shard_key, _guard in self.index_keys])
+        counts = self._run([("count", [shard], [self.ttl_ms]) for shard in self.index_keys])
         return sum(int(count) for count in counts)
 
     def summary(self, session_id: str) -> SessionSummary | None:
-        (reply,) = self._run([("summary", [session_keys(session_id)[0]], [])])
+        (reply,) = self._run([("summary", [session_key(session_id)], [])])
         if reply is None:
             return None
-        generation, served_items, created_ms, last_ms, pttl = (int(value) for value in reply[:5])
+        served, created_ms, now_ms, pttl = (int(value) for value in reply[:4])
+        registry, states = bytes(reply[4]), reply[5:]
         feeds = {}
-        rest = reply[5:]
-        for index in range(0, len(rest), 5):
-            feed, cursor, exhausted, plan, served = rest[index:index + 5]
-            feeds[_text(feed)] = FeedSummary(int(served), bool(exhausted), int(cursor), _text(plan))
-        return SessionSummary(session_id, generation, served_items, created_ms / 1000, last_ms / 1000,
-                              max(0, pttl) / 1000, feeds)
+        for number, state in enumerate(states):
+            cursor, feed_served = struct.unpack_from("<II", state) if len(state) >= 8 else (0, 0)
+            feeds[registry[number * 9:(number + 1) * 9]] = FeedSummary(feed_served, cursor)
+        last_seen_ms = now_ms - (self.ttl_ms - max(0, pttl))
+        return SessionSummary(session_id, served, created_ms / 1000, last_seen_ms / 1000, max(0, pttl) / 1000, feeds)
 
     def session_ids(self, limit: int = 100) -> list[str]:
         if limit <= 0:
             return []
-        if len(self.index_keys) == 1:
-            (ids,) = self._run([("ids", [self.index_keys[0][0]], [self.ttl_ms, int(limit)])])
-            return [_text(session_id) for session_id in ids]
-        # Each shard's most recent ``limit``, merged in the order ZREVRANGEBYSCORE gives ties.
-        replies = self._run([("ids", [shard_key], [self.ttl_ms, int(limit), "1"])
-                             for shard_key, _guard in self.index_keys])
+        replies = self._run([("ids", [shard], [self.ttl_ms, int(limit)]) for shard in self.index_keys])
         scored = [(float(reply[index + 1]), reply[index]) for reply in replies for index in range(0, len(reply), 2)]
         scored.sort(reverse=True)
         return [_text(session_id) for _score, session_id in scored[:limit]]
@@ -694,36 +496,24 @@ class RedisSessionStore(SessionStoreBackend):
         """Active sessions plus the server's memory figures (``flask sessions stats``); on a cluster,
         memory summed over the masters."""
         def figures(connection: _Connection) -> dict:
-            if self.cluster:
-                return cluster_figures(connection)
-            pipe = connection.client.pipeline(transaction=False)
-            pipe.info("server")
-            pipe.info("memory")
-            pipe.zcard(INDEX_KEY)
-            server, memory, indexed = pipe.execute()
-            return {"redis_version": server.get("redis_version"), "used_memory": memory.get("used_memory"),
-                    "maxmemory": memory.get("maxmemory"), "maxmemory_policy": memory.get("maxmemory_policy"),
-                    "indexed_sessions": indexed}
-
-        def cluster_figures(connection: _Connection) -> dict:
             client = connection.client
+            nodes = [client.get_redis_connection(node) for node in client.get_primaries()] if self.cluster else [client]
             servers, memories = [], []
-            for node in client.get_primaries():
-                pipe = client.get_redis_connection(node).pipeline(transaction=False)
+            for node in nodes:
+                pipe = node.pipeline(transaction=False)
                 pipe.info("server")
                 pipe.info("memory")
                 server, memory = pipe.execute()
                 servers.append(server)
                 memories.append(memory)
-            pipe = connection.pipeline()
-            for shard_key, _guard in self.index_keys:
-                pipe.zcard(shard_key)
-            indexed = sum(pipe.execute())
-            return {"redis_version": min((server.get("redis_version") for server in servers), default=None),
-                    "used_memory": sum(memory.get("used_memory", 0) for memory in memories),
-                    "maxmemory": sum(memory.get("maxmemory", 0) for memory in memories),
-                    "maxmemory_policy": ",".join(sorted({str(memory.get("maxmemory_policy")) for memory in memories})),
-                    "indexed_sessions": indexed, "cluster_masters": len(servers)}
+            figures = {"redis_version": min((server.get("redis_version") for server in servers), default=None),
+                       "used_memory": sum(memory.get("used_memory", 0) for memory in memories),
+                       "maxmemory": sum(memory.get("maxmemory", 0) for memory in memories),
+                       "maxmemory_policy": ",".join(sorted({str(memory.get("maxmemory_policy"))
+                                                            for memory in memories}))}
+            if self.cluster:
+                figures["cluster_masters"] = len(servers)
+            return figures
 
         return {**super().stats(), **self._attempts(figures)}
 
@@ -744,9 +534,11 @@ class RedisSessionStore(SessionStoreBackend):
         if connection is not None and connection.pid == os.getpid():
             connection.close()
 
-    # -- inspection helpers (tests, benchmarks) ----------------------------------
-
     @property
     def client(self):
-        """This process's redis-py client."""
+        """This process's redis-py client (tests, benchmarks)."""
         return self._conn().client
+
+
+def _text(value) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)

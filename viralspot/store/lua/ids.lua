@@ -1,8 +1,5 @@
--- ids: up to ARGV[2] session ids used within the last TTL, most recent first.
--- KEYS: index (shard).  ARGV: ttl_ms, limit, withscores ("1": id, score, id, score, ... for
--- merging the shards of a cluster's index).
-local min = after(server_ms() - tonumber(ARGV[1]))
-if ARGV[3] == '1' then
-  return redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', min, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
-end
-return redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', min, 'LIMIT', 0, tonumber(ARGV[2]))
+-- The most recently used sessions of an index shard, with their last-seen ms.
+-- KEYS[1] the index; ARGV ttl (ms), how many.
+local now = redis.call('TIME')
+local since = now[1] * 1000 + math.floor(now[2] / 1000) - tonumber(ARGV[1])
+return redis.call('ZRANGE', KEYS[1], '+inf', '(' .. since, 'BYSCORE', 'REV', 'LIMIT', 0, tonumber(ARGV[2]), 'WITHSCORES')

@@ -1,19 +1,10 @@
--- summary: inspection view of an active session (read-only; the TTL is not restarted).
--- KEYS: meta.  Returns nil, or {generation, served_items, created_ms, last_seen_ms, pttl_ms,
--- feed, cursor, exhausted, plan, served, feed, ...} with the feeds least recently used first.
-local meta = KEYS[1]
-if redis.call('EXISTS', meta) == 0 then return false end
-local values = redis.call('HMGET', meta, 'g', 'n', 'c', 'l', 'o')
-local reply = {tonumber(values[1]), tonumber(values[2]), tonumber(values[3]), tonumber(values[4]),
-               redis.call('PTTL', meta)}
-for _, feed in ipairs(cmsgpack.unpack(values[5])) do
-  local state = feed_state(redis.call('HGET', meta, 'f:' .. feed))
-  if state then
-    reply[#reply + 1] = feed
-    reply[#reply + 1] = state[1]
-    reply[#reply + 1] = state[2]
-    reply[#reply + 1] = state[3]
-    reply[#reply + 1] = redis.call('HSTRLEN', meta, 's:' .. feed) / 4
-  end
-end
+-- What inspection shows of a session (store/redis_store.py). KEYS[1] the session's hash.
+-- Reply nil, or {served items, created ms, now ms, pttl, feed ids, feed 1 state, feed 2 state, ...}.
+local key = KEYS[1]
+local meta = redis.call('HMGET', key, 's', 'b', 'k', 'n', 'c')
+if not (meta[1] and meta[2] and meta[3] and meta[4] and meta[5]) then return nil end
+local now = redis.call('TIME')
+local reply = {tonumber(meta[4]), tonumber(meta[5]), now[1] * 1000 + math.floor(now[2] / 1000),
+  redis.call('PTTL', key), meta[3]}
+for feed = 1, #meta[3] / 9 do reply[#reply + 1] = redis.call('HGET', key, 'f' .. feed) or '' end
 return reply

@@ -1,0 +1,46 @@
+"""Why a random page cannot be served: domain exceptions, mapped to the error envelope by ``errors.py``."""
+from __future__ import annotations
+
+
+class FeedError(Exception):
+    """A random page the feed refuses; ``str()`` is the client-facing detail."""
+
+
+class BeyondServedPrefix(FeedError):
+    """A page starting further past what the feed has served than allowed."""
+
+    def __init__(self, served: int, max_ahead: int) -> None:
+        super().__init__(
+            f"offset: a random page may start at most {max_ahead} items past what the session has been "
+            f"served in this feed ({served}); page through it in order")
+        self.served = served
+        self.max_ahead = max_ahead
+
+
+class OffsetTooLarge(FeedError):
+    def __init__(self, max_offset: int) -> None:
+        super().__init__(f"offset: a random page accepts an offset of at most {max_offset} "
+                         f"(VIRALSPOT_RANDOM_MAX_OFFSET)")
+        self.max_offset = max_offset
+
+
+class SessionLimit(FeedError):
+    """A session that would pass its most feeds or items."""
+
+    SETTINGS = {"feeds": "VIRALSPOT_SESSION_MAX_FEEDS", "items": "VIRALSPOT_SESSION_MAX_ITEMS"}
+
+    def __init__(self, what: str, limit: int) -> None:
+        detail = {"feeds": f"session_id: this session already holds {limit} random feeds (filter sets), the most "
+                           f"a session holds ({self.SETTINGS['feeds']}); reset it to start again",
+                  "items": f"session_id: this page would take the session past {limit} served items, the most a "
+                           f"session holds ({self.SETTINGS['items']}); reset it to start again"}[what]
+        super().__init__(detail)
+        self.what = what
+        self.limit = limit
+
+
+class FeedConflict(FeedError):
+    """Concurrent requests of one session kept changing it under this page."""
+
+    def __init__(self) -> None:
+        super().__init__("Too many concurrent requests for this session")

@@ -1,0 +1,280 @@
+-- One page of a session's random feed, atomically (store/base.py, SessionStoreBackend.serve_page).
+--
+-- KEYS[1]  the session's hash (redis_store.py describes its fields)
+-- ARGV     feed id, seed, bounds (uint32 LE), create ('1'), cursor the candidates start at
+--          ('' for a read), scanned_to, candidates (ascending uint32 LE positions), offset, limit,
+--          max_ahead, ttl (ms), max_feeds, max_items
+-- Reply    {status, seed, bounds, cursor, served, has_more, page positions (uint32 LE)}
+--
+-- Work is bounded by the page: a few fields are read and written, none of them grows with the
+-- session's depth beyond one 64 Ki-position block (at most 8 KiB) per feed.
+local key = KEYS[1]
+local feed_id, seed, bounds, create = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
+local from, scanned_to, candidates = ARGV[5], tonumber(ARGV[6]), ARGV[7]
+local offset, limit, max_ahead = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local ttl, max_feeds, max_items = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
+local SERVED, STALE, ABSENT, BEYOND, FEED_LIMIT, ITEM_LIMIT = 0, 1, 2, 3, 4, 5
+local BLOCK, ID_BYTES, ARRAY = 65536, 9, 97 -- 97: 'a', an array container; else 'b', a bitmap
+local need = offset + limit
+local floor, byte, char, sub = math.floor, string.byte, string.char, string.sub
+
+local meta = redis.call('HMGET', key, 's', 'b', 'k', 'n', 'c', 'r')
+local fresh = not (meta[1] and meta[2] and meta[3] and meta[4] and meta[5])
+if fresh then
+  -- No session, a reset's record or a partial one (damaged, or of another layout): never served from.
+  if not create then return {ABSENT, '', '', 0, 0, 0, ''} end
+  meta = {seed, bounds, '', '0', nil, meta[6]}
+end
+local session_seed, session_bounds, registry = meta[1], meta[2], meta[3]
+local registry_before = registry
+local total = tonumber(meta[4])
+
+-- The feed: its number in the registry, cursor, served count and block index (block, running count).
+local feed = nil
+local at = 1
+while true do
+  local found = string.find(registry, feed_id, at, true)
+  if not found then break end
+  if (found - 1) % ID_BYTES == 0 then feed = (found - 1) / ID_BYTES + 1 break end
+  at = found + 1
+end
+local cursor, served, blocks, counts = 0, 0, {}, {}
+if feed then
+  local state = redis.call('HGET', key, 'f' .. feed)
+  if not state then
+    fresh = true -- a registry naming a feed without its state: a partial session
+    if not create then return {ABSENT, '', '', 0, 0, 0, ''} end
+    session_seed, session_bounds, registry, registry_before, total, feed = seed, bounds, '', '', 0, nil
+  else
+    cursor, served = struct.unpack('<I4I4', state)
+    for i = 9, #state, 6 do
+      blocks[#blocks + 1], counts[#counts + 1] = struct.unpack('<HI4', state, i)
+    end
+  end
+end
+
+local containers = {}
+local function container(name)
+  local value = containers[name]
+  if value == nil then
+    value = redis.call('HGET', key, name) or false
+    containers[name] = value
+  end
+  return value
+end
+
+-- Lows (positions within a block) at ranks [first, last) of a container, added to out.
+local POPCOUNT = nil
+local function ranks(value, first, last, base, out)
+  if byte(value, 1) == ARRAY then
+    for rank = first, last - 1 do
+      local lo, hi = byte(value, 2 + 2 * rank, 3 + 2 * rank)
+      out[#out + 1] = base + lo + 256 * hi
+    end
+    return
+  end
+  if not POPCOUNT then
+    POPCOUNT = {[0] = 0}
+    for b = 1, 255 do POPCOUNT[b] = POPCOUNT[floor(b / 2)] + b % 2 end
+  end
+  local rank = 0
+  for i = 2, #value do
+    local b = byte(value, i)
+    if rank + POPCOUNT[b] > first then
+      for bit_index = 0, 7 do
+        if b % 2 == 1 then
+          if rank >= last then return end
+          if rank >= first then out[#out + 1] = base + (i - 2) * 8 + bit_index end
+          rank = rank + 1
+        end
+        b = floor(b / 2)
+      end
+    else
+      rank = rank + POPCOUNT[b]
+    end
+    if rank >= last then return end
+  end
+end
+
+-- The feed's served positions at ordinals [first, last), packed.
+local function page(first, last)
+  local out, before = {}, 0
+  for i = 1, #blocks do
+    local upto = counts[i]
+    if upto > first and before < last then
+      ranks(container(feed .. '.' .. blocks[i]), math.max(first, before) - before,
+        math.min(last, upto) - before, blocks[i] * BLOCK, out)
+    end
+    before = upto
+    if before >= last then break end
+  end
+  for i = 1, #out do out[i] = struct.pack('<I4', out[i]) end
+  return table.concat(out)
+end
+
+local function reply(status, page_from, page_to, has_more)
+  return {status, session_seed, session_bounds, cursor, served, has_more and 1 or 0,
+    page_from and page(page_from, page_to) or ''}
+end
+
+if session_seed ~= seed then return reply(STALE) end
+if offset > served + max_ahead then return reply(BEYOND) end
+if from == '' then
+  redis.call('PEXPIRE', key, ttl)
+  return reply(SERVED, offset, math.min(need, served), served > need)
+end
+if bounds ~= session_bounds then
+  local last = #session_bounds >= 4 and struct.unpack('<I4', session_bounds, #session_bounds - 3) or 0
+  local grows = #bounds == #session_bounds + 4 and sub(bounds, 1, #session_bounds) == session_bounds
+    and struct.unpack('<I4', bounds, #bounds - 3) > last
+  if not grows then return reply(STALE) end
+end
+from = tonumber(from)
+if from > cursor or cursor > scanned_to then return reply(STALE) end
+if not feed and #registry / ID_BYTES >= max_feeds then return reply(FEED_LIMIT) end
+local want = math.max(0, need - served)
+if total + want > max_items then return reply(ITEM_LIMIT) end
+if not feed then
+  registry = registry .. feed_id
+  feed = #registry / ID_BYTES
+end
+
+if fresh then redis.call('DEL', key) end
+
+-- Whether a position was served by another feed of the session.
+local feeds = #registry / ID_BYTES
+local others = {}
+local function held(value, low)
+  if byte(value, 1) == ARRAY then
+    local lo, hi = 0, (#value - 1) / 2 - 1
+    while lo <= hi do
+      local mid = floor((lo + hi) / 2)
+      local a, b = byte(value, 2 + 2 * mid, 3 + 2 * mid)
+      local v = a + 256 * b
+      if v == low then return true elseif v < low then lo = mid + 1 else hi = mid - 1 end
+    end
+    return false
+  end
+  local b = byte(value, 2 + floor(low / 8))
+  return b ~= nil and floor(b / 2 ^ (low % 8)) % 2 == 1
+end
+local function seen(position)
+  if feeds == 1 then return false end
+  local block = floor(position / BLOCK)
+  local list = others[block]
+  if not list then
+    list = {}
+    for other = 1, feeds do
+      if other ~= feed then
+        local value = container(other .. '.' .. block)
+        if value then list[#list + 1] = value end
+      end
+    end
+    others[block] = list
+  end
+  local low = position % BLOCK
+  for i = 1, #list do
+    if held(list[i], low) then return true end
+  end
+  return false
+end
+
+-- Take the unseen candidates from the feed's cursor on.
+local taken, has_more, new_cursor = {}, false, scanned_to
+for i = 1, #candidates, 4 do
+  local position = struct.unpack('<I4', candidates, i)
+  if position >= cursor and not seen(position) then
+    if #taken == want then
+      has_more, new_cursor = true, position
+      break
+    end
+    taken[#taken + 1] = position
+  end
+end
+
+-- Append the taken positions to the feed's containers, block by block.
+local function append(value, count, lows)
+  local last_low = lows[#lows]
+  local total_count = count + #lows
+  local as_array = 1 + 2 * total_count <= 2 + floor(last_low / 8)
+  if value and byte(value, 1) == ARRAY and as_array or not value and as_array then
+    local parts = {value or 'a'}
+    for i = 1, #lows do parts[#parts + 1] = char(lows[i] % 256, floor(lows[i] / 256)) end
+    return table.concat(parts)
+  end
+  if value and byte(value, 1) == ARRAY then
+    local all = {}
+    ranks(value, 0, count, 0, all)
+    for i = 1, #lows do all[#all + 1] = lows[i] end
+    value, lows = nil, all
+  end
+  -- A bitmap: bytes before the first new low are kept, the rest rebuilt.
+  local first_byte = floor(lows[1] / 8)
+  local kept = value or 'b'
+  local carry = 0
+  if #kept - 1 > first_byte then
+    carry = byte(kept, 2 + first_byte)
+    kept = sub(kept, 1, 1 + first_byte)
+  else
+    kept = kept .. string.rep('\0', first_byte - (#kept - 1))
+  end
+  local bytes = {}
+  local last_byte = floor(last_low / 8)
+  for i = first_byte, last_byte do bytes[i - first_byte + 1] = 0 end
+  bytes[1] = carry
+  for i = 1, #lows do
+    local index = floor(lows[i] / 8) - first_byte + 1
+    local bit_value = 2 ^ (lows[i] % 8)
+    if floor(bytes[index] / bit_value) % 2 == 0 then bytes[index] = bytes[index] + bit_value end
+  end
+  local parts = {kept}
+  for i = 1, #bytes, 4096 do parts[#parts + 1] = char(unpack(bytes, i, math.min(#bytes, i + 4095))) end
+  return table.concat(parts)
+end
+
+local writes = {}
+local i = 1
+while i <= #taken do
+  local block = floor(taken[i] / BLOCK)
+  local lows = {}
+  while i <= #taken and floor(taken[i] / BLOCK) == block do
+    lows[#lows + 1] = taken[i] % BLOCK
+    i = i + 1
+  end
+  local before, count = 0, 0
+  if #blocks > 0 and blocks[#blocks] == block then
+    before = #blocks > 1 and counts[#blocks - 1] or 0
+    count = counts[#counts] - before
+  else
+    blocks[#blocks + 1], counts[#counts + 1] = block, served
+    before = served
+  end
+  local name = feed .. '.' .. block
+  local value = append(container(name) or nil, count, lows)
+  containers[name] = value
+  writes[#writes + 1], writes[#writes + 2] = name, value
+  served = served + #lows
+  counts[#counts] = served
+  total = total + #lows
+end
+cursor = new_cursor
+
+local state = {struct.pack('<I4I4', cursor, served)}
+for b = 1, #blocks do state[#state + 1] = struct.pack('<HI4', blocks[b], counts[b]) end
+writes[#writes + 1], writes[#writes + 2] = 'f' .. feed, table.concat(state)
+writes[#writes + 1], writes[#writes + 2] = 'n', total
+if registry ~= registry_before then writes[#writes + 1], writes[#writes + 2] = 'k', registry end
+if fresh or bounds ~= session_bounds then
+  session_bounds = bounds
+  writes[#writes + 1], writes[#writes + 2] = 'b', bounds
+end
+if fresh then
+  -- A new session replaces whatever was there, but for the record of the reset before it.
+  local now = redis.call('TIME')
+  writes[#writes + 1], writes[#writes + 2] = 's', seed
+  writes[#writes + 1], writes[#writes + 2] = 'c', now[1] * 1000 + floor(now[2] / 1000)
+  if meta[6] then writes[#writes + 1], writes[#writes + 2] = 'r', meta[6] end
+end
+redis.call('HSET', key, unpack(writes))
+redis.call('PEXPIRE', key, ttl)
+return reply(SERVED, offset, math.min(need, served), has_more or served > need)
