@@ -314,8 +314,6 @@ class StoreFactory:
     def __init__(self, kind: str, request) -> None:
         self.kind = kind
         self.clock = ManualClock() if kind == "memory" else None
-        #: Redis backends: the clock of their once-a-second index touch (``advance`` moves it).
-        self.touch_clock = ManualClock()
         self._request = request
         self._stores = []
 
@@ -328,20 +326,17 @@ class StoreFactory:
             from viralspot.store.redis_store import RedisSessionStore
 
             cluster = self._request.getfixturevalue("redis_cluster_clean")
-            store = RedisSessionStore(cluster.url(), ttl=ttl, max_feeds=max_feeds, clock=self.touch_clock,
-                                      **options)
+            store = RedisSessionStore(cluster.url(), ttl=ttl, max_feeds=max_feeds, **options)
         else:
             from viralspot.store.redis_store import RedisSessionStore
 
             server = self._request.getfixturevalue("redis_clean")
-            store = RedisSessionStore(server.url, ttl=ttl, max_feeds=max_feeds, clock=self.touch_clock,
-                                      **options)
+            store = RedisSessionStore(server.url, ttl=ttl, max_feeds=max_feeds, **options)
         self._stores.append(store)
         return store
 
     def advance(self, seconds: float) -> None:
-        """Move the backends' own clocks on (Redis keeps real time for what it stores)."""
-        self.touch_clock.now += seconds
+        """Move the memory backend's clock on (Redis keeps real time for what it stores)."""
         if self.clock is not None:
             self.clock.now += seconds
 

@@ -2,16 +2,25 @@
 from __future__ import annotations
 
 from viralspot.catalog.database import ITEM_SNAPSHOTS
+from viralspot.store import FeedView, PageStatus
 
 
-def serve(store, session_id, keys, feed="reels"):
-    """Record ``keys`` as served to the session, the way the random feed does (one claim)."""
-    view = store.read_feed(session_id, feed, 0, 0)
-    result = store.claim_unseen(
-        session_id, feed, generation=view.generation, expect_cursor=view.cursor, expect_plan=view.plan,
-        plan="p", domain=10**6, candidates=list(enumerate(keys, start=view.cursor)),
-        scanned_to=view.cursor + len(keys), want=len(keys), page=(0, 0))
-    assert result.ok
+#: A feed id of the reels endpoint (``feed/service.py``, ``feed_id``).
+REELS_FEED = b"r" + bytes(range(8))
+SEED = b"\x01" * 8
+
+
+def serve(store, session_id, positions, feed=REELS_FEED, bounds=(10**6,)):
+    """Record ``positions`` (ascending, past the feed's cursor) as served to the session in ``feed``,
+    the way the random feed does: a read of the feed, then one page that takes them all."""
+    view = FeedView(SEED, bounds)
+    result = store.serve_page(session_id, feed, view, offset=0, limit=0, max_ahead=10**9)
+    if result.status is PageStatus.SERVED:
+        view = result.view
+    result = store.serve_page(session_id, feed, view, offset=view.served, limit=len(positions), max_ahead=10**9,
+                              candidates=list(positions), scanned_to=max(positions, default=view.cursor) + 1,
+                              create=result.status is PageStatus.ABSENT)
+    assert result.status is PageStatus.SERVED, result
     return result
 
 
