@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import json
 
-from session_helpers import serve
+from session_helpers import REELS_FEED, SEED, serve
+from viralspot.store import FeedView, PageStatus
 
 
 def test_list_shows_count_and_most_recent_first(app, store):
@@ -20,14 +21,14 @@ def test_list_shows_count_and_most_recent_first(app, store):
 
 
 def test_show_prints_the_session_as_json(app, store):
-    serve(store, "shown", [4, 5, 6], feed="reels:f")
+    serve(store, "shown", [4, 5, 6], feed=b"r" + bytes.fromhex("00000000000000ff"))
     result = app.test_cli_runner().invoke(args=["sessions", "show", "shown"])
     assert result.exit_code == 0
     summary = json.loads(result.stdout)
     assert summary["session_id"] == "shown"
-    assert summary["served_items_count"] == 3 and summary["generation"] == 0
-    assert summary["feeds"] == [{"feed_key": "reels:f", "endpoint": "/api/reels", "served_items_count": 3,
-                                 "exhausted": False}]
+    assert summary["served_items_count"] == 3 and "generation" not in summary
+    assert summary["feeds"] == [{"feed_key": "reels:00000000000000ff", "endpoint": "/api/reels",
+                                 "served_items_count": 3, "positions_examined": 7}]
     assert summary["created_at"].endswith("Z") and 0 < summary["expires_in_seconds"] <= 86400
 
 
@@ -45,7 +46,9 @@ def test_reset_clears_the_session(app, store):
     assert store.summary("gone") is None  # the session ended
     shown = app.test_cli_runner().invoke(args=["sessions", "show", "gone"])
     assert shown.exit_code == 1 and "no session gone (unknown, expired or reset)" in shown.output
-    assert store.read_feed("gone", "reels", 0, 0).generation == 1  # its next order is a fresh one
+    # Nothing of it is left: its next page starts a new session (a new seed, a fresh order).
+    assert store.serve_page("gone", REELS_FEED, FeedView(SEED, (10,)), offset=0, limit=1,
+                            max_ahead=10).status is PageStatus.ABSENT
 
 
 def test_cli_validates_session_ids(app):
@@ -62,4 +65,4 @@ def test_stats_reports_the_store_and_its_active_sessions(app, store):
     assert result.exit_code == 0
     stats = json.loads(result.stdout)
     assert stats["storage_type"] == "in_memory_dict" and stats["active_sessions"] == 1
-    assert stats["served_bytes"] == 16  # "a": two keys in its seen-set and two in its feed, 4 bytes each
+    assert stats["max_sessions"] == 100_000 and stats["evicted"] == 0

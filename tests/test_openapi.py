@@ -216,7 +216,7 @@ def test_documented_error_codes_per_operation(spec):
         return set(schema["allOf"][1]["properties"]["error_code"]["enum"])
 
     assert codes("get", "/api/reels", 400) == {"MISSING_PARAMETER", "EMPTY_VALUE", "TOO_LONG", "INVALID_FORMAT",
-                                                "INVALID_PARAMETER", "BAD_REQUEST"}
+                                                "INVALID_PARAMETER", "BAD_REQUEST", "SESSION_LIMIT"}
     assert codes("get", "/api/reels", 503) == {"SESSION_STORE_UNAVAILABLE", "SESSION_CONFLICT",
                                                 "DATABASE_UNAVAILABLE"}
     assert codes("get", "/api/sessions/{session_id}", 404) == {"SESSION_NOT_FOUND"}

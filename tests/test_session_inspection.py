@@ -11,20 +11,22 @@ TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\Z")
 
 
 def test_an_active_session_shows_its_feeds_and_served_count(client, store):
-    serve(store, "watcher", [1, 2, 3], feed="reels:aaaa")
-    serve(store, "watcher", [4, 5], feed="posts:bbbb")
+    serve(store, "watcher", [1, 2, 3], feed=b"r" + bytes.fromhex("aaaa000000000000"))
+    serve(store, "watcher", [4, 5], feed=b"p" + bytes.fromhex("bbbb000000000000"))
     body = client.get("/api/sessions/watcher").get_json()
     assert body["success"] is True and body["message"] == "Session found"
     session = body["data"]["session"]
-    assert set(session) == {"session_id", "generation", "served_items_count", "created_at", "last_seen_at",
+    assert set(session) == {"session_id", "served_items_count", "created_at", "last_seen_at",
                             "expires_in_seconds", "feeds"}
-    assert (session["session_id"], session["generation"], session["served_items_count"]) == ("watcher", 0, 5)
+    assert (session["session_id"], session["served_items_count"]) == ("watcher", 5)
     assert TIMESTAMP.match(session["created_at"]) and TIMESTAMP.match(session["last_seen_at"])
     assert session["created_at"] <= session["last_seen_at"]
     assert 86_000 < session["expires_in_seconds"] <= 86_400
     assert session["feeds"] == [
-        {"feed_key": "reels:aaaa", "endpoint": "/api/reels", "served_items_count": 3, "exhausted": False},
-        {"feed_key": "posts:bbbb", "endpoint": "/api/posts", "served_items_count": 2, "exhausted": False},
+        {"feed_key": "reels:aaaa000000000000", "endpoint": "/api/reels", "served_items_count": 3,
+         "positions_examined": 4},
+        {"feed_key": "posts:bbbb000000000000", "endpoint": "/api/posts", "served_items_count": 2,
+         "positions_examined": 6},
     ]
 
 

@@ -5,7 +5,8 @@ import re
 
 import pytest
 
-from session_helpers import serve
+from session_helpers import REELS_FEED, SEED, serve
+from viralspot.store import FeedView, PageStatus
 
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\Z")
 
@@ -35,7 +36,7 @@ def test_found_body_matches_the_contract(client, store):
     assert TIMESTAMP.match(data["timestamp"])
     # The reset ended the session: only "other" is still active.
     assert data["server_info"] == {"total_active_sessions": 1, "session_storage_type": "in_memory_dict"}
-    assert store.seen_among("user_session_abc123", [1, 2, 3]) == []
+    assert store.summary("user_session_abc123") is None
 
 
 def test_not_found_body_matches_the_contract(client):
@@ -57,8 +58,8 @@ def test_not_found_body_matches_the_contract(client):
 
 
 def test_cleared_count_spans_every_feed_of_the_session(client, store):
-    serve(store, "s", [1, 2], feed="reels")
-    serve(store, "s", [3, 4, 5], feed="posts")
+    serve(store, "s", [1, 2], feed=b"r" + bytes(8))
+    serve(store, "s", [3, 4, 5], feed=b"p" + bytes(8))
     body = client.post("/api/reset-session?session_id=s").get_json()
     assert body["data"]["session_reset"]["cleared_items_count"] == 5
 
@@ -73,8 +74,9 @@ def test_a_reset_ends_the_session(client, store):
     assert second["message"] == "Session not found - no data to reset"
     assert second["data"]["session_reset"]["session_found"] is False
     assert second["data"]["session_reset"]["cleared_items_count"] == 0
-    # Only its freshness record is left: the next order is the next generation's.
-    assert store.read_feed("s", "reels", 0, 0).generation == 1
+    # Nothing of it is left: its next page starts a new session.
+    assert store.serve_page("s", REELS_FEED, FeedView(SEED, (10,)), offset=0, limit=1,
+                            max_ahead=10).status is PageStatus.ABSENT
 
 
 def test_surrounding_whitespace_is_stripped(client, store):
