@@ -10,7 +10,7 @@ store (``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``) we run
 import multiprocessing
 import os
 
-bind = f"127.0.0.1:{os.environ.get('PORT', '8000')}"
+bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 _store_url = os.environ.get("VIRALSPOT_SESSION_STORE_URL", "memory://")
 _shared_store = not _store_url.strip().lower().startswith("memory:")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1 if _shared_store else 1))
