@@ -2,8 +2,8 @@
 
 A random page needs three things of the catalog: its state (version, largest key), the set of
 keys matching the page's filter, and the page's rendered items. The matching set is read once
-per (filter, catalog version) and kept per process (cachetools LRU weighed in keys, 4 bytes
-each; concurrent pages needing one set wait for one read). A ``date_range`` filter matches fewer
+per (filter, catalog version) and kept per process, as its sorted keys and a bitmap of them
+(cachetools LRU weighed in 4-byte keys; concurrent pages needing one set wait for one read). A ``date_range`` filter matches fewer
 items as the clock moves, so its set also belongs to an hour: it holds every key matching at
 the hour's start with the second each stops matching, and ``matches`` drops the keys past it.
 Every process reads the same set for a (version, hour), so every process serves the same pages.
@@ -34,20 +34,37 @@ WINDOW_SECONDS = 3600
 
 
 class MatchingSet(NamedTuple):
-    """The keys matching a filter, ascending; for a filter on the clock, with the epoch second up
-    to which each matches."""
+    """The keys matching a filter, ascending, and the same as a bitmap indexed by key (1 bit per
+    key up to the largest); for a filter on the clock, with the epoch second up to which each
+    key matches."""
 
     version: int | None
     keys: np.ndarray
+    bits: np.ndarray
     until: np.ndarray | None = None
 
+    @classmethod
+    def of(cls, version: int | None, keys: np.ndarray, until: np.ndarray | None = None) -> "MatchingSet":
+        keys = np.asarray(keys, dtype=np.uint32)
+        present = np.zeros(int(keys[-1]) + 1 if len(keys) else 1, dtype=bool)
+        present[keys] = True
+        return cls(version, keys, np.packbits(present, bitorder="little"), until)
+
+    @property
+    def weight(self) -> int:
+        """What the set costs, in keys (4 bytes each) for the cache: its keys, its bits, its times."""
+        return max(1, len(self.keys) + len(self.bits) // 4 + (2 * len(self.keys) if self.until is not None else 0))
+
     def matches(self, keys: np.ndarray, now: float) -> np.ndarray:
-        """Which of ``keys`` match at epoch second ``now``, as a bool array."""
-        index = np.searchsorted(self.keys, keys)
-        index[index == len(self.keys)] = 0
-        found = self.keys[index] == keys if len(self.keys) else np.zeros(len(keys), dtype=bool)
-        if self.until is not None and len(self.keys):
-            found &= self.until[index] >= now
+        """Which of ``keys`` (ints >= 0) match at epoch second ``now``, as a bool array."""
+        keys = np.asarray(keys, dtype=np.int64)
+        inside = keys < len(self.bits) * 8
+        found = np.zeros(len(keys), dtype=bool)
+        probe = keys[inside]
+        found[inside] = (self.bits[probe >> 3] >> (probe & 7).astype(np.uint8)) & 1 == 1
+        if self.until is not None and found.any():
+            where = np.nonzero(found)[0]
+            found[where] = self.until[np.searchsorted(self.keys, keys[where].astype(self.keys.dtype))] >= now
         return found
 
     def keys_at(self, now: float) -> np.ndarray:
@@ -111,7 +128,7 @@ class FeedSource:
         keep = keys <= MAX_CONTENT_KEY  # never created by our writers; the order stops below
         if until is not None:
             until = until[keep]
-        return MatchingSet(version, keys[keep].astype(np.uint32), until)
+        return MatchingSet.of(version, keys[keep], until)
 
     def page_items(self, keys: Sequence[int]) -> tuple[str | bytes, int]:
         """The rendered items of ``keys`` in order, joined by commas, and how many: from the item
@@ -137,7 +154,7 @@ class FeedCatalog:
         self.snapshot = snapshot
         self.clock = clock
         lock = threading.RLock()
-        self._sets: LRUCache = LRUCache(maxsize=cache_keys, getsizeof=lambda entry: max(1, len(entry.keys)))
+        self._sets: LRUCache = LRUCache(maxsize=cache_keys, getsizeof=lambda entry: entry.weight)
         self._read = cached(self._sets, key=lambda source, signature, version, window: (signature, version, window),
                             lock=lock, condition=threading.Condition(lock))(self._read_uncached)
 

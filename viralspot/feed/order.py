@@ -35,6 +35,8 @@ class SessionOrder:
     def keys_at(self, positions) -> np.ndarray:
         """The keys at ``positions`` (ints in ``[0, end)``), as int64."""
         positions = np.asarray(positions, dtype=np.int64)
+        if len(self._permutations) == 1 and self._permutations[0] is not None:
+            return self._permutations[0](positions) + 1
         keys = np.empty_like(positions)
         epochs = np.searchsorted(self._starts, positions, side="right") - 1
         for epoch in np.unique(epochs):
@@ -44,12 +46,22 @@ class SessionOrder:
         return keys
 
     def keys_between(self, start: int, stop: int) -> np.ndarray:
-        """The keys at positions ``start .. stop - 1``, as int64."""
-        return self.keys_at(np.arange(start, stop, dtype=np.int64))
+        """The keys at positions ``start .. stop - 1``, as int64: epoch by epoch, each a slice."""
+        parts = []
+        for epoch, permutation in enumerate(self._permutations):
+            first, last = int(self._starts[epoch]), int(self._starts[epoch + 1])
+            low, high = max(start, first), min(stop, last)
+            if low < high:
+                keys = permutation(np.arange(low - first, high - first, dtype=np.int64))
+                keys += first + 1
+                parts.append(keys)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
     def positions_of(self, keys) -> np.ndarray:
         """The positions of ``keys`` (ints in ``[1, end]``), as int64."""
         keys = np.asarray(keys, dtype=np.int64)
+        if len(self._permutations) == 1 and self._permutations[0] is not None:
+            return self._permutations[0].inverse(keys - 1)
         positions = np.empty_like(keys)
         epochs = np.searchsorted(self._starts, keys - 1, side="right") - 1
         for epoch in np.unique(epochs):

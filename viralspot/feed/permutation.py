@@ -12,7 +12,7 @@ rectangle overshoots ``size`` by less than ``sqrt(size)``, a second pass is
 needed for fewer than one position in ``sqrt(size)`` (a power-of-two domain,
 the textbook choice, sends up to half of them round again).
 
-Six rounds with a multiply-xorshift round function keyed by 64-bit round keys
+Six rounds with a multiply-shift round function keyed by 64-bit round keys
 from HMAC-SHA-512: the order is a function of the key alone (no process state,
 no global ``random``), so every server computes the same one. Everything is
 vectorized with numpy; the cost is per numpy operation, not per position.
@@ -61,18 +61,26 @@ class KeyedPermutation:
         #: (first position, read-only images of the positions from there): the last block mapped.
         self._block: tuple[int, np.ndarray] = (0, np.empty(0, dtype=np.int64))
 
+    @staticmethod
+    def _round(part: np.ndarray, key: np.uint64, modulus: np.uint64) -> np.ndarray:
+        """The round function, in ``[0, modulus)``: the high 32 bits of ``(part ^ key) * odd constant``
+        (wrapping uint64 arithmetic) scaled into the range by a multiply-shift, no division (a
+        uint64 ``%`` costs numpy about as much as the rest of a round together)."""
+        mixed = part ^ key
+        mixed *= _MULTIPLIER
+        mixed >>= _SHIFT
+        mixed *= modulus
+        mixed >>= _SHIFT
+        return mixed
+
     def _network(self, values: np.ndarray) -> np.ndarray:
-        # Round function: multiply-xorshift of ``right ^ key`` (wrapping uint64 arithmetic, high
-        # bits folded into low). In-place operations on fresh arrays: a page maps tens of
-        # positions, where the cost is per numpy operation and allocation, not per element.
+        # In-place operations on fresh arrays: a page maps tens to thousands of positions, where
+        # the cost is per numpy operation and allocation as much as per element.
         left, right = np.divmod(values, self._width)
         for key, modulus in zip(self._keys, self._moduli):
-            mixed = right ^ key
-            mixed *= _MULTIPLIER
-            mixed ^= mixed >> _SHIFT
-            mixed %= modulus
-            mixed += left
-            mixed %= modulus
+            mixed = self._round(right, key, modulus)
+            mixed += left  # both below the modulus: one subtraction reduces the sum
+            mixed -= modulus * (mixed >= modulus)
             left, right = right, mixed
         left *= self._width
         left += right
@@ -103,13 +111,9 @@ class KeyedPermutation:
         # R = (L_prev + F(R_prev)) mod m, so R_prev = L and L_prev = (R - F(L)) mod m.
         left, right = np.divmod(values, self._width)
         for key, modulus in zip(reversed(self._keys), reversed(self._moduli)):
-            mixed = left ^ key
-            mixed *= _MULTIPLIER
-            mixed ^= mixed >> _SHIFT
-            mixed %= modulus
             previous = right + modulus
-            previous -= mixed
-            previous %= modulus
+            previous -= self._round(left, key, modulus)
+            previous -= modulus * (previous >= modulus)
             left, right = previous, left
         left *= self._width
         left += right

@@ -75,7 +75,7 @@ def candidates_from(order: SessionOrder, matching: MatchingSet, now: float, curs
         return [], cursor
     share = max(len(matching.keys) / max(order.end, 1), 1e-6)
     expected_scan = count / share
-    if len(matching.keys) <= expected_scan:
+    if len(matching.keys) * 4 <= expected_scan:  # mapping a key back costs about 4 positions' scan
         keys = matching.keys_at(now)
         keys = keys[keys <= order.end].astype(np.int64)
         positions = np.sort(order.positions_of(keys))
