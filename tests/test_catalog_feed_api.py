@@ -15,7 +15,7 @@ from viralspot.catalog.feed_source import SqlCandidateSource
 from viralspot.catalog.queries import (catalog_state, items_by_keys, matching_keys,
                                        matching_keys_until, plain_page_keys)
 from viralspot.catalog.tables import content
-from viralspot.schemas.items import display_count, serialize_item
+from viralspot.catalog.items import display_count, serialize_item
 from viralspot.schemas.content import ContentQueryArgsSchema
 
 

@@ -20,7 +20,7 @@ from viralspot.catalog.rendering import (encode_item, in_requested_order, item_f
                                          render_items, render_row)
 from viralspot.catalog.seed import seed_catalog
 from viralspot.catalog.tables import content
-from viralspot.schemas.items import serialize_item
+from viralspot.catalog.items import serialize_item
 
 ALL_TYPES = {"content_types": "reel,post,story"}
 

@@ -16,7 +16,7 @@ from viralspot.api_errors import ERROR_CODES
 from viralspot.openapi import documented
 from viralspot.openapi.spec import ERROR_SCHEMA, build_spec, openapi_path, undocumented_routes
 from viralspot.schemas.content import ContentQueryArgsSchema, PostQueryArgsSchema
-from viralspot.schemas.items import serialize_item
+from viralspot.catalog.items import serialize_item
 
 SESSION = "openapi-test-session"
 #: Routes that are static assets of the docs page, not API operations.

@@ -1,18 +1,28 @@
-"""``flask`` commands: ``flask sessions ...`` (and ``flask content ...`` from the catalog)."""
+"""The ``flask`` commands: ``flask sessions list | show | reset | stats`` and
+``flask content seed | import | render | snapshot | stats``."""
 from __future__ import annotations
 
 import json
+import os
+import time
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup
 from marshmallow import ValidationError
+from tqdm import tqdm
 
-from .catalog.commands import content_cli
-from .extensions import session_store
+from .catalog.importer import ContentKeysExhausted, import_lines
+from .catalog.item_snapshot import CatalogChanged
+from .catalog.queries import bump_version, catalog_state, content_count, counts_by_type_and_category
+from .catalog.rendering import render_items
+from .catalog.seed import CatalogNotEmpty, seed_catalog
+from .clock import app_clock, parse_instant
+from .extensions import catalog, session_store
 from .schemas.session_id import validate_session_id
-from .store import SessionStoreBackend
 from .session.inspection import session_document
+from .store import SessionStoreBackend
+from .timeutil import utc_timestamp
 
 sessions_cli = AppGroup("sessions", help="Inspect and reset random-feed sessions.")
 
@@ -68,6 +78,129 @@ def reset_session_command(session_id: str) -> None:
 
     _data, message = reset_session(_store(), session_id)
     click.echo(message)
+
+
+content_cli = AppGroup("content", help="Seed, import and inspect the content catalog.")
+
+#: Rejected lines printed in full; the rest are summarized.
+MAX_ERRORS_SHOWN = 50
+
+
+@content_cli.command("seed")
+@click.option("--items", type=click.IntRange(0, 50_000_000), default=None,
+              help="Content items to generate [default: SEED_ITEMS from the configuration].")
+@click.option("--seed", "seed", type=click.IntRange(0, 2 ** 32 - 1), default=0, show_default=True,
+              help="Random seed: the same seed and size give the same catalog.")
+@click.option("--reference-date", "reference", default=None, metavar="INSTANT",
+              help="ISO 8601 instant the two years of posting dates end at [default: now, by the "
+                   "service's clock]: the same seed, size and reference date give the same catalog.")
+@click.option("--if-empty", is_flag=True, help="Do nothing when the catalog already holds content.")
+@click.option("--replace", is_flag=True, help="Delete the existing catalog first.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def seed_command(items: int | None, seed: int, reference: str | None, if_empty: bool, replace: bool,
+                 progress: bool) -> None:
+    """Generate a sample catalog (profiles, reels, posts) posted over the two years up to now."""
+    items = current_app.config.get("SEED_ITEMS", 5000) if items is None else items
+    try:
+        reference_date = parse_instant(reference) if reference else app_clock().now()
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--reference-date") from None
+    with catalog.connect() as conn:
+        existing = content_count(conn)
+    if existing and if_empty:
+        click.echo(f"catalog already holds {existing} items; not seeding")
+        return
+    bar = tqdm(total=items, unit="items", desc="seeding", disable=not progress)
+    try:
+        report = seed_catalog(catalog.engine, items, seed, reference=reference_date, replace=replace,
+                              progress=bar.update)
+    except CatalogNotEmpty as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        bar.close()
+    click.echo(f"seeded {report.items} items and {report.profiles} profiles (seed {seed}, posted up to "
+               f"{utc_timestamp(reference_date)}) in {report.seconds:.1f} s")
+
+
+@content_cli.command("import")
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def import_command(file, progress: bool) -> None:
+    """Upsert content from a JSON Lines FILE ('-' for stdin), one content object per line."""
+    with catalog.connect():
+        pass  # creates the schema if start-up could not reach the database
+    total = None
+    if file.name not in ("<stdin>", "-") and os.path.isfile(file.name):
+        total = os.path.getsize(file.name)
+    bar = tqdm(total=total, unit="B", unit_scale=True, desc="importing", disable=not progress)
+    try:
+        report = import_lines(catalog.engine, file, progress=lambda size: bar.update(size))
+    except ContentKeysExhausted as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        bar.close()
+    for line_number, reason in report.errors[:MAX_ERRORS_SHOWN]:
+        click.echo(f"line {line_number}: rejected: {reason}", err=True)
+    if report.rejected > MAX_ERRORS_SHOWN:
+        click.echo(f"... and {report.rejected - MAX_ERRORS_SHOWN} more rejected lines", err=True)
+    click.echo(f"inserted {report.inserted}, updated {report.updated}, rejected {report.rejected}")
+
+
+@content_cli.command("render")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def render_command(progress: bool) -> None:
+    """Render every item's served JSON (content.item_json): upgrades a catalog written before it existed."""
+    with catalog.connect() as conn:
+        total = content_count(conn)
+    bar = tqdm(total=total, unit="items", desc="rendering", disable=not progress)
+    started = time.perf_counter()
+    try:
+        with catalog.begin() as conn:  # one transaction: readers see all old or all new items
+            # A new catalog state first: every item is stamped with it (item snapshots start over).
+            rendered = render_items(conn, version=bump_version(conn), progress=bar.update)
+    finally:
+        bar.close()
+    click.echo(f"rendered {rendered} items in {time.perf_counter() - started:.1f} s")
+
+
+@content_cli.command("snapshot")
+def snapshot_command() -> None:
+    """Write the item snapshot of the catalog's current state now (pages otherwise write it in the
+    background on first need)."""
+    snapshots = catalog.snapshots
+    if snapshots is None:
+        raise click.ClickException("item snapshots are off (ITEM_SNAPSHOT_DIR is empty or the catalog is in memory)")
+    with catalog.connect():
+        pass  # creates the schema if start-up could not reach the database
+    started = time.perf_counter()
+    try:
+        update = snapshots.write_now()
+    except CatalogChanged as error:
+        raise click.ClickException(f"{error}; run the command again") from None
+    if update is None:
+        raise click.ClickException(f"another process is writing a snapshot in {snapshots.directory}; "
+                                   "it will be used when done")
+    done = {"kept": "already current", "appended": f"appended {update.items} items ({update.bytes} bytes)",
+            "written": f"written whole: {update.items} items"}[update.action]
+    click.echo(f"item snapshot {update.path} ({update.path.stat().st_size} bytes), {done}, ready in "
+               f"{time.perf_counter() - started:.1f} s")
+
+
+@content_cli.command("stats")
+def stats_command() -> None:
+    """Counts of content by type and primary category."""
+    with catalog.connect() as conn:
+        rows = counts_by_type_and_category(conn)
+        version, _largest = catalog_state(conn)
+    totals: dict[str, int] = {}
+    for content_type, _category, count in rows:
+        totals[content_type] = totals.get(content_type, 0) + count
+    click.echo(f"catalog version {version}, {sum(totals.values())} items")
+    for content_type, count in totals.items():
+        click.echo(f"{content_type}: {count}")
+        for row_type, category, row_count in rows:
+            if row_type == content_type:
+                click.echo(f"  {category or '(none)'}: {row_count}")
 
 
 def register(app: Flask) -> None:

@@ -176,12 +176,15 @@ def current() -> Metrics | None:
     return current_app.extensions.get(EXTENSION_KEY)
 
 
-def random_page(replayed: bool, round_trips: int) -> None:
-    """Count a random page answered and the session store calls it made."""
+def random_page(page) -> None:
+    """Count a random page (``feed.service.ServedPage``): how it was answered, its store calls,
+    and whether its items came from an item snapshot."""
     metrics = current()
     if metrics is not None:
-        metrics.page_series[replayed].inc()
-        metrics.feed_round_trips.inc(round_trips)
+        metrics.page_series[page.replayed].inc()
+        metrics.feed_round_trips.inc(page.round_trips)
+        if page.snapshot_hit is not None:
+            metrics.snapshot_series[page.snapshot_hit].inc()
 
 
 def session_conflict() -> None:
@@ -209,7 +212,3 @@ def database_error() -> None:
         metrics.database_errors.inc()
 
 
-def snapshot_lookup(hit: bool) -> None:
-    metrics = current()
-    if metrics is not None:
-        metrics.snapshot_series[bool(hit)].inc()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from flask import Flask, current_app
 
+from .catalog.database import Catalog
 from .clock import app_clock
 from .feed.service import RandomFeedService
 from .store import SessionStore
@@ -19,12 +20,11 @@ class RandomFeedExtension:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        from .extensions import catalog  # the catalog extension is initialised first
-
+        """After the session store's and the catalog's (``create_app`` initialises them first)."""
         config = app.config
         app.extensions[EXTENSION_NAME] = RandomFeedService(
             str(config["SECRET_KEY"]).encode(), SessionStore.backend_for(app),
-            catalog.feed_catalog(app, app_clock(app)),
+            Catalog.feed_catalog(app, app_clock(app)),
             max_ahead=int(config["RANDOM_MAX_AHEAD"]), max_offset=int(config["RANDOM_MAX_OFFSET"]),
             max_scan=int(config["RANDOM_MAX_SCAN"]))
 

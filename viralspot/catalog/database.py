@@ -243,12 +243,13 @@ class Catalog:
         """The app's item snapshots, or None when they are off."""
         return current_app.extensions[ITEM_SNAPSHOTS]
 
-    def feed_catalog(self, app: Flask, clock: Callable[[], float]) -> FeedCatalog:
+    @classmethod
+    def feed_catalog(cls, app: Flask, clock: Callable[[], float]) -> FeedCatalog:
         """The catalog as ``app``'s random feeds read it (``feed_source.py``), with no Flask inside:
         connections from the app's engine, its catalog state remembered for ``CATALOG_STATE_TTL``,
         its item snapshots when on, ``clock`` for ``date_range`` filters."""
         snapshots = app.extensions[ITEM_SNAPSHOTS]
-        return FeedCatalog(lambda: self.ready_engine(app).connect(), app.extensions[STATE_CACHE].get,
+        return FeedCatalog(lambda: cls.ready_engine(app).connect(), app.extensions[STATE_CACHE].get,
                            snapshots.current if snapshots is not None else None, clock,
                            cache_keys=int(app.config["RANDOM_MATCH_CACHE_KEYS"]))
 

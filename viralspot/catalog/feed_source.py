@@ -85,6 +85,8 @@ class FeedSource:
         self.content_filter = content_filter
         self._connection: Connection | None = None
         self._state: CatalogState | None = None
+        #: Whether ``page_items`` read an item snapshot (None: snapshots are off, or no items).
+        self.snapshot_hit: bool | None = None
 
     @property
     def connection(self) -> Connection:
@@ -136,6 +138,7 @@ class FeedSource:
         if not len(keys):
             return "", 0
         snapshot = self._catalog.snapshot(self.catalog_state()) if self._catalog.snapshot else None
+        self.snapshot_hit = snapshot is not None if self._catalog.snapshot else None
         if snapshot is not None:
             return snapshot.joined(keys)
         return joined_item_fragments(self.connection, keys)

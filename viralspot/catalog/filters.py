@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, Mapping
 
+from cachetools import LRUCache
 from sqlalchemy import Float, Select, and_, cast, func, not_, or_
 from sqlalchemy.sql.elements import ColumnElement
 
-from ..lru import LruCache
 from .tables import content, primary_profiles
 
 #: Endpoint kind -> the content_type it serves when ``content_types`` is not given.
@@ -202,7 +203,8 @@ def _clean_list(values: Any) -> tuple[str, ...]:
 _FILTER_ARGS = (*_LIST_ARGS, "search", *(f"{bound}_{name}" for name in RANGE_ARGS for bound in ("min", "max")),
                 "is_verified", "date_range")
 #: Filters by (kind, arguments): a feed's pages repeat one filter, and its signature is memoized on it.
-_FILTERS: LruCache[ContentFilter] = LruCache(1024)
+_FILTERS: LRUCache = LRUCache(1024)
+_FILTERS_LOCK = threading.Lock()
 
 
 def content_filter(kind: str, args: Mapping[str, Any]) -> ContentFilter:
@@ -215,12 +217,14 @@ def content_filter(kind: str, args: Mapping[str, Any]) -> ContentFilter:
     key = (kind, *((name, tuple(value) if isinstance(value, (list, set)) else value)
                    for name in _FILTER_ARGS if (value := args.get(name)) is not None))
     try:
-        found = _FILTERS.get(key)
+        with _FILTERS_LOCK:
+            found = _FILTERS.get(key)
     except TypeError:  # an unhashable argument value: nothing to remember it by
         return build_content_filter(kind, args)
     if found is None:
         found = build_content_filter(kind, args)
-        _FILTERS.put(key, found)
+        with _FILTERS_LOCK:
+            _FILTERS[key] = found
     return found
 
 

@@ -20,10 +20,8 @@ half-written:
 
 Reads never write: ``item_fragments`` builds a NULL row's item live.
 
-Why the catalog renders the API's item shape (``schemas/items.py``), a layer above it: rendering
-at write time is what lets a page splice stored JSON instead of building 24 items per request
-(measured: most of a page's cost before). The shape itself is pure functions of a row with no
-imports from the service, so this is the one upward reference, and it is on purpose.
+The catalog renders the API's item shape (``catalog/items.py``) at write time: that is what lets
+a page splice stored JSON instead of building 24 items per request.
 
 A page needs its items as one JSON list, in its keys' order: ``joined_item_fragments``
 has the database join them (one string, no per-item work in Python); the ids it
@@ -38,7 +36,7 @@ from typing import Callable, Iterable, Sequence
 from sqlalchemy import Connection, Text, bindparam, cast, func, literal_column, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
-from ..schemas.items import serialize_item
+from .items import serialize_item
 from .key_lookup import KeyLookupCache, keys_parameter
 from .queries import (ITEM_COLUMNS, ITEMS_BY_KEYS, KEY_CHUNK, PACKED_FRAGMENTS, PROFILE_COLUMNS, items_by_keys,
                       rows_for_keys, unpack_fragments)

@@ -21,7 +21,6 @@ from typing import Callable
 
 from sqlalchemy import Engine
 
-from .. import metrics
 from .item_snapshot import (SNAPSHOT_FILE, CatalogChanged, ItemSnapshot, SnapshotError, SnapshotUpdate,
                             update_snapshot)
 
@@ -74,12 +73,7 @@ class ItemSnapshots:
 
     def current(self, state: tuple[int, int]) -> ItemSnapshot | None:
         """The snapshot of ``state``, or None while it is not written (then one is being written,
-        or will be once the state has settled). Counted as a hit or a miss (``metrics``)."""
-        snapshot = self._current(state)
-        metrics.snapshot_lookup(snapshot is not None)
-        return snapshot
-
-    def _current(self, state: tuple[int, int]) -> ItemSnapshot | None:
+        or will be once the state has settled)."""
         loaded = self._loaded
         if loaded is not None and loaded.state == state:
             return loaded

@@ -15,7 +15,7 @@ from .page_response import page_response
 def _listing(kind: str, args: dict):
     if args["random_order"]:
         page = random_feeds.service.serve(kind, args)
-        metrics.random_page(page.replayed, page.round_trips)
+        metrics.random_page(page)
         return page_response(page.items_json, page.is_last_page, listing_message(kind, page.count, args["offset"]))
     return plain_listing(kind, args)
 

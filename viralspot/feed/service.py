@@ -40,6 +40,8 @@ MAX_STALE = 16
 VIEWS_KEPT = 100_000
 #: Positions one batch of a scan maps at most.
 MAX_BATCH = 65_536
+#: Candidates one store call carries at most: bounds the script's work whatever the feed.
+MAX_CANDIDATES = 2_048
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class ServedPage:
     is_last_page: bool
     round_trips: int
     replayed: bool
+    #: Whether the items came from an item snapshot (None: snapshots off, or no items).
+    snapshot_hit: bool | None = None
 
 
 def feed_id(kind: str, filter_signature: str) -> bytes:
@@ -128,7 +132,7 @@ class RandomFeedService:
                 source, session_id, feed_id(kind, flt.signature()), offset, limit)
             keys = SessionOrder(self.secret, session_id, view.seed, view.bounds).keys_at(positions).tolist()
             items_json, count = source.page_items(keys)
-        return ServedPage(items_json, count, is_last, round_trips, replayed)
+        return ServedPage(items_json, count, is_last, round_trips, replayed, source.snapshot_hit)
 
     def forget(self, session_id: str) -> None:
         """Drop this process's view of a session (after a reset, its next page starts a new one)."""
@@ -172,7 +176,8 @@ class RandomFeedService:
                 candidates, scanned_to = candidates_from(
                     order, source.matching(), source.now(), view.cursor,
                     # Twice as many after each short claim (items served in other feeds).
-                    (need - view.served + 1) << min(short, 12), max(1, self.max_scan - examined))
+                    min(MAX_CANDIDATES, (need - view.served + 1) << min(short, 12)),
+                    max(1, self.max_scan - examined))
                 sent = FeedView(view.seed, bounds, view.cursor, view.served)
             result = self.store.serve_page(session_id, feed, sent, offset=offset, limit=limit,
                                            max_ahead=self.max_ahead, candidates=candidates,

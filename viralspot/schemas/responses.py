@@ -8,7 +8,6 @@ against it (tests/test_fuzz.py) share one definition. Every field a body always 
 """
 from __future__ import annotations
 
-import logging
 
 from marshmallow import Schema, fields, validate
 
@@ -26,7 +25,7 @@ class SuccessEnvelopeSchema(Schema):
 
 
 class ItemSchema(Schema):
-    """One content item, as the ViralSpot frontend reads it (``schemas/items.py``)."""
+    """One content item, as the ViralSpot frontend reads it (``catalog/items.py``)."""
 
     id = fields.String(required=True, metadata={"description": "The content id (as are reel_id and content_id)."})
     reel_id = fields.String(required=True)
@@ -137,42 +136,6 @@ class ResetSessionResponseSchema(SuccessEnvelopeSchema):
     """Message "Session reset successfully" or "Session not found - no data to reset"."""
 
     data = fields.Nested(ResetSessionDataSchema, required=True)
-
-
-_EXAMPLE_SESSIONS = ("user_session_abc123", "nonexistent_session_xyz789")
-
-
-def _not_an_example(record: logging.LogRecord) -> bool:
-    return not any(arg in _EXAMPLE_SESSIONS for arg in (record.args or ()) if isinstance(arg, str))
-
-
-def reset_session_examples() -> dict:
-    """Both documented reset bodies (session found, session not found), built by the real code
-    (on a stand-in store; the reset's log lines about these example sessions are dropped)."""
-    from ..session import reset as reset_module
-    from ..store.base import ResetResult
-
-    class _Store:
-        storage_type = "in_memory_dict"
-
-        def __init__(self, result: ResetResult) -> None:
-            self.result = result
-
-        def reset(self, _session_id):
-            return self.result
-
-    examples = {}
-    logger = logging.getLogger(reset_module.__name__)
-    logger.addFilter(_not_an_example)
-    try:
-        for name, session_id, result in (("found", _EXAMPLE_SESSIONS[0], ResetResult(True, 47, 156)),
-                                         ("not_found", _EXAMPLE_SESSIONS[1], ResetResult(False, 0, 156))):
-            data, message = reset_module.reset_session(_Store(result), session_id)
-            data["timestamp"] = "2024-01-15T10:30:00.000Z"
-            examples[name] = {"summary": message, "value": {"success": True, "data": data, "message": message}}
-    finally:
-        logger.removeFilter(_not_an_example)
-    return examples
 
 
 class FeedInspectionSchema(Schema):

@@ -46,3 +46,38 @@ def reset_session(store: SessionStoreBackend, session_id: str) -> tuple[dict, st
         },
     }
     return data, FOUND_MESSAGE if result.found else NOT_FOUND_MESSAGE
+
+
+_EXAMPLE_SESSIONS = ("user_session_abc123", "nonexistent_session_xyz789")
+
+
+def _not_an_example(record: logging.LogRecord) -> bool:
+    return not any(arg in _EXAMPLE_SESSIONS for arg in (record.args or ()) if isinstance(arg, str))
+
+
+def reset_examples() -> dict:
+    """Both documented reset bodies (session found, session not found), built by the real code
+    (on a stand-in store; the reset's log lines about these example sessions are dropped)."""
+    from ..store.base import ResetResult
+
+    class _Store:
+        storage_type = "in_memory_dict"
+
+        def __init__(self, result: ResetResult) -> None:
+            self.result = result
+
+        def reset(self, _session_id):
+            return self.result
+
+    examples = {}
+    logger = log
+    logger.addFilter(_not_an_example)
+    try:
+        for name, session_id, result in (("found", _EXAMPLE_SESSIONS[0], ResetResult(True, 47, 156)),
+                                         ("not_found", _EXAMPLE_SESSIONS[1], ResetResult(False, 0, 156))):
+            data, message = reset_session(_Store(result), session_id)
+            data["timestamp"] = "2024-01-15T10:30:00.000Z"
+            examples[name] = {"summary": message, "value": {"success": True, "data": data, "message": message}}
+    finally:
+        logger.removeFilter(_not_an_example)
+    return examples

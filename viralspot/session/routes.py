@@ -4,16 +4,16 @@ from ..api_errors import ApiError
 from ..extensions import random_feeds, session_store
 from ..openapi import SESSION_ID_ERRORS, STORE_ERRORS, documented
 from ..schemas.envelope import api_response
-from ..schemas.responses import ResetSessionResponseSchema, SessionInspectionResponseSchema, reset_session_examples
+from ..schemas.responses import ResetSessionResponseSchema, SessionInspectionResponseSchema
 from ..schemas.session import SessionIdArgsSchema
 from . import bp
 from .inspection import session_document
-from .reset import reset_session
+from .reset import reset_examples, reset_session
 
 
 @bp.post("/reset-session")
 @documented("Reset a session: its random feeds start a fresh order", query=SessionIdArgsSchema,
-            response=ResetSessionResponseSchema, examples=reset_session_examples,
+            response=ResetSessionResponseSchema, examples=reset_examples,
             errors=SESSION_ID_ERRORS + STORE_ERRORS)
 @use_args(SessionIdArgsSchema())
 def reset(args):

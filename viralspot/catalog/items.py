@@ -1,8 +1,8 @@
 """The frontend's ITEM shape: ``serialize_item(row)`` from a catalog row (content + profile columns).
 
-Pure functions with no imports from the rest of the service, so both the catalog
-(which renders items at write time, catalog/rendering.py) and the content views
-can use them without an import cycle.
+Pure functions with no imports from the rest of the service: the catalog renders items with
+them at write time (``rendering.py``), and the item schema of the API description names the
+same fields.
 """
 from __future__ import annotations
 

@@ -1,0 +1,243 @@
+"""CPU per random page against the serialization ceiling, under real gunicorn over Redis.
+
+    python -m bench.cpu_per_page [--size 1000000] [--rounds 5] [--seconds 10] [--connections 8]
+
+gunicorn (the repo's ``gunicorn.conf.py``: gthread, 8 threads) with 3 workers serving
+``bench.bench_app:app`` over the cached catalog and its item snapshot, sessions in a
+redis-server of its own, keep-alive off (``GUNICORN_KEEPALIVE=0``: every request on a new
+connection, so any worker may serve it). Two loads take turns, round by round:
+
+* random pages: ``GET /api/reels?random_order=true&limit=24``, each client connection one user
+  paging a session in order (offset 0, 24, ... 20 pages, then a new session);
+* the ceiling: ``GET /bench/fixed-page``, a fixed 24-item page of the same shape serialized per
+  request by the same workers (``bench_app.py``), no store, no database.
+
+For each load: the CPU seconds (user + system, ``/proc/<pid>/stat``) the three workers and the
+redis-server used, divided by the requests answered. The ratio random / ceiling of each round is
+reported, with the median and range over the rounds. The load comes from wrk (Debian package
+``wrk``) on loopback, with ``--connections`` connections for ``--seconds``; without wrk, from a
+bounded Python client (threads, a new connection per request, at most 20,000 requests a load).
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from .common import (ROOT, bin_path, catalog, children, clean_env, cpu_seconds, free_port, load_average,
+                     redis_server, redis_version, warm_os_cache, write_snapshot)
+
+WORKERS = 3
+RANDOM_PATH = "/api/reels?random_order=true&limit=24"
+CEILING_PATH = "/bench/fixed-page"
+PAGES_PER_SESSION = 20
+#: A Python-client load stops at this many requests, whatever the time.
+PYTHON_MAX_REQUESTS = 20_000
+
+# Requests go round the connections in turn, so request n belongs to session n % CONNECTIONS
+# (of its batch of 20 pages) and each session pages 0, 24, 48, ... in order: every connection
+# is one user paging, not several connections prefetching one session at once.
+WRK_RANDOM = """
+local counter = 1
+function setup(thread) thread:set("tid", counter); counter = counter + 1 end
+function init(args) prefix = "wrk" .. tostring(tid) .. "-" .. tostring(os.time()) .. "-" .. tostring(math.random(1000000)); n = 0 end
+function request()
+  local lane = n % CONNECTIONS
+  local step = math.floor(n / CONNECTIONS)
+  local session = lane .. "-" .. math.floor(step / PAGES)
+  local offset = (step % PAGES) * 24
+  n = n + 1
+  return wrk.format("GET", PATH .. "&session_id=" .. prefix .. "-" .. session .. "&offset=" .. offset)
+end
+"""
+
+
+class Server:
+    """gunicorn serving ``bench.bench_app:app`` with ``WORKERS`` workers, in its own process group."""
+
+    def __init__(self, database_url: str, store_url: str, log_path: str) -> None:
+        self.port = free_port()
+        env = clean_env(VIRALSPOT_DATABASE_URL=database_url, VIRALSPOT_SESSION_STORE_URL=store_url,
+                        PORT=str(self.port), GUNICORN_ACCESSLOG="", GUNICORN_KEEPALIVE="0",
+                        WEB_CONCURRENCY=str(WORKERS))
+        self.log_path = log_path
+        with open(log_path, "ab") as log:
+            self.process = subprocess.Popen([bin_path("gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"),
+                                             "bench.bench_app:app"], cwd=str(ROOT), env=env, stdin=subprocess.DEVNULL,
+                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                status, _body = get(self.port, "/health")
+                if status == 200 and len(self.workers()) == WORKERS:
+                    return
+            except (OSError, http.client.HTTPException):
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"gunicorn did not come up; see {self.log_path}")
+
+    def workers(self) -> set[int]:
+        return children(self.process.pid)
+
+    def stop(self) -> None:
+        import signal
+
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.process.wait(timeout=20)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+
+def get(port: int, path: str, timeout: float = 10.0) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", path, headers={"Connection": "close"})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def wrk_load(port: int, path: str, seconds: float, connections: int, random_pages: bool) -> int:
+    """Requests answered in ``seconds`` of wrk load; raises on any non-2xx answer or socket error."""
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", f"http://127.0.0.1:{port}{path}"]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+        if random_pages:
+            handle.write(f'PATH = "{path}"\nCONNECTIONS = {connections}\nPAGES = {PAGES_PER_SESSION}\n' + WRK_RANDOM)
+            command[1:1] = ["-s", handle.name]
+    try:
+        output = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    finally:
+        os.unlink(handle.name)
+    for line in output.splitlines():
+        if "Non-2xx" in line or "Socket errors" in line and "timeout 0" not in line:
+            raise RuntimeError(f"{path}: {line.strip()}")
+    return int(next(line.split()[0] for line in output.splitlines() if "requests in" in line))
+
+
+def python_load(port: int, path: str, seconds: float, connections: int, random_pages: bool) -> int:
+    """The same load from ``connections`` Python threads, a new connection per request; bounded by
+    ``seconds`` and ``PYTHON_MAX_REQUESTS``."""
+    stop_at = time.monotonic() + seconds
+    counts = [0] * connections
+    failures: list[str] = []
+    prefix = f"py{time.time_ns()}"
+    budget = PYTHON_MAX_REQUESTS // connections
+
+    def lane(index: int) -> None:
+        n = 0
+        while time.monotonic() < stop_at and n < budget and not failures:
+            target = path
+            if random_pages:
+                target += f"&session_id={prefix}-{index}-{n // PAGES_PER_SESSION}&offset={(n % PAGES_PER_SESSION) * 24}"
+            try:
+                status, _body = get(port, target)
+            except (OSError, http.client.HTTPException) as error:
+                failures.append(f"{target}: {error!r}")
+                return
+            if status != 200:
+                failures.append(f"{target}: HTTP {status}")
+                return
+            n += 1
+            counts[index] = n
+
+    threads = [threading.Thread(target=lane, args=(i,), daemon=True) for i in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(seconds + 60)
+    if failures or any(thread.is_alive() for thread in threads):
+        raise RuntimeError(f"{path}: {failures[:3] or 'client threads did not finish'}")
+    return sum(counts)
+
+
+def measure(size: int, rounds: int, seconds: float, connections: int) -> dict:
+    load = wrk_load if shutil.which("wrk") else python_load
+    url = catalog(size)
+    write_snapshot(url)
+    warm_os_cache(url)
+    log_path = str(ROOT / "bench" / ".data" / "cpu-per-page-gunicorn.log")
+    results = []
+    load_before = load_average()
+    with redis_server() as redis:
+        server = Server(url, redis.url, log_path)
+        try:
+            server.wait_ready()
+            workers = server.workers()
+            pids = [*workers, redis.pid]
+            # Warm-up: each worker reads the feed's matching set and maps the item snapshot.
+            load(server.port, CEILING_PATH, 2, connections, False)
+            load(server.port, RANDOM_PATH, 4, connections, True)
+            for number in range(rounds):
+                measured = {}
+                order = ("ceiling", "random") if number % 2 == 0 else ("random", "ceiling")
+                for kind in order:
+                    before = {"workers": cpu_seconds(workers), "redis": cpu_seconds([redis.pid])}
+                    started = time.perf_counter()
+                    requests = load(server.port, RANDOM_PATH if kind == "random" else CEILING_PATH, seconds,
+                                    connections, kind == "random")
+                    elapsed = time.perf_counter() - started
+                    measured[kind] = {"requests": requests, "rps": requests / elapsed,
+                                      "workers_ms": (cpu_seconds(workers) - before["workers"]) / requests * 1000,
+                                      "redis_ms": (cpu_seconds([redis.pid]) - before["redis"]) / requests * 1000}
+                    measured[kind]["ms"] = measured[kind]["workers_ms"] + measured[kind]["redis_ms"]
+                results.append(measured)
+            if server.workers() != workers:
+                raise RuntimeError(f"a worker was replaced during the run; see {log_path}")
+            del pids
+        finally:
+            server.stop()
+        version = redis_version(redis.url)
+    return {"size": size, "rounds": results, "seconds": seconds, "connections": connections,
+            "client": "wrk" if load is wrk_load else "Python client", "redis": version,
+            "load_before": load_before, "load_after": load_average()}
+
+
+def markdown(result: dict) -> str:
+    rounds = result["rounds"]
+    ratios = [r["random"]["ms"] / r["ceiling"]["ms"] for r in rounds]
+    lines = [f"gunicorn, {WORKERS} workers (gthread, 8 threads), keep-alive off, {result['size']:,}-item catalog, "
+             f"redis-server {result['redis']}; {result['client']}, {result['connections']} connections, "
+             f"{len(rounds)} rounds of {result['seconds']:g} s per load; load average before {result['load_before']}, "
+             f"after {result['load_after']}.\n",
+             "| round | ceiling: requests/s | ceiling: CPU ms per request (workers + redis) | random page: requests/s | "
+             "random page: CPU ms per request (workers + redis) | random / ceiling |",
+             "|---:|---:|---:|---:|---:|---:|"]
+    for number, (r, ratio) in enumerate(zip(rounds, ratios), start=1):
+        c, p = r["ceiling"], r["random"]
+        lines.append(f"| {number} | {c['rps']:.0f} | {c['ms']:.3f} ({c['workers_ms']:.3f} + {c['redis_ms']:.3f}) | "
+                     f"{p['rps']:.0f} | {p['ms']:.3f} ({p['workers_ms']:.3f} + {p['redis_ms']:.3f}) | {ratio:.2f} |")
+    lines.append(f"\nCPU per random page / CPU per ceiling page: median **{statistics.median(ratios):.2f}**, "
+                 f"range {min(ratios):.2f}-{max(ratios):.2f} (target <= 1.30; 1.46 before the session-state redesign).")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=1_000_000, help="catalog items")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=10, help="seconds of each load")
+    parser.add_argument("--connections", type=int, default=8)
+    args = parser.parse_args(argv)
+    result = measure(args.size, args.rounds, args.seconds, args.connections)
+    print(markdown(result))
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main() and 0)
