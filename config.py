@@ -8,6 +8,7 @@ otherwise kept as strings. The class is chosen by ``VIRALSPOT_CONFIG``
 """
 from __future__ import annotations
 
+import json
 import os
 
 #: Used only when no VIRALSPOT_SECRET_KEY is set outside production; the app logs a warning.
@@ -51,6 +52,11 @@ class Config:
     LOG_FORMAT = "text"
     #: Prometheus metrics at GET /metrics (all gunicorn workers summed); false: no endpoint, no counting.
     METRICS = True
+    #: gunicorn (``gunicorn.conf.py``): threads per worker, seconds an idle keep-alive connection
+    #: stays open, and the longest request line (at most 8190; longer answers 414 in the envelope).
+    GUNICORN_THREADS = 8
+    GUNICORN_KEEPALIVE = 2
+    GUNICORN_LIMIT_REQUEST_LINE = 8190
     #: Seconds GET /readyz (and GET /health) waits for each dependency check (they run concurrently).
     READINESS_TIMEOUT = 1.0
     #: Origins allowed to call the API from a browser (CORS): "*" (any), or a comma-separated list.
@@ -125,3 +131,16 @@ def config_class(name: str | None = None) -> type[Config]:
         raise RuntimeError(
             f"unknown configuration {name!r}; choose one of {', '.join(sorted(CONFIGS))}"
         ) from None
+
+
+def setting(name: str):
+    """One setting as the app will see it, outside the app (``gunicorn.conf.py``): the environment's
+    ``VIRALSPOT_<name>`` (parsed as JSON when it parses, as Flask does), else the configuration
+    class's value."""
+    raw = os.environ.get(f"VIRALSPOT_{name}")
+    if raw is None:
+        return getattr(config_class(), name)
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw

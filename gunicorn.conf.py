@@ -10,29 +10,30 @@ store (``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``) we run
 import multiprocessing
 import os
 
+from config import setting
+
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
-_store_url = os.environ.get("VIRALSPOT_SESSION_STORE_URL", "memory://")
-_shared_store = not _store_url.strip().lower().startswith("memory:")
+_shared_store = not str(setting("SESSION_STORE_URL")).strip().lower().startswith("memory:")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1 if _shared_store else 1))
 if not _shared_store and workers > 1:
     raise SystemExit(
         f"WEB_CONCURRENCY={workers}, but memory:// sessions live in one process: several gunicorn workers "
         "would be several stores. Set VIRALSPOT_SESSION_STORE_URL=redis://host:6379/0 to share sessions "
         "between workers and hosts, or WEB_CONCURRENCY=1.")
-worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+#: gthread, answering the requests gunicorn itself refuses with the JSON envelope.
+worker_class = "viralspot.gunicorn_worker.EnvelopeWorker"
+threads = int(setting("GUNICORN_THREADS"))
 timeout = 30
-#: Seconds an idle keep-alive connection stays open (gunicorn's default, 2). A gthread worker keeps
-#: each connection it accepted, so a few long-lived connections can all land on one worker; 0
-#: closes each connection after its response and spreads requests over the workers.
-keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "2"))
+#: A gthread worker keeps each connection it accepted, so a few long-lived connections can all
+#: land on one worker; 0 closes each connection after its response and spreads requests.
+keepalive = int(setting("GUNICORN_KEEPALIVE"))
+limit_request_line = int(setting("GUNICORN_LIMIT_REQUEST_LINE"))
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None
 errorlog = "-"
-loglevel = os.environ.get("VIRALSPOT_LOG_LEVEL", "info").lower()
+loglevel = str(setting("LOG_LEVEL")).lower()
 
 # --- Logs: the request id on every access line; VIRALSPOT_LOG_FORMAT=json makes every line JSON ---
-_log_format = os.environ.get("VIRALSPOT_LOG_FORMAT", "text").strip().strip('"').lower()
-if _log_format == "json":
+if str(setting("LOG_FORMAT")).strip().lower() == "json":
     logger_class = "viralspot.gunicorn_logging.GunicornJsonLogger"
 else:
     access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %({x-request-id}o)s'
@@ -43,8 +44,7 @@ else:
 # forked (nothing in the master imports prometheus_client before it). When the operator does not
 # set it, a fresh directory is made and removed at exit; either way its files of a former run are
 # deleted at start. A worker that exits is marked dead (its live gauges go; its counters stay).
-_METRICS_ON = os.environ.get("VIRALSPOT_METRICS", "true").strip().strip('"').lower() not in (
-    "0", "false", "no", "off", "")
+_METRICS_ON = str(setting("METRICS")).strip().lower() not in ("0", "false", "no", "off", "")
 
 
 def on_starting(server):

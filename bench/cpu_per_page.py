@@ -179,7 +179,6 @@ def measure(size: int, rounds: int, seconds: float, connections: int) -> dict:
         try:
             server.wait_ready()
             workers = server.workers()
-            pids = [*workers, redis.pid]
             # Warm-up: each worker reads the feed's matching set and maps the item snapshot.
             load(server.port, CEILING_PATH, 2, connections, False)
             load(server.port, RANDOM_PATH, 4, connections, True)
@@ -199,7 +198,6 @@ def measure(size: int, rounds: int, seconds: float, connections: int) -> dict:
                 results.append(measured)
             if server.workers() != workers:
                 raise RuntimeError(f"a worker was replaced during the run; see {log_path}")
-            del pids
         finally:
             server.stop()
         version = redis_version(redis.url)

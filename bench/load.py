@@ -22,7 +22,7 @@ connection per request, the default) to the last byte of the answer.
     python -m bench.load [--seconds 30] [--sessions 2000] [--threads 32] [--workers 3] [--size 100000]
                          [--keep-alive]
 
-Starts its own redis-server (bench/redis_memory.py) on a free 127.0.0.1 port and gunicorn
+Starts its own redis-server (``common.redis_server``) on a free 127.0.0.1 port and gunicorn
 (``bench.bench_app:app``, the repo's gunicorn.conf.py, the catalog's item snapshot), warms up for
 ``--warmup`` seconds (not counted), loads for ``--seconds``, prints a markdown table, and exits 1
 if any check failed. tests/test_load.py runs :func:`drive` for a bounded number of generations.
@@ -35,9 +35,7 @@ import http.client
 import json
 import os
 import random
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -45,6 +43,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
+
+from .common import children, cpu_ticks
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMIT = 24
@@ -319,50 +319,19 @@ def drive(port: int, session_ids: list[str], threads: int, *, generations: int |
 # --- the benchmark ----------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _children(pid: int) -> set[int]:
-    children: set[int] = set()
-    try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            children.update(int(child) for child in (task / "children").read_text().split())
-    except (FileNotFoundError, ProcessLookupError):
-        pass
-    return children
-
-
-def _cpu_ticks(pids) -> dict[int, int]:
-    ticks = {}
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        ticks[pid] = int(fields[11]) + int(fields[12])
-    return ticks
-
-
-def load_average() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "unknown"
-
-
 class BenchServer:
     """gunicorn serving ``bench.bench_app:app`` in its own process group; stopped by killpg."""
 
     def __init__(self, database_url: str, store_url: str, workers: int, threads: int, log_path: str) -> None:
-        self.port = _free_port()
+        from .common import free_port
+
+        self.port = free_port()
         self.workers = workers
-        env = {key: value for key, value in os.environ.items() if not key.startswith("VIRALSPOT_")}
-        env.update({"VIRALSPOT_DATABASE_URL": database_url, "VIRALSPOT_SESSION_STORE_URL": store_url,
-                    "VIRALSPOT_LOG_LEVEL": "WARNING", "PORT": str(self.port), "GUNICORN_ACCESSLOG": "",
-                    "WEB_CONCURRENCY": str(workers), "GUNICORN_THREADS": str(threads)})
+        from .common import clean_env
+
+        env = clean_env(VIRALSPOT_DATABASE_URL=database_url, VIRALSPOT_SESSION_STORE_URL=store_url,
+                        PORT=str(self.port), GUNICORN_ACCESSLOG="", WEB_CONCURRENCY=str(workers),
+                        GUNICORN_THREADS=str(threads))
         self.log_path = log_path
         with open(log_path, "ab") as log:
             self.process = subprocess.Popen(
@@ -379,9 +348,9 @@ class BenchServer:
                 break
             try:
                 if client.request("GET", "/health", {})[0] == 200 and len(self.worker_pids()) == self.workers:
-                    before = _cpu_ticks(self.worker_pids())
+                    before = cpu_ticks(self.worker_pids())
                     time.sleep(0.5)
-                    if _cpu_ticks(self.worker_pids()) == before:
+                    if cpu_ticks(self.worker_pids()) == before:
                         return
                     continue
             except CONNECTION_ERRORS:
@@ -390,7 +359,7 @@ class BenchServer:
         raise RuntimeError(f"gunicorn did not come up; see {self.log_path}")
 
     def worker_pids(self) -> set[int]:
-        return _children(self.process.pid)
+        return children(self.process.pid)
 
     def stop(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -441,31 +410,27 @@ def main(argv=None) -> int:
     parser.add_argument("--keep-alive", action="store_true", help="one keep-alive connection per client thread")
     args = parser.parse_args(argv)
 
-    from .bench_app import SNAPSHOT_ROOT  # noqa: F401 - the app reads the snapshot from there
-    from .plain_page import build_catalog
-    from .random_feed import write_snapshot
-    from .redis_memory import redis_server
+    from .common import catalog, load_average, redis_server, write_snapshot
     from .run import machine
 
     load_before = load_average()
-    url, _seeded = build_catalog(args.size)
+    url = catalog(args.size)
     write_snapshot(url)
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     log_path = os.path.join(ROOT, "bench", ".data", "load-gunicorn.log")
-    with redis_server(binary) as store_url:
-        server = BenchServer(url, store_url, args.workers, args.server_threads, log_path)
+    with redis_server() as redis:
+        server = BenchServer(url, redis.url, args.workers, args.server_threads, log_path)
         try:
             server.wait_ready()
             workers = server.worker_pids()
             warm = drive(server.port, [f"warm-{n}" for n in range(args.threads * 4)], args.threads,
                          seconds=args.warmup, min_pages=args.min_pages, max_pages=args.max_pages,
                          keep_alive=args.keep_alive)
-            ticks_before = _cpu_ticks(workers)
+            ticks_before = cpu_ticks(workers)
             load_start = load_average()
             report = drive(server.port, [f"load-{n}" for n in range(args.sessions)], args.threads,
                            seconds=args.seconds, min_pages=args.min_pages, max_pages=args.max_pages,
                            keep_alive=args.keep_alive, seed=1)
-            ticks_after = _cpu_ticks(workers)
+            ticks_after = cpu_ticks(workers)
             workers_after = server.worker_pids()
         finally:
             server.stop()

@@ -1,8 +1,7 @@
 """Latency of plain (non-random) content pages on SQLite catalogs of 10k and 1M items.
 
-Builds each catalog once with the seed command's code (cached under
-``bench/.data/``, which git ignores), then times requests through the Flask
-test client and prints a markdown table of median and p95 per argument set::
+Uses the cached catalogs (``common.catalog``), then times requests through the Flask test
+client and prints a markdown table of median and p95 per argument set::
 
     python -m bench.plain_page            # 10k and 1M
     python -m bench.plain_page 10000      # chosen sizes
@@ -11,24 +10,14 @@ The target: a plain page answers in under 50 ms median at 1,000,000 items.
 """
 from __future__ import annotations
 
-import os
 import statistics
 import sys
 import time
 
-from tqdm import tqdm
-
 from viralspot import create_app
-from viralspot.catalog.database import create_schema, make_engine
-from viralspot.catalog.queries import content_count
-from viralspot.catalog.seed import seed_catalog
-from viralspot.clock import parse_instant
 
-DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".data")
-SEED = 1
-#: The cached catalogs are dated back from this instant, and the benchmark apps' clocks are pinned
-#: at it (``FIXED_NOW``): a date_range case matches the same share of the catalog on any day.
-BENCH_NOW = "2026-11-01T00:00:00Z"
+from .common import BENCH_NOW, SECRET, catalog, percentile
+
 WARMUP = 5
 REPEATS = 60
 
@@ -42,40 +31,13 @@ CASES = [
 ]
 
 
-def catalog_path(size: int) -> str:
-    return os.path.join(DATA_DIR, f"catalog_{size}_seed{SEED}.db")
-
-
-def build_catalog(size: int) -> tuple[str, float | None]:
-    """The cached catalog's URL, and the seconds spent seeding it (None when reused)."""
-    os.makedirs(DATA_DIR, exist_ok=True)
-    url = "sqlite:///" + catalog_path(size)
-    engine = make_engine(url)
-    try:
-        create_schema(engine)
-        with engine.connect() as conn:
-            if content_count(conn) == size:
-                return url, None
-        with tqdm(total=size, unit="items", desc=f"seeding {size}") as bar:
-            report = seed_catalog(engine, size, SEED, reference=parse_instant(BENCH_NOW), replace=True,
-                                  progress=bar.update)
-        return url, report.seconds
-    finally:
-        engine.dispose()
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
-
-
 def measure(sizes=(10_000, 1_000_000)) -> list[dict]:
     """One row per (size, case): median and p95 latency in milliseconds."""
     results = []
     for size in sizes:
-        url, seed_seconds = build_catalog(size)
-        app = create_app({"CONFIG": "default", "SECRET_KEY": "bench", "DATABASE_URL": url, "FIXED_NOW": BENCH_NOW,
-                          "LOG_LEVEL": "WARNING"})
+        url = catalog(size)
+        app = create_app({"CONFIG": "default", "SECRET_KEY": SECRET, "DATABASE_URL": url, "FIXED_NOW": BENCH_NOW,
+                          "LOG_LEVEL": "WARNING", "ITEM_SNAPSHOT_DIR": ""})
         client = app.test_client()
         for name, path in CASES:
             for _ in range(WARMUP):
@@ -87,8 +49,9 @@ def measure(sizes=(10_000, 1_000_000)) -> list[dict]:
                 timings.append((time.perf_counter() - started) * 1000)
                 assert response.status_code == 200 and len(response.json["data"]["reels"]) == 24
             results.append({"items": size, "case": name, "median_ms": statistics.median(timings),
-                            "p95_ms": percentile(timings, 0.95), "seed_seconds": seed_seconds})
+                            "p95_ms": percentile(timings, 0.95)})
         app.extensions["viralspot.catalog"].dispose()
+        app.extensions["viralspot.session_store"].close()
     return results
 
 
@@ -96,9 +59,6 @@ def markdown(results: list[dict]) -> str:
     lines = ["| items | request | median ms | p95 ms |", "|---:|---|---:|---:|"]
     for row in results:
         lines.append(f"| {row['items']:,} | {row['case']} | {row['median_ms']:.1f} | {row['p95_ms']:.1f} |")
-    seeded = {row["items"]: row["seed_seconds"] for row in results if row["seed_seconds"] is not None}
-    for size, seconds in seeded.items():
-        lines.append(f"\nseeded {size:,} items in {seconds:.1f} s")
     return "\n".join(lines)
 
 

@@ -1,8 +1,11 @@
-"""`make bench`: every benchmark, with the date and the machine, as markdown tables for the README.
+"""`make bench`: every benchmark, with the date, the code and the machine, as markdown tables.
 
-    python -m bench.run [--quick]
+    python -m bench.run [--quick] [--only page_depth,claim_depth,...]
 
-``--quick`` runs the smallest sizes and short loads (a smoke run, not the README figures).
+``--quick`` runs small sizes and short loads (a smoke run of a few minutes, not the README
+figures): a 100,000-item catalog where the full run uses 1,000,000. The full run seeds the
+1,000,000-item catalog once (about a minute; reused after) and takes about 15 minutes.
+bench/README.md says what each benchmark measures.
 """
 from __future__ import annotations
 
@@ -10,8 +13,27 @@ import argparse
 import datetime
 import os
 import platform
+import subprocess
+import time
 
-from . import claim_script_cost, load, plain_page, random_feed, redis_memory, round_trip_share, snapshot_update
+from . import claim_depth, cpu_per_page, load, page_depth, plain_page, redis_memory, snapshot_update
+from .common import ROOT, load_average
+
+#: name -> (title, quick arguments, full arguments)
+BENCHMARKS = {
+    "page_depth": ("Random page latency by depth (pages of 100)",
+                   ["--size", "100000", "--depths", "1000,10000,50000,100000", "--sessions", "3", "--pages", "10"], []),
+    "claim_depth": ("Redis time of one claim by depth", ["--sessions", "2", "--claims", "10"], []),
+    "cpu_per_page": ("CPU per random page against the serialization ceiling (3 gunicorn workers, Redis)",
+                     ["--size", "100000", "--rounds", "2", "--seconds", "3"], []),
+    "redis_memory": ("Redis memory per session and per served item", ["--one-page-sessions", "1000"], []),
+    "plain_page": ("Plain (non-random) page latency (24 items, Flask test client, SQLite)", ["10000"],
+                   ["10000", "1000000"]),
+    "snapshot_update": ("Item snapshot after a catalog write", ["--size", "10000", "--edits", "200", "--new", "200"],
+                        []),
+    "load": ("Load: random feeds from many sessions, 3 gunicorn workers over Redis",
+             ["--seconds", "5", "--size", "10000"], ["--seconds", "30"]),
+}
 
 
 def machine() -> str:
@@ -31,28 +53,45 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({model}){memory}, Python {platform.python_version()}, {platform.system()}"
 
 
+def code_version() -> str:
+    """The commit the benchmarks run on, and whether the work tree differs from it."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "viralspot"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown commit"
+    return f"commit {commit}" + (" with uncommitted changes under viralspot/" if dirty else "")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", default="", help=f"comma list of: {', '.join(BENCHMARKS)}")
     args = parser.parse_args(argv)
-    sizes = (10_000,) if args.quick else (10_000, 100_000, 1_000_000)
-    print(f"# viralspot benchmarks, {datetime.date.today().isoformat()}, {machine()}\n")
-    print("### Plain (non-random) page latency (24 items, Flask test client, SQLite)\n")
-    print(plain_page.markdown(plain_page.measure((sizes[0], sizes[-1]) if len(sizes) > 1 else sizes)))
-    random_feed.main(["--sizes", ",".join(map(str, sizes)), "--seconds", "3" if args.quick else "10"])
-    print()
-    redis_memory.main(["--quick"] if args.quick else [])
-    print()
-    round_trip_share.main(["--rounds", "1", "--seconds", "3", "--size", "10000"] if args.quick else [])
-    print()
-    claim_script_cost.main(["--sessions", "5", "--pages", "5", "--repeats", "1"] if args.quick else [])
-    print()
-    # 1,000 edits and 1,000 new items are more than a snapshot appends (1,000 items, or 1/16 of a
-    # larger base) to a 10k catalog's: the quick run changes 200 and adds 200, so it measures an append.
-    snapshot_update.main(["--size", str(sizes[-1])] + (["--edits", "200", "--new", "200"] if args.quick else []))
-    print()
-    if load.main(["--seconds", "5", "--size", "10000"] if args.quick else ["--seconds", "30"]):
-        raise SystemExit("the load benchmark found errors, repeats or wrong cleared counts")
+    chosen = [name for name in BENCHMARKS if not args.only or name in args.only.split(",")]
+    modules = {"page_depth": page_depth, "claim_depth": claim_depth, "cpu_per_page": cpu_per_page,
+               "redis_memory": redis_memory, "plain_page": plain_page, "snapshot_update": snapshot_update,
+               "load": load}
+    print(f"# viralspot benchmarks{' (--quick)' if args.quick else ''}, {datetime.date.today().isoformat()}, "
+          f"{code_version()}\n\n{machine()}; load average at the start {load_average()}\n", flush=True)
+    failed = []
+    for name in chosen:
+        title, quick, full = BENCHMARKS[name]
+        started = time.perf_counter()
+        print(f"## {title}\n\n`python -m bench.{name} {' '.join(quick if args.quick else full)}`\n", flush=True)
+        if name == "plain_page":
+            sizes = tuple(int(size) for size in (quick if args.quick else full))
+            print(plain_page.markdown(plain_page.measure(sizes)))
+        elif name == "load":
+            if load.main(quick if args.quick else full):
+                failed.append(name)
+        else:
+            modules[name].main(quick if args.quick else full)
+        print(f"\n({time.perf_counter() - started:.0f} s)\n", flush=True)
+    if failed:
+        raise SystemExit(f"failed checks: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

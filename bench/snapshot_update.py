@@ -2,7 +2,7 @@
 
     python -m bench.snapshot_update [--size 1000000] [--edits 1000] [--new 1000]
 
-On a copy of the cached catalog (``plain_page.build_catalog``; the cache is
+On a copy of the cached catalog (``common.catalog``; the cache is
 never written): the snapshot is written whole, then ``--edits`` existing items
 get a new description and ``--new`` items are added through the importer (the
 writer the service uses, in chunks of its own size), and the snapshot is brought
@@ -29,7 +29,7 @@ from viralspot.catalog.queries import catalog_state
 from viralspot.catalog.rendering import joined_item_fragments
 from viralspot.catalog.tables import content
 
-from .plain_page import build_catalog, catalog_path
+from .common import catalog, catalog_path
 
 
 def _records(engine, size: int, edits: int, new: int) -> tuple[list[str], list[int]]:
@@ -55,7 +55,7 @@ def _records(engine, size: int, edits: int, new: int) -> tuple[list[str], list[i
 
 
 def measure(size: int, edits: int, new: int) -> dict:
-    build_catalog(size)
+    catalog(size)
     with tempfile.TemporaryDirectory(prefix="viralspot-snapshot-bench-") as scratch:
         database = Path(scratch) / "catalog.db"
         shutil.copyfile(catalog_path(size), database)

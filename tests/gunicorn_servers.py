@@ -146,7 +146,7 @@ class GunicornServer:
         self.process: subprocess.Popen | None = None
         env = {key: value for key, value in os.environ.items() if not key.startswith("VIRALSPOT_")}
         env.update({
-            "WEB_CONCURRENCY": str(workers), "GUNICORN_THREADS": str(threads), "GUNICORN_ACCESSLOG": "",
+            "WEB_CONCURRENCY": str(workers), "VIRALSPOT_GUNICORN_THREADS": str(threads), "GUNICORN_ACCESSLOG": "",
             "VIRALSPOT_CONFIG": "default", "VIRALSPOT_DATABASE_URL": database_url,
             "VIRALSPOT_SESSION_STORE_URL": store_url, "VIRALSPOT_SECRET_KEY": secret,
             "VIRALSPOT_ITEM_SNAPSHOT_DIR": "", "VIRALSPOT_LOG_LEVEL": "WARNING",

@@ -260,7 +260,7 @@ def test_item_columns_do_not_read_the_rendered_item():
 
 def test_page_response_splices_items_into_the_envelope_of_each_message_and_last_page_flag(app):
     from viralspot.content.page_response import page_response
-    from viralspot.schemas.envelope import api_response
+    from viralspot.schemas.envelope import envelope
 
     items = [{"id": 1, "caption": "ünïcode \"quoted\" ,\"reels\":[]"}, {"id": 2, "caption": "b"}]
     fragments = ",".join(json.dumps(item, ensure_ascii=False) for item in items)
@@ -270,6 +270,6 @@ def test_page_response_splices_items_into_the_envelope_of_each_message_and_last_
         for _repeat in range(2):  # the second time each envelope comes from memory
             for joined, is_last, message in cases:
                 response = page_response(joined, is_last, message)
-                expected = api_response({"reels": items if joined else [], "isLastPage": is_last}, message)
+                expected = envelope({"reels": items if joined else [], "isLastPage": is_last}, message)
                 assert response.mimetype == "application/json"
                 assert json.loads(response.get_data()) == expected

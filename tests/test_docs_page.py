@@ -172,6 +172,8 @@ def test_docs_page_renders_every_operation_in_a_headless_browser(chromium, docs_
     missing = []
     for path, item in spec["paths"].items():
         for method, operation in item.items():
+            if method == "parameters":
+                continue
             block = f'id="operations-{operation["tags"][0]}-{operation["operationId"]}"'
             if block not in dom or f'data-path="{path}"' not in dom:
                 missing.append(f"{method.upper()} {path}")

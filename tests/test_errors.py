@@ -96,3 +96,46 @@ def test_malformed_percent_encoding_is_json(client):
     response = client.post("/api/reset-session?session_id=%ZZ")
     assert response.mimetype == "application/json"
     assert response.status_code == 400
+
+
+# --- gunicorn's own refusals (a request line or headers over its limits) ------------------------
+
+def _raw_request(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send ``request`` as is on a new connection; (status, headers, body) of the answer."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in header_lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+def test_gunicorn_refusals_answer_the_envelope(tmp_path):
+    import json
+
+    from gunicorn_servers import GunicornServer
+    from viralspot.api_errors import ERROR_CODES
+
+    with GunicornServer(tmp_path, database_url=f"sqlite:///{tmp_path}/catalog.db", store_url="memory://",
+                        workers=1, threads=2) as server:
+        long_line = f"GET /api/reels?search={'x' * 9000} HTTP/1.1\r\nHost: t\r\n\r\n".encode()
+        many_headers = b"GET /api/reels HTTP/1.1\r\nHost: t\r\n" + b"".join(
+            f"X-H{number}: v\r\n".encode() for number in range(150)) + b"\r\n"
+        huge_header = b"GET /api/reels HTTP/1.1\r\nHost: t\r\nX-Big: " + b"y" * 9000 + b"\r\n\r\n"
+        garbage = b"NOT A REQUEST\r\n\r\n"
+        for request, status, code in ((long_line, 414, "URI_TOO_LONG"), (many_headers, 431, "HEADERS_TOO_LARGE"),
+                                      (huge_header, 431, "HEADERS_TOO_LARGE"), (garbage, 400, "BAD_REQUEST")):
+            got, headers, body = _raw_request(server.port, request)
+            assert (got, headers["content-type"]) == (status, "application/json"), body[:200]
+            envelope = json.loads(body)
+            assert set(envelope) == ENVELOPE_KEYS and envelope["success"] is False
+            assert envelope["error_code"] == code and ERROR_CODES[code][0] == status
+        # A request line just under the limit reaches Flask (its argument rules answer).
+        got, _headers, body = _raw_request(server.port, f"GET /api/reels?limit=2&x={'a' * 7000} HTTP/1.1\r\n"
+                                                        f"Host: t\r\nConnection: close\r\n\r\n".encode())
+        assert got == 200, body[:200]

@@ -32,7 +32,7 @@ from schemathesis.specs.openapi.checks import (content_type_conformance, respons
                                                status_code_conformance)
 
 from viralspot import create_app
-from viralspot.openapi.spec import EXAMPLE_SESSION_ID
+from viralspot.api import EXAMPLE_SESSION_ID
 
 MAX_EXAMPLES = 50
 SEED_ITEMS = 300

@@ -1,89 +1,109 @@
-"""What only the memory session store does: TTL refresh by access, LRU eviction, its byte bounds,
-``SeenKeys``. The behaviour every backend shares is in test_store_contract.py."""
+"""What only the memory session store does: its least-recently-used cap (``max_sessions``), its
+idle expiry on a clock it is given, its ``stats``, and the limits it refuses. The behaviour every
+backend shares is in test_store_contract.py."""
 from __future__ import annotations
-
-import random
 
 import pytest
 
+from redis_fixtures import ManualClock
+from viralspot.store import backend_from_url
+from viralspot.store.base import FeedView, PageStatus
 from viralspot.store.memory import MemorySessionStore
 
-
-class ManualClock:
-    """A clock the test advances by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+SEED = b"\x01" * 8
+FEED = b"r" + bytes(8)
+BOUNDS = (1000,)
 
 
-def claim(store, session_id, keys, feed="f", want=None, generation=0, cursor=0, plan=None, domain=10**6):
-    candidates = [(position, key) for position, key in enumerate(keys, start=cursor)]
-    return store.claim_unseen(
-        session_id, feed, generation=generation, expect_cursor=cursor, expect_plan=plan, plan="p",
-        domain=domain, candidates=candidates, scanned_to=cursor + len(keys),
-        want=len(keys) if want is None else want, page=(0, 100))
+def page(store, session_id, positions, *, offset=None, create=True, cursor=0, max_ahead=1000):
+    """A page that takes ``positions`` (the first page of a feed unless ``cursor`` says otherwise)."""
+    return store.serve_page(session_id, FEED, FeedView(SEED, BOUNDS, cursor), offset=0 if offset is None else offset,
+                            limit=len(positions), max_ahead=max_ahead, candidates=list(positions),
+                            scanned_to=(positions[-1] + 1) if positions else cursor, create=create)
 
 
-def test_access_refreshes_ttl():
+def read(store, session_id):
+    return store.serve_page(session_id, FEED, FeedView(SEED, BOUNDS), offset=0, limit=10, max_ahead=1000)
+
+
+def test_the_least_recently_used_session_is_evicted_at_capacity():
+    clock = ManualClock()
+    store = MemorySessionStore(max_sessions=3, clock=clock)
+    for name in ("a", "b", "c"):
+        assert page(store, name, [1]).status is PageStatus.SERVED
+        clock.now += 1
+    read(store, "a")  # "b" is now the least recently used
+    clock.now += 1
+    page(store, "d", [1])
+    assert store.session_ids() == ["d", "a", "c"] and store.session_count() == 3
+    assert read(store, "b").status is PageStatus.ABSENT
+    assert store.evicted == 1 and store.stats()["evicted"] == 1
+    # A page that creates nothing (STALE: a cursor ahead of a new feed) evicts nothing either.
+    assert page(store, "e", [5], cursor=3).status is PageStatus.STALE
+    assert page(store, "f", [5], offset=2000).status is PageStatus.BEYOND
+    assert store.session_ids() == ["d", "a", "c"] and store.evicted == 1
+    # Pages of sessions already there evict nothing.
+    page(store, "c", [2], cursor=2, offset=1)
+    assert store.session_ids() == ["c", "d", "a"] and store.evicted == 1
+
+
+def test_an_evicted_session_is_forgotten_whole():
+    store = MemorySessionStore(max_sessions=1, clock=ManualClock())
+    page(store, "a", [1, 2, 3])
+    page(store, "b", [7])
+    assert store.summary("a") is None and store.reset("a").found is False
+    again = page(store, "a", [1, 2, 3])
+    assert again.positions == [1, 2, 3] and store.summary("a").served_items_count == 3
+
+
+def test_idle_expiry_follows_the_clock_it_is_given_and_is_counted():
     clock = ManualClock()
     store = MemorySessionStore(ttl=60, clock=clock)
-    claim(store, "s", [1])
-    clock.now += 50
-    store.read_feed("s", "f", 0, 1)
-    clock.now += 50
-    assert store.summary("s") is not None
+    page(store, "old", [1])
+    clock.now += 30
+    page(store, "young", [1])
+    clock.now += 29.5
+    read(store, "old")  # 59.5 s idle: still there, and touched now
+    clock.now += 59.5
+    assert store.session_ids() == ["old"]  # "young" idle 89 s
+    assert store.stats()["expired"] == 1
+    clock.now += 0.5  # "old" idle exactly the TTL
+    assert store.session_count() == 0 and store.expired == 2
 
 
-def test_least_recently_used_session_is_evicted_at_capacity():
-    store = MemorySessionStore(max_sessions=3)
+def test_summary_does_not_keep_a_session_alive_and_reports_the_clock():
+    clock = ManualClock(now=5000.0)
+    store = MemorySessionStore(ttl=100, clock=clock)
+    page(store, "s", [1, 2])
+    clock.now += 40
+    summary = store.summary("s")
+    assert (summary.created_at, summary.last_seen_at, summary.expires_in_seconds) == (5000.0, 5000.0, 60.0)
+    clock.now += 60
+    assert store.summary("s") is None
+
+
+def test_stats_report_the_backend_and_its_counters():
+    clock = ManualClock()
+    store = MemorySessionStore(ttl=10, max_sessions=2, clock=clock)
+    assert store.stats() == {"storage_type": "in_memory_dict", "active_sessions": 0, "max_sessions": 2,
+                             "evicted": 0, "expired": 0}
     for name in ("a", "b", "c"):
-        claim(store, name, [1])
-    store.read_feed("a", "f", 0, 1)  # "b" is now the least recently used
-    claim(store, "d", [1])
-    assert store.session_count() == 3
-    assert sorted(store.session_ids()) == ["a", "c", "d"]
-    assert store.evicted == 1
+        page(store, name, [1])
+    clock.now += 10
+    assert store.stats() == {"storage_type": "in_memory_dict", "active_sessions": 0, "max_sessions": 2,
+                             "evicted": 1, "expired": 2}
+    assert store.shared is False and store.ping() is True
 
 
-def test_served_items_cost_under_eight_bytes_each():
-    store = MemorySessionStore()
-    keys = random.Random(1).sample(range(1, 1_000_001), 50_000)
-    for start in range(0, len(keys), 1000):
-        chunk = keys[start:start + 1000]
-        claim(store, "s", chunk, cursor=start, plan=None if start == 0 else "p")
-    assert store.summary("s").served_items_count == 50_000
-    assert store.served_bytes() / 50_000 <= 8
+def test_backend_from_url_builds_the_memory_store_from_the_settings():
+    store = backend_from_url("memory://", {"SESSION_TTL": 120, "SESSION_MAX": 7, "SESSION_MAX_FEEDS": 3,
+                                           "SESSION_MAX_ITEMS": 99})
+    assert isinstance(store, MemorySessionStore)
+    assert (store.ttl, store.max_sessions, store.max_feeds, store.max_items) == (120.0, 7, 3, 99)
 
 
-def test_rejects_nonsense_limits():
+@pytest.mark.parametrize("limits", [{"ttl": 0}, {"ttl": -1}, {"max_sessions": 0}, {"max_feeds": 0},
+                                    {"max_items": 0}])
+def test_rejects_nonsense_limits(limits):
     with pytest.raises(ValueError):
-        MemorySessionStore(ttl=0)
-
-
-@pytest.mark.parametrize("count", [1, 24, 256, 257, 2400])
-@pytest.mark.parametrize("batch", [1, 24, 500])
-def test_seen_keys_answer_membership_at_every_size(count, batch):
-    from viralspot.store.memory import SeenKeys
-
-    keys = random.Random(count).sample(range(1, 1_000_001), count)
-    seen = SeenKeys()
-    for start in range(0, count, batch):
-        seen.update(keys[start:start + batch])
-    seen.update(keys[:3])  # keys already there are not counted twice
-    seen.update([keys[-1]])
-    assert len(seen) == count
-    assert all(key in seen for key in keys)
-    outside = [k for k in random.Random(7).sample(range(1, 1_000_001), 500) if k not in set(keys)]
-    assert not any(key in seen for key in outside)
-    assert sorted(seen.among(keys[:50] + outside[:50])) == sorted(keys[:50])
-
-
-@pytest.mark.parametrize("count", [24, 240, 2400])
-def test_small_sessions_also_cost_at_most_eight_bytes_per_item(count):
-    store = MemorySessionStore()
-    keys = random.Random(count).sample(range(1, 1_000_001), count)
-    claim(store, "s", keys)
-    assert store.served_bytes() / count <= 8
+        MemorySessionStore(**limits)

@@ -1,11 +1,12 @@
-"""The Redis session store beyond the shared contract: URLs, key layout, TTLs, memory, outages, fork.
+"""The Redis session store beyond the shared contract: URLs, the key layout (``vs2:``, one hash per
+session), container encodings, partial sessions, the reset record, the active-session index and
+its bounded trim, lost scripts, outages, fork and the connection pool.
 
 Runs against real redis-servers (tests/redis_fixtures.py); the backend-neutral behaviour is in
 test_store_contract.py.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import re
@@ -20,26 +21,49 @@ import time
 import pytest
 import redis
 
+from redis_fixtures import in_forked_child
 from viralspot import create_app
 from viralspot.store import SessionStoreConfigError, StoreUnavailable, backend_from_url
-from redis_fixtures import ManualClock, in_forked_child
-from viralspot.store.redis_store import (ClientOptions, INDEX_KEY, TRIM_GUARD_KEY, index_companions,
-                                         RedisSessionStore, is_unavailable, parse_store_url, session_keys)
+from viralspot.store.base import FeedView, PageResult, PageStatus
+from viralspot.store.redis_store import (INDEX_KEY, LAYOUT, RESET_RECORD_MS, ClientOptions, RedisSessionStore,
+                                         _Connection, is_unavailable, parse_store_url, session_key)
 
 pytestmark = pytest.mark.redis
 
-CONFIG = {"SESSION_TTL": 3600, "SESSION_MAX": 10, "SESSION_MAX_FEEDS": 64}
+CONFIG = {"SESSION_TTL": 3600, "SESSION_MAX": 10, "SESSION_MAX_FEEDS": 64, "SESSION_MAX_ITEMS": 1000}
+SEED = b"\x01" * 8
+OTHER_SEED = b"\x02" * 8
+REELS = b"r" + bytes(range(8))
+POSTS = b"p" + bytes(range(8))
+BOUNDS = (10**6,)
+BLOCK = 65_536
 
 
-def claim(store, session_id, keys, feed="f", want=None):
-    view = store.read_feed(session_id, feed, 0, 0)
-    result = store.claim_unseen(
-        session_id, feed, generation=view.generation, expect_cursor=view.cursor, expect_plan=view.plan,
-        plan="p", domain=10**9, candidates=list(enumerate(keys, start=view.cursor)),
-        scanned_to=view.cursor + len(keys), want=len(keys) if want is None else want,
-        page=(view.served_count, view.served_count + len(keys)))
-    assert result.ok
+def take(store, session_id, positions, feed=REELS, *, seed=SEED, limit=None, scanned_to=None) -> PageResult:
+    """The next page of a feed taking ``positions`` (ascending, from the feed's cursor on); a new
+    session when there is none."""
+    current = store.serve_page(session_id, feed, FeedView(seed, BOUNDS), offset=0, limit=0, max_ahead=10**6)
+    absent = current.status is PageStatus.ABSENT
+    view = FeedView(seed, BOUNDS) if absent else current.view
+    result = store.serve_page(session_id, feed, view, offset=view.served,
+                              limit=len(positions) if limit is None else limit, max_ahead=10**6,
+                              candidates=list(positions),
+                              scanned_to=(positions[-1] + 1 if positions else view.cursor) if scanned_to is None
+                              else scanned_to, create=absent)
+    assert result.status is PageStatus.SERVED, result
     return result
+
+
+def first_page(store, session_id, positions, feed=REELS) -> PageResult:
+    """A creating page of a new session, in one call (no read first)."""
+    result = store.serve_page(session_id, feed, FeedView(SEED, BOUNDS), offset=0, limit=len(positions),
+                              max_ahead=10**6, candidates=list(positions), scanned_to=positions[-1] + 1, create=True)
+    assert result.status is PageStatus.SERVED, result
+    return result
+
+
+def read(store, session_id, feed=REELS, offset=0, limit=10**6, seed=SEED) -> PageResult:
+    return store.serve_page(session_id, feed, FeedView(seed, BOUNDS), offset=offset, limit=limit, max_ahead=10**6)
 
 
 @pytest.fixture
@@ -55,7 +79,12 @@ def client(redis_clean):
         yield connection
 
 
-# --- URLs and configuration --------------------------------------------------------------
+def _command_calls(client, name: str) -> int:
+    stats = client.info("commandstats").get(f"cmdstat_{name}")
+    return int(stats["calls"]) if stats else 0
+
+
+# --- URLs and configuration ----------------------------------------------------------------------
 
 
 def test_the_four_url_forms():
@@ -75,14 +104,16 @@ def test_the_four_url_forms():
     assert sentinel.service_name == "mymaster"
     assert sentinel.pool_kwargs == {"db": 4, "password": "pw", "sentinel_password": "spw"}
     assert parse_store_url("redis+sentinel://s1:26379/mymaster").pool_kwargs["db"] == 0
+    cluster = parse_store_url("redis+cluster://:pw@10.0.0.1:7000,10.0.0.2:7001")
+    assert cluster.nodes == [("10.0.0.1", 7000), ("10.0.0.2", 7001)] and cluster.pool_kwargs["password"] == "pw"
 
 
 def test_backend_from_url_builds_the_redis_store_without_connecting():
     for url in ("redis://127.0.0.1:1/0", "rediss://127.0.0.1:1/0", "unix:///tmp/none.sock?db=0",
-                "redis+sentinel://127.0.0.1:1,127.0.0.1:2/mymaster/0"):
+                "redis+sentinel://127.0.0.1:1,127.0.0.1:2/mymaster/0", "redis+cluster://127.0.0.1:1"):
         backend = backend_from_url(url, {**CONFIG, "SESSION_STORE_SOCKET_TIMEOUT": 0.2})
         assert isinstance(backend, RedisSessionStore) and backend.storage_type == "redis"
-        assert backend.ttl == 3600 and backend.max_feeds == 64
+        assert (backend.ttl, backend.max_feeds, backend.max_items) == (3600, 64, 1000)
         assert backend.options.socket_timeout == 0.2 and backend.options.connect_timeout == 0.5
         assert backend._connection is None  # nothing connects before the first use
 
@@ -104,6 +135,7 @@ def test_backend_from_url_builds_the_redis_store_without_connecting():
     "redis+cluster://10.0.0.1:7000/1",        # a cluster has database 0 only
     "redis+cluster://10.0.0.1:7000?db=2",
     "redis+cluster://10.0.0.1:7000?service=x",  # not a redis-py connection option
+    "memcached://10.0.0.1:11211",             # no such backend
 ])
 def test_bad_urls_stop_start_up_with_a_clear_message(url):
     with pytest.raises(SessionStoreConfigError, match="VIRALSPOT_SESSION_STORE_URL"):
@@ -126,29 +158,139 @@ def test_missing_redis_package_is_a_config_error(monkeypatch):
         backend_from_url("redis://localhost:6379/0", CONFIG)
 
 
-def test_store_is_shared_claims_skip_seen_keys_and_reports_stats(store):
-    assert store.shared and not store.prefilter_seen
-    claim(store, "s", [1, 2])
-    stats = store.stats()
-    assert stats["storage_type"] == "redis" and stats["active_sessions"] == 1 and stats["indexed_sessions"] == 1
-    assert stats["used_memory"] > 0 and stats["redis_version"]
+def test_the_store_is_shared_and_reports_the_servers_figures(store, client):
+    client.config_set("maxmemory-policy", "volatile-lru")
+    try:
+        take(store, "s", [1, 2])
+        stats = store.stats()
+        assert store.shared and stats["storage_type"] == "redis" and stats["active_sessions"] == 1
+        assert stats["used_memory"] > 0 and stats["redis_version"] == client.info("server")["redis_version"]
+        assert stats["maxmemory_policy"] == "volatile-lru" and store.ping() is True
+    finally:
+        client.config_set("maxmemory-policy", "noeviction")
 
 
 def test_app_uses_the_redis_store_from_the_url(redis_clean):
     app = create_app({"CONFIG": "testing", "SESSION_STORE_URL": redis_clean.url,
-                      "SESSION_STORE_RETRIES": 1, "SESSION_STORE_MAX_CONNECTIONS": 4})
+                      "SESSION_STORE_RETRIES": 1, "SESSION_STORE_MAX_CONNECTIONS": 4, "SESSION_MAX_ITEMS": 77})
     backend = app.extensions["viralspot.session_store"]
     try:
         assert isinstance(backend, RedisSessionStore)
-        assert (backend.options.retries, backend.options.max_connections) == (1, 4)
+        assert (backend.options.retries, backend.options.max_connections, backend.max_items) == (1, 4, 77)
         response = app.test_client().get("/health")
         assert response.status_code == 200
         assert response.get_json()["data"]["session_storage_type"] == "redis"
     finally:
         backend.close()
+        app.extensions["viralspot.catalog"].dispose()
 
 
-# --- Key layout, TTL, reset ---------------------------------------------------------------
+def test_url_options_override_the_settings(redis_clean, client):
+    store = RedisSessionStore(redis_clean.url + "?client_name=from-the-url&socket_timeout=2")
+    try:
+        assert store.ping()
+        assert store.client.connection_pool.connection_kwargs["socket_timeout"] == 2
+        assert any(entry.get("name") == "from-the-url" for entry in client.client_list())
+    finally:
+        store.close()
+
+
+# --- Key layout ----------------------------------------------------------------------------------
+
+
+def test_a_session_is_one_hash_named_with_the_layout_version(store, client):
+    take(store, "tag.me_1", [3, 5, BLOCK + 1], feed=REELS, limit=2)  # cursor rests on BLOCK + 1
+    take(store, "tag.me_1", [4, BLOCK + 7], feed=POSTS)
+    assert LAYOUT == "vs2" and session_key("x") == "vs2:{x}" and INDEX_KEY == "vs2:active"
+    assert set(client.keys("*")) == {b"vs2:{tag.me_1}", b"vs2:active"}
+    assert client.type("vs2:{tag.me_1}") == b"hash"
+    assert client.zrange(INDEX_KEY, 0, -1) == [b"tag.me_1"]
+    fields = client.hgetall("vs2:{tag.me_1}")
+    assert set(fields) == {b"s", b"b", b"k", b"n", b"c", b"f1", b"f2", b"1.0", b"2.0", b"2.1"}
+    assert fields[b"s"] == SEED and fields[b"b"] == struct.pack("<I", BOUNDS[0])
+    assert fields[b"k"] == REELS + POSTS and fields[b"n"] == b"4"
+    seconds, micros = client.time()
+    assert abs(int(fields[b"c"]) - (seconds * 1000 + micros // 1000)) < 5_000
+    # Feed state: cursor, served, then (block, served up to its end) per block.
+    assert fields[b"f1"] == struct.pack("<II", BLOCK + 1, 2) + struct.pack("<HI", 0, 2)
+    assert fields[b"f2"] == struct.pack("<II", BLOCK + 8, 2) + struct.pack("<HI", 0, 1) + struct.pack("<HI", 1, 2)
+    # Containers: 'a' and the 2-byte little-endian lows, or 'b' and a bitmap of them.
+    assert fields[b"1.0"] == b"b" + bytes([0b00101000])  # 3 and 5: the bitmap is the smaller
+    assert fields[b"2.0"] == b"b" + bytes([0b00010000])
+    assert fields[b"2.1"] == b"b" + bytes([0b10000000])
+
+
+def test_containers_are_arrays_until_a_bitmap_is_smaller_and_never_turn_back(store, client):
+    key = session_key("s")
+    take(store, "s", [1000, 3000, 60_000])
+    assert client.hget(key, "1.0") == b"a" + struct.pack("<3H", 1000, 3000, 60_000)
+    dense = list(range(60_001, 60_101))
+    take(store, "s", dense)  # 103 lows in the block: 2 x 103 + 1 bytes as an array, 7,514 as a bitmap
+    assert client.hget(key, "1.0") == b"a" + struct.pack("<103H", 1000, 3000, 60_000, *dense)
+    take(store, "s", list(range(60_101, 65_536)))  # now the bitmap is smaller
+    value = client.hget(key, "1.0")
+    assert value[:1] == b"b" and len(value) == 1 + BLOCK // 8
+    expected = {1000, 3000, *range(60_000, BLOCK)}
+    assert {low for low in range(BLOCK) if value[1 + low // 8] >> (low % 8) & 1} == expected
+    take(store, "s", [BLOCK + 5000, 2 * BLOCK + 9000])
+    assert client.hget(key, "1.1") == b"a" + struct.pack("<H", 5000)
+    assert client.hget(key, "1.2") == b"a" + struct.pack("<H", 9000)
+    assert read(store, "s").positions == sorted(expected) + [BLOCK + 5000, 2 * BLOCK + 9000]
+
+
+def test_a_bitmap_grows_from_the_byte_of_its_first_new_position(store, client):
+    """Appending to a bitmap keeps the bytes before the first new position and rebuilds the rest,
+    carrying the bits already in that byte."""
+    key = session_key("s")
+    take(store, "s", list(range(0, 64, 2)))  # the cursor on 63
+    assert client.hget(key, "1.0") == b"b" + bytes([0b01010101]) * 8
+    take(store, "s", [63, 65, 66, 67, 80])
+    value = client.hget(key, "1.0")
+    assert value == b"b" + bytes([0b01010101]) * 7 + bytes([0b11010101, 0b00001110, 0, 1])
+    assert read(store, "s").positions == [*range(0, 64, 2), 63, 65, 66, 67, 80]
+
+
+def test_a_one_page_session_hash_stays_listpack(store, client):
+    take(store, "s", list(range(0, 48, 2)))  # a first page of 24 items
+    key = session_key("s")
+    assert client.object("encoding", key) == b"listpack"
+    assert max(client.hstrlen(key, field) for field in client.hkeys(key)) <= 64
+    assert client.memory_usage(key, samples=0) < 300
+
+
+def test_every_key_a_script_touches_is_declared_and_in_one_slot(store, redis_clean, client):
+    """What makes the scripts run on Redis Cluster: no undeclared key, no cross-slot script."""
+    from redis.crc import key_slot
+
+    def work():
+        take(store, "user-1", [1, 2, 3], feed=REELS)
+        take(store, "user-1", [3, 4, 5], feed=POSTS)
+        read(store, "user-1", seed=OTHER_SEED)
+        store.summary("user-1")
+        store.session_count()
+        store.session_ids()
+        store.reset("user-1")
+        read(store, "user-1")
+
+    commands = _monitor(redis_clean, work)
+    scripts, checked, declared = 0, 0, None
+    for source, args in commands:
+        name = args[0].upper()
+        if source != "lua":
+            declared = None
+            if name in ("EVALSHA", "EVAL"):
+                scripts += 1
+                declared = set(args[3:3 + int(args[2])])
+                assert len({key_slot(key.encode()) for key in declared}) == 1, args[:3 + int(args[2])]
+                assert declared == {INDEX_KEY} or declared == {"vs2:{user-1}"}, declared
+            continue
+        assert declared is not None, f"a script command outside a script: {args}"
+        keys = client.execute_command("COMMAND GETKEYS", *args) if name not in ("TIME",) else []
+        for key in keys:
+            key = key.decode() if isinstance(key, bytes) else key
+            assert key in declared, f"{args[0]} touches undeclared key {key!r}"
+            checked += 1
+    assert scripts >= 10 and checked >= 15
 
 
 def _monitor(server, action):
@@ -168,7 +310,7 @@ def _monitor(server, action):
 
     thread = threading.Thread(target=listen)
     thread.start()
-    assert ready.wait(5)  # set once MONITOR's OK was read: from then on every command is reported
+    assert ready.wait(5)
     action()
     with server.client() as connection:
         connection.echo(marker)
@@ -182,338 +324,261 @@ def _monitor(server, action):
     return commands
 
 
-def test_every_key_a_script_touches_is_declared_and_in_one_slot(store, redis_clean, client):
-    """What makes the scripts run on Redis Cluster: no undeclared key, no cross-slot script."""
-    from redis.crc import key_slot
-
-    def work():
-        claim(store, "user-1", [1, 2, 3], feed="a")
-        claim(store, "user-1", [3, 4, 5], feed="b")
-        store.seen_among("user-1", [1, 9])
-        store.summary("user-1")
-        store.session_count()
-        store.session_ids()
-        store.reset("user-1")
-        store.read_feed("user-1", "a", 0, 5)
-        store.claim_unseen("user-1", "a", generation=0, expect_cursor=0, expect_plan=None, plan="p",
-                           domain=10, candidates=[(0, 1)], scanned_to=1, want=1, page=(0, 1))  # fails
-
-    commands = _monitor(redis_clean, work)
-    scripts, checked, declared = 0, 0, None
-    for source, args in commands:
-        name = args[0].upper()
-        if source != "lua":
-            declared = None
-            if name in ("EVALSHA", "EVAL"):
-                scripts += 1
-                declared = set(args[3:3 + int(args[2])])
-                assert len({key_slot(key.encode()) for key in declared}) == 1, args[:3 + int(args[2])]
-                assert declared <= {INDEX_KEY, TRIM_GUARD_KEY, *index_companions(INDEX_KEY)} or all("{user-1}" in key for key in declared)
-            continue
-        assert declared is not None, f"a script command outside a script: {args}"
-        keys = client.execute_command("COMMAND GETKEYS", *args) if name not in ("TIME",) else []
-        for key in keys:
-            key = key.decode() if isinstance(key, bytes) else key
-            assert key in declared, f"{args[0]} touches undeclared key {key!r}"
-            checked += 1
-    assert scripts >= 12 and checked >= 30
-
-
-def test_session_keys_carry_the_hash_tag(store, client):
-    claim(store, "tag.me_1", [1, 2])
-    session_keys_present = {key.decode() for key in client.keys("vs:{*")}
-    assert session_keys_present == {"vs:{tag.me_1}:m", "vs:{tag.me_1}:k"}
-    assert set(session_keys("x")) == {"vs:{x}:m", "vs:{x}:k", "vs:{x}:r"}
-
-
-def test_ttl_is_set_and_refreshed_on_every_key_of_the_session(redis_clean, client):
+def test_the_ttl_is_restarted_by_every_page_and_not_by_inspection(redis_clean, client):
     store = RedisSessionStore(redis_clean.url, ttl=120)
-    keys = session_keys("s")[:2]
-    claim(store, "s", [1, 70_000])
-    for key in keys:
-        assert 119_000 < client.pttl(key) <= 120_000
-    for refresh in (lambda: store.read_feed("s", "f", 0, 1), lambda: claim(store, "s", [5])):
-        for key in keys:
-            client.pexpire(key, 5_000)
-        refresh()
-        for key in keys:
-            assert 119_000 < client.pttl(key) <= 120_000, key
-    for key in keys:  # inspection does not keep a session alive
+    key = session_key("s")
+    take(store, "s", [1, 70_000])
+    assert 119_000 < client.pttl(key) <= 120_000
+    for page in (lambda: read(store, "s"), lambda: take(store, "s", [70_001]), lambda: read(store, "s", POSTS)):
         client.pexpire(key, 5_000)
+        page()
+        assert 119_000 < client.pttl(key) <= 120_000
+    client.pexpire(key, 5_000)
     store.summary("s")
-    store.seen_among("s", [1])
-    assert all(client.pttl(key) <= 5_000 for key in keys)
-    summary = store.summary("s")
-    assert 0 < summary.expires_in_seconds <= 5
+    store.session_count()
+    store.session_ids()
+    assert client.pttl(key) <= 5_000
+    assert 0 < store.summary("s").expires_in_seconds <= 5
     store.close()
 
 
-def test_reset_unlinks_the_session_and_leaves_only_the_freshness_key(store, client):
-    claim(store, "s", list(range(1, 500)))
-    unlinks = _command_calls(client, "unlink")
-    result = store.reset("s")
-    assert result.found and result.cleared_items_count == 499
-    assert _command_calls(client, "unlink") == unlinks + 1
-    assert [key.decode() for key in client.keys("vs:{s}*")] == ["vs:{s}:r"]
-    assert 3_590_000 < client.pttl("vs:{s}:r") <= 3_600_000
-    assert client.memory_usage("vs:{s}:r") < 100
-    assert client.zscore(INDEX_KEY, "s") is None
-    claim(store, "s", [1])  # the next session starts at the record's generation; the record stays
-    assert store.summary("s").generation == 1 and 3_500_000 < client.pttl("vs:{s}:r") <= 3_600_000
+# --- Partial sessions ----------------------------------------------------------------------------
 
 
-def test_a_resent_reset_does_not_reset_the_session_a_claim_made_since(store, monkeypatch):
-    """The reset ran but its reply was lost; before the resend, a claim made a new session. The
-    resend answers the first reset's outcome and the new session keeps its items."""
+def _served_session(store, client):
+    take(store, "s", [1, 2, 3], feed=REELS)
+    take(store, "s", [4, BLOCK + 1], feed=POSTS)
+    return session_key("s")
+
+
+def _replaced_whole(store, client, key, feed=REELS):
+    """A creating page (of ``feed``) over a damaged hash: a new session, nothing kept from the damaged one."""
+    fresh = store.serve_page("s", feed, FeedView(OTHER_SEED, BOUNDS), offset=0, limit=5, max_ahead=100,
+                             candidates=[1, 2, 3, 4, 5], scanned_to=6, create=True)
+    assert fresh == PageResult(PageStatus.SERVED, FeedView(OTHER_SEED, BOUNDS, 6, 5), [1, 2, 3, 4, 5], False)
+    assert set(client.hkeys(key)) == {b"s", b"b", b"k", b"n", b"c", b"f1", b"1.0"}
+    assert client.hget(key, "k") == feed and client.hget(key, "n") == b"5"
+    summary = store.summary("s")
+    assert summary.served_items_count == 5 and list(summary.feeds) == [feed]
+
+
+@pytest.mark.parametrize("field", ["s", "b", "k", "n", "c"])
+def test_a_session_missing_a_field_is_gone_and_replaced_whole(store, client, field):
+    key = _served_session(store, client)
+    client.hdel(key, field)
+    for feed in (REELS, POSTS):
+        assert read(store, "s", feed) == PageResult(PageStatus.ABSENT, FeedView(b"", ()))
+        assert store.serve_page("s", feed, FeedView(SEED, BOUNDS, 3), offset=3, limit=2, max_ahead=100,
+                                candidates=[7, 8], scanned_to=9).status is PageStatus.ABSENT
+    assert store.summary("s") is None
+    assert client.hlen(key) == 10 - 1  # nothing written over it
+    _replaced_whole(store, client, key)
+
+
+def test_a_session_missing_a_feeds_state_is_gone_and_replaced_whole(store, client):
+    key = _served_session(store, client)
+    client.hdel(key, "f1")
+    assert read(store, "s", REELS).status is PageStatus.ABSENT
+    assert store.serve_page("s", REELS, FeedView(SEED, BOUNDS, 4), offset=3, limit=2, max_ahead=100,
+                            candidates=[7, 8], scanned_to=9).status is PageStatus.ABSENT
+    _replaced_whole(store, client, key)
+
+
+def test_a_registry_naming_a_feed_without_state_is_gone(store, client):
+    key = _served_session(store, client)
+    third = b"r" + bytes(range(8, 16))
+    client.hset(key, "k", REELS + POSTS + third)
+    assert read(store, "s", third).status is PageStatus.ABSENT
+    _replaced_whole(store, client, key, third)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "core bug: page.lua does not check that 'k' holds whole 9-byte feed ids; a truncated registry is "
+    "served from (a read answers SERVED, a page writes fields such as 'f1.8888888888889')"))
+def test_a_registry_cut_short_is_gone(store, client):
+    key = _served_session(store, client)
+    client.hset(key, "k", (REELS + POSTS)[:-1])
+    assert read(store, "s", REELS).status is PageStatus.ABSENT
+    assert read(store, "s", POSTS).status is PageStatus.ABSENT
+    assert store.summary("s") is None
+    _replaced_whole(store, client, key)
+
+
+def test_keys_of_another_layout_are_not_a_session(store, client):
+    client.hset("vs:{s}:m", mapping={"g": 0, "f": "x"})
+    client.hset("vs3:{s}", mapping={"s": OTHER_SEED, "n": 9})
+    assert read(store, "s").status is PageStatus.ABSENT and store.summary("s") is None
+    take(store, "s", [1])
+    assert client.hgetall("vs3:{s}") == {b"s": OTHER_SEED, b"n": b"9"} and client.exists("vs:{s}:m")
+
+
+# --- Reset ---------------------------------------------------------------------------------------
+
+
+def test_a_reset_leaves_only_its_record_which_the_next_session_keeps(store, client, monkeypatch):
     import viralspot.store.redis_store as module
 
-    claim(store, "s", [1, 2, 3])
+    key = _served_session(store, client)
+    monkeypatch.setattr(module.secrets, "token_hex", lambda _n: "first-reset")
+    result = store.reset("s")
+    assert (result.found, result.cleared_items_count, result.total_active_sessions) == (True, 5, 0)
+    assert client.hgetall(key) == {b"r": b"first-reset:5:1"}
+    assert 0 < client.pttl(key) <= RESET_RECORD_MS
+    assert client.zscore(INDEX_KEY, "s") is None
+    assert read(store, "s").status is PageStatus.ABSENT and store.summary("s") is None
+    take(store, "s", [9])  # a new session keeps the record, for the session's TTL
+    assert client.hget(key, "r") == b"first-reset:5:1" and client.pttl(key) > RESET_RECORD_MS
+    assert store.summary("s").served_items_count == 1
+
+
+def test_a_resent_reset_answers_the_first_outcome_and_spares_the_next_session(store, client, monkeypatch):
+    """The reset ran but its reply was lost; before the resend, a page made a new session. The resend
+    (the same reset id) answers what the first did, and the new session keeps its items."""
+    import viralspot.store.redis_store as module
+
+    take(store, "s", [1, 2, 3])
     monkeypatch.setattr(module.secrets, "token_hex", lambda _n: "same-reset-id")
     first = store.reset("s")
-    claim(store, "s", [4, 5])
-    resent = store.reset("s")  # the same id, as the store's retry sends it
-    assert (first.found, first.cleared_items_count, first.generation, first.total_active_sessions) == (True, 3, 1, 0)
-    assert (resent.found, resent.cleared_items_count, resent.generation) == (True, 3, 1)
-    assert store.summary("s").served_items_count == 2 and store.summary("s").generation == 1
-    assert resent.total_active_sessions == store.session_count() == 1  # and it stays indexed
+    take(store, "s", [4, 5])
+    resent = store.reset("s")
+    assert (first.found, first.cleared_items_count, first.total_active_sessions) == (True, 3, 0)
+    assert (resent.found, resent.cleared_items_count) == (True, 3)
+    assert store.summary("s").served_items_count == 2 and read(store, "s").positions == [4, 5]
+    monkeypatch.setattr(module.secrets, "token_hex", lambda _n: "another-reset")
+    assert store.reset("s").cleared_items_count == 2  # a new reset does reset it
 
 
-def _command_calls(client, name: str) -> int:
-    stats = client.info("commandstats").get(f"cmdstat_{name}")
-    return int(stats["calls"]) if stats else 0
+def test_the_reset_script_run_twice_with_one_id_does_one_reset(store, client):
+    take(store, "s", [1, 2, 3])
+    reset = store._conn().scripts["reset"]
+    key = session_key("s")
+    assert reset(keys=[key], args=["id-1", RESET_RECORD_MS]) == [1, 3]
+    assert reset(keys=[key], args=["id-1", RESET_RECORD_MS]) == [1, 3]
+    assert reset(keys=[key], args=["id-2", RESET_RECORD_MS]) == [0, 0]
+    assert reset(keys=[session_key("ghost")], args=["id-3", RESET_RECORD_MS]) == [0, 0]
+    assert client.hgetall(key) == {b"r": b"id-2:0:0"}
 
 
-def test_active_index_uses_server_time_and_is_trimmed(store, client):
-    claim(store, "s", [1])
+# --- The active-session index --------------------------------------------------------------------
+
+
+def test_the_index_uses_server_time_and_a_touch_trims_at_most_100_idle_entries(store, client):
+    first_page(store, "s", [1])
     score = client.zscore(INDEX_KEY, "s")
     seconds, micros = client.time()
     assert abs(score - (seconds * 1000 + micros / 1000)) < 5_000
-    client.zadd(INDEX_KEY, {"stale": score - 3_600_001})  # idle past the TTL
-    assert store.session_count() == 1 and store.session_ids() == ["s"]
-    client.delete(TRIM_GUARD_KEY)
-    claim(store, "t", [2])
-    assert client.zscore(INDEX_KEY, "stale") is None  # trimmed by the next touch
-    assert 0 < client.pttl(TRIM_GUARD_KEY) <= 1000
+    idle = score - 3_600_001  # idle past the TTL
+    client.zadd(INDEX_KEY, {f"idle-{i}": idle - i for i in range(250)})
+    client.zadd(INDEX_KEY, {"recent": score - 3_500_000})
+    assert store.session_count() == 2 and store.session_ids() == ["s", "recent"]
+    sizes = [client.zcard(INDEX_KEY)]
+    for name in ("t1", "t2", "t3", "t4"):
+        first_page(store, name, [1])
+        sizes.append(client.zcard(INDEX_KEY))
+    assert sizes == [252, 153, 54, 5, 6]  # 100 trimmed and one added per touch, the oldest first
+    assert client.zscore(INDEX_KEY, "recent") is not None
+    assert store.session_count() == 6
 
 
-def test_a_process_touches_a_sessions_index_entry_at_most_once_a_second(redis_clean, client):
-    """Pages of a session in quick succession run one script each, not a script and a touch; the
-    index still holds every session, also one a claim re-creates after a reset elsewhere."""
-    clock = ManualClock()
-    store = RedisSessionStore(redis_clean.url, ttl=3600, clock=clock)
-    elsewhere = RedisSessionStore(redis_clean.url, ttl=3600)
-    claim(store, "s", [1])
+def test_a_process_touches_a_sessions_index_entry_at_most_once_an_interval(redis_clean, client):
+    store = RedisSessionStore(redis_clean.url, ttl=3600, options=ClientOptions(index_touch_interval=3600))
+    take(store, "s", [1])
     first = client.zscore(INDEX_KEY, "s")
     scripts = _command_calls(client, "evalsha")
-    clock.now += 0.5
-    claim(store, "s", [2])
-    assert _command_calls(client, "evalsha") - scripts == 2  # a read and a claim, no touch
+    time.sleep(0.005)  # a server millisecond later
+    take(store, "s", [2])
+    assert _command_calls(client, "evalsha") - scripts == 2  # a read and a page, no touch
     assert client.zscore(INDEX_KEY, "s") == first
-    clock.now += 0.6  # a second after the last touch
-    claim(store, "s", [3])
+    often = RedisSessionStore(redis_clean.url, ttl=3600, options=ClientOptions(index_touch_interval=0.001))
+    time.sleep(0.005)
+    read(often, "s")
     assert client.zscore(INDEX_KEY, "s") > first
-    assert elsewhere.reset("s").found and client.zscore(INDEX_KEY, "s") is None
-    claim(store, "s", [4])  # within the second: the session this claim makes is indexed anyway
-    assert client.zscore(INDEX_KEY, "s") is not None and store.session_count() == 1
-    assert store.reset("s").found and store.session_count() == 0
-    claim(store, "s", [5])
-    assert store.session_count() == elsewhere.session_count() == 1
-    assert store.summary("s").generation == 2
     store.close()
-    elsewhere.close()
+    often.close()
 
 
-def test_a_reset_keeps_the_index_entry_of_the_next_session_touched_before_its_unindex(redis_clean, client,
-                                                                                      monkeypatch):
-    """On a cluster the reset and its index removal run on two nodes: a claim of the next session,
-    with its touch, can land between them. The removal must then keep that session indexed."""
+@pytest.mark.xfail(strict=True, reason=(
+    "core bug: serve_page skips the index touch for a session this process touched within "
+    "index_touch_interval, even when the page (re)creates the session after a reset elsewhere"))
+def test_a_session_recreated_after_a_reset_elsewhere_is_indexed(redis_clean, client):
+    store = RedisSessionStore(redis_clean.url, ttl=3600, options=ClientOptions(index_touch_interval=3600))
+    elsewhere = RedisSessionStore(redis_clean.url, ttl=3600)
+    try:
+        take(store, "s", [1])
+        assert elsewhere.reset("s").found and client.zscore(INDEX_KEY, "s") is None
+        take(store, "s", [1])  # within the touch interval: a new session
+        assert store.summary("s") is not None
+        assert client.zscore(INDEX_KEY, "s") is not None and store.session_count() == 1
+    finally:
+        store.close()
+        elsewhere.close()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "core bug: reset removes the index entry in a second round trip after reset.lua; a session made "
+    "by another process in between loses its entry"))
+def test_a_session_made_between_a_reset_and_its_unindexing_stays_indexed(redis_clean, client, monkeypatch):
     store = RedisSessionStore(redis_clean.url, ttl=3600)
     elsewhere = RedisSessionStore(redis_clean.url, ttl=3600)
-    claim(store, "s", [1])
-    real = RedisSessionStore._run
+    take(store, "s", [1])
+    real = RedisSessionStore._attempts
+    calls = []
 
-    def claim_before_unindex(self, calls):
-        if calls[0][0] == "unindex":
-            assert claim(elsewhere, "s", [2]).claimed == [2]  # generation 1: a new session, touched
-        return real(self, calls)
+    def page_elsewhere_before_unindexing(self, operation):
+        if self is store:
+            calls.append(operation)
+            if len(calls) == 2:  # the reset script ran; now the index removal
+                take(elsewhere, "s", [7])
+        return real(self, operation)
 
-    monkeypatch.setattr(RedisSessionStore, "_run", claim_before_unindex)
-    result = store.reset("s")
-    assert (result.found, result.generation, result.total_active_sessions) == (True, 1, 1)
-    assert client.zscore(INDEX_KEY, "s") is not None and store.summary("s").generation == 1
-    store.close()
-    elsewhere.close()
-
-
-def test_a_touch_of_a_reset_generation_arriving_late_does_not_index_the_session(store, client):
-    """A claim that ran before a reset can have its touch land on the index's node after the reset's
-    removal (a cluster); that touch is of the ended generation, and is ignored."""
-    claim(store, "s", [1])
-    assert store.reset("s").found and client.zscore(INDEX_KEY, "s") is None
-    (score,) = store._run([store._touch("s", only_if_indexed=False, generation=0)])
-    assert score == b"" and client.zscore(INDEX_KEY, "s") is None and store.session_count() == 0
-    (score,) = store._run([store._touch("s", only_if_indexed=False, generation=1)])  # the next session's
-    assert score and client.zscore(INDEX_KEY, "s") is not None
+    monkeypatch.setattr(RedisSessionStore, "_attempts", page_elsewhere_before_unindexing)
+    try:
+        assert store.reset("s").found
+        assert store.summary("s").served_items_count == 1
+        assert client.zscore(INDEX_KEY, "s") is not None and store.session_count() == 1
+    finally:
+        store.close()
+        elsewhere.close()
 
 
-def test_index_generations_of_reset_and_idle_sessions_are_forgotten(store, client):
-    claim(store, "gone", [1])
-    claim(store, "idle", [1])
-    assert store.reset("gone").found
-    generations = index_companions(INDEX_KEY)[0]
-    assert client.hgetall(generations) == {b"gone": b"1", b"idle": b"0"}
-    old = client.zscore(INDEX_KEY, "idle") - 3_600_001
-    client.zadd(INDEX_KEY, {"idle": old})  # idle past the TTL
-    client.zadd(index_companions(INDEX_KEY)[1], {"gone": old})  # reset long ago
-    client.delete(TRIM_GUARD_KEY)
-    claim(store, "other", [1])  # its touch trims
-    assert client.hgetall(generations) == {b"other": b"0"}
-    assert client.zcard(index_companions(INDEX_KEY)[1]) == 0
-
-
-# --- Idempotence, memory, containers ------------------------------------------------------
-
-
-def test_a_resent_claim_returns_the_stored_outcome(store, monkeypatch):
-    """redis-py resends a script after a timeout: the resend carries the same claim id."""
-    import viralspot.store.redis_store as module
-
-    monkeypatch.setattr(module.secrets, "token_hex", lambda _n: "same-claim-id")
-    kwargs = dict(generation=0, expect_cursor=0, expect_plan=None, plan="p", domain=100,
-                  candidates=[(0, 7), (1, 8), (2, 9)], scanned_to=3, want=2, page=(0, 10))
-    first = store.claim_unseen("s", "f", **kwargs)
-    resent = store.claim_unseen("s", "f", **kwargs)
-    assert first.ok and first.claimed == [7, 8] and first.has_more
-    assert resent == first
-    assert store.read_feed("s", "f", 0, 10).keys == [7, 8]
-    assert store.summary("s").served_items_count == 2
-    reset = store.reset("s")
-    assert store.reset("s") == reset and reset.found  # a resent reset reports the same reset
-
-
-def _lose_the_next_claim_reply(monkeypatch) -> list:
-    """From now on, the first claim's connection drops after the server ran it (its replies are
-    appended to the list returned); the store then resends it with the same claim id."""
-    real = RedisSessionStore._pipeline
-    lost = []
-
-    def drop_first_claim_reply(connection, calls):
-        results = real(connection, calls)
-        if calls[0][0] == "claim" and not lost:
-            lost.append(results)
-            raise redis.ConnectionError("connection reset after the script ran")
-        return results
-
-    monkeypatch.setattr(RedisSessionStore, "_pipeline", staticmethod(drop_first_claim_reply))
-    return lost
-
-
-def test_a_claim_whose_reply_was_lost_is_resent_without_serving_twice(store, monkeypatch):
-    """The connection drops after the server ran the claim: the store resends it (same claim id)."""
-    lost = _lose_the_next_claim_reply(monkeypatch)
-    claim(store, "s", [1, 2])
-    result = claim(store, "s", [2, 3, 4, 5], want=2)
-    assert lost and result.claimed == [3, 4] and result.has_more
-    assert store.read_feed("s", "f", 0, 10).keys == [1, 2, 3, 4]
-    assert store.summary("s").served_items_count == 4
-
-
-def test_a_session_made_by_a_claim_whose_reply_was_lost_is_still_indexed(redis_clean, client, monkeypatch):
-    """Within the touch interval a claim skips the index touch; when that claim re-creates a session
-    reset elsewhere and its reply is lost, the resend must still report that it made the session."""
-    clock = ManualClock()
-    store = RedisSessionStore(redis_clean.url, ttl=3600, clock=clock)
-    elsewhere = RedisSessionStore(redis_clean.url, ttl=3600)
-    claim(store, "s", [1])  # touched now: the next second's claims skip the touch
-    assert elsewhere.reset("s").found and client.zscore(INDEX_KEY, "s") is None
-    lost = _lose_the_next_claim_reply(monkeypatch)
-    assert claim(store, "s", [2]).claimed == [2]
-    assert lost and lost[0][0][-1] == 1  # the claim that ran made the session, and the touch was skipped
-    assert client.zscore(INDEX_KEY, "s") is not None
-    assert store.session_count() == elsewhere.session_count() == 1
-    store.close()
-    elsewhere.close()
-
-
-def test_bytes_per_served_item_at_2000_items(store, client):
-    rng = random.Random(2000)
-    keys = rng.sample(range(1, 1_000_001), 2000)
-    for start in range(0, 2000, 24):
-        claim(store, "s", keys[start:start + 24])
-    used = sum(client.memory_usage(key, samples=0) for key in session_keys("s")[:2])
-    assert store.summary("s").served_items_count == 2000
-    assert used / 2000 <= 16, f"{used / 2000:.1f} bytes per served item"
-
-
-def test_dense_buckets_become_bitmaps_and_stay_correct(store, client):
-    rng = random.Random(3)
-    keys = rng.sample(range(65_536, 131_072), 6000)  # one bucket (key >> 16 == 1)
-    for start in range(0, 6000, 1000):
-        claim(store, "s", keys[start:start + 1000])
-    assert client.hstrlen("vs:{s}:k", "1") == 8192  # a bitmap container
-    assert store.summary("s").served_items_count == 6000
-    taken = set(keys)
-    outside = [key for key in range(65_536, 131_072) if key not in taken][:300]
-    assert sorted(store.seen_among("s", keys[:300] + outside)) == sorted(keys[:300])
-    assert claim(store, "s", keys[:50] + outside[:5] + [1]).claimed == outside[:5] + [1]
-
-
-def test_a_claim_may_touch_thousands_of_buckets(store):
-    keys = random.Random(9).sample(range(1, 2**32), 20_000)  # sparse: about one key per bucket
-    assert claim(store, "s", keys).claimed == keys
-    assert sorted(store.seen_among("s", keys[::7] + [0])) == sorted(keys[::7])
-    assert claim(store, "s", keys[:10_000] + [5]).claimed == [5]
-
-
-def test_small_seen_sets_are_flat_little_endian_keys_in_claim_order(store, client):
-    claim(store, "s", [0x01020304, 0x05060708, 7])
-    claim(store, "s", [0x05060708, 9])
-    assert client.hkeys("vs:{s}:k") == [b"a"]
-    assert client.hget("vs:{s}:k", "a") == struct.pack("<4I", 0x01020304, 0x05060708, 7, 9)
-    # 0x07080102's bytes (02 01 08 07) occur in the set across two keys: not a member.
-    assert store.seen_among("s", [0x07080102, 9, 0x05060708, 8]) == [9, 0x05060708]
-    assert claim(store, "s", [0x07080102, 7]).claimed == [0x07080102]
-
-
-def test_a_flat_seen_set_past_1024_keys_moves_into_buckets_whole(store, client):
-    keys = random.Random(11).sample(range(1, 300_000), 1100)
-    claim(store, "s", keys[:1000])
-    assert client.hkeys("vs:{s}:k") == [b"a"]
-    claim(store, "s", keys[1000:1030])
-    fields = client.hkeys("vs:{s}:k")
-    assert b"a" not in fields and sorted(fields) == sorted({str(key >> 16).encode() for key in keys[:1030]})
-    assert sorted(store.seen_among("s", keys)) == sorted(keys[:1030])
-    assert claim(store, "s", keys).claimed == keys[1030:]
-    assert store.summary("s").served_items_count == 1100
-
-
-def test_array_containers_hold_little_endian_lows_in_claim_order(store, client):
-    claim(store, "s", list(range(5 * 65_536, 5 * 65_536 + 1025)))  # past the flat form: buckets
-    claim(store, "s", [3 * 65_536 + 513, 3 * 65_536 + 2, 3 * 65_536 + 300, 7])
-    claim(store, "s", [3 * 65_536 + 1, 3 * 65_536 + 2, 8])
-    assert client.hget("vs:{s}:k", "3") == bytes([1, 2, 2, 0, 44, 1, 1, 0])
-    assert client.hget("vs:{s}:k", "0") == bytes([7, 0, 8, 0])
-    assert store.seen_among("s", [3 * 65_536 + 1, 3 * 65_536 + 3, 3 * 65_536 + 256, 8, 9]) == [3 * 65_536 + 1, 8]
-
-
-def test_keys_outside_32_bits_are_refused(store):
-    with pytest.raises(ValueError):
-        store.claim_unseen("s", "f", generation=0, expect_cursor=0, expect_plan=None, plan="p", domain=10,
-                           candidates=[(0, 2**32)], scanned_to=1, want=1, page=(0, 1))
-    assert store.summary("s") is None
-
-
-# --- Scripts lost, outages, fork ----------------------------------------------------------
+# --- Lost scripts, lost replies, outages ---------------------------------------------------------
 
 
 def test_scripts_are_reloaded_after_script_flush(store, client):
-    claim(store, "s", [1])
-    for operation in (lambda: claim(store, "s", [2]), lambda: store.seen_among("s", [1, 2]),
-                      lambda: store.summary("s"), lambda: store.reset("s"), lambda: claim(store, "s", [1])):
+    take(store, "s", [1])
+    operations = [
+        lambda: take(store, "s", [2]).positions == [2],          # one script (touched this second)
+        lambda: take(store, "new", [5]).positions == [5],        # page and touch, one pipeline
+        lambda: store.summary("s").served_items_count == 2,
+        lambda: store.session_count() == 2,
+        lambda: sorted(store.session_ids()) == ["new", "s"],
+        lambda: store.reset("s").cleared_items_count == 2,
+        lambda: read(store, "s").status is PageStatus.ABSENT,
+    ]
+    for operation in operations:
         client.script_flush()
-        operation()
-    assert store.summary("s").generation == 1
-    assert store.read_feed("s", "f", 0, 5).keys == [1]
+        assert operation()
+    assert client.zscore(INDEX_KEY, "new") is not None
+
+
+def test_a_page_whose_reply_was_lost_is_resent_and_answers_the_same_page(store, monkeypatch):
+    """The connection drops after the server ran the page: the store sends it again, which serves
+    nothing twice and answers what the first run did."""
+    real = _Connection.run
+    lost = []
+
+    def lose_first_page_reply(self, calls):
+        results = real(self, calls)
+        if calls[0][0] == "page" and calls[0][1][0] == session_key("s") and len(calls[0][2][6]) and not lost:
+            lost.append(results[0])
+            raise redis.ConnectionError("connection reset after the script ran")
+        return results
+
+    take(store, "s", [1, 2])
+    monkeypatch.setattr(_Connection, "run", lose_first_page_reply)
+    result = take(store, "s", [3, 4, 5], limit=2, scanned_to=10)
+    assert lost and result == PageResult(PageStatus.SERVED, FeedView(SEED, BOUNDS, 5, 4), [3, 4], True)
+    assert read(store, "s").positions == [1, 2, 3, 4] and store.summary("s").served_items_count == 4
 
 
 def _timed(call):
@@ -523,19 +588,19 @@ def _timed(call):
     return time.monotonic() - started
 
 
-def test_outage_raises_store_unavailable_quickly_and_recovers(redis_server_factory):
+def test_an_outage_raises_store_unavailable_quickly_and_the_store_recovers(redis_server_factory):
     server = redis_server_factory()
     store = RedisSessionStore(server.url, ttl=60)
-    claim(store, "s", [1])
+    take(store, "s", [1])
     assert store.ping()
     server.stop()
-    for operation in (lambda: store.read_feed("s", "f", 0, 1), lambda: claim(store, "s", [2]),
-                      lambda: store.reset("s"), store.session_count, lambda: store.summary("s")):
-        assert _timed(operation) < 5
+    for operation in (lambda: read(store, "s"), lambda: take(store, "s", [2]), lambda: store.reset("s"),
+                      store.session_count, lambda: store.summary("s"), store.session_ids, store.stats):
+        assert _timed(operation) < 3
     assert store.ping() is False
     server.start()  # same port, empty (no persistence): the same store object serves again
     assert store.ping()
-    assert claim(store, "s", [1]).claimed == [1]
+    assert take(store, "s", [1]).positions == [1]
     store.close()
 
 
@@ -544,27 +609,30 @@ def test_a_server_that_never_answers_times_out_within_the_retry_budget():
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)  # accepts connections (in the kernel) and never replies
     try:
-        # Default settings: 3 attempts of 0.5 s plus backoff (about 1.6 s), not redis-py's nested retries.
+        # Default settings: 3 attempts of 0.5 s plus backoff (about 1.7 s).
         store = RedisSessionStore(f"redis://127.0.0.1:{listener.getsockname()[1]}/0", ttl=60)
-        assert _timed(lambda: store.read_feed("s", "f", 0, 1)) < 5
+        assert 1.0 < _timed(lambda: read(store, "s")) < 4
         store.close()
     finally:
         listener.close()
 
 
-def test_closed_port_is_a_503_envelope_not_a_hang():
+def test_a_closed_port_is_a_503_envelope_not_a_hang():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     app = create_app({"CONFIG": "testing", "SESSION_STORE_URL": f"redis://127.0.0.1:{port}/0"})
-    started = time.monotonic()
-    response = app.test_client().post("/api/reset-session?session_id=abc")
-    assert time.monotonic() - started < 5
-    assert response.status_code == 503
-    body = response.get_json()
-    assert body["success"] is False and body["error_code"] == "SESSION_STORE_UNAVAILABLE"
-    assert app.test_client().get("/health").status_code == 503
-    app.extensions["viralspot.session_store"].close()
+    try:
+        started = time.monotonic()
+        response = app.test_client().post("/api/reset-session?session_id=abc")
+        assert time.monotonic() - started < 3
+        assert response.status_code == 503
+        body = response.get_json()
+        assert body["success"] is False and body["error_code"] == "SESSION_STORE_UNAVAILABLE"
+        assert app.test_client().get("/health").status_code == 503
+    finally:
+        app.extensions["viralspot.session_store"].close()
+        app.extensions["viralspot.catalog"].dispose()
 
 
 def test_busy_and_read_only_errors_mean_unavailable():
@@ -576,85 +644,83 @@ def test_busy_and_read_only_errors_mean_unavailable():
     assert is_unavailable(exceptions.TimeoutError("slow"))
     assert is_unavailable(exceptions.ReadOnlyError("READONLY You can't write against a read only replica."))
     assert is_unavailable(exceptions.ResponseError("BUSY Redis is busy running a script."))
+    assert is_unavailable(exceptions.ResponseError("MASTERDOWN Link with MASTER is down"))
+    assert is_unavailable(exceptions.OutOfMemoryError("OOM command not allowed"))
     assert is_unavailable(exceptions.ClusterDownError("CLUSTERDOWN"))
     assert is_unavailable(exceptions.TryAgainError("TRYAGAIN"))
     assert not is_unavailable(exceptions.ResponseError("ERR wrong number of arguments"))
     assert not is_unavailable(exceptions.DataError("bad value"))
 
 
+# --- Fork, threads -------------------------------------------------------------------------------
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_uses_its_own_connection(store):
-    claim(store, "s", [1])
+    take(store, "s", [1])
     parent_id = store.client.client_id()
 
     def child():
         child_id = store.client.client_id()
-        ok = store.ping() and claim(store, "s", [2]).claimed == [2] and child_id != parent_id
+        ok = store.ping() and take(store, "s", [2]).positions == [2] and child_id != parent_id
         return ok, f"{child_id}".encode()
 
     exit_code, answer = in_forked_child(child)
     assert exit_code == 0
     assert int(answer or b"0") != parent_id
-    # The parent's pooled connection survived the child's exit.
-    assert store.client.client_id() == parent_id
-    assert store.read_feed("s", "f", 0, 5).keys == [1, 2]
+    assert store.client.client_id() == parent_id  # the parent's pooled connection survived the child
+    assert read(store, "s").positions == [1, 2]
 
 
-def _named_connections(client, name: str) -> int:
-    """The server's connections named ``name`` (``?client_name=``): those of one store only, not
-    the ones of earlier tests' stores that the garbage collector has yet to close."""
-    return sum(1 for entry in client.client_list() if entry.get("name") == name)
+def test_threads_beyond_max_connections_wait_for_the_pool(redis_clean, client):
+    store = RedisSessionStore(redis_clean.url + "?client_name=capped", options=ClientOptions(max_connections=2))
+    outcomes, errors = [], []
 
+    def pages(index: int) -> None:
+        try:
+            for step in range(10):
+                outcomes.append(take(store, f"t{index}", [step]).positions)
+        except Exception as error:  # noqa: BLE001 -- reported by the main thread
+            errors.append(error)
 
-@contextlib.contextmanager
-def _threads_that_paged(store, count: int = 3):
-    """``count`` threads that each claimed 3 pages of their own session and then stay alive (so
-    their connections do) until the block ends; yields what their claims returned."""
-    paged, release = threading.Barrier(count + 1), threading.Event()
-    outcomes = []
-
-    def page(index: int) -> None:
-        for step in range(3):
-            outcomes.append(claim(store, f"t{index}", [10 * index + step + 1]).claimed)
-        paged.wait(timeout=30)
-        release.wait(timeout=30)
-
-    threads = [threading.Thread(target=page, args=(index,)) for index in range(count)]
-    for thread in threads:
-        thread.start()
+    threads = [threading.Thread(target=pages, args=(index,)) for index in range(6)]
+    store.ping()  # the client made before the threads start (see the cold-start test below)
     try:
-        paged.wait(timeout=30)
-        assert sorted(outcomes) == sorted([[10 * index + step + 1] for index in range(count) for step in range(3)])
-        yield outcomes
-    finally:
-        release.set()
+        for thread in threads:
+            thread.start()
         for thread in threads:
             thread.join(timeout=30)
-
-
-def test_each_thread_round_trips_on_its_own_connection_until_close(redis_clean, client):
-    store = RedisSessionStore(redis_clean.url + "?client_name=own-links")
-    # The pool's one connection, and the scripts loaded (through it) before the threads run, or
-    # each thread's first NOSCRIPT would borrow a pool connection of its own to load them.
-    store.ping()
-    claim(store, "main", [1])
-    assert _named_connections(client, "own-links") == 2  # the pool's and this thread's
-    with _threads_that_paged(store):
-        assert _named_connections(client, "own-links") == 2 + 3  # one per thread, for its 6 round trips
+        assert not errors and len(outcomes) == 60
+        assert sum(1 for entry in client.client_list() if entry.get("name") == "capped") <= 2
+        assert store.session_count() == 6
+    finally:
         store.close()
-        deadline = time.monotonic() + 10
-        while _named_connections(client, "own-links") > 0 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert _named_connections(client, "own-links") == 0
 
 
-def test_threads_beyond_max_connections_share_the_pool(redis_clean, client):
-    store = RedisSessionStore(redis_clean.url + "?client_name=capped", options=ClientOptions(max_connections=1))
-    store.ping()  # the pool's one connection
-    claim(store, "main", [1])  # this thread's own connection: the one allowed
+@pytest.mark.xfail(strict=True, reason=(
+    "core bug: RedisSessionStore._conn is not thread-safe: threads that first use a store at once each "
+    "make a client and pool (max_connections is passed, the extra pools leak until garbage collection)"))
+def test_threads_first_using_a_store_at_once_share_one_client(redis_clean, monkeypatch):
+    store = RedisSessionStore(redis_clean.url)
+    made, inside = [], threading.Barrier(2)
+    real = RedisSessionStore._make_client
+
+    def make_client(self):
+        made.append(threading.get_ident())
+        try:  # holds the first thread here until a second one makes a client too (or 0.5 s pass)
+            inside.wait(timeout=0.5)
+        except threading.BrokenBarrierError:
+            pass
+        return real(self)
+
+    monkeypatch.setattr(RedisSessionStore, "_make_client", make_client)
+    threads = [threading.Thread(target=store.ping) for _ in range(2)]
     try:
-        with _threads_that_paged(store):
-            assert _named_connections(client, "capped") == 2  # this thread's and the pool's one
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=10)
+        assert len(made) == 1
     finally:
         store.close()
 
@@ -680,9 +746,9 @@ def test_sentinel_url_reaches_the_master(redis_clean, tmp_path):
             time.sleep(0.05)
         store = backend_from_url(f"redis+sentinel://127.0.0.1:{port}/viralspot/0", CONFIG)
         assert store.ping()
-        assert claim(store, "s", [1, 2]).claimed == [1, 2]
+        assert take(store, "s", [1, 2]).positions == [1, 2]
         with redis_clean.client() as client:
-            assert client.exists("vs:{s}:m")
+            assert client.exists("vs2:{s}")
         store.close()
     finally:
         os.kill(process.pid, signal.SIGTERM)

@@ -50,7 +50,7 @@ def register_observability(app: Flask) -> None:
     from . import metrics, request_ids
 
     try:
-        readiness_timeout = float(app.config.get("READINESS_TIMEOUT", 1.0))
+        readiness_timeout = float(app.config["READINESS_TIMEOUT"])
     except (TypeError, ValueError):
         readiness_timeout = -1.0
     if not 0 < readiness_timeout <= 60:
@@ -88,11 +88,17 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import content, health, session
+    """The API's blueprints, through flask-smorest's ``Api`` (which builds the description from
+    their declarations and serves it at ``/api/openapi.json``)."""
+    from . import content, health, metrics, session
+    from .extensions import api
 
-    app.register_blueprint(content.bp, url_prefix="/api")
-    app.register_blueprint(session.bp, url_prefix="/api")
-    app.register_blueprint(health.bp)
+    api.init_app(app)
+    api.register_blueprint(content.bp, url_prefix="/api")
+    api.register_blueprint(session.bp, url_prefix="/api")
+    api.register_blueprint(health.bp)
+    if metrics.current_for(app) is not None:
+        api.register_blueprint(metrics.bp)
 
 
 def register_errorhandlers(app: Flask) -> None:
@@ -118,7 +124,7 @@ def register_commands(app: Flask) -> None:
 
 
 def register_api_docs(app: Flask) -> None:
-    """CORS for browser clients; /api/openapi.json, /api/docs and ``flask openapi``."""
+    """CORS for browser clients; Swagger UI at /api/docs."""
     from . import openapi
     from .cors import init_cors
 

@@ -17,12 +17,11 @@ from .catalog.item_snapshot import CatalogChanged
 from .catalog.queries import bump_version, catalog_state, content_count, counts_by_type_and_category
 from .catalog.rendering import render_items
 from .catalog.seed import CatalogNotEmpty, seed_catalog
-from .clock import app_clock, parse_instant
+from .clock import app_clock, parse_instant, utc_timestamp
 from .extensions import catalog, session_store
 from .schemas.session_id import validate_session_id
 from .session.inspection import session_document
 from .store import SessionStoreBackend
-from .timeutil import utc_timestamp
 
 sessions_cli = AppGroup("sessions", help="Inspect and reset random-feed sessions.")
 

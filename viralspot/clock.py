@@ -1,5 +1,6 @@
-"""The service's wall clock: what "now" means for ``date_range`` filters, the hour windows of their
-candidate lists, and the dates of a sample catalog seeded without ``--reference-date``.
+"""The service's one clock: what "now" means for ``date_range`` filters, the hour windows of their
+matching sets, and the dates of a sample catalog seeded without ``--reference-date``; and
+``utc_timestamp``, the one format of the timestamps of responses and log lines.
 
 Each app has one ``Clock`` (``app.extensions["viralspot.clock"]``): the system clock or, with
 ``VIRALSPOT_FIXED_NOW`` (an ISO 8601 instant), a clock pinned at that instant. Tests pin it, so
@@ -13,6 +14,13 @@ from datetime import datetime, timezone
 from flask import Flask, current_app
 
 EXTENSION_NAME = "viralspot.clock"
+
+
+def utc_timestamp(moment: datetime | None = None) -> str:
+    """A timestamp as the API and the logs write it: ISO 8601, UTC, milliseconds, ``Z``
+    (``moment``, or the system time: a response's or a log line's own moment)."""
+    moment = (moment or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def parse_instant(value: str | datetime) -> datetime:

@@ -1,87 +1,74 @@
-"""The error envelope and every error handler.
-
-Every error, on every route, answers::
+"""The one error mapper: every error, on every route, answers the envelope::
 
     {"success": false, "detail": ..., "error_code": ..., "timestamp": ..., "troubleshooting": ...}
 
-``ApiError`` (``api_errors.py``) is the one exception views, helpers and the feed raise; the
-handlers below turn it, HTTP errors (404, 405, ...), store and database outages (503) and any
-unexpected exception (500, traceback to the log only) into that envelope.
+Views raise ``ApiError`` (``api_errors.py``); the domain raises its own exceptions without HTTP
+codes (``feed.errors.FeedError``, ``store.StoreError``, SQLAlchemy's errors), mapped here; HTTP
+errors (404, 405, 414, 431, ...) and anything unexpected (500, traceback to the log only) too.
 """
 from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask
 from sqlalchemy.exc import OperationalError as DatabaseOperationalError
-from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from . import metrics
-from .api_errors import ApiError
+from .api_errors import ERROR_CODES, ApiError
 from .feed.errors import FeedConflict, FeedError, SessionLimit
-from .schemas.envelope import ErrorEnvelopeSchema
+from .schemas.envelope import error_response as envelope_response
 from .store import StoreError
-from .timeutil import utc_timestamp
 
 log = logging.getLogger(__name__)
 
-_HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+_HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 414: "URI_TOO_LONG", 431: "HEADERS_TOO_LARGE"}
 
 
-def error_response(error: ApiError):
-    body = ErrorEnvelopeSchema().dump({
-        "detail": error.detail,
-        "error_code": error.error_code,
-        "timestamp": utc_timestamp(),
-        "troubleshooting": error.troubleshooting,
-    })
-    response = jsonify(body)
-    response.status_code = error.status
-    return response
+def error_response(error: ApiError, **extra):
+    return envelope_response(error.detail, error.error_code, error.status, error.troubleshooting, **extra)
+
+
+def api_error(error: Exception) -> ApiError:
+    """The ``ApiError`` an exception is answered with."""
+    if isinstance(error, ApiError):
+        return error
+    if isinstance(error, FeedError):
+        code = ("SESSION_CONFLICT" if isinstance(error, FeedConflict)
+                else "SESSION_LIMIT" if isinstance(error, SessionLimit) else "INVALID_PARAMETER")
+        return ApiError(str(error), code)
+    if isinstance(error, StoreError):
+        return ApiError("Session store is unavailable", "SESSION_STORE_UNAVAILABLE")
+    if isinstance(error, DatabaseOperationalError):
+        return ApiError("Content database is unavailable", "DATABASE_UNAVAILABLE")
+    if isinstance(error, HTTPException):
+        status = error.code or 500
+        code = _HTTP_CODES.get(status, "BAD_REQUEST" if status < 500 else "INTERNAL_ERROR")
+        return ApiError(error.description or error.name, code, status=status)
+    return ApiError("Internal server error", "INTERNAL_ERROR")
 
 
 def register_errorhandlers(app: Flask) -> None:
-    @app.errorhandler(ApiError)
-    def handle_api_error(error: ApiError):
-        if error.error_code == "SESSION_CONFLICT":
+    @app.errorhandler(Exception)
+    def handle(error: Exception):
+        mapped = api_error(error)
+        if isinstance(error, StoreError):
+            log.error("session store unavailable: %s", type(error).__name__, exc_info=error)
+            metrics.store_error(error)
+        elif isinstance(error, DatabaseOperationalError):
+            log.error("database unavailable", exc_info=error)
+            metrics.database_error()
+        elif isinstance(error, FeedConflict):
+            log.warning("random feed kept changing under a page; answering 503")
             metrics.session_conflict()
-        return error_response(error)
-
-    @app.errorhandler(FeedError)
-    def handle_feed_error(error: FeedError):
-        if isinstance(error, FeedConflict):
-            metrics.session_conflict()
-            return error_response(ApiError(str(error), "SESSION_CONFLICT"))
-        return error_response(ApiError(str(error), "SESSION_LIMIT" if isinstance(error, SessionLimit)
-                                       else "INVALID_PARAMETER"))
-
-    @app.errorhandler(HTTPException)
-    def handle_http_exception(error: HTTPException):
-        code = _HTTP_CODES.get(error.code or 500, "BAD_REQUEST" if (error.code or 500) < 500 else "INTERNAL_ERROR")
-        api_error = ApiError(error.description or error.name, code, status=error.code)
-        response = error_response(api_error)
-        if error.code == 405 and getattr(error, "valid_methods", None):
+        elif mapped.error_code == "INTERNAL_ERROR" and not isinstance(error, HTTPException):
+            log.exception("unhandled error", exc_info=error)
+            if app.debug:
+                mapped = ApiError(f"Internal server error: {type(error).__name__}: {error}", "INTERNAL_ERROR")
+        response = error_response(mapped)
+        if isinstance(error, HTTPException) and error.code == 405 and getattr(error, "valid_methods", None):
             response.headers["Allow"] = ", ".join(error.valid_methods)
         return response
 
-    @app.errorhandler(StoreError)
-    def handle_store_error(error: StoreError):
-        log.error("session store unavailable: %s", type(error).__name__, exc_info=error)
-        metrics.store_error(error)
-        return error_response(ApiError("Session store is unavailable", "SESSION_STORE_UNAVAILABLE"))
 
-    @app.errorhandler(DatabaseOperationalError)
-    def handle_database_down(error: DatabaseOperationalError):
-        log.error("database unavailable", exc_info=error)
-        metrics.database_error()
-        return error_response(ApiError("Content database is unavailable", "DATABASE_UNAVAILABLE"))
-
-    @app.errorhandler(SQLAlchemyError)
-    @app.errorhandler(Exception)
-    def handle_unexpected(error: Exception):
-        log.exception("unhandled error", exc_info=error)
-        detail = "Internal server error"
-        if app.debug:
-            detail = f"Internal server error: {type(error).__name__}: {error}"
-        return error_response(ApiError(detail, "INTERNAL_ERROR"))
+__all__ = ["ERROR_CODES", "api_error", "error_response", "register_errorhandlers"]

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import traceback
-from datetime import datetime, timezone
 
 from gunicorn.glogging import Logger
 
+from .clock import utc_timestamp
 from .logs import JsonFormatter
 from .request_ids import HEADER
 
@@ -33,7 +33,7 @@ class GunicornJsonLogger(Logger):
             atoms = self.atoms(resp, req, environ, request_time)
             status = atoms.get("s")
             entry = {
-                "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "time": utc_timestamp(),
                 "level": "INFO",
                 "logger": "gunicorn.access",
                 "message": f"{atoms.get('m')} {atoms.get('U')} {status}",

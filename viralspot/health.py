@@ -22,21 +22,22 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Callable
 
-from flask import Blueprint, Flask, current_app, jsonify
+from flask import Flask, current_app
 
+from .api import DATABASE_ERRORS, STORE_ERRORS, Blueprint
 from .api_errors import ApiError
 from .catalog.queries import catalog_state
+from .clock import utc_timestamp
+from .errors import error_response
 from .extensions import catalog, session_store
-from .openapi import DATABASE_ERRORS, STORE_ERRORS, documented
 from .request_ids import bound, request_id
 from .schemas.envelope import api_response
-from .schemas.probes import (LivenessResponseSchema, ReadinessErrorSchema, ReadinessResponseSchema)
+from .schemas.probes import LivenessResponseSchema, ReadinessErrorSchema, ReadinessResponseSchema
 from .schemas.responses import HealthResponseSchema
-from .timeutil import utc_timestamp
 
 log = logging.getLogger(__name__)
 
-bp = Blueprint("health", __name__)
+bp = Blueprint("health", __name__, description="Liveness and readiness.")
 
 _CHECKS_KEY = "viralspot.health_checks"
 _NO_STORE = {"Cache-Control": "no-store"}
@@ -105,7 +106,7 @@ def run_checks(app: Flask, timeout: float) -> dict[str, dict]:
 
 
 def _checks() -> dict[str, dict]:
-    return run_checks(current_app._get_current_object(), float(current_app.config.get("READINESS_TIMEOUT", 1.0)))
+    return run_checks(current_app._get_current_object(), float(current_app.config["READINESS_TIMEOUT"]))
 
 
 def _failure(failed: list[str], what: str) -> ApiError:
@@ -114,39 +115,43 @@ def _failure(failed: list[str], what: str) -> ApiError:
 
 
 @bp.get("/livez")
-@documented("Liveness: the process serves requests (no dependency is asked)", response=LivenessResponseSchema,
-            description="For an orchestrator's liveness probe: restart the instance when this fails. "
-                        "A database or session store outage does not fail it (see /readyz).")
+@bp.response(200, LivenessResponseSchema, description="The process serves requests")
+@bp.errors()
 def livez():
+    """Liveness: the process serves requests (no dependency is asked)
+
+    For an orchestrator's liveness probe: restart the instance when this fails. A database or
+    session store outage does not fail it (see /readyz).
+    """
     data = {"status": "alive", "service": "viralspot", "timestamp": utc_timestamp()}
-    return api_response(data, "Service is alive"), 200, _NO_STORE
+    return api_response(data, "Service is alive", headers=_NO_STORE)
 
 
 @bp.get("/readyz")
-@documented("Readiness: the session store and the database answer, within a short timeout",
-            response=ReadinessResponseSchema, errors=DATABASE_ERRORS + STORE_ERRORS,
-            error_bodies={503: ReadinessErrorSchema},
-            description="For an orchestrator's readiness probe: send no traffic while this answers 503. "
-                        "Both checks run concurrently, each waited for at most VIRALSPOT_READINESS_TIMEOUT "
-                        "seconds (default 1); a 503 carries the result of each check.")
+@bp.response(200, ReadinessResponseSchema, description="Every check passed")
+@bp.errors(*DATABASE_ERRORS, *STORE_ERRORS, bodies={503: ReadinessErrorSchema})
 def readyz():
+    """Readiness: the session store and the database answer, within a short timeout
+
+    For an orchestrator's readiness probe: send no traffic while this answers 503. Both checks run
+    concurrently, each waited for at most VIRALSPOT_READINESS_TIMEOUT seconds (default 1); a 503
+    carries the result of each check.
+    """
     checks = _checks()
     failed = [name for name, result in checks.items() if result["status"] != "ok"]
     if failed:
-        error = _failure(failed, "Not ready")
-        body = ReadinessErrorSchema().dump({
-            "detail": error.detail, "error_code": error.error_code, "timestamp": utc_timestamp(),
-            "troubleshooting": error.troubleshooting, "checks": checks})
-        return jsonify(body), error.status, _NO_STORE
+        response = error_response(_failure(failed, "Not ready"), checks=checks)
+        response.headers.update(_NO_STORE)
+        return response
     data = {"status": "ready", "service": "viralspot", "checks": checks, "timestamp": utc_timestamp()}
-    return api_response(data, "Service is ready"), 200, _NO_STORE
+    return api_response(data, "Service is ready", headers=_NO_STORE)
 
 
-@bp.get("/")
 @bp.get("/health")
-@documented("Health: the session store and the database (orchestrators: see /livez and /readyz)",
-            response=HealthResponseSchema, errors=DATABASE_ERRORS + STORE_ERRORS)
+@bp.response(200, HealthResponseSchema, description="Both dependencies answer")
+@bp.errors(*DATABASE_ERRORS, *STORE_ERRORS)
 def health():
+    """Health: the session store and the database (orchestrators: see /livez and /readyz)"""
     checks = {name: "ok" if result["status"] == "ok" else "unavailable" for name, result in _checks().items()}
     failed = [name for name, state in checks.items() if state != "ok"]
     if failed:
@@ -159,3 +164,11 @@ def health():
         "timestamp": utc_timestamp(),
     }
     return api_response(data, "Service is healthy")
+
+
+@bp.get("/")
+@bp.response(200, HealthResponseSchema, description="Both dependencies answer")
+@bp.errors(*DATABASE_ERRORS, *STORE_ERRORS)
+def root():
+    """Health, as /health"""
+    return health()

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 
 from flask import Flask
 
+from .clock import utc_timestamp
 from .request_ids import NO_REQUEST, RequestIdFilter
 
 FORMAT = "%(asctime)s %(levelname)s [%(name)s] [%(request_id)s] %(message)s"
@@ -26,8 +27,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds")
-                    .replace("+00:00", "Z"),
+            "time": utc_timestamp(datetime.fromtimestamp(record.created, timezone.utc)),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),

@@ -23,9 +23,9 @@ import threading
 import time
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, has_app_context, request
+from flask import Flask, Response, current_app, has_app_context, request
 
-from .openapi import documented
+from .api import Blueprint
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ _OFF = {"0", "false", "no", "off", ""}
 _shared: "Metrics | None" = None  # the process's metrics in multiprocess mode (one set of files)
 _shared_lock = threading.Lock()
 
-bp = Blueprint("metrics", __name__)
+bp = Blueprint("metrics", __name__, description="Prometheus metrics of the service.")
 
 
 def enabled(value: Any) -> bool:
@@ -132,8 +132,8 @@ def _build_metrics() -> Metrics:
 
 
 def init_app(app: Flask) -> None:
-    """Count every request and serve ``GET /metrics`` (unless ``METRICS`` is off)."""
-    if not enabled(app.config.get("METRICS", True)):
+    """Count every request (unless ``METRICS`` is off; ``create_app`` then leaves ``bp`` out too)."""
+    if not enabled(app.config["METRICS"]):
         return
     metrics = app.extensions[EXTENSION_KEY] = _build_metrics()
 
@@ -152,22 +152,26 @@ def init_app(app: Flask) -> None:
             metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
         return response
 
-    app.register_blueprint(bp)
-
 
 @bp.get("/metrics")
-@documented(
-    "Prometheus metrics (text exposition format)",
-    description="Every worker's counters summed (prometheus_client multiprocess mode under gunicorn). "
-                "Absent when VIRALSPOT_METRICS is false.",
-    media_type="text/plain", response={"type": "string"},
-    response_description="Prometheus text format 0.0.4.", tags=("metrics",))
+@bp.response(200, {"type": "string"}, content_type="text/plain", description="Prometheus text format 0.0.4.")
+@bp.errors()
 def scrape():
+    """Prometheus metrics (text exposition format)
+
+    Every worker's counters summed (prometheus_client multiprocess mode under gunicorn). Absent
+    when VIRALSPOT_METRICS is false.
+    """
     body = current_app.extensions[EXTENSION_KEY].exposition()
     return Response(body, status=200, headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"})
 
 
 # --- instrumentation, called from the code paths it counts ------------------------------------
+
+def current_for(app: Flask) -> Metrics | None:
+    """``app``'s metrics, or None when they are off."""
+    return app.extensions.get(EXTENSION_KEY)
+
 
 def current() -> Metrics | None:
     """The current app's metrics, or None (no app context, metrics off)."""

@@ -1,6 +1,6 @@
 """The body of a content page, spliced from items rendered at write time (catalog/rendering.py).
 
-The envelope is built by ``api_response`` like every other success body, with an empty
+The envelope is built by ``envelope`` like every other success body, with an empty
 ``reels`` list; its compact JSON is cut at that list, and the body is the head, the items'
 stored JSON fragments joined by commas (``catalog.rendering.joined_item_fragments``, or an item
 snapshot's), and the tail. No item is decoded or re-encoded per request.
@@ -11,7 +11,7 @@ import json
 
 from flask import Response
 
-from ..schemas.envelope import api_response
+from ..schemas.envelope import envelope
 
 _EMPTY_ITEMS = b'"reels":[]'
 
@@ -19,7 +19,7 @@ _EMPTY_ITEMS = b'"reels":[]'
 def page_response(items_json: str | bytes, is_last_page: bool, message: str) -> Response:
     """The documented page body (``data.reels``, ``data.isLastPage``); ``items_json`` is the items'
     JSON fragments joined by commas ("" for none), as text or UTF-8 bytes (an item snapshot's)."""
-    body = json.dumps(api_response({"reels": [], "isLastPage": is_last_page}, message),
+    body = json.dumps(envelope({"reels": [], "isLastPage": is_last_page}, message),
                       separators=(",", ":"), ensure_ascii=False).encode()
     # The first match is data's list: a JSON string cannot contain an unescaped quote.
     head, tail = body.split(_EMPTY_ITEMS, 1)

@@ -1,4 +1,4 @@
-"""``GET /api/openapi.json`` and ``GET /api/docs``: the description and its Swagger UI page.
+"""``GET /api/docs``: Swagger UI over the description flask-smorest serves at ``/api/openapi.json``.
 
 Swagger UI's scripts and styles come from the ``flask-swagger-ui`` package (Swagger UI's
 ``dist`` build, Apache-2.0, its LICENSE served beside it at ``/api/docs/swagger-ui/LICENSE``)
@@ -11,14 +11,10 @@ from __future__ import annotations
 
 import functools
 import os
-import threading
 
 import flask_swagger_ui
-from flask import Blueprint, Flask, current_app, jsonify, render_template, send_from_directory
+from flask import Blueprint, current_app, render_template, send_from_directory
 from werkzeug.exceptions import NotFound
-
-from .declare import documented, not_documented
-from .spec import build_spec
 
 #: Swagger UI's dist build, as the flask-swagger-ui package ships it.
 SWAGGER_UI_DIR = os.path.join(os.path.dirname(flask_swagger_ui.__file__), "dist")
@@ -28,22 +24,9 @@ SWAGGER_UI_FILES = frozenset({"swagger-ui-bundle.js", "swagger-ui.css", "index.c
 #: Nothing but this origin; Swagger UI sets inline style attributes and uses data: images.
 DOCS_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
             "connect-src 'self'; font-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'self'")
-_EXTENSION_KEY = "viralspot.openapi"
-_lock = threading.Lock()
 
 bp = Blueprint("docs", __name__, template_folder="templates", static_folder="static",
                static_url_path="/docs/static")
-
-
-def app_spec(app: Flask) -> dict:
-    """The app's description, built on first use and kept (the url_map does not change once serving)."""
-    spec = app.extensions.get(_EXTENSION_KEY)
-    if spec is None:
-        with _lock:
-            spec = app.extensions.get(_EXTENSION_KEY)
-            if spec is None:
-                spec = app.extensions[_EXTENSION_KEY] = build_spec(app)
-    return spec
 
 
 @functools.cache
@@ -52,27 +35,17 @@ def swagger_ui_version() -> str:
         return handle.read().strip()
 
 
-@bp.get("/openapi.json")
-@documented("This API's OpenAPI 3 description", response={"type": "object"},
-            response_description="The OpenAPI document (what this page is generated from).")
-def openapi_json():
-    return jsonify(app_spec(current_app))
-
-
 @bp.get("/docs")
-@documented("Interactive documentation (Swagger UI)", media_type="text/html", response={"type": "string"},
-            response_description="The Swagger UI page; needs no network beyond this server.")
 def docs_page():
-    spec = app_spec(current_app)
+    """The Swagger UI page; needs no network beyond this server."""
     response = current_app.make_response(render_template(
-        "viralspot_swagger_ui.html", title=spec["info"]["title"], swagger_ui_version=swagger_ui_version()))
+        "viralspot_swagger_ui.html", title=current_app.config["API_TITLE"], swagger_ui_version=swagger_ui_version()))
     response.headers["Content-Security-Policy"] = DOCS_CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 
 
 @bp.get("/docs/swagger-ui/<path:filename>")
-@not_documented
 def swagger_ui_asset(filename: str):
     if filename not in SWAGGER_UI_FILES:
         raise NotFound()

@@ -4,9 +4,8 @@
 (a malformed or out-of-range value is a 400 naming the argument);
 ``PostQueryArgsSchema`` narrows ``sort_by`` to what posts support. An empty
 value (``?min_views=``) counts as absent, as the frontend sends blank filters;
-``session_id`` is the exception, its own rules apply. Views load these schemas
-narrowed to the arguments present (``args.present_arguments``); ``fill_defaults``
-gives the result every defaulted key either way.
+``session_id`` is the exception, its own rules apply. Each field's ``description``
+is its sentence in the API description.
 
 ``content_types`` replaces the endpoint's default type (reel for /api/reels,
 post for /api/posts); the aliases video -> reel, image/photo/carousel -> post
@@ -14,7 +13,7 @@ are accepted.
 """
 from __future__ import annotations
 
-from marshmallow import Schema, ValidationError, fields, missing, post_load, pre_load, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 from ..catalog.filters import ACCOUNT_TYPES, CONTENT_TYPE_ALIASES, CONTENT_TYPES, DATE_RANGES, RANGE_ARGS
 from ..catalog.queries import SORTS_POSTS, SORTS_REELS
@@ -69,12 +68,14 @@ class AccountTypeList(CommaList):
         return [_ACCOUNT_TYPES_BY_KEY[item.lower()] for item in items]
 
 
-def _count(**kwargs):
-    return fields.Integer(strict=False, validate=validate.Range(min=0, max=MAX_COUNT), **kwargs)
+def _count(description: str):
+    return fields.Integer(strict=False, validate=validate.Range(min=0, max=MAX_COUNT),
+                          metadata={"description": description})
 
 
-def _score(low=None, high=None):
-    return fields.Float(allow_nan=False, validate=validate.Range(min=low, max=high))
+def _score(description: str, low=None, high=None):
+    return fields.Float(allow_nan=False, validate=validate.Range(min=low, max=high),
+                        metadata={"description": description})
 
 
 class ContentQueryArgsSchema(Schema):
@@ -82,36 +83,54 @@ class ContentQueryArgsSchema(Schema):
 
     SORTS = SORTS_REELS
 
-    search = fields.String(validate=validate.Length(max=500))
-    primary_categories = CommaList()
-    secondary_categories = CommaList()
-    tertiary_categories = CommaList()
-    keywords = CommaList()
-    min_outlier_score = _score(low=0)
-    max_outlier_score = _score(low=0)
-    min_views = _count()
-    max_views = _count()
-    min_likes = _count()
-    max_likes = _count()
-    min_comments = _count()
-    max_comments = _count()
-    min_followers = _count()
-    max_followers = _count()
-    is_verified = fields.Boolean()
-    date_range = fields.String(validate=validate.OneOf([*DATE_RANGES, "all"]))
-    account_types = AccountTypeList(metadata={"item_choices": ACCOUNT_TYPES})
-    content_types = CommaList(validate=_content_types,
-                              metadata={"item_choices": (*CONTENT_TYPES, *CONTENT_TYPE_ALIASES)})
-    languages = CommaList()
-    content_styles = CommaList()
-    excluded_usernames = CommaList()
-    min_account_engagement_rate = _score(0, 100)
-    max_account_engagement_rate = _score(0, 100)
-    sort_by = fields.String(metadata={"enum": list(SORTS)})
-    random_order = fields.Boolean(load_default=False)
-    session_id = SessionIdField(required=False)
-    limit = fields.Integer(load_default=24, validate=validate.Range(min=1, max=100))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET))
+    search = fields.String(validate=validate.Length(max=500), metadata={"description": (
+        'Case-insensitive substring of the description or the username.')})
+    primary_categories = CommaList(metadata={"description": (
+        "Comma-separated list. Exact match on the item's primary category.")})
+    secondary_categories = CommaList(metadata={"description": (
+        "Comma-separated list. Exact match on the item's secondary category.")})
+    tertiary_categories = CommaList(metadata={"description": (
+        "Comma-separated list. Exact match on the item's tertiary category.")})
+    keywords = CommaList(metadata={"description": (
+        'Comma-separated list. Substring of any of keyword_1..keyword_4 or of the description.')})
+    min_outlier_score = _score('Lowest outlier score.', low=0)
+    max_outlier_score = _score('Highest outlier score.', low=0)
+    min_views = _count('Fewest views (ignored for posts, which have no views).')
+    max_views = _count('Most views (ignored for posts).')
+    min_likes = _count('Fewest likes.')
+    max_likes = _count('Most likes.')
+    min_comments = _count('Fewest comments.')
+    max_comments = _count('Most comments.')
+    min_followers = _count('Fewest followers of the author.')
+    max_followers = _count('Most followers of the author.')
+    is_verified = fields.Boolean(metadata={"description": (
+        'Only items whose author is (true) or is not (false) verified.')})
+    date_range = fields.String(validate=validate.OneOf([*DATE_RANGES, "all"]), metadata={"description": (
+        'Posted within the last day, week, month (30 days) or year (365 days); all: no limit.')})
+    account_types = AccountTypeList(metadata={"item_choices": ACCOUNT_TYPES, "description": (
+        "Comma-separated list. The author's account type (case-insensitive).")})
+    content_types = CommaList(validate=_content_types, metadata={
+        "item_choices": (*CONTENT_TYPES, *CONTENT_TYPE_ALIASES),
+        "description": ("Comma-separated list. Replaces the endpoint's own type (reel for /api/reels, post for "
+                        "/api/posts); aliases: video -> reel, image/photo/carousel -> post.")})
+    languages = CommaList(metadata={"description": "Comma-separated list. The item's language."})
+    content_styles = CommaList(metadata={"description": "Comma-separated list. The item's content style."})
+    excluded_usernames = CommaList(metadata={"description": 'Comma-separated list. Authors to leave out.'})
+    min_account_engagement_rate = _score("Lowest (likes + comments) / author's followers x 100.", 0, 100)
+    max_account_engagement_rate = _score("Highest (likes + comments) / author's followers x 100.", 0, 100)
+    sort_by = fields.String(metadata={"enum": list(SORTS), "description": (
+        "Order of a plain page; default: outlier score, then views (likes for posts), descending. "
+        "Ignored with random_order=true: the session's order is the order.")})
+    random_order = fields.Boolean(load_default=False, metadata={"description": (
+        "Serve the session's own random order (requires session_id).")})
+    session_id = SessionIdField(required=False, metadata={"description": (
+        "The session: 1 to 255 letters, digits, dots, underscores or hyphens (surrounding spaces are stripped).")})
+    limit = fields.Integer(load_default=24, validate=validate.Range(min=1, max=100), metadata={"description": (
+        'Items per page.')})
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET), metadata={
+        "description": ("Items to skip. With random_order=true a page may start at most VIRALSPOT_RANDOM_MAX_AHEAD "
+                        "(1000) items past what the session has been served in this feed, and offset is at most "
+                        "VIRALSPOT_RANDOM_MAX_OFFSET (1,000,000).")})
 
     @pre_load
     def drop_blank_values(self, data, **kwargs):
@@ -132,27 +151,11 @@ class ContentQueryArgsSchema(Schema):
             raise ValidationError(CodedMessage(RANDOM_NEEDS_SESSION, "MISSING_PARAMETER"),
                                   field_name="session_id")
 
-    @post_load
-    def fill_defaults(self, data, **kwargs):
-        """Defaults of the arguments a narrowed schema (``only=``, see ``args.present_arguments``) left out."""
-        for name, default in _defaults(type(self)):
-            if name not in data:
-                data[name] = default
-        return data
-
-
-def _defaults(schema_class: type[Schema]) -> tuple[tuple[str, object], ...]:
-    """(name, load_default) of every declared field of ``schema_class`` that has one, computed once."""
-    found = schema_class.__dict__.get("_load_defaults")
-    if found is None:
-        found = tuple((name, field.load_default) for name, field in schema_class._declared_fields.items()
-                      if field.load_default is not missing)
-        schema_class._load_defaults = found
-    return found
-
 
 class PostQueryArgsSchema(ContentQueryArgsSchema):
     """Arguments of ``GET /api/posts``: ``sort_by`` limited to the post sorts; view filters accepted, ignored."""
 
     SORTS = SORTS_POSTS
-    sort_by = fields.String(metadata={"enum": list(SORTS)})
+    sort_by = fields.String(metadata={"enum": list(SORTS), "description": (
+        "Order of a plain page; default: outlier score, then likes, descending. "
+        "Ignored with random_order=true: the session's order is the order.")})

@@ -1,20 +1,19 @@
-"""The APIResponse envelope ``{success, data, message, error}`` and the error envelope."""
-from marshmallow import Schema, fields, post_dump
+"""The APIResponse envelope ``{success, data, message}`` and the error envelope: the one place
+bodies are built (``api_response``, ``error_response``)."""
+from __future__ import annotations
+
+from flask import Response, jsonify
+from marshmallow import Schema, fields
+
+from ..clock import utc_timestamp
 
 
 class ApiResponseSchema(Schema):
-    """Success envelope. ``error`` is written only when set, as the documented bodies show."""
+    """Success envelope."""
 
     success = fields.Boolean(required=True)
     data = fields.Raw(allow_none=True)
     message = fields.String(allow_none=True)
-    error = fields.String(allow_none=True)
-
-    @post_dump
-    def drop_unset_error(self, body, **kwargs):
-        if body.get("error") is None:
-            body.pop("error", None)
-        return body
 
 
 class ErrorEnvelopeSchema(Schema):
@@ -26,8 +25,26 @@ class ErrorEnvelopeSchema(Schema):
 
 
 _envelope = ApiResponseSchema()
+_error_envelope = ErrorEnvelopeSchema()
 
 
-def api_response(data, message: str | None = None, success: bool = True) -> dict:
-    """The one way views build a success body."""
-    return _envelope.dump({"success": success, "data": data, "message": message})
+def envelope(data, message: str | None = None) -> dict:
+    """A success body, as a dict (a page splices its items into its JSON: ``content/page_response.py``)."""
+    return _envelope.dump({"success": True, "data": data, "message": message})
+
+
+def api_response(data, message: str | None = None, status: int = 200, headers=None) -> Response:
+    """A success response: the envelope of ``data`` and ``message``."""
+    response = jsonify(envelope(data, message))
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
+
+
+def error_response(detail: str, error_code: str, status: int, troubleshooting: str, **extra) -> Response:
+    """An error response: the error envelope, with ``extra`` fields (``/readyz``'s ``checks``)."""
+    body = _error_envelope.dump({"detail": detail, "error_code": error_code, "timestamp": utc_timestamp(),
+                                 "troubleshooting": troubleshooting})
+    response = jsonify({**body, **extra})
+    response.status_code = status
+    return response

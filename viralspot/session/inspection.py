@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from ..store import SessionSummary
-from ..timeutil import utc_timestamp
+from ..clock import utc_timestamp
 
 
 KINDS = {b"r": "reels", b"p": "posts"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 
 from ..store import SessionStoreBackend
-from ..timeutil import utc_timestamp
+from ..clock import utc_timestamp
 
 log = logging.getLogger(__name__)
 

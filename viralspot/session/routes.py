@@ -1,8 +1,7 @@
 """Session routes: thin views over ``session.reset`` and ``session.inspection``."""
-from ..args import use_args
+from ..api import SESSION_ID_ERRORS, STORE_ERRORS
 from ..api_errors import ApiError
 from ..extensions import random_feeds, session_store
-from ..openapi import SESSION_ID_ERRORS, STORE_ERRORS, documented
 from ..schemas.envelope import api_response
 from ..schemas.responses import ResetSessionResponseSchema, SessionInspectionResponseSchema
 from ..schemas.session import SessionIdArgsSchema
@@ -12,22 +11,23 @@ from .reset import reset_examples, reset_session
 
 
 @bp.post("/reset-session")
-@documented("Reset a session: its random feeds start a fresh order", query=SessionIdArgsSchema,
-            response=ResetSessionResponseSchema, examples=reset_examples,
-            errors=SESSION_ID_ERRORS + STORE_ERRORS)
-@use_args(SessionIdArgsSchema())
+@bp.query(SessionIdArgsSchema)
+@bp.response(200, ResetSessionResponseSchema, examples=reset_examples(),
+             description="The session's feeds start a fresh order")
+@bp.errors(*SESSION_ID_ERRORS, *STORE_ERRORS)
 def reset(args):
+    """Reset a session: its random feeds start a fresh order"""
     data, message = reset_session(session_store.backend, args["session_id"])
     random_feeds.service.forget(args["session_id"])
     return api_response(data, message)
 
 
 @bp.get("/sessions/<session_id>")
-@documented("Inspect a session's random-feed state", path=SessionIdArgsSchema,
-            response=SessionInspectionResponseSchema,
-            errors=("EMPTY_VALUE", "TOO_LONG", "INVALID_FORMAT", "SESSION_NOT_FOUND", *STORE_ERRORS))
-@use_args(SessionIdArgsSchema(), location="view_args")
+@bp.query(SessionIdArgsSchema, location="path")
+@bp.response(200, SessionInspectionResponseSchema, description="The session's random-feed state")
+@bp.errors("EMPTY_VALUE", "TOO_LONG", "INVALID_FORMAT", "SESSION_NOT_FOUND", *STORE_ERRORS)
 def inspect_session(args, session_id: str):  # noqa: ARG001 - the raw path value; args has it validated
+    """Inspect a session's random-feed state"""
     summary = session_store.backend.summary(args["session_id"])
     if summary is None:
         raise ApiError(f"Session {args['session_id']} not found (unknown, expired or reset)", "SESSION_NOT_FOUND")

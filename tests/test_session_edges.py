@@ -1,0 +1,206 @@
+"""Session state at the edges (issue 24, points 1 and 4), on real redis-servers and the real app.
+
+* **All or nothing under memory pressure.** A redis-server with a small ``maxmemory`` and the
+  policy the README recommends (``volatile-lru``) evicts sessions while hundreds of them take turns
+  between two overlapping feeds (``/api/reels`` and ``/api/reels?min_views=1``). Every page is
+  recorded with the incarnation of its session (its ``created_at``): within one incarnation no
+  item is ever served twice across both feeds, every session hash in Redis is whole, and sessions
+  really were evicted (some came back as new incarnations).
+* **Bounded scripts.** With 1,000,000 idle entries in the active-session index, pages of many
+  sessions run no command over 10 ms (``SLOWLOG``), none fails, and each index touch trims at most
+  100 entries of the backlog.
+"""
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections import defaultdict
+
+import pytest
+
+from session_helpers import page
+from viralspot import create_app
+from viralspot.store.base import FeedView, PageStatus
+from viralspot.store.redis_store import INDEX_KEY, LAYOUT
+
+pytestmark = pytest.mark.redis
+
+CATALOG_ITEMS = 3000
+#: The two feeds the sessions take turns between: every item with a view matches both.
+FEEDS = (("all", {}), ("min_views", {"min_views": 1}))
+SESSION_FIELDS = (b"s", b"b", b"k", b"n", b"c")
+
+
+@pytest.fixture(scope="module")
+def catalog_url(tmp_path_factory):
+    """A SQLite catalog of 3,000 seeded items, shared by the module's apps."""
+    url = "sqlite:///" + os.path.join(str(tmp_path_factory.mktemp("edges")), "catalog.db")
+    app = create_app({"CONFIG": "testing", "DATABASE_URL": url})
+    result = app.test_cli_runner().invoke(args=["content", "seed", "--items", str(CATALOG_ITEMS), "--seed", "7",
+                                                "--no-progress"])
+    assert result.exit_code == 0, result.output
+    app.extensions["viralspot.catalog"].dispose()
+    app.extensions["viralspot.session_store"].close()
+    return url
+
+
+def app_on(catalog_url: str, server):
+    return create_app({"CONFIG": "testing", "DATABASE_URL": catalog_url, "SESSION_STORE_URL": server.url})
+
+
+def close_app(app) -> None:
+    app.extensions["viralspot.session_store"].close()
+    app.extensions["viralspot.catalog"].dispose()
+
+
+def partial_session_hashes(client) -> list[tuple[bytes, list]]:
+    """Session hashes lacking any of s, b, k, n, c (a hash holding only a reset's record is whole)."""
+    partial = []
+    for key in client.scan_iter(match=f"{LAYOUT}:{{*", count=1000):
+        pipe = client.pipeline(transaction=True)  # one look: a key evicted meanwhile is simply gone
+        pipe.hmget(key, SESSION_FIELDS)
+        pipe.hkeys(key)
+        values, fields = pipe.execute()
+        if fields and fields != [b"r"] and not all(values):
+            partial.append((key, fields))
+    return partial
+
+
+# --- All or nothing under memory pressure ----------------------------------------------------------
+
+SESSIONS = 400
+ROUNDS = 3
+PAGE = 25
+#: Bytes of Redis memory the sessions get on top of what the server uses before the first of them:
+#: far less than 400 sessions of 6 pages need, so the server must evict.
+SESSION_BUDGET = 192 * 1024
+PRESSURE_SECONDS = 30
+
+
+def test_sessions_under_memory_pressure_are_kept_or_forgotten_whole(catalog_url, redis_server_factory):
+    server = redis_server_factory("--maxmemory", "2mb", "--maxmemory-policy", "volatile-lru")
+    app = app_on(catalog_url, server)
+    store = app.extensions["viralspot.session_store"]
+    client = app.test_client()
+    redis = server.client()
+    try:
+        page(client, "warm-up", 0, PAGE)  # scripts loaded, catalog state cached
+        store.reset("warm-up")
+        used = int(redis.info("memory")["used_memory"])
+        redis.config_set("maxmemory", min(2 * 1024 * 1024, used + SESSION_BUDGET))
+        rng = random.Random(24)
+        sessions = [f"pressure-{index}" for index in range(SESSIONS)]
+        offsets = defaultdict(int)
+        #: (session, created_at) -> every item id its pages showed, across both feeds
+        served = defaultdict(list)
+        pages_of = defaultdict(int)
+        incarnations = defaultdict(set)
+        unattributed = pages = 0
+        deadline = time.monotonic() + PRESSURE_SECONDS
+        for _round in range(ROUNDS):
+            if time.monotonic() > deadline:  # a slow machine: stop early; the checks below still bite
+                break
+            for session_id in rng.sample(sessions, len(sessions)):
+                for feed, filters in rng.sample(FEEDS, len(FEEDS)):
+                    ids, _last = page(client, session_id, offsets[session_id, feed], PAGE, **filters)
+                    assert len(ids) == PAGE
+                    pages += 1
+                    offsets[session_id, feed] += PAGE
+                    summary = store.summary(session_id)
+                    if summary is None:  # evicted before it could be asked: its page is not attributed
+                        unattributed += 1
+                        continue
+                    served[session_id, summary.created_at] += ids
+                    pages_of[session_id, summary.created_at] += 1
+                    incarnations[session_id].add(summary.created_at)
+            assert partial_session_hashes(redis) == []
+        repeated = {key: len(ids) - len(set(ids)) for key, ids in served.items() if len(ids) != len(set(ids))}
+        assert repeated == {}, f"items served twice within one incarnation: {repeated}"
+        assert partial_session_hashes(redis) == []
+        evicted = int(redis.info("stats")["evicted_keys"])
+        assert evicted > 0
+        assert sum(1 for created in incarnations.values() if len(created) > 1) > 0  # sessions came back
+        assert sum(1 for count in pages_of.values() if count > 1) > SESSIONS // 2  # checks with teeth
+        assert unattributed < pages // 10
+        assert redis.zcard(INDEX_KEY) <= SESSIONS + 1
+    finally:
+        redis.close()
+        close_app(app)
+
+
+# --- Bounded scripts -------------------------------------------------------------------------------
+
+IDLE_ENTRIES = 1_000_000
+FILL = """
+local first, count = tonumber(ARGV[1]), tonumber(ARGV[2])
+for chunk = 0, count - 1, 1000 do
+  local args = {}
+  for i = first + chunk, first + math.min(count, chunk + 1000) - 1 do
+    args[#args + 1] = i + 1
+    args[#args + 1] = 'idle-' .. i
+  end
+  redis.call('ZADD', KEYS[1], unpack(args))
+end
+return redis.call('ZCARD', KEYS[1])
+"""
+
+
+@pytest.fixture
+def idle_backlog(redis_server_factory):
+    """A redis-server whose index holds 1,000,000 entries idle since 1970, its slow log emptied and
+    logging every command over 10 ms."""
+    server = redis_server_factory()
+    redis = server.client()
+    fill = redis.register_script(FILL)
+    for first in range(0, IDLE_ENTRIES, 100_000):
+        fill(keys=[INDEX_KEY], args=[first, 100_000])
+    assert redis.zcard(INDEX_KEY) == IDLE_ENTRIES
+    redis.config_set("slowlog-log-slower-than", 10_000)
+    redis.slowlog_reset()
+    yield server, redis
+    redis.close()
+
+
+def test_pages_over_a_million_idle_index_entries_run_no_slow_command(catalog_url, idle_backlog):
+    server, redis = idle_backlog
+    app = app_on(catalog_url, server)
+    store = app.extensions["viralspot.session_store"]
+    client = app.test_client()
+    try:
+        shrinks = []
+        for index in range(150):
+            before = redis.zcard(INDEX_KEY)
+            ids, _last = page(client, f"busy-{index}", 0, 24, **FEEDS[index % 2][1])  # asserts 200
+            assert len(ids) == 24
+            shrinks.append(before - redis.zcard(INDEX_KEY))
+            if index % 10 == 0:
+                assert page(client, f"busy-{index}", 24, 24)[0]  # a second page: no touch this second
+        assert all(0 < shrink <= 100 for shrink in shrinks), shrinks
+        assert store.session_count() == 150 and len(store.session_ids(limit=1000)) == 150
+        response = client.post("/api/reset-session", query_string={"session_id": "busy-0"})
+        assert response.status_code == 200
+        response = client.get("/api/sessions/busy-1")
+        assert response.status_code == 200
+        assert redis.slowlog_get(128) == []
+        assert redis.zcard(INDEX_KEY) >= IDLE_ENTRIES - 150 * 100  # drained in bounded steps only
+    finally:
+        close_app(app)
+
+
+def test_each_touch_trims_exactly_100_entries_of_an_idle_backlog(idle_backlog):
+    from viralspot.store.redis_store import RedisSessionStore
+
+    server, redis = idle_backlog
+    store = RedisSessionStore(server.url, ttl=3600)
+    try:
+        sizes = [redis.zcard(INDEX_KEY)]
+        for index in range(50):
+            result = store.serve_page(f"s{index}", b"r" + bytes(8), FeedView(b"\x01" * 8, (10**6,)), offset=0,
+                                      limit=3, max_ahead=100, candidates=[1, 2, 3], scanned_to=4, create=True)
+            assert result.status is PageStatus.SERVED
+            sizes.append(redis.zcard(INDEX_KEY))
+        assert [before - after for before, after in zip(sizes, sizes[1:])] == [99] * 50  # 100 trimmed, 1 added
+        assert redis.slowlog_get(128) == []
+    finally:
+        store.close()

@@ -1,0 +1,51 @@
+"""gunicorn's worker with the API's error envelope: a request that gunicorn itself refuses (a
+request line over ``limit_request_line``, headers over their limits, a malformed request)
+answers the JSON envelope with 414, 431 or 400, not gunicorn's HTML page."""
+from __future__ import annotations
+
+import json
+
+from gunicorn import util
+from gunicorn.http.errors import (InvalidResponseHeader, InvalidResponseHeaderName, LimitRequestHeaders,
+                                  LimitRequestLine, ParseException)
+from gunicorn.workers.gthread import ThreadWorker
+
+from .api_errors import ERROR_CODES
+from .clock import utc_timestamp
+
+_REASONS = {400: "Bad Request", 414: "URI Too Long", 431: "Request Header Fields Too Large",
+            500: "Internal Server Error"}
+
+
+def error_bytes(error_code: str, detail: str) -> bytes:
+    """A whole HTTP/1.1 response carrying the error envelope; the connection closes after it."""
+    status, troubleshooting = ERROR_CODES[error_code]
+    body = json.dumps({"success": False, "detail": detail, "error_code": error_code, "timestamp": utc_timestamp(),
+                       "troubleshooting": troubleshooting}).encode()
+    head = (f"HTTP/1.1 {status} {_REASONS[status]}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    return head.encode("latin-1") + body
+
+
+class EnvelopeWorker(ThreadWorker):
+    """``gthread`` with JSON errors (``gunicorn.conf.py`` sets it as ``worker_class``)."""
+
+    def handle_error(self, req, client, addr, exc):
+        if isinstance(exc, (InvalidResponseHeader, InvalidResponseHeaderName)):  # the application's fault
+            self.log.exception("Error handling request")
+            code, detail = "INTERNAL_ERROR", "Internal server error"
+        elif isinstance(exc, LimitRequestLine):
+            code, detail = "URI_TOO_LONG", f"The request line is longer than {self.cfg.limit_request_line} bytes"
+        elif isinstance(exc, LimitRequestHeaders):
+            code, detail = "HEADERS_TOO_LARGE", f"Request headers over the server's limits: {exc}"
+        elif isinstance(exc, (ParseException, ValueError)):
+            code, detail = "BAD_REQUEST", "The server could not parse the request"
+        else:
+            self.log.exception("Error handling request")
+            code, detail = "INTERNAL_ERROR", "Internal server error"
+        if code != "INTERNAL_ERROR":
+            self.log.warning("Invalid request from ip=%s: %s", (addr or ("",))[0], type(exc).__name__)
+        try:
+            util.write_nonblock(client, error_bytes(code, detail))
+        except Exception:  # noqa: BLE001 - the client may be gone
+            self.log.debug("Failed to send error message.")
