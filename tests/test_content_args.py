@@ -6,7 +6,7 @@ from flask import request
 
 from viralspot.args import ApiParser
 from viralspot.catalog.filters import content_filter
-from viralspot.api_errors import ApiError
+from viralspot.error_codes import ApiError
 from viralspot.schemas.content import ContentQueryArgsSchema, PostQueryArgsSchema
 
 BAD = [
@@ -112,7 +112,7 @@ def test_a_repeated_query_argument_counts_with_its_first_value(app):
 
 
 def test_a_malformed_argument_is_our_400_not_webargs_422(app):
-    from viralspot.api_errors import ApiError
+    from viralspot.error_codes import ApiError
 
     with app.test_request_context("/api/reels?limit=x"):
         with pytest.raises(ApiError) as refused:

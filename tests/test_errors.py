@@ -119,7 +119,7 @@ def test_gunicorn_refusals_answer_the_envelope(tmp_path):
     import json
 
     from gunicorn_servers import GunicornServer
-    from viralspot.api_errors import ERROR_CODES
+    from viralspot.error_codes import ERROR_CODES
 
     with GunicornServer(tmp_path, database_url=f"sqlite:///{tmp_path}/catalog.db", store_url="memory://",
                         workers=1, threads=2) as server:

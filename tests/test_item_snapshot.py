@@ -29,7 +29,7 @@ from viralspot.catalog.item_snapshot import (SNAPSHOT_FILE, CatalogChanged, Item
 from viralspot.catalog.queries import bump_version, catalog_state, content_count
 from viralspot.catalog.rendering import item_fragments, joined_item_fragments
 from viralspot.catalog.seed import seed_catalog
-from viralspot.catalog.snapshot_service import LOCK_NAME, ItemSnapshots
+from viralspot.catalog.item_snapshots import LOCK_NAME, ItemSnapshots
 from viralspot.catalog.tables import content
 
 

@@ -1,8 +1,9 @@
-"""Key lookups on the random feed's hot path (``KeyLookup``, packed answers) and the catalog-state cache.
+"""Reading the catalog by key lists (one bound parameter, packed answers), filters' matching sets,
+and the catalog-state cache.
 
-The feed's filter check is checked against the fixture catalog's oracle, on every filter kind
-whose parameters need processing (IN lists, LIKE patterns, dates, booleans, the profile join),
-on SQLite and PostgreSQL.
+A filter's matching set is checked against the fixture catalog's oracle, on every filter kind whose
+parameters need processing (IN lists, LIKE patterns, dates, booleans, the profile join), on SQLite
+and PostgreSQL.
 """
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from viralspot.catalog.database import create_schema
 from viralspot.catalog.filters import content_filter
-from viralspot.catalog.key_lookup import KeyLookup, KeyLookupCache, encode_keys
+from viralspot.catalog.key_lookup import KEYS, encode_keys
 from catalog_data import expected_order
-from viralspot.catalog.feed_source import SqlCandidateSource, matching_ids_lookup
-from viralspot.catalog.queries import PACKED_FRAGMENTS, bump_version, catalog_state, items_by_keys, unpack_fragments
-from viralspot.catalog.rendering import encode_item, item_fragments, render_row
+from viralspot.catalog.queries import (bump_version, catalog_state, items_by_keys, matching_keys,
+                                       matching_keys_until, unpack_fragments)
+from viralspot.catalog.rendering import encode_item, fragments_statement, item_fragments, render_row
 from viralspot.catalog.state_cache import CatalogStateCache
 from viralspot.catalog.tables import content
 from viralspot.schemas.content import ContentQueryArgsSchema
@@ -41,23 +42,23 @@ def make_filter(query: dict):
 
 
 @pytest.mark.parametrize("query", QUERIES)
-def test_the_filter_check_finds_exactly_the_matching_keys(fixture_catalog, query):
+def test_a_filters_matching_set_is_exactly_the_matching_keys(fixture_catalog, query):
     app, records, now = fixture_catalog
     flt = make_filter(query)
-    probe = list(range(-3, len(records) + 20)) + [2, 2]  # unknown and repeated ids
     with app.extensions["viralspot.catalog"].connect() as conn:
         ids = dict(conn.execute(select(content.c.content_id, content.c.id)).all())
-        expected = {ids[content_id] for content_id in expected_order(records, "reels", query, now)}
-        source = SqlCandidateSource(conn, flt, clock=now.timestamp)
-        assert source.matching_among(probe) == expected and source.count_matching(probe) == len(expected)
-        assert source.matching_among([]) == set()
+        expected = sorted(ids[content_id] for content_id in expected_order(records, "reels", query, now))
+        if flt.date_range:
+            keys, until = matching_keys_until(conn, flt, now)
+            assert (until >= now.timestamp()).all()
+        else:
+            keys = matching_keys(conn, flt)
+        assert keys.tolist() == expected
 
 
 def test_an_empty_key_list_finds_nothing(fixture_catalog):
     app, _records, _now = fixture_catalog
     with app.extensions["viralspot.catalog"].connect() as conn:
-        lookup = matching_ids_lookup(make_filter({}), conn.dialect)
-        assert [packed for (packed,) in lookup.rows(conn, [])] in ([None], [""])
         assert item_fragments(conn, []) == []
 
 
@@ -72,18 +73,17 @@ def test_fragments_are_the_rendered_items_in_the_asked_order(fixture_catalog):
 def test_key_values_are_bound_not_spliced_into_the_sql(fixture_catalog):
     app, _records, _now = fixture_catalog
     with app.extensions["viralspot.catalog"].connect() as conn:
-        lookup = matching_ids_lookup(make_filter({"search": "x'; DROP TABLE content; --"}), conn.dialect)
-        assert "DROP" not in lookup.sql and "123456" not in lookup.sql
-        assert [packed for (packed,) in lookup.rows(conn, [123456])] in ([None], [""])
-        assert catalog_state(conn)[1] > 0  # the table is still there
+        compiled = fragments_statement(conn.dialect.name).compile(dialect=conn.dialect)
+        assert "123456" not in str(compiled) and KEYS in compiled.binds
+        rows = conn.execute(fragments_statement(conn.dialect.name), {KEYS: encode_keys(conn.dialect.name, [123456])})
+        assert [packed for (packed,) in rows] in ([None], [""])
 
 
 def test_a_driver_error_is_raised_as_sqlalchemys():
     engine = create_engine("sqlite://")  # no content table
     with engine.connect() as conn:
-        lookup = KeyLookup(select(PACKED_FRAGMENTS), conn.dialect)
         with pytest.raises(OperationalError) as raised:
-            lookup.rows(conn, [1, 2])
+            item_fragments(conn, [1, 2])
     assert isinstance(raised.value, DBAPIError) and "no such table" in str(raised.value.orig)
 
 
@@ -95,25 +95,6 @@ def test_keys_are_a_json_array_on_sqlite_and_a_list_elsewhere():
 def test_unpack_reads_null_items_as_none_and_skips_empty_answers():
     packed = "1\x1f{\"a\":1}\x1e2\x1f\x1e30\x1f[]"
     assert list(unpack_fragments([(packed,), (None,), ("",)])) == [(1, '{"a":1}'), (2, None), (30, "[]")]
-
-
-def test_lookup_cache_keeps_one_compiled_lookup_per_name_and_drops_the_oldest():
-    dialect = create_engine("sqlite://").dialect
-    cache = KeyLookupCache(size=2)
-    built = []
-
-    def build(name):
-        def statement():
-            built.append(name)
-            return select(PACKED_FRAGMENTS)
-        return statement
-
-    first = cache.get("a", dialect, build("a"))
-    assert cache.get("a", dialect, build("a")) is first
-    cache.get("b", dialect, build("b"))
-    cache.get("c", dialect, build("c"))  # drops "a"
-    cache.get("a", dialect, build("a"))
-    assert built == ["a", "b", "c", "a"]
 
 
 def bump(conn) -> None:

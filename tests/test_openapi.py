@@ -12,7 +12,7 @@ from openapi_spec_validator import validate as validate_spec
 from viralspot import create_app
 from viralspot.catalog.filters import ACCOUNT_TYPES, CONTENT_TYPE_ALIASES, CONTENT_TYPES, DATE_RANGES
 from viralspot.catalog.queries import SORTS_POSTS, SORTS_REELS
-from viralspot.api_errors import ERROR_CODES
+from viralspot.error_codes import ERROR_CODES
 from viralspot.api import ERROR_SCHEMA, Blueprint
 from viralspot.schemas.content import ContentQueryArgsSchema, PostQueryArgsSchema
 from viralspot.catalog.items import serialize_item

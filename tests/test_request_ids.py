@@ -10,7 +10,7 @@ import re
 import pytest
 
 from viralspot import create_app
-from viralspot.api_errors import ApiError
+from viralspot.error_codes import ApiError
 from viralspot.request_ids import HEADER, MAX_LENGTH
 
 GENERATED = re.compile(r"[0-9a-f]{32}")

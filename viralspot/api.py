@@ -22,7 +22,7 @@ from typing import Any
 import flask_smorest
 from flask import Flask
 
-from .api_errors import ERROR_CODES
+from .error_codes import ERROR_CODES
 from .args import ApiParser
 from .schemas.content import MAX_LIST_VALUES, MAX_VALUE_LENGTH, CommaList
 from .schemas.envelope import ErrorEnvelopeSchema
@@ -85,7 +85,7 @@ class Blueprint(flask_smorest.Blueprint):
         grouped under their status; ``bodies`` names an envelope subclass for a status."""
         unknown = [code for code in codes if code not in ERROR_CODES]
         if unknown:
-            raise ValueError(f"unknown error codes {unknown}; see viralspot.api_errors.ERROR_CODES")
+            raise ValueError(f"unknown error codes {unknown}; see viralspot.error_codes.ERROR_CODES")
         by_status: dict[int, list[str]] = {}
         for code in dict.fromkeys((*codes, *ALWAYS_ERRORS)):
             by_status.setdefault(ERROR_CODES[code][0], []).append(code)

@@ -7,7 +7,7 @@ import logging
 
 from webargs.flaskparser import FlaskParser
 
-from .api_errors import ApiError
+from .error_codes import ApiError
 from .schemas.session_id import SessionIdField
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
     {"success": false, "detail": ..., "error_code": ..., "timestamp": ..., "troubleshooting": ...}
 
-Views raise ``ApiError`` (``api_errors.py``); the domain raises its own exceptions without HTTP
+Views raise ``ApiError`` (``error_codes.py``); the domain raises its own exceptions without HTTP
 codes (``feed.errors.FeedError``, ``store.StoreError``, SQLAlchemy's errors), mapped here; HTTP
 errors (404, 405, 414, 431, ...) and anything unexpected (500, traceback to the log only) too.
 """
@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError as DatabaseOperationalError
 from werkzeug.exceptions import HTTPException
 
 from . import metrics
-from .api_errors import ERROR_CODES, ApiError
+from .error_codes import ERROR_CODES, ApiError
 from .feed.errors import FeedConflict, FeedError, SessionLimit
 from .schemas.envelope import error_response as envelope_response
 from .store import StoreError

@@ -10,7 +10,7 @@ from gunicorn.http.errors import (InvalidResponseHeader, InvalidResponseHeaderNa
                                   LimitRequestLine, ParseException)
 from gunicorn.workers.gthread import ThreadWorker
 
-from .api_errors import ERROR_CODES
+from .error_codes import ERROR_CODES
 from .clock import utc_timestamp
 
 _REASONS = {400: "Bad Request", 414: "URI Too Long", 431: "Request Header Fields Too Large",

@@ -25,7 +25,7 @@ from typing import Callable
 from flask import Flask, current_app
 
 from .api import DATABASE_ERRORS, STORE_ERRORS, Blueprint
-from .api_errors import ApiError
+from .error_codes import ApiError
 from .catalog.queries import catalog_state
 from .clock import utc_timestamp
 from .errors import error_response

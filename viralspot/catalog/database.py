@@ -26,7 +26,7 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.schema import CreateIndex
 
 from .feed_source import FeedCatalog
-from .snapshot_service import ItemSnapshots, snapshot_directory
+from .item_snapshots import ItemSnapshots, snapshot_directory
 from .state_cache import CatalogStateCache
 from .tables import content, metadata
 

@@ -217,7 +217,7 @@ def update_snapshot(conn: Connection, directory: str | os.PathLike) -> SnapshotU
     """Bring ``directory``'s snapshot to the catalog's current state: keep it when it is current,
     append the items written since its state when it can, else write it whole.
 
-    The caller holds the directory's write lock (``snapshot_service``). Raises ``CatalogChanged``
+    The caller holds the directory's write lock (``item_snapshots``). Raises ``CatalogChanged``
     when a write committed meanwhile; the file is then as it was.
     """
     directory = Path(directory)

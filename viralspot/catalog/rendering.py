@@ -30,6 +30,8 @@ joins alongside in the same pass prove the order, which SQLite's
 """
 from __future__ import annotations
 
+import functools
+
 import json
 from typing import Callable, Iterable, Sequence
 
@@ -37,7 +39,7 @@ from sqlalchemy import Connection, Text, bindparam, cast, func, literal_column, 
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from .items import serialize_item
-from .key_lookup import KeyLookupCache, keys_parameter
+from .key_lookup import KEYS, encode_keys, key_condition, keys_parameter
 from .queries import (ITEM_COLUMNS, ITEMS_BY_KEYS, KEY_CHUNK, PACKED_FRAGMENTS, PROFILE_COLUMNS, items_by_keys,
                       rows_for_keys, unpack_fragments)
 from .tables import content, primary_profiles
@@ -111,7 +113,10 @@ def render_items(conn: Connection, *, version: int, content_ids: Iterable[int] |
     return rendered
 
 
-_LOOKUPS = KeyLookupCache(size=8)
+@functools.cache
+def fragments_statement(dialect_name: str):
+    """``PACKED_FRAGMENTS`` of the keys bound to ``keys`` (built once per dialect)."""
+    return select(PACKED_FRAGMENTS).where(key_condition(dialect_name))
 
 
 def item_fragments(conn: Connection, keys: Sequence[int]) -> list[str]:
@@ -121,8 +126,9 @@ def item_fragments(conn: Connection, keys: Sequence[int]) -> list[str]:
     rendered) is built live from the row; nothing is written here.
     """
     ordered = [int(key) for key in keys]
-    lookup = _LOOKUPS.get("fragments", conn.dialect, lambda: select(PACKED_FRAGMENTS))
-    by_id: dict[int, str | None] = dict(unpack_fragments(lookup.rows(conn, ordered)))
+    dialect_name = conn.dialect.name
+    rows = conn.execute(fragments_statement(dialect_name), {KEYS: encode_keys(dialect_name, ordered)})
+    by_id: dict[int, str | None] = dict(unpack_fragments(rows))
     missing = [key for key, fragment in by_id.items() if fragment is None]
     if missing:
         for row in items_by_keys(conn, missing):
@@ -130,6 +136,7 @@ def item_fragments(conn: Connection, keys: Sequence[int]) -> list[str]:
     return [by_id[key] for key in ordered if key in by_id]
 
 
+@functools.cache
 def ordered_fragments_statement(dialect_name: str):
     """One row for the key list bound to ``keys``: (its items' ``item_json`` joined by commas in
     list order, their ids joined the same way, how many have an ``item_json``, how many exist)."""
@@ -167,9 +174,9 @@ def joined_item_fragments(conn: Connection, keys: Sequence[int]) -> tuple[str, i
     ordered = [int(key) for key in keys]
     if not ordered:
         return "", 0
-    dialect = conn.dialect
-    lookup = _LOOKUPS.get("ordered fragments", dialect, lambda: ordered_fragments_statement(dialect.name), keyed=True)
-    ((joined, joined_ids, rendered, found),) = lookup.rows(conn, ordered)
+    dialect_name = conn.dialect.name
+    joined, joined_ids, rendered, found = conn.execute(ordered_fragments_statement(dialect_name),
+                                                       {KEYS: encode_keys(dialect_name, ordered)}).one()
     if not found:
         return "", 0
     if rendered == found and in_requested_order(joined_ids, ordered):

@@ -1,6 +1,6 @@
 """Session routes: thin views over ``session.reset`` and ``session.inspection``."""
 from ..api import SESSION_ID_ERRORS, STORE_ERRORS
-from ..api_errors import ApiError
+from ..error_codes import ApiError
 from ..extensions import random_feeds, session_store
 from ..schemas.envelope import api_response
 from ..schemas.responses import ResetSessionResponseSchema, SessionInspectionResponseSchema

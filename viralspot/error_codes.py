@@ -1,6 +1,6 @@
-"""``ApiError``, the one exception any layer raises to be answered with the error envelope, and the
-``error_code`` values it takes. No imports from the rest of the service, so the feed, the store and
-the views can all raise it; ``errors.py`` turns it into the response.
+"""The ``error_code`` values of the error envelope (status and troubleshooting text of each), and
+``ApiError``, which the views and the argument parser raise to answer one; ``errors.py`` maps it,
+and the domain's own exceptions, to the response.
 """
 from __future__ import annotations
 
