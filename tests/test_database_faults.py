@@ -17,7 +17,10 @@ import time
 import pytest
 
 from conftest import dispose_catalog_app, make_catalog_app
-from viralspot.catalog.database import EXTENSION_NAME, SQLITE_BUSY_TIMEOUT
+from config import Config
+from viralspot.catalog.database import EXTENSION_NAME
+
+SQLITE_BUSY_TIMEOUT = Config.DATABASE_BUSY_TIMEOUT
 
 CATALOG_ITEMS = 60
 #: Seconds SQLite waits on a lock in these tests (``DATABASE_BUSY_TIMEOUT``); the default is checked once.

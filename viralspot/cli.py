@@ -99,7 +99,7 @@ MAX_ERRORS_SHOWN = 50
 def seed_command(items: int | None, seed: int, reference: str | None, if_empty: bool, replace: bool,
                  progress: bool) -> None:
     """Generate a sample catalog (profiles, reels, posts) posted over the two years up to now."""
-    items = current_app.config.get("SEED_ITEMS", 5000) if items is None else items
+    items = current_app.config["SEED_ITEMS"] if items is None else items
     try:
         reference_date = parse_instant(reference) if reference else app_clock().now()
     except ValueError as error:

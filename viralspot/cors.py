@@ -35,7 +35,7 @@ def parse_origins(value: str | Iterable[str] | None) -> list[str]:
 
 
 def init_cors(app: Flask) -> None:
-    origins = parse_origins(app.config.get("CORS_ORIGINS", "*"))
+    origins = parse_origins(app.config["CORS_ORIGINS"])
     allow_all = origins == ["*"]
     CORS(
         app,

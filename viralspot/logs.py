@@ -54,7 +54,7 @@ def formatter_for(name: str) -> logging.Formatter:
 
 
 def configure_logger(app: Flask) -> None:
-    level = str(app.config.get("LOG_LEVEL", "INFO")).upper()
+    level = str(app.config["LOG_LEVEL"]).upper()
     if level not in logging.getLevelNamesMapping():
         raise RuntimeError(f"VIRALSPOT_LOG_LEVEL {level!r} is not a logging level")
     formatter = formatter_for(log_format(app))

@@ -7,7 +7,6 @@ from __future__ import annotations
 from flask import Flask, current_app
 
 from .catalog.database import Catalog
-from .clock import app_clock
 from .feed.service import RandomFeedService
 from .store import SessionStore
 
@@ -24,7 +23,7 @@ class RandomFeedExtension:
         config = app.config
         app.extensions[EXTENSION_NAME] = RandomFeedService(
             str(config["SECRET_KEY"]).encode(), SessionStore.backend_for(app),
-            Catalog.feed_catalog(app, app_clock(app)),
+            Catalog.reader_for(app),
             max_ahead=int(config["RANDOM_MAX_AHEAD"]), max_offset=int(config["RANDOM_MAX_OFFSET"]),
             max_scan=int(config["RANDOM_MAX_SCAN"]))
 

@@ -25,6 +25,9 @@ from sqlalchemy.exc import DisconnectionError, OperationalError, ProgrammingErro
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.schema import CreateIndex
 
+from config import Config
+
+from ..clock import app_clock
 from .feed_source import FeedCatalog
 from .item_snapshots import ItemSnapshots, snapshot_directory
 from .state_cache import CatalogStateCache
@@ -34,6 +37,7 @@ EXTENSION_NAME = "viralspot.catalog"
 SCHEMA_READY = "viralspot.catalog.schema_ready"
 STATE_CACHE = "viralspot.catalog.state_cache"
 ITEM_SNAPSHOTS = "viralspot.catalog.item_snapshots"
+READER = "viralspot.catalog.reader"
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +77,12 @@ def item_snapshots(app: Flask, engine: Engine) -> ItemSnapshots | None:
     if root is None:
         root = os.path.join(app.instance_path, "item-snapshots")
     return ItemSnapshots(engine, snapshot_directory(root, engine),
-                         write=bool(app.config.get("ITEM_SNAPSHOT_WRITE", True)),
-                         settle=float(app.config.get("ITEM_SNAPSHOT_SETTLE", 5.0)))
+                         write=bool(app.config["ITEM_SNAPSHOT_WRITE"]),
+                         settle=float(app.config["ITEM_SNAPSHOT_SETTLE"]))
 
 
 #: Seconds a SQLite connection waits on another connection's lock (``DATABASE_BUSY_TIMEOUT``) before
 #: the request answers 503 ``DATABASE_UNAVAILABLE``: a locked catalog must not hold a request for long.
-SQLITE_BUSY_TIMEOUT = 5.0
 #: SQLite's primary result codes for a file that is not (or no longer) a database: the driver raises
 #: them as a bare ``DatabaseError``; to the service they are an unavailable catalog, like a file
 #: that cannot be opened (``OperationalError``, 503), not a bug (500).
@@ -131,7 +134,7 @@ def _follow_sqlite_file(engine: Engine, path: str) -> None:
             raise DisconnectionError("the SQLite database file was deleted or replaced")
 
 
-def make_engine(url: str, busy_timeout: float = SQLITE_BUSY_TIMEOUT) -> Engine:
+def make_engine(url: str, busy_timeout: float = Config.DATABASE_BUSY_TIMEOUT) -> Engine:
     """An engine for ``url``; in-memory SQLite shares one connection so every thread sees the data.
     Bound values never appear in exception text or logs (``hide_parameters``): they carry search
     text and key lists. A SQLite connection waits at most ``busy_timeout`` seconds on a lock."""
@@ -210,12 +213,15 @@ class Catalog:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        engine = make_engine(database_url(app),
-                             float(app.config.get("DATABASE_BUSY_TIMEOUT", SQLITE_BUSY_TIMEOUT)))
+        """After the app's clock (``clock.init_clock``): ``date_range`` counts back from it."""
+        engine = make_engine(database_url(app), float(app.config["DATABASE_BUSY_TIMEOUT"]))
         app.extensions[EXTENSION_NAME] = engine
         app.extensions[SCHEMA_READY] = False
-        app.extensions[STATE_CACHE] = CatalogStateCache(float(app.config.get("CATALOG_STATE_TTL", 1.0)))
-        app.extensions[ITEM_SNAPSHOTS] = item_snapshots(app, engine)
+        state = app.extensions[STATE_CACHE] = CatalogStateCache(float(app.config["CATALOG_STATE_TTL"]))
+        snapshots = app.extensions[ITEM_SNAPSHOTS] = item_snapshots(app, engine)
+        app.extensions[READER] = FeedCatalog(
+            lambda: self.ready_engine(app).connect(), state.get, snapshots.current if snapshots else None,
+            app_clock(app), cache_keys=int(app.config["RANDOM_MATCH_CACHE_KEYS"]))
         try:
             create_schema(engine)
         except OperationalError as error:
@@ -243,15 +249,15 @@ class Catalog:
         """The app's item snapshots, or None when they are off."""
         return current_app.extensions[ITEM_SNAPSHOTS]
 
-    @classmethod
-    def feed_catalog(cls, app: Flask, clock: Callable[[], float]) -> FeedCatalog:
-        """The catalog as ``app``'s random feeds read it (``feed_source.py``), with no Flask inside:
-        connections from the app's engine, its catalog state remembered for ``CATALOG_STATE_TTL``,
-        its item snapshots when on, ``clock`` for ``date_range`` filters."""
-        snapshots = app.extensions[ITEM_SNAPSHOTS]
-        return FeedCatalog(lambda: cls.ready_engine(app).connect(), app.extensions[STATE_CACHE].get,
-                           snapshots.current if snapshots is not None else None, clock,
-                           cache_keys=int(app.config["RANDOM_MATCH_CACHE_KEYS"]))
+    @staticmethod
+    def reader_for(app: Flask) -> FeedCatalog:
+        """How pages read ``app``'s catalog (``feed_source.py``): the catalog state remembered for
+        ``CATALOG_STATE_TTL``, filters' matching sets, items from the item snapshot or SQL."""
+        return app.extensions[READER]
+
+    @property
+    def reader(self) -> FeedCatalog:
+        return self.reader_for(current_app)
 
     def connect(self) -> Connection:
         """A pooled connection, to use as ``with catalog.connect() as conn:`` (returned to the pool after)."""

@@ -1,7 +1,8 @@
-"""The SQL catalog as random feeds read it: ``FeedCatalog``, and per page a ``FeedSource``.
+"""The SQL catalog as pages read it: ``FeedCatalog``, and per page a ``FeedSource``.
 
 A random page needs three things of the catalog: its state (version, largest key), the set of
-keys matching the page's filter, and the page's rendered items. The matching set is read once
+keys matching the page's filter, and the page's rendered items (``page_items``, which plain
+pages use too). The matching set is read once
 per (filter, catalog version) and kept per process, as its sorted keys and a bitmap of them
 (cachetools LRU weighed in 4-byte keys; concurrent pages needing one set wait for one read). A ``date_range`` filter matches fewer
 items as the clock moves, so its set also belongs to an hour: it holds every key matching at
@@ -140,7 +141,10 @@ class FeedSource:
         snapshot = self._catalog.snapshot(self.catalog_state()) if self._catalog.snapshot else None
         self.snapshot_hit = snapshot is not None if self._catalog.snapshot else None
         if snapshot is not None:
-            return snapshot.joined(keys)
+            joined, count = snapshot.joined(keys)
+            if count == len(keys):
+                return joined, count
+            self.snapshot_hit = False  # an item newer than the snapshot (a remembered state that lags)
         return joined_item_fragments(self.connection, keys)
 
 

@@ -13,7 +13,6 @@ from sqlalchemy import Connection
 
 from ..catalog.filters import content_filter
 from ..catalog.queries import catalog_state, filter_options, plain_page_keys
-from ..catalog.rendering import joined_item_fragments
 from ..clock import app_clock
 from ..extensions import catalog
 from .page_response import page_response
@@ -27,19 +26,15 @@ def listing_message(kind: str, count: int, offset: int) -> str:
     return f"Found {count} {_NOUN[kind]} (offset {offset})"
 
 
-def plain_listing_on(conn: Connection, kind: str, args: Mapping[str, Any]) -> Response:
-    """One page in the order of ``sort_by`` (the default order without it), as the response."""
-    flt = content_filter(kind, args)
-    keys, is_last_page = plain_page_keys(conn, flt, args.get("sort_by"), args["limit"], args["offset"],
-                                         now=app_clock().now())
-    items_json, count = joined_item_fragments(conn, keys)
-    return page_response(items_json, is_last_page, listing_message(kind, count, args["offset"]))
-
-
 def plain_listing(kind: str, args: Mapping[str, Any]) -> Response:
-    """``plain_listing_on`` with a connection from the app's catalog."""
-    with catalog.connect() as conn:
-        return plain_listing_on(conn, kind, args)
+    """One page in the order of ``sort_by`` (the default order without it), as the response; its
+    items read as a random page's are (``FeedSource.page_items``)."""
+    flt = content_filter(kind, args)
+    with catalog.reader.source(flt) as source:
+        keys, is_last_page = plain_page_keys(source.connection, flt, args.get("sort_by"), args["limit"],
+                                             args["offset"], now=app_clock().now())
+        items_json, count = source.page_items(keys)
+    return page_response(items_json, is_last_page, listing_message(kind, count, args["offset"]))
 
 
 def options_on(conn: Connection) -> dict:

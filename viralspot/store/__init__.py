@@ -54,13 +54,12 @@ def _redis_backend(url: str, config) -> SessionStoreBackend:
         raise SessionStoreConfigError(
             f"VIRALSPOT_SESSION_STORE_URL names a Redis store but the redis package is not installed "
             f"({error}); install it with: pip install 'redis[hiredis]'") from None
-    defaults = ClientOptions()
     try:
         options = ClientOptions(
-            connect_timeout=float(config.get("SESSION_STORE_CONNECT_TIMEOUT", defaults.connect_timeout)),
-            socket_timeout=float(config.get("SESSION_STORE_SOCKET_TIMEOUT", defaults.socket_timeout)),
-            retries=int(config.get("SESSION_STORE_RETRIES", defaults.retries)),
-            max_connections=int(config.get("SESSION_STORE_MAX_CONNECTIONS", defaults.max_connections)),
+            connect_timeout=float(config["SESSION_STORE_CONNECT_TIMEOUT"]),
+            socket_timeout=float(config["SESSION_STORE_SOCKET_TIMEOUT"]),
+            retries=int(config["SESSION_STORE_RETRIES"]),
+            max_connections=int(config["SESSION_STORE_MAX_CONNECTIONS"]),
         )
         return RedisSessionStore(url, ttl=float(config["SESSION_TTL"]), max_feeds=int(config["SESSION_MAX_FEEDS"]),
                                  max_items=int(config["SESSION_MAX_ITEMS"]), options=options)
