@@ -4,8 +4,7 @@
 ``KeyedPermutation``: a bijection on ``range(size)``, deterministic, different per key, its
 ``inverse`` undoing it exactly (sizes from 1 to 10^6 and the order's largest, 2^32 - 1, with the
 edge cases of the two-radix rectangle: squares, one past a square, one short of one, primes,
-powers of two); ``map_range`` the permutation of a slice whatever block it mapped ahead; the
-orders pinned across releases.
+powers of two); the orders pinned across releases.
 
 ``SessionOrder``: ``keys_at`` and ``positions_of`` inverse of each other; epoch ``e`` holds the
 keys ``(bounds[e-1], bounds[e]]`` at the positions ``[bounds[e-1], bounds[e])`` (bounds
@@ -19,7 +18,7 @@ import numpy as np
 import pytest
 
 from viralspot.feed.order import SessionOrder
-from viralspot.feed.permutation import LOOKAHEAD, KeyedPermutation, round_keys
+from viralspot.feed.permutation import KeyedPermutation, round_keys
 from viralspot.store.base import KEY_LIMIT
 
 #: Domain sizes whose rectangle a x b (a = ceil(sqrt(size))) has each kind of edge: 1 and tiny
@@ -110,34 +109,6 @@ def test_consecutive_positions_are_not_correlated():
     assert abs(correlation) < 0.05
 
 
-def test_map_range_is_the_permutation_of_that_slice():
-    perm = KeyedPermutation(round_keys(b"secret", "slice"), 1000)
-    assert perm.map_range(100, 160).tolist() == perm(np.arange(100, 160)).tolist()
-    assert perm.map_range(5, 5).tolist() == []
-    with pytest.raises(ValueError):
-        perm.map_range(990, 1001)
-    with pytest.raises(ValueError):
-        perm.map_range(-1, 3)
-
-
-@pytest.mark.parametrize("size", [1, 600, 100_003])
-def test_map_range_gives_the_same_images_whatever_block_it_maps_ahead(size):
-    # map_range maps LOOKAHEAD positions at once and slices later ranges from that block.
-    perm = KeyedPermutation(round_keys(b"secret", "ahead"), size)
-    everything = KeyedPermutation(round_keys(b"secret", "ahead"), size)(np.arange(size))
-    rng = np.random.default_rng(size)
-    ranges = [(0, min(size, 24)), (0, min(size, 24)), (min(size, 24), min(size, 48)), (size - 1, size)]
-    for _ in range(200):
-        start = int(rng.integers(0, size))
-        ranges.append((start, min(size, start + int(rng.integers(0, 2 * LOOKAHEAD)))))
-    for start, stop in ranges:
-        images = perm.map_range(start, stop)
-        assert images.dtype == np.int64
-        assert images.tolist() == everything[start:stop].tolist()
-        images[:] = -1  # the caller's own copy: the block it came from is unchanged
-    assert perm.map_range(0, min(size, 24)).tolist() == everything[:24].tolist()
-
-
 @pytest.mark.parametrize(("size", "expected"), [
     (10, [7, 6, 0, 4, 1, 2, 9, 8]),
     (1_000_000, [829411, 663336, 296542, 797939, 428435, 308705, 304300, 731032]),
@@ -147,7 +118,7 @@ def test_orders_never_change_between_releases(size, expected):
     # (Pinned again for the multiply-shift round function of session state v2: nothing was deployed.)
     keys = round_keys(b"golden-secret", "feed", "golden-session", 0)
     permutation = KeyedPermutation(keys, size)
-    assert permutation.map_range(0, len(expected)).tolist() == expected
+    assert permutation(np.arange(len(expected))).tolist() == expected
     assert permutation.inverse(expected).tolist() == list(range(len(expected)))
 
 

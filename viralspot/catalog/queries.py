@@ -105,9 +105,6 @@ PACKED_FRAGMENTS = func.aggregate_strings(
     cast(content.c.id, Text) + UNIT_SEPARATOR + func.coalesce(content.c.item_json, ""), RECORD_SEPARATOR)
 
 
-#: The ids of the rows, as one "3,1,7" string (NULL for none).
-PACKED_IDS = func.aggregate_strings(cast(content.c.id, Text), ",")
-
 
 def unpack_fragments(rows: Iterable[tuple]) -> Iterator[tuple[int, str | None]]:
     """(id, item_json or None) from rows of one ``PACKED_FRAGMENTS`` column, in no set order.

@@ -26,8 +26,6 @@ import math
 import numpy as np
 
 ROUNDS = 6
-#: Positions ``map_range`` maps at once; a page's range inside the last block is a slice of it.
-LOOKAHEAD = 512
 _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
 _SHIFT = np.uint64(32)
 
@@ -42,7 +40,7 @@ def round_keys(secret: bytes, *parts: object) -> np.ndarray:
 class KeyedPermutation:
     """A bijection on ``range(size)`` chosen by ``keys`` (from ``round_keys``)."""
 
-    __slots__ = ("size", "_keys", "_moduli", "_width", "_block")
+    __slots__ = ("size", "_keys", "_moduli", "_width")
 
     def __init__(self, keys: np.ndarray, size: int) -> None:
         if size < 1:
@@ -58,8 +56,6 @@ class KeyedPermutation:
         #: Round i reduces modulo a (even i) or b (odd i): the range of the part it rewrites.
         self._moduli = [np.uint64(rows if index % 2 == 0 else width) for index in range(len(keys))]
         self._width = np.uint64(width)
-        #: (first position, read-only images of the positions from there): the last block mapped.
-        self._block: tuple[int, np.ndarray] = (0, np.empty(0, dtype=np.int64))
 
     @staticmethod
     def _round(part: np.ndarray, key: np.uint64, modulus: np.uint64) -> np.ndarray:
@@ -118,21 +114,6 @@ class KeyedPermutation:
         left *= self._width
         left += right
         return left
-
-    def map_range(self, start: int, stop: int) -> np.ndarray:
-        """The images of positions ``start .. stop - 1`` (a slice of the domain), as a new int64 array."""
-        if not 0 <= start <= stop <= self.size:
-            raise ValueError("range outside the permutation's domain")
-        first, images = self._block
-        if start < first or stop > first + len(images):
-            first, images = start, self._walk(np.arange(start, min(self.size, start + max(LOOKAHEAD, stop - start)),
-                                                        dtype=np.uint64))
-            if self.size <= 1 << 32:
-                images = images.astype(np.uint32)
-            images.flags.writeable = False
-            # One tuple assignment: threads sharing this permutation see the old block or the new one.
-            self._block = (first, images)
-        return images[start - first:stop - first].astype(np.int64)
 
     def _walk(self, values: np.ndarray) -> np.ndarray:
         size = np.uint64(self.size)

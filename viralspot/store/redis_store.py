@@ -51,7 +51,6 @@ from cachetools import TTLCache
 from .base import (FeedSummary, FeedView, PageResult, PageStatus, ResetResult, SessionStoreBackend,
                    SessionSummary, StoreUnavailable)
 
-SETTING = "VIRALSPOT_SESSION_STORE_URL"
 SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
 #: The layout version in every key name: a next layout's keys can live beside these.
 LAYOUT = "vs2"
