@@ -20,7 +20,8 @@ A session missing any of ``s b k n c`` (damaged, or written by another layout) i
 gone, never served from; a page that creates the session replaces it.
 
 The session's hash carries the sliding TTL, restarted by every page. A page is one script,
-pipelined with the index touch (at most once a second per session and process): one round trip.
+pipelined with the index touch (at most once a second per session and process): one round trip
+(on a cluster the touch, in another slot, is a second one, at most once a second per session).
 Connections come from redis-py's pool; on a connection error, a timeout, ``READONLY`` or
 ``MASTERDOWN`` (a failover) the pool's connections are dropped and the operation is tried again
 on fresh ones, so a failover behind a plain ``redis://`` address that moves recovers by itself.
@@ -254,53 +255,27 @@ def _parse_cluster(parts) -> ParsedUrl:
     return ParsedUrl("redis+cluster", kwargs, nodes=nodes)
 
 
-def _script_policies():
-    """A redis-py policy resolver that routes EVALSHA in a cluster pipeline by its KEYS.
-
-    redis-py's ClusterPipeline asks a server ``COMMAND GETKEYS`` for each command whose keys it
-    cannot find itself (EVALSHA: "movable keys"), a round trip per script; with this resolver it
-    hashes the declared KEYS as RedisCluster.determine_slot does outside pipelines.
-    """
-    from redis._parsers.commands import CommandPolicies, RequestPolicy, ResponsePolicy
-    from redis.commands.policies import BasePolicyResolver, StaticPolicyResolver
-
-    keyed = CommandPolicies(request_policy=RequestPolicy.DEFAULT_KEYED, response_policy=ResponsePolicy.DEFAULT_KEYED)
-
-    class ScriptPolicies(BasePolicyResolver):
-        def __init__(self, fallback=None) -> None:
-            super().__init__({"core": {"evalsha": keyed}}, fallback if fallback is not None else StaticPolicyResolver())
-
-        def with_fallback(self, fallback):
-            return ScriptPolicies(fallback)
-
-    return ScriptPolicies()
-
-
 class _Connection:
     """One process's client and its registered scripts."""
 
-    __slots__ = ("pid", "client", "scripts", "policies")
+    __slots__ = ("pid", "client", "scripts", "cluster")
 
     def __init__(self, client, cluster: bool = False) -> None:
         self.pid = os.getpid()
         self.client = client
+        self.cluster = cluster
         self.scripts = {name: client.register_script(_script_source(name)) for name in _SCRIPTS}
-        self.policies = _script_policies() if cluster else None
 
     def run(self, calls) -> list:
-        """The scripts ``calls`` ((name, keys, args)) in one round trip: a non-transactional
-        pipeline (on Redis Cluster split by node). A script the server lost (NOSCRIPT after a
-        restart, failover or SCRIPT FLUSH) did not run; it is loaded and run again on its own."""
-        if len(calls) == 1:
-            name, keys, args = calls[0]
-            return [self.scripts[name](keys=keys, args=args)]
+        """The scripts ``calls`` ((name, keys, args)): in one round trip on one server (a
+        non-transactional pipeline); one by one on a cluster, where they are in different slots.
+        A script the server lost (NOSCRIPT after a restart, failover or SCRIPT FLUSH) did not run;
+        it is loaded and run again on its own."""
+        if len(calls) == 1 or self.cluster:
+            return [self.scripts[name](keys=keys, args=args) for name, keys, args in calls]
         pipe = self.client.pipeline(transaction=False)
-        if self.policies is not None:
-            # redis-py 8.1 blocks ``ClusterPipeline.evalsha`` (redis-py issue #2914) although it
-            # routes EVALSHA by its keys; the command is queued directly.
-            pipe._policy_resolver = self.policies
         for name, keys, args in calls:
-            pipe.execute_command("EVALSHA", self.scripts[name].sha, len(keys), *keys, *args)
+            pipe.evalsha(self.scripts[name].sha, len(keys), *keys, *args)
         results = pipe.execute(raise_on_error=False)
         for index, result in enumerate(results):
             if isinstance(result, NoScriptError):
@@ -446,15 +421,18 @@ class RedisSessionStore(SessionStoreBackend):
                 "" if candidates is None else int(view.cursor), int(scanned_to),
                 _pack_positions(candidates or ()), int(offset), int(limit), int(max_ahead), self.ttl_ms,
                 self.max_feeds, self.max_items]
-        calls = [("page", [session_key(session_id)], args)]
         # The index's last-seen times are for counting and listing: a second of lag is nothing
-        # against the TTL, and most pages then run one script, not two.
+        # against the TTL, so a process touches a session at most once a second; on one server the
+        # page script does it when it serves the page, on a cluster touch.lua after it.
         touch = session_id not in self._touched
-        if touch:
-            calls.append(("touch", [self._index(session_id)], [session_id, self.ttl_ms]))
-        reply, *_touched = self._run(calls)
+        keys = [session_key(session_id)]
+        if touch and not self.cluster:
+            keys.append(self._index(session_id))
+        (reply,) = self._run([("page", keys, [*args, session_id])])
         result = _page_result(reply)
         if touch and result.status is PageStatus.SERVED:
+            if self.cluster:
+                self._run([("touch", [self._index(session_id)], [session_id, self.ttl_ms])])
             self._touched[session_id] = True
         return result
 

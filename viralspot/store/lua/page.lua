@@ -1,9 +1,11 @@
 -- One page of a session's random feed, atomically (store/base.py, SessionStoreBackend.serve_page).
 --
--- KEYS[1]  the session's hash (redis_store.py describes its fields)
+-- KEYS[1]  the session's hash (redis_store.py describes its fields); KEYS[2], when given, the
+--          active-session index, touched when the page is served (one server; on a cluster the
+--          index is in another slot and touch.lua does it)
 -- ARGV     feed id, seed, bounds (uint32 LE), create ('1'), cursor the candidates start at
 --          ('' for a read), scanned_to, candidates (ascending uint32 LE positions), offset, limit,
---          max_ahead, ttl (ms), max_feeds, max_items
+--          max_ahead, ttl (ms), max_feeds, max_items, session id
 -- Reply    {status, seed, bounds, cursor, served, has_more, page positions (uint32 LE)}
 --
 -- Work is bounded by the page: a few fields are read and written, none of them grows with the
@@ -112,7 +114,16 @@ local function page(first, last)
   return table.concat(out)
 end
 
+-- Every answer restarts an existing session's idle TTL; a served page also touches the index.
 local function reply(status, page_from, page_to, has_more)
+  if not fresh then redis.call('PEXPIRE', key, ttl) end
+  if status == SERVED and KEYS[2] then
+    local now = redis.call('TIME')
+    now = now[1] * 1000 + floor(now[2] / 1000)
+    redis.call('ZADD', KEYS[2], now, ARGV[14])
+    local idle = redis.call('ZRANGE', KEYS[2], '-inf', '(' .. (now - ttl), 'BYSCORE', 'LIMIT', 0, 100)
+    if #idle > 0 then redis.call('ZREM', KEYS[2], unpack(idle)) end
+  end
   return {status, session_seed, session_bounds, cursor, served, has_more and 1 or 0,
     page_from and page(page_from, page_to) or ''}
 end
@@ -120,7 +131,6 @@ end
 if session_seed ~= seed then return reply(STALE) end
 if offset > served + max_ahead then return reply(BEYOND) end
 if from == '' then
-  redis.call('PEXPIRE', key, ttl)
   return reply(SERVED, offset, math.min(need, served), served > need)
 end
 if bounds ~= session_bounds then
@@ -276,5 +286,5 @@ if fresh then
   if meta[6] then writes[#writes + 1], writes[#writes + 2] = 'r', meta[6] end
 end
 redis.call('HSET', key, unpack(writes))
-redis.call('PEXPIRE', key, ttl)
+fresh = false
 return reply(SERVED, offset, math.min(need, served), has_more or served > need)
