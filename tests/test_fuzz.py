@@ -116,3 +116,26 @@ def test_nul_character_in_a_session_id_keeps_its_own_error_code(fuzz_app):
     assert (response.status_code, response.get_json()["error_code"]) == (400, "INVALID_FORMAT")
     response = client.get("/api/reels", query_string={"random_order": "true", "session_id": "a\x00b"})
     assert (response.status_code, response.get_json()["error_code"]) == (400, "INVALID_FORMAT")
+
+
+def test_schemathesis_against_a_real_gunicorn_server_finds_nothing(tmp_path):
+    """The CLI run the README names, against gunicorn as `make run` starts it (its own 414/431/400
+    answers included), with the project's schemathesis.toml."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from gunicorn_servers import GunicornServer, seed_catalog
+
+    root = Path(__file__).resolve().parents[1]
+    database_url = f"sqlite:///{tmp_path}/catalog.db"
+    seed_catalog(database_url)
+    with GunicornServer(tmp_path, database_url=database_url, store_url="memory://", workers=1, threads=4) as server:
+        base = f"http://127.0.0.1:{server.port}"
+        run = subprocess.run(
+            [str(Path(sys.executable).with_name("schemathesis")), "run", f"{base}/api/openapi.json", "--url", base,
+             "--max-examples", "20", "--seed", "7", "--no-color"],
+            cwd=root, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert " passed" in run.stdout and "failure" not in run.stdout.lower().split("summary")[-1].replace(
+        "no failures", ""), run.stdout[-2000:]

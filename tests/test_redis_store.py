@@ -21,6 +21,7 @@ import time
 import pytest
 import redis
 
+from config import Config
 from redis_fixtures import in_forked_child
 from viralspot import create_app
 from viralspot.store import SessionStoreConfigError, StoreUnavailable, backend_from_url
@@ -30,7 +31,9 @@ from viralspot.store.redis_store import (INDEX_KEY, LAYOUT, RESET_RECORD_MS, Cli
 
 pytestmark = pytest.mark.redis
 
-CONFIG = {"SESSION_TTL": 3600, "SESSION_MAX": 10, "SESSION_MAX_FEEDS": 64, "SESSION_MAX_ITEMS": 1000}
+#: The settings backend_from_url reads: config.py's defaults, a few of them changed.
+CONFIG = {**{name: getattr(Config, name) for name in dir(Config) if name.isupper()},
+          "SESSION_TTL": 3600, "SESSION_MAX": 10, "SESSION_MAX_FEEDS": 64, "SESSION_MAX_ITEMS": 1000}
 SEED = b"\x01" * 8
 OTHER_SEED = b"\x02" * 8
 REELS = b"r" + bytes(range(8))
@@ -259,7 +262,8 @@ def test_a_one_page_session_hash_stays_listpack(store, client):
 
 
 def test_every_key_a_script_touches_is_declared_and_in_one_slot(store, redis_clean, client):
-    """What makes the scripts run on Redis Cluster: no undeclared key, no cross-slot script."""
+    """What makes the scripts run on Redis Cluster: no undeclared key, no cross-slot script but the
+    page that touches the index on one server."""
     from redis.crc import key_slot
 
     def work():
@@ -273,6 +277,7 @@ def test_every_key_a_script_touches_is_declared_and_in_one_slot(store, redis_cle
         read(store, "user-1")
 
     commands = _monitor(redis_clean, work)
+    spanning = {store._conn().scripts[name].sha for name in ("page", "reset")}
     scripts, checked, declared = 0, 0, None
     for source, args in commands:
         name = args[0].upper()
@@ -281,8 +286,10 @@ def test_every_key_a_script_touches_is_declared_and_in_one_slot(store, redis_cle
             if name in ("EVALSHA", "EVAL"):
                 scripts += 1
                 declared = set(args[3:3 + int(args[2])])
-                assert len({key_slot(key.encode()) for key in declared}) == 1, args[:3 + int(args[2])]
-                assert declared == {INDEX_KEY} or declared == {"vs2:{user-1}"}, declared
+                # Two slots only for a page or a reset that keeps the index in the same step, which
+                # they do on one server only (on a cluster touch.lua and unindex.lua do it apart).
+                assert declared in ({INDEX_KEY}, {"vs2:{user-1}"}, {"vs2:{user-1}", INDEX_KEY}), declared
+                assert len({key_slot(key.encode()) for key in declared}) == 1 or args[1] in spanning
             continue
         assert declared is not None, f"a script command outside a script: {args}"
         keys = client.execute_command("COMMAND GETKEYS", *args) if name not in ("TIME",) else []
@@ -392,9 +399,6 @@ def test_a_registry_naming_a_feed_without_state_is_gone(store, client):
     _replaced_whole(store, client, key, third)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core bug: page.lua does not check that 'k' holds whole 9-byte feed ids; a truncated registry is "
-    "served from (a read answers SERVED, a page writes fields such as 'f1.8888888888889')"))
 def test_a_registry_cut_short_is_gone(store, client):
     key = _served_session(store, client)
     client.hset(key, "k", (REELS + POSTS)[:-1])
@@ -452,10 +456,10 @@ def test_the_reset_script_run_twice_with_one_id_does_one_reset(store, client):
     take(store, "s", [1, 2, 3])
     reset = store._conn().scripts["reset"]
     key = session_key("s")
-    assert reset(keys=[key], args=["id-1", RESET_RECORD_MS]) == [1, 3]
-    assert reset(keys=[key], args=["id-1", RESET_RECORD_MS]) == [1, 3]
-    assert reset(keys=[key], args=["id-2", RESET_RECORD_MS]) == [0, 0]
-    assert reset(keys=[session_key("ghost")], args=["id-3", RESET_RECORD_MS]) == [0, 0]
+    assert reset(keys=[key], args=["id-1", RESET_RECORD_MS, "s"])[:2] == [1, 3]
+    assert reset(keys=[key], args=["id-1", RESET_RECORD_MS, "s"])[:2] == [1, 3]
+    assert reset(keys=[key], args=["id-2", RESET_RECORD_MS, "s"])[:2] == [0, 0]
+    assert reset(keys=[session_key("ghost")], args=["id-3", RESET_RECORD_MS, "ghost"])[:2] == [0, 0]
     assert client.hgetall(key) == {b"r": b"id-2:0:0"}
 
 
@@ -480,6 +484,20 @@ def test_the_index_uses_server_time_and_a_touch_trims_at_most_100_idle_entries(s
     assert store.session_count() == 6
 
 
+def test_touch_lua_trims_at_most_100_idle_entries_a_call(store, client):
+    """The index touch a cluster runs after a served page (on one server the page script does it)."""
+    touch = store._conn().scripts["touch"]
+    seconds, _micros = client.time()
+    client.zadd(INDEX_KEY, {f"idle-{i}": seconds * 1000 - 3_600_001 - i for i in range(230)})
+    sizes = []
+    for name in ("a", "b", "c", "a"):
+        now = touch(keys=[INDEX_KEY], args=[name, 3_600_000])
+        assert abs(now - seconds * 1000) < 5_000 and client.zscore(INDEX_KEY, name) == now
+        sizes.append(client.zcard(INDEX_KEY))
+    assert sizes == [131, 32, 3, 3]
+    assert sorted(client.zrange(INDEX_KEY, 0, -1)) == [b"a", b"b", b"c"]
+
+
 def test_a_process_touches_a_sessions_index_entry_at_most_once_an_interval(redis_clean, client):
     store = RedisSessionStore(redis_clean.url, ttl=3600, options=ClientOptions(index_touch_interval=3600))
     take(store, "s", [1])
@@ -487,7 +505,7 @@ def test_a_process_touches_a_sessions_index_entry_at_most_once_an_interval(redis
     scripts = _command_calls(client, "evalsha")
     time.sleep(0.005)  # a server millisecond later
     take(store, "s", [2])
-    assert _command_calls(client, "evalsha") - scripts == 2  # a read and a page, no touch
+    assert _command_calls(client, "evalsha") - scripts == 2  # a read and a page: one script each
     assert client.zscore(INDEX_KEY, "s") == first
     often = RedisSessionStore(redis_clean.url, ttl=3600, options=ClientOptions(index_touch_interval=0.001))
     time.sleep(0.005)
@@ -497,9 +515,6 @@ def test_a_process_touches_a_sessions_index_entry_at_most_once_an_interval(redis
     often.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core bug: serve_page skips the index touch for a session this process touched within "
-    "index_touch_interval, even when the page (re)creates the session after a reset elsewhere"))
 def test_a_session_recreated_after_a_reset_elsewhere_is_indexed(redis_clean, client):
     store = RedisSessionStore(redis_clean.url, ttl=3600, options=ClientOptions(index_touch_interval=3600))
     elsewhere = RedisSessionStore(redis_clean.url, ttl=3600)
@@ -514,9 +529,6 @@ def test_a_session_recreated_after_a_reset_elsewhere_is_indexed(redis_clean, cli
         elsewhere.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core bug: reset removes the index entry in a second round trip after reset.lua; a session made "
-    "by another process in between loses its entry"))
 def test_a_session_made_between_a_reset_and_its_unindexing_stays_indexed(redis_clean, client, monkeypatch):
     store = RedisSessionStore(redis_clean.url, ttl=3600)
     elsewhere = RedisSessionStore(redis_clean.url, ttl=3600)
@@ -548,7 +560,7 @@ def test_scripts_are_reloaded_after_script_flush(store, client):
     take(store, "s", [1])
     operations = [
         lambda: take(store, "s", [2]).positions == [2],          # one script (touched this second)
-        lambda: take(store, "new", [5]).positions == [5],        # page and touch, one pipeline
+        lambda: take(store, "new", [5]).positions == [5],        # a page that touches the index
         lambda: store.summary("s").served_items_count == 2,
         lambda: store.session_count() == 2,
         lambda: sorted(store.session_ids()) == ["new", "s"],
@@ -697,9 +709,6 @@ def test_threads_beyond_max_connections_wait_for_the_pool(redis_clean, client):
         store.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core bug: RedisSessionStore._conn is not thread-safe: threads that first use a store at once each "
-    "make a client and pool (max_connections is passed, the extra pools leak until garbage collection)"))
 def test_threads_first_using_a_store_at_once_share_one_client(redis_clean, monkeypatch):
     store = RedisSessionStore(redis_clean.url)
     made, inside = [], threading.Barrier(2)

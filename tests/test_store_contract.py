@@ -29,7 +29,6 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
-
 from pyroaring import BitMap
 
 from redis_fixtures import ManualClock
@@ -107,21 +106,13 @@ def test_a_page_of_no_session_is_absent_and_creates_nothing(make_store):
     assert read(store, "ghost").status is PageStatus.ABSENT
 
 
-@pytest.fixture
-def index_ghosts_xfail(request, store_backend):
-    """Redis indexes a session id on every page, whatever the page answered (see the report)."""
-    if store_backend != "memory":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "core bug: RedisSessionStore.serve_page pipelines touch.lua whatever page.lua answers, so an "
-            "ABSENT read or a failed creating page indexes a session that does not exist")))
-
-
-def test_pages_that_create_nothing_count_no_session(make_store, index_ghosts_xfail):
+def test_pages_that_create_nothing_count_no_session(make_store):
     store = make_store(max_items=10)
     read(store, "ghost")
     take(store, [1, 2], session="ghost", create=False)
     take(store, [1, 2], session="far", offset=AHEAD + 1, create=True)  # BEYOND
     take(store, list(range(11)), session="big", create=True)  # ITEM_LIMIT
+    take(store, [5], session="ahead", cursor=3, create=True)  # STALE: a new feed's cursor is 0
     assert store.session_count() == 0 and store.session_ids() == []
 
 
@@ -431,15 +422,7 @@ def test_every_page_restarts_the_idle_ttl_and_inspection_does_not(make_store):
     assert client.pttl(key) <= 5_000 and 0 < summary.expires_in_seconds <= 5
 
 
-@pytest.fixture
-def stale_ttl_xfail(request, store_backend):
-    if store_backend != "memory":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "core bug: page.lua runs PEXPIRE only on SERVED answers; base.py says every serve_page call "
-            "restarts the idle TTL (the memory store does)")))
-
-
-def test_a_page_answered_stale_or_beyond_also_restarts_the_idle_ttl(make_store, stale_ttl_xfail):
+def test_a_page_answered_stale_or_beyond_also_restarts_the_idle_ttl(make_store):
     store = make_store(ttl=60)
     take(store, [1, 2])
     client = redis_client(make_store, store)

@@ -114,11 +114,11 @@ class Blueprint(flask_smorest.Blueprint):
 def _field_properties(self, field, ret=None, **kwargs) -> dict:
     """Comma lists are arrays (serialized ``a,b,c``); session ids carry their rule."""
     if isinstance(field, CommaList):
-        items: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": MAX_VALUE_LENGTH}
+        items: dict[str, Any] = {"type": "string", "maxLength": MAX_VALUE_LENGTH}  # blank items are dropped
         choices = field.metadata.get("item_choices")
         if choices:
             items["enum"] = list(choices)
-        return {"type": "array", "items": items, "maxItems": MAX_LIST_VALUES}
+        return {"type": "array", "items": items}
     if isinstance(field, SessionIdField):
         return {"type": "string", "minLength": 1, "maxLength": MAX_SESSION_ID_LENGTH, "pattern": SESSION_ID_PATTERN,
                 "example": EXAMPLE_SESSION_ID}
@@ -126,9 +126,14 @@ def _field_properties(self, field, ret=None, **kwargs) -> dict:
 
 
 def _parameter_properties(self, field, ret=None, **kwargs) -> dict:
-    """Arrays travel comma-separated (``style: form, explode: false``); min_x names its max_x."""
+    """Arrays travel comma-separated (``style: form, explode: false``); a blank filter counts as
+    absent (``allowEmptyValue``); min_x names its max_x."""
     if ret.get("schema", {}).get("type") == "array":
         ret["style"], ret["explode"] = "form", False
+        # Counted once blanks are dropped (a maxItems on the raw list would overstate it).
+        ret["description"] = f"{ret.get('description') or ''} At most {MAX_LIST_VALUES} non-blank values.".strip()
+    if ret.get("in") == "query" and not ret.get("required") and ret.get("name") != "session_id":
+        ret["allowEmptyValue"] = True
     name = ret.get("name", "")
     if name.startswith("min_") and f"max_{name[4:]}" in getattr(field.parent, "fields", {}):
         ret["description"] = f"{ret.get('description') or ''} Must not exceed max_{name[4:]}.".strip()

@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import secrets
 import struct
+import threading
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -65,7 +66,7 @@ TOUCHED_REMEMBERED = 100_000
 #: How long the record of a reset stays when no session follows it (ms).
 RESET_RECORD_MS = 60_000
 
-_SCRIPTS = ("page", "reset", "summary", "touch", "count", "ids")
+_SCRIPTS = ("page", "reset", "unindex", "summary", "touch", "count", "ids")
 #: ResponseError prefixes that mean "the server cannot serve now", not "the request is wrong".
 _UNAVAILABLE_PREFIXES = ("BUSY", "LOADING", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "OOM")
 
@@ -311,7 +312,7 @@ def _unpack_positions(data: bytes) -> list[int]:
 
 
 def _page_result(reply) -> PageResult:
-    status, seed, bounds, cursor, served, has_more, page = reply
+    status, seed, bounds, cursor, served, has_more, page, _created = reply
     view = FeedView(bytes(seed), tuple(_unpack_positions(bounds)), int(cursor), int(served))
     return PageResult(PageStatus(int(status)), view, _unpack_positions(page), bool(has_more))
 
@@ -332,6 +333,7 @@ class RedisSessionStore(SessionStoreBackend):
         self.cluster = self.parsed.scheme == "redis+cluster"
         self.index_keys = index_keys(CLUSTER_INDEX_SHARDS if self.cluster else 1)
         self._connection: _Connection | None = None
+        self._connecting = threading.Lock()
         #: Sessions this process touched in the index within ``index_touch_interval``.
         self._touched: TTLCache = TTLCache(TOUCHED_REMEMBERED, self.options.index_touch_interval)
 
@@ -371,10 +373,13 @@ class RedisSessionStore(SessionStoreBackend):
         return redis.Redis(connection_pool=redis.BlockingConnectionPool(**kwargs))
 
     def _conn(self) -> _Connection:
-        """This process's connection; made on first use, and again in a forked child."""
+        """This process's connection; made on first use (by one thread), and again in a forked child."""
         connection = self._connection
         if connection is None or connection.pid != os.getpid():
-            connection = self._connection = _Connection(self._make_client(), self.cluster)
+            with self._connecting:
+                connection = self._connection
+                if connection is None or connection.pid != os.getpid():
+                    connection = self._connection = _Connection(self._make_client(), self.cluster)
         return connection
 
     def _transient(self, error: BaseException) -> bool:
@@ -425,23 +430,23 @@ class RedisSessionStore(SessionStoreBackend):
         # against the TTL, so a process touches a session at most once a second; on one server the
         # page script does it when it serves the page, on a cluster touch.lua after it.
         touch = session_id not in self._touched
-        keys = [session_key(session_id)]
-        if touch and not self.cluster:
-            keys.append(self._index(session_id))
-        (reply,) = self._run([("page", keys, [*args, session_id])])
+        keys = [session_key(session_id)] if self.cluster else [session_key(session_id), self._index(session_id)]
+        (reply,) = self._run([("page", keys, [*args, session_id, "1" if touch else "0"])])
         result = _page_result(reply)
-        if touch and result.status is PageStatus.SERVED:
+        if result.status is PageStatus.SERVED and (touch or int(reply[7])):
             if self.cluster:
                 self._run([("touch", [self._index(session_id)], [session_id, self.ttl_ms])])
             self._touched[session_id] = True
         return result
 
     def reset(self, session_id: str) -> ResetResult:
-        self._touched.pop(session_id, None)  # its next page indexes it again at once
+        self._touched.pop(session_id, None)
         reset_id = secrets.token_hex(8)
-        (found, cleared), = self._run([("reset", [session_key(session_id)], [reset_id, RESET_RECORD_MS])])
         index_key = self._index(session_id)
-        self._attempts(lambda connection: connection.client.zrem(index_key, session_id))
+        keys = [session_key(session_id)] if self.cluster else [session_key(session_id), index_key]
+        (found, cleared, at), = self._run([("reset", keys, [reset_id, RESET_RECORD_MS, session_id])])
+        if self.cluster:
+            self._run([("unindex", [index_key], [session_id, int(at)])])
         return ResetResult(bool(found), int(cleared), self.session_count())
 
     def session_count(self) -> int:

@@ -5,8 +5,8 @@
 --          index is in another slot and touch.lua does it)
 -- ARGV     feed id, seed, bounds (uint32 LE), create ('1'), cursor the candidates start at
 --          ('' for a read), scanned_to, candidates (ascending uint32 LE positions), offset, limit,
---          max_ahead, ttl (ms), max_feeds, max_items, session id
--- Reply    {status, seed, bounds, cursor, served, has_more, page positions (uint32 LE)}
+--          max_ahead, ttl (ms), max_feeds, max_items, session id, touch ('1': the index is due)
+-- Reply    {status, seed, bounds, cursor, served, has_more, page positions (uint32 LE), created}
 --
 -- Work is bounded by the page: a few fields are read and written, none of them grows with the
 -- session's depth beyond one 64 Ki-position block (at most 8 KiB) per feed.
@@ -21,11 +21,23 @@ local need = offset + limit
 local floor, byte, char, sub = math.floor, string.byte, string.char, string.sub
 
 local meta = redis.call('HMGET', key, 's', 'b', 'k', 'n', 'c', 'r')
-local fresh = not (meta[1] and meta[2] and meta[3] and meta[4] and meta[5])
+local states = {}
+local whole = meta[1] and meta[2] and meta[3] and meta[4] and meta[5] and #meta[1] == 8
+  and #meta[2] % 4 == 0 and #meta[3] % ID_BYTES == 0
+if whole and #meta[3] > 0 then
+  -- Every feed the registry names has its state, or the session is partial.
+  local names = {}
+  for i = 1, #meta[3] / ID_BYTES do names[i] = 'f' .. i end
+  states = redis.call('HMGET', key, unpack(names))
+  for i = 1, #names do
+    if not states[i] or #states[i] < 8 then whole = false end
+  end
+end
+local fresh = not whole
 if fresh then
-  -- No session, a reset's record or a partial one (damaged, or of another layout): never served from.
-  if not create then return {ABSENT, '', '', 0, 0, 0, ''} end
-  meta = {seed, bounds, '', '0', nil, meta[6]}
+  -- No session, a reset's record, or a partial one (damaged, or of another layout): never served from.
+  if not create then return {ABSENT, '', '', 0, 0, 0, '', 0} end
+  meta, states = {seed, bounds, '', '0', nil, meta[6]}, {}
 end
 local session_seed, session_bounds, registry = meta[1], meta[2], meta[3]
 local registry_before = registry
@@ -42,16 +54,10 @@ while true do
 end
 local cursor, served, blocks, counts = 0, 0, {}, {}
 if feed then
-  local state = redis.call('HGET', key, 'f' .. feed)
-  if not state then
-    fresh = true -- a registry naming a feed without its state: a partial session
-    if not create then return {ABSENT, '', '', 0, 0, 0, ''} end
-    session_seed, session_bounds, registry, registry_before, total, feed = seed, bounds, '', '', 0, nil
-  else
-    cursor, served = struct.unpack('<I4I4', state)
-    for i = 9, #state, 6 do
-      blocks[#blocks + 1], counts[#counts + 1] = struct.unpack('<HI4', state, i)
-    end
+  local state = states[feed]
+  cursor, served = struct.unpack('<I4I4', state)
+  for i = 9, #state - 5, 6 do
+    blocks[#blocks + 1], counts[#counts + 1] = struct.unpack('<HI4', state, i)
   end
 end
 
@@ -114,10 +120,12 @@ local function page(first, last)
   return table.concat(out)
 end
 
--- Every answer restarts an existing session's idle TTL; a served page also touches the index.
+-- Every answer restarts an existing session's idle TTL; a served page also touches the index
+-- when the caller asks (ARGV[15], at most once a second per process) or it created the session.
+local created = false
 local function reply(status, page_from, page_to, has_more)
   if not fresh then redis.call('PEXPIRE', key, ttl) end
-  if status == SERVED and KEYS[2] then
+  if status == SERVED and KEYS[2] and (ARGV[15] == '1' or created) then
     local now = redis.call('TIME')
     now = now[1] * 1000 + floor(now[2] / 1000)
     redis.call('ZADD', KEYS[2], now, ARGV[14])
@@ -125,7 +133,7 @@ local function reply(status, page_from, page_to, has_more)
     if #idle > 0 then redis.call('ZREM', KEYS[2], unpack(idle)) end
   end
   return {status, session_seed, session_bounds, cursor, served, has_more and 1 or 0,
-    page_from and page(page_from, page_to) or ''}
+    page_from and page(page_from, page_to) or '', created and 1 or 0}
 end
 
 if session_seed ~= seed then return reply(STALE) end
@@ -286,5 +294,5 @@ if fresh then
   if meta[6] then writes[#writes + 1], writes[#writes + 2] = 'r', meta[6] end
 end
 redis.call('HSET', key, unpack(writes))
-fresh = false
+created, fresh = fresh, false
 return reply(SERVED, offset, math.min(need, served), has_more or served > need)

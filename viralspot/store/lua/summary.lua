@@ -2,7 +2,7 @@
 -- Reply nil, or {served items, created ms, now ms, pttl, feed ids, feed 1 state, feed 2 state, ...}.
 local key = KEYS[1]
 local meta = redis.call('HMGET', key, 's', 'b', 'k', 'n', 'c')
-if not (meta[1] and meta[2] and meta[3] and meta[4] and meta[5]) then return nil end
+if not (meta[1] and meta[2] and meta[3] and meta[4] and meta[5]) or #meta[3] % 9 ~= 0 then return nil end
 local now = redis.call('TIME')
 local reply = {tonumber(meta[4]), tonumber(meta[5]), now[1] * 1000 + math.floor(now[2] / 1000),
   redis.call('PTTL', key), meta[3]}
