@@ -504,7 +504,11 @@ class RedisSessionStore(SessionStoreBackend):
         def ping(connection: _Connection) -> bool:
             if self.cluster:
                 return connection.client.ping(target_nodes=connection.client.PRIMARIES)
-            return connection.client.ping()
+            role = connection.client.execute_command("ROLE")[0]
+            if (role.decode() if isinstance(role, bytes) else role) != "master":
+                # A demoted server behind an address that moved: fresh connections find the master.
+                raise ReadOnlyError("the server is a replica")
+            return True
 
         try:
             return bool(self._attempts(ping))
