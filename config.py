@@ -50,6 +50,16 @@ class Config:
     LOG_LEVEL = "INFO"
     #: "text" (a line per record) or "json" (one JSON object per line). Both carry the request id.
     LOG_FORMAT = "text"
+    #: Per-client limits (flask-limiter strings): one budget for all /api/ routes, and the reset
+    #: endpoint's besides; "" turns one off. Counted in the session store's Redis (or in memory).
+    RATE_LIMIT = "1200/minute"
+    RESET_RATE_LIMIT = "60/minute"
+    #: Proxy hops in front of the service whose X-Forwarded-For is trusted (Werkzeug's ProxyFix).
+    TRUSTED_PROXIES = 0
+    #: When set, GET /api/sessions/<id> and /metrics need "Authorization: Bearer <token>".
+    ADMIN_TOKEN: str | None = None
+    #: Production refuses to start without ADMIN_TOKEN unless this says inspection may be public.
+    PUBLIC_INSPECTION = False
     #: Prometheus metrics at GET /metrics (all gunicorn workers summed); false: no endpoint, no counting.
     METRICS = True
     #: gunicorn (``gunicorn.conf.py``): threads per worker, seconds an idle keep-alive connection
@@ -103,6 +113,9 @@ class TestingConfig(Config):
     FIXED_NOW = "2026-12-02T12:00:00Z"
     #: Tests write the catalog and read it back at once.
     CATALOG_STATE_TTL = 0
+    #: One test client sends more than a real client would; the rate-limit tests set their limits.
+    RATE_LIMIT = ""
+    RESET_RATE_LIMIT = ""
     #: Tests that want item snapshots give them a directory.
     ITEM_SNAPSHOT_DIR = ""
     ITEM_SNAPSHOT_SETTLE = 0.0

@@ -56,7 +56,9 @@ def bin_path(name: str) -> str:
 def clean_env(**settings: str) -> dict:
     """The environment without any ``VIRALSPOT_`` setting of the caller's, plus ``settings``."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("VIRALSPOT_")}
-    env.update({"VIRALSPOT_SECRET_KEY": SECRET, "VIRALSPOT_LOG_LEVEL": "WARNING", "VIRALSPOT_FIXED_NOW": BENCH_NOW})
+    env.update({"VIRALSPOT_SECRET_KEY": SECRET, "VIRALSPOT_LOG_LEVEL": "WARNING", "VIRALSPOT_FIXED_NOW": BENCH_NOW,
+                # One load generator is one client: per-client rate limits would refuse it.
+                "VIRALSPOT_RATE_LIMIT": "", "VIRALSPOT_RESET_RATE_LIMIT": ""})
     env.update(settings)
     return env
 

@@ -150,6 +150,8 @@ class GunicornServer:
             "VIRALSPOT_CONFIG": "default", "VIRALSPOT_DATABASE_URL": database_url,
             "VIRALSPOT_SESSION_STORE_URL": store_url, "VIRALSPOT_SECRET_KEY": secret,
             "VIRALSPOT_ITEM_SNAPSHOT_DIR": "", "VIRALSPOT_LOG_LEVEL": "WARNING",
+            # One test client sends more than a real client would; the rate-limit tests set theirs.
+            "VIRALSPOT_RATE_LIMIT": "", "VIRALSPOT_RESET_RATE_LIMIT": "",
             **(extra_env or {}),
         })
         self.env = env

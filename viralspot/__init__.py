@@ -70,7 +70,11 @@ def check_settings(app: Flask) -> None:
             "VIRALSPOT_SECRET_KEY": ("is the built-in development value"
                                      if app.config["SECRET_KEY"] == INSECURE_DEFAULT_SECRET else None),
         }
+        from .admin_token import check_production
+
         refused = [f"{name} {why}" for name, why in unsafe.items() if why]
+        if check_production(app):
+            refused.append(check_production(app))
         if refused:
             raise RuntimeError("refusing to start in production: " + "; ".join(refused))
     elif app.config["SECRET_KEY"] == INSECURE_DEFAULT_SECRET:
@@ -78,10 +82,13 @@ def check_settings(app: Flask) -> None:
 
 
 def register_extensions(app: Flask) -> None:
+    from . import admin_token
     from .clock import init_clock
-    from .extensions import catalog, random_feeds, session_store
+    from .extensions import catalog, random_feeds, rate_limits, session_store
 
     init_clock(app)
+    rate_limits.init_app(app)
+    admin_token.init_app(app)
     session_store.init_app(app)
     catalog.init_app(app)
     random_feeds.init_app(app)

@@ -48,6 +48,19 @@ SESSION_ID_ERRORS = ("MISSING_PARAMETER", "EMPTY_VALUE", "TOO_LONG", "INVALID_FO
 DATABASE_ERRORS = ("DATABASE_UNAVAILABLE",)
 STORE_ERRORS = ("SESSION_STORE_UNAVAILABLE",)
 RANDOM_FEED_ERRORS = ("SESSION_LIMIT", "SESSION_STORE_UNAVAILABLE", "SESSION_CONFLICT")
+#: Every /api/ route: over the client's rate limit.
+LIMITED = ("RATE_LIMITED",)
+#: Session inspection and /metrics when VIRALSPOT_ADMIN_TOKEN is set.
+ADMIN_ONLY = ("UNAUTHORIZED",)
+_SECONDS = {"schema": {"type": "integer", "minimum": 0}}
+#: Headers of a status's error responses.
+_ERROR_HEADERS = {
+    429: {"Retry-After": {"description": "Seconds until the client's limit resets.", **_SECONDS},
+          "RateLimit-Limit": {"description": "Requests the limit allows in its window.", **_SECONDS},
+          "RateLimit-Remaining": {"description": "Requests left in the window (0).", **_SECONDS},
+          "RateLimit-Reset": {"description": "Seconds until the window resets.", **_SECONDS}},
+    401: {"WWW-Authenticate": {"description": 'Bearer realm="viralspot"', "schema": {"type": "string"}}},
+}
 #: Every operation may answer these.
 ALWAYS_ERRORS = ("URI_TOO_LONG", "HEADERS_TOO_LARGE", "INTERNAL_ERROR")
 ERROR_SCHEMA = "ErrorEnvelope"
@@ -99,14 +112,16 @@ class Blueprint(flask_smorest.Blueprint):
                 status,
                 schema={"allOf": [reference, {"type": "object", "properties": {
                     "error_code": {"type": "string", "enum": status_codes}}}]},
-                description=f"`error_code` is one of:\n\n{lines}",
+                description=f"`error_code` is one of:\n\n{lines}", headers=_ERROR_HEADERS.get(status),
                 examples={code: {"summary": code, "value": {**error_example(code), **(extra(code) if extra else {})}}
                           for code in status_codes}))
+
+        doc = {"security": [{"admin_token": []}]} if "UNAUTHORIZED" in codes else {}
 
         def decorate(view):
             for decorator in decorators:
                 view = decorator(view)
-            return self.doc(operationId=f"{self.name}_{view.__name__}")(view)
+            return self.doc(operationId=f"{self.name}_{view.__name__}", **doc)(view)
 
         return decorate
 
@@ -167,6 +182,9 @@ class Api(flask_smorest.Api):
         envelope["required"] = ["success", *envelope.get("required", [])]
         envelope["description"] = "Every error, on every route."
         self.spec.components.schema(ERROR_SCHEMA, envelope)
+        self.spec.components.security_scheme("admin_token", {
+            "type": "http", "scheme": "bearer",
+            "description": "VIRALSPOT_ADMIN_TOKEN, needed only when the server sets one."})
 
     def _register_error_handlers(self) -> None:
         """None here: ``errors.py`` answers every error with the envelope."""

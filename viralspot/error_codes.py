@@ -16,6 +16,8 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "SESSION_LIMIT": (400, "Reset the session (POST /api/reset-session) to start a fresh one"),
     "SESSION_NOT_FOUND": (404, "A session exists from its first random page until it is reset or idle for the session TTL"),
     "METHOD_NOT_ALLOWED": (405, "Use the HTTP method the endpoint documents"),
+    "UNAUTHORIZED": (401, "Send Authorization: Bearer <the admin token> (VIRALSPOT_ADMIN_TOKEN)"),
+    "RATE_LIMITED": (429, "Slow down: wait the seconds of the Retry-After header, then retry"),
     "URI_TOO_LONG": (414, "Send a shorter request line (at most 8,190 bytes): fewer or shorter arguments"),
     "HEADERS_TOO_LARGE": (431, "Send fewer or smaller headers (each line at most 8,190 bytes, 100 in all)"),
     "SESSION_CONFLICT": (503, "The session is busy with concurrent requests; retry shortly"),

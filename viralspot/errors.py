@@ -22,7 +22,8 @@ from .store import StoreError
 
 log = logging.getLogger(__name__)
 
-_HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 414: "URI_TOO_LONG", 431: "HEADERS_TOO_LARGE"}
+_HTTP_CODES = {401: "UNAUTHORIZED", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 414: "URI_TOO_LONG",
+               429: "RATE_LIMITED", 431: "HEADERS_TOO_LARGE"}
 
 
 def error_response(error: ApiError, **extra):
@@ -44,7 +45,10 @@ def api_error(error: Exception) -> ApiError:
     if isinstance(error, HTTPException):
         status = error.code or 500
         code = _HTTP_CODES.get(status, "BAD_REQUEST" if status < 500 else "INTERNAL_ERROR")
-        return ApiError(error.description or error.name, code, status=status)
+        detail = error.description or error.name
+        if code == "RATE_LIMITED":  # flask-limiter's description is the limit ("30 per 1 minute")
+            detail = f"Too many requests from this client: at most {detail}"
+        return ApiError(detail, code, status=status)
     return ApiError("Internal server error", "INTERNAL_ERROR")
 
 
@@ -66,6 +70,8 @@ def register_errorhandlers(app: Flask) -> None:
             if app.debug:
                 mapped = ApiError(f"Internal server error: {type(error).__name__}: {error}", "INTERNAL_ERROR")
         response = error_response(mapped)
+        if mapped.error_code == "UNAUTHORIZED":
+            response.headers["WWW-Authenticate"] = 'Bearer realm="viralspot"'
         if isinstance(error, HTTPException) and error.code == 405 and getattr(error, "valid_methods", None):
             response.headers["Allow"] = ", ".join(error.valid_methods)
         return response

@@ -89,6 +89,10 @@ class Metrics:
         self.store_errors = Counter(
             "viralspot_store_errors", "Session store failures answered 503, by kind (the underlying error).",
             ["kind"], registry=registry)
+        self.rate_limit_storage_errors = Counter(
+            "viralspot_rate_limit_storage_errors",
+            "Rate-limit checks whose storage failed (the request was served: the limits fail open).",
+            registry=registry)
         self.database_errors = Counter(
             "viralspot_database_errors", "Database outages answered 503 DATABASE_UNAVAILABLE.",
             registry=registry)
@@ -137,6 +141,8 @@ def init_app(app: Flask) -> None:
         return
     metrics = app.extensions[EXTENSION_KEY] = _build_metrics()
 
+    logging.getLogger("flask-limiter").addHandler(_LIMITER_STORAGE_ERRORS)
+
     @app.before_request
     def start_timer():
         request.environ[_STARTED] = time.perf_counter()
@@ -155,7 +161,7 @@ def init_app(app: Flask) -> None:
 
 @bp.get("/metrics")
 @bp.response(200, {"type": "string"}, content_type="text/plain", description="Prometheus text format 0.0.4.")
-@bp.errors()
+@bp.errors("UNAUTHORIZED")
 def scrape():
     """Prometheus metrics (text exposition format)
 
@@ -208,6 +214,18 @@ def store_error(error: BaseException) -> None:
     metrics = current()
     if metrics is not None:
         metrics.store_errors.labels(store_error_kind(error)).inc()
+
+
+class _LimiterStorageErrors(logging.Handler):
+    """Counts the rate-limit storage failures flask-limiter swallows (it logs each on its logger)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        metrics = current()
+        if metrics is not None and record.getMessage().startswith("Failed to"):
+            metrics.rate_limit_storage_errors.inc()
+
+
+_LIMITER_STORAGE_ERRORS = _LimiterStorageErrors()
 
 
 def database_error() -> None:

@@ -1,7 +1,7 @@
 """Content routes: thin views. A plain page comes from ``content/listing.py``; a random page
 (``random_order=true``) from ``feed/service.py``, ``RandomFeedService.serve``."""
 from .. import metrics
-from ..api import ARGUMENT_ERRORS, DATABASE_ERRORS, RANDOM_FEED_ERRORS, SESSION_ID_ERRORS
+from ..api import ARGUMENT_ERRORS, DATABASE_ERRORS, LIMITED, RANDOM_FEED_ERRORS, SESSION_ID_ERRORS
 from ..extensions import random_feeds
 from ..schemas.content import ContentQueryArgsSchema, PostQueryArgsSchema
 from ..schemas.envelope import api_response
@@ -10,7 +10,7 @@ from . import bp
 from .listing import current_filter_options, listing_message, plain_listing
 from .page_response import page_response
 
-_PAGE_ERRORS = (*ARGUMENT_ERRORS, *SESSION_ID_ERRORS, *RANDOM_FEED_ERRORS, *DATABASE_ERRORS)
+_PAGE_ERRORS = (*ARGUMENT_ERRORS, *SESSION_ID_ERRORS, *RANDOM_FEED_ERRORS, *DATABASE_ERRORS, *LIMITED)
 
 
 def _listing(kind: str, args: dict):
@@ -41,7 +41,7 @@ def posts(args):
 
 @bp.get("/filter-options")
 @bp.response(200, FilterOptionsResponseSchema, description="The catalog's distinct values to filter on")
-@bp.errors(*DATABASE_ERRORS)
+@bp.errors(*DATABASE_ERRORS, *LIMITED)
 def filter_options():
     """The catalog's distinct values to filter on"""
     return api_response(current_filter_options(), "Filter options")

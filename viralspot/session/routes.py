@@ -1,5 +1,5 @@
 """Session routes: thin views over ``session.reset`` and ``session.inspection``."""
-from ..api import SESSION_ID_ERRORS, STORE_ERRORS
+from ..api import ADMIN_ONLY, LIMITED, SESSION_ID_ERRORS, STORE_ERRORS
 from ..error_codes import ApiError
 from ..extensions import random_feeds, session_store
 from ..schemas.envelope import api_response
@@ -14,7 +14,7 @@ from .reset import reset_examples, reset_session
 @bp.query(SessionIdArgsSchema)
 @bp.response(200, ResetSessionResponseSchema, examples=reset_examples(),
              description="The session's feeds start a fresh order")
-@bp.errors(*SESSION_ID_ERRORS, *STORE_ERRORS)
+@bp.errors(*SESSION_ID_ERRORS, *STORE_ERRORS, *LIMITED)
 def reset(args):
     """Reset a session: its random feeds start a fresh order"""
     data, message = reset_session(session_store.backend, args["session_id"])
@@ -25,7 +25,7 @@ def reset(args):
 @bp.get("/sessions/<session_id>")
 @bp.query(SessionIdArgsSchema, location="path")
 @bp.response(200, SessionInspectionResponseSchema, description="The session's random-feed state")
-@bp.errors("EMPTY_VALUE", "TOO_LONG", "INVALID_FORMAT", "SESSION_NOT_FOUND", *STORE_ERRORS)
+@bp.errors("EMPTY_VALUE", "TOO_LONG", "INVALID_FORMAT", "SESSION_NOT_FOUND", *STORE_ERRORS, *LIMITED, *ADMIN_ONLY)
 def inspect_session(args, session_id: str):  # noqa: ARG001 - the raw path value; args has it validated
     """Inspect a session's random-feed state"""
     summary = session_store.backend.summary(args["session_id"])

@@ -1,0 +1,83 @@
+"""Per-client rate limits on every ``/api/`` route (flask-limiter), and the client address behind
+trusted proxies.
+
+* ``VIRALSPOT_RATE_LIMIT`` (default ``1200/minute``): one budget per client address shared by
+  all ``/api/`` routes; ``VIRALSPOT_RESET_RATE_LIMIT`` (``60/minute``): ``POST /api/reset-session``
+  besides. An empty value turns a limit off. Probes and ``/metrics`` are never limited.
+* The counts live where the sessions do: the session store's Redis (same URL, keys prefixed
+  ``vs2:rl``), so every worker and host shares them; with ``memory://`` in the process.
+* Over a limit: 429 ``RATE_LIMITED`` (``errors.py``) with ``Retry-After`` and the IETF
+  ``RateLimit-Limit``, ``RateLimit-Remaining``, ``RateLimit-Reset`` headers (seconds).
+* When the storage fails, requests are served (fail open); flask-limiter logs each failure on its
+  logger, which ``metrics.py`` counts as ``viralspot_rate_limit_storage_errors_total``.
+* ``VIRALSPOT_TRUSTED_PROXIES=N``: Werkzeug's ``ProxyFix`` for N hops of ``X-Forwarded-For``, so the
+  client is the real address, not the proxy's.
+"""
+from __future__ import annotations
+
+import math
+import time
+from urllib.parse import urlsplit
+
+from flask import Flask, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+
+KEY_PREFIX = "vs2:rl"
+EXTENSION_NAME = "viralspot.rate_limits"
+RESET_ENDPOINT = "session.reset"
+
+
+def storage_uri(session_store_url: str) -> str:
+    """The limits storage URL of the session store's: the same server, in limits' URL scheme."""
+    scheme = urlsplit(session_store_url).scheme.lower()
+    if scheme == "memory":
+        return "memory://"
+    if scheme == "unix":
+        return "redis+unix" + session_store_url[len("unix"):]
+    return session_store_url  # redis, rediss, redis+sentinel, redis+cluster: the same forms
+
+
+
+
+class RateLimits:
+    """The Flask extension: one flask-limiter ``Limiter`` per app (its counts and limits are its
+    own), kept in ``app.extensions``."""
+
+    def __init__(self, app: Flask | None = None) -> None:
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        config = app.config
+        proxies = int(config["TRUSTED_PROXIES"])
+        if proxies < 0:
+            raise RuntimeError("VIRALSPOT_TRUSTED_PROXIES must be a number of proxy hops, 0 or more")
+        if proxies:
+            app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies)
+        uri = storage_uri(config["SESSION_STORE_URL"])
+        options = {} if uri.startswith("memory") else {
+            "socket_timeout": float(config["SESSION_STORE_SOCKET_TIMEOUT"]),
+            "socket_connect_timeout": float(config["SESSION_STORE_CONNECT_TIMEOUT"])}
+        limiter = app.extensions[EXTENSION_NAME] = Limiter(
+            get_remote_address, key_prefix=KEY_PREFIX, storage_uri=uri, storage_options=options,
+            swallow_errors=True, headers_enabled=False,
+            # One budget per client for every /api/ route ...
+            application_limits=[config["RATE_LIMIT"]] if config["RATE_LIMIT"] else [],
+            application_limits_exempt_when=lambda: not request.path.startswith("/api/"),
+            # ... and the reset endpoint's own besides.
+            default_limits=[config["RESET_RATE_LIMIT"]] if config["RESET_RATE_LIMIT"] else [],
+            default_limits_exempt_when=lambda: request.endpoint != RESET_ENDPOINT)
+        limiter.init_app(app)
+
+        @app.after_request
+        def refusal_headers(response):
+            if response.status_code == 429 and limiter.current_limit is not None:
+                current = limiter.current_limit
+                seconds = str(max(0, math.ceil(current.reset_at - time.time())))
+                response.headers.update({"Retry-After": seconds, "RateLimit-Limit": str(current.limit.amount),
+                                         "RateLimit-Remaining": str(max(0, current.remaining)),
+                                         "RateLimit-Reset": seconds})
+            return response
