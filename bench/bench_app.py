@@ -5,6 +5,9 @@ items 1 to 24, read once at start-up), in the same envelope, from the same serve
 serialization ceiling a random page of 24 is compared with (``bench/cpu_per_page.py``). Each
 request serializes the page's dict as a plain page's answer does; no database, no session store.
 
+The per-client rate limits are off (``RATE_LIMIT``, ``RESET_RATE_LIMIT``): every benchmark's load
+comes from one client address, far past a client's budget.
+
 Served by gunicorn as ``bench.bench_app:app`` with ``VIRALSPOT_DATABASE_URL`` set.
 """
 from __future__ import annotations
@@ -26,6 +29,7 @@ CEILING_ITEMS = 24
 
 def create_bench_app(config: dict | None = None):
     app = create_app({"CONFIG": "default", "SECRET_KEY": SECRET, "LOG_LEVEL": "WARNING", "FIXED_NOW": BENCH_NOW,
+                      "RATE_LIMIT": "", "RESET_RATE_LIMIT": "",
                       "ITEM_SNAPSHOT_DIR": os.environ.get("VIRALSPOT_ITEM_SNAPSHOT_DIR", str(SNAPSHOT_ROOT)),
                       **(config or {})})
     with app.app_context(), catalog.connect() as conn:

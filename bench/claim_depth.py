@@ -181,7 +181,7 @@ def stamped_page_source() -> str:
     for anchor, name in STAGES:
         index = next((i for i, line in enumerate(lines) if line.startswith(anchor)), None)
         if index is None:
-            raise SystemExit(f"page.lua no longer has the line {anchor!r}: update STAGES in {__file__}")
+            raise LookupError(f"page.lua no longer has the line {anchor!r}: update STAGES in {__file__}")
         out.extend(lines[:index])
         out.append(f"__stamp({name!r})")
         lines = lines[index:]
@@ -276,7 +276,12 @@ def main(argv=None) -> dict:
     if args.stages:
         limit = max(int(n) for n in args.limits.split(","))
         print()
-        print(stages_markdown(stages([int(d) for d in args.depths.split(",")], limit, args.sessions, args.claims), limit))
+        try:
+            table = stages([int(d) for d in args.depths.split(",")], limit, args.sessions, args.claims)
+        except LookupError as error:
+            print(f"(No stage timings: {error}.)")
+        else:
+            print(stages_markdown(table, limit))
     return result
 
 

@@ -17,10 +17,15 @@ redis-server used, divided by the requests answered. The ratio random / ceiling 
 reported, with the median and range over the rounds. The load comes from wrk (Debian package
 ``wrk``) on loopback, with ``--connections`` connections for ``--seconds``; without wrk, from a
 bounded Python client (threads, a new connection per request, at most 20,000 requests a load).
+
+``--baseline PATH`` also serves the code of another checkout (``git worktree add PATH <commit>``,
+then copy this bench/ into it) from its own redis-server, the two servers taking turns round by
+round: on a shared machine whose speed drifts, a comparison within one run is the fair one.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import os
 import shutil
@@ -30,8 +35,9 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 
-from .common import (ROOT, bin_path, catalog, children, clean_env, cpu_seconds, free_port, load_average,
+from .common import (DATA_DIR, ROOT, bin_path, catalog, children, clean_env, cpu_seconds, free_port, load_average,
                      redis_server, redis_version, warm_os_cache, write_snapshot)
 
 WORKERS = 3
@@ -62,15 +68,18 @@ end
 class Server:
     """gunicorn serving ``bench.bench_app:app`` with ``WORKERS`` workers, in its own process group."""
 
-    def __init__(self, database_url: str, store_url: str, log_path: str) -> None:
+    def __init__(self, database_url: str, store_url: str, log_path: str, root: Path = ROOT,
+                 snapshot_dir: Path | None = None) -> None:
         self.port = free_port()
         env = clean_env(VIRALSPOT_DATABASE_URL=database_url, VIRALSPOT_SESSION_STORE_URL=store_url,
                         PORT=str(self.port), GUNICORN_ACCESSLOG="", GUNICORN_KEEPALIVE="0",
                         WEB_CONCURRENCY=str(WORKERS))
+        if snapshot_dir is not None:
+            env["VIRALSPOT_ITEM_SNAPSHOT_DIR"] = str(snapshot_dir)
         self.log_path = log_path
         with open(log_path, "ab") as log:
-            self.process = subprocess.Popen([bin_path("gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"),
-                                             "bench.bench_app:app"], cwd=str(ROOT), env=env, stdin=subprocess.DEVNULL,
+            self.process = subprocess.Popen([bin_path("gunicorn"), "-c", str(root / "gunicorn.conf.py"),
+                                             "bench.bench_app:app"], cwd=str(root), env=env, stdin=subprocess.DEVNULL,
                                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait_ready(self, timeout: float = 120.0) -> None:
@@ -166,62 +175,102 @@ def python_load(port: int, path: str, seconds: float, connections: int, random_p
     return sum(counts)
 
 
-def measure(size: int, rounds: int, seconds: float, connections: int) -> dict:
+def measure(size: int, rounds: int, seconds: float, connections: int, baseline: Path | None = None) -> dict:
+    """``rounds`` rounds of (ceiling, random) loads on this checkout's server and, with ``baseline``
+    (another checkout of the repo, with this bench/ in it), on a server of that code too, each in
+    its own redis-server, the servers taking turns round by round."""
     load = wrk_load if shutil.which("wrk") else python_load
     url = catalog(size)
     write_snapshot(url)
     warm_os_cache(url)
-    log_path = str(ROOT / "bench" / ".data" / "cpu-per-page-gunicorn.log")
-    results = []
+    roots = {"this code": ROOT, **({"baseline": Path(baseline).resolve()} if baseline else {})}
+    results: dict[str, list[dict]] = {name: [] for name in roots}
     load_before = load_average()
-    with redis_server() as redis:
-        server = Server(url, redis.url, log_path)
-        try:
+    with contextlib.ExitStack() as stack:
+        servers = {}
+        for name, root in roots.items():
+            redis = stack.enter_context(redis_server())
+            log_path = str(DATA_DIR / f"cpu-per-page-gunicorn-{name.replace(' ', '-')}.log")
+            snapshot_dir = None
+            if root != ROOT:
+                # The other code writes its own item snapshot (its format may differ), in a directory
+                # of its own, before its server starts.
+                snapshot_dir = DATA_DIR / f"snapshots-{name}"
+                subprocess.run([sys.executable, "-c", "import sys; from bench.common import write_snapshot; "
+                                "write_snapshot(sys.argv[1])", url], cwd=root, check=True,
+                               env=clean_env(VIRALSPOT_ITEM_SNAPSHOT_DIR=str(snapshot_dir)))
+            server = Server(url, redis.url, log_path, root, snapshot_dir)
+            stack.callback(server.stop)
+            servers[name] = (server, redis)
+        for server, _redis in servers.values():
             server.wait_ready()
-            workers = server.workers()
-            # Warm-up: each worker reads the feed's matching set and maps the item snapshot.
+            server.pids = server.workers()
+            # Warm-up: each worker reads the feed's matching set and maps the item snapshot (the first
+            # pages may time out in wrk's eyes meanwhile): until a load of random pages runs clean.
             load(server.port, CEILING_PATH, 2, connections, False)
-            load(server.port, RANDOM_PATH, 4, connections, True)
-            for number in range(rounds):
-                measured = {}
+            for attempt in range(10):
+                try:
+                    load(server.port, RANDOM_PATH, 3, connections, True)
+                    break
+                except RuntimeError:
+                    if attempt == 9:
+                        raise
+        for number in range(rounds):
+            for name, (server, redis) in servers.items():
+                measured = {"load": load_average().split()[0]}
                 order = ("ceiling", "random") if number % 2 == 0 else ("random", "ceiling")
                 for kind in order:
-                    before = {"workers": cpu_seconds(workers), "redis": cpu_seconds([redis.pid])}
+                    before = {"workers": cpu_seconds(server.pids), "redis": cpu_seconds([redis.pid])}
                     started = time.perf_counter()
                     requests = load(server.port, RANDOM_PATH if kind == "random" else CEILING_PATH, seconds,
                                     connections, kind == "random")
                     elapsed = time.perf_counter() - started
                     measured[kind] = {"requests": requests, "rps": requests / elapsed,
-                                      "workers_ms": (cpu_seconds(workers) - before["workers"]) / requests * 1000,
+                                      "workers_ms": (cpu_seconds(server.pids) - before["workers"]) / requests * 1000,
                                       "redis_ms": (cpu_seconds([redis.pid]) - before["redis"]) / requests * 1000}
                     measured[kind]["ms"] = measured[kind]["workers_ms"] + measured[kind]["redis_ms"]
-                results.append(measured)
-            if server.workers() != workers:
-                raise RuntimeError(f"a worker was replaced during the run; see {log_path}")
-        finally:
-            server.stop()
-        version = redis_version(redis.url)
-    return {"size": size, "rounds": results, "seconds": seconds, "connections": connections,
-            "client": "wrk" if load is wrk_load else "Python client", "redis": version,
-            "load_before": load_before, "load_after": load_average()}
+                results[name].append(measured)
+        for name, (server, _redis) in servers.items():
+            if server.workers() != server.pids:
+                raise RuntimeError(f"{name}: a worker was replaced during the run; see {server.log_path}")
+        version = redis_version(next(iter(servers.values()))[1].url)
+    return {"size": size, "results": results, "roots": {name: str(root) for name, root in roots.items()},
+            "seconds": seconds, "connections": connections, "client": "wrk" if load is wrk_load else "Python client",
+            "redis": version, "load_before": load_before, "load_after": load_average()}
+
+
+def _code(root: str) -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return root
 
 
 def markdown(result: dict) -> str:
-    rounds = result["rounds"]
-    ratios = [r["random"]["ms"] / r["ceiling"]["ms"] for r in rounds]
     lines = [f"gunicorn, {WORKERS} workers (gthread, 8 threads), keep-alive off, {result['size']:,}-item catalog, "
              f"redis-server {result['redis']}; {result['client']}, {result['connections']} connections, "
-             f"{len(rounds)} rounds of {result['seconds']:g} s per load; load average before {result['load_before']}, "
-             f"after {result['load_after']}.\n",
-             "| round | ceiling: requests/s | ceiling: CPU ms per request (workers + redis) | random page: requests/s | "
-             "random page: CPU ms per request (workers + redis) | random / ceiling |",
-             "|---:|---:|---:|---:|---:|---:|"]
-    for number, (r, ratio) in enumerate(zip(rounds, ratios), start=1):
-        c, p = r["ceiling"], r["random"]
-        lines.append(f"| {number} | {c['rps']:.0f} | {c['ms']:.3f} ({c['workers_ms']:.3f} + {c['redis_ms']:.3f}) | "
-                     f"{p['rps']:.0f} | {p['ms']:.3f} ({p['workers_ms']:.3f} + {p['redis_ms']:.3f}) | {ratio:.2f} |")
-    lines.append(f"\nCPU per random page / CPU per ceiling page: median **{statistics.median(ratios):.2f}**, "
-                 f"range {min(ratios):.2f}-{max(ratios):.2f} (target <= 1.30; 1.46 before the session-state redesign).")
+             f"rounds of {result['seconds']:g} s per load; load average before {result['load_before']}, "
+             f"after {result['load_after']}. CPU ms per request: workers + redis-server.\n",
+             "| code | round | load average (1 min) | ceiling: req/s | ceiling: CPU ms per request | random page: req/s | "
+             "random page: CPU ms per request | random / ceiling |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    summary = []
+    for name, rounds in result["results"].items():
+        code = _code(result["roots"][name])
+        ratios = [r["random"]["ms"] / r["ceiling"]["ms"] for r in rounds]
+        for number, (r, ratio) in enumerate(zip(rounds, ratios), start=1):
+            c, p = r["ceiling"], r["random"]
+            lines.append(f"| {name} ({code}) | {number} | {r['load']} | {c['rps']:.0f} | {c['ms']:.3f} "
+                         f"({c['workers_ms']:.3f} + {c['redis_ms']:.3f}) | {p['rps']:.0f} | {p['ms']:.3f} "
+                         f"({p['workers_ms']:.3f} + {p['redis_ms']:.3f}) | {ratio:.2f} |")
+        random_ms = statistics.median(r["random"]["ms"] for r in rounds)
+        summary.append(f"- {name} ({code}): CPU per random page / CPU per ceiling page: median "
+                       f"**{statistics.median(ratios):.2f}**, range {min(ratios):.2f}-{max(ratios):.2f} over "
+                       f"{len(rounds)} rounds; median CPU per random page {random_ms:.3f} ms")
+    lines.append("")
+    lines.extend(summary)
+    lines.append("\n(Target: at most 1.30; 1.46 before the session-state redesign.)")
     return "\n".join(lines)
 
 
@@ -231,8 +280,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=10, help="seconds of each load")
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="another checkout of the repo (with this bench/ copied in) to load in turn, e.g. the "
+                             "commit before a change")
     args = parser.parse_args(argv)
-    result = measure(args.size, args.rounds, args.seconds, args.connections)
+    result = measure(args.size, args.rounds, args.seconds, args.connections, args.baseline)
     print(markdown(result))
     return result
 

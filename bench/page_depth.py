@@ -1,6 +1,6 @@
 """Random page latency by a session's depth: does a page cost more after many items served?
 
-    python -m bench.page_depth [--size 1000000] [--depths 1000,10000,200000,1000000]
+    python -m bench.page_depth [--size 1000000] [--depths 1000,10000,60000,200000,1000000]
                                [--sessions 6] [--pages 20] [--limit 100]
 
 A 1,000,000-item SQLite catalog (``common.catalog``, with its item snapshot), sessions in a
@@ -21,7 +21,10 @@ page is served but not timed, and the timed pages start after it.
 Feeds: ``/api/reels?content_types=reel,post,story`` (every item of the catalog matches: the only
 feed in which a session can be served 1,000,000 items of a 1,000,000-item catalog) and the plain
 ``/api/reels`` (the 700,619 reels). A depth at or past what a feed holds is measured on the feed's
-last pages: "~1M" is the pages that take the session to the end of the catalog.
+last pages: "~1M" is the pages that take the session to the end of the catalog. 60,000 is in
+the default depths because a feed keeps its served positions in blocks of 65,536 positions of the
+order (``store/redis_store.py``): 60,000 items into the all-types feed is near the end of its
+first block, where reading a page back from its block costs the most (``bench/claim_depth.py``).
 """
 from __future__ import annotations
 
@@ -169,7 +172,7 @@ def markdown(result: dict) -> str:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=1_000_000, help="catalog items")
-    parser.add_argument("--depths", default="1000,10000,200000,1000000")
+    parser.add_argument("--depths", default="1000,10000,60000,200000,1000000")
     parser.add_argument("--sessions", type=int, default=6, help="sessions per feed and depth")
     parser.add_argument("--pages", type=int, default=20, help="timed pages per session")
     parser.add_argument("--limit", type=int, default=100, help="items per page")

@@ -37,7 +37,7 @@ def measure(sizes=(10_000, 1_000_000)) -> list[dict]:
     for size in sizes:
         url = catalog(size)
         app = create_app({"CONFIG": "default", "SECRET_KEY": SECRET, "DATABASE_URL": url, "FIXED_NOW": BENCH_NOW,
-                          "LOG_LEVEL": "WARNING", "ITEM_SNAPSHOT_DIR": ""})
+                          "LOG_LEVEL": "WARNING", "ITEM_SNAPSHOT_DIR": "", "RATE_LIMIT": "", "RESET_RATE_LIMIT": ""})
         client = app.test_client()
         for name, path in CASES:
             for _ in range(WARMUP):

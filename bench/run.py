@@ -3,8 +3,9 @@
     python -m bench.run [--quick] [--only page_depth,claim_depth,...]
 
 ``--quick`` runs small sizes and short loads (a smoke run of a few minutes, not the README
-figures): a 100,000-item catalog where the full run uses 1,000,000. The full run seeds the
-1,000,000-item catalog once (about a minute; reused after) and takes about 15 minutes.
+figures, about 2 minutes): a 100,000-item catalog where the full run uses 1,000,000. The full run
+takes about 6 minutes once the catalogs exist (seeding the 1,000,000-item one adds about a minute,
+once).
 bench/README.md says what each benchmark measures.
 """
 from __future__ import annotations
@@ -16,7 +17,8 @@ import platform
 import subprocess
 import time
 
-from . import claim_depth, cpu_per_page, load, page_depth, plain_page, redis_memory, snapshot_update
+from . import (claim_depth, cpu_per_page, load, page_depth, page_profile, plain_page, redis_memory,
+               snapshot_update)
 from .common import ROOT, load_average
 
 #: name -> (title, quick arguments, full arguments)
@@ -26,6 +28,7 @@ BENCHMARKS = {
     "claim_depth": ("Redis time of one claim by depth", ["--sessions", "2", "--claims", "10"], []),
     "cpu_per_page": ("CPU per random page against the serialization ceiling (3 gunicorn workers, Redis)",
                      ["--size", "100000", "--rounds", "2", "--seconds", "3"], []),
+    "page_profile": ("Where a random page's CPU goes in a worker", ["--size", "100000", "--pages", "1000"], []),
     "redis_memory": ("Redis memory per session and per served item", ["--one-page-sessions", "1000"], []),
     "plain_page": ("Plain (non-random) page latency (24 items, Flask test client, SQLite)", ["10000"],
                    ["10000", "1000000"]),
@@ -72,7 +75,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     chosen = [name for name in BENCHMARKS if not args.only or name in args.only.split(",")]
     modules = {"page_depth": page_depth, "claim_depth": claim_depth, "cpu_per_page": cpu_per_page,
-               "redis_memory": redis_memory, "plain_page": plain_page, "snapshot_update": snapshot_update,
+               "page_profile": page_profile, "redis_memory": redis_memory, "plain_page": plain_page, "snapshot_update": snapshot_update,
                "load": load}
     print(f"# viralspot benchmarks{' (--quick)' if args.quick else ''}, {datetime.date.today().isoformat()}, "
           f"{code_version()}\n\n{machine()}; load average at the start {load_average()}\n", flush=True)

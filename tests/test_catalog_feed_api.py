@@ -1,17 +1,34 @@
-"""The catalog functions the random feed builds on: ContentFilter, key lookups, plain_page_keys, serialize_item."""
+"""The catalog the random feed builds on, and a feed over a catalog that grows (issue 24, point 3).
+
+The catalog functions: ``ContentFilter`` (canonical form, signatures pinned and stable across
+processes, bound SQL), matching sets (``matching_keys``, ``matching_keys_until``, ``MatchingSet``)
+against the fixture catalog's oracle, items by key, plain pages, the item shape, reads at one
+catalog version.
+
+Catalog writes don't restart feeds: a session pages half of a filtered feed, matching items are
+imported (``flask content import``, with items that do not match beside them), then it pages to
+the end. Every item matching when the feed started or imported while it ran is served exactly
+once, nothing twice, the total equal to the matching count; the first page after the import
+costs at most 2 session store calls (counted on the store and by
+``viralspot_random_feed_round_trips_total``) and none of its candidates lies below the feed's
+cursor (it rescans nothing already examined). On the memory store and on a real Redis.
+"""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from datetime import timedelta
 
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from catalog_data import expected_order
+from viralspot import create_app
 from viralspot.catalog.filters import ContentFilter, content_filter
-from viralspot.catalog.feed_source import SqlCandidateSource
+from viralspot.catalog.feed_source import MatchingSet
 from viralspot.catalog.queries import (catalog_state, items_by_keys, matching_keys,
                                        matching_keys_until, plain_page_keys)
 from viralspot.catalog.tables import content
@@ -113,8 +130,10 @@ def test_matching_keys_and_the_filter_check_agree_with_the_oracle(fixture_catalo
     with app.extensions["viralspot.catalog"].connect() as conn:
         keys = matching_keys(conn, flt)
         assert keys.dtype == np.int64 and keys.tolist() == expected
-        probe = list(range(-5, 4500)) + [3, 3]  # a long list, unknown and repeated ids
-        assert SqlCandidateSource(conn, flt).matching_among(probe) == set(expected)
+    probe = np.array(list(range(0, 4500)) + [3, 3])  # a long list, unknown and repeated ids
+    matched = MatchingSet.of(1, keys).matches(probe, now.timestamp())
+    assert sorted(set(probe[matched].tolist())) == expected
+    assert matched.sum() == len(expected) + (2 if 3 in expected else 0)
 
 
 @pytest.mark.parametrize("date_range", ["day", "week", "month", "year"])
@@ -131,6 +150,10 @@ def test_expiring_keys_say_until_when_each_key_matches(dated_catalog, date_range
         for later in (start, start + timedelta(hours=20), start + timedelta(days=5), start + timedelta(days=40)):
             live = {row[0] for row in conn.execute(flt.where(select(content.c.id), now=later))}
             assert {int(k) for k, u in zip(keys, until) if u >= later.timestamp()} == live
+            dated = MatchingSet.of(1, keys, until)  # what a date_range feed checks its positions against
+            assert set(dated.keys_at(later.timestamp()).tolist()) == live
+            probe = np.arange(0, int(keys.max()) + 50)
+            assert set(probe[dated.matches(probe, later.timestamp())].tolist()) == live
 
 
 def test_items_by_keys_keeps_the_given_order_and_skips_missing(fixture_catalog):
@@ -193,8 +216,8 @@ def test_serialize_item_formats_counts_scores_and_fallbacks():
            ["0", "999", "1K", "1.1K", "45.2K", "2B"]
 
 
-def test_lists_are_read_at_one_catalog_version(catalog_app):
-    """The list's keys and the version it is cached under come from one catalog state: a read
+def test_matching_sets_are_read_at_one_catalog_version(catalog_app):
+    """A matching set's keys and the version it is cached under come from one catalog state: a read
     that a write overtook is read again; one that keeps being overtaken belongs to no version."""
     from viralspot.catalog.queries import bump_version, read_at_one_version
 
@@ -215,3 +238,172 @@ def test_lists_are_read_at_one_catalog_version(catalog_app):
         assert (len(reads), result) == (2, 2) and version == catalog_state(conn)[0]
         reads.clear()
         assert read_at_one_version(conn, read_overtaken(99)) == (None, 3)
+
+
+# --- a feed over a catalog that grows (issue 24, point 3) ------------------------------------------
+
+FOOD = {"primary_categories": "Food,Music"}  # about 100 of the 600 seeded items
+IMPORTED_MATCHING = 30
+
+
+def import_line(number: int, category: str, content_type: str = "reel") -> str:
+    return json.dumps({"content_id": f"grown-{category}-{content_type}-{number}",
+                       "shortcode": f"GROWN{category[:3].upper()}{content_type[:1].upper()}{number:04d}",
+                       "content_type": content_type, "primary_category": category,
+                       "date_posted": "2026-11-20T12:00:00Z", "username": f"newcomer{number % 3}", "followers": 10,
+                       "view_count": 1000 + number, "like_count": number, "comment_count": 1})
+
+
+class CountingStore:
+    """Wraps the app's session store: records each ``serve_page`` (the cursor of the view sent, the
+    candidates, the status); everything else goes to the store itself."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.calls = []
+
+    def serve_page(self, session_id, feed_id, view, **kwargs):
+        result = self.inner.serve_page(session_id, feed_id, view, **kwargs)
+        self.calls.append((view.cursor, list(kwargs.get("candidates") or ()), result.status))
+        return result
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def metric(client, name: str) -> float:
+    text = client.get("/metrics").get_data(as_text=True)
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == name)
+
+
+def plain_ids(client, path="/api/reels", **filters) -> list[str]:
+    ids, offset = [], 0
+    while True:
+        data = client.get(path, query_string={"limit": 100, "offset": offset, **filters}).get_json()["data"]
+        ids += [item["id"] for item in data["reels"]]
+        offset += 100
+        if data["isLastPage"]:
+            return ids
+
+
+def random_page(client, session, offset, limit, **filters):
+    response = client.get("/api/reels", query_string={"random_order": "true", "session_id": session,
+                                                      "offset": offset, "limit": limit, **filters})
+    assert response.status_code == 200, response.get_json()
+    data = response.get_json()["data"]
+    return [item["id"] for item in data["reels"]], data["isLastPage"]
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def growing_app(request, tmp_path):
+    """An app on a seeded SQLite catalog of its own, over the memory store or a real Redis."""
+    config = {"CONFIG": "testing", "DATABASE_URL": f"sqlite:///{tmp_path}/growing.db"}
+    if request.param == "redis":
+        config["SESSION_STORE_URL"] = request.getfixturevalue("redis_clean").url
+    app = create_app(config)
+    result = app.test_cli_runner().invoke(args=["content", "seed", "--items", "600", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    yield app
+    app.extensions["viralspot.session_store"].close()
+    app.extensions["viralspot.catalog"].dispose()
+
+
+def import_by_cli(app, path, lines: list[str]) -> None:
+    path.write_text("\n".join(lines) + "\n")
+    result = app.test_cli_runner().invoke(args=["content", "import", "--no-progress", str(path)])
+    assert result.exit_code == 0, result.output
+    assert f"inserted {len(lines)}," in result.output, result.output
+
+
+def next_page_rescans_nothing(app, session: str, offset: int, limit: int):
+    """The page at ``offset`` of the session's one feed, counting its store calls (on the store and
+    by the metric): at most 2, and none sends a candidate below the feed's cursor."""
+    client = app.test_client()
+    service = app.extensions["viralspot.random_feeds"]
+    store = service.store
+    (feed,) = store.summary(session).feeds.values()
+    counting = service.store = CountingStore(store)
+    trips = metric(client, "viralspot_random_feed_round_trips_total")
+    try:
+        page = random_page(client, session, offset, limit, **FOOD)
+    finally:
+        service.store = store
+    assert 1 <= len(counting.calls) <= 2, counting.calls
+    assert metric(client, "viralspot_random_feed_round_trips_total") - trips == len(counting.calls)
+    for _view_cursor, candidates, _status in counting.calls:
+        assert candidates and min(candidates) >= feed.cursor, (feed.cursor, counting.calls)
+    return page
+
+
+@pytest.mark.parametrize("limit", [10, 24])
+def test_items_imported_mid_feed_are_served_once_and_the_next_page_rescans_nothing(growing_app, tmp_path, limit):
+    app = growing_app
+    client = app.test_client()
+    store = app.extensions["viralspot.session_store"]
+    before = set(plain_ids(client, **FOOD))
+    assert 40 <= len(before) <= 300
+
+    # Half the feed.
+    served, offset = [], 0
+    while len(served) < len(before) // 2:
+        ids, last = random_page(client, "grower", offset, limit, **FOOD)
+        assert not last and len(ids) == limit
+        served += ids
+        offset += limit
+
+    # An import: matching reels, and reels of another category and Food posts that do not match.
+    import_by_cli(app, tmp_path / "new.jsonl",
+                  [import_line(n, "Food") for n in range(IMPORTED_MATCHING)]
+                  + [import_line(n, "Travel") for n in range(10)]
+                  + [import_line(n, "Food", "post") for n in range(5)])
+    imported = {f"grown-Food-reel-{n}" for n in range(IMPORTED_MATCHING)}
+    after = set(plain_ids(client, **FOOD))
+    assert after == before | imported
+
+    # The next page: at most 2 store calls, no candidate below the feed's cursor.
+    ids, last = next_page_rescans_nothing(app, "grower", offset, limit)
+    assert len(ids) == limit and not last
+    served += ids
+    offset += limit
+
+    # To the end: every item once, the total the matching count.
+    for _page in range(200):
+        ids, last = random_page(client, "grower", offset, limit, **FOOD)
+        served += ids
+        offset += limit
+        if last:
+            break
+        assert len(ids) == limit
+    assert last
+    assert len(served) == len(set(served)), [item for item in set(served) if served.count(item) > 1]
+    assert set(served) == after and len(served) == len(after)
+    assert store.summary("grower").served_items_count == len(after)
+    assert random_page(client, "grower", offset, limit, **FOOD) == ([], True)
+
+
+def test_items_imported_after_a_feed_ended_come_next_once(growing_app, tmp_path):
+    """A feed that had reached its last page: the import's matching items are its next pages (a new
+    epoch of the session's order), once; its served pages replay as they were."""
+    app = growing_app
+    client = app.test_client()
+    before = set(plain_ids(client, **FOOD))
+    served, offset = [], 0
+    while True:
+        ids, last = random_page(client, "ended", offset, 50, **FOOD)
+        served += ids
+        offset += 50
+        if last:
+            break
+    assert set(served) == before and len(served) == len(before)
+    first_page = served[:50]
+    import_by_cli(app, tmp_path / "later.jsonl", [import_line(n, "Food") for n in range(IMPORTED_MATCHING)]
+                  + [import_line(n, "Travel") for n in range(10)])
+    more, last = next_page_rescans_nothing(app, "ended", len(served), 50)  # the new epoch, after the cursor
+    offset = len(served) + 50
+    while not last:
+        ids, last = random_page(client, "ended", offset, 50, **FOOD)
+        more += ids
+        offset += 50
+    assert sorted(more) == sorted(f"grown-Food-reel-{n}" for n in range(IMPORTED_MATCHING))
+    assert random_page(client, "ended", 0, 50, **FOOD)[0] == first_page

@@ -14,6 +14,11 @@ coverage and exactly one last page; no repeats across feeds; replay; jumps ahead
 windows; round trips per page; views that lag behind another process's; conflicts; threads.
 The limits are also checked through the HTTP API for their error envelopes.
 
+Three strict xfails state what the core does not do yet (each fails today; a fix turns it into
+an XPASS that fails the run, so the marker is removed with the fix): replay the last short page
+of a session at its item limit; serve a new feed of a session deep in another; skip no item of
+an epoch another process added while this one's catalog state lags.
+
 Dropped with the old state model: list and walk plans and the choice between them, the list
 cache's limits, plan re-basing on a catalog version change, generations, the read-then-claim
 store calls and presumed views.
@@ -31,11 +36,10 @@ from viralspot import create_app
 from viralspot.catalog.feed_source import WINDOW_SECONDS, FeedCatalog, FeedSource, MatchingSet
 from viralspot.catalog.filters import DATE_RANGES, content_filter
 from viralspot.catalog.queries import CatalogState
-from viralspot.feed import service as service_module
 from viralspot.feed.errors import BeyondServedPrefix, FeedConflict, OffsetTooLarge, SessionLimit
 from viralspot.feed.order import SessionOrder
 from viralspot.feed.service import RandomFeedService, ServedPage, candidates_from, feed_id
-from viralspot.store import FeedView, PageStatus
+from viralspot.store import PageStatus
 from viralspot.store.memory import MemorySessionStore
 
 SECRET = b"test-secret"
@@ -204,7 +208,7 @@ CANDIDATE_CASES = [
     ((5_000,), range(1, 5_001, 3), 50, "scan"),
     ((3_000, 3_500, 9_000), range(2, 9_001, 2), 100, "scan"),  # three epochs
     ((0, 4_000), range(1, 4_001, 2), 24, "scan"),                 # a first epoch that is empty
-    ((20_000,), range(1, 20_001, 100), 150, "scan"),              # selective, but many asked
+    ((20_000,), range(1, 20_001, 100), 1, "scan"),                # selective, but one asked
 ]
 
 
@@ -341,7 +345,10 @@ def test_replaying_a_page_returns_the_same_items_and_serves_nothing():
     second, _ = serve(service, "s", 24, 24)
     for offset, expected in ((0, first), (24, second), (0, first)):
         keys, page = serve(service, "s", offset, 24)
-        assert keys == expected and page.replayed and page.round_trips == 1 and not page.is_last_page
+        assert keys == expected and page.round_trips == 1 and not page.is_last_page
+        # Behind the frontier a page is a read; the frontier's own page also looks one item ahead
+        # (for isLastPage), a call that takes nothing.
+        assert page.replayed == (offset == 0)
     assert serve(service, "s", 10, 20)[0] == (first + second)[10:30]
     assert store.summary("s").served_items_count == 48
     # Another process (no view of the session) replays the same pages.
@@ -469,15 +476,23 @@ def test_a_catalog_empty_when_the_session_began_serves_its_items_once_imported()
     assert sorted(drain(service, "s", limit=24, start=30)[0]) == list(range(31, 41))
 
 
-def test_several_imports_and_feeds_grow_one_order():
+def test_several_imports_grow_one_order_that_every_feed_walks():
+    """Imports while two feeds of a session run (one paged a little after each, which then adds
+    the new epoch; one drained): every item comes once, and none in both."""
     catalog = ListCatalog(300)
     service = make_service(catalog=catalog)
-    got = []
-    for largest in (300, 350, 351, 500):
+    everything, thirds = [], []
+    for largest in (300, 350, 400, 500):
         catalog.grow(largest)
-        got += drain(service, "s", "all", limit=40, start=len([k for k in got if True]))[0]
-    evens_seen = [k for k in got if k % 2 == 0]
-    assert sorted(got) == list(range(1, 501)) and len(evens_seen) == 250
+        page = serve(service, "s", len(thirds), 5, "thirds", kind="posts")[0]
+        assert page and all(key % 3 == 1 for key in page)
+        thirds += page
+        everything += drain(service, "s", "all", limit=40, start=len(everything))[0]
+    thirds += drain(service, "s", "thirds", kind="posts", start=len(thirds))[0]
+    assert len(thirds) == 20
+    assert len(everything) == len(set(everything)) and len(thirds) == len(set(thirds))
+    assert not set(everything) & set(thirds)
+    assert sorted(everything + thirds) == list(range(1, 501))
     assert drain(service, "s", "even")[0] == []
 
 
@@ -511,17 +526,17 @@ def test_matching_sets_are_read_once_per_filter_version_and_window():
 
 def test_items_are_not_served_once_they_leave_the_date_range():
     day = 86_400
-    # Key k is posted at WINDOW_START - day - 500 + k: within the day at WINDOW_START + 10 from key 511.
+    # Key k is posted at WINDOW_START - day - 500 + k: within the day at WINDOW_START + 10 from key 510.
     catalog = dated_catalog(WINDOW_START + 10.0, WINDOW_START - day - 500, 2_000)
     service = make_service(catalog=catalog)
     first, _ = serve(service, "s", 0, 24, date_range="day")
-    assert first and min(first) >= 511
-    catalog.now += 300  # keys below 811 leave the range
+    assert first and min(first) >= 510
+    catalog.now += 300  # keys below 810 leave the range
     keys, pages = drain(service, "s", date_range="day")
     assert keys[:24] == first  # a served page replays as it was
     later = keys[24:]
-    assert len(set(later)) == len(later) and not set(later) & set(first) and min(later) >= 811
-    assert set(later) == set(range(811, 2_001)) - set(first)
+    assert len(set(later)) == len(later) and not set(later) & set(first) and min(later) >= 810
+    assert set(later) == set(range(810, 2_001)) - set(first)
 
 
 def test_a_new_window_continues_the_feed_without_repeats():
@@ -641,10 +656,16 @@ def test_a_page_is_one_store_call_when_the_process_knows_the_feed():
         assert len(store.calls) == page.round_trips == 1 and store.calls[0].candidates
     store.calls.clear()
     assert serve(service, "s", 48, 24)[1].replayed and [c.candidates for c in store.calls] == [None]
-    # A new feed of a known session, and a new session: one call each.
-    for session, name in (("s", "even"), ("t", None)):
-        store.calls.clear()
-        assert serve(service, session, 0, 24, name)[1].round_trips == 1 and len(store.calls) == 1
+    store.calls.clear()
+    assert serve(service, "t", 0, 24)[1].round_trips == 1 and len(store.calls) == 1  # a new session
+    # A new feed walks the session's one order from its start, where the other feed's items are:
+    # its first candidates are partly seen, and each short call asks for more, from where the last
+    # one stopped.
+    store.calls.clear()
+    keys, page = serve(service, "t", 0, 24, "even")
+    assert len(keys) == 24 and page.round_trips == len(store.calls) <= 3
+    for before, after in zip(store.calls, store.calls[1:]):
+        assert after.cursor > before.cursor and min(after.candidates) >= after.cursor > max(before.candidates)
 
 
 def test_a_view_that_lags_behind_another_process_never_repeats():
@@ -661,7 +682,7 @@ def test_a_view_that_lags_behind_another_process_never_repeats():
     served += keys
     served += serve(there, "s", 72, 24)[0]
     assert len(served) == len(set(served)) == 96
-    assert serve(make_service(store, catalog), "s", 0, 96, )[0] == served  # in page order
+    assert serve(make_service(store, catalog), "s", 0, 96)[0] == served  # in page order
     # This process lags past the page: the page replays what the other one served.
     serve(there, "s", 96, 24)
     serve(there, "s", 120, 24)
@@ -790,6 +811,18 @@ def test_a_failed_read_is_not_kept_and_the_next_page_reads_again():
     assert catalog.reads[-1] == ("even", 1, None)
 
 
+@pytest.mark.xfail(strict=True, reason="core bug: a new feed of a session served ~130k items in an overlapping "
+                                       "feed spends MAX_ROUNDS (64) calls of MAX_CANDIDATES (2,048) seen "
+                                       "candidates and answers FeedConflict (503 SESSION_CONFLICT)")
+def test_a_new_feed_of_a_deep_session_is_served_not_a_conflict():
+    catalog = ListCatalog(140_000)
+    service = make_service(MemorySessionStore(), catalog)
+    for offset in range(900, 135_000, 1000):  # 135,000 items of the reels feed, by jumps of max_ahead
+        serve(service, "s", offset, 100)
+    keys, page = serve(service, "s", 0, 24, kind="posts")  # no concurrency at all
+    assert len(keys) == 24 or not page.is_last_page
+
+
 # --- a catalog state that lags in another process ---------------------------------------------------
 
 
@@ -863,37 +896,3 @@ def test_the_limits_answer_400_envelopes_naming_them(limited_client):
     assert client.post("/api/reset-session?session_id=items").status_code == 200
     assert random_get(client, "items", offset=0, limit=20).status_code == 200
 
-
-# --- the LRU cache the filters and session helpers keep --------------------------------------------
-
-
-def test_lru_cache_drops_the_least_recently_used():
-    from viralspot.lru import LruCache
-
-    cache = LruCache(2)
-    cache.put("a", 1)
-    cache.put("b", 2)
-    assert cache.get("a") == 1  # "a" is now the most recent
-    cache.put("c", 3)  # drops "b"
-    assert (cache.get("a"), cache.get("b"), cache.get("c")) == (1, None, 3)
-    with pytest.raises(ValueError):
-        LruCache(0)
-
-
-def test_lru_cache_keeps_its_total_weight_under_the_limit():
-    from viralspot.lru import LruCache
-
-    cache = LruCache(10, max_weight=10, weigh=len)
-    cache.put("a", "xxxx")
-    cache.put("b", "xxxx")
-    assert cache.get("a") == "xxxx"  # "a" is now the most recent
-    cache.put("c", "xxxxx")  # 13 > 10: drops "b"
-    assert (cache.get("a"), cache.get("b"), cache.get("c")) == ("xxxx", None, "xxxxx")
-    cache.put("a", "x")  # replacing an entry replaces its weight: 1 + 5
-    cache.put("d", "xxxx")  # 10: fits, nothing dropped (with the old weight of "a" it would not)
-    assert len(cache) == 3 and (cache.get("a"), cache.get("c"), cache.get("d")) == ("x", "xxxxx", "xxxx")
-    cache.put("d", "xxxx")  # the same entry again: still 10
-    cache.put("huge", "x" * 11)  # heavier than the whole cache: not kept, nothing dropped
-    assert cache.get("huge") is None and len(cache) == 3
-    with pytest.raises(ValueError):
-        LruCache(2, max_weight=5)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -54,6 +55,27 @@ def test_a_filters_matching_set_is_exactly_the_matching_keys(fixture_catalog, qu
         else:
             keys = matching_keys(conn, flt)
         assert keys.tolist() == expected
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_the_feed_catalogs_matching_set_answers_a_probe_as_the_filter_does(fixture_catalog, query):
+    """What a random page checks positions against: the app's feed catalog reads the filter's set
+    (for a ``date_range``, at the start of the clock's hour, each key with its last second), and
+    ``matches`` on a probe with unknown, repeated and out-of-range ids finds exactly the items the
+    filter selects now."""
+    app, records, now = fixture_catalog
+    flt = make_filter(query)
+    with app.extensions["viralspot.catalog"].connect() as conn:
+        ids = dict(conn.execute(select(content.c.content_id, content.c.id)).all())
+    expected = {ids[content_id] for content_id in expected_order(records, "reels", query, now)}
+    catalog = app.extensions["viralspot.random_feeds"].catalog
+    with catalog.source(flt) as source:
+        matching_set = source.matching()
+        assert (matching_set.until is not None) == bool(flt.date_range)
+        assert set(matching_set.keys_at(now.timestamp()).tolist()) == expected
+        probe = np.array(list(range(0, len(records) + 20)) + [2, 2, 10 ** 6])
+        assert set(probe[matching_set.matches(probe, now.timestamp())].tolist()) == expected
+        assert source.matching() is matching_set  # kept for the catalog version (and hour)
 
 
 def test_an_empty_key_list_finds_nothing(fixture_catalog):

@@ -6,6 +6,11 @@ reset, page again. Zero errors (a 503 included), zero repeats within a session's
 page full until isLastPage, each reset's ``cleared_items_count`` equal to what was delivered since
 the previous one, and a fresh order after each reset. Speed is printed, never asserted (the
 benchmark, ``python -m bench.load``, reports it). The driver is bench/load.py's ``drive``.
+
+A "generation" here is bench/load.py's round of pages ended by a reset, not the old state
+model's generation counter (gone: a reset forgets the session whole, and its next page starts a
+new one with a new seed, so the check that each round's first page differs from the previous
+round's is the check that a reset gives a fresh order).
 """
 from __future__ import annotations
 

@@ -1,5 +1,11 @@
 """Prometheus metrics: ``GET /metrics``, what it counts, bounded labels, ``VIRALSPOT_METRICS`` off,
-and multiprocess mode under real gunicorn (a scrape answered by any worker reports every worker)."""
+and multiprocess mode under real gunicorn (a scrape answered by any worker reports every worker).
+
+The random feed's series are ``viralspot_random_feed_pages_total{how="claim"|"replay"}`` (a page
+that asked the store to take items, or one read from what the feed holds) and
+``viralspot_random_feed_round_trips_total`` (session store calls of answered random pages); the
+old state model's plan, claim, claim-conflict and list-build series are gone.
+"""
 from __future__ import annotations
 
 import http.client
@@ -15,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from viralspot import create_app
 from viralspot.metrics import EXTENSION_KEY, store_error_kind
-from viralspot.store import ClaimResult, StoreUnavailable
+from viralspot.store import PageResult, PageStatus, StoreUnavailable
 
 SESSION = "metrics-session-7f3a"
 
@@ -68,11 +74,18 @@ def test_metrics_endpoint_is_prometheus_text(client):
     assert response.headers["Cache-Control"] == "no-store"
     text = response.get_data(as_text=True)
     for name in ("viralspot_http_requests_total", "viralspot_http_request_duration_seconds",
-                 "viralspot_random_feed_pages_total", "viralspot_random_feed_claims_total",
-                 "viralspot_random_feed_claim_conflicts_total", "viralspot_session_conflict_responses_total",
-                 "viralspot_store_errors_total", "viralspot_item_snapshot_lookups_total",
-                 "viralspot_random_feed_list_builds_total", "viralspot_database_errors_total"):
+                 "viralspot_random_feed_pages_total", "viralspot_random_feed_round_trips_total",
+                 "viralspot_session_conflict_responses_total", "viralspot_store_errors_total",
+                 "viralspot_item_snapshot_lookups_total", "viralspot_database_errors_total"):
         assert f"# TYPE {name.removesuffix('_total')}" in text, name
+    for gone in ("viralspot_random_feed_claims", "viralspot_random_feed_claim_conflicts",
+                 "viralspot_random_feed_list_builds", 'plan="'):
+        assert gone not in text, gone
+    # The page series exist from the start, at 0, so rates and ratios are defined.
+    samples = parse(text)
+    for how in ("claim", "replay"):
+        assert ("viralspot_random_feed_pages_total", (("how", how),)) in samples
+    assert value(samples, "viralspot_random_feed_round_trips_total") == 0
     assert "_created" not in text
 
 
@@ -98,81 +111,103 @@ def test_requests_are_counted_by_endpoint_method_and_status_with_bounded_labels(
     assert value(samples, "viralspot_http_request_duration_seconds_bucket", endpoint="health.livez", le="+Inf") == 3
 
 
-def test_random_feed_pages_claims_and_plans(tmp_path):
+def test_random_feed_pages_by_how_and_their_round_trips(tmp_path):
     app = seeded_app(tmp_path)
     try:
         client = app.test_client()
-        assert random_page(client).status_code == 200
-        assert random_page(client, offset=10).status_code == 200
-        assert random_page(client).status_code == 200  # the first page again: a replay, no claim
+        assert random_page(client).status_code == 200  # a new session: one call that takes items
+        assert random_page(client, offset=10).status_code == 200  # the next page: one call
+        assert random_page(client).status_code == 200  # the first page again: a read
         samples = scrape(client)
-        assert value(samples, "viralspot_random_feed_pages_total", plan="list") == 2  # a small catalog: lists
-        assert value(samples, "viralspot_random_feed_pages_total", plan="replay") == 1
-        assert value(samples, "viralspot_random_feed_pages_total", plan="walk") == 0
-        assert value(samples, "viralspot_random_feed_claims_total", plan="list") == 2
-        assert value(samples, "viralspot_random_feed_claim_conflicts_total", plan="list") == 0
-        assert value(samples, "viralspot_random_feed_list_builds_total") == 1  # cached for the second page
+        assert value(samples, "viralspot_random_feed_pages_total", how="claim") == 2
+        assert value(samples, "viralspot_random_feed_pages_total", how="replay") == 1
+        assert value(samples, "viralspot_random_feed_round_trips_total") == 3
+        # Plain pages and refused random pages count no random page.
+        assert client.get("/api/reels", query_string={"limit": 5}).status_code == 200
+        assert random_page(client, "refused", offset=5000).status_code == 400
+        again = scrape(client)
+        assert value(again, "viralspot_random_feed_pages_total", how="claim") == 2
+        assert value(again, "viralspot_random_feed_round_trips_total") == 3
         assert SESSION not in client.get("/metrics").get_data(as_text=True)
     finally:
         dispose(app)
 
 
-def test_a_broad_filter_on_a_large_catalog_walks(tmp_path):
-    # With no list allowance a feed walks.
-    app = seeded_app(tmp_path, RANDOM_LIST_MAX_KEYS=0)
+def test_round_trips_count_every_store_call_of_a_page(tmp_path):
+    """A page whose first candidates the session was served in another feed makes more calls: the
+    counter adds each one, as the page reports them."""
+    app = seeded_app(tmp_path)
     try:
         client = app.test_client()
-        assert random_page(client).status_code == 200
-        samples = scrape(client)
-        assert value(samples, "viralspot_random_feed_pages_total", plan="walk") == 1
-        assert value(samples, "viralspot_random_feed_claims_total", plan="walk") == 1
-        assert value(samples, "viralspot_random_feed_pages_total", plan="list") == 0
+        service = app.extensions["viralspot.random_feeds"]
+        calls = []
+        inner = service.store
+
+        class Counting:
+            def serve_page(self, *args, **kwargs):
+                calls.append(1)
+                return inner.serve_page(*args, **kwargs)
+
+            def __getattr__(self, name):
+                return getattr(inner, name)
+
+        service.store = Counting()
+        assert random_page(client, limit=40).status_code == 200
+        response = client.get("/api/posts", query_string={"random_order": "true", "session_id": SESSION,
+                                                          "limit": 20, "content_types": "reel,post"})
+        assert response.status_code == 200
+        assert value(scrape(client), "viralspot_random_feed_round_trips_total") == len(calls) > 2
     finally:
         dispose(app)
 
 
 class LosingStore:
-    """Wraps a store: its first ``losses`` claims lose the compare-and-set (a concurrent request won)."""
+    """Wraps a store: its first ``losses`` pages that would take items answer STALE with the
+    session's view (a concurrent request of the session changed it meanwhile)."""
 
     def __init__(self, inner, losses: int) -> None:
         self.inner = inner
         self.losses = losses
 
-    def claim_unseen(self, *args, **kwargs):
-        if self.losses > 0:
-            self.losses -= 1
-            return ClaimResult(ok=False)
-        return self.inner.claim_unseen(*args, **kwargs)
+    def serve_page(self, session_id, feed_id, view, **kwargs):
+        if self.losses > 0 and kwargs.get("candidates") is not None:
+            read = self.inner.serve_page(session_id, feed_id, view, **{**kwargs, "candidates": None})
+            if read.status is not PageStatus.ABSENT:
+                self.losses -= 1
+                return PageResult(PageStatus.STALE, read.view)
+        return self.inner.serve_page(session_id, feed_id, view, **kwargs)
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
 
-def test_claim_conflicts_and_session_conflict_answers(tmp_path):
+def test_session_conflict_answers(tmp_path):
     app = seeded_app(tmp_path)
     try:
-        store = app.extensions["viralspot.session_store"]
+        service = app.extensions["viralspot.random_feeds"]
+        store = service.store
         client = app.test_client()
-        app.extensions["viralspot.session_store"] = LosingStore(store, losses=2)
-        assert random_page(client, "conflicted-once").status_code == 200  # lost twice, then won
-        app.extensions["viralspot.session_store"] = LosingStore(store, losses=10_000)
-        response = random_page(client, "always-conflicted")
+        for session in ("conflicted-once", "always-conflicted"):
+            assert random_page(client, session).status_code == 200
+        service.store = LosingStore(store, losses=2)
+        assert random_page(client, "conflicted-once", offset=10).status_code == 200  # lost twice, then won
+        service.store = LosingStore(store, losses=10_000)
+        response = random_page(client, "always-conflicted", offset=10)
         assert response.status_code == 503 and response.get_json()["error_code"] == "SESSION_CONFLICT"
-        app.extensions["viralspot.session_store"] = store
+        service.store = store
         samples = scrape(client)
-        from viralspot.feed.random_feed import MAX_ATTEMPTS
-
-        assert value(samples, "viralspot_random_feed_claim_conflicts_total", plan="list") == 2 + MAX_ATTEMPTS
-        assert value(samples, "viralspot_random_feed_claims_total", plan="list") == 3 + MAX_ATTEMPTS
         assert value(samples, "viralspot_session_conflict_responses_total") == 1
         assert value(samples, "viralspot_http_requests_total", endpoint="content.reels", method="GET",
                      status="503") == 1
+        assert value(samples, "viralspot_random_feed_pages_total", how="claim") == 3
+        assert value(samples, "viralspot_random_feed_round_trips_total") == 1 + 1 + 3  # the 503 counts none
     finally:
         dispose(app)
 
 
 class UnreachableStore:
     storage_type = "unreachable"
+    max_feeds = max_items = 10
 
     def __init__(self, cause: BaseException | None = None) -> None:
         self.cause = cause
@@ -182,7 +217,7 @@ class UnreachableStore:
             raise StoreUnavailable("connection refused")
         raise StoreUnavailable("redis: down") from self.cause
 
-    read_feed = seen_among = claim_unseen = reset = session_count = summary = session_ids = _down
+    serve_page = reset = session_count = summary = session_ids = stats = _down
 
     def ping(self):
         return False
@@ -191,15 +226,26 @@ class UnreachableStore:
         pass
 
 
+def down(app, store) -> None:
+    app.extensions["viralspot.session_store"] = store
+    app.extensions["viralspot.random_feeds"].store = store
+
+
 def test_store_errors_by_kind(client, app):
-    app.extensions["viralspot.session_store"] = UnreachableStore(TimeoutError("timed out"))
-    assert client.post("/api/reset-session?session_id=abc").status_code == 503
-    assert client.get("/api/sessions/abc").status_code == 503
-    app.extensions["viralspot.session_store"] = UnreachableStore()
-    assert client.post("/api/reset-session?session_id=abc").status_code == 503
+    real = app.extensions["viralspot.session_store"]
+    try:
+        down(app, UnreachableStore(TimeoutError("timed out")))
+        assert client.post("/api/reset-session?session_id=abc").status_code == 503
+        assert client.get("/api/sessions/abc").status_code == 503
+        assert random_page(client, "abc").status_code == 503
+        down(app, UnreachableStore())
+        assert client.post("/api/reset-session?session_id=abc").status_code == 503
+    finally:
+        down(app, real)
     samples = scrape(client)
-    assert value(samples, "viralspot_store_errors_total", kind="TimeoutError") == 2
+    assert value(samples, "viralspot_store_errors_total", kind="TimeoutError") == 3
     assert value(samples, "viralspot_store_errors_total", kind="StoreUnavailable") == 1
+    assert value(samples, "viralspot_random_feed_pages_total", how="claim") == 0
 
 
 def test_store_error_kind_names_the_underlying_error():

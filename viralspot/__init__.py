@@ -87,9 +87,9 @@ def register_extensions(app: Flask) -> None:
     from .extensions import catalog, random_feeds, rate_limits, session_store
 
     init_clock(app)
+    session_store.init_app(app)  # first: it checks the store URL the rate limits count in
     rate_limits.init_app(app)
     admin_token.init_app(app)
-    session_store.init_app(app)
     catalog.init_app(app)
     random_feeds.init_app(app)
 
