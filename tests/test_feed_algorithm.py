@@ -14,10 +14,9 @@ coverage and exactly one last page; no repeats across feeds; replay; jumps ahead
 windows; round trips per page; views that lag behind another process's; conflicts; threads.
 The limits are also checked through the HTTP API for their error envelopes.
 
-Three strict xfails state what the core does not do yet (each fails today; a fix turns it into
-an XPASS that fails the run, so the marker is removed with the fix): replay the last short page
-of a session at its item limit; serve a new feed of a session deep in another; skip no item of
-an epoch another process added while this one's catalog state lags.
+Three regressions: replay the last short page of a session at its item limit; serve a new feed
+of a session deep in another (a short page, not a conflict); skip no item of an epoch another
+process added while this one's catalog state lags.
 
 Dropped with the old state model: list and walk plans and the choice between them, the list
 cache's limits, plan re-basing on a catalog version change, generations, the read-then-claim
@@ -61,8 +60,8 @@ class ListSource(FeedSource):
     """A ``FeedSource`` whose state, matching sets and items come from a ``ListCatalog``: the real
     ``matching()`` (window and cache) over ``read_matching`` from predicates on the key."""
 
-    def catalog_state(self) -> CatalogState:
-        if self._state is None:  # one state per page, as the SQL source
+    def catalog_state(self, fresh: bool = False) -> CatalogState:
+        if self._state is None or fresh:  # one state per page, as the SQL source, unless asked anew
             self._state = CatalogState(self._catalog.version, self._catalog.largest)
         return self._state
 
@@ -617,8 +616,6 @@ def test_a_session_is_served_at_most_max_items_items():
     assert len(serve(service, "s", 0, 24)[0]) == 24
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: the item limit counts the whole page, not what it takes "
-                                       "(store/memory.py and lua/page.lua check total + (offset + limit - served))")
 def test_replaying_the_last_short_page_at_the_item_limit_is_not_refused():
     store = MemorySessionStore(max_items=50)
     catalog = ListCatalog(1000, predicates={**PREDICATES, "small": lambda key: key <= 30})
@@ -811,9 +808,6 @@ def test_a_failed_read_is_not_kept_and_the_next_page_reads_again():
     assert catalog.reads[-1] == ("even", 1, None)
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: a new feed of a session served ~130k items in an overlapping "
-                                       "feed spends MAX_ROUNDS (64) calls of MAX_CANDIDATES (2,048) seen "
-                                       "candidates and answers FeedConflict (503 SESSION_CONFLICT)")
 def test_a_new_feed_of_a_deep_session_is_served_not_a_conflict():
     catalog = ListCatalog(140_000)
     service = make_service(MemorySessionStore(), catalog)
@@ -826,9 +820,6 @@ def test_a_new_feed_of_a_deep_session_is_served_not_a_conflict():
 # --- a catalog state that lags in another process ---------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: a process whose catalog state lags (CATALOG_STATE_TTL, "
-                                       "another host) scans an epoch another process added with a matching "
-                                       "set that lacks its keys, and moves the cursor past them for good")
 def test_a_process_whose_catalog_state_lags_skips_no_item_of_a_new_epoch():
     store = MemorySessionStore()
     fresh, lagging = ListCatalog(100), ListCatalog(100)

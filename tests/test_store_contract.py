@@ -167,11 +167,12 @@ def test_a_new_feed_past_max_feeds_is_feed_limit(make_store):
 def test_a_page_taking_the_session_past_max_items_is_item_limit(make_store):
     store = make_store(max_items=5)
     assert take(store, [1, 2, 3]).positions == [1, 2, 3]
-    # The page's want (offset + limit - served), not the candidates' count, is what counts.
-    limited = take(store, [4], limit=3)
-    assert limited == PageResult(PageStatus.ITEM_LIMIT, FeedView(SEED, BOUNDS, 4, 3))
-    assert take(store, [4, 5], feed=POSTS, limit=3).status is PageStatus.ITEM_LIMIT  # across feeds
-    assert take(store, [4, 5], feed=POSTS, limit=2).positions == [4, 5]  # 5 items: the limit, not past it
+    # What the page would take counts, not what it asks for: one candidate for three wanted is taken.
+    short = take(store, [4], limit=3)
+    assert short.status is PageStatus.SERVED and short.positions == [4]
+    assert take(store, [5, 6], feed=POSTS, limit=2).status is PageStatus.ITEM_LIMIT  # 6 > 5, across feeds
+    assert sequence(store, feed=POSTS) == []  # nothing changed
+    assert take(store, [5], feed=POSTS, limit=2).positions == [5]  # 5 items: the limit, not past it
     assert take(store, [7], limit=1).status is PageStatus.ITEM_LIMIT
     replay = take(store, [7], offset=0, limit=3)  # wants nothing new: served
     assert replay.status is PageStatus.SERVED and replay.positions == [1, 2, 3]

@@ -116,7 +116,8 @@ class Blueprint(flask_smorest.Blueprint):
                 examples={code: {"summary": code, "value": {**error_example(code), **(extra(code) if extra else {})}}
                           for code in status_codes}))
 
-        doc = {"security": [{"admin_token": []}]} if "UNAUTHORIZED" in codes else {}
+        # Optional: the token is needed only when the server sets one (VIRALSPOT_ADMIN_TOKEN).
+        doc = {"security": [{"admin_token": []}, {}]} if "UNAUTHORIZED" in codes else {}
 
         def decorate(view):
             for decorator in decorators:

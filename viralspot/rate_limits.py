@@ -15,6 +15,7 @@ trusted proxies.
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from urllib.parse import urlsplit
@@ -24,6 +25,8 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+
+log = logging.getLogger(__name__)
 
 KEY_PREFIX = "vs2:rl"
 EXTENSION_NAME = "viralspot.rate_limits"
@@ -57,20 +60,19 @@ class RateLimits:
             raise RuntimeError("VIRALSPOT_TRUSTED_PROXIES must be a number of proxy hops, 0 or more")
         if proxies:
             app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies)
+        if not config["RATE_LIMIT"] and not config["RESET_RATE_LIMIT"]:
+            return  # no limits: no counts, no storage
         uri = storage_uri(config["SESSION_STORE_URL"])
         options = {} if uri.startswith("memory") else {
             "socket_timeout": float(config["SESSION_STORE_SOCKET_TIMEOUT"]),
             "socket_connect_timeout": float(config["SESSION_STORE_CONNECT_TIMEOUT"])}
-        limiter = app.extensions[EXTENSION_NAME] = Limiter(
-            get_remote_address, key_prefix=KEY_PREFIX, storage_uri=uri, storage_options=options,
-            swallow_errors=True, headers_enabled=False,
-            # One budget per client for every /api/ route ...
-            application_limits=[config["RATE_LIMIT"]] if config["RATE_LIMIT"] else [],
-            application_limits_exempt_when=lambda: not request.path.startswith("/api/"),
-            # ... and the reset endpoint's own besides.
-            default_limits=[config["RESET_RATE_LIMIT"]] if config["RESET_RATE_LIMIT"] else [],
-            default_limits_exempt_when=lambda: request.endpoint != RESET_ENDPOINT)
-        limiter.init_app(app)
+        try:
+            limiter = self._limiter(app, uri, options)
+        except Exception as error:  # noqa: BLE001 - a storage that cannot even be reached at start-up
+            # (a Redis Cluster client connects when made): count in this process until a restart.
+            log.error("rate-limit storage unreachable at start-up (%s); counting in this process",
+                      type(error).__name__)
+            limiter = self._limiter(app, "memory://", {})
 
         @app.after_request
         def refusal_headers(response):
@@ -81,3 +83,19 @@ class RateLimits:
                                          "RateLimit-Remaining": str(max(0, current.remaining)),
                                          "RateLimit-Reset": seconds})
             return response
+
+    @staticmethod
+    def _limiter(app: Flask, uri: str, options: dict) -> Limiter:
+        config = app.config
+        limiter = Limiter(
+            get_remote_address, key_prefix=KEY_PREFIX, storage_uri=uri, storage_options=options,
+            swallow_errors=True, headers_enabled=False,
+            # One budget per client for every /api/ route ...
+            application_limits=[config["RATE_LIMIT"]] if config["RATE_LIMIT"] else [],
+            application_limits_exempt_when=lambda: not request.path.startswith("/api/"),
+            # ... and the reset endpoint's own besides.
+            default_limits=[config["RESET_RATE_LIMIT"]] if config["RESET_RATE_LIMIT"] else [],
+            default_limits_exempt_when=lambda: request.endpoint != RESET_ENDPOINT)
+        limiter.init_app(app)
+        app.extensions[EXTENSION_NAME] = limiter
+        return limiter

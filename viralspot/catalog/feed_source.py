@@ -106,8 +106,12 @@ class FeedSource:
     def now(self) -> float:
         return self._catalog.clock()
 
-    def catalog_state(self) -> CatalogState:
-        if self._state is None:
+    def catalog_state(self, fresh: bool = False) -> CatalogState:
+        """The catalog state this page works on: remembered for ``CATALOG_STATE_TTL``, or (``fresh``)
+        read from the database now."""
+        if fresh:
+            self._state = queries.catalog_state(self.connection)
+        elif self._state is None:
             self._state = self._catalog.state(lambda: self.connection)
         return self._state
 

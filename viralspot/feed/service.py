@@ -163,20 +163,32 @@ class RandomFeedService:
         if create:
             view = FeedView(os.urandom(SEED_BYTES), (source.catalog_state().largest_key,))
         examined = stale = short = 0
+        result = None
         for round_trip in range(1, MAX_ROUNDS + 1):
             if stale >= MAX_STALE:
-                break
+                raise FeedConflict()
             candidates, scanned_to, sent = None, 0, view
             if view.served <= need:  # the page, or its look-ahead item, is not served yet
                 largest = source.catalog_state().largest_key
+                if largest < view.end:
+                    # Another process grew the session's order past this one's remembered catalog
+                    # state: scanning with it would pass over the new items. Ask the database; if it
+                    # still lags (a replica), answer what is served, a short page, and scan nothing.
+                    largest = source.catalog_state(fresh=True).largest_key
+                    if largest < view.end:
+                        result = self.store.serve_page(session_id, feed, view, offset=offset, limit=limit,
+                                                       max_ahead=self.max_ahead)
+                        if result.status is not PageStatus.SERVED:
+                            raise FeedConflict()
+                        return result.view, result.positions, False, round_trip, True
                 bounds = view.bounds
                 if view.cursor >= view.end and largest > view.end:
                     bounds = (*bounds, largest)  # a grown catalog: a new epoch after the last
                 order = SessionOrder(self.secret, session_id, view.seed, bounds)
                 candidates, scanned_to = candidates_from(
                     order, source.matching(), source.now(), view.cursor,
-                    # Twice as many after each short claim (items served in other feeds).
-                    min(MAX_CANDIDATES, (need - view.served + 1) << min(short, 12)),
+                    # Eight times as many after each short claim (items served in other feeds).
+                    min(MAX_CANDIDATES, (need - view.served + 1) << min(3 * short, 12)),
                     max(1, self.max_scan - examined))
                 sent = FeedView(view.seed, bounds, view.cursor, view.served)
             result = self.store.serve_page(session_id, feed, sent, offset=offset, limit=limit,
@@ -210,4 +222,5 @@ class RandomFeedService:
                 return view, result.positions, True, round_trip, False
             if examined >= self.max_scan:
                 return view, result.positions, False, round_trip, False  # the scan bound: maybe short
-        raise FeedConflict()
+        # Every round made progress (items served in other feeds skipped): a short page, not the last.
+        return view, result.positions if result is not None else [], False, MAX_ROUNDS, False

@@ -103,8 +103,6 @@ class MemorySessionStore(SessionStoreBackend):
             want = max(0, need - len(served))
             if feed is None and len(session.feeds) >= self.max_feeds:
                 return PageResult(PageStatus.FEED_LIMIT, current)
-            if len(session.seen) + want > self.max_items:
-                return PageResult(PageStatus.ITEM_LIMIT, current)
             seen = session.seen
             taken, new_cursor, has_more = [], scanned_to, False
             for position in candidates:
@@ -114,6 +112,8 @@ class MemorySessionStore(SessionStoreBackend):
                     new_cursor, has_more = position, True
                     break
                 taken.append(position)
+            if len(seen) + len(taken) > self.max_items:
+                return PageResult(PageStatus.ITEM_LIMIT, current)
             if fresh:
                 while len(self._sessions) >= self.max_sessions:
                     self._sessions.popitem(last=False)

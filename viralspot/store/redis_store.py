@@ -287,19 +287,23 @@ class _Connection:
         return results
 
     def drop_connections(self) -> None:
-        """Disconnect every pooled connection (on a cluster, every node's), so the next command
-        connects afresh: to wherever the address now leads after a failover."""
+        """Disconnect every idle pooled connection (on a cluster, every node's), so the next command
+        connects afresh: to wherever the address now leads after a failover. Connections other
+        threads hold are theirs to drop (disconnecting one under a thread breaks redis-py); each
+        comes back to the pool after its own failure, and that thread's retry drops it then."""
         client = self.client
         pool = getattr(client, "connection_pool", None)
         if pool is not None:
-            pool.disconnect(inuse_connections=True)
+            pool.disconnect(inuse_connections=False)
         else:  # RedisCluster: a pool per node
             for node in client.get_nodes():
                 if node.redis_connection is not None:
-                    node.redis_connection.connection_pool.disconnect(inuse_connections=True)
+                    node.redis_connection.connection_pool.disconnect(inuse_connections=False)
 
     def close(self) -> None:
-        self.drop_connections()
+        pool = getattr(self.client, "connection_pool", None)
+        if pool is not None:
+            pool.disconnect()
         self.client.close()
 
 
@@ -399,12 +403,13 @@ class RedisSessionStore(SessionStoreBackend):
         an id its script recognises, the rest are reads or idempotent. Against a server that never
         answers: (retries + 1) x (connect or socket timeout) + backoff, about 1.7 s by default."""
         for failures in range(self.options.retries + 1):
-            connection = self._conn()
+            connection = None
             try:
+                connection = self._conn()  # a cluster client connects to its startup nodes here
                 return operation(connection)
             except (RedisError, RedisClusterException) as error:
                 transient = self._transient(error)
-                if transient:
+                if transient and connection is not None:
                     connection.drop_connections()
                 if failures >= self.options.retries or not transient:
                     if is_unavailable(error):
@@ -463,7 +468,9 @@ class RedisSessionStore(SessionStoreBackend):
         for number, state in enumerate(states):
             cursor, feed_served = struct.unpack_from("<II", state) if len(state) >= 8 else (0, 0)
             feeds[registry[number * 9:(number + 1) * 9]] = FeedSummary(feed_served, cursor)
-        last_seen_ms = now_ms - (self.ttl_ms - max(0, pttl))
+        # Every page restarts the TTL: the time since is what it has run down (to the ms PTTL
+        # rounds to, so never before the creation).
+        last_seen_ms = max(created_ms, now_ms - (self.ttl_ms - max(0, pttl)))
         return SessionSummary(session_id, served, created_ms / 1000, last_seen_ms / 1000, max(0, pttl) / 1000, feeds)
 
     def session_ids(self, limit: int = 100) -> list[str]:

@@ -151,13 +151,10 @@ from = tonumber(from)
 if from > cursor or cursor > scanned_to then return reply(STALE) end
 if not feed and #registry / ID_BYTES >= max_feeds then return reply(FEED_LIMIT) end
 local want = math.max(0, need - served)
-if total + want > max_items then return reply(ITEM_LIMIT) end
 if not feed then
   registry = registry .. feed_id
   feed = #registry / ID_BYTES
 end
-
-if fresh then redis.call('DEL', key) end
 
 -- Whether a position was served by another feed of the session.
 local feeds = #registry / ID_BYTES
@@ -209,6 +206,10 @@ for i = 1, #candidates, 4 do
     taken[#taken + 1] = position
   end
 end
+
+if total + #taken > max_items then return reply(ITEM_LIMIT) end
+-- A new session replaces whatever partial state was there (before its containers are read).
+if fresh then redis.call('DEL', key) end
 
 -- Append the taken positions to the feed's containers, block by block.
 local function append(value, count, lows)
