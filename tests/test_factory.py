@@ -53,6 +53,7 @@ def test_unknown_config_name_stops_start_up():
 
 def test_production_requires_a_secret_from_the_environment(monkeypatch):
     monkeypatch.delenv("VIRALSPOT_SECRET_KEY", raising=False)
+    monkeypatch.setenv("VIRALSPOT_ADMIN_TOKEN", "an-admin-token")
     with pytest.raises(RuntimeError, match="VIRALSPOT_SECRET_KEY"):
         create_app({"CONFIG": "production", "DATABASE_URL": "sqlite://"})
     monkeypatch.setenv("VIRALSPOT_SECRET_KEY", "from-env")

@@ -32,6 +32,7 @@ def until(condition, poke):
 
 def test_random_feeds_with_the_production_defaults(tmp_path, monkeypatch):
     monkeypatch.setenv("VIRALSPOT_SECRET_KEY", "end-to-end-secret")
+    monkeypatch.setenv("VIRALSPOT_ADMIN_TOKEN", "end-to-end-admin-token")
     app = create_app({"CONFIG": "production", "DATABASE_URL": f"sqlite:///{tmp_path}/catalog.db",
                       "ITEM_SNAPSHOT_DIR": str(tmp_path / "snapshots")})
     assert (app.config["CATALOG_STATE_TTL"], app.config["ITEM_SNAPSHOT_WRITE"]) == (1.0, True)
@@ -73,7 +74,8 @@ def test_random_feeds_with_the_production_defaults(tmp_path, monkeypatch):
 
     reset = client.post("/api/reset-session?session_id=reader").get_json()["data"]
     assert reset["session_reset"]["cleared_items_count"] == total + 5
-    assert client.get("/api/sessions/reader").status_code == 404
+    assert client.get("/api/sessions/reader", headers={"Authorization": "Bearer end-to-end-admin-token"}).status_code == 404
+    assert client.get("/api/sessions/reader").status_code == 401  # production inspection needs the token
     app.extensions["viralspot.catalog"].dispose()
 
 
