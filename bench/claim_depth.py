@@ -101,7 +101,8 @@ def measure(depths: list[int], limits: list[int], sessions: int, claims: int) ->
             for limit in limits:
                 for depth in [0, *depths]:
                     start = depth if depth + claims * limit <= MAX_ITEMS else MAX_ITEMS - claims * limit
-                    label = "new" if depth == 0 else f"{depth:,}" if start == depth else f"{MAX_ITEMS:,} (claims ending there)"
+                    label = ("new" if depth == 0 else f"{depth:,}" if start == depth
+                             else f"{MAX_ITEMS:,} (claims ending there)")
                     for n in range(sessions):
                         session_id = f"c{number}-{limit}-{depth}-{n}"
                         rows[session_id] = (feed, limit, label)
@@ -139,7 +140,8 @@ def measure(depths: list[int], limits: list[int], sessions: int, claims: int) ->
         table.append({"feed": name, "limit": limit, "depth": label, "n": len(values),
                       "p50": statistics.median(values), "p90": percentile(values, 0.9),
                       "mean": statistics.mean(values)})
-    order = {(feed.name, limit, label): index for index, (feed, limit, label) in enumerate(dict.fromkeys(rows.values()))}
+    order = {(feed.name, limit, label): index
+             for index, (feed, limit, label) in enumerate(dict.fromkeys(rows.values()))}
     table.sort(key=lambda row: order[(row["feed"], row["limit"], row["depth"])])
     return {"redis": version, "sessions": sessions, "claims": claims, "rows": table}
 

@@ -53,7 +53,10 @@ PYTHON_MAX_REQUESTS = 20_000
 WRK_RANDOM = """
 local counter = 1
 function setup(thread) thread:set("tid", counter); counter = counter + 1 end
-function init(args) prefix = "wrk" .. tostring(tid) .. "-" .. tostring(os.time()) .. "-" .. tostring(math.random(1000000)); n = 0 end
+function init(args)
+  prefix = "wrk" .. tostring(tid) .. "-" .. tostring(os.time()) .. "-" .. tostring(math.random(1000000))
+  n = 0
+end
 function request()
   local lane = n % CONNECTIONS
   local step = math.floor(n / CONNECTIONS)
@@ -123,8 +126,10 @@ def get(port: int, path: str, timeout: float = 10.0) -> tuple[int, bytes]:
 
 
 def wrk_load(port: int, path: str, seconds: float, connections: int, random_pages: bool) -> int:
-    """Requests answered in ``seconds`` of wrk load; raises on any non-2xx answer or socket error."""
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", f"http://127.0.0.1:{port}{path}"]
+    """Requests answered in ``seconds`` of wrk load; raises on any non-2xx answer or a request
+    unanswered after 10 s."""
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s",
+               f"http://127.0.0.1:{port}{path}"]
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         if random_pages:
             handle.write(f'PATH = "{path}"\nCONNECTIONS = {connections}\nPAGES = {PAGES_PER_SESSION}\n' + WRK_RANDOM)
@@ -252,7 +257,8 @@ def markdown(result: dict) -> str:
              f"redis-server {result['redis']}; {result['client']}, {result['connections']} connections, "
              f"rounds of {result['seconds']:g} s per load; load average before {result['load_before']}, "
              f"after {result['load_after']}. CPU ms per request: workers + redis-server.\n",
-             "| code | round | load average (1 min) | ceiling: req/s | ceiling: CPU ms per request | random page: req/s | "
+             "| code | round | load average (1 min) | ceiling: req/s | ceiling: CPU ms per request | "
+             "random page: req/s | "
              "random page: CPU ms per request | random / ceiling |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     summary = []

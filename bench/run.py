@@ -75,7 +75,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     chosen = [name for name in BENCHMARKS if not args.only or name in args.only.split(",")]
     modules = {"page_depth": page_depth, "claim_depth": claim_depth, "cpu_per_page": cpu_per_page,
-               "page_profile": page_profile, "redis_memory": redis_memory, "plain_page": plain_page, "snapshot_update": snapshot_update,
+               "page_profile": page_profile, "redis_memory": redis_memory, "plain_page": plain_page,
+               "snapshot_update": snapshot_update,
                "load": load}
     print(f"# viralspot benchmarks{' (--quick)' if args.quick else ''}, {datetime.date.today().isoformat()}, "
           f"{code_version()}\n\n{machine()}; load average at the start {load_average()}\n", flush=True)
