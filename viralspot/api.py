@@ -82,8 +82,10 @@ class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = ApiParser()
 
     def query(self, schema, location: str = "query"):
-        """Load the view's arguments with ``schema`` (passed as the view's first argument)."""
-        declare = self.arguments(schema, location=location, as_kwargs=False)
+        """Load the view's arguments with ``schema`` (passed as the view's first argument); one
+        instance for every request (webargs would build a class anew per request)."""
+        declare = self.arguments(schema() if isinstance(schema, type) else schema, location=location,
+                                 as_kwargs=False)
 
         def decorate(view):
             wrapped = declare(view)

@@ -32,8 +32,9 @@ class ApiParser(FlaskParser):
     def load_querystring(self, req, schema):
         """The query; a declared argument holding a NUL character is a 400 (PostgreSQL text cannot
         hold one). ``session_id`` keeps its own rule (``INVALID_FORMAT``)."""
-        for name, field in schema.fields.items():
-            if not isinstance(field, SessionIdField) and any("\x00" in value for value in req.args.getlist(name)):
+        for name, value in req.args.items(multi=True):
+            field = schema.fields.get(name) if "\x00" in value else None
+            if field is not None and not isinstance(field, SessionIdField):
                 log.warning("rejected request argument %s: INVALID_PARAMETER (NUL character)", name)
                 raise ApiError(f"{name}: must not contain NUL (\\x00) characters", "INVALID_PARAMETER")
         return super().load_querystring(req, schema)

@@ -119,6 +119,8 @@ class RandomFeedService:
         self.max_scan = max_scan
         self._views: LRUCache = LRUCache(VIEWS_KEPT)
         self._views_lock = threading.Lock()
+        #: The order this thread's page built last (``_order``).
+        self._local = threading.local()
 
     def serve(self, kind: str, args: Mapping[str, Any]) -> ServedPage:
         """The page ``[offset, offset + limit)`` of ``session_id``'s feed for endpoint ``kind``
@@ -130,9 +132,19 @@ class RandomFeedService:
         with self.catalog.source(flt) as source:
             view, positions, is_last, round_trips, replayed = self._page(
                 source, session_id, feed_id(kind, flt.signature()), offset, limit)
-            keys = SessionOrder(self.secret, session_id, view.seed, view.bounds).keys_at(positions).tolist()
+            keys = self._order(session_id, view.seed, view.bounds).keys_at(positions).tolist()
             items_json, count = source.page_items(keys)
         return ServedPage(items_json, count, is_last, round_trips, replayed, source.snapshot_hit)
+
+    def _order(self, session_id: str, seed: bytes, bounds: tuple[int, ...]) -> SessionOrder:
+        """The session's order; the one a page built already when it is the same (a page maps its
+        candidates and then its items' positions through one order)."""
+        last = getattr(self._local, "order", None)
+        if last is not None and last[0] == (session_id, seed, bounds):
+            return last[1]
+        order = SessionOrder(self.secret, session_id, seed, bounds)
+        self._local.order = ((session_id, seed, bounds), order)
+        return order
 
     def forget(self, session_id: str) -> None:
         """Drop this process's view of a session (after a reset, its next page starts a new one)."""
@@ -184,7 +196,7 @@ class RandomFeedService:
                 bounds = view.bounds
                 if view.cursor >= view.end and largest > view.end:
                     bounds = (*bounds, largest)  # a grown catalog: a new epoch after the last
-                order = SessionOrder(self.secret, session_id, view.seed, bounds)
+                order = self._order(session_id, view.seed, bounds)
                 candidates, scanned_to = candidates_from(
                     order, source.matching(), source.now(), view.cursor,
                     # Eight times as many after each short claim (items served in other feeds).

@@ -340,6 +340,7 @@ class RedisSessionStore(SessionStoreBackend):
         self._connecting = threading.Lock()
         #: Sessions this process touched in the index within ``index_touch_interval``.
         self._touched: TTLCache = TTLCache(TOUCHED_REMEMBERED, self.options.index_touch_interval)
+        self._touched_lock = threading.Lock()  # cachetools caches are not thread-safe
 
     def __repr__(self) -> str:
         return f"RedisSessionStore({_redact(self.url)!r}, ttl={self.ttl})"
@@ -434,18 +435,21 @@ class RedisSessionStore(SessionStoreBackend):
         # The index's last-seen times are for counting and listing: a second of lag is nothing
         # against the TTL, so a process touches a session at most once a second; on one server the
         # page script does it when it serves the page, on a cluster touch.lua after it.
-        touch = session_id not in self._touched
+        with self._touched_lock:
+            touch = session_id not in self._touched
         keys = [session_key(session_id)] if self.cluster else [session_key(session_id), self._index(session_id)]
         (reply,) = self._run([("page", keys, [*args, session_id, "1" if touch else "0"])])
         result = _page_result(reply)
         if result.status is PageStatus.SERVED and (touch or int(reply[7])):
             if self.cluster:
                 self._run([("touch", [self._index(session_id)], [session_id, self.ttl_ms])])
-            self._touched[session_id] = True
+            with self._touched_lock:
+                self._touched[session_id] = True
         return result
 
     def reset(self, session_id: str) -> ResetResult:
-        self._touched.pop(session_id, None)
+        with self._touched_lock:
+            self._touched.pop(session_id, None)
         reset_id = secrets.token_hex(8)
         index_key = self._index(session_id)
         keys = [session_key(session_id)] if self.cluster else [session_key(session_id), index_key]

@@ -19,6 +19,7 @@ local SERVED, STALE, ABSENT, BEYOND, FEED_LIMIT, ITEM_LIMIT = 0, 1, 2, 3, 4, 5
 local BLOCK, ID_BYTES, ARRAY = 65536, 9, 97 -- 97: 'a', an array container; else 'b', a bitmap
 local need = offset + limit
 local floor, byte, char, sub = math.floor, string.byte, string.char, string.sub
+local _
 
 local meta = redis.call('HMGET', key, 's', 'b', 'k', 'n', 'c', 'r')
 local states = {}
@@ -52,13 +53,17 @@ while true do
   if (found - 1) % ID_BYTES == 0 then feed = (found - 1) / ID_BYTES + 1 break end
   at = found + 1
 end
-local cursor, served, blocks, counts = 0, 0, {}, {}
+-- The feed's block index: per block it served in, (uint16 block, uint32 served up to its end),
+-- read entry by entry where a page needs it, never decoded whole.
+local cursor, served, index = 0, 0, ''
 if feed then
   local state = states[feed]
   cursor, served = struct.unpack('<I4I4', state)
-  for i = 9, #state - 5, 6 do
-    blocks[#blocks + 1], counts[#counts + 1] = struct.unpack('<HI4', state, i)
-  end
+  index = sub(state, 9, 8 + 6 * floor((#state - 8) / 6))
+end
+local function entry(i)
+  local block, upto = struct.unpack('<HI4', index, 6 * (i - 1) + 1)
+  return block, upto
 end
 
 local containers = {}
@@ -71,9 +76,10 @@ local function container(name)
   return value
 end
 
--- Lows (positions within a block) at ranks [first, last) of a container, added to out.
-local POPCOUNT = nil
-local function ranks(value, first, last, base, out)
+-- Lows (positions within a block) at ranks [first, last) of a container holding count of them,
+-- added to out. A bitmap is counted from whichever end is nearer the ranks.
+local POPCOUNT = {[0] = 0,1,1,2,1,2,2,3,1,2,2,3,2,3,3,4,1,2,2,3,2,3,3,4,2,3,3,4,3,4,4,5,1,2,2,3,2,3,3,4,2,3,3,4,3,4,4,5,2,3,3,4,3,4,4,5,3,4,4,5,4,5,5,6,1,2,2,3,2,3,3,4,2,3,3,4,3,4,4,5,2,3,3,4,3,4,4,5,3,4,4,5,4,5,5,6,2,3,3,4,3,4,4,5,3,4,4,5,4,5,5,6,3,4,4,5,4,5,5,6,4,5,5,6,5,6,6,7,1,2,2,3,2,3,3,4,2,3,3,4,3,4,4,5,2,3,3,4,3,4,4,5,3,4,4,5,4,5,5,6,2,3,3,4,3,4,4,5,3,4,4,5,4,5,5,6,3,4,4,5,4,5,5,6,4,5,5,6,5,6,6,7,2,3,3,4,3,4,4,5,3,4,4,5,4,5,5,6,3,4,4,5,4,5,5,6,4,5,5,6,5,6,6,7,3,4,4,5,4,5,5,6,4,5,5,6,5,6,6,7,4,5,5,6,5,6,6,7,5,6,6,7,6,7,7,8}
+local function ranks(value, first, last, base, out, count)
   if byte(value, 1) == ARRAY then
     for rank = first, last - 1 do
       local lo, hi = byte(value, 2 + 2 * rank, 3 + 2 * rank)
@@ -81,40 +87,52 @@ local function ranks(value, first, last, base, out)
     end
     return
   end
-  if not POPCOUNT then
-    POPCOUNT = {[0] = 0}
-    for b = 1, 255 do POPCOUNT[b] = POPCOUNT[floor(b / 2)] + b % 2 end
-  end
-  local rank = 0
-  for i = 2, #value do
+  local found, from_end = {}, first > count - last
+  local rank = from_end and count or 0
+  local start, stop, step = 2, #value, 1
+  if from_end then start, stop, step = #value, 2, -1 end
+  for i = start, stop, step do
     local b = byte(value, i)
-    if rank + POPCOUNT[b] > first then
+    local bits = POPCOUNT[b]
+    local low = from_end and rank - bits or rank
+    if bits > 0 and low < last and low + bits > first then
+      local r = low
       for bit_index = 0, 7 do
         if b % 2 == 1 then
-          if rank >= last then return end
-          if rank >= first then out[#out + 1] = base + (i - 2) * 8 + bit_index end
-          rank = rank + 1
+          if r >= first and r < last then found[#found + 1] = base + (i - 2) * 8 + bit_index end
+          r = r + 1
         end
         b = floor(b / 2)
       end
-    else
-      rank = rank + POPCOUNT[b]
     end
-    if rank >= last then return end
+    rank = from_end and low or low + bits
+    if (from_end and rank <= first) or (not from_end and rank >= last) then break end
   end
+  if from_end then table.sort(found) end
+  for i = 1, #found do out[#out + 1] = found[i] end
 end
 
--- The feed's served positions at ordinals [first, last), packed.
+-- The feed's served positions at ordinals [first, last), packed: the entries covering them found
+-- by a binary search of the running counts.
 local function page(first, last)
-  local out, before = {}, 0
-  for i = 1, #blocks do
-    local upto = counts[i]
-    if upto > first and before < last then
-      ranks(container(feed .. '.' .. blocks[i]), math.max(first, before) - before,
-        math.min(last, upto) - before, blocks[i] * BLOCK, out)
+  local out = {}
+  local entries = #index / 6
+  local lo, hi = 1, entries
+  while lo < hi do
+    local mid = floor((lo + hi) / 2)
+    local _, upto = entry(mid)
+    if upto > first then hi = mid else lo = mid + 1 end
+  end
+  local before = 0
+  if lo > 1 then _, before = entry(lo - 1) end
+  for i = lo, entries do
+    if before >= last then break end
+    local block, upto = entry(i)
+    if upto > first then
+      ranks(container(feed .. '.' .. block), math.max(first, before) - before, math.min(last, upto) - before,
+        block * BLOCK, out, upto - before)
     end
     before = upto
-    if before >= last then break end
   end
   for i = 1, #out do out[i] = struct.pack('<I4', out[i]) end
   return table.concat(out)
@@ -252,6 +270,10 @@ local function append(value, count, lows)
 end
 
 local writes = {}
+local entries = #index / 6
+local last_block, last_upto, previous_upto = -1, 0, 0
+if entries > 0 then last_block, last_upto = entry(entries) end
+if entries > 1 then _, previous_upto = entry(entries - 1) end
 local i = 1
 while i <= #taken do
   local block = floor(taken[i] / BLOCK)
@@ -260,27 +282,22 @@ while i <= #taken do
     lows[#lows + 1] = taken[i] % BLOCK
     i = i + 1
   end
-  local before, count = 0, 0
-  if #blocks > 0 and blocks[#blocks] == block then
-    before = #blocks > 1 and counts[#blocks - 1] or 0
-    count = counts[#counts] - before
-  else
-    blocks[#blocks + 1], counts[#counts + 1] = block, served
-    before = served
+  if block ~= last_block then  -- a new entry, its count set below
+    index = index .. struct.pack('<HI4', block, served)
+    last_block, previous_upto, last_upto = block, served, served
   end
   local name = feed .. '.' .. block
-  local value = append(container(name) or nil, count, lows)
+  local value = append(container(name) or nil, last_upto - previous_upto, lows)
   containers[name] = value
   writes[#writes + 1], writes[#writes + 2] = name, value
   served = served + #lows
-  counts[#counts] = served
+  last_upto = served
+  index = sub(index, 1, #index - 6) .. struct.pack('<HI4', block, served)
   total = total + #lows
 end
 cursor = new_cursor
 
-local state = {struct.pack('<I4I4', cursor, served)}
-for b = 1, #blocks do state[#state + 1] = struct.pack('<HI4', blocks[b], counts[b]) end
-writes[#writes + 1], writes[#writes + 2] = 'f' .. feed, table.concat(state)
+writes[#writes + 1], writes[#writes + 2] = 'f' .. feed, struct.pack('<I4I4', cursor, served) .. index
 writes[#writes + 1], writes[#writes + 2] = 'n', total
 if registry ~= registry_before then writes[#writes + 1], writes[#writes + 2] = 'k', registry end
 if fresh or bounds ~= session_bounds then
