@@ -65,10 +65,11 @@ def feed_id(kind: str, filter_signature: str) -> bytes:
 
 
 def candidates_from(order: SessionOrder, matching: MatchingSet, now: float, cursor: int, count: int,
-                    max_positions: int) -> tuple[list[int], int]:
+                    max_positions: int, keys_out: dict[int, int] | None = None) -> tuple[list[int], int]:
     """The first ``count`` positions from ``cursor`` on whose keys match, examining at most
     ``max_positions``: (positions ascending, position examined up to). Every matching position
-    in ``[cursor, examined_to)`` is among them.
+    in ``[cursor, examined_to)`` is among them. ``keys_out`` gets each position's key (so a page
+    maps its new items' positions once).
 
     Two ways to the same answer, whichever costs fewer permutation evaluations: map the matching
     keys to their positions (a set smaller than the scan would be), or map positions to keys in
@@ -82,8 +83,13 @@ def candidates_from(order: SessionOrder, matching: MatchingSet, now: float, curs
     if len(matching.keys) * 4 <= expected_scan:  # mapping a key back costs about 4 positions' scan
         keys = matching.keys_at(now)
         keys = keys[keys <= order.end].astype(np.int64)
-        positions = np.sort(order.positions_of(keys))
-        positions = positions[(positions >= cursor) & (positions < end)][:count]
+        positions = order.positions_of(keys)
+        ranked = np.argsort(positions)
+        positions, keys = positions[ranked], keys[ranked]
+        kept = (positions >= cursor) & (positions < end)
+        positions, keys = positions[kept][:count], keys[kept][:count]
+        if keys_out is not None:
+            keys_out.update(zip(positions.tolist(), keys.tolist()))
         examined_to = int(positions[-1]) + 1 if len(positions) == count else end
         return positions.tolist(), examined_to
     found: list[int] = []
@@ -93,8 +99,10 @@ def candidates_from(order: SessionOrder, matching: MatchingSet, now: float, curs
         rounds += 1
         stop = min(end, position + batch)
         keys = order.keys_between(position, stop)
-        hits = np.nonzero(matching.matches(keys, now))[0] + position
-        found.extend(hits.tolist())
+        hits = np.nonzero(matching.matches(keys, now))[0]
+        found.extend((hits + position).tolist())
+        if keys_out is not None:
+            keys_out.update(zip((hits + position).tolist(), keys[hits].tolist()))
         position = stop
     if len(found) > count:
         del found[count:]
@@ -130,9 +138,13 @@ class RandomFeedService:
             raise OffsetTooLarge(self.max_offset)
         flt = content_filter(kind, args)
         with self.catalog.source(flt) as source:
+            known: dict[int, int] = {}
             view, positions, is_last, round_trips, replayed = self._page(
-                source, session_id, feed_id(kind, flt.signature()), offset, limit)
-            keys = self._order(session_id, view.seed, view.bounds).keys_at(positions).tolist()
+                source, session_id, feed_id(kind, flt.signature()), offset, limit, known)
+            missing = [position for position in positions if position not in known]
+            if missing:  # items served before this page: mapped now
+                known.update(zip(missing, self._order(session_id, view.seed, view.bounds).keys_at(missing).tolist()))
+            keys = [known[position] for position in positions]
             items_json, count = source.page_items(keys)
         return ServedPage(items_json, count, is_last, round_trips, replayed, source.snapshot_hit)
 
@@ -167,8 +179,10 @@ class RandomFeedService:
             cursors[feed] = (view.cursor, view.served)
             self._views[session_id] = (view.seed, view.bounds, cursors)
 
-    def _page(self, source: FeedSource, session_id: str, feed: bytes, offset: int, limit: int):
-        """(view, positions, is_last_page, round trips, replayed) of the page."""
+    def _page(self, source: FeedSource, session_id: str, feed: bytes, offset: int, limit: int,
+              known: dict[int, int]):
+        """(view, positions, is_last_page, round trips, replayed) of the page; ``known`` gets the
+        keys of the positions it mapped."""
         need = offset + limit
         view = self._known_view(session_id, feed)
         create = view is None
@@ -201,12 +215,14 @@ class RandomFeedService:
                     order, source.matching(), source.now(), view.cursor,
                     # Eight times as many after each short claim (items served in other feeds).
                     min(MAX_CANDIDATES, (need - view.served + 1) << min(3 * short, 12)),
-                    max(1, self.max_scan - examined))
+                    max(1, self.max_scan - examined), known)
                 sent = FeedView(view.seed, bounds, view.cursor, view.served)
             result = self.store.serve_page(session_id, feed, sent, offset=offset, limit=limit,
                                            max_ahead=self.max_ahead, candidates=candidates,
                                            scanned_to=scanned_to, create=create)
             status = result.status
+            if status in (PageStatus.ABSENT, PageStatus.STALE):
+                known.clear()  # mapped through an order that may not be the session's
             if status is PageStatus.ABSENT:  # reset or expired since this process saw it
                 self.forget(session_id)
                 view, create = FeedView(os.urandom(SEED_BYTES), (source.catalog_state().largest_key,)), True
