@@ -13,18 +13,19 @@ a session in one Redis Cluster slot):
              (``<id>:<cleared>:<found>``), alone in the hash for the TTL after a reset and kept by
              the next session, so a reset resent after a lost reply answers what it did.
 ``vs2:active`` ZSET, session id -> last-seen server ms, to count and list active sessions
-             (on a cluster 16 shards ``vs2:active:{i}``). Each touch forgets at most 100 entries
-             idle past the TTL.
+             (on a cluster 16 shards ``vs2:active:{i}``). Each touch (``_touch.lua``) forgets at
+             most 100 entries idle past the TTL.
 
 A session missing any of ``s b k n c`` (damaged, or written by another layout) is treated as
 gone, never served from; a page that creates the session replaces it.
 
-The session's hash carries the sliding TTL, restarted by every page. A page is one script,
-pipelined with the index touch (at most once a second per session and process): one round trip
-(on a cluster the touch, in another slot, is a second one, at most once a second per session).
-Connections come from redis-py's pool; on a connection error, a timeout, ``READONLY`` or
-``MASTERDOWN`` (a failover) the pool's connections are dropped and the operation is tried again
-on fresh ones, so a failover behind a plain ``redis://`` address that moves recovers by itself.
+The session's hash carries the sliding TTL, restarted by every page. A page is one script, one
+round trip, which also touches the index when the page created the session or the process has
+not touched it for a second; on a cluster the index is in another slot, so ``touch.lua`` does it
+in a second round trip, as often. Connections come from redis-py's pool; on a connection error, a
+timeout, ``READONLY`` or ``MASTERDOWN`` (a failover) the pool's idle connections are dropped and
+the operation is tried again on fresh ones, so a failover behind a plain ``redis://`` address
+that moves recovers by itself.
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
-from redis.exceptions import (ClusterDownError, ClusterError, InvalidResponse, NoScriptError,
+from redis.exceptions import (ClusterDownError, ClusterError, InvalidResponse,
                               OutOfMemoryError, ReadOnlyError, RedisClusterException, RedisError, ResponseError,
                               SlotNotCoveredError, TryAgainError)
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -93,8 +94,16 @@ def index_shard(session_id: str, shards: int) -> int:
     return zlib.crc32(session_id.encode("utf-8", "surrogatepass")) % shards if shards > 1 else 0
 
 
+#: Scripts that begin with ``_touch.lua`` (the index touch both of them make).
+_TOUCHING = ("page", "touch")
+
+
 def _script_source(name: str) -> str:
-    return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+    folder = resources.files(__package__).joinpath("lua")
+    source = folder.joinpath(f"{name}.lua").read_text(encoding="utf-8")
+    if name in _TOUCHING:
+        source = folder.joinpath("_touch.lua").read_text(encoding="utf-8") + "\n" + source
+    return source
 
 
 #: RedisClusterException messages (not a RedisError) that mean no node or slot can serve now.
@@ -268,23 +277,9 @@ class _Connection:
         self.scripts = {name: client.register_script(_script_source(name)) for name in _SCRIPTS}
 
     def run(self, calls) -> list:
-        """The scripts ``calls`` ((name, keys, args)): in one round trip on one server (a
-        non-transactional pipeline); one by one on a cluster, where they are in different slots.
-        A script the server lost (NOSCRIPT after a restart, failover or SCRIPT FLUSH) did not run;
-        it is loaded and run again on its own."""
-        if len(calls) == 1 or self.cluster:
-            return [self.scripts[name](keys=keys, args=args) for name, keys, args in calls]
-        pipe = self.client.pipeline(transaction=False)
-        for name, keys, args in calls:
-            pipe.evalsha(self.scripts[name].sha, len(keys), *keys, *args)
-        results = pipe.execute(raise_on_error=False)
-        for index, result in enumerate(results):
-            if isinstance(result, NoScriptError):
-                name, keys, args = calls[index]
-                results[index] = self.scripts[name](keys=keys, args=args)
-            elif isinstance(result, Exception):
-                raise result
-        return results
+        """The scripts ``calls`` ((name, keys, args)), one after the other (a script the server lost,
+        NOSCRIPT after a restart, failover or SCRIPT FLUSH, is loaded and run again by redis-py)."""
+        return [self.scripts[name](keys=keys, args=args) for name, keys, args in calls]
 
     def drop_connections(self) -> None:
         """Disconnect every idle pooled connection (on a cluster, every node's), so the next command
@@ -424,6 +419,11 @@ class RedisSessionStore(SessionStoreBackend):
     def _index(self, session_id: str) -> str:
         return self.index_keys[index_shard(session_id, len(self.index_keys))]
 
+    def _keys_with_index(self, session_id: str) -> list[str]:
+        """A session script's keys: its hash, and on one server the index too (the script keeps it
+        in the same step); on a cluster the index is in another slot, kept by a script of its own."""
+        return [session_key(session_id)] if self.cluster else [session_key(session_id), self._index(session_id)]
+
     # -- SessionStoreBackend ---------------------------------------------------------
 
     def serve_page(self, session_id, feed_id, view, *, offset, limit, max_ahead, candidates=None,
@@ -437,8 +437,8 @@ class RedisSessionStore(SessionStoreBackend):
         # page script does it when it serves the page, on a cluster touch.lua after it.
         with self._touched_lock:
             touch = session_id not in self._touched
-        keys = [session_key(session_id)] if self.cluster else [session_key(session_id), self._index(session_id)]
-        (reply,) = self._run([("page", keys, [*args, session_id, "1" if touch else "0"])])
+        args += [session_id, "1" if touch else "0"]
+        (reply,) = self._run([("page", self._keys_with_index(session_id), args)])
         result = _page_result(reply)
         if result.status is PageStatus.SERVED and (touch or int(reply[7])):
             if self.cluster:
@@ -451,11 +451,10 @@ class RedisSessionStore(SessionStoreBackend):
         with self._touched_lock:
             self._touched.pop(session_id, None)
         reset_id = secrets.token_hex(8)
-        index_key = self._index(session_id)
-        keys = [session_key(session_id)] if self.cluster else [session_key(session_id), index_key]
+        keys = self._keys_with_index(session_id)
         (found, cleared, at), = self._run([("reset", keys, [reset_id, RESET_RECORD_MS, session_id])])
         if self.cluster:
-            self._run([("unindex", [index_key], [session_id, int(at)])])
+            self._run([("unindex", [self._index(session_id)], [session_id, int(at)])])
         return ResetResult(bool(found), int(cleared), self.session_count())
 
     def session_count(self) -> int:

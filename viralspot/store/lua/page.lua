@@ -143,13 +143,7 @@ end
 local created = false
 local function reply(status, page_from, page_to, has_more)
   if not fresh then redis.call('PEXPIRE', key, ttl) end
-  if status == SERVED and KEYS[2] and (ARGV[15] == '1' or created) then
-    local now = redis.call('TIME')
-    now = now[1] * 1000 + floor(now[2] / 1000)
-    redis.call('ZADD', KEYS[2], now, ARGV[14])
-    local idle = redis.call('ZRANGE', KEYS[2], '-inf', '(' .. (now - ttl), 'BYSCORE', 'LIMIT', 0, 100)
-    if #idle > 0 then redis.call('ZREM', KEYS[2], unpack(idle)) end
-  end
+  if status == SERVED and KEYS[2] and (ARGV[15] == '1' or created) then touch_index(KEYS[2], ARGV[14], ttl) end
   return {status, session_seed, session_bounds, cursor, served, has_more and 1 or 0,
     page_from and page(page_from, page_to) or '', created and 1 or 0}
 end
