@@ -110,6 +110,11 @@ def candidates_from(order: SessionOrder, matching: MatchingSet, now: float, curs
     return found, position
 
 
+def _new_session(source: FeedSource) -> FeedView:
+    """The view of a session to create: a fresh random seed, one epoch up to the catalog's largest key."""
+    return FeedView(os.urandom(SEED_BYTES), (source.catalog_state().largest_key,))
+
+
 class RandomFeedService:
     """Serves pages of sessions' random feeds; one per app, safe to share across threads.
 
@@ -127,8 +132,6 @@ class RandomFeedService:
         self.max_scan = max_scan
         self._views: LRUCache = LRUCache(VIEWS_KEPT)
         self._views_lock = threading.Lock()
-        #: The order this thread's page built last (``_order``).
-        self._local = threading.local()
 
     def serve(self, kind: str, args: Mapping[str, Any]) -> ServedPage:
         """The page ``[offset, offset + limit)`` of ``session_id``'s feed for endpoint ``kind``
@@ -143,20 +146,11 @@ class RandomFeedService:
                 source, session_id, feed_id(kind, flt.signature()), offset, limit, known)
             missing = [position for position in positions if position not in known]
             if missing:  # items served before this page: mapped now
-                known.update(zip(missing, self._order(session_id, view.seed, view.bounds).keys_at(missing).tolist()))
+                order = SessionOrder(self.secret, session_id, view.seed, view.bounds)
+                known.update(zip(missing, order.keys_at(missing).tolist()))
             keys = [known[position] for position in positions]
             items_json, count = source.page_items(keys)
         return ServedPage(items_json, count, is_last, round_trips, replayed, source.snapshot_hit)
-
-    def _order(self, session_id: str, seed: bytes, bounds: tuple[int, ...]) -> SessionOrder:
-        """The session's order; the one a page built already when it is the same (a page maps its
-        candidates and then its items' positions through one order)."""
-        last = getattr(self._local, "order", None)
-        if last is not None and last[0] == (session_id, seed, bounds):
-            return last[1]
-        order = SessionOrder(self.secret, session_id, seed, bounds)
-        self._local.order = ((session_id, seed, bounds), order)
-        return order
 
     def forget(self, session_id: str) -> None:
         """Drop this process's view of a session (after a reset, its next page starts a new one)."""
@@ -187,7 +181,7 @@ class RandomFeedService:
         view = self._known_view(session_id, feed)
         create = view is None
         if create:
-            view = FeedView(os.urandom(SEED_BYTES), (source.catalog_state().largest_key,))
+            view = _new_session(source)
         examined = stale = short = 0
         result = None
         for round_trip in range(1, MAX_ROUNDS + 1):
@@ -210,7 +204,7 @@ class RandomFeedService:
                 bounds = view.bounds
                 if view.cursor >= view.end and largest > view.end:
                     bounds = (*bounds, largest)  # a grown catalog: a new epoch after the last
-                order = self._order(session_id, view.seed, bounds)
+                order = SessionOrder(self.secret, session_id, view.seed, bounds)
                 candidates, scanned_to = candidates_from(
                     order, source.matching(), source.now(), view.cursor,
                     # Eight times as many after each short claim (items served in other feeds).
@@ -225,7 +219,7 @@ class RandomFeedService:
                 known.clear()  # mapped through an order that may not be the session's
             if status is PageStatus.ABSENT:  # reset or expired since this process saw it
                 self.forget(session_id)
-                view, create = FeedView(os.urandom(SEED_BYTES), (source.catalog_state().largest_key,)), True
+                view, create = _new_session(source), True
                 continue
             create = False
             if status is PageStatus.STALE:
