@@ -208,3 +208,70 @@ def load_average() -> str:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
     except OSError:
         return "unknown"
+
+
+def _gunicorn_settings(workers: int, threads: int, keepalive: int) -> dict[str, str]:
+    """The gunicorn settings, under their ``VIRALSPOT_`` names and, for a ``--baseline`` checkout
+    that predates them, the former ``GUNICORN_`` ones (``clean_env`` keeps neither of the caller's)."""
+    settings = {"WEB_CONCURRENCY": str(workers), "GUNICORN_ACCESSLOG": ""}
+    for name, value in (("THREADS", threads), ("KEEPALIVE", keepalive)):
+        settings[f"VIRALSPOT_GUNICORN_{name}"] = settings[f"GUNICORN_{name}"] = str(value)
+    return settings
+
+
+class BenchServer:
+    """gunicorn serving ``bench.bench_app:app`` from ``root`` in its own process group; stopped by
+    killpg. ``keepalive`` 0 closes each connection after its response."""
+
+    def __init__(self, database_url: str, store_url: str, log_path: str, *, workers: int, threads: int = 8,
+                 keepalive: int = 2, root: Path = ROOT, snapshot_dir: Path | None = None) -> None:
+        self.port = free_port()
+        self.workers = workers
+        env = clean_env(VIRALSPOT_DATABASE_URL=database_url, VIRALSPOT_SESSION_STORE_URL=store_url,
+                        PORT=str(self.port), **_gunicorn_settings(workers, threads, keepalive))
+        if snapshot_dir is not None:
+            env["VIRALSPOT_ITEM_SNAPSHOT_DIR"] = str(snapshot_dir)
+        self.log_path = log_path
+        with open(log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [bin_path("gunicorn"), "-c", str(root / "gunicorn.conf.py"), "bench.bench_app:app"], cwd=str(root),
+                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Until /health answers 200 and every worker is forked and has loaded the app (idle CPU)."""
+        import http.client
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                try:
+                    connection.request("GET", "/health", headers={"Connection": "close"})
+                    healthy = connection.getresponse().status == 200
+                finally:
+                    connection.close()
+                if healthy and len(self.worker_pids()) == self.workers:
+                    before = cpu_ticks(self.worker_pids())
+                    time.sleep(0.5)
+                    if cpu_ticks(self.worker_pids()) == before:
+                        return
+                    continue
+            except (OSError, http.client.HTTPException):
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"gunicorn did not come up; see {self.log_path}")
+
+    def worker_pids(self) -> set[int]:
+        return children(self.process.pid)
+
+    def stop(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.process.wait(timeout=20)
+                return
+            except subprocess.TimeoutExpired:
+                continue

@@ -4,7 +4,7 @@
 
 gunicorn (the repo's ``gunicorn.conf.py``: gthread, 8 threads) with 3 workers serving
 ``bench.bench_app:app`` over the cached catalog and its item snapshot, sessions in a
-redis-server of its own, keep-alive off (``GUNICORN_KEEPALIVE=0``: every request on a new
+redis-server of its own, keep-alive off (``VIRALSPOT_GUNICORN_KEEPALIVE=0``: every request on a new
 connection, so any worker may serve it). Two loads take turns, round by round:
 
 * random pages: ``GET /api/reels?random_order=true&limit=24``, each client connection one user
@@ -37,8 +37,8 @@ import threading
 import time
 from pathlib import Path
 
-from .common import (DATA_DIR, ROOT, bin_path, catalog, children, clean_env, cpu_seconds, free_port, load_average,
-                     redis_server, redis_version, warm_os_cache, write_snapshot)
+from .common import (DATA_DIR, ROOT, BenchServer, catalog, clean_env, cpu_seconds, load_average, redis_server,
+                     redis_version, warm_os_cache, write_snapshot)
 
 WORKERS = 3
 RANDOM_PATH = "/api/reels?random_order=true&limit=24"
@@ -66,53 +66,6 @@ function request()
   return wrk.format("GET", PATH .. "&session_id=" .. prefix .. "-" .. session .. "&offset=" .. offset)
 end
 """
-
-
-class Server:
-    """gunicorn serving ``bench.bench_app:app`` with ``WORKERS`` workers, in its own process group."""
-
-    def __init__(self, database_url: str, store_url: str, log_path: str, root: Path = ROOT,
-                 snapshot_dir: Path | None = None) -> None:
-        self.port = free_port()
-        env = clean_env(VIRALSPOT_DATABASE_URL=database_url, VIRALSPOT_SESSION_STORE_URL=store_url,
-                        PORT=str(self.port), GUNICORN_ACCESSLOG="", GUNICORN_KEEPALIVE="0",
-                        WEB_CONCURRENCY=str(WORKERS))
-        if snapshot_dir is not None:
-            env["VIRALSPOT_ITEM_SNAPSHOT_DIR"] = str(snapshot_dir)
-        self.log_path = log_path
-        with open(log_path, "ab") as log:
-            self.process = subprocess.Popen([bin_path("gunicorn"), "-c", str(root / "gunicorn.conf.py"),
-                                             "bench.bench_app:app"], cwd=str(root), env=env, stdin=subprocess.DEVNULL,
-                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def wait_ready(self, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                status, _body = get(self.port, "/health")
-                if status == 200 and len(self.workers()) == WORKERS:
-                    return
-            except (OSError, http.client.HTTPException):
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"gunicorn did not come up; see {self.log_path}")
-
-    def workers(self) -> set[int]:
-        return children(self.process.pid)
-
-    def stop(self) -> None:
-        import signal
-
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(self.process.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                self.process.wait(timeout=20)
-                return
-            except subprocess.TimeoutExpired:
-                continue
 
 
 def get(port: int, path: str, timeout: float = 10.0) -> tuple[int, bytes]:
@@ -204,12 +157,13 @@ def measure(size: int, rounds: int, seconds: float, connections: int, baseline: 
                 subprocess.run([sys.executable, "-c", "import sys; from bench.common import write_snapshot; "
                                 "write_snapshot(sys.argv[1])", url], cwd=root, check=True,
                                env=clean_env(VIRALSPOT_ITEM_SNAPSHOT_DIR=str(snapshot_dir)))
-            server = Server(url, redis.url, log_path, root, snapshot_dir)
+            server = BenchServer(url, redis.url, log_path, workers=WORKERS, keepalive=0, root=root,
+                                 snapshot_dir=snapshot_dir)
             stack.callback(server.stop)
             servers[name] = (server, redis)
         for server, _redis in servers.values():
             server.wait_ready()
-            server.pids = server.workers()
+            server.pids = server.worker_pids()
             # Warm-up: each worker reads the feed's matching set and maps the item snapshot (the first
             # pages may time out in wrk's eyes meanwhile): until a load of random pages runs clean.
             load(server.port, CEILING_PATH, 2, connections, False)
@@ -236,7 +190,7 @@ def measure(size: int, rounds: int, seconds: float, connections: int, baseline: 
                     measured[kind]["ms"] = measured[kind]["workers_ms"] + measured[kind]["redis_ms"]
                 results[name].append(measured)
         for name, (server, _redis) in servers.items():
-            if server.workers() != server.pids:
+            if server.worker_pids() != server.pids:
                 raise RuntimeError(f"{name}: a worker was replaced during the run; see {server.log_path}")
         version = redis_version(next(iter(servers.values()))[1].url)
     return {"size": size, "results": results, "roots": {name: str(root) for name, root in roots.items()},

@@ -35,18 +35,14 @@ import http.client
 import json
 import os
 import random
-import signal
-import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlencode
 
-from .common import children, cpu_ticks
+from .common import ROOT, BenchServer, cpu_ticks
 
-ROOT = Path(__file__).resolve().parents[1]
 LIMIT = 24
 #: errors a client sees from a connection (refused, reset, closed early, malformed HTTP)
 CONNECTION_ERRORS = (OSError, http.client.HTTPException)
@@ -319,64 +315,6 @@ def drive(port: int, session_ids: list[str], threads: int, *, generations: int |
 # --- the benchmark ----------------------------------------------------------------------------
 
 
-class BenchServer:
-    """gunicorn serving ``bench.bench_app:app`` in its own process group; stopped by killpg."""
-
-    def __init__(self, database_url: str, store_url: str, workers: int, threads: int, log_path: str) -> None:
-        from .common import free_port
-
-        self.port = free_port()
-        self.workers = workers
-        from .common import clean_env
-
-        env = clean_env(VIRALSPOT_DATABASE_URL=database_url, VIRALSPOT_SESSION_STORE_URL=store_url,
-                        PORT=str(self.port), GUNICORN_ACCESSLOG="", WEB_CONCURRENCY=str(workers),
-                        GUNICORN_THREADS=str(threads))
-        self.log_path = log_path
-        with open(log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [os.path.join(os.path.dirname(sys.executable), "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"),
-                 "bench.bench_app:app"], cwd=str(ROOT), env=env, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True)
-
-    def wait_ready(self, timeout: float = 90.0) -> None:
-        """Until /health answers 200 and every worker is forked and has loaded the app (idle CPU)."""
-        deadline = time.monotonic() + timeout
-        client = Client(self.port, timeout=2)
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                break
-            try:
-                if client.request("GET", "/health", {})[0] == 200 and len(self.worker_pids()) == self.workers:
-                    before = cpu_ticks(self.worker_pids())
-                    time.sleep(0.5)
-                    if cpu_ticks(self.worker_pids()) == before:
-                        return
-                    continue
-            except CONNECTION_ERRORS:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"gunicorn did not come up; see {self.log_path}")
-
-    def worker_pids(self) -> set[int]:
-        return children(self.process.pid)
-
-    def stop(self) -> None:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(self.process.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                continue
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)  # a worker that outlived the master
-        except ProcessLookupError:
-            pass
-
-
 def markdown(report: Report, *, workers: int, server_threads: int, client_threads: int, keep_alive: bool) -> str:
     lines = [
         "| workers | gunicorn threads | client threads | connections | sessions | requests | requests/s | "
@@ -418,7 +356,7 @@ def main(argv=None) -> int:
     write_snapshot(url)
     log_path = os.path.join(ROOT, "bench", ".data", "load-gunicorn.log")
     with redis_server() as redis:
-        server = BenchServer(url, redis.url, args.workers, args.server_threads, log_path)
+        server = BenchServer(url, redis.url, log_path, workers=args.workers, threads=args.server_threads)
         try:
             server.wait_ready()
             workers = server.worker_pids()
