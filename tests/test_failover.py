@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import pytest
 import redis
 
-from redis_fixtures import _in_ci, free_port, redis_server_binary
+from redis_fixtures import _in_ci, free_port, redis_server_binary, stop_process
 from viralspot import create_app
 from viralspot.store.redis_store import RedisSessionStore
 
@@ -266,14 +266,7 @@ class SentinelProcess:
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+        stop_process(process)
 
 
 # --- the catalog and the app -----------------------------------------------------------------
