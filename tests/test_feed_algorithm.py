@@ -31,6 +31,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from gunicorn_servers import run_threads
 from viralspot import create_app
 from viralspot.catalog.feed_source import WINDOW_SECONDS, FeedCatalog, FeedSource, MatchingSet
 from viralspot.catalog.filters import DATE_RANGES, content_filter
@@ -726,11 +727,7 @@ def test_concurrent_pages_of_one_session_never_share_items():
         barrier.wait(timeout=30)
         results[index] = serve(services[index % 2], "s", index * 24, 24)[0]
 
-    threads = [threading.Thread(target=fetch, args=(index,)) for index in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    run_threads([lambda index=index: fetch(index) for index in range(8)], timeout=60)
     served = [key for index in sorted(results) for key in results[index]]
     assert len(served) == 8 * 24 == len(set(served))
     assert serve(make_service(store, catalog), "s", 0, 8 * 24)[0] == served

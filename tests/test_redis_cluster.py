@@ -427,11 +427,7 @@ def test_concurrent_pages_of_one_session_share_no_item(cluster_app):
         barrier.wait(timeout=30)
         results[offset] = page(client, "tabs", offset=offset)[0]
 
-    threads = [threading.Thread(target=fetch, args=(i * 24,)) for i in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    run_threads([lambda offset=i * 24: fetch(offset) for i in range(6)], timeout=60)
     served = [item for offset in sorted(results) for item in results[offset]]
     assert len(served) == 6 * 24 == len(set(served))
 
