@@ -86,6 +86,9 @@ class Config:
     #: Positions of the session's order one random page may examine (a feed whose items the session
     #: has mostly been served in other feeds then answers a short page, not the last one).
     RANDOM_MAX_SCAN = 1_000_000
+    #: random_order=weighted: an item's weight is its outlier score to this power, rounded to 1-8
+    #: tickets (docs/architecture.md); 0 weighs every item alike; a negative value refuses to start.
+    WEIGHT_EXPONENT = 1.0
     #: Seconds a process reuses the catalog's (version, largest id) for random feeds; 0: every page asks.
     CATALOG_STATE_TTL = 1.0
     #: Where item snapshots (every rendered item of one catalog version in a memory-mapped file, from

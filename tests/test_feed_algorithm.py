@@ -80,6 +80,10 @@ class ListSource(FeedSource):
             keys, until = keys[keep], until[keep]
         return MatchingSet.of(catalog.version, keys, until)
 
+    def read_scores(self):
+        """Outlier scores by key: ``key % 11`` (0 to 10), so every ticket count from 1 to 8 occurs."""
+        return np.arange(self._catalog.largest + 1, dtype=np.float64) % 11
+
     def page_items(self, keys):
         return ",".join(str(int(key)) for key in keys), len(keys)
 
@@ -151,8 +155,8 @@ def matching(catalog: ListCatalog, name="all") -> set[int]:
     return {key for key in range(1, catalog.largest + 1) if catalog.predicates[name](key)}
 
 
-def feed_of(name=None, kind="reels") -> bytes:
-    return feed_id(kind, content_filter(kind, {"search": name} if name else {}).signature())
+def feed_of(name=None, kind="reels", weighted=False) -> bytes:
+    return feed_id(kind, content_filter(kind, {"search": name} if name else {}).signature(), weighted)
 
 
 # --- candidates_from --------------------------------------------------------------------------------

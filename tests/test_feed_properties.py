@@ -11,7 +11,8 @@ from the store; after every step the store and the pages must agree with it:
 * **no repeats**: a session is never served an item twice, across all its feeds, until a reset;
 * **replay and determinism**: a served prefix never changes, a page is its slice of the feed's
   sequence, and either process serves the same page;
-* **one order**: a feed's served positions in the session's order ascend;
+* **one order**: a feed's served positions in the session's order (a weighted feed's: in its
+  order of tickets) ascend;
 * **coverage**: draining a feed serves exactly the matching items the session has not seen, and
   only matching items; a last page comes only when nothing matching is left unseen, and a page
   that is not the last is full (``isLastPage`` is exact);
@@ -43,15 +44,17 @@ from test_feed_algorithm import SECRET, ListCatalog, feed_of, keys_of, make_serv
 from test_feed_algorithm import request as page_args
 from viralspot.feed import service as service_module
 from viralspot.feed.order import SessionOrder
+from viralspot.feed.weights import MAX_TICKETS, ticket_keys
 from viralspot.store import FeedView, PageStatus
 from viralspot.store.memory import MemorySessionStore
 
 SESSIONS = 3
 PROCESSES = 2
-#: (endpoint kind, filter name). "reels all" and "posts all" share their predicate: an item served in
-#: one must never come in the other.
-FEEDS = [("reels", "all"), ("posts", "all"), ("reels", "even"), ("reels", "thirds"), ("reels", "sparse"),
-         ("reels", "none")]
+#: (endpoint kind, filter name, weighted). "reels all" and "posts all" share their predicate: an item
+#: served in one must never come in the other; the weighted feeds overlap the others too.
+FEEDS = [("reels", "all", False), ("posts", "all", False), ("reels", "even", False), ("reels", "thirds", False),
+         ("reels", "sparse", False), ("reels", "none", False), ("reels", "all", True), ("posts", "even", True),
+         ("reels", "sparse", True)]
 #: Enough matching items that two random orders' first pages sharing over half their items is
 #: (hypergeometric) a one-in-a-million event: a shared first page means the order was not fresh.
 FRESH_ORDER_MIN_MATCHING = 100
@@ -81,9 +84,10 @@ class Seeds:
         return hashlib.sha256(b"seed %d" % (0 if self.constant else self.drawn)).digest()[:size]
 
 
-def feed_sequence(store, session_id: str, kind: str, name: str) -> tuple[list[int], list[int]] | None:
+def feed_sequence(store, session_id: str, kind: str, name: str,
+                  weighted: bool = False) -> tuple[list[int], list[int]] | None:
     """(positions, keys) the store holds as served in a feed, in order; None without a session."""
-    fid = feed_of(name, kind)
+    fid = feed_of(name, kind, weighted)
     probe = store.serve_page(session_id, fid, FeedView(b"", ()), offset=0, limit=0, max_ahead=2 ** 31)
     if probe.status is PageStatus.ABSENT:
         return None
@@ -92,6 +96,10 @@ def feed_sequence(store, session_id: str, kind: str, name: str) -> tuple[list[in
     result = store.serve_page(session_id, fid, FeedView(view.seed, view.bounds), offset=0, limit=10 ** 9,
                               max_ahead=2 ** 31)
     assert result.status is PageStatus.SERVED and len(result.positions) == result.view.served
+    if weighted:
+        tickets = SessionOrder(SECRET, session_id, view.seed, tuple(b * MAX_TICKETS for b in view.bounds),
+                               label="tickets").keys_at(result.positions)
+        return result.positions, ticket_keys(tickets).tolist()
     keys = SessionOrder(SECRET, session_id, view.seed, view.bounds).keys_at(result.positions).tolist()
     return result.positions, keys
 
@@ -136,12 +144,13 @@ class FeedMachine(RuleBasedStateMachine):
 
     def _page(self, session: int, feed, offset: int, limit: int, process: int):
         session_id = self.session_ids[session]
-        kind, name = feed
+        kind, name, weighted = feed
         before = list(self.served[session][feed])
-        page = self.services[process].serve(kind, page_args(session_id, offset, limit, name))
+        page = self.services[process].serve(kind, page_args(session_id, offset, limit, name,
+                                                            random_order="weighted" if weighted else True))
         keys = keys_of(page)
         self.active[session] = True
-        positions, sequence = feed_sequence(self.store, session_id, kind, name)
+        positions, sequence = feed_sequence(self.store, session_id, kind, name, weighted)
         # Replay: what was served stays served, in the same order; a page is its slice.
         assert sequence[:len(before)] == before, "a served prefix changed"
         assert keys == sequence[offset:offset + limit], "a page is not its slice of the feed"
@@ -223,8 +232,8 @@ class FeedMachine(RuleBasedStateMachine):
         self.seen[session] = set()
         self.active[session] = False
         assert self.store.summary(session_id) is None, "a reset left the session behind"
-        for kind, name in FEEDS:
-            assert feed_sequence(self.store, session_id, kind, name) is None, "a reset left feed state behind"
+        for feed in FEEDS:
+            assert feed_sequence(self.store, session_id, *feed) is None, "a reset left feed state behind"
         for feed, before in sorted(first_pages.items())[:1]:
             _page, after = self._page(session, feed, 0, FRESH_PAGE, 1 - process)
             assert len(after) == FRESH_PAGE
@@ -243,7 +252,7 @@ class FeedMachine(RuleBasedStateMachine):
             return
         assert summary.served_items_count == len(self.seen[session])
         for feed, served in self.served[session].items():
-            fid = feed_of(feed[1], feed[0])
+            fid = feed_of(feed[1], feed[0], feed[2])
             if fid in summary.feeds:
                 assert summary.feeds[fid].served == len(served)
             else:
@@ -314,7 +323,7 @@ def test_the_model_catches_a_store_that_repeats_items_across_feeds(monkeypatch):
         return store, store
 
     machine = machine_class("CrossFeedMachine", fresh, monkeypatch)
-    with pytest.raises(AssertionError, match="served again"):
+    with pytest.raises(AssertionError, match="served again|served twice"):
         run_state_machine_as_test(machine, settings=MUTANT_SETTINGS)
 
 

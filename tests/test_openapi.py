@@ -123,7 +123,9 @@ def test_content_arguments(spec, path, schema_class, sorts):
     assert all(param["in"] == "query" and not param["required"] for param in params.values())
     assert params["limit"]["schema"] == {"type": "integer", "default": 24, "minimum": 1, "maximum": 100}
     assert params["offset"]["schema"] == {"type": "integer", "default": 0, "minimum": 0, "maximum": 10 ** 9}
-    assert params["random_order"]["schema"] == {"type": "boolean", "default": False}
+    assert params["random_order"]["schema"] == {"type": "string", "enum": ["true", "false", "weighted"],
+                                                "default": "false"}
+    assert "weighted" in params["random_order"]["description"]
     assert params["is_verified"]["schema"] == {"type": "boolean"}
     assert params["sort_by"]["schema"] == {"type": "string", "enum": list(sorts)}
     assert params["date_range"]["schema"]["enum"] == [*DATE_RANGES, "all"]

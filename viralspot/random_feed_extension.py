@@ -21,11 +21,17 @@ class RandomFeedExtension:
     def init_app(self, app: Flask) -> None:
         """After the session store's and the catalog's (``create_app`` initialises them first)."""
         config = app.config
+        try:
+            exponent = float(config["WEIGHT_EXPONENT"])
+        except (TypeError, ValueError):
+            exponent = -1.0
+        if not 0 <= exponent <= 100:
+            raise RuntimeError("VIRALSPOT_WEIGHT_EXPONENT must be a number from 0 to 100")
         app.extensions[EXTENSION_NAME] = RandomFeedService(
             str(config["SECRET_KEY"]).encode(), SessionStore.backend_for(app),
             Catalog.reader_for(app),
             max_ahead=int(config["RANDOM_MAX_AHEAD"]), max_offset=int(config["RANDOM_MAX_OFFSET"]),
-            max_scan=int(config["RANDOM_MAX_SCAN"]))
+            max_scan=int(config["RANDOM_MAX_SCAN"]), weight_exponent=exponent)
 
     @property
     def service(self) -> RandomFeedService:

@@ -21,14 +21,14 @@ from typing import Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 from cachetools import LRUCache, cached
-from sqlalchemy import Connection
+from sqlalchemy import BigInteger, Connection, cast, func, select
 
 from . import queries
 from .filters import ContentFilter
 from .item_snapshot import ItemSnapshot
 from .queries import CatalogState
 from .rendering import joined_item_fragments
-from .tables import MAX_CONTENT_KEY
+from .tables import MAX_CONTENT_KEY, content
 
 #: Seconds a matching set of a filter on the clock (``date_range``) is used before the next is read.
 WINDOW_SECONDS = 3600
@@ -50,6 +50,11 @@ class MatchingSet(NamedTuple):
         present = np.zeros(int(keys[-1]) + 1 if len(keys) else 1, dtype=bool)
         present[keys] = True
         return cls(version, keys, np.packbits(present, bitorder="little"), until)
+
+    @property
+    def count(self) -> int:
+        """How many keys match (at the set's hour, for a filter on the clock)."""
+        return len(self.keys)
 
     @property
     def weight(self) -> int:
@@ -122,6 +127,20 @@ class FeedSource:
             window = int(self.now() // WINDOW_SECONDS) * WINDOW_SECONDS
         return self._catalog.matching_set(self, self.content_filter.signature(), self.catalog_state().version, window)
 
+    def tickets(self, weigh: Callable[[np.ndarray], np.ndarray], label: object) -> np.ndarray:
+        """``weigh`` of every item's outlier score, indexed by key: a weighted feed's tickets
+        (``feed/weights.py``) at the catalog state of this page, read once per catalog version and
+        ``label`` (what tells weighings apart) and kept per process."""
+        return self._catalog.tickets(self, self.catalog_state().version, label, weigh)
+
+    def read_scores(self) -> np.ndarray:
+        """Every item's outlier score indexed by key (0 where no item), read from the database."""
+        stmt = select(content.c.id, cast(func.round(content.c.outlier_score * 1000), BigInteger))
+        keys, thousandths = queries._integer_columns(self.connection, stmt, 2)
+        scores = np.zeros(int(keys.max()) + 1 if len(keys) else 1)
+        scores[keys] = thousandths / 1000
+        return scores
+
     def read_matching(self, window: int | None) -> MatchingSet:
         """Read the matching set from the database, at one catalog version when it can."""
         until = None
@@ -168,6 +187,14 @@ class FeedCatalog:
         self._sets: LRUCache = LRUCache(maxsize=cache_keys, getsizeof=lambda entry: entry.weight)
         self._read = cached(self._sets, key=lambda source, signature, version, window: (signature, version, window),
                             lock=lock, condition=threading.Condition(lock))(self._read_uncached)
+        # The newest catalog version's tickets (1 byte a key), and the one before while pages move on.
+        self._read_tickets = cached(LRUCache(maxsize=2), key=lambda source, version, label, weigh: (version, label),
+                                    lock=lock, condition=threading.Condition(lock))(
+            lambda source, version, label, weigh: weigh(source.read_scores()))
+
+    def tickets(self, source: FeedSource, version: int, label: object, weigh) -> np.ndarray:
+        """Tickets by key for catalog ``version`` and ``label``: kept, else read once."""
+        return self._read_tickets(source, version, label, weigh)
 
     def source(self, content_filter: ContentFilter) -> FeedSource:
         return FeedSource(self, content_filter)
@@ -179,3 +206,4 @@ class FeedCatalog:
     @staticmethod
     def _read_uncached(source: FeedSource, _signature: str, _version: int, window: int | None) -> MatchingSet:
         return source.read_matching(window)
+

@@ -39,6 +39,14 @@ class SessionLimit(FeedError):
         self.limit = limit
 
 
+class WeightedOutOfRange(FeedError):
+    """A catalog whose keys pass what a weighted order's ticket positions can hold."""
+
+    def __init__(self, largest: int) -> None:
+        super().__init__(f"random_order: weighted feeds serve catalogs whose ids are at most {largest}; "
+                         f"use random_order=true")
+
+
 class FeedConflict(FeedError):
     """Concurrent requests of one session kept changing it under this page."""
 

@@ -15,15 +15,17 @@ from .permutation import KeyedPermutation, round_keys
 
 
 class SessionOrder:
-    """Positions to keys and back for one session's seed and bounds."""
+    """Positions to keys and back for one session's seed and bounds (``label`` keys an order of
+    another space apart, as the weighted feeds' order of tickets, ``weights.py``)."""
 
     __slots__ = ("bounds", "_starts", "_permutations")
 
-    def __init__(self, secret: bytes, session_id: str, seed: bytes, bounds: tuple[int, ...]) -> None:
+    def __init__(self, secret: bytes, session_id: str, seed: bytes, bounds: tuple[int, ...],
+                 label: str = "order") -> None:
         self.bounds = bounds
         self._starts = np.array((0, *bounds), dtype=np.int64)
         self._permutations = [
-            KeyedPermutation(round_keys(secret, "order", session_id, seed.hex(), epoch), stop - start)
+            KeyedPermutation(round_keys(secret, label, session_id, seed.hex(), epoch), stop - start)
             if stop > start else None
             for epoch, (start, stop) in enumerate(zip((0, *bounds), bounds))]
 

@@ -13,10 +13,13 @@ restricted to the items matching the filter that no feed of the session has serv
 4. reads the page's items from the catalog.
 
 When the catalog has grown past the session's bounds and the feed has examined every position,
-the view adds an epoch (``order.py``): the new items follow. Nothing here touches Flask.
+the view adds an epoch (``order.py``): the new items follow. A weighted feed walks the session's
+order of tickets instead (``weights.py``) and sends each candidate's position in the session's
+order beside it (what is seen). Nothing here touches Flask.
 """
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from dataclasses import dataclass
@@ -29,8 +32,9 @@ from ..catalog.feed_source import FeedCatalog, FeedSource, MatchingSet
 from ..catalog.filters import content_filter
 from ..store import FeedView, PageStatus, SessionStoreBackend
 from ..store.base import FEED_ID_BYTES, SEED_BYTES
-from .errors import BeyondServedPrefix, FeedConflict, OffsetTooLarge, SessionLimit
+from .errors import BeyondServedPrefix, FeedConflict, OffsetTooLarge, SessionLimit, WeightedOutOfRange
 from .order import SessionOrder
+from .weights import MAX_TICKETS, MAX_WEIGHTED_KEY, TicketSet, ticket_counts, ticket_keys
 
 #: Store calls one page makes at most; and of those, answers that its view was stale (a concurrent
 #: request of the session changed it) before the page answers 503 SESSION_CONFLICT.
@@ -58,13 +62,14 @@ class ServedPage:
     snapshot_hit: bool | None = None
 
 
-def feed_id(kind: str, filter_signature: str) -> bytes:
-    """The id of the feed of an endpoint kind and a filter: the kind's initial and 8 bytes of the
-    filter's signature (a hex SHA-256)."""
-    return kind[:1].encode() + bytes.fromhex(filter_signature[:2 * (FEED_ID_BYTES - 1)])
+def feed_id(kind: str, filter_signature: str, weighted: bool = False) -> bytes:
+    """The id of the feed of an endpoint kind and a filter: the kind's initial (a capital for a
+    weighted feed) and 8 bytes of the filter's signature (a hex SHA-256)."""
+    initial = kind[:1].upper() if weighted else kind[:1]
+    return initial.encode() + bytes.fromhex(filter_signature[:2 * (FEED_ID_BYTES - 1)])
 
 
-def candidates_from(order: SessionOrder, matching: MatchingSet, now: float, cursor: int, count: int,
+def candidates_from(order: SessionOrder, matching: MatchingSet | TicketSet, now: float, cursor: int, count: int,
                     max_positions: int, keys_out: dict[int, int] | None = None) -> tuple[list[int], int]:
     """The first ``count`` positions from ``cursor`` on whose keys match, examining at most
     ``max_positions``: (positions ascending, position examined up to). Every matching position
@@ -78,9 +83,9 @@ def candidates_from(order: SessionOrder, matching: MatchingSet, now: float, curs
     end = min(order.end, cursor + max_positions)
     if cursor >= end or count <= 0:
         return [], cursor
-    share = max(len(matching.keys) / max(order.end, 1), 1e-6)
+    share = max(matching.count / max(order.end, 1), 1e-6)
     expected_scan = count / share
-    if len(matching.keys) * 4 <= expected_scan:  # mapping a key back costs about 4 positions' scan
+    if matching.count * 4 <= expected_scan:  # mapping a key back costs about 4 positions' scan
         keys = matching.keys_at(now)
         keys = keys[keys <= order.end].astype(np.int64)
         positions = order.positions_of(keys)
@@ -119,11 +124,16 @@ class RandomFeedService:
     """Serves pages of sessions' random feeds; one per app, safe to share across threads.
 
     ``max_ahead``: how far past what a feed has served a page may start; ``max_offset``: the
-    largest offset; ``max_scan``: positions one page examines at most.
+    largest offset; ``max_scan``: positions one page examines at most; ``weight_exponent``: the
+    exponent of weighted feeds' weights (``weights.py``).
     """
 
     def __init__(self, secret: bytes, store: SessionStoreBackend, catalog: FeedCatalog, *, max_ahead: int,
-                 max_offset: int, max_scan: int) -> None:
+                 max_offset: int, max_scan: int, weight_exponent: float = 1.0) -> None:
+        if not weight_exponent >= 0:
+            raise ValueError("the weight exponent must be a number of at least 0")
+        self.weight_exponent = weight_exponent
+        self._weigh = functools.partial(ticket_counts, exponent=weight_exponent)
         self.secret = secret
         self.store = store
         self.catalog = catalog
@@ -137,6 +147,7 @@ class RandomFeedService:
         """The page ``[offset, offset + limit)`` of ``session_id``'s feed for endpoint ``kind``
         (``reels``, ``posts``) and the filter arguments in ``args``; ``sort_by`` is ignored."""
         offset, limit, session_id = args["offset"], args["limit"], args["session_id"]
+        weighted = args.get("random_order") == "weighted"
         if offset > self.max_offset:
             raise OffsetTooLarge(self.max_offset)
         flt = content_filter(kind, args)
@@ -146,12 +157,14 @@ class RandomFeedService:
             # three runs each way), the permutation and the order's HMAC round keys once more.
             known: dict[int, int] = {}
             view, positions, is_last, round_trips, replayed = self._page(
-                source, session_id, feed_id(kind, flt.signature()), offset, limit, known)
+                source, session_id, feed_id(kind, flt.signature(), weighted), offset, limit, known, weighted)
             missing = [position for position in positions if position not in known]
             if missing:  # items served before this page: mapped now
-                order = SessionOrder(self.secret, session_id, view.seed, view.bounds)
+                order = self._order(session_id, view.seed, view.bounds, weighted)
                 known.update(zip(missing, order.keys_at(missing).tolist()))
             keys = [known[position] for position in positions]
+            if weighted:
+                keys = ticket_keys(keys).tolist()
             items_json, count = source.page_items(keys)
         return ServedPage(items_json, count, is_last, round_trips, replayed, source.snapshot_hit)
 
@@ -176,11 +189,19 @@ class RandomFeedService:
             cursors[feed] = (view.cursor, view.served)
             self._views[session_id] = (view.seed, view.bounds, cursors)
 
+    def _order(self, session_id: str, seed: bytes, bounds: tuple[int, ...], weighted: bool) -> SessionOrder:
+        """The session's order of keys, or for a weighted feed of tickets (``weights.py``)."""
+        if weighted:
+            return SessionOrder(self.secret, session_id, seed, tuple(bound * MAX_TICKETS for bound in bounds),
+                                label="tickets")
+        return SessionOrder(self.secret, session_id, seed, bounds)
+
     def _page(self, source: FeedSource, session_id: str, feed: bytes, offset: int, limit: int,
-              known: dict[int, int]):
+              known: dict[int, int], weighted: bool):
         """(view, positions, is_last_page, round trips, replayed) of the page; ``known`` gets the
-        keys of the positions it mapped."""
+        keys (a weighted feed's: tickets) of the positions it mapped."""
         need = offset + limit
+        scale = MAX_TICKETS if weighted else 1
         view = self._known_view(session_id, feed)
         create = view is None
         if create:
@@ -190,7 +211,7 @@ class RandomFeedService:
         for round_trip in range(1, MAX_ROUNDS + 1):
             if stale >= MAX_STALE:
                 raise FeedConflict()
-            candidates, scanned_to, sent = None, 0, view
+            candidates, canonical, scanned_to, sent = None, None, 0, view
             if view.served <= need:  # the page, or its look-ahead item, is not served yet
                 largest = source.catalog_state().largest_key
                 if largest < view.end:
@@ -205,18 +226,25 @@ class RandomFeedService:
                             raise FeedConflict()
                         return result.view, result.positions, False, round_trip, True
                 bounds = view.bounds
-                if view.cursor >= view.end and largest > view.end:
+                if view.cursor >= view.end * scale and largest > view.end:
                     bounds = (*bounds, largest)  # a grown catalog: a new epoch after the last
-                order = SessionOrder(self.secret, session_id, view.seed, bounds)
+                if weighted and bounds[-1] > MAX_WEIGHTED_KEY:
+                    raise WeightedOutOfRange(MAX_WEIGHTED_KEY)
+                matching = source.matching()
+                if weighted:
+                    matching = TicketSet(matching, source.tickets(self._weigh, self.weight_exponent))
                 candidates, scanned_to = candidates_from(
-                    order, source.matching(), source.now(), view.cursor,
+                    self._order(session_id, view.seed, bounds, weighted), matching, source.now(), view.cursor,
                     # Eight times as many after each short claim (items served in other feeds).
                     min(MAX_CANDIDATES, (need - view.served + 1) << min(3 * short, 12)),
                     max(1, self.max_scan - examined), known)
+                if weighted:  # each ticket's item by its position in the session's order
+                    canonical = SessionOrder(self.secret, session_id, view.seed, bounds).positions_of(
+                        ticket_keys([known[position] for position in candidates])).tolist()
                 sent = FeedView(view.seed, bounds, view.cursor, view.served)
             result = self.store.serve_page(session_id, feed, sent, offset=offset, limit=limit,
                                            max_ahead=self.max_ahead, candidates=candidates,
-                                           scanned_to=scanned_to, create=create)
+                                           scanned_to=scanned_to, create=create, canonical=canonical)
             status = result.status
             if status in (PageStatus.ABSENT, PageStatus.STALE):
                 known.clear()  # mapped through an order that may not be the session's
@@ -242,7 +270,7 @@ class RandomFeedService:
                 continue  # a read that found the page without its look-ahead: claim
             examined += max(0, scanned_to - sent.cursor)
             short += 1
-            at_end = view.cursor >= view.end and source.catalog_state().largest_key <= view.end
+            at_end = view.cursor >= view.end * scale and source.catalog_state().largest_key <= view.end
             if at_end:
                 return view, result.positions, True, round_trip, False
             if examined >= self.max_scan:

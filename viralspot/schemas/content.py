@@ -1,15 +1,8 @@
 """Query arguments of ``GET /api/reels`` and ``GET /api/posts``.
 
-``ContentQueryArgsSchema`` validates every argument of the content API reference
-(a malformed or out-of-range value is a 400 naming the argument);
-``PostQueryArgsSchema`` narrows ``sort_by`` to what posts support. An empty
-value (``?min_views=``) counts as absent, as the frontend sends blank filters;
-``session_id`` is the exception, its own rules apply. Each field's ``description``
-is its sentence in the API description.
-
-``content_types`` replaces the endpoint's default type (reel for /api/reels,
-post for /api/posts); the aliases video -> reel, image/photo/carousel -> post
-are accepted.
+``ContentQueryArgsSchema`` validates every argument (a bad value is a 400 naming it);
+``PostQueryArgsSchema`` narrows ``sort_by`` to the post sorts. An empty value (``?min_views=``)
+counts as absent, except for ``session_id``. Each field's ``description`` is its API documentation.
 """
 from __future__ import annotations
 
@@ -68,6 +61,17 @@ class AccountTypeList(CommaList):
         return [_ACCOUNT_TYPES_BY_KEY[item.lower()] for item in items]
 
 
+class RandomOrder(fields.Boolean):
+    """``random_order``: a boolean, or ``weighted`` (loaded as the string ``"weighted"``)."""
+
+    default_error_messages = {"invalid": "Must be true, false or weighted."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str) and value.strip().lower() == "weighted":
+            return "weighted"
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 def _count(description: str):
     return fields.Integer(strict=False, validate=validate.Range(min=0, max=MAX_COUNT),
                           metadata={"description": description})
@@ -121,8 +125,12 @@ class ContentQueryArgsSchema(Schema):
     sort_by = fields.String(metadata={"enum": list(SORTS), "description": (
         "Order of a plain page; default: outlier score, then views (likes for posts), descending. "
         "Ignored with random_order=true: the session's order is the order.")})
-    random_order = fields.Boolean(load_default=False, metadata={"description": (
-        "Serve the session's own random order (requires session_id).")})
+    random_order = RandomOrder(load_default=False, metadata={
+        "type": "string", "enum": ["true", "false", "weighted"], "default": "false", "description": (
+            "true: the session's own random order; weighted: the same, with items of higher outlier_score "
+            "earlier (each next item drawn with probability proportional to its weight, "
+            "min(8, max(1, round(outlier_score ** VIRALSPOT_WEIGHT_EXPONENT))), among those not yet served); "
+            "both require session_id and serve every matching item once.")})
     session_id = SessionIdField(required=False, metadata={"description": (
         "The session: 1 to 255 letters, digits, dots, underscores or hyphens (surrounding spaces are stripped).")})
     limit = fields.Integer(load_default=24, validate=validate.Range(min=1, max=100), metadata={"description": (

@@ -11,7 +11,10 @@ A session is one record, kept whole or forgotten whole (TTL expiry, eviction, re
   order forward, so its served positions ascend);
 * how many items it has been served, and when it was created.
 
-A position served by any feed is *seen*: no feed of the session serves it again. A page is one
+A position served by any feed is *seen*: no feed of the session serves it again. A *weighted*
+feed (an id whose first byte is a capital letter) walks an order of its own (of tickets,
+``feed/weights.py``): its served positions are in that order, and each candidate comes with its
+*canonical* position, the item's position in the session's order, which is what is seen. A page is one
 atomic ``serve_page``: it answers the feed's page from what is served (a replay) and, given
 candidates, first takes the unseen ones it needs. Every backend answers the same
 ``PageResult`` for the same calls; ``tests/test_store_contract.py`` holds them to it.
@@ -134,7 +137,7 @@ class SessionStoreBackend(abc.ABC):
     @abc.abstractmethod
     def serve_page(self, session_id: str, feed_id: bytes, view: FeedView, *, offset: int, limit: int,
                    max_ahead: int, candidates: Sequence[int] | None = None, scanned_to: int = 0,
-                   create: bool = False) -> PageResult:
+                   create: bool = False, canonical: Sequence[int] | None = None) -> PageResult:
         """One page of a feed, atomically; every call restarts the session's idle TTL.
 
         ``view`` is the caller's idea of the session (seed, bounds) and of the feed (cursor).
@@ -152,6 +155,8 @@ class SessionStoreBackend(abc.ABC):
         candidate left over (``has_more``), else to ``scanned_to``. A new feed past
         ``max_feeds`` is ``FEED_LIMIT``; a page that would take the session's items past
         ``max_items`` is ``ITEM_LIMIT``. Nothing changes unless the answer is ``SERVED``.
+        A weighted feed's call gives each candidate's ``canonical`` position: a candidate is
+        unseen when that is, and of two candidates with one canonical position the first is taken.
         """
 
     @abc.abstractmethod
@@ -182,3 +187,8 @@ class SessionStoreBackend(abc.ABC):
 
     def close(self) -> None:
         """Release connections."""
+
+
+def is_weighted(feed_id: bytes) -> bool:
+    """Whether a feed id names a weighted feed (its first byte a capital letter)."""
+    return 65 <= feed_id[0] <= 90

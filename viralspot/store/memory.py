@@ -2,7 +2,8 @@
 
 A session is one ``_Session`` object in one ``OrderedDict`` (least recently used first), so it
 is kept or dropped whole. Each feed's served positions are an ``array('I')`` in the order served
-(4 bytes an item); the seen set is a pyroaring ``BitMap`` of positions (1-2 bytes an item). One
+(4 bytes an item); the seen set is a pyroaring ``BitMap`` of (canonical) positions (1-2 bytes an
+item). One
 lock guards everything: each operation is a few microseconds of set work, and holding the lock is
 what makes it atomic, the guarantee the Redis backend gets from Lua.
 
@@ -74,7 +75,7 @@ class MemorySessionStore(SessionStoreBackend):
 
     def serve_page(self, session_id: str, feed_id: bytes, view: FeedView, *, offset: int, limit: int,
                    max_ahead: int, candidates: Sequence[int] | None = None, scanned_to: int = 0,
-                   create: bool = False) -> PageResult:
+                   create: bool = False, canonical: Sequence[int] | None = None) -> PageResult:
         with self._lock:
             now = self._clock()
             session = self._lookup(session_id, now)
@@ -104,14 +105,16 @@ class MemorySessionStore(SessionStoreBackend):
             if feed is None and len(session.feeds) >= self.max_feeds:
                 return PageResult(PageStatus.FEED_LIMIT, current)
             seen = session.seen
-            taken, new_cursor, has_more = [], scanned_to, False
-            for position in candidates:
-                if position < cursor or position in seen:
+            items = candidates if canonical is None else canonical
+            taken, taken_items, new_cursor, has_more = [], BitMap(), scanned_to, False
+            for position, item in zip(candidates, items):
+                if position < cursor or item in seen or item in taken_items:
                     continue
                 if len(taken) == want:
                     new_cursor, has_more = position, True
                     break
                 taken.append(position)
+                taken_items.add(item)
             if len(seen) + len(taken) > self.max_items:
                 return PageResult(PageStatus.ITEM_LIMIT, current)
             if fresh:
@@ -123,7 +126,7 @@ class MemorySessionStore(SessionStoreBackend):
                 feed = session.feeds[feed_id] = _Feed()
                 feed.served = served
             session.bounds = bounds
-            seen.update(taken)
+            seen |= taken_items
             served.extend(taken)
             feed.cursor = new_cursor
             result_view = FeedView(session.seed, bounds, new_cursor, len(served))

@@ -427,7 +427,7 @@ class RedisSessionStore(SessionStoreBackend):
     # -- SessionStoreBackend ---------------------------------------------------------
 
     def serve_page(self, session_id, feed_id, view, *, offset, limit, max_ahead, candidates=None,
-                   scanned_to=0, create=False) -> PageResult:
+                   scanned_to=0, create=False, canonical=None) -> PageResult:
         args = [feed_id, view.seed, _pack_positions(view.bounds), "1" if create else "0",
                 "" if candidates is None else int(view.cursor), int(scanned_to),
                 _pack_positions(candidates or ()), int(offset), int(limit), int(max_ahead), self.ttl_ms,
@@ -437,7 +437,7 @@ class RedisSessionStore(SessionStoreBackend):
         # page script does it when it serves the page, on a cluster touch.lua after it.
         with self._touched_lock:
             touch = session_id not in self._touched
-        args += [session_id, "1" if touch else "0"]
+        args += [session_id, "1" if touch else "0", _pack_positions(canonical or ())]
         (reply,) = self._run([("page", self._keys_with_index(session_id), args)])
         result = _page_result(reply)
         if result.status is PageStatus.SERVED and (touch or int(reply[7])):

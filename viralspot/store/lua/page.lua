@@ -5,15 +5,22 @@
 --          index is in another slot and touch.lua does it)
 -- ARGV     feed id, seed, bounds (uint32 LE), create ('1'), cursor the candidates start at
 --          ('' for a read), scanned_to, candidates (ascending uint32 LE positions), offset, limit,
---          max_ahead, ttl (ms), max_feeds, max_items, session id, touch ('1': the index is due)
+--          max_ahead, ttl (ms), max_feeds, max_items, session id, touch ('1': the index is due),
+--          and for a weighted feed the candidates' canonical positions (uint32 LE, one each)
 -- Reply    {status, seed, bounds, cursor, served, has_more, page positions (uint32 LE), created}
 --
 -- Work is bounded by the page: a few fields are read and written, none of them grows with the
 -- session's depth beyond one 64 Ki-position block (at most 8 KiB) per feed.
+--
+-- A weighted feed (an id starting with a capital letter) walks its own order, of tickets: its
+-- containers hold ticket positions (its replay sequence), and the positions of the items in the
+-- session's order (canonical, as every other feed holds them) go to the session-wide containers
+-- 'w.<block>', in no particular order, so every feed sees what weighted feeds served.
 local key = KEYS[1]
 local feed_id, seed, bounds, create = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
 local from, scanned_to, candidates = ARGV[5], tonumber(ARGV[6]), ARGV[7]
 local offset, limit, max_ahead = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local canonical = ARGV[16] or ''
 local ttl, max_feeds, max_items = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
 local SERVED, STALE, ABSENT, BEYOND, FEED_LIMIT, ITEM_LIMIT = 0, 1, 2, 3, 4, 5
 local BLOCK, ID_BYTES, ARRAY = 65536, 9, 97 -- 97: 'a', an array container; else 'b', a bitmap
@@ -168,8 +175,15 @@ if not feed then
   feed = #registry / ID_BYTES
 end
 
--- Whether a position was served by another feed of the session.
+-- Whether a (canonical) position was served by another feed of the session: held by an unweighted
+-- feed's containers, or by the weighted feeds' 'w.' ones.
 local feeds = #registry / ID_BYTES
+local function is_weighted(number)
+  local initial = byte(registry, (number - 1) * ID_BYTES + 1)
+  return initial >= 65 and initial <= 90
+end
+local weighted, any_weighted = is_weighted(feed), false
+for number = 1, feeds do any_weighted = any_weighted or is_weighted(number) end
 local others = {}
 local function held(value, low)
   if byte(value, 1) == ARRAY then
@@ -186,17 +200,19 @@ local function held(value, low)
   return b ~= nil and floor(b / 2 ^ (low % 8)) % 2 == 1
 end
 local function seen(position)
-  if feeds == 1 then return false end
+  if feeds == 1 and not weighted then return false end
   local block = floor(position / BLOCK)
   local list = others[block]
   if not list then
     list = {}
     for other = 1, feeds do
-      if other ~= feed then
+      if other ~= feed and not is_weighted(other) then
         local value = container(other .. '.' .. block)
         if value then list[#list + 1] = value end
       end
     end
+    local value = any_weighted and container('w.' .. block)
+    if value then list[#list + 1] = value end
     others[block] = list
   end
   local low = position % BLOCK
@@ -207,15 +223,22 @@ local function seen(position)
 end
 
 -- Take the unseen candidates from the feed's cursor on.
+-- (A weighted feed's candidates may hold two tickets of one item: the first is taken.)
 local taken, has_more, new_cursor = {}, false, scanned_to
+local taken_canonical, claimed = {}, {}
 for i = 1, #candidates, 4 do
   local position = struct.unpack('<I4', candidates, i)
-  if position >= cursor and not seen(position) then
+  local item = weighted and struct.unpack('<I4', canonical, i) or position
+  if position >= cursor and not claimed[item] and not seen(item) then
     if #taken == want then
       has_more, new_cursor = true, position
       break
     end
     taken[#taken + 1] = position
+    if weighted then
+      claimed[item] = true
+      taken_canonical[#taken_canonical + 1] = item
+    end
   end
 end
 
@@ -263,7 +286,64 @@ local function append(value, count, lows)
   return table.concat(parts)
 end
 
+-- Add lows (ascending) to a container of the 'w.' family, whose lows arrive in any order: spliced
+-- into an array, or set in a bitmap, whichever the container is (an array past the bitmap's size
+-- becomes one).
+local function insert(value, lows)
+  if not value then value = 'a' end
+  if byte(value, 1) == ARRAY then
+    local count = (#value - 1) / 2
+    local largest = math.max(lows[#lows], count > 0 and byte(value, #value - 1) + 256 * byte(value, #value) or 0)
+    if 1 + 2 * (count + #lows) <= 2 + floor(largest / 8) then
+      for _, low in ipairs(lows) do
+        local lo, hi = 0, (#value - 1) / 2  -- the first rank holding a larger low
+        while lo < hi do
+          local mid = floor((lo + hi) / 2)
+          local a, b = byte(value, 2 + 2 * mid, 3 + 2 * mid)
+          if a + 256 * b < low then lo = mid + 1 else hi = mid end
+        end
+        value = sub(value, 1, 1 + 2 * lo) .. char(low % 256, floor(low / 256)) .. sub(value, 2 + 2 * lo)
+      end
+      return value
+    end
+    local all, bytes = {}, {}
+    ranks(value, 0, count, 0, all)
+    for _, low in ipairs(lows) do all[#all + 1] = low end
+    for i = 1, floor(largest / 8) + 1 do bytes[i] = 0 end
+    for _, low in ipairs(all) do
+      local index, bit_value = floor(low / 8) + 1, 2 ^ (low % 8)
+      if floor(bytes[index] / bit_value) % 2 == 0 then bytes[index] = bytes[index] + bit_value end
+    end
+    local parts = {'b'}
+    for i = 1, #bytes, 4096 do parts[#parts + 1] = char(unpack(bytes, i, math.min(#bytes, i + 4095))) end
+    return table.concat(parts)
+  end
+  for _, low in ipairs(lows) do
+    local index, bit_value = 2 + floor(low / 8), 2 ^ (low % 8)
+    if index > #value then value = value .. string.rep('\0', index - #value) end
+    local b = byte(value, index)
+    if floor(b / bit_value) % 2 == 0 then value = sub(value, 1, index - 1) .. char(b + bit_value) .. sub(value, index + 1) end
+  end
+  return value
+end
+
 local writes = {}
+if weighted and #taken_canonical > 0 then
+  table.sort(taken_canonical)
+  local i = 1
+  while i <= #taken_canonical do
+    local block = floor(taken_canonical[i] / BLOCK)
+    local lows = {}
+    while i <= #taken_canonical and floor(taken_canonical[i] / BLOCK) == block do
+      lows[#lows + 1] = taken_canonical[i] % BLOCK
+      i = i + 1
+    end
+    local name = 'w.' .. block
+    local value = insert(container(name) or nil, lows)
+    containers[name] = value
+    writes[#writes + 1], writes[#writes + 2] = name, value
+  end
+end
 local entries = #index / 6
 local last_block, last_upto, previous_upto = -1, 0, 0
 if entries > 0 then last_block, last_upto = entry(entries) end
