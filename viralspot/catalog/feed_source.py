@@ -127,7 +127,7 @@ class FeedSource:
             window = int(self.now() // WINDOW_SECONDS) * WINDOW_SECONDS
         return self._catalog.matching_set(self, self.content_filter.signature(), self.catalog_state().version, window)
 
-    def tickets(self, weigh: Callable[[np.ndarray], np.ndarray], label: object) -> np.ndarray:
+    def tickets(self, weigh: Callable[[np.ndarray], object], label: object):
         """``weigh`` of every item's outlier score, indexed by key: a weighted feed's tickets
         (``feed/weights.py``) at the catalog state of this page, read once per catalog version and
         ``label`` (what tells weighings apart) and kept per process."""
@@ -192,7 +192,7 @@ class FeedCatalog:
                                     lock=lock, condition=threading.Condition(lock))(
             lambda source, version, label, weigh: weigh(source.read_scores()))
 
-    def tickets(self, source: FeedSource, version: int, label: object, weigh) -> np.ndarray:
+    def tickets(self, source: FeedSource, version: int, label: object, weigh):
         """Tickets by key for catalog ``version`` and ``label``: kept, else read once."""
         return self._read_tickets(source, version, label, weigh)
 

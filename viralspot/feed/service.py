@@ -34,7 +34,7 @@ from ..store import FeedView, PageStatus, SessionStoreBackend
 from ..store.base import FEED_ID_BYTES, SEED_BYTES
 from .errors import BeyondServedPrefix, FeedConflict, OffsetTooLarge, SessionLimit, WeightedOutOfRange
 from .order import SessionOrder
-from .weights import MAX_TICKETS, MAX_WEIGHTED_KEY, TicketSet, ticket_counts, ticket_keys
+from .weights import MAX_TICKETS, MAX_WEIGHTED_KEY, Tickets, TicketSet, ticket_keys
 
 #: Store calls one page makes at most; and of those, answers that its view was stale (a concurrent
 #: request of the session changed it) before the page answers 503 SESSION_CONFLICT.
@@ -133,7 +133,7 @@ class RandomFeedService:
         if not weight_exponent >= 0:
             raise ValueError("the weight exponent must be a number of at least 0")
         self.weight_exponent = weight_exponent
-        self._weigh = functools.partial(ticket_counts, exponent=weight_exponent)
+        self._weigh = functools.partial(Tickets.of_scores, exponent=weight_exponent)
         self.secret = secret
         self.store = store
         self.catalog = catalog
@@ -196,6 +196,23 @@ class RandomFeedService:
                                 label="tickets")
         return SessionOrder(self.secret, session_id, seed, bounds)
 
+    def _weighted_candidates(self, session_id: str, view: FeedView, bounds: tuple[int, ...], candidates: list[int],
+                             known: dict[int, int]) -> tuple[list[int], list[int]]:
+        """A weighted feed's candidate tickets less those whose item the feed met before (its rank-0
+        ticket, valid whatever the score, lies behind the cursor) or meets earlier in this batch,
+        and the items' canonical positions (in the session's order: what is seen)."""
+        if not candidates:
+            return [], []
+        positions = np.asarray(candidates, dtype=np.int64)
+        keys = ticket_keys([known[position] for position in candidates])
+        rank_zero = self._order(session_id, view.seed, bounds, True).positions_of((keys - 1) * MAX_TICKETS + 1)
+        _unique, first = np.unique(keys, return_index=True)
+        kept = np.zeros(len(keys), dtype=bool)
+        kept[first] = True
+        kept &= rank_zero >= view.cursor
+        canonical = SessionOrder(self.secret, session_id, view.seed, bounds).positions_of(keys[kept])
+        return positions[kept].tolist(), canonical.tolist()
+
     def _page(self, source: FeedSource, session_id: str, feed: bytes, offset: int, limit: int,
               known: dict[int, int], weighted: bool):
         """(view, positions, is_last_page, round trips, replayed) of the page; ``known`` gets the
@@ -230,17 +247,19 @@ class RandomFeedService:
                     bounds = (*bounds, largest)  # a grown catalog: a new epoch after the last
                 if weighted and bounds[-1] > MAX_WEIGHTED_KEY:
                     raise WeightedOutOfRange(MAX_WEIGHTED_KEY)
-                matching = source.matching()
+                matching, wanted = source.matching(), need - view.served + 1
                 if weighted:
                     matching = TicketSet(matching, source.tickets(self._weigh, self.weight_exponent))
+                    # Tickets of items the feed met before are refused: ask for more, by the share of
+                    # the valid tickets behind the cursor that gave an item.
+                    met = view.cursor * matching.count / max(1, view.end * scale)
+                    wanted = int(wanted / min(1.0, max(0.1, view.served / met if met >= 1 else 1.0)) * 1.2) + 2
                 candidates, scanned_to = candidates_from(
                     self._order(session_id, view.seed, bounds, weighted), matching, source.now(), view.cursor,
                     # Eight times as many after each short claim (items served in other feeds).
-                    min(MAX_CANDIDATES, (need - view.served + 1) << min(3 * short, 12)),
-                    max(1, self.max_scan - examined), known)
-                if weighted:  # each ticket's item by its position in the session's order
-                    canonical = SessionOrder(self.secret, session_id, view.seed, bounds).positions_of(
-                        ticket_keys([known[position] for position in candidates])).tolist()
+                    min(MAX_CANDIDATES, wanted << min(3 * short, 12)), max(1, self.max_scan - examined), known)
+                if weighted:
+                    candidates, canonical = self._weighted_candidates(session_id, view, bounds, candidates, known)
                 sent = FeedView(view.seed, bounds, view.cursor, view.served)
             result = self.store.serve_page(session_id, feed, sent, offset=offset, limit=limit,
                                            max_ahead=self.max_ahead, candidates=candidates,

@@ -15,6 +15,8 @@ then seen. Every matching item has ticket rank 0, so the walk reaches each of th
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from ..catalog.feed_source import MatchingSet
@@ -24,6 +26,19 @@ from ..catalog.feed_source import MatchingSet
 MAX_TICKETS = 8
 #: Largest key a weighted order holds: its ticket positions must fit the store's uint32 positions.
 MAX_WEIGHTED_KEY = (2 ** 32 - 1) // MAX_TICKETS
+
+
+class Tickets(NamedTuple):
+    """Each key's tickets (``by_key[key]``; a key past its end, newer than it, holds 1) and their
+    mean over the catalog's keys."""
+
+    by_key: np.ndarray
+    mean: float
+
+    @classmethod
+    def of_scores(cls, scores: np.ndarray, exponent: float) -> "Tickets":
+        by_key = ticket_counts(scores, exponent)
+        return cls(by_key, float(by_key.mean()) if len(by_key) else 1.0)
 
 
 def ticket_counts(scores: np.ndarray, exponent: float) -> np.ndarray:
@@ -38,15 +53,16 @@ def ticket_keys(tickets) -> np.ndarray:
 
 
 class TicketSet:
-    """The valid tickets of a matching set's keys, given each key's tickets (``by_key[key]``; a key
-    past its end, newer than it, holds 1): what ``candidates_from`` scans a weighted order with."""
+    """The valid tickets of a matching set's keys: what ``candidates_from`` scans a weighted order
+    with. ``count`` estimates them from the catalog's mean (summing a set's tickets on every page
+    cost 5.6 ms of a 7.4 ms page at 1M items); it only sizes the scan."""
 
     __slots__ = ("matching", "by_key", "count")
 
-    def __init__(self, matching: MatchingSet, by_key: np.ndarray) -> None:
+    def __init__(self, matching: MatchingSet, tickets: Tickets) -> None:
         self.matching = matching
-        self.by_key = by_key
-        self.count = int(self._tickets_of(matching.keys.astype(np.int64)).sum())
+        self.by_key = tickets.by_key
+        self.count = max(1, round(matching.count * tickets.mean))
 
     def _tickets_of(self, keys: np.ndarray) -> np.ndarray:
         held = np.ones(len(keys), dtype=np.int64)

@@ -295,16 +295,21 @@ local function insert(value, lows)
     local count = (#value - 1) / 2
     local largest = math.max(lows[#lows], count > 0 and byte(value, #value - 1) + 256 * byte(value, #value) or 0)
     if 1 + 2 * (count + #lows) <= 2 + floor(largest / 8) then
+      -- One pass: the array cut at each new low's rank (a binary search from the previous one).
+      local parts, kept, lo = {}, 0, 0
       for _, low in ipairs(lows) do
-        local lo, hi = 0, (#value - 1) / 2  -- the first rank holding a larger low
+        local hi = count  -- the first rank holding a larger low
         while lo < hi do
           local mid = floor((lo + hi) / 2)
           local a, b = byte(value, 2 + 2 * mid, 3 + 2 * mid)
           if a + 256 * b < low then lo = mid + 1 else hi = mid end
         end
-        value = sub(value, 1, 1 + 2 * lo) .. char(low % 256, floor(low / 256)) .. sub(value, 2 + 2 * lo)
+        parts[#parts + 1] = sub(value, 2 + 2 * kept, 1 + 2 * lo)
+        parts[#parts + 1] = char(low % 256, floor(low / 256))
+        kept = lo
       end
-      return value
+      parts[#parts + 1] = sub(value, 2 + 2 * kept)
+      return 'a' .. table.concat(parts)
     end
     local all, bytes = {}, {}
     ranks(value, 0, count, 0, all)
