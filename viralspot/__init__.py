@@ -15,12 +15,12 @@ log = logging.getLogger(__name__)
 
 
 def create_app(config: Mapping[str, Any] | str | None = None) -> Flask:
-    """Build the app. ``config`` is a configuration name or a dict of overrides.
+    """Build the app. ``config`` is a configuration name or a dict of overrides, applied over the
+    configuration class (``VIRALSPOT_CONFIG`` or ``config["CONFIG"]``) and ``VIRALSPOT_*`` variables."""
+    from .cli import register as register_commands
+    from .errors import register_errorhandlers
+    from .logs import configure_logger
 
-    The order: the configuration class (``VIRALSPOT_CONFIG`` or a ``CONFIG``
-    entry of ``config``), then ``VIRALSPOT_*`` environment variables, then the
-    overrides in ``config``.
-    """
     overrides = {"CONFIG": config} if isinstance(config, str) else dict(config or {})
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_object(config_class(overrides.pop("CONFIG", None)))
@@ -37,12 +37,6 @@ def create_app(config: Mapping[str, Any] | str | None = None) -> Flask:
     register_shellcontext(app)
     register_commands(app)
     return app
-
-
-def configure_logger(app: Flask) -> None:
-    from .logs import configure_logger as configure
-
-    configure(app)
 
 
 def register_observability(app: Flask) -> None:
@@ -95,8 +89,7 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    """The API's blueprints, through flask-smorest's ``Api`` (which builds the description from
-    their declarations and serves it at ``/api/openapi.json``)."""
+    """The API's blueprints, through flask-smorest's ``Api`` (which builds the description)."""
     from . import content, health, metrics, session
     from .extensions import api
 
@@ -108,26 +101,11 @@ def register_blueprints(app: Flask) -> None:
         api.register_blueprint(metrics.bp)
 
 
-def register_errorhandlers(app: Flask) -> None:
-    from .errors import register_errorhandlers as register
-
-    register(app)
-
-
 def register_shellcontext(app: Flask) -> None:
     from .extensions import catalog, session_store
 
-    def shell_context() -> dict:
-        return {"app": app, "store": session_store.backend_for(app), "catalog": catalog,
-                "engine": app.extensions["viralspot.catalog"]}
-
-    app.shell_context_processor(shell_context)
-
-
-def register_commands(app: Flask) -> None:
-    from .cli import register
-
-    register(app)
+    app.shell_context_processor(lambda: {"app": app, "store": session_store.backend_for(app), "catalog": catalog,
+                                         "engine": app.extensions["viralspot.catalog"]})
 
 
 def register_api_docs(app: Flask) -> None:

@@ -1,7 +1,6 @@
-"""``VIRALSPOT_ADMIN_TOKEN``: when set, session inspection (``GET /api/sessions/<id>``) and
-``/metrics`` need ``Authorization: Bearer <token>`` (compared in constant time); without it they
-answer 401 ``UNAUTHORIZED`` with ``WWW-Authenticate``. Production refuses to start without a
-token unless ``VIRALSPOT_PUBLIC_INSPECTION=true`` says inspection may be public."""
+"""``VIRALSPOT_ADMIN_TOKEN``: when set, session inspection and ``/metrics`` need ``Authorization:
+Bearer <token>``, else answer 401 ``UNAUTHORIZED``. Production refuses to start without a token
+unless ``VIRALSPOT_PUBLIC_INSPECTION=true``."""
 from __future__ import annotations
 
 import hmac

@@ -1,7 +1,5 @@
 """The API layer on flask-smorest: the ``Api`` whose OpenAPI description comes from the routes'
-own declarations, and the ``Blueprint`` every route module uses.
-
-A route declares, next to itself::
+own declarations, and the ``Blueprint`` every route module uses::
 
     @bp.route("/reels", methods=["GET"])
     @bp.query(ContentQueryArgsSchema)                      # webargs loads, marshmallow validates
@@ -9,10 +7,8 @@ A route declares, next to itself::
     @bp.errors(*ARGUMENT_ERRORS, *RANDOM_FEED_ERRORS)      # each error_code under its status
     def reels(args): ...
 
-Views return ``Response`` objects (the envelope from ``schemas/envelope.py``, or a page with its
-items spliced in), which flask-smorest passes through; the response schema documents them, and
-tests/test_openapi.py validates real responses against it. Argument errors are our 400 envelope
-(``args.py``), never webargs' 422; every HTTP error is the envelope (``errors.py``).
+Views return ``Response`` objects, which flask-smorest passes through; argument errors are our 400
+envelope (``args.py``), never webargs' 422, and every HTTP error is the envelope (``errors.py``).
 """
 from __future__ import annotations
 
@@ -82,10 +78,8 @@ class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = ApiParser()
 
     def query(self, schema, location: str = "query"):
-        """Load the view's arguments with ``schema`` (passed as the view's first argument); one
-        instance for every request (webargs would build a class anew per request)."""
-        declare = self.arguments(schema() if isinstance(schema, type) else schema, location=location,
-                                 as_kwargs=False)
+        """Load the view's arguments with ``schema``, one instance for every request."""
+        declare = self.arguments(schema() if isinstance(schema, type) else schema, location=location, as_kwargs=False)
 
         def decorate(view):
             wrapped = declare(view)
@@ -96,8 +90,7 @@ class Blueprint(flask_smorest.Blueprint):
         return decorate
 
     def errors(self, *codes: str, bodies: dict[int, type] | None = None):
-        """Document the ``error_code`` values the operation may answer (and ``ALWAYS_ERRORS``),
-        grouped under their status; ``bodies`` names an envelope subclass for a status."""
+        """Document the ``error_code`` values the operation may answer, grouped under their status."""
         unknown = [code for code in codes if code not in ERROR_CODES]
         if unknown:
             raise ValueError(f"unknown error codes {unknown}; see viralspot.error_codes.ERROR_CODES")
@@ -144,8 +137,7 @@ def _field_properties(self, field, ret=None, **kwargs) -> dict:
 
 
 def _parameter_properties(self, field, ret=None, **kwargs) -> dict:
-    """Arrays travel comma-separated (``style: form, explode: false``); a blank filter counts as
-    absent (``allowEmptyValue``); min_x names its max_x."""
+    """Arrays travel comma-separated; a blank filter counts as absent; min_x names its max_x."""
     if ret.get("schema", {}).get("type") == "array":
         ret["style"], ret["explode"] = "form", False
         # Counted once blanks are dropped (a maxItems on the raw list would overstate it).
@@ -159,8 +151,7 @@ def _parameter_properties(self, field, ret=None, **kwargs) -> dict:
 
 
 class Api(flask_smorest.Api):
-    """flask-smorest's ``Api``: the description at ``/api/openapi.json`` and ``flask openapi``.
-    Its error handler is ``errors.py``'s (registered after it), so every error is our envelope."""
+    """flask-smorest's ``Api``; its errors are answered by ``errors.py``'s handler, with our envelope."""
 
     DEFAULT_ERROR_RESPONSE_NAME = None
 
@@ -169,11 +160,9 @@ class Api(flask_smorest.Api):
             version = metadata.version("viralspot")
         except metadata.PackageNotFoundError:  # pragma: no cover - a tree that is not installed
             version = "0.0.0"
-        app.config.setdefault("API_TITLE", TITLE)
-        app.config.setdefault("API_VERSION", version)
-        app.config.setdefault("OPENAPI_VERSION", "3.0.3")
-        app.config.setdefault("OPENAPI_URL_PREFIX", "/api")
-        app.config.setdefault("OPENAPI_JSON_PATH", "openapi.json")
+        for name, value in {"API_TITLE": TITLE, "API_VERSION": version, "OPENAPI_VERSION": "3.0.3",
+                            "OPENAPI_URL_PREFIX": "/api", "OPENAPI_JSON_PATH": "openapi.json"}.items():
+            app.config.setdefault(name, value)
         super().init_app(app, spec_kwargs={"info": {"description": OVERVIEW}, **(spec_kwargs or {})})
         converter = self.ma_plugin.converter
         converter.add_attribute_function(_field_properties)
@@ -185,9 +174,8 @@ class Api(flask_smorest.Api):
         envelope["required"] = ["success", *envelope.get("required", [])]
         envelope["description"] = "Every error, on every route."
         self.spec.components.schema(ERROR_SCHEMA, envelope)
-        self.spec.components.security_scheme("admin_token", {
-            "type": "http", "scheme": "bearer",
-            "description": "VIRALSPOT_ADMIN_TOKEN, needed only when the server sets one."})
+        self.spec.components.security_scheme("admin_token", {"type": "http", "scheme": "bearer", "description": (
+            "VIRALSPOT_ADMIN_TOKEN, needed only when the server sets one.")})
 
     def _register_error_handlers(self) -> None:
         """None here: ``errors.py`` answers every error with the envelope."""

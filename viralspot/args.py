@@ -30,8 +30,7 @@ class ApiParser(FlaskParser):
     DEFAULT_VALIDATION_STATUS = 400
 
     def load_querystring(self, req, schema):
-        """The query; a declared argument holding a NUL character is a 400 (PostgreSQL text cannot
-        hold one). ``session_id`` keeps its own rule (``INVALID_FORMAT``)."""
+        """The query; a declared argument holding a NUL is a 400 (``session_id`` keeps its own rule)."""
         for name, value in req.args.items(multi=True):
             field = schema.fields.get(name) if "\x00" in value else None
             if field is not None and not isinstance(field, SessionIdField):
@@ -43,9 +42,7 @@ class ApiParser(FlaskParser):
         pairs = [(name.split(".", 1)[-1], message) for name, message in _flatten(error.normalized_messages())]
         name, message = pairs[0]
         code = getattr(message, "error_code", "INVALID_PARAMETER")
-        if code == "INVALID_PARAMETER":
-            detail = "; ".join(f"{arg}: {msg}" if arg else str(msg) for arg, msg in pairs)
-        else:
-            detail = str(message)
+        detail = ("; ".join(f"{arg}: {msg}" if arg else str(msg) for arg, msg in pairs)
+                  if code == "INVALID_PARAMETER" else str(message))
         log.warning("rejected request argument %s: %s", name or "(request)", code)
         raise ApiError(detail, code)

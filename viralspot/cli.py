@@ -21,6 +21,7 @@ from .clock import app_clock, parse_instant, utc_timestamp
 from .extensions import catalog, session_store
 from .schemas.session_id import validate_session_id
 from .session.inspection import session_document
+from .session.reset import reset_session
 from .store import SessionStoreBackend
 
 sessions_cli = AppGroup("sessions", help="Inspect and reset random-feed sessions.")
@@ -73,8 +74,6 @@ def show_session(session_id: str) -> None:
 @click.argument("session_id", callback=_session_id)
 def reset_session_command(session_id: str) -> None:
     """Reset a session, as POST /api/reset-session does."""
-    from .session.reset import reset_session
-
     _data, message = reset_session(_store(), session_id)
     click.echo(message)
 
@@ -128,12 +127,10 @@ def import_command(file, progress: bool) -> None:
     """Upsert content from a JSON Lines FILE ('-' for stdin), one content object per line."""
     with catalog.connect():
         pass  # creates the schema if start-up could not reach the database
-    total = None
-    if file.name not in ("<stdin>", "-") and os.path.isfile(file.name):
-        total = os.path.getsize(file.name)
+    total = os.path.getsize(file.name) if file.name not in ("<stdin>", "-") and os.path.isfile(file.name) else None
     bar = tqdm(total=total, unit="B", unit_scale=True, desc="importing", disable=not progress)
     try:
-        report = import_lines(catalog.engine, file, progress=lambda size: bar.update(size))
+        report = import_lines(catalog.engine, file, progress=bar.update)
     except ContentKeysExhausted as error:
         raise click.ClickException(str(error)) from None
     finally:

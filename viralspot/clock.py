@@ -1,10 +1,8 @@
-"""The service's one clock: what "now" means for ``date_range`` filters, the hour windows of their
-matching sets, and the dates of a sample catalog seeded without ``--reference-date``; and
-``utc_timestamp``, the one format of the timestamps of responses and log lines.
+"""The service's one clock: what "now" means for ``date_range`` filters and a seeded catalog's dates;
+and ``utc_timestamp``, the one format of the timestamps of responses and log lines.
 
-Each app has one ``Clock`` (``app.extensions["viralspot.clock"]``): the system clock or, with
-``VIRALSPOT_FIXED_NOW`` (an ISO 8601 instant), a clock pinned at that instant. Tests pin it, so
-nothing they check depends on the day they run; production refuses a pinned clock.
+Each app has one ``Clock``: the system clock or, with ``VIRALSPOT_FIXED_NOW`` (an ISO 8601 instant),
+one pinned at that instant (tests pin it; production refuses a pinned clock).
 """
 from __future__ import annotations
 
@@ -17,8 +15,7 @@ EXTENSION_NAME = "viralspot.clock"
 
 
 def utc_timestamp(moment: datetime | None = None) -> str:
-    """A timestamp as the API and the logs write it: ISO 8601, UTC, milliseconds, ``Z``
-    (``moment``, or the system time: a response's or a log line's own moment)."""
+    """``moment`` (default: now) as the API and the logs write it: ISO 8601, UTC, milliseconds, ``Z``."""
     moment = (moment or datetime.now(timezone.utc)).astimezone(timezone.utc)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
@@ -40,12 +37,8 @@ def parse_instant(value: str | datetime) -> datetime:
 class Clock:
     """Epoch seconds when called; ``now()`` as a UTC datetime. ``fixed`` pins it (None: system time)."""
 
-    def __init__(self, fixed: datetime | None = None) -> None:
-        self.pin(fixed)
-
-    def pin(self, moment: str | datetime | None) -> None:
-        """Pin the clock at ``moment``, or (None) let it follow the system clock."""
-        self.fixed = None if moment is None else parse_instant(moment)
+    def __init__(self, fixed: str | datetime | None = None) -> None:
+        self.fixed = None if fixed is None else parse_instant(fixed)
         self._fixed_seconds = None if self.fixed is None else self.fixed.timestamp()
 
     def __call__(self) -> float:

@@ -1,7 +1,5 @@
 """The ``error_code`` values of the error envelope (status and troubleshooting text of each), and
-``ApiError``, which the views and the argument parser raise to answer one; ``errors.py`` maps it,
-and the domain's own exceptions, to the response.
-"""
+``ApiError``, which views raise to answer one (``errors.py`` maps it to the response)."""
 from __future__ import annotations
 
 #: error_code -> (default HTTP status, troubleshooting text). The README lists these.

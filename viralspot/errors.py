@@ -2,9 +2,8 @@
 
     {"success": false, "detail": ..., "error_code": ..., "timestamp": ..., "troubleshooting": ...}
 
-Views raise ``ApiError`` (``error_codes.py``); the domain raises its own exceptions without HTTP
-codes (``feed.errors.FeedError``, ``store.StoreError``, SQLAlchemy's errors), mapped here; HTTP
-errors (404, 405, 414, 431, ...) and anything unexpected (500, traceback to the log only) too.
+Views raise ``ApiError``; the domain's own exceptions, HTTP errors and anything unexpected (500,
+traceback to the log only) are mapped here.
 """
 from __future__ import annotations
 
@@ -15,7 +14,7 @@ from sqlalchemy.exc import OperationalError as DatabaseOperationalError
 from werkzeug.exceptions import HTTPException
 
 from . import metrics
-from .error_codes import ERROR_CODES, ApiError
+from .error_codes import ApiError
 from .feed.errors import FeedConflict, FeedError, SessionLimit
 from .schemas.envelope import error_response as envelope_response
 from .store import StoreError
@@ -75,6 +74,3 @@ def register_errorhandlers(app: Flask) -> None:
         if isinstance(error, HTTPException) and error.code == 405 and getattr(error, "valid_methods", None):
             response.headers["Allow"] = ", ".join(error.valid_methods)
         return response
-
-
-__all__ = ["ERROR_CODES", "api_error", "error_response", "register_errorhandlers"]

@@ -1,10 +1,6 @@
 """gunicorn's own log lines as JSON, for ``VIRALSPOT_LOG_FORMAT=json`` (``gunicorn.conf.py`` sets
-``logger_class`` to ``GunicornJsonLogger``).
-
-The access log becomes one JSON object per request (with the ``X-Request-ID`` the app answered),
-and gunicorn's error log (worker start, exit, timeouts) uses the app's ``JsonFormatter``, so every
-line the service writes parses as JSON. With the default ``text`` format gunicorn's logger is
-unchanged (``gunicorn.conf.py`` adds the request id to its access line).
+``logger_class`` to ``GunicornJsonLogger``): the access log as one JSON object per request, with the
+``X-Request-ID`` the app answered, and the error log through the app's ``JsonFormatter``.
 """
 from __future__ import annotations
 
@@ -33,18 +29,12 @@ class GunicornJsonLogger(Logger):
             atoms = self.atoms(resp, req, environ, request_time)
             status = atoms.get("s")
             entry = {
-                "time": utc_timestamp(),
-                "level": "INFO",
-                "logger": "gunicorn.access",
+                "time": utc_timestamp(), "level": "INFO", "logger": "gunicorn.access",
                 "message": f"{atoms.get('m')} {atoms.get('U')} {status}",
                 "request_id": atoms.get("{%s}o" % HEADER.lower(), "-"),
-                "method": atoms.get("m"),
-                "path": atoms.get("U"),
-                "query": atoms.get("q") or "",
-                "status": int(status) if str(status).isdigit() else status,
-                "bytes": atoms.get("B"),
-                "duration_seconds": request_time.total_seconds(),
-                "remote_addr": atoms.get("h"),
+                "method": atoms.get("m"), "path": atoms.get("U"), "query": atoms.get("q") or "",
+                "status": int(status) if str(status).isdigit() else status, "bytes": atoms.get("B"),
+                "duration_seconds": request_time.total_seconds(), "remote_addr": atoms.get("h"),
                 "user_agent": atoms.get("a"),
             }
             self.access_log.info("%s", json.dumps(entry, ensure_ascii=False, default=str))

@@ -1,17 +1,10 @@
 """Health: ``GET /livez`` (liveness), ``GET /readyz`` (readiness), and ``GET /health`` / ``GET /``.
 
-* ``/livez`` asks no dependency: 200 while the process serves requests. An orchestrator restarts
-  the process when it fails; a database or store outage must not trigger that.
-* ``/readyz`` pings the session store and reads the catalog's state (version and largest id) from the database, concurrently, each
-  waited for at most ``READINESS_TIMEOUT`` seconds: 200 with each check's result, or 503 (the error
-  envelope, ``DATABASE_UNAVAILABLE`` or ``SESSION_STORE_UNAVAILABLE``, plus ``checks``). An
-  orchestrator stops routing traffic to the instance meanwhile.
-* ``/health`` (and ``/``) runs the same bounded checks and answers as it always has (200 with
-  ``checks`` as "ok"/"unavailable", or the 503 envelope).
-
-Each check runs in its own thread so a hung dependency costs a probe its timeout, never more; a
-check still running from an earlier probe is joined rather than started again, so a dependency that
-hangs holds at most one thread per check per process.
+``/livez`` asks no dependency. ``/readyz`` pings the session store and reads the catalog's state,
+concurrently, each waited for at most ``READINESS_TIMEOUT`` seconds: 200 with each check's result,
+or the 503 envelope plus ``checks``. ``/health`` (and ``/``) runs the same checks and answers in its
+older shape. Each check runs in its own thread, and one still running from an earlier probe is
+joined rather than started again: a hung dependency holds at most one thread per check per process.
 """
 from __future__ import annotations
 
@@ -58,14 +51,6 @@ def _database_ok() -> bool:
 PROBES: dict[str, Callable[[], bool]] = {"session_store": _store_ok, "database": _database_ok}
 
 
-class _InFlight:
-    """The check of each dependency currently running in this app (at most one each)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.running: dict[str, Future] = {}
-
-
 def _run_probe(app: Flask, name: str, probe: Callable[[], bool], future: Future, rid: str | None) -> None:
     started = time.perf_counter()
     ok = False
@@ -79,18 +64,18 @@ def _run_probe(app: Flask, name: str, probe: Callable[[], bool], future: Future,
 
 
 def run_checks(app: Flask, timeout: float) -> dict[str, dict]:
-    """{name: {"status": "ok" | "unavailable" | "timeout", "seconds": float}} of every probe, run
-    concurrently; returns within about ``timeout`` seconds whatever the dependencies do."""
-    in_flight = app.extensions.setdefault(_CHECKS_KEY, _InFlight())
+    """{name: {"status": "ok" | "unavailable" | "timeout", "seconds": float}}, within ``timeout``."""
+    # The check of each dependency currently running in this app (at most one each).
+    lock, running = app.extensions.setdefault(_CHECKS_KEY, (threading.Lock(), {}))
     started = time.perf_counter()
     deadline = started + max(0.0, timeout)
     futures: dict[str, Future] = {}
     rid = request_id()
-    with in_flight.lock:
+    with lock:
         for name, probe in PROBES.items():
-            future = in_flight.running.get(name)
+            future = running.get(name)
             if future is None or future.done():
-                future = in_flight.running[name] = Future()
+                future = running[name] = Future()
                 threading.Thread(target=_run_probe, args=(app, name, probe, future, rid), daemon=True,
                                  name=f"health-check-{name}").start()
             futures[name] = future
@@ -156,13 +141,8 @@ def health():
     failed = [name for name, state in checks.items() if state != "ok"]
     if failed:
         raise _failure(failed, "Service degraded")
-    data = {
-        "status": "ok",
-        "service": "viralspot",
-        "checks": checks,
-        "session_storage_type": session_store.backend.storage_type,
-        "timestamp": utc_timestamp(),
-    }
+    data = {"status": "ok", "service": "viralspot", "checks": checks,
+            "session_storage_type": session_store.backend.storage_type, "timestamp": utc_timestamp()}
     return api_response(data, "Service is healthy")
 
 

@@ -1,12 +1,11 @@
 """Logging set-up: one stream handler on the ``viralspot`` logger, level from ``VIRALSPOT_LOG_LEVEL``.
 
-Every line carries the request id (``request_ids.py``; "-" outside a request). The format is
-``VIRALSPOT_LOG_FORMAT``: ``text`` (the default)::
+Every line carries the request id. ``VIRALSPOT_LOG_FORMAT`` is ``text`` (the default)::
 
     2026-12-02 12:00:00,123 WARNING [viralspot.errors] [3f2a...] random feed claim kept conflicting
 
-or ``json``: one JSON object per line, with ``time`` (ISO 8601, UTC), ``level``, ``logger``,
-``message``, ``request_id`` and, when there is one, ``exception`` (the traceback, as one string).
+or ``json``: one JSON object per line (``time``, ``level``, ``logger``, ``message``, ``request_id``,
+``exception``).
 """
 import json
 import logging
@@ -26,13 +25,9 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per record, on one line (newlines in messages and tracebacks are escaped)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": utc_timestamp(datetime.fromtimestamp(record.created, timezone.utc)),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-            "request_id": getattr(record, "request_id", NO_REQUEST),
-        }
+        entry = {"time": utc_timestamp(datetime.fromtimestamp(record.created, timezone.utc)),
+                 "level": record.levelname, "logger": record.name, "message": record.getMessage(),
+                 "request_id": getattr(record, "request_id", NO_REQUEST)}
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         elif record.exc_text:
@@ -42,22 +37,14 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
-def log_format(app: Flask) -> str:
-    value = str(app.config.get("LOG_FORMAT") or "text").strip().lower()
-    if value not in LOG_FORMATS:
-        raise RuntimeError(f"VIRALSPOT_LOG_FORMAT {value!r} is not one of {', '.join(LOG_FORMATS)}")
-    return value
-
-
-def formatter_for(name: str) -> logging.Formatter:
-    return JsonFormatter() if name == "json" else logging.Formatter(FORMAT)
-
-
 def configure_logger(app: Flask) -> None:
     level = str(app.config["LOG_LEVEL"]).upper()
     if level not in logging.getLevelNamesMapping():
         raise RuntimeError(f"VIRALSPOT_LOG_LEVEL {level!r} is not a logging level")
-    formatter = formatter_for(log_format(app))
+    log_format = str(app.config.get("LOG_FORMAT") or "text").strip().lower()
+    if log_format not in LOG_FORMATS:
+        raise RuntimeError(f"VIRALSPOT_LOG_FORMAT {log_format!r} is not one of {', '.join(LOG_FORMATS)}")
+    formatter = JsonFormatter() if log_format == "json" else logging.Formatter(FORMAT)
     logger = logging.getLogger("viralspot")
     logger.setLevel(level)
     handler = next((h for h in logger.handlers if getattr(h, "_viralspot", False)), None)

@@ -1,17 +1,10 @@
 """Per-client rate limits on every ``/api/`` route (flask-limiter), and the client address behind
-trusted proxies.
+trusted proxies (``VIRALSPOT_TRUSTED_PROXIES``: Werkzeug's ``ProxyFix`` for that many hops).
 
-* ``VIRALSPOT_RATE_LIMIT`` (default ``1200/minute``): one budget per client address shared by
-  all ``/api/`` routes; ``VIRALSPOT_RESET_RATE_LIMIT`` (``60/minute``): ``POST /api/reset-session``
-  besides. An empty value turns a limit off. Probes and ``/metrics`` are never limited.
-* The counts live where the sessions do: the session store's Redis (same URL, keys prefixed
-  ``vs2:rl``), so every worker and host shares them; with ``memory://`` in the process.
-* Over a limit: 429 ``RATE_LIMITED`` (``errors.py``) with ``Retry-After`` and the IETF
-  ``RateLimit-Limit``, ``RateLimit-Remaining``, ``RateLimit-Reset`` headers (seconds).
-* When the storage fails, requests are served (fail open); flask-limiter logs each failure on its
-  logger, which ``metrics.py`` counts as ``viralspot_rate_limit_storage_errors_total``.
-* ``VIRALSPOT_TRUSTED_PROXIES=N``: Werkzeug's ``ProxyFix`` for N hops of ``X-Forwarded-For``, so the
-  client is the real address, not the proxy's.
+``RATE_LIMIT`` is one budget per client shared by all ``/api/`` routes, ``RESET_RATE_LIMIT`` the reset
+endpoint's besides (empty: off). The counts live in the session store's Redis (keys prefixed
+``vs2:rl``), or in the process with ``memory://``. Over a limit: 429 ``RATE_LIMITED`` with
+``Retry-After`` and the ``RateLimit-*`` headers. A failing storage fails open (``metrics.py`` counts it).
 """
 from __future__ import annotations
 
@@ -43,15 +36,8 @@ def storage_uri(session_store_url: str) -> str:
     return session_store_url  # redis, rediss, redis+sentinel, redis+cluster: the same forms
 
 
-
-
 class RateLimits:
-    """The Flask extension: one flask-limiter ``Limiter`` per app (its counts and limits are its
-    own), kept in ``app.extensions``."""
-
-    def __init__(self, app: Flask | None = None) -> None:
-        if app is not None:
-            self.init_app(app)
+    """The Flask extension: one flask-limiter ``Limiter`` per app, kept in ``app.extensions``."""
 
     def init_app(self, app: Flask) -> None:
         config = app.config
@@ -68,8 +54,7 @@ class RateLimits:
             "socket_connect_timeout": float(config["SESSION_STORE_CONNECT_TIMEOUT"])}
         try:
             limiter = self._limiter(app, uri, options)
-        except Exception as error:  # noqa: BLE001 - a storage that cannot even be reached at start-up
-            # (a Redis Cluster client connects when made): count in this process until a restart.
+        except Exception as error:  # noqa: BLE001 - a storage unreachable at start-up: count in this process
             log.error("rate-limit storage unreachable at start-up (%s); counting in this process",
                       type(error).__name__)
             limiter = self._limiter(app, "memory://", {})

@@ -1,14 +1,8 @@
 """Request ids: every request has one, every response echoes it, every log line of the request carries it.
 
-An incoming ``X-Request-ID`` (from a load balancer, a proxy or the client) is kept when it is
-1 to 128 characters of ``A-Z a-z 0-9 . _ -``; anything else (too long, empty, other characters)
-is ignored, never logged, and a new id is made (32 hex characters, uuid4). The id is assigned on
-first use (a log line, or the response), so it exists for every request, 404s and errors included,
-whatever runs first.
-
-``RequestIdFilter`` (on the service's log handler, ``logs.py``) puts it on each record as
-``record.request_id`` ("-" outside a request). Work a request hands to another thread carries
-its id with ``bound(request_id())``.
+An incoming ``X-Request-ID`` of 1 to 128 characters of ``A-Z a-z 0-9 . _ -`` is kept; anything else is
+ignored (never logged) and a new uuid4 hex id made, on first use. ``RequestIdFilter`` puts the id on
+each log record ("-" outside a request); work handed to another thread carries it with ``bound``.
 """
 from __future__ import annotations
 
@@ -27,29 +21,20 @@ MAX_LENGTH = 128
 VALID = re.compile(r"[A-Za-z0-9._-]{1,%d}" % MAX_LENGTH)
 #: Shown on log lines that belong to no request.
 NO_REQUEST = "-"
-#: Where the id is kept: the request's WSGI environ (``g`` may outlive a request: an app context
-#: pushed around several requests, as in tests, is shared by them).
+#: Where the id is kept: the request's WSGI environ (``g`` may outlive a request).
 _ENVIRON_KEY = "viralspot.request_id"
 #: The id of the request a background thread works for (``bound``).
 _bound: contextvars.ContextVar[str | None] = contextvars.ContextVar("viralspot_request_id", default=None)
 
 
-def valid(value: str | None) -> bool:
-    return value is not None and VALID.fullmatch(value) is not None
-
-
-def new_request_id() -> str:
-    return uuid.uuid4().hex
-
-
 def request_id() -> str | None:
-    """The current request's id (kept from ``X-Request-ID`` or made), or the id bound to this
-    thread (``bound``); None outside both."""
+    """The current request's id, or the id ``bound`` to this thread; None outside both."""
     if has_request_context():
         value = request.environ.get(_ENVIRON_KEY)
         if value is None:
             incoming = request.headers.get(HEADER)
-            value = request.environ[_ENVIRON_KEY] = incoming if valid(incoming) else new_request_id()
+            valid = incoming is not None and VALID.fullmatch(incoming) is not None
+            value = request.environ[_ENVIRON_KEY] = incoming if valid else uuid.uuid4().hex
         return value
     return _bound.get()
 

@@ -1,22 +1,18 @@
-"""The ``Catalog`` Flask extension: one SQLAlchemy engine per app, from ``VIRALSPOT_DATABASE_URL``.
+"""The ``Catalog`` Flask extension: one SQLAlchemy engine per app, from ``VIRALSPOT_DATABASE_URL``
+(default: SQLite at ``<instance>/viralspot.db``; ``postgresql+psycopg://...`` selects PostgreSQL).
 
-The default is SQLite at ``<instance>/viralspot.db``; ``postgresql+psycopg://...``
-selects PostgreSQL. Connections are taken per use (``with catalog.connect()``)
-from the engine's pool; nothing is held between requests.
-
-The tables are created at start-up when the database answers; when it does not,
-the app still starts (the failure is logged), requests answer 503
-``DATABASE_UNAVAILABLE``, and the first connection that succeeds creates them.
+The tables are created at start-up when the database answers; when it does not, the app still
+starts and requests answer 503 ``DATABASE_UNAVAILABLE`` until a connection succeeds and creates them.
 A SQLite file that is deleted, not a database, corrupt or locked (for more than
-``DATABASE_BUSY_TIMEOUT`` seconds) answers the same 503 until it is back; a file replaced
-under the server is followed (pooled connections reopen the file now at the path).
+``DATABASE_BUSY_TIMEOUT`` seconds) answers the same 503 until it is back; a file replaced under the
+server is followed (pooled connections reopen the file now at the path).
 """
 from __future__ import annotations
 
 import logging
 import os
 import sqlite3
-from typing import Callable, ContextManager
+from typing import ContextManager
 from urllib.parse import quote
 
 from flask import Flask, current_app
@@ -69,8 +65,7 @@ def is_in_memory(url: str) -> bool:
 
 
 def item_snapshots(app: Flask, engine: Engine) -> ItemSnapshots | None:
-    """The app's ``ItemSnapshots`` from ``ITEM_SNAPSHOT_DIR`` (None: ``<instance>/item-snapshots``;
-    "": none), or None when off. An in-memory SQLite catalog has none: it lives in one connection."""
+    """The app's ``ItemSnapshots`` from ``ITEM_SNAPSHOT_DIR``, or None when off (or in memory)."""
     root = app.config.get("ITEM_SNAPSHOT_DIR")
     if root == "" or root is False or is_in_memory(str(engine.url)):
         return None
@@ -81,17 +76,12 @@ def item_snapshots(app: Flask, engine: Engine) -> ItemSnapshots | None:
                          settle=float(app.config["ITEM_SNAPSHOT_SETTLE"]))
 
 
-#: Seconds a SQLite connection waits on another connection's lock (``DATABASE_BUSY_TIMEOUT``) before
-#: the request answers 503 ``DATABASE_UNAVAILABLE``: a locked catalog must not hold a request for long.
-#: SQLite's primary result codes for a file that is not (or no longer) a database: the driver raises
-#: them as a bare ``DatabaseError``; to the service they are an unavailable catalog, like a file
-#: that cannot be opened (``OperationalError``, 503), not a bug (500).
+#: SQLite's result codes for a file that is not (or no longer) a database: unavailable (503), not a bug.
 _UNREADABLE_SQLITE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 
 
 def _unreadable_as_unavailable(context) -> None:
-    """``handle_error``: re-raise "file is not a database" and "database disk image is malformed" as
-    ``OperationalError``, so start-up tolerates them and requests answer 503."""
+    """``handle_error``: re-raise a corrupt or non-database file as ``OperationalError`` (503)."""
     error = context.original_exception
     code = getattr(error, "sqlite_errorcode", None)
     if code is not None and code & 0xFF in _UNREADABLE_SQLITE_CODES \
@@ -108,11 +98,8 @@ def _file_identity(path: str) -> tuple[int, int] | None:
 
 
 def _follow_sqlite_file(engine: Engine, path: str) -> None:
-    """Keep the pool on the file at ``path``: an open SQLite connection goes on reading a file that was
-    deleted or replaced (its descriptor holds the old one), so a checkout whose connection was opened on
-    another file than the one now at ``path`` reconnects. Once a connection has opened the database,
-    new ones never create it: a deleted catalog answers 503 until it is put back, instead of being
-    silently replaced by an empty one."""
+    """Keep the pool on the file at ``path`` (deleted or replaced: reconnect); once opened, a deleted
+    database answers 503 rather than being created anew empty."""
     opened = []
     uri = "file:" + quote(path) + "?mode=rw"
 
@@ -135,16 +122,13 @@ def _follow_sqlite_file(engine: Engine, path: str) -> None:
 
 
 def make_engine(url: str, busy_timeout: float = Config.DATABASE_BUSY_TIMEOUT) -> Engine:
-    """An engine for ``url``; in-memory SQLite shares one connection so every thread sees the data.
-    Bound values never appear in exception text or logs (``hide_parameters``): they carry search
-    text and key lists. A SQLite connection waits at most ``busy_timeout`` seconds on a lock."""
+    """An engine for ``url``; bound values never appear in exception text or logs."""
     if url.startswith("sqlite"):
         kwargs: dict = {"connect_args": {"check_same_thread": False, "timeout": busy_timeout}}
         if is_in_memory(url):
             kwargs["poolclass"] = StaticPool
         else:
-            # Keep a connection per server thread: a new SQLite connection costs its PRAGMAs and
-            # mmap set-up, which dominated requests when the default pool of 5 churned overflow.
+            # A connection per server thread: a new one costs its PRAGMAs and mmap set-up.
             kwargs.update(pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_POOL_SIZE)
         engine = create_engine(url, hide_parameters=True, **kwargs)
         event.listen(engine, "connect", _tune_sqlite)
@@ -161,7 +145,9 @@ def create_schema(engine: Engine) -> None:
     """Create the tables and indexes that do not exist yet, and add columns added since (idempotent)."""
     metadata.create_all(engine)
     add_missing_columns(engine)
-    add_missing_indexes(engine)
+    for index in ADDED_INDEXES:  # IF NOT EXISTS: safe when workers race
+        with engine.begin() as conn:
+            conn.execute(CreateIndex(index, if_not_exists=True))
 
 
 #: Columns added to existing tables after their first release: (table, column).
@@ -172,21 +158,9 @@ COLUMN_FILLED_BY = {"item_json": "run `flask content render` to fill it"}
 ADDED_INDEXES = tuple(index for index in content.indexes if index.name == "ix_content_item_version")
 
 
-def add_missing_indexes(engine: Engine) -> None:
-    """``CREATE INDEX IF NOT EXISTS`` for each added index (idempotent; safe when workers race)."""
-    for index in ADDED_INDEXES:
-        with engine.begin() as conn:
-            conn.execute(CreateIndex(index, if_not_exists=True))
-
-
 def add_missing_columns(engine: Engine) -> None:
-    """``ALTER TABLE ... ADD COLUMN`` for each added column a database written earlier lacks.
-
-    The column is added empty (NULL): ``flask content render`` fills ``item_json``,
-    and reads build a NULL item live meanwhile; a NULL ``item_version`` is older than
-    every item snapshot (the next snapshot of such a catalog is written whole). Several workers may start at once,
-    so a column another one has just added is not an error.
-    """
+    """``ALTER TABLE ... ADD COLUMN`` for each added column a database written earlier lacks, empty
+    (reads build a NULL ``item_json`` live). A column another worker has just added is not an error."""
     for table, column in ADDED_COLUMNS:
         if column.name in {found["name"] for found in inspect(engine).get_columns(table.name)}:
             continue
@@ -208,10 +182,6 @@ def add_missing_columns(engine: Engine) -> None:
 class Catalog:
     """Flask extension owning the catalog engine."""
 
-    def __init__(self, app: Flask | None = None) -> None:
-        if app is not None:
-            self.init_app(app)
-
     def init_app(self, app: Flask) -> None:
         """After the app's clock (``clock.init_clock``): ``date_range`` counts back from it."""
         engine = make_engine(database_url(app), float(app.config["DATABASE_BUSY_TIMEOUT"]))
@@ -232,8 +202,7 @@ class Catalog:
 
     @staticmethod
     def ready_engine(app: Flask) -> Engine:
-        """``app``'s engine, creating the schema first when start-up could not (OperationalError if
-        still down)."""
+        """``app``'s engine, creating the schema first when start-up could not."""
         extensions = app.extensions
         if not extensions.get(SCHEMA_READY):
             create_schema(extensions[EXTENSION_NAME])
@@ -251,8 +220,7 @@ class Catalog:
 
     @staticmethod
     def reader_for(app: Flask) -> FeedCatalog:
-        """How pages read ``app``'s catalog (``feed_source.py``): the catalog state remembered for
-        ``CATALOG_STATE_TTL``, filters' matching sets, items from the item snapshot or SQL."""
+        """How pages read ``app``'s catalog (``feed_source.py``)."""
         return app.extensions[READER]
 
     @property

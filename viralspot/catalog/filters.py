@@ -1,15 +1,10 @@
 """The filter part of a content request, normalized: ``ContentFilter`` and its SQL conditions.
 
-``content_filter(kind, args)`` keeps only the arguments that select items (not
-``sort_by``, ``limit``, ``offset``, ``random_order`` or ``session_id``), in a
-canonical form: lists deduplicated and sorted, empty values dropped, view
-filters dropped for posts. Two requests selecting the same items therefore give
-equal filters and the same ``signature()``, whatever the argument order.
-
-``ContentFilter.where(stmt)`` applies the conditions to a ``select`` over
-``content`` with SQLAlchemy Core expressions only: every user value is a bound
-parameter, and ``search``/``keywords`` escape ``%``, ``_`` and ``\\`` so they
-match literally.
+``content_filter(kind, args)`` keeps only the arguments that select items, in a canonical form
+(lists deduplicated and sorted, empty values dropped, view filters dropped for posts), so requests
+selecting the same items give equal filters and the same ``signature()``. ``ContentFilter.where``
+applies the conditions with Core expressions: every user value is bound, and ``search``/``keywords``
+match literally (``%``, ``_`` and ``\\`` escaped).
 """
 from __future__ import annotations
 
@@ -106,19 +101,13 @@ class ContentFilter:
     max_account_engagement_rate: float | None = None
 
     def canonical(self) -> str:
-        """The filter as compact JSON with sorted keys: equal filters give equal strings.
-
-        A shallow dict of the fields is enough (they are scalars and tuples, which
-        JSON writes as lists), and far cheaper than ``dataclasses.asdict``'s deep copy.
-        """
+        """The filter as compact JSON with sorted keys: equal filters give equal strings."""
         values = {name: getattr(self, name) for name in _FIELD_NAMES}
         return json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
     def signature(self) -> str:
         """A stable hash of ``canonical()`` (SHA-256 hex), the same in every process; computed once.
-
-        Existing sessions' feed keys are built from it: its value must never change.
-        """
+        Existing sessions' feed keys are built from it: its value must never change."""
         cached = self.__dict__.get("_signature")
         if cached is None:
             cached = hashlib.sha256(self.canonical().encode("ascii")).hexdigest()
@@ -129,14 +118,12 @@ class ContentFilter:
     @property
     def needs_profile(self) -> bool:
         """True when a condition reads the author's profile (followers, verified, account type, rate)."""
-        return (self.min_followers is not None or self.max_followers is not None
-                or self.is_verified is not None or bool(self.account_types)
-                or self.min_account_engagement_rate is not None
-                or self.max_account_engagement_rate is not None)
+        return bool(self.account_types) or any(value is not None for value in (
+            self.min_followers, self.max_followers, self.is_verified, self.min_account_engagement_rate,
+            self.max_account_engagement_rate))
 
     def conditions(self, now: datetime | None = None) -> list[ColumnElement[bool]]:
-        """The SQL conditions; profile conditions assume ``primary_profiles`` is joined. A
-        ``date_range`` counts back from ``now``, which it then requires."""
+        """The SQL conditions (profile ones assume the join); a ``date_range`` counts back from ``now``."""
         c = content.c
         found: list[ColumnElement[bool]] = [_in(c.content_type, self.content_types)]
         if self.search:
@@ -170,16 +157,11 @@ class ContentFilter:
         if self.date_range is not None:
             if now is None:  # the service's clock decides (viralspot/clock.py), never the system's here
                 raise ValueError("a date_range filter needs the moment it counts back from")
-            since = now - DATE_RANGES[self.date_range]
-            found.append(c.date_posted >= since)
+            found.append(c.date_posted >= now - DATE_RANGES[self.date_range])
         return found
 
     def where(self, stmt: Select, *, profile_joined: bool = False, now: datetime | None = None) -> Select:
-        """``stmt`` (a select over ``content``) restricted to matching items.
-
-        Joins ``primary_profiles`` only when a profile condition needs it and the
-        caller has not joined it already (``profile_joined=True``).
-        """
+        """``stmt`` (a select over ``content``) restricted to matching items, joining profiles if needed."""
         if self.needs_profile and not profile_joined:
             stmt = join_profiles(stmt)
         return stmt.where(and_(*self.conditions(now)))
@@ -208,12 +190,7 @@ _FILTERS_LOCK = threading.Lock()
 
 
 def content_filter(kind: str, args: Mapping[str, Any]) -> ContentFilter:
-    """The ``ContentFilter`` of a request to ``/api/<kind>`` (``reels`` or ``posts``).
-
-    ``args`` are the validated query arguments; unknown keys (sort, paging,
-    session) are ignored. ``content_types`` replaces the endpoint's default type.
-    Filters are immutable: equal arguments share one, remembered per process.
-    """
+    """The ``ContentFilter`` of a request to ``/api/<kind>`` from its validated arguments; equal ones share one."""
     key = (kind, *((name, tuple(value) if isinstance(value, (list, set)) else value)
                    for name in _FILTER_ARGS if (value := args.get(name)) is not None))
     try:

@@ -1,22 +1,15 @@
-"""``flask content import FILE``: JSON Lines of content objects, upserted by ``content_id``.
+"""``flask content import FILE``: JSON Lines of content objects, upserted by ``content_id``::
 
-Each line is one content object with its author's profile fields, flat::
+    {"content_id": "3312", "shortcode": "C9xYz", "content_type": "reel", "date_posted": "2026-05-01T12:00:00Z",
+     "username": "chef_anna", "view_count": 120000, ..., "followers": 48000, "profile_language": "en"}
 
-    {"content_id": "3312", "shortcode": "C9xYz", "content_type": "reel",
-     "date_posted": "2026-05-01T12:00:00Z", "username": "chef_anna",
-     "view_count": 120000, ..., "followers": 48000, "is_verified": true,
-     "account_type": "Influencer", "profile_name": "Anna", "profile_language": "en"}
+Fields use the ``content`` and ``primary_profiles`` column names (``profile_language`` for the
+profile's language); other keys are ignored. An existing ``content_id`` is updated with the fields
+the line gives, a new one inserted; the author's profile is created or updated by ``username``.
 
-Content fields use the ``content`` column names; profile fields use the
-``primary_profiles`` names (``profile_language`` for the profile's language).
-Keys not listed are ignored. An existing ``content_id`` is updated with the
-fields the line gives; a new one is inserted. The author's profile is created
-or updated by ``username``.
-
-A bad line (invalid JSON, a missing or malformed field, a shortcode owned by
-another content_id) is rejected with its line number; it never stops the
-import nor leaves a partial row: lines are written in chunks, one transaction
-each, and a chunk that fails in the database is replayed line by line.
+A bad line (invalid JSON, a missing or malformed field, a shortcode owned by another content_id) is
+rejected with its line number, never stopping the import nor leaving a partial row: lines are written
+in chunks, one transaction each, and a chunk that fails in the database is replayed line by line.
 """
 from __future__ import annotations
 
@@ -26,7 +19,7 @@ from datetime import datetime, timezone
 from typing import Callable, Iterable
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Boolean, Connection, Engine, Integer, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from .filters import CONTENT_TYPES, normalize_content_type
@@ -44,17 +37,10 @@ CONTENT_FIELDS = ("content_id", "shortcode", "content_type", "url", "description
                   "primary_category", "secondary_category", "tertiary_category", "categorization_confidence",
                   "keyword_1", "keyword_2", "keyword_3", "keyword_4", "all_image_urls")
 #: import key -> primary_profiles column
-PROFILE_FIELDS = {"profile_name": "profile_name", "bio": "bio", "followers": "followers",
-                  "posts_count": "posts_count", "is_verified": "is_verified",
-                  "is_business_account": "is_business_account", "profile_url": "profile_url",
-                  "profile_image_url": "profile_image_url", "profile_image_path": "profile_image_path",
-                  "account_type": "account_type", "profile_language": "language", "total_reels": "total_reels",
-                  "median_views": "median_views", "mean_views": "mean_views",
-                  "profile_primary_category": "profile_primary_category"}
-
-
-def _short(**kwargs):
-    return fields.String(allow_none=True, validate=validate.Length(max=_TEXT), **kwargs)
+PROFILE_FIELDS = {name: name for name in (
+    "profile_name", "bio", "followers", "posts_count", "is_verified", "is_business_account", "profile_url",
+    "profile_image_url", "profile_image_path", "account_type", "total_reels", "median_views", "mean_views",
+    "profile_primary_category")} | {"profile_language": "language"}
 
 
 class ContentTypeField(fields.String):
@@ -76,53 +62,38 @@ class UtcDateTime(fields.AwareDateTime):
         return super()._deserialize(value, attr, data, **kwargs).astimezone(timezone.utc)
 
 
-class ImportRecordSchema(Schema):
-    """One JSON line: content fields and the author's profile fields."""
+def _column_field(column) -> fields.Field:
+    """The field of a plain column: a boolean, a count, or nullable text no longer than the column."""
+    if isinstance(column.type, Boolean):
+        return fields.Boolean()
+    if isinstance(column.type, Integer):
+        return fields.Integer(validate=_COUNT)
+    length = column.type.length
+    return fields.String(allow_none=True, validate=validate.Length(max=length) if length else None)
+
+
+def _identifier() -> fields.Field:
+    return fields.String(required=True, validate=validate.Length(min=1, max=_TEXT))
+
+
+_SPECIAL_FIELDS = {
+    "content_id": _identifier(), "shortcode": _identifier(), "username": _identifier(),
+    "content_type": ContentTypeField(required=True),
+    "date_posted": UtcDateTime(required=True),
+    "outlier_score": fields.Float(allow_nan=False, validate=validate.Range(min=0)),
+    "categorization_confidence": fields.Float(allow_none=True, allow_nan=False),
+    "all_image_urls": fields.List(fields.String(), allow_none=True),
+}
+_COLUMNS = {**{name: content.c[name] for name in CONTENT_FIELDS},
+            **{key: primary_profiles.c[column] for key, column in PROFILE_FIELDS.items()}}
+
+
+class ImportRecordSchema(Schema.from_dict({name: _SPECIAL_FIELDS.get(name) or _column_field(column)
+                                           for name, column in _COLUMNS.items()})):
+    """One JSON line: content fields and the author's profile fields, checked against their columns."""
 
     class Meta:
         unknown = EXCLUDE
-
-    content_id = fields.String(required=True, validate=validate.Length(min=1, max=_TEXT))
-    shortcode = fields.String(required=True, validate=validate.Length(min=1, max=_TEXT))
-    content_type = ContentTypeField(required=True)
-    date_posted = UtcDateTime(required=True)
-    username = fields.String(required=True, validate=validate.Length(min=1, max=_TEXT))
-    url = fields.String(allow_none=True)
-    description = fields.String(allow_none=True)
-    thumbnail_url = fields.String(allow_none=True)
-    thumbnail_path = fields.String(allow_none=True)
-    display_url_path = fields.String(allow_none=True)
-    video_thumbnail_path = fields.String(allow_none=True)
-    view_count = fields.Integer(validate=_COUNT)
-    like_count = fields.Integer(validate=_COUNT)
-    comment_count = fields.Integer(validate=_COUNT)
-    outlier_score = fields.Float(allow_nan=False, validate=validate.Range(min=0))
-    language = fields.String(allow_none=True, validate=validate.Length(max=16))
-    content_style = fields.String(allow_none=True, validate=validate.Length(max=64))
-    primary_category = fields.String(allow_none=True, validate=validate.Length(max=128))
-    secondary_category = fields.String(allow_none=True, validate=validate.Length(max=128))
-    tertiary_category = fields.String(allow_none=True, validate=validate.Length(max=128))
-    categorization_confidence = fields.Float(allow_none=True, allow_nan=False)
-    keyword_1 = fields.String(allow_none=True, validate=validate.Length(max=128))
-    keyword_2 = fields.String(allow_none=True, validate=validate.Length(max=128))
-    keyword_3 = fields.String(allow_none=True, validate=validate.Length(max=128))
-    keyword_4 = fields.String(allow_none=True, validate=validate.Length(max=128))
-    all_image_urls = fields.List(fields.String(), allow_none=True)
-    profile_name = _short()
-    bio = fields.String(allow_none=True)
-    followers = fields.Integer(validate=_COUNT)
-    posts_count = fields.Integer(validate=_COUNT)
-    is_verified = fields.Boolean()
-    is_business_account = fields.Boolean()
-    profile_url = fields.String(allow_none=True)
-    profile_image_url = fields.String(allow_none=True)
-    profile_image_path = fields.String(allow_none=True)
-    account_type = fields.String(allow_none=True, validate=validate.Length(max=32))
-    profile_language = fields.String(allow_none=True, validate=validate.Length(max=16))
-    total_reels = fields.Integer(validate=_COUNT)
-    median_views = fields.Integer(validate=_COUNT)
-    mean_views = fields.Integer(validate=_COUNT)
-    profile_primary_category = fields.String(allow_none=True, validate=validate.Length(max=128))
 
     @validates_schema
     def strip_identifiers(self, data, **kwargs):
@@ -175,8 +146,7 @@ class RenderPending:
     profile_ids: set[int] = field(default_factory=set)
 
     def commit(self, conn: Connection) -> int:
-        """Make the writes a new catalog state: bump the version and render the changed items
-        stamped with it, in the caller's transaction; the number rendered."""
+        """Bump the catalog version and render the changed items with it; the number rendered."""
         if not (self.content_ids or self.profile_ids):
             return 0
         version = bump_version(conn)
@@ -194,9 +164,7 @@ def _upsert_profile(conn: Connection, record: dict, now: datetime, pending: Rend
                          .values(**values, updated_at=now))
             pending.profile_ids.add(int(existing))  # its fields are part of each of its items
         return int(existing)
-    values.setdefault("followers", 0)
-    values.setdefault("is_verified", False)
-    values.setdefault("is_business_account", False)
+    values = {"followers": 0, "is_verified": False, "is_business_account": False, **values}
     result = conn.execute(primary_profiles.insert().values(username=username, created_at=now, updated_at=now,
                                                           **values))
     return int(result.inserted_primary_key[0])
@@ -206,15 +174,10 @@ class ContentKeysExhausted(Exception):
     """A new row's id would pass ``MAX_CONTENT_KEY``: the import stops, its chunk rolled back."""
 
 
-def write_record(conn: Connection, record: dict, now: datetime | None = None, *,
-                 pending: RenderPending | None = None) -> bool:
+def write_record(conn: Connection, record: dict, pending: RenderPending) -> bool:
     """Upsert one validated record; True when inserted, False when updated. ``LineRejected`` on a conflict.
-
-    The items it changes are rendered (with a new catalog version) before it returns, or, given
-    ``pending``, collected there for the caller to commit once before its transaction commits.
-    """
-    now = now or datetime.now(timezone.utc)
-    own = RenderPending() if pending is None else pending
+    The items it changes are collected in ``pending``, to render before the transaction commits."""
+    now = datetime.now(timezone.utc)
     content_id = record["content_id"].strip()
     shortcode = record["shortcode"].strip()
     owner = conn.execute(select(content.c.content_id).where(content.c.shortcode == shortcode)).scalar()
@@ -222,24 +185,18 @@ def write_record(conn: Connection, record: dict, now: datetime | None = None, *,
         raise LineRejected(f"shortcode {shortcode!r} already belongs to content_id {owner!r}")
     values = {name: record[name] for name in CONTENT_FIELDS if name in record}
     values.update(content_id=content_id, shortcode=shortcode, username=record["username"].strip())
-    values["profile_id"] = _upsert_profile(conn, record, now, own)
+    values["profile_id"] = _upsert_profile(conn, record, now, pending)
     existing = conn.execute(select(content.c.id).where(content.c.content_id == content_id)).scalar()
     if existing is not None:
         conn.execute(content.update().where(content.c.id == existing).values(**values, updated_at=now))
-        own.content_ids.add(int(existing))
-        inserted = False
-    else:
-        result = conn.execute(content.insert().values(**values, created_at=now, updated_at=now))
-        key = int(result.inserted_primary_key[0])
-        if key > MAX_CONTENT_KEY:
-            raise ContentKeysExhausted(
-                f"content id {key} would exceed {MAX_CONTENT_KEY}, the largest key random feeds hold; "
-                "nothing of this chunk was written")
-        own.content_ids.add(key)
-        inserted = True
-    if pending is None:
-        own.commit(conn)
-    return inserted
+        pending.content_ids.add(int(existing))
+        return False
+    key = int(conn.execute(content.insert().values(**values, created_at=now, updated_at=now)).inserted_primary_key[0])
+    if key > MAX_CONTENT_KEY:
+        raise ContentKeysExhausted(f"content id {key} would exceed {MAX_CONTENT_KEY}, the largest key random feeds "
+                                   "hold; nothing of this chunk was written")
+    pending.content_ids.add(key)
+    return True
 
 
 def _write_chunk(engine: Engine, chunk: list[tuple[int, dict]], report: ImportReport) -> None:
@@ -250,14 +207,13 @@ def _write_chunk(engine: Engine, chunk: list[tuple[int, dict]], report: ImportRe
     with engine.begin() as conn:
         for line_number, record in chunk:
             try:
-                if write_record(conn, record, pending=pending):
+                if write_record(conn, record, pending):
                     inserted += 1
                 else:
                     updated += 1
             except LineRejected as error:
                 rejected.append((line_number, str(error)))
-        if inserted or updated:
-            pending.commit(conn)  # in the chunk's transaction: items, rows and version commit together
+        pending.commit(conn)  # in the chunk's transaction: items, rows and version commit together
     report.inserted += inserted
     report.updated += updated
     for line_number, reason in rejected:
@@ -270,8 +226,7 @@ def _flush(engine: Engine, chunk: list[tuple[int, dict]], report: ImportReport) 
     except OperationalError:
         raise  # the database is down: stop, nothing of this chunk was committed
     except DBAPIError:
-        # A database constraint refused a line the checks above let through:
-        # replay the chunk one line per transaction to find and reject it alone.
+        # A constraint refused a line: replay the chunk one line per transaction to reject it alone.
         for line_number, record in chunk:
             try:
                 _write_chunk(engine, [(line_number, record)], report)

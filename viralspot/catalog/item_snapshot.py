@@ -1,11 +1,5 @@
-"""The rendered items of the catalog in one memory-mapped, append-only file: a page's items without a query.
-
-A random page's 24 items are 24 random rows of the catalog. On SQLite at a
-million items, reading them (``joined_item_fragments``) was the largest cost of
-a page: about 280 µs, and more under threads, where each query releases and
-retakes the GIL. This file holds every item's ``item_json`` so that a page is
-24 slices of a shared memory map (a few microseconds), read by every worker of
-the host from one copy in the OS page cache.
+"""The rendered items of the catalog in one memory-mapped, append-only file: a page's items without a query,
+as slices of a map every worker of the host shares through the OS page cache.
 
 Layout (little-endian)::
 
@@ -18,27 +12,14 @@ Layout (little-endian)::
             data     the items' UTF-8 JSON                                            catalog state)
             trailer  magic "VSDEND02", CRC-32 of the delta from its header on
 
-**A catalog write appends; it does not rewrite the file.** Every writer stamps
-the rows it renders with the version of its transaction (``content.item_version``,
-from ``queries.bump_version``), so the items that changed since the file's state
-are the rows whose ``item_version`` is newer, found through an index. A delta
-holds exactly those; an item in a delta replaces the same key's earlier item.
-Deletes are not visible that way, so writers that delete draw a new catalog
-epoch (``queries.new_epoch``) and the file is then written whole, as it is when
-the deltas would outgrow ``APPEND_LIMIT`` of the base (readers keep the deltas'
-keys in a dict) or when the file's tail is damaged.
-
-A file describes the catalog state (version, largest id) of its last complete
-delta, or of its base. The writer reads the state before and after reading the
-rows and keeps what it wrote only when they agree: no write committed between,
-so every row came from that state (a delta is built in memory and appended only
-then). Nothing is ever changed in place, and a file is never truncated: readers
-map the file as it was when they opened it, ignore a delta still being written
-(short or without its trailer), and a whole rewrite goes to a temporary file
-renamed over the old one, which mapped readers keep until they let go.
+A catalog write appends a delta: the rows whose ``item_version`` is newer than the file's state.
+A new catalog epoch (rows were deleted), deltas outgrowing ``APPEND_LIMIT`` or a damaged tail get
+the file written whole, to a temporary file renamed over it. A writer keeps what it wrote only when
+the catalog state read before and after the rows agree; readers ignore a delta still being written.
 """
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import struct
@@ -65,8 +46,7 @@ DELTA_HEADER = struct.Struct("<8sqqQQ")
 DELTA_TRAILER = struct.Struct("<8sQ")
 #: Rows read per query while writing (keyset paging in id order).
 WRITE_CHUNK = 10_000
-#: Deltas may hold at most this share of the base's items (counted with repeats) and of its bytes,
-#: and at least ``APPEND_FLOOR`` items; past that the file is written whole.
+#: Deltas may hold this share of the base's items and bytes (at least ``APPEND_FLOOR`` items).
 APPEND_LIMIT = 1 / 16
 APPEND_FLOOR = 1_000
 
@@ -103,25 +83,21 @@ class ItemSnapshot:
             size = stat.st_size
             if size < HEADER.size:
                 raise SnapshotError(f"{self.path.name}: shorter than its header")
-            # MAP_POPULATE maps every page at once (about 20 ms for 1.3 GB in the page cache) rather
-            # than faulting on each page's first read: those faults were most of a page's cost.
+            # MAP_POPULATE maps every page at once rather than faulting on each page's first read.
             flags = mmap.MAP_SHARED | (_POPULATE if populate else 0)
             self._map = mmap.mmap(file.fileno(), 0, flags=flags, prot=mmap.PROT_READ)
         #: Which file and how much of it this map holds: it is reopened once either changes.
         self.identity = (stat.st_dev, stat.st_ino, size)
         magic, fmt, epoch, version, largest, items, data_start = HEADER.unpack_from(self._map, 0)
         if magic != MAGIC or fmt != FORMAT or largest < 0:
-            self.close()
-            raise SnapshotError(f"{self.path.name}: not an item snapshot of format {FORMAT}")
+            self._fail(f"not an item snapshot of format {FORMAT}")
         if data_start != HEADER.size + 8 * (largest + 2) or data_start > size:
-            self.close()
-            raise SnapshotError(f"{self.path.name}: inconsistent header")
+            self._fail("inconsistent header")
         self.epoch = epoch
         self._offsets = memoryview(self._map)[HEADER.size:data_start].cast("Q")
         base_end = data_start + self._offsets[largest + 1]
         if base_end > size:
-            self.close()
-            raise SnapshotError(f"{self.path.name}: truncated")
+            self._fail("truncated")
         self._data_start = data_start
         self._base_largest = largest
         self.base_items, self.base_bytes = items, base_end - data_start
@@ -131,11 +107,14 @@ class ItemSnapshot:
         #: (catalog version, largest id) the file holds, and its item count.
         self.state = (version, largest)
         self.items = items
-        #: Where the last complete delta ends; less than the size while a delta is being appended
-        #: (or when a writer died in the middle of one).
+        #: Where the last complete delta ends (less than the size while one is being appended).
         self.end = self._read_deltas(base_end, size)
         #: Pages whose items came from this file (``joined`` calls); not exact under threads.
         self.pages_read = 0
+
+    def _fail(self, problem: str) -> None:
+        self.close()
+        raise SnapshotError(f"{self.path.name}: {problem}")
 
     @property
     def complete(self) -> bool:
@@ -156,13 +135,9 @@ class ItemSnapshot:
                 break
             keys = np.frombuffer(data, dtype="<u8", count=count, offset=keys_at).tolist()
             ends = np.frombuffer(data, dtype="<u8", count=count, offset=keys_at + 8 * count).tolist()
-            begin = data_at
-            for key, end in zip(keys, ends):
-                had = self._has_item(key)
-                span = (begin, data_at + end)
-                self._overlay[key] = span
-                self.items += (span[1] > span[0]) - had
-                begin = data_at + end
+            for key, begin, end in zip(keys, [0, *ends], ends):
+                self.items += (end > begin) - self._has_item(key)
+                self._overlay[key] = (data_at + begin, data_at + end)
             self.state = (version, largest)
             self.delta_items += count
             self.delta_bytes += length
@@ -177,8 +152,7 @@ class ItemSnapshot:
         return 0 <= key <= self._base_largest and self._offsets[key + 1] > self._offsets[key]
 
     def joined(self, keys: Sequence[int]) -> tuple[bytes, int]:
-        """The items of ``keys`` in their order joined by commas (a JSON list's inside), and how many;
-        keys with no item are skipped, like ``rendering.joined_item_fragments``."""
+        """The items of ``keys`` in their order joined by commas, and how many (keys with none skipped)."""
         offsets, data, start, largest = self._offsets, self._map, self._data_start, self._base_largest
         overlay = self._overlay
         self.pages_read += 1
@@ -199,32 +173,21 @@ class ItemSnapshot:
         offsets = getattr(self, "_offsets", None)
         if offsets is not None:
             offsets.release()
-        try:
+        with contextlib.suppress(BufferError):  # a page still holds a slice; the map goes with its last reference
             self._map.close()
-        except BufferError:  # a page still holds a slice; the map goes with its last reference
-            pass
-
-
-def open_snapshot(path: Path, *, populate: bool = True) -> ItemSnapshot | None:
-    """The snapshot at ``path``, or None when there is none or it is not a sound base."""
-    try:
-        return ItemSnapshot(path, populate=populate)
-    except (FileNotFoundError, SnapshotError):
-        return None
 
 
 def update_snapshot(conn: Connection, directory: str | os.PathLike) -> SnapshotUpdate:
-    """Bring ``directory``'s snapshot to the catalog's current state: keep it when it is current,
-    append the items written since its state when it can, else write it whole.
-
-    The caller holds the directory's write lock (``item_snapshots``). Raises ``CatalogChanged``
-    when a write committed meanwhile; the file is then as it was.
-    """
+    """Bring ``directory``'s snapshot to the current state: keep, append to or write it whole. The caller
+    holds the directory's lock. ``CatalogChanged`` when a write committed meanwhile (the file unchanged)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / SNAPSHOT_FILE
     state, epoch = catalog_state_and_epoch(conn)
-    existing = open_snapshot(path, populate=False)
+    try:
+        existing = ItemSnapshot(path, populate=False)
+    except (FileNotFoundError, SnapshotError):
+        existing = None
     try:
         if existing is not None and existing.complete and existing.epoch == epoch:
             if existing.state == tuple(state):
@@ -240,17 +203,22 @@ def update_snapshot(conn: Connection, directory: str | os.PathLike) -> SnapshotU
     return _write_whole(conn, path, state, epoch)
 
 
+def _encoded(conn: Connection, ids: list[int], texts: list[str | None] | None = None) -> list[bytes]:
+    """The UTF-8 items of ``ids``; unrendered ones (or all, without ``texts``) read as reads do."""
+    if texts is None or None in texts:
+        texts = item_fragments(conn, ids)
+        if len(texts) != len(ids):
+            raise CatalogChanged("rows disappeared while writing")
+    return [text.encode() for text in texts]
+
+
 def _append_changes(conn: Connection, snapshot: ItemSnapshot, state, epoch: int) -> SnapshotUpdate | None:
-    """Append the items written since ``snapshot``'s state as one delta; None when they are too many
-    to append (the caller writes the file whole)."""
+    """Append the items written since ``snapshot``'s state as one delta; None when too many."""
     changed = conn.execute(_CHANGED_SINCE, {"version": snapshot.state[0]}).scalars().all()
     allowed_items = max(APPEND_FLOOR, int(snapshot.base_items * APPEND_LIMIT))
     if snapshot.delta_items + len(changed) > allowed_items:
         return None
-    texts = item_fragments(conn, changed)  # unrendered rows are built live, as reads do
-    if len(texts) != len(changed):
-        raise CatalogChanged("rows disappeared while writing")
-    encoded = [text.encode() for text in texts]
+    encoded = _encoded(conn, changed)
     if catalog_state_and_epoch(conn) != (state, epoch):
         raise CatalogChanged("the catalog version changed while writing")
     data = b"".join(encoded)
@@ -261,16 +229,12 @@ def _append_changes(conn: Connection, snapshot: ItemSnapshot, state, epoch: int)
     body = (DELTA_HEADER.pack(DELTA_MAGIC, state.version, state.largest_key, len(changed), len(data))
             + keys.tobytes() + ends.tobytes() + data)
     delta = body + DELTA_TRAILER.pack(DELTA_END, zlib.crc32(body))
-    descriptor = os.open(snapshot.path, os.O_WRONLY | os.O_APPEND)
-    try:
-        if os.fstat(descriptor).st_size != snapshot.end:  # never write after anything partial
+    with open(snapshot.path, "ab") as out:
+        if os.fstat(out.fileno()).st_size != snapshot.end:  # never write after anything partial
             return None
-        written = 0
-        while written < len(delta):
-            written += os.write(descriptor, delta[written:])
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+        out.write(delta)
+        out.flush()
+        os.fsync(out.fileno())
     return SnapshotUpdate(snapshot.path, "appended", len(changed), len(delta))
 
 
@@ -292,12 +256,7 @@ def _write_whole(conn: Connection, final: Path, state, epoch: int) -> SnapshotUp
                 if after > largest:
                     raise CatalogChanged("rows past the largest id appeared while writing")
                 ids = [row[0] for row in rows]
-                texts = [row[1] for row in rows]
-                if any(text is None for text in texts):
-                    texts = item_fragments(conn, ids)  # unrendered rows are built live, as reads do
-                    if len(texts) != len(ids):
-                        raise CatalogChanged("rows disappeared while writing")
-                encoded = [text.encode() for text in texts]
+                encoded = _encoded(conn, ids, [row[1] for row in rows])
                 out.write(b"".join(encoded))
                 lengths = np.fromiter(map(len, encoded), dtype="<u8", count=len(encoded))
                 ends[np.asarray(ids, dtype=np.int64) + 1] = written + np.cumsum(lengths, dtype="<u8")

@@ -1,12 +1,9 @@
 """Keeping the item snapshot (``item_snapshot.py``) of the catalog's current state at hand, per process.
 
-``current(state)`` answers the loaded snapshot when it holds that state, and
-otherwise looks at the file again (at most once per ``recheck`` seconds per
-state), mapping it anew when it grew or was replaced. When it does not hold the
-state, one background thread brings it there (appending the items written since,
-or writing it whole) while pages keep reading their items from the database.
-Several workers and processes on a host share the directory: a lock file lets
-one of them write while the others see the file grow.
+``current(state)`` answers the loaded snapshot when it holds that state, else looks at the file again
+(at most once per ``recheck`` seconds), mapping it anew when it grew or was replaced; when the file
+does not hold the state, a background thread brings it there while pages read the database. The
+processes of a host share the directory: a lock file lets one of them write.
 """
 from __future__ import annotations
 
@@ -38,13 +35,8 @@ def snapshot_directory(root: str | os.PathLike, engine: Engine) -> Path:
 
 
 class ItemSnapshots:
-    """The item snapshot of the current catalog state, for one engine; thread-safe.
-
-    The server writes a missing snapshot only once its state has stayed current for ``settle``
-    seconds, and after a write the catalog overtook (``CatalogChanged``) it waits twice as long
-    each time, up to ``RETRY_AFTER_FAILURE``: during an import, which commits a new state every
-    few hundred lines, it does not rescan the table over and over.
-    """
+    """The item snapshot of the current catalog state, for one engine; thread-safe. A state is written
+    once it stayed current ``settle`` seconds; after a ``CatalogChanged`` the wait doubles."""
 
     def __init__(self, engine: Engine, directory: str | os.PathLike, *, write: bool = True,
                  recheck: float = 1.0, settle: float = 5.0,
@@ -72,8 +64,7 @@ class ItemSnapshots:
         return self._pages_read_before + (loaded.pages_read if loaded is not None else 0)
 
     def current(self, state: tuple[int, int]) -> ItemSnapshot | None:
-        """The snapshot of ``state``, or None while it is not written (then one is being written,
-        or will be once the state has settled)."""
+        """The snapshot of ``state``, or None while it is not written (a write may start)."""
         loaded = self._loaded
         if loaded is not None and loaded.state == state:
             return loaded
@@ -87,8 +78,7 @@ class ItemSnapshots:
             self._next_look = {state: now + self.recheck}
             if self._newest[0] != state:
                 self._newest = (state, now)
-        # Opened outside the lock: mapping a large file (MAP_POPULATE, 1.3 GB at 1M items) takes a
-        # while, and pages of other states must not wait for it.
+        # Opened outside the lock: mapping a large file takes a while; pages of other states must not wait.
         found = self._reopen(loaded)
         with self._lock:
             if found is not None and found is not self._loaded:
@@ -106,8 +96,7 @@ class ItemSnapshots:
         return None
 
     def _reopen(self, loaded: ItemSnapshot | None) -> ItemSnapshot | None:
-        """``loaded`` while the file is still the one it maps, at the same size; else the file
-        mapped anew (None when there is none or it cannot be read)."""
+        """``loaded`` while the file is still the one it maps, at the same size; else the file mapped anew."""
         path = self.directory / SNAPSHOT_FILE
         if loaded is not None:
             try:
@@ -133,8 +122,7 @@ class ItemSnapshots:
             return None
 
     def write_now(self) -> SnapshotUpdate | None:
-        """Bring the snapshot to the current state (``update_snapshot``) holding the directory's lock;
-        what was done, or None when another process holds the lock (it is writing)."""
+        """``update_snapshot`` under the directory's lock; None when another process holds it."""
         self.directory.mkdir(parents=True, exist_ok=True)
         with open(self.directory / LOCK_NAME, "a+b") as lock_file:
             try:
@@ -170,8 +158,8 @@ class ItemSnapshots:
             return
         with self._lock:
             self._backoff = 0.0
-        if update is not None:
-            with self._lock:
+            if update is not None:
                 self._next_look = {}  # look for it on the next page
+        if update is not None:
             log.info("item snapshot %s: %s %d items (%d bytes) in %.2f s", update.path.name, update.action,
                      update.items, update.bytes, time.perf_counter() - started)

@@ -1,13 +1,14 @@
-"""The frontend's ITEM shape: ``serialize_item(row)`` from a catalog row (content + profile columns).
-
-Pure functions with no imports from the rest of the service: the catalog renders items with
-them at write time (``rendering.py``), and the item schema of the API description names the
-same fields.
-"""
+"""The frontend's ITEM shape: ``serialize_item(row)`` from a catalog row (content + profile columns),
+which the catalog renders at write time (``rendering.py``)."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from typing import Any, Mapping
+
+
+#: The fields an item shows as stored (None when missing).
+_AS_STORED = ("primary_category", "secondary_category", "tertiary_category", "keyword_1", "keyword_2", "keyword_3",
+              "keyword_4", "categorization_confidence", "content_style", "language", "account_type")
 
 
 def display_count(value: int | None) -> str:
@@ -68,17 +69,7 @@ def serialize_item(row: Mapping[str, Any]) -> dict:
         "profile_image_url": profile_image,
         "profileImage": profile_image,
         "is_verified": bool(row.get("is_verified")),
-        "primary_category": row.get("primary_category"),
-        "secondary_category": row.get("secondary_category"),
-        "tertiary_category": row.get("tertiary_category"),
-        "keyword_1": row.get("keyword_1"),
-        "keyword_2": row.get("keyword_2"),
-        "keyword_3": row.get("keyword_3"),
-        "keyword_4": row.get("keyword_4"),
-        "categorization_confidence": row.get("categorization_confidence"),
-        "content_style": row.get("content_style"),
-        "language": row.get("language"),
-        "account_type": row.get("account_type"),
+        **{name: row.get(name) for name in _AS_STORED},
         "views": display_count(row.get("view_count")),
         "likes": display_count(row.get("like_count")),
         "comments": display_count(row.get("comment_count")),

@@ -1,11 +1,7 @@
 """Read queries over the catalog: plain pages, key lookups for the random feed, filter options.
 
-Every function takes a SQLAlchemy ``Connection`` and builds Core expressions,
-so the same code runs on SQLite and PostgreSQL and every value is bound.
-
-Orders are total: each sort ends with ``content.id`` as the tie-break
-(descending for descending sorts), so limit/offset pagination never repeats or
-skips an item while the catalog is unchanged.
+Core expressions on a ``Connection``: the same code runs on SQLite and PostgreSQL, every value bound.
+Orders are total (each ends with ``content.id``), so limit/offset paging never repeats or skips an item.
 """
 from __future__ import annotations
 
@@ -32,37 +28,22 @@ SORTS_POSTS = ("popular", "likes", "comments", "recent", "oldest")
 _PROFILE_SORTS = {"followers", "account_engagement"}
 
 #: Profile columns returned with each item, under these names.
-PROFILE_COLUMNS = (
-    primary_profiles.c.profile_name,
-    primary_profiles.c.bio,
-    primary_profiles.c.followers,
-    primary_profiles.c.is_verified,
-    primary_profiles.c.profile_image_url,
-    primary_profiles.c.account_type,
-)
+PROFILE_COLUMNS = tuple(primary_profiles.c[name] for name in ("profile_name", "bio", "followers", "is_verified",
+                                                                "profile_image_url", "account_type"))
 
 
 def order_by(kind: str, sort_by: str | None) -> list[ColumnElement]:
     """The ORDER BY of ``sort_by`` (None: the default order) for an endpoint kind, tie-break included.
-
-    The default order (and ``popular``) is outlier_score desc, then view_count
-    desc for reels, like_count desc for posts.
-    """
+    The default order (and ``popular``) is outlier_score desc, then views (reels) or likes (posts) desc."""
     c = content.c
     if sort_by in (None, "popular"):
         second = c.view_count if kind == "reels" else c.like_count
         return [c.outlier_score.desc(), second.desc(), c.id.desc()]
     if sort_by == "oldest":
         return [c.date_posted.asc(), c.id.asc()]
-    key = {
-        "views": c.view_count,
-        "likes": c.like_count,
-        "comments": c.comment_count,
-        "recent": c.date_posted,
-        "followers": primary_profiles.c.followers,
-        "account_engagement": account_engagement_rate(),
-        "content_engagement": content_engagement_rate(),
-    }.get(sort_by)
+    key = {"views": c.view_count, "likes": c.like_count, "comments": c.comment_count, "recent": c.date_posted,
+           "followers": primary_profiles.c.followers, "account_engagement": account_engagement_rate(),
+           "content_engagement": content_engagement_rate()}.get(sort_by)
     if key is None:
         raise ValueError(f"unknown sort {sort_by!r}")
     if sort_by in ("account_engagement", "content_engagement"):
@@ -90,30 +71,22 @@ def catalog_state(conn: Connection) -> CatalogState:
 
 
 def rows_for_keys(conn: Connection, statement, keys: Sequence[int], name: str = "keys"):
-    """Rows of ``statement`` for the distinct ``keys``, bound to its expanding parameter ``name``
-    at most ``KEY_CHUNK`` at a time (one query per chunk)."""
+    """Rows of ``statement`` for the distinct ``keys`` bound to ``name``, ``KEY_CHUNK`` per query."""
     unique = list(dict.fromkeys(int(key) for key in keys))
     for start in range(0, len(unique), KEY_CHUNK):
         yield from conn.execute(statement, {name: unique[start:start + KEY_CHUNK]})
 
 
-#: Separators of a packed result: ASCII record and unit separators. Rendered JSON never holds
-#: them raw (JSON escapes every control character), nor does a decimal id.
+#: Separators of a packed result: ASCII record and unit separators, which JSON always escapes.
 RECORD_SEPARATOR, UNIT_SEPARATOR = "\x1e", "\x1f"
 #: ``id<US>item_json`` of every row, joined by ``<RS>``, as one string ('' for a NULL item_json).
 PACKED_FRAGMENTS = func.aggregate_strings(
     cast(content.c.id, Text) + UNIT_SEPARATOR + func.coalesce(content.c.item_json, ""), RECORD_SEPARATOR)
 
 
-
 def unpack_fragments(rows: Iterable[tuple]) -> Iterator[tuple[int, str | None]]:
-    """(id, item_json or None) from rows of one ``PACKED_FRAGMENTS`` column, in no set order.
-
-    Packing the rows into one string per query matters on SQLite under threads:
-    the driver releases and re-takes the GIL around every row it steps, and with
-    several busy threads each re-take waits its turn, so a 25-row answer cost
-    several times a one-row answer (measured: 2,200 vs 6,200 queries/s at 8 threads).
-    """
+    """(id, item_json or None) from rows of one ``PACKED_FRAGMENTS`` column, in no set order. One packed
+    string per query matters on SQLite under threads: the driver re-takes the GIL for every row."""
     for (packed,) in rows:
         if not packed:
             continue
@@ -127,13 +100,8 @@ CONSISTENT_READ_ATTEMPTS = 3
 
 
 def read_at_one_version(conn: Connection, read: Callable[[Connection], T]) -> tuple[int | None, T]:
-    """(catalog version, ``read(conn)``), where no catalog write committed during the read.
-
-    Every write bumps the version in its own transaction, so equal versions before and after
-    the read prove it saw that version's rows, whatever the isolation level (SQLite runs each
-    SELECT on a snapshot of its own). After ``CONSISTENT_READ_ATTEMPTS`` changing readings the
-    version is None and the result belongs to no single state.
-    """
+    """(catalog version, ``read(conn)``), where no catalog write committed during the read (the version
+    is the same before and after); after ``CONSISTENT_READ_ATTEMPTS`` changing readings it is None."""
     result = None
     for _attempt in range(CONSISTENT_READ_ATTEMPTS):
         before = catalog_state(conn)[0]
@@ -153,12 +121,8 @@ def _integer_columns(conn: Connection, stmt: Select, columns: int) -> list[np.nd
 
 
 def matching_keys(conn: Connection, flt: ContentFilter) -> np.ndarray:
-    """Every id matching ``flt``, ascending, as an int64 array.
-
-    Sorted here rather than by ``ORDER BY id``: without the ordering the database
-    scans the filter's covering index; with it, SQLite walks the whole table in id
-    order instead (1M catalog, ``min_views=10000``: 5.2 s with it, 0.22 s without).
-    """
+    """Every id matching ``flt``, ascending, as an int64 array. Sorted here, not by ``ORDER BY id``,
+    with which SQLite walks the whole table instead of the filter's index (5.2 s vs 0.22 s at 1M)."""
     (keys,) = _integer_columns(conn, flt.where(select(content.c.id)), 1)
     keys.sort()
     return keys
@@ -173,8 +137,7 @@ def posted_epoch_seconds(dialect_name: str):
 
 def matching_keys_until(conn: Connection, flt: ContentFilter, at: datetime) -> tuple[np.ndarray, np.ndarray]:
     """For a ``date_range`` filter: every id matching it at ``at``, ascending, and the epoch second
-    up to which each still matches (its posting second plus the range), as int64 arrays.
-    Sorted here, as ``matching_keys`` is."""
+    up to which each still matches (its posting second plus the range), as int64 arrays."""
     window = int(DATE_RANGES[flt.date_range].total_seconds())
     stmt = flt.where(select(content.c.id, posted_epoch_seconds(conn.dialect.name)), now=at)
     keys, seconds = _integer_columns(conn, stmt, 2)
@@ -182,8 +145,7 @@ def matching_keys_until(conn: Connection, flt: ContentFilter, at: datetime) -> t
     return keys[order], seconds[order] + window
 
 
-#: The content columns an item is built from (not the JSON image list nor bookkeeping dates,
-#: whose parsing would cost more than the rest of the row, nor the rendered item itself).
+#: The content columns an item is built from (not the image list, bookkeeping dates nor the item).
 ITEM_COLUMNS = tuple(column for column in content.c
                      if column.name not in ("all_image_urls", "created_at", "updated_at", "profile_id",
                                             "item_json", "item_version"))
@@ -201,47 +163,29 @@ def items_by_keys(conn: Connection, keys: Sequence[int]) -> list[dict]:
 
 
 def page_keys_statement(flt: ContentFilter, sort_by: str | None, now: datetime | None = None) -> Select:
-    """SELECT content.id of matching items in the order of ``sort_by`` (no limit); a ``date_range``
-    counts back from ``now``."""
-    stmt = select(content.c.id)
-    joined = False
-    if sort_by in _PROFILE_SORTS:
-        stmt = join_profiles(stmt)
-        joined = True
+    """SELECT content.id of matching items in the order of ``sort_by`` (no limit)."""
+    joined = sort_by in _PROFILE_SORTS
+    stmt = join_profiles(select(content.c.id)) if joined else select(content.c.id)
     return flt.where(stmt, profile_joined=joined, now=now).order_by(*order_by(flt.kind, sort_by))
 
 
 def plain_page_keys(conn: Connection, flt: ContentFilter, sort_by: str | None, limit: int,
                     offset: int, now: datetime | None = None) -> tuple[list[int], bool]:
-    """The ids of one page in a plain (non-random) order: (keys, is_last_page).
-
-    Fetches ``limit + 1`` ids so ``is_last_page`` is exact; the ids come from the
-    order's index alone, which keeps deep offsets cheap.
-    """
+    """The ids of one page in a plain (non-random) order: (keys, is_last_page)."""
     stmt = page_keys_statement(flt, sort_by, now).limit(limit + 1).offset(offset)
     keys = list(conn.execute(stmt).scalars())
     return keys[:limit], len(keys) <= limit
 
 
-#: A new catalog's first version is random below this: a catalog re-created at the same place (a
-#: deleted SQLite file seeded again) does not repeat its predecessor's versions, which name the
-#: states its item snapshot holds (item_snapshot.py).
+#: A new catalog's first version is random below this: a re-created catalog's versions are new.
 FIRST_VERSION_BELOW = 2 ** 40
-#: ``catalog_meta`` name of the catalog's epoch: a random number drawn when the catalog is made and
-#: again whenever rows are deleted. Item snapshots grow by appending the rows whose
-#: ``item_version`` is newer than theirs, which describes inserts and updates but not deletes: a
-#: new epoch tells them to start over.
+#: ``catalog_meta`` name of the catalog's epoch: random, drawn anew whenever rows are deleted.
 EPOCH_KEY = "epoch"
 
 
 def bump_version(conn: Connection) -> int:
-    """Increment the catalog version inside the caller's transaction (a new catalog's starts at a
-    random point, ``FIRST_VERSION_BELOW``, with a new epoch); the new version.
-
-    The increment comes first and the read after it: on PostgreSQL the update locks the row until
-    the transaction ends, so concurrent writers get distinct versions in commit order, and the
-    version returned is this transaction's own (writers stamp ``content.item_version`` with it).
-    """
+    """Increment the catalog version in the caller's transaction (update first: concurrent writers
+    get distinct versions in commit order); the new version. A new catalog's is random, with an epoch."""
     bumped = conn.execute(catalog_meta.update().where(catalog_meta.c.name == VERSION_KEY)
                           .values(value=catalog_meta.c.value + 1))
     if bumped.rowcount == 0:
@@ -252,8 +196,7 @@ def bump_version(conn: Connection) -> int:
 
 
 def new_epoch(conn: Connection) -> int:
-    """Draw a new catalog epoch in the caller's transaction (every writer that deletes rows calls
-    this); the epoch."""
+    """Draw a new catalog epoch in the caller's transaction (every writer that deletes rows does)."""
     epoch = secrets.randbelow(2 ** 62) + 1
     if conn.execute(catalog_meta.update().where(catalog_meta.c.name == EPOCH_KEY)
                     .values(value=epoch)).rowcount == 0:
@@ -310,8 +253,3 @@ def counts_by_type_and_category(conn: Connection) -> list[tuple[str, str | None,
             .group_by(content.c.content_type, content.c.primary_category)
             .order_by(content.c.content_type, content.c.primary_category))
     return [(row[0], row[1], int(row[2])) for row in conn.execute(stmt)]
-
-
-__all__ = ["catalog_state", "CatalogState", "matching_keys", "matching_keys_until", "items_by_keys", "plain_page_keys",
-           "order_by", "bump_version", "new_epoch", "catalog_state_and_epoch",
-           "filter_options", "counts_by_type_and_category", "content_count"]

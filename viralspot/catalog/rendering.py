@@ -1,37 +1,13 @@
-"""Items rendered once, at write time: ``content.item_json``.
+"""Items rendered once, at write time: ``content.item_json``, which pages splice into their envelope.
 
-Items are read far more often than they are written, and building one (about
-36 columns through SQLAlchemy, ``serialize_item``, then JSON) was most of a
-page's cost. So every write of the catalog also renders the items it touches,
-and a page is the stored JSON fragments spliced into the envelope
-(``content/page_response.py``).
-
-The invariant: ``item_json`` always equals ``encode_item(serialize_item(row))``
-for the current content row joined with its author's profile, or is NULL. Every
-writer keeps it, inside the transaction of its write, so nothing is ever served
-half-written:
-
-* the seed renders each row as it generates it (``seed.py``);
-* the import re-renders the rows it upserted and every row of each profile it
-  changed, since the profile's fields (followers, bio, ...) are part of the item
-  (``importer.py``);
-* ``flask content render`` renders every row, to upgrade a catalog written
-  before the column existed (``database.py`` adds the column at start-up).
-
+The invariant: ``item_json`` is NULL or equals ``encode_item(serialize_item(row))`` for the current
+content row joined with its author's profile. Every writer (seed, import, ``flask content render``)
+keeps it inside its write's transaction, the import re-rendering every row of a profile it changed.
 Reads never write: ``item_fragments`` builds a NULL row's item live.
-
-The catalog renders the API's item shape (``catalog/items.py``) at write time: that is what lets
-a page splice stored JSON instead of building 24 items per request.
-
-A page needs its items as one JSON list, in its keys' order: ``joined_item_fragments``
-has the database join them (one string, no per-item work in Python); the ids it
-joins alongside in the same pass prove the order, which SQLite's
-``group_concat`` does not promise (an out-of-order answer is rebuilt by key).
 """
 from __future__ import annotations
 
 import functools
-
 import json
 from typing import Callable, Iterable, Sequence
 
@@ -69,8 +45,7 @@ _IDS_OF_PROFILES = select(content.c.id).where(content.c.profile_id.in_(bindparam
 
 
 def _write(conn: Connection, rows, version: int) -> int:
-    """Store the items of ``rows`` that differ from their stored ``item_json``; how many rows were
-    rendered (an unchanged item keeps its ``item_version``: item snapshots need not append it)."""
+    """Store the items of ``rows`` that changed (others keep their ``item_version``); how many rows."""
     params = []
     for row in rows:
         rendered = render_row(row)
@@ -84,13 +59,8 @@ def _write(conn: Connection, rows, version: int) -> int:
 def render_items(conn: Connection, *, version: int, content_ids: Iterable[int] | None = None,
                  profile_ids: Iterable[int] | None = None,
                  progress: Callable[[int], None] | None = None) -> int:
-    """(Re)render ``item_json`` of the given rows in the caller's transaction, stamped with
-    ``item_version`` = ``version`` (what ``bump_version`` answered in that transaction); the
-    number rendered.
-
-    The rows are those of ``content_ids`` plus every row of ``profile_ids``;
-    every row when both are None. ``progress`` is called with each chunk's count.
-    """
+    """(Re)render ``item_json`` of ``content_ids`` and every row of ``profile_ids`` (every row when both
+    are None), stamped with ``version`` (``bump_version``'s in this transaction); the number rendered."""
     rendered = 0
     if content_ids is None and profile_ids is None:
         after = 0
@@ -120,11 +90,7 @@ def fragments_statement(dialect_name: str):
 
 
 def item_fragments(conn: Connection, keys: Sequence[int]) -> list[str]:
-    """The ``item_json`` of ``keys`` in their order, missing ids skipped.
-
-    A row whose ``item_json`` is NULL (written before the column existed, not yet
-    rendered) is built live from the row; nothing is written here.
-    """
+    """The ``item_json`` of ``keys`` in their order, missing ids skipped, unrendered ones built live."""
     ordered = [int(key) for key in keys]
     dialect_name = conn.dialect.name
     rows = conn.execute(fragments_statement(dialect_name), {KEYS: encode_keys(dialect_name, ordered)})
@@ -141,8 +107,7 @@ def ordered_fragments_statement(dialect_name: str):
     """One row for the key list bound to ``keys``: (its items' ``item_json`` joined by commas in
     list order, their ids joined the same way, how many have an ``item_json``, how many exist)."""
     if dialect_name == "sqlite":
-        # json_each drives the join, so rows come in list order; SQLite (before 3.44, no ORDER BY
-        # inside an aggregate) does not promise group_concat keeps it: the joined ids check it.
+        # json_each gives rows in list order; group_concat does not promise to keep it: the ids check it.
         listed = func.json_each(keys_parameter(dialect_name)).table_valued("key", "value").alias("listed")
         return (select(func.group_concat(content.c.item_json, ","), func.group_concat(content.c.id, ","),
                        func.count(content.c.item_json), func.count())
@@ -166,11 +131,8 @@ def in_requested_order(joined_ids: str, keys: Sequence[int]) -> bool:
 
 
 def joined_item_fragments(conn: Connection, keys: Sequence[int]) -> tuple[str, int]:
-    """``item_fragments`` joined by commas (a JSON list's inside), and how many items it holds.
-
-    One packed row from the database; ``item_fragments`` answers when an item is
-    not rendered yet or the database joined them out of order.
-    """
+    """``item_fragments`` joined by commas (a JSON list's inside), and how many items it holds: one
+    packed row from the database, or ``item_fragments`` when an item is unrendered or out of order."""
     ordered = [int(key) for key in keys]
     if not ordered:
         return "", 0

@@ -1,17 +1,12 @@
 """A deterministic, realistic sample catalog for demos, tests and benchmarks.
 
-``seed_catalog(engine, items, seed)`` writes about ``items / 50`` profiles and
-``items`` content rows generated with ``numpy.random.default_rng(seed)``:
-heavy-tailed followers, views, likes and comments, categories with their
-secondary/tertiary categories and keywords, languages, styles, dates spread over
-the two years before a reference instant and an outlier score (views against what
-the author's audience predicts). The same seed gives the same rows, ids included.
+``seed_catalog(engine, items, seed)`` writes about ``items / 50`` profiles and ``items`` content rows
+drawn with ``numpy.random.default_rng(seed)`` (heavy-tailed counts, categories, keywords, dates over
+the two years before a reference instant): the same seed gives the same rows, ids included.
 
-Speed (1,000,000 items in well under two minutes): values are drawn as numpy
-arrays, rows are inserted with executemany in chunks of ``CHUNK`` (one
-transaction each) and, when the table starts empty, the secondary indexes are
-dropped during the load and rebuilt once at the end. Each row's ``item_json``
-(rendering.py) is rendered from the generated values and inserted with it.
+Speed (1,000,000 items in well under two minutes): values are drawn as numpy arrays, inserted in
+chunks of ``CHUNK`` (one transaction each) with their rendered ``item_json``; the secondary indexes
+are dropped during a large load and rebuilt once at the end.
 """
 from __future__ import annotations
 
@@ -29,65 +24,49 @@ import numpy as np
 from sqlalchemy import Engine, func, select
 
 from .filters import ACCOUNT_TYPES, CONTENT_TYPES
-from .queries import ITEM_COLUMNS, bump_version, content_count, new_epoch
+from .queries import ITEM_COLUMNS, PROFILE_COLUMNS, bump_version, content_count, new_epoch
 from .rendering import render_row
 from .tables import CONTENT_SECONDARY_INDEXES, content, primary_profiles
 
 log = logging.getLogger(__name__)
 
-#: Seeded dates lie in the ``SPAN_SECONDS`` before the seed's reference instant (the moment of
-#: seeding, or ``--reference-date``): the same seed, size and reference give the same rows.
+#: Seeded dates lie in the ``SPAN_SECONDS`` before the seed's reference instant.
 SPAN_SECONDS = 730 * 86400
 CHUNK = 50_000
 ITEMS_PER_PROFILE = 50
 
-#: primary category -> (secondary categories, tertiary categories, keywords)
-CATEGORIES: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
-    "Fitness": (("Strength", "Cardio", "Yoga"), ("Home Workout", "Gym", "Outdoor"),
-                ("workout", "gains", "hiit", "stretching", "protein", "mobility")),
-    "Food": (("Recipes", "Restaurants", "Baking"), ("Quick Meals", "Street Food", "Desserts"),
-             ("recipe", "pasta", "vegan", "brunch", "airfryer", "dessert")),
-    "Travel": (("Destinations", "Tips", "Hotels"), ("Europe", "Asia", "Budget"),
-               ("wanderlust", "beach", "roadtrip", "backpacking", "sunset", "hiddengem")),
-    "Fashion": (("Streetwear", "Luxury", "Thrift"), ("Outfits", "Accessories", "Sneakers"),
-                ("ootd", "style", "vintage", "haul", "lookbook", "sneakers")),
-    "Beauty": (("Makeup", "Skincare", "Hair"), ("Tutorial", "Review", "Routine"),
-               ("skincare", "glowup", "makeup", "haircare", "serum", "lipstick")),
-    "Technology": (("Gadgets", "Software", "AI"), ("Review", "Unboxing", "Tips"),
-                   ("iphone", "coding", "ai", "setup", "gadget", "productivity")),
-    "Business": (("Entrepreneurship", "Marketing", "Finance"), ("Startups", "Investing", "Sales"),
-                 ("startup", "marketing", "money", "investing", "sidehustle", "branding")),
-    "Comedy": (("Skits", "Pranks", "Memes"), ("Relatable", "Parody", "Stand-up"),
-               ("funny", "meme", "prank", "relatable", "comedy", "lol")),
-    "Music": (("Covers", "Production", "Dance"), ("Guitar", "Beats", "Choreography"),
-              ("cover", "guitar", "beats", "dance", "singing", "producer")),
-    "Education": (("Science", "History", "Languages"), ("Explainers", "Facts", "Study Tips"),
-                  ("learn", "science", "history", "facts", "studytips", "spanish")),
-    "Pets": (("Dogs", "Cats", "Exotic"), ("Training", "Funny Pets", "Care"),
-             ("puppy", "cat", "dogtraining", "cute", "petcare", "rescue")),
-    "Gaming": (("Esports", "Streaming", "Retro"), ("Highlights", "Walkthrough", "Setup"),
-               ("gaming", "fortnite", "minecraft", "esports", "retro", "gamer")),
-    "Home": (("Interior", "DIY", "Gardening"), ("Decor", "Renovation", "Plants"),
-             ("homedecor", "diy", "plants", "renovation", "organization", "cozy")),
-    "Sports": (("Football", "Basketball", "Tennis"), ("Highlights", "Training", "Fans"),
-               ("football", "nba", "goal", "tennis", "training", "matchday")),
-    "Parenting": (("Babies", "Toddlers", "Family"), ("Tips", "Activities", "Daily Life"),
-                  ("momlife", "baby", "toddler", "family", "parenting", "kids")),
+#: primary category -> "secondary categories|tertiary categories|keywords", each comma-separated.
+_CATEGORY_TABLE = {
+    "Fitness": "Strength,Cardio,Yoga|Home Workout,Gym,Outdoor|workout,gains,hiit,stretching,protein,mobility",
+    "Food": "Recipes,Restaurants,Baking|Quick Meals,Street Food,Desserts|recipe,pasta,vegan,brunch,airfryer,dessert",
+    "Travel": "Destinations,Tips,Hotels|Europe,Asia,Budget|wanderlust,beach,roadtrip,backpacking,sunset,hiddengem",
+    "Fashion": "Streetwear,Luxury,Thrift|Outfits,Accessories,Sneakers|ootd,style,vintage,haul,lookbook,sneakers",
+    "Beauty": "Makeup,Skincare,Hair|Tutorial,Review,Routine|skincare,glowup,makeup,haircare,serum,lipstick",
+    "Technology": "Gadgets,Software,AI|Review,Unboxing,Tips|iphone,coding,ai,setup,gadget,productivity",
+    "Business": ("Entrepreneurship,Marketing,Finance|Startups,Investing,Sales"
+                 "|startup,marketing,money,investing,sidehustle,branding"),
+    "Comedy": "Skits,Pranks,Memes|Relatable,Parody,Stand-up|funny,meme,prank,relatable,comedy,lol",
+    "Music": "Covers,Production,Dance|Guitar,Beats,Choreography|cover,guitar,beats,dance,singing,producer",
+    "Education": "Science,History,Languages|Explainers,Facts,Study Tips|learn,science,history,facts,studytips,spanish",
+    "Pets": "Dogs,Cats,Exotic|Training,Funny Pets,Care|puppy,cat,dogtraining,cute,petcare,rescue",
+    "Gaming": "Esports,Streaming,Retro|Highlights,Walkthrough,Setup|gaming,fortnite,minecraft,esports,retro,gamer",
+    "Home": "Interior,DIY,Gardening|Decor,Renovation,Plants|homedecor,diy,plants,renovation,organization,cozy",
+    "Sports": "Football,Basketball,Tennis|Highlights,Training,Fans|football,nba,goal,tennis,training,matchday",
+    "Parenting": "Babies,Toddlers,Family|Tips,Activities,Daily Life|momlife,baby,toddler,family,parenting,kids",
 }
+#: primary category -> (secondary categories, tertiary categories, keywords)
+CATEGORIES: dict[str, tuple[tuple[str, ...], ...]] = {
+    name: tuple(tuple(part.split(",")) for part in spec.split("|")) for name, spec in _CATEGORY_TABLE.items()}
 LANGUAGES = ("en", "es", "pt", "fr", "de", "it", "hi", "ar", "ja")
 LANGUAGE_WEIGHTS = (0.55, 0.14, 0.09, 0.05, 0.05, 0.04, 0.04, 0.02, 0.02)
-CONTENT_STYLES = ("talking_head", "tutorial", "vlog", "skit", "voiceover", "slideshow",
-                  "behind_the_scenes", "review", "montage")
+CONTENT_STYLES = tuple("talking_head tutorial vlog skit voiceover slideshow behind_the_scenes review montage".split())
 #: Shares of filters.ACCOUNT_TYPES and filters.CONTENT_TYPES, in their order.
 ACCOUNT_WEIGHTS = (0.45, 0.2, 0.2, 0.15)
 CONTENT_TYPE_WEIGHTS = (0.7, 0.25, 0.05)
-_ADJECTIVES = ("daily", "urban", "happy", "wild", "golden", "tiny", "epic", "cozy", "bold", "fresh",
-               "lazy", "smart", "sunny", "quiet", "rapid", "lucky")
-_NOUNS = ("chef", "coder", "runner", "nomad", "artist", "guru", "fox", "wave", "studio", "lab",
-          "kitchen", "journey", "club", "corner", "vibes", "diaries")
-_HOOKS = ("You need to try this", "Nobody talks about this", "Day 1 of", "The secret to",
-          "POV:", "3 tips for", "Watch till the end:", "How I learned", "Stop doing this with",
-          "My favourite")
+_ADJECTIVES = "daily urban happy wild golden tiny epic cozy bold fresh lazy smart sunny quiet rapid lucky".split()
+_NOUNS = "chef coder runner nomad artist guru fox wave studio lab kitchen journey club corner vibes diaries".split()
+_HOOKS = ("You need to try this", "Nobody talks about this", "Day 1 of", "The secret to", "POV:", "3 tips for",
+          "Watch till the end:", "How I learned", "Stop doing this with", "My favourite")
 _ALPHABET = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_-", dtype="S1")
 _SHORTCODE_STEP = np.uint64(0x9E3779B97F4A7C15)  # odd, hence invertible modulo 2**60
 
@@ -99,9 +78,8 @@ class SeedReport:
     seconds: float
 
 
-def generate_profiles(rng: np.random.Generator, count: int, reference: datetime,
-                      first_id: int = 1) -> list[dict]:
-    """``count`` author profiles with heavy-tailed followers."""
+def generate_profiles(rng: np.random.Generator, count: int, reference: datetime) -> tuple[list[dict], dict]:
+    """``count`` author profiles: their rows, and the columns ``generate_content`` draws authors from."""
     followers = np.minimum(rng.lognormal(mean=9.5, sigma=1.8, size=count), 80_000_000).astype(np.int64)
     verified = rng.random(count) < np.clip(np.log10(followers + 1) / 7.0 - 0.55, 0.01, 0.95)
     account = rng.choice(len(ACCOUNT_TYPES), size=count, p=ACCOUNT_WEIGHTS)
@@ -113,12 +91,13 @@ def generate_profiles(rng: np.random.Generator, count: int, reference: datetime,
     names = list(CATEGORIES)
     rows = []
     for i in range(count):
-        username = f"{_ADJECTIVES[adjective[i]]}_{_NOUNS[noun[i]]}_{first_id + i}"
+        first, second, key = _ADJECTIVES[adjective[i]], _NOUNS[noun[i]], i + 1
+        username = f"{first}_{second}_{key}"
         followers_i = int(followers[i])
         rows.append({
-            "id": first_id + i,
+            "id": key,
             "username": username,
-            "profile_name": f"{_ADJECTIVES[adjective[i]].title()} {_NOUNS[noun[i]].title()} {first_id + i}",
+            "profile_name": f"{first.title()} {second.title()} {key}",
             "bio": f"{names[category[i]]} creator. New videos every week.",
             "followers": followers_i,
             "posts_count": int(posts_count[i]),
@@ -136,7 +115,9 @@ def generate_profiles(rng: np.random.Generator, count: int, reference: datetime,
             "created_at": reference,
             "updated_at": reference,
         })
-    return rows
+    columns = {"id": np.arange(1, count + 1, dtype=np.int64), "followers": followers, "language": language,
+               "category": category, "username": [row["username"] for row in rows]}
+    return rows, columns
 
 
 def shortcodes(numbers: np.ndarray, seed: int) -> list[str]:
@@ -151,9 +132,8 @@ def shortcodes(numbers: np.ndarray, seed: int) -> list[str]:
 
 
 def generate_content(rng: np.random.Generator, start: int, count: int, profiles: dict,
-                     seed: int, reference: datetime, first_id: int = 1) -> dict[str, list]:
-    """Columns (name -> list of values) of content rows ``start .. start+count-1`` of ``seed``'s catalog,
-    posted in the ``SPAN_SECONDS`` before ``reference``."""
+                     seed: int, reference: datetime) -> dict[str, list]:
+    """Columns (name -> values) of rows ``start .. start+count-1``, posted in the span before ``reference``."""
     n_profiles = len(profiles["id"])
     author = np.minimum((rng.pareto(1.2, size=count) * n_profiles / 8).astype(np.int64), n_profiles - 1)
     author = (author + rng.integers(0, n_profiles, size=count) * (rng.random(count) < 0.5)) % n_profiles
@@ -186,16 +166,13 @@ def generate_content(rng: np.random.Generator, start: int, count: int, profiles:
     primary = [names[i] for i in category.tolist()]
     usernames = [profiles["username"][i] for i in author.tolist()]
     types = [CONTENT_TYPES[i] for i in kind.tolist()]
-    keywords: list[list] = [[], [], [], []]
-    descriptions, secondaries_out, tertiaries_out, urls, thumbnails = [], [], [], [], []
+    keywords, descriptions, secondaries_out, tertiaries_out, urls, thumbnails = [], [], [], [], [], []
     for i, (cat, code, ctype, user) in enumerate(zip(primary, codes, types, usernames)):
         secondaries, tertiaries, vocabulary = CATEGORIES[cat]
         words = list(dict.fromkeys(vocabulary[k] for k in keyword_pick[i, :keyword_count[i]].tolist()))
         second = secondaries[secondary[i]]
         descriptions.append(f"{_HOOKS[hook[i]]} {words[0]} {second.lower()} " + " ".join("#" + w for w in words))
-        words += [None] * (4 - len(words))
-        for slot in range(4):
-            keywords[slot].append(words[slot])
+        keywords.append(words + [None] * (4 - len(words)))
         secondaries_out.append(second)
         tertiaries_out.append(tertiaries[tertiary[i]])
         path = "reel" if ctype == "reel" else ("p" if ctype == "post" else "stories/" + user)
@@ -204,16 +181,14 @@ def generate_content(rng: np.random.Generator, start: int, count: int, profiles:
     posted = (np.datetime64(reference.astimezone(timezone.utc).replace(tzinfo=None), "s")
               - offsets.astype("timedelta64[s]"))
     return {
-        "id": (numbers + first_id).tolist(),
+        "id": (numbers + 1).tolist(),
         "content_id": [f"s{seed}-{n}" for n in numbers.tolist()],
         "shortcode": codes,
         "content_type": types,
         "url": urls,
         "description": descriptions,
         "thumbnail_url": thumbnails,
-        "thumbnail_path": [None] * count,
-        "display_url_path": [None] * count,
-        "video_thumbnail_path": [None] * count,
+        **{name: [None] * count for name in ("thumbnail_path", "display_url_path", "video_thumbnail_path")},
         "view_count": views.tolist(),
         "like_count": likes.tolist(),
         "comment_count": comments.tolist(),
@@ -226,10 +201,7 @@ def generate_content(rng: np.random.Generator, start: int, count: int, profiles:
         "secondary_category": secondaries_out,
         "tertiary_category": tertiaries_out,
         "categorization_confidence": confidence.tolist(),
-        "keyword_1": keywords[0],
-        "keyword_2": keywords[1],
-        "keyword_3": keywords[2],
-        "keyword_4": keywords[3],
+        **{f"keyword_{slot + 1}": [words[slot] for words in keywords] for slot in range(4)},
         "all_image_urls": [[t] if ctype == "post" else None for t, ctype in zip(thumbnails, types)],
         "created_at": [reference] * count,
         "updated_at": [reference] * count,
@@ -237,27 +209,16 @@ def generate_content(rng: np.random.Generator, start: int, count: int, profiles:
     }
 
 
-#: The profile columns an item shows (``queries.PROFILE_COLUMNS``), by name.
-_ITEM_PROFILE_FIELDS = ("profile_name", "bio", "followers", "is_verified", "profile_image_url", "account_type")
+#: The profile columns an item shows, by name.
+_ITEM_PROFILE_FIELDS = tuple(column.name for column in PROFILE_COLUMNS)
 #: The generated columns an item is rendered from.
 _RENDER_INPUTS = tuple(column.name for column in ITEM_COLUMNS) + ("profile_id",)
 #: Seeds of at least this many items render in worker processes, overlapping generation and inserts.
 PARALLEL_RENDER_ITEMS = 20_000
 
 
-def item_profiles(profile_rows: list[dict]) -> dict[int, dict]:
-    """profile id -> the profile fields an item shows."""
-    return {row["id"]: {name: row[name] for name in _ITEM_PROFILE_FIELDS} for row in profile_rows}
-
-
 def render_generated(columns: dict[str, list], profiles_by_id: dict[int, dict]) -> list[str]:
-    """``item_json`` of generated rows, built from the columns as the database will return them.
-
-    Rendering here, while the values are in memory, costs far less than an
-    UPDATE pass over the table. ``date_posted`` is given as the ISO string
-    ``serialize_item`` makes of the stored value (whole seconds, UTC); the seed
-    tests check the result against the rows read back.
-    """
+    """``item_json`` of generated rows, built from the columns as the database will return them."""
     posted = np.char.add(np.datetime_as_string(columns["date_posted"], unit="s"), "Z").tolist()
     names = [column.name for column in ITEM_COLUMNS if column.name != "date_posted"]
     rendered = []
@@ -282,23 +243,16 @@ def _render_in_worker(columns: dict[str, list]) -> list[str]:
 
 
 class ItemRenderer:
-    """Renders generated chunks inline, or (``parallel``) in worker processes while the caller inserts.
-
-    Rendering is about half of a large seed's CPU time and needs nothing from
-    the database, so it runs beside generation and inserts. Workers are spawned,
-    not forked: they must not inherit the engine's connections.
-    """
+    """Renders generated chunks inline, or (``parallel``) in spawned worker processes (which must not
+    inherit the engine's connections) while the caller inserts."""
 
     def __init__(self, profile_rows: list[dict], parallel: bool) -> None:
-        self.profiles_by_id = item_profiles(profile_rows)
-        self.pool = None
-        #: Chunks to keep rendering ahead of the one being inserted.
-        self.ahead = 0
-        if parallel:
-            workers = max(1, min(3, (os.cpu_count() or 1) - 1))
-            self.ahead = workers
-            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_start_render_worker, initargs=(self.profiles_by_id,))
+        self.profiles_by_id = {row["id"]: {name: row[name] for name in _ITEM_PROFILE_FIELDS} for row in profile_rows}
+        #: Chunks to keep rendering ahead of the one being inserted (one per worker).
+        self.ahead = max(1, min(3, (os.cpu_count() or 1) - 1)) if parallel else 0
+        self.pool = ProcessPoolExecutor(self.ahead, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=_start_render_worker,
+                                        initargs=(self.profiles_by_id,)) if parallel else None
 
     def submit(self, columns: dict[str, list]) -> Future:
         if self.pool is not None:
@@ -313,20 +267,14 @@ class ItemRenderer:
 
 
 def _insert_columns_sqlite(conn, columns: dict[str, list]) -> None:
-    """Fast path for SQLite: the Core-compiled INSERT run with executemany on plain tuples.
-
-    The statement text comes from SQLAlchemy's compiler and every value is still
-    a bound parameter; only the per-row bind processing is done here, in bulk:
-    dates in the format SQLAlchemy's SQLite DateTime stores, JSON pre-encoded.
-    """
+    """Fast path for SQLite: the Core-compiled INSERT by executemany on plain tuples, with the per-row
+    bind processing done here in bulk (dates as SQLite DateTime stores them, JSON pre-encoded)."""
     compiled = content.insert().compile(dialect=conn.dialect, column_keys=list(columns))
     count = len(columns["id"])
     posted = np.char.replace(np.datetime_as_string(columns["date_posted"], unit="us"), "T", " ").tolist()
     stamp = columns["created_at"][0].astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
-    converted = dict(columns)
-    converted["date_posted"] = posted
-    converted["created_at"] = converted["updated_at"] = [stamp] * count
-    converted["all_image_urls"] = [None if urls is None else json.dumps(urls) for urls in columns["all_image_urls"]]
+    converted = {**columns, "date_posted": posted, "created_at": [stamp] * count, "updated_at": [stamp] * count,
+                 "all_image_urls": [None if urls is None else json.dumps(urls) for urls in columns["all_image_urls"]]}
     ordered = [converted[name] for name in compiled.positiontup]
     conn.exec_driver_sql(compiled.string, list(zip(*ordered)))
 
@@ -362,11 +310,6 @@ def _reset_sequences(conn) -> None:
         conn.execute(select(func.setval(func.pg_get_serial_sequence(table.name, "id"), largest, False)))
 
 
-def _analyze(engine: Engine) -> None:
-    with engine.begin() as conn:
-        conn.exec_driver_sql("ANALYZE")
-
-
 def _insert_chunk(engine: Engine, columns: dict[str, list], rendered: Future,
                   progress: Callable[[int], None] | None) -> None:
     columns["item_json"] = rendered.result()
@@ -380,13 +323,8 @@ def _insert_chunk(engine: Engine, columns: dict[str, list], rendered: Future,
 
 def seed_catalog(engine: Engine, items: int, seed: int = 0, *, reference: datetime, replace: bool = False,
                  progress: Callable[[int], None] | None = None) -> SeedReport:
-    """Write the sample catalog of ``seed`` with ``items`` content rows, posted in the two years
-    before ``reference`` (the CLI passes the moment of seeding, or ``--reference-date``).
-
-    Refuses (``CatalogNotEmpty``) when content exists, unless ``replace`` is
-    true, which first deletes every content row and profile. ``progress`` is
-    called with the number of rows written after each chunk.
-    """
+    """Write the sample catalog of ``seed`` with ``items`` content rows posted before ``reference``;
+    ``CatalogNotEmpty`` when content exists, unless ``replace``. ``progress`` gets rows per chunk."""
     started = time.perf_counter()
     rebuild_indexes = items >= 20_000
     with engine.begin() as conn:
@@ -394,8 +332,7 @@ def seed_catalog(engine: Engine, items: int, seed: int = 0, *, reference: dateti
         if existing and not replace:
             raise CatalogNotEmpty(f"the catalog already holds {existing} items; pass --replace to rebuild it")
         if rebuild_indexes:
-            # Before the delete, which visits every row (the foreign key rules out SQLite's truncation):
-            # without its secondary indexes, replacing a large catalog deletes several times faster.
+            # Before the delete, which visits every row: without them it runs several times faster.
             for index in CONTENT_SECONDARY_INDEXES:
                 index.drop(conn, checkfirst=True)
         conn.execute(content.delete())
@@ -404,15 +341,7 @@ def seed_catalog(engine: Engine, items: int, seed: int = 0, *, reference: dateti
         new_epoch(conn)  # rows were deleted: item snapshots of the old rows start over
     rng = np.random.default_rng(seed)
     n_profiles = max(1, items // ITEMS_PER_PROFILE) if items else 0
-    profile_rows = generate_profiles(rng, n_profiles, reference)
-    profiles = {
-        "id": np.array([row["id"] for row in profile_rows], dtype=np.int64),
-        "followers": np.array([row["followers"] for row in profile_rows], dtype=np.int64),
-        "username": [row["username"] for row in profile_rows],
-        "language": np.array([LANGUAGES.index(row["language"]) for row in profile_rows], dtype=np.int64),
-        "category": np.array([list(CATEGORIES).index(row["profile_primary_category"])
-                              for row in profile_rows], dtype=np.int64),
-    }
+    profile_rows, profiles = generate_profiles(rng, n_profiles, reference)
     with engine.begin() as conn:
         _tune_sqlite_for_bulk(conn)
         if profile_rows:
@@ -436,7 +365,7 @@ def seed_catalog(engine: Engine, items: int, seed: int = 0, *, reference: dateti
                     index.create(conn, checkfirst=True)
     with engine.begin() as conn:
         _reset_sequences(conn)
-    _analyze(engine)
+        conn.exec_driver_sql("ANALYZE")
     seconds = time.perf_counter() - started
     log.info("seeded %d items and %d profiles (seed %d) in %.1f s", items, n_profiles, seed, seconds)
     return SeedReport(profiles=n_profiles, items=items, seconds=seconds)

@@ -1,10 +1,7 @@
 """The catalog's (version, largest id) as random feeds read it: one query per interval, not per page.
 
-Every random page needs the catalog state (a list plan is tied to a version, a
-walk's domain ends at the largest id). Asking the database on every page cost
-a query per request, so each process keeps the answer for ``ttl`` seconds
-(``VIRALSPOT_CATALOG_STATE_TTL``, default 1): a seed or import run by another
-process reaches random feeds within that interval. ``ttl=0`` asks every time.
+Each process keeps the answer for ``ttl`` seconds (``VIRALSPOT_CATALOG_STATE_TTL``, default 1), so a
+seed or import by another process reaches random feeds within that interval; ``ttl=0`` asks every time.
 """
 from __future__ import annotations
 

@@ -1,19 +1,14 @@
 """SQLAlchemy Core tables of the catalog: ``content`` and ``primary_profiles``.
 
-``content.id`` is the dense integer key (SQLite's rowid, PostgreSQL's identity)
-that the random feed permutes; it never changes once assigned, so it is stable
-across restarts. ``catalog_meta`` holds the catalog version, bumped by every
-write (seed, import) so that caches of filtered key lists know when to refresh.
-``content.item_json`` is the item already rendered for the API (catalog/rendering.py),
-and ``content.item_version`` the version of the write that rendered it.
+``content.id`` is the dense integer key the random feed permutes; it never changes once assigned.
+``catalog_meta`` holds the catalog version (bumped by every write) and epoch.
 """
 from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, Float, ForeignKey, Index, Integer,
                         MetaData, String, Table, Text)
 
 metadata = MetaData()
 
-#: The largest ``content.id``: random feeds and session stores hold keys in 32 bits (4 bytes per
-#: served item), so writers refuse to create a key above it and feeds never reach past it.
+#: The largest ``content.id``: random feeds and session stores hold keys in 32 bits.
 MAX_CONTENT_KEY = 2 ** 32 - 1
 
 primary_profiles = Table(
@@ -75,8 +70,7 @@ content = Table(
     Column("profile_id", Integer, ForeignKey("primary_profiles.id")),
     # The item as the API serves it, rendered at write time (see catalog/rendering.py).
     Column("item_json", Text),
-    # The catalog version of the transaction that last wrote item_json: item snapshots append the
-    # items newer than theirs (catalog/item_snapshot.py). NULL on rows older than the column.
+    # The catalog version of the transaction that last wrote item_json (catalog/item_snapshot.py).
     Column("item_version", BigInteger),
 )
 
@@ -87,22 +81,19 @@ catalog_meta = Table(
     Column("value", BigInteger, nullable=False),
 )
 
-# Indexes for the default order, each sort key and the common filters. Every one
-# leads with content_type because both endpoints filter on it, and ends with id,
-# the tie-break: a descending order (id descending too) is a backward scan.
-Index("ix_content_default_reel", content.c.content_type, content.c.outlier_score,
-      content.c.view_count, content.c.id)
-Index("ix_content_default_post", content.c.content_type, content.c.outlier_score,
-      content.c.like_count, content.c.id)
-Index("ix_content_views", content.c.content_type, content.c.view_count, content.c.id)
-Index("ix_content_likes", content.c.content_type, content.c.like_count, content.c.id)
-Index("ix_content_comments", content.c.content_type, content.c.comment_count, content.c.id)
-Index("ix_content_date", content.c.content_type, content.c.date_posted, content.c.id)
-Index("ix_content_primary_default", content.c.content_type, content.c.primary_category,
-      content.c.outlier_score, content.c.view_count, content.c.id)
-Index("ix_content_username", content.c.username)
-Index("ix_content_item_version", content.c.item_version)
-Index("ix_content_profile", content.c.profile_id)
+# Indexes for the default order, each sort key and the common filters: content_type first (both
+# endpoints filter on it), id last (the tie-break: a descending order is a backward scan).
+_c = content.c
+Index("ix_content_default_reel", _c.content_type, _c.outlier_score, _c.view_count, _c.id)
+Index("ix_content_default_post", _c.content_type, _c.outlier_score, _c.like_count, _c.id)
+Index("ix_content_views", _c.content_type, _c.view_count, _c.id)
+Index("ix_content_likes", _c.content_type, _c.like_count, _c.id)
+Index("ix_content_comments", _c.content_type, _c.comment_count, _c.id)
+Index("ix_content_date", _c.content_type, _c.date_posted, _c.id)
+Index("ix_content_primary_default", _c.content_type, _c.primary_category, _c.outlier_score, _c.view_count, _c.id)
+Index("ix_content_username", _c.username)
+Index("ix_content_item_version", _c.item_version)
+Index("ix_content_profile", _c.profile_id)
 Index("ix_profiles_followers", primary_profiles.c.followers)
 
 #: Secondary indexes of ``content``, dropped and rebuilt around a bulk seed into an empty table.

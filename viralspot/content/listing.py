@@ -1,15 +1,10 @@
-"""The content listings behind /api/reels and /api/posts, and the filter options.
-
-Plain functions over a connection and validated arguments; the views only pick
-the endpoint kind. A page is answered from the items' stored JSON
-(``joined_item_fragments``, ``page_response``).
-"""
+"""The content listings behind /api/reels and /api/posts, and the filter options: a page is answered
+from the items' stored JSON (``page_response``); the views only pick the endpoint kind."""
 from __future__ import annotations
 
 from typing import Any, Mapping
 
 from flask import Response
-from sqlalchemy import Connection
 
 from ..catalog.filters import content_filter
 from ..catalog.queries import catalog_state, filter_options, plain_page_keys
@@ -17,18 +12,16 @@ from ..clock import app_clock
 from ..extensions import catalog
 from .page_response import page_response
 
-_NOUN = {"reels": "reels", "posts": "posts"}
 #: (engine url, catalog version, largest id) -> filter options; they only change when the catalog does.
 _options_cache: dict[tuple[str, int], dict] = {}
 
 
 def listing_message(kind: str, count: int, offset: int) -> str:
-    return f"Found {count} {_NOUN[kind]} (offset {offset})"
+    return f"Found {count} {kind} (offset {offset})"
 
 
 def plain_listing(kind: str, args: Mapping[str, Any]) -> Response:
-    """One page in the order of ``sort_by`` (the default order without it), as the response; its
-    items read as a random page's are (``FeedSource.page_items``)."""
+    """One page in the order of ``sort_by`` (the default order without it), as the response."""
     flt = content_filter(kind, args)
     with catalog.reader.source(flt) as source:
         keys, is_last_page = plain_page_keys(source.connection, flt, args.get("sort_by"), args["limit"],
@@ -37,18 +30,14 @@ def plain_listing(kind: str, args: Mapping[str, Any]) -> Response:
     return page_response(items_json, is_last_page, listing_message(kind, count, args["offset"]))
 
 
-def options_on(conn: Connection) -> dict:
-    """The filter options, cached per catalog version (one cheap query when unchanged)."""
-    version, largest = catalog_state(conn)
-    key = (str(conn.engine.url), version, largest)
-    cached = _options_cache.get(key)
-    if cached is None:
-        cached = filter_options(conn)
-        _options_cache.clear()
-        _options_cache[key] = cached
-    return cached
-
-
 def current_filter_options() -> dict:
+    """The filter options, cached per catalog version (one cheap query when unchanged)."""
     with catalog.connect() as conn:
-        return options_on(conn)
+        version, largest = catalog_state(conn)
+        key = (str(conn.engine.url), version, largest)
+        cached = _options_cache.get(key)
+        if cached is None:
+            cached = filter_options(conn)
+            _options_cache.clear()
+            _options_cache[key] = cached
+        return cached

@@ -1,9 +1,6 @@
-"""The body of a content page, spliced from items rendered at write time (catalog/rendering.py).
-
-The envelope is built by ``envelope`` like every other success body, with an empty
-``reels`` list; its compact JSON is cut at that list, and the body is the head, the items'
-stored JSON fragments joined by commas (``catalog.rendering.joined_item_fragments``, or an item
-snapshot's), and the tail. No item is decoded or re-encoded per request.
+"""The body of a content page, spliced from items rendered at write time (catalog/rendering.py): the
+envelope's compact JSON with an empty ``reels`` list, cut at that list, around the items' stored JSON
+fragments. No item is decoded or re-encoded per request.
 """
 from __future__ import annotations
 

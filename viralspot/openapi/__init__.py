@@ -1,8 +1,5 @@
-"""The API description's browser page: ``GET /api/docs`` (Swagger UI, served from this server).
-
-The description itself is flask-smorest's (``viralspot/api.py``): ``GET /api/openapi.json`` and
-``flask openapi write FILE``, built from the routes' declarations.
-"""
+"""The API description's browser page: ``GET /api/docs`` (Swagger UI, served from this server); the
+description itself is flask-smorest's (``viralspot/api.py``)."""
 from __future__ import annotations
 
 from flask import Flask

@@ -1,11 +1,8 @@
 """``GET /api/docs``: Swagger UI over the description flask-smorest serves at ``/api/openapi.json``.
 
-Swagger UI's scripts and styles come from the ``flask-swagger-ui`` package (Swagger UI's
-``dist`` build, Apache-2.0, its LICENSE served beside it at ``/api/docs/swagger-ui/LICENSE``)
-and are served by this server: the page references only same-origin URLs and works with no
-internet. Its own script (``static/swagger-initializer.js``) reads the description's URL
-from the page, so the page needs no inline script and is served with a Content-Security-Policy
-that allows nothing but this origin.
+Swagger UI's assets come from the ``flask-swagger-ui`` package (Apache-2.0, its LICENSE served
+beside them) and are served by this server, so the page works with no internet; it has no inline
+script and its Content-Security-Policy allows nothing but this origin.
 """
 from __future__ import annotations
 

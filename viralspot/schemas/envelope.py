@@ -33,10 +33,9 @@ def envelope(data, message: str | None = None) -> dict:
     return _envelope.dump({"success": True, "data": data, "message": message})
 
 
-def api_response(data, message: str | None = None, status: int = 200, headers=None) -> Response:
-    """A success response: the envelope of ``data`` and ``message``."""
+def api_response(data, message: str | None = None, headers=None) -> Response:
+    """A success response (200): the envelope of ``data`` and ``message``."""
     response = jsonify(envelope(data, message))
-    response.status_code = status
     response.headers.update(headers or {})
     return response
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from .envelope import ErrorEnvelopeSchema
-from .responses import SuccessEnvelopeSchema
+from .responses import success_envelope
 
 #: What one readiness check found: answered, answered "down" or raised, or no answer in time.
 CHECK_STATES = ("ok", "unavailable", "timeout")
@@ -16,10 +16,8 @@ class LivenessDataSchema(Schema):
     timestamp = fields.String(required=True, metadata={"format": "date-time"})
 
 
-class LivenessResponseSchema(SuccessEnvelopeSchema):
-    """``GET /livez``: the process serves requests; no dependency is asked."""
-
-    data = fields.Nested(LivenessDataSchema, required=True)
+#: ``GET /livez``: the process serves requests; no dependency is asked.
+LivenessResponseSchema = success_envelope("LivenessResponseSchema", LivenessDataSchema)
 
 
 class CheckResultSchema(Schema):
@@ -42,10 +40,8 @@ class ReadinessDataSchema(Schema):
     timestamp = fields.String(required=True, metadata={"format": "date-time"})
 
 
-class ReadinessResponseSchema(SuccessEnvelopeSchema):
-    """``GET /readyz`` when every check passed."""
-
-    data = fields.Nested(ReadinessDataSchema, required=True)
+#: ``GET /readyz`` when every check passed.
+ReadinessResponseSchema = success_envelope("ReadinessResponseSchema", ReadinessDataSchema)
 
 
 class ReadinessErrorSchema(ErrorEnvelopeSchema):

@@ -1,9 +1,5 @@
-"""Success bodies of every endpoint, as marshmallow schemas: what ``/api/openapi.json`` documents.
-
-The views build their bodies with ``api_response`` (``schemas/envelope.py``) or splice them
-(``content/page_response.py``); these schemas describe the result, field by field, so the
-OpenAPI description (``viralspot/openapi``) and the fuzzing test that checks every response
-against it (tests/test_fuzz.py) share one definition. Every field a body always carries is
+"""Success bodies of every endpoint, as marshmallow schemas: what ``/api/openapi.json`` documents, and
+what tests/test_fuzz.py checks every response against. Every field a body always carries is
 ``required``; ``allow_none`` marks the ones that may be null.
 """
 from __future__ import annotations
@@ -22,6 +18,11 @@ class SuccessEnvelopeSchema(Schema):
     success = fields.Boolean(required=True, validate=validate.Equal(True))
     data = fields.Raw(required=True)
     message = fields.String(required=True)
+
+
+def success_envelope(name: str, data: type[Schema]) -> type[SuccessEnvelopeSchema]:
+    """The success envelope class ``name`` (its OpenAPI name, less "Schema") whose ``data`` is ``data``."""
+    return type(name, (SuccessEnvelopeSchema,), {"data": fields.Nested(data, required=True)})
 
 
 class ItemSchema(Schema):
@@ -77,10 +78,8 @@ class ContentPageDataSchema(Schema):
     isLastPage = fields.Boolean(required=True, metadata={"description": "True when no item follows this page."})
 
 
-class ContentPageResponseSchema(SuccessEnvelopeSchema):
-    """A page of ``GET /api/reels`` or ``GET /api/posts``; message like "Found 24 reels (offset 0)"."""
-
-    data = fields.Nested(ContentPageDataSchema, required=True)
+#: A page of ``GET /api/reels`` or ``GET /api/posts``; message like "Found 24 reels (offset 0)".
+ContentPageResponseSchema = success_envelope("ContentPageResponseSchema", ContentPageDataSchema)
 
 
 class UsernameOptionSchema(Schema):
@@ -102,8 +101,7 @@ class FilterOptionsDataSchema(Schema):
     content_styles = fields.List(fields.String(), required=True)
 
 
-class FilterOptionsResponseSchema(SuccessEnvelopeSchema):
-    data = fields.Nested(FilterOptionsDataSchema, required=True)
+FilterOptionsResponseSchema = success_envelope("FilterOptionsResponseSchema", FilterOptionsDataSchema)
 
 
 class SessionResetSchema(Schema):
@@ -132,10 +130,8 @@ class ResetSessionDataSchema(Schema):
     server_info = fields.Nested(ResetServerInfoSchema, required=True)
 
 
-class ResetSessionResponseSchema(SuccessEnvelopeSchema):
-    """Message "Session reset successfully" or "Session not found - no data to reset"."""
-
-    data = fields.Nested(ResetSessionDataSchema, required=True)
+#: Message "Session reset successfully" or "Session not found - no data to reset".
+ResetSessionResponseSchema = success_envelope("ResetSessionResponseSchema", ResetSessionDataSchema)
 
 
 class FeedInspectionSchema(Schema):
@@ -161,10 +157,8 @@ class SessionInspectionDataSchema(Schema):
     session = fields.Nested(SessionInspectionSchema, required=True)
 
 
-class SessionInspectionResponseSchema(SuccessEnvelopeSchema):
-    """``GET /api/sessions/<session_id>`` of an active session."""
-
-    data = fields.Nested(SessionInspectionDataSchema, required=True)
+#: ``GET /api/sessions/<session_id>`` of an active session.
+SessionInspectionResponseSchema = success_envelope("SessionInspectionResponseSchema", SessionInspectionDataSchema)
 
 
 class HealthChecksSchema(Schema):
@@ -180,5 +174,4 @@ class HealthDataSchema(Schema):
     timestamp = fields.String(required=True, metadata={"format": "date-time"})
 
 
-class HealthResponseSchema(SuccessEnvelopeSchema):
-    data = fields.Nested(HealthDataSchema, required=True)
+HealthResponseSchema = success_envelope("HealthResponseSchema", HealthDataSchema)

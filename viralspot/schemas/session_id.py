@@ -1,8 +1,5 @@
-"""The ``session_id`` argument: stripped, then checked in the documented order.
-
-Each failure carries its ``error_code`` on the message (``CodedMessage``) so the
-error handler can answer the documented code without matching on text.
-"""
+"""The ``session_id`` argument: stripped, then checked in the documented order; each failure carries
+its ``error_code`` on the message (``CodedMessage``)."""
 from __future__ import annotations
 
 import re

@@ -1,9 +1,5 @@
 """What a session looks like from outside: ``GET /api/sessions/<id>`` and ``flask sessions show``.
-
-A feed's id is the endpoint's initial and 8 bytes of the filter's hash (``feed/service.py``,
-``feed_id``), shown as ``<endpoint kind>:<hex>``, so the document names each feed's endpoint
-without the store knowing about endpoints.
-"""
+A feed's id (``feed/service.py``) is the endpoint's initial and 8 bytes of the filter's hash."""
 from __future__ import annotations
 
 from datetime import datetime, timezone

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
 
 from ..store import SessionStoreBackend
 from ..clock import utc_timestamp
@@ -31,19 +32,12 @@ def reset_session(store: SessionStoreBackend, session_id: str) -> tuple[dict, st
     else:
         log.info("reset requested for unknown session %s", session_id)
     data = {
-        "session_reset": {
-            "session_id": session_id,
-            "operation_status": "completed",
-            "session_found": result.found,
-            "cleared_items_count": result.cleared_items_count,
-            "memory_freed": result.found,
-        },
+        "session_reset": {"session_id": session_id, "operation_status": "completed", "session_found": result.found,
+                          "cleared_items_count": result.cleared_items_count, "memory_freed": result.found},
         "next_steps": dict(_NEXT_STEPS_FOUND if result.found else _NEXT_STEPS_NOT_FOUND),
         "timestamp": utc_timestamp(),
-        "server_info": {
-            "total_active_sessions": result.total_active_sessions,
-            "session_storage_type": store.storage_type,
-        },
+        "server_info": {"total_active_sessions": result.total_active_sessions,
+                        "session_storage_type": store.storage_type},
     }
     return data, FOUND_MESSAGE if result.found else NOT_FOUND_MESSAGE
 
@@ -56,28 +50,18 @@ def _not_an_example(record: logging.LogRecord) -> bool:
 
 
 def reset_examples() -> dict:
-    """Both documented reset bodies (session found, session not found), built by the real code
-    (on a stand-in store; the reset's log lines about these example sessions are dropped)."""
+    """Both documented reset bodies, built by the real code on a stand-in store."""
     from ..store.base import ResetResult
 
-    class _Store:
-        storage_type = "in_memory_dict"
-
-        def __init__(self, result: ResetResult) -> None:
-            self.result = result
-
-        def reset(self, _session_id):
-            return self.result
-
     examples = {}
-    logger = log
-    logger.addFilter(_not_an_example)
+    log.addFilter(_not_an_example)
     try:
         for name, session_id, result in (("found", _EXAMPLE_SESSIONS[0], ResetResult(True, 47, 156)),
                                          ("not_found", _EXAMPLE_SESSIONS[1], ResetResult(False, 0, 156))):
-            data, message = reset_session(_Store(result), session_id)
+            store = SimpleNamespace(storage_type="in_memory_dict", reset=lambda _session_id, result=result: result)
+            data, message = reset_session(store, session_id)
             data["timestamp"] = "2024-01-15T10:30:00.000Z"
             examples[name] = {"summary": message, "value": {"success": True, "data": data, "message": message}}
     finally:
-        logger.removeFilter(_not_an_example)
+        log.removeFilter(_not_an_example)
     return examples

@@ -30,6 +30,7 @@ that moves recovers by itself.
 """
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import struct
@@ -55,6 +56,7 @@ from cachetools import TTLCache
 from .base import (FeedSummary, FeedView, PageResult, PageStatus, ResetResult, SessionStoreBackend,
                    SessionSummary, StoreUnavailable)
 
+_log = logging.getLogger(__name__)
 SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
 #: The layout version in every key name: a next layout's keys can live beside these.
 LAYOUT = "vs2"
@@ -443,7 +445,13 @@ class RedisSessionStore(SessionStoreBackend):
         result = _page_result(reply)
         if result.status is PageStatus.SERVED and (touch or int(reply[7])):
             if self.cluster:
-                self._run([("touch", [self._index(session_id)], [session_id, self.ttl_ms])])
+                try:
+                    self._run([("touch", [self._index(session_id)], [session_id, self.ttl_ms])])
+                except StoreUnavailable as error:
+                    # The page is served; the index (for counting and listing) lives on another
+                    # master, which may be down: the next page touches it again.
+                    _log.warning("active-session index not touched: %s", error)
+                    return result
             with self._touched_lock:
                 self._touched[session_id] = True
         return result
