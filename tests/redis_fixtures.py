@@ -9,6 +9,9 @@ variants skip with the reason, except under CI (env CI set), where that is a fai
 ``redis_cluster`` starts a Redis Cluster once per test session: three masters (``redis-server
 --cluster-enabled yes``) on free loopback ports, joined by ``redis-cli --cluster create``;
 ``redis_cluster_clean`` empties it for a test. Without ``redis-cli`` it skips (fails under CI).
+``redis_cluster_factory`` starts dedicated clusters for one test (extra server options such as a
+``maxmemory``, replicas added with ``RedisClusterServers.add_replica``), on ``ClusterNode`` ports
+whose cluster bus port (port + 10000) is free and valid.
 
 ``store_backend`` runs a test once per session store backend (memory, redis, redis-cluster);
 ``make_store`` builds a fresh backend of the current kind. The terminal summary says which
@@ -17,6 +20,7 @@ backends ran. Registered by ``pytest_plugins`` in conftest.py.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -85,9 +89,13 @@ class RedisServer:
         self.binary = binary
         self.extra = extra
         self.directory = tempfile.mkdtemp(prefix="vs-redis-")
-        self.port = free_port()
+        self.port = self._free_port()
         self.unix_path = os.path.join(self.directory, "redis.sock")
         self.process: subprocess.Popen | None = None
+
+    @staticmethod
+    def _free_port() -> int:
+        return free_port()
 
     @property
     def url(self) -> str:
@@ -110,7 +118,7 @@ class RedisServer:
                 return
             self.stop()
             if attempt < 2:  # the port was taken meanwhile: try another
-                self.port = free_port()
+                self.port = self._free_port()
         raise RuntimeError(f"redis-server did not answer PING; see {self.directory}/redis.log")
 
     def _wait_ready(self, timeout: float) -> bool:
@@ -136,6 +144,35 @@ class RedisServer:
     def remove(self) -> None:
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_cluster_port() -> int:
+    """A free 127.0.0.1 port for a cluster node whose bus port (port + 10000) is free too: both
+    below the kernel's ephemeral range (32768 and up on Linux), so no client socket takes either,
+    and the bus port a valid one (a node on a port over 55535 cannot start)."""
+    rng = random.SystemRandom()
+    for _ in range(500):
+        port = rng.randrange(20000, 22768)
+        if _bindable(port) and _bindable(port + 10000):
+            return port
+    raise RuntimeError("no free port pair (p, p + 10000) in 20000-32767")
+
+
+class ClusterNode(RedisServer):
+    """A redis-server for a cluster, on a ``free_cluster_port``."""
+
+    @staticmethod
+    def _free_port() -> int:
+        return free_cluster_port()
 
 
 def _require_redis_server(backend: str = "redis") -> str:
@@ -173,12 +210,20 @@ def _require_redis_cli() -> str:
 class RedisClusterServers:
     """A throwaway Redis Cluster on 127.0.0.1: ``masters`` redis-servers with cluster mode on (each
     in its own directory, ``nodes.conf`` there), joined by ``redis-cli --cluster create`` with no
-    replicas. ``start`` waits (bounded) until every node reports ``cluster_state:ok``."""
+    replicas. ``start`` waits (bounded) until every node reports ``cluster_state:ok``. ``extra``
+    options go to every node (``redis_cluster_factory``: a ``maxmemory``, ...); ``add_replica``
+    joins a replica to a master afterwards."""
 
-    def __init__(self, server_binary: str, cli_binary: str, masters: int = 3) -> None:
+    def __init__(self, server_binary: str, cli_binary: str, masters: int = 3, extra: tuple[str, ...] = (),
+                 node_class: type[RedisServer] = RedisServer) -> None:
         self.cli = cli_binary
-        self.nodes = [RedisServer(server_binary, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                                  "--cluster-node-timeout", "5000") for _ in range(masters)]
+        self.server_binary = server_binary
+        self.node_class = node_class
+        self.node_args = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                          "--cluster-node-timeout", "5000", *extra)
+        self.nodes = [node_class(server_binary, *self.node_args) for _ in range(masters)]
+        #: nodes added by ``add_replica`` (``nodes`` stay the masters the cluster was created with)
+        self.replicas: list[RedisServer] = []
 
     @property
     def ports(self) -> list[int]:
@@ -217,9 +262,67 @@ class RedisClusterServers:
             with node.client() as client:
                 client.flushall()
 
+    def slot_owners(self, node: RedisServer | None = None) -> dict[int, int]:
+        """Slot -> port of the master serving it, as ``node`` (the first by default) sees it
+        (``CLUSTER SLOTS``)."""
+        with (node or self.nodes[0]).client() as client:
+            ranges = client.execute_command("CLUSTER SLOTS")
+        owners = {}
+        for first, last, primary, *_replicas in ranges:
+            for slot in range(int(first), int(last) + 1):
+                owners[slot] = int(primary[1])
+        return owners
+
+    def node_on(self, port: int) -> RedisServer:
+        return next(node for node in self.nodes + self.replicas if node.port == port)
+
+    def add_replica(self, master: RedisServer, timeout: float = 30.0) -> RedisServer:
+        """A new node joined to the cluster as a replica of ``master``; returns once every node of
+        the cluster lists it as that master's replica and it is in sync with the master (bounded)."""
+        replica = self.node_class(self.server_binary, *self.node_args)
+        self.replicas.append(replica)
+        replica.start()
+        deadline = time.monotonic() + timeout
+
+        def wait(predicate, what: str) -> None:
+            while not predicate():
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"replica {replica.port} of {master.port}: {what} not within {timeout} s")
+                time.sleep(0.02)
+
+        with master.client() as primary, replica.client() as client:
+            master_id = primary.execute_command("CLUSTER MYID").decode()
+            replica_id = client.execute_command("CLUSTER MYID").decode()
+            client.execute_command("CLUSTER MEET", "127.0.0.1", master.port)
+            wait(lambda: master_id in _cluster_nodes(client), "knowing the master")
+            client.execute_command("CLUSTER REPLICATE", master_id)
+
+            def listed_everywhere() -> bool:
+                for node in self.nodes + [replica]:
+                    with node.client() as other:
+                        line = _cluster_nodes(other).get(replica_id)
+                    if line is None or "slave" not in line["flags"].split(",") or line["master_id"] != master_id:
+                        return False
+                return True
+
+            wait(listed_everywhere, "listed as the master's replica by every node")
+
+            def synced() -> bool:
+                ours, theirs = primary.info("replication"), client.info("replication")
+                return (ours.get("slave0", {}).get("state") == "online" and theirs.get("master_link_status") == "up"
+                        and theirs["slave_repl_offset"] == ours["master_repl_offset"])
+
+            wait(synced, "in sync")
+        return replica
+
     def remove(self) -> None:
-        for node in self.nodes:
+        for node in self.nodes + self.replicas:
             node.remove()
+
+
+def _cluster_nodes(client) -> dict[str, dict]:
+    """``CLUSTER NODES`` (as redis-py parses it) by node id: each node's ``flags``, ``master_id``, ..."""
+    return {node["node_id"]: node for node in client.execute_command("CLUSTER NODES").values()}
 
 
 @pytest.fixture(scope="session")
@@ -245,7 +348,7 @@ def redis_cluster():
     """One real 3-master Redis Cluster for the test session (started on first use, by the cluster
     contract variants or tests/test_redis_cluster.py); skips (fails under CI) when redis-server or
     redis-cli is missing."""
-    cluster = RedisClusterServers(_require_redis_server("redis-cluster"), _require_redis_cli())
+    cluster = RedisClusterServers(_require_redis_server("redis-cluster"), _require_redis_cli(), node_class=ClusterNode)
     try:
         cluster.start()
         yield cluster
@@ -259,6 +362,25 @@ def redis_cluster_clean(redis_cluster):
     redis_cluster.flush()
     _store_backends_run.add("redis-cluster")
     yield redis_cluster
+
+
+@pytest.fixture
+def redis_cluster_factory():
+    """Starts dedicated Redis Clusters for one test: ``start(masters=3, extra=())`` (``extra``: more
+    redis-server options for every node); removes them (and replicas added to them) after."""
+    server_binary, cli_binary = _require_redis_server("redis-cluster"), _require_redis_cli()
+    clusters = []
+
+    def start(masters: int = 3, extra: tuple[str, ...] = ()) -> RedisClusterServers:
+        cluster = RedisClusterServers(server_binary, cli_binary, masters, extra, node_class=ClusterNode)
+        clusters.append(cluster)
+        cluster.start()
+        _store_backends_run.add("redis-cluster")
+        return cluster
+
+    yield start
+    for cluster in clusters:
+        cluster.remove()
 
 
 @pytest.fixture

@@ -286,9 +286,9 @@ def test_a_forked_child_makes_its_own_cluster_client(store):
 def test_a_stopped_master_is_unavailable_quickly_then_served_again():
     """A dedicated cluster (the shared one stays up): one master stops; the sessions it holds get
     StoreUnavailable within the retry budget; once it is back, the same store object serves them."""
-    from redis_fixtures import RedisClusterServers, _require_redis_cli, _require_redis_server
+    from redis_fixtures import ClusterNode, RedisClusterServers, _require_redis_cli, _require_redis_server
 
-    cluster = RedisClusterServers(_require_redis_server("redis-cluster"), _require_redis_cli())
+    cluster = RedisClusterServers(_require_redis_server("redis-cluster"), _require_redis_cli(), node_class=ClusterNode)
     try:
         cluster.start()
         store = RedisSessionStore(cluster.url(), ttl=60)
