@@ -188,7 +188,3 @@ class SessionStoreBackend(abc.ABC):
     def close(self) -> None:
         """Release connections."""
 
-
-def is_weighted(feed_id: bytes) -> bool:
-    """Whether a feed id names a weighted feed (its first byte a capital letter)."""
-    return 65 <= feed_id[0] <= 90

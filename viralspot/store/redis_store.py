@@ -499,21 +499,13 @@ class RedisSessionStore(SessionStoreBackend):
         def figures(connection: _Connection) -> dict:
             client = connection.client
             nodes = [client.get_redis_connection(node) for node in client.get_primaries()] if self.cluster else [client]
-            servers, memories = [], []
-            for node in nodes:
-                pipe = node.pipeline(transaction=False)
-                pipe.info("server")
-                pipe.info("memory")
-                server, memory = pipe.execute()
-                servers.append(server)
-                memories.append(memory)
-            figures = {"redis_version": min((server.get("redis_version") for server in servers), default=None),
-                       "used_memory": sum(memory.get("used_memory", 0) for memory in memories),
-                       "maxmemory": sum(memory.get("maxmemory", 0) for memory in memories),
-                       "maxmemory_policy": ",".join(sorted({str(memory.get("maxmemory_policy"))
-                                                            for memory in memories}))}
+            infos = [node.info() for node in nodes]
+            figures = {"redis_version": min((info.get("redis_version") for info in infos), default=None),
+                       "used_memory": sum(info.get("used_memory", 0) for info in infos),
+                       "maxmemory": sum(info.get("maxmemory", 0) for info in infos),
+                       "maxmemory_policy": ",".join(sorted({str(info.get("maxmemory_policy")) for info in infos}))}
             if self.cluster:
-                figures["cluster_masters"] = len(servers)
+                figures["cluster_masters"] = len(infos)
             return figures
 
         return {**super().stats(), **self._attempts(figures)}

@@ -311,17 +311,11 @@ local function insert(value, lows)
       parts[#parts + 1] = sub(value, 2 + 2 * kept)
       return 'a' .. table.concat(parts)
     end
-    local all, bytes = {}, {}
+    local all = {}
     ranks(value, 0, count, 0, all)
     for _, low in ipairs(lows) do all[#all + 1] = low end
-    for i = 1, floor(largest / 8) + 1 do bytes[i] = 0 end
-    for _, low in ipairs(all) do
-      local index, bit_value = floor(low / 8) + 1, 2 ^ (low % 8)
-      if floor(bytes[index] / bit_value) % 2 == 0 then bytes[index] = bytes[index] + bit_value end
-    end
-    local parts = {'b'}
-    for i = 1, #bytes, 4096 do parts[#parts + 1] = char(unpack(bytes, i, math.min(#bytes, i + 4095))) end
-    return table.concat(parts)
+    table.sort(all)
+    return append(nil, 0, all)
   end
   for _, low in ipairs(lows) do
     local index, bit_value = 2 + floor(low / 8), 2 ^ (low % 8)
