@@ -18,7 +18,7 @@ import subprocess
 import time
 
 from . import (claim_depth, cpu_per_page, load, page_depth, page_profile, plain_page, redis_memory,
-               snapshot_update)
+               snapshot_update, weighted_page)
 from .common import ROOT, load_average
 
 #: name -> (title, quick arguments, full arguments)
@@ -32,6 +32,8 @@ BENCHMARKS = {
     "redis_memory": ("Redis memory per session and per served item", ["--one-page-sessions", "1000"], []),
     "plain_page": ("Plain (non-random) page latency (24 items, Flask test client, SQLite)", ["10000"],
                    ["10000", "1000000"]),
+    "weighted_page": ("Weighted against uniform random pages (Flask test client, Redis)",
+                      ["--sizes", "10000,100000", "--sessions", "3", "--pages", "10", "--fresh-apps", "1"], []),
     "snapshot_update": ("Item snapshot after a catalog write", ["--size", "10000", "--edits", "200", "--new", "200"],
                         []),
     "load": ("Load: random feeds from many sessions, 3 gunicorn workers over Redis",
@@ -76,7 +78,7 @@ def main(argv=None) -> None:
     chosen = [name for name in BENCHMARKS if not args.only or name in args.only.split(",")]
     modules = {"page_depth": page_depth, "claim_depth": claim_depth, "cpu_per_page": cpu_per_page,
                "page_profile": page_profile, "redis_memory": redis_memory, "plain_page": plain_page,
-               "snapshot_update": snapshot_update,
+               "weighted_page": weighted_page, "snapshot_update": snapshot_update,
                "load": load}
     print(f"# viralspot benchmarks{' (--quick)' if args.quick else ''}, {datetime.date.today().isoformat()}, "
           f"{code_version()}\n\n{machine()}; load average at the start {load_average()}\n", flush=True)
