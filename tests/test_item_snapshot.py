@@ -21,7 +21,7 @@ from sqlalchemy import event, select, update
 from catalog_data import PROFILES, as_json_lines, fixture_records
 from moments import PINNED_NOW
 from viralspot import create_app
-from viralspot.catalog import item_snapshot
+from viralspot.catalog import item_snapshot, item_snapshots
 from viralspot.catalog.database import ITEM_SNAPSHOTS
 from viralspot.catalog.importer import import_lines
 from viralspot.catalog.item_snapshot import (SNAPSHOT_FILE, CatalogChanged, ItemSnapshot, SnapshotError,
@@ -466,14 +466,14 @@ def test_mapping_a_snapshot_holds_no_lock_other_pages_wait_on(seeded, tmp_path, 
     snapshots = ItemSnapshots(seeded.extensions["viralspot.catalog"], tmp_path, write=False)
     path = snapshots.write_now().path
     opening, release = threading.Event(), threading.Event()
-    real_open = ItemSnapshots._open
+    real_open = item_snapshots.ItemSnapshot
 
     def slow_open(found_path):
         opening.set()
         release.wait(30)
         return real_open(found_path)
 
-    monkeypatch.setattr(snapshots, "_open", slow_open)
+    monkeypatch.setattr(item_snapshots, "ItemSnapshot", slow_open)
     with engine_connect(seeded) as conn:
         state = catalog_state(conn)
     first = threading.Thread(target=lambda: snapshots.current(state))

@@ -55,23 +55,23 @@ def register_observability(app: Flask) -> None:
 
 def check_settings(app: Flask) -> None:
     """Refuse to start with a missing secret, or with unsafe settings in production."""
-    if not app.config.get("SECRET_KEY"):
+    config = app.config
+    if not config.get("SECRET_KEY"):
         raise RuntimeError("VIRALSPOT_SECRET_KEY must be set in this configuration")
-    if app.config.get("PRODUCTION"):
+    if config.get("PRODUCTION"):
         unsafe = {
-            "VIRALSPOT_DEBUG": "puts exception text in 500 bodies" if app.config.get("DEBUG") else None,
-            "VIRALSPOT_FIXED_NOW": "pins the clock" if app.config.get("FIXED_NOW") else None,
+            "VIRALSPOT_DEBUG": "puts exception text in 500 bodies" if config.get("DEBUG") else None,
+            "VIRALSPOT_FIXED_NOW": "pins the clock" if config.get("FIXED_NOW") else None,
             "VIRALSPOT_SECRET_KEY": ("is the built-in development value"
-                                     if app.config["SECRET_KEY"] == INSECURE_DEFAULT_SECRET else None),
+                                     if config["SECRET_KEY"] == INSECURE_DEFAULT_SECRET else None),
+            "VIRALSPOT_ADMIN_TOKEN": ("is not set: session inspection and /metrics would be public (set "
+                                      "VIRALSPOT_PUBLIC_INSPECTION=true if that is meant)"
+                                      if not config["ADMIN_TOKEN"] and not config["PUBLIC_INSPECTION"] else None),
         }
-        from .admin_token import check_production
-
         refused = [f"{name} {why}" for name, why in unsafe.items() if why]
-        if check_production(app):
-            refused.append(check_production(app))
         if refused:
             raise RuntimeError("refusing to start in production: " + "; ".join(refused))
-    elif app.config["SECRET_KEY"] == INSECURE_DEFAULT_SECRET:
+    elif config["SECRET_KEY"] == INSECURE_DEFAULT_SECRET:
         log.warning("using the built-in development secret; set VIRALSPOT_SECRET_KEY in production")
 
 
@@ -110,8 +110,8 @@ def register_shellcontext(app: Flask) -> None:
 
 def register_api_docs(app: Flask) -> None:
     """CORS for browser clients; Swagger UI at /api/docs."""
-    from . import openapi
     from .cors import init_cors
+    from .openapi.docs import bp as docs
 
     init_cors(app)
-    openapi.init_app(app)
+    app.register_blueprint(docs, url_prefix="/api")

@@ -67,9 +67,9 @@ _EXAMPLE_TIMESTAMP = "2024-01-15T10:30:00.000Z"
 
 
 def error_example(code: str) -> dict:
-    status, troubleshooting = ERROR_CODES[code]
-    return {"success": False, "detail": f"{code.replace('_', ' ').capitalize()}", "error_code": code,
-            "timestamp": _EXAMPLE_TIMESTAMP, "troubleshooting": troubleshooting}
+    """The documented example body of ``code``."""
+    return {"success": False, "detail": code.replace("_", " ").capitalize(), "error_code": code,
+            "timestamp": _EXAMPLE_TIMESTAMP, "troubleshooting": ERROR_CODES[code][1]}
 
 
 class Blueprint(flask_smorest.Blueprint):
@@ -97,26 +97,21 @@ class Blueprint(flask_smorest.Blueprint):
         by_status: dict[int, list[str]] = {}
         for code in dict.fromkeys((*codes, *ALWAYS_ERRORS)):
             by_status.setdefault(ERROR_CODES[code][0], []).append(code)
-        decorators = []
-        for status, status_codes in sorted(by_status.items()):
-            body = (bodies or {}).get(status)
-            reference = body or {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"}
-            lines = "\n".join(f"- `{code}`: {ERROR_CODES[code][1]}" for code in status_codes)
-            extra = getattr(body, "example_fields", None)
-            decorators.append(self.alt_response(
-                status,
-                schema={"allOf": [reference, {"type": "object", "properties": {
-                    "error_code": {"type": "string", "enum": status_codes}}}]},
-                description=f"`error_code` is one of:\n\n{lines}", headers=_ERROR_HEADERS.get(status),
-                examples={code: {"summary": code, "value": {**error_example(code), **(extra(code) if extra else {})}}
-                          for code in status_codes}))
-
         # Optional: the token is needed only when the server sets one (VIRALSPOT_ADMIN_TOKEN).
         doc = {"security": [{"admin_token": []}, {}]} if "UNAUTHORIZED" in codes else {}
 
         def decorate(view):
-            for decorator in decorators:
-                view = decorator(view)
+            for status, status_codes in sorted(by_status.items()):
+                body = (bodies or {}).get(status)
+                reference = body or {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"}
+                lines = "\n".join(f"- `{code}`: {ERROR_CODES[code][1]}" for code in status_codes)
+                extra = getattr(body, "example_fields", lambda code: {})
+                view = self.alt_response(
+                    status, schema={"allOf": [reference, {"type": "object", "properties": {
+                        "error_code": {"type": "string", "enum": status_codes}}}]},
+                    description=f"`error_code` is one of:\n\n{lines}", headers=_ERROR_HEADERS.get(status),
+                    examples={code: {"summary": code, "value": {**error_example(code), **extra(code)}}
+                              for code in status_codes})(view)
             return self.doc(operationId=f"{self.name}_{view.__name__}", **doc)(view)
 
         return decorate

@@ -2,6 +2,7 @@
 ``flask content seed | import | render | snapshot | stats``."""
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -125,8 +126,6 @@ def seed_command(items: int | None, seed: int, reference: str | None, if_empty: 
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def import_command(file, progress: bool) -> None:
     """Upsert content from a JSON Lines FILE ('-' for stdin), one content object per line."""
-    with catalog.connect():
-        pass  # creates the schema if start-up could not reach the database
     total = os.path.getsize(file.name) if file.name not in ("<stdin>", "-") and os.path.isfile(file.name) else None
     bar = tqdm(total=total, unit="B", unit_scale=True, desc="importing", disable=not progress)
     try:
@@ -188,15 +187,12 @@ def stats_command() -> None:
     with catalog.connect() as conn:
         rows = counts_by_type_and_category(conn)
         version, _largest = catalog_state(conn)
-    totals: dict[str, int] = {}
-    for content_type, _category, count in rows:
-        totals[content_type] = totals.get(content_type, 0) + count
-    click.echo(f"catalog version {version}, {sum(totals.values())} items")
-    for content_type, count in totals.items():
-        click.echo(f"{content_type}: {count}")
-        for row_type, category, row_count in rows:
-            if row_type == content_type:
-                click.echo(f"  {category or '(none)'}: {row_count}")
+    click.echo(f"catalog version {version}, {sum(count for _type, _category, count in rows)} items")
+    for content_type, group in itertools.groupby(rows, key=lambda row: row[0]):  # rows come ordered by type
+        group = list(group)
+        click.echo(f"{content_type}: {sum(count for _type, _category, count in group)}")
+        for _type, category, count in group:
+            click.echo(f"  {category or '(none)'}: {count}")
 
 
 def register(app: Flask) -> None:

@@ -38,8 +38,7 @@ class Clock:
     """Epoch seconds when called; ``now()`` as a UTC datetime. ``fixed`` pins it (None: system time)."""
 
     def __init__(self, fixed: str | datetime | None = None) -> None:
-        self.fixed = None if fixed is None else parse_instant(fixed)
-        self._fixed_seconds = None if self.fixed is None else self.fixed.timestamp()
+        self._fixed_seconds = None if fixed is None else parse_instant(fixed).timestamp()
 
     def __call__(self) -> float:
         return time.time() if self._fixed_seconds is None else self._fixed_seconds
@@ -52,7 +51,7 @@ def init_clock(app: Flask) -> Clock:
     """The app's clock from ``FIXED_NOW``; a value that is not an instant stops start-up."""
     fixed = app.config.get("FIXED_NOW")
     try:
-        clock = Clock(parse_instant(fixed) if fixed else None)
+        clock = Clock(fixed or None)
     except ValueError as error:
         raise RuntimeError(f"VIRALSPOT_FIXED_NOW: {error}") from None
     app.extensions[EXTENSION_NAME] = clock

@@ -15,6 +15,8 @@ from .clock import utc_timestamp
 
 _REASONS = {400: "Bad Request", 414: "URI Too Long", 431: "Request Header Fields Too Large",
             500: "Internal Server Error"}
+#: Errors in the application's response, not in the request: answered 500.
+_RESPONSE_ERRORS = (InvalidResponseHeader, InvalidResponseHeaderName)
 
 
 def error_bytes(error_code: str, detail: str) -> bytes:
@@ -31,14 +33,11 @@ class EnvelopeWorker(ThreadWorker):
     """``gthread`` with JSON errors (``gunicorn.conf.py`` sets it as ``worker_class``)."""
 
     def handle_error(self, req, client, addr, exc):
-        if isinstance(exc, (InvalidResponseHeader, InvalidResponseHeaderName)):  # the application's fault
-            self.log.exception("Error handling request")
-            code, detail = "INTERNAL_ERROR", "Internal server error"
-        elif isinstance(exc, LimitRequestLine):
+        if isinstance(exc, LimitRequestLine):
             code, detail = "URI_TOO_LONG", f"The request line is longer than {self.cfg.limit_request_line} bytes"
         elif isinstance(exc, LimitRequestHeaders):
             code, detail = "HEADERS_TOO_LARGE", f"Request headers over the server's limits: {exc}"
-        elif isinstance(exc, (ParseException, ValueError)):
+        elif isinstance(exc, (ParseException, ValueError)) and not isinstance(exc, _RESPONSE_ERRORS):
             code, detail = "BAD_REQUEST", "The server could not parse the request"
         else:
             self.log.exception("Error handling request")

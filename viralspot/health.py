@@ -63,8 +63,10 @@ def _run_probe(app: Flask, name: str, probe: Callable[[], bool], future: Future,
         future.set_result((ok, time.perf_counter() - started))
 
 
-def run_checks(app: Flask, timeout: float) -> dict[str, dict]:
-    """{name: {"status": "ok" | "unavailable" | "timeout", "seconds": float}}, within ``timeout``."""
+def run_checks() -> dict[str, dict]:
+    """{name: {"status": "ok" | "unavailable" | "timeout", "seconds": float}}, within ``READINESS_TIMEOUT``."""
+    app = current_app._get_current_object()
+    timeout = float(app.config["READINESS_TIMEOUT"])
     # The check of each dependency currently running in this app (at most one each).
     lock, running = app.extensions.setdefault(_CHECKS_KEY, (threading.Lock(), {}))
     started = time.perf_counter()
@@ -88,10 +90,6 @@ def run_checks(app: Flask, timeout: float) -> dict[str, dict]:
             log.warning("%s check did not answer within %.2f s", name, timeout)
             results[name] = {"status": "timeout", "seconds": round(time.perf_counter() - started, 6)}
     return results
-
-
-def _checks() -> dict[str, dict]:
-    return run_checks(current_app._get_current_object(), float(current_app.config["READINESS_TIMEOUT"]))
 
 
 def _failure(failed: list[str], what: str) -> ApiError:
@@ -122,7 +120,7 @@ def readyz():
     concurrently, each waited for at most VIRALSPOT_READINESS_TIMEOUT seconds (default 1); a 503
     carries the result of each check.
     """
-    checks = _checks()
+    checks = run_checks()
     failed = [name for name, result in checks.items() if result["status"] != "ok"]
     if failed:
         response = error_response(_failure(failed, "Not ready"), checks=checks)
@@ -137,7 +135,7 @@ def readyz():
 @bp.errors(*DATABASE_ERRORS, *STORE_ERRORS)
 def health():
     """Health: the session store and the database (orchestrators: see /livez and /readyz)"""
-    checks = {name: "ok" if result["status"] == "ok" else "unavailable" for name, result in _checks().items()}
+    checks = {name: "ok" if result["status"] == "ok" else "unavailable" for name, result in run_checks().items()}
     failed = [name for name, state in checks.items() if state != "ok"]
     if failed:
         raise _failure(failed, "Service degraded")

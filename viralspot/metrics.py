@@ -56,13 +56,6 @@ def enabled(value: Any) -> bool:
     return bool(value)
 
 
-def multiprocess_dir() -> str | None:
-    for name in MULTIPROC_ENV:
-        if os.environ.get(name):
-            return os.environ[name]
-    return None
-
-
 class Metrics:
     """The service's metrics; ``registry`` None in multiprocess mode (the files are the registry)."""
 
@@ -94,8 +87,7 @@ class Metrics:
             "Rate-limit checks whose storage failed (the request was served: the limits fail open).",
             registry=registry)
         self.database_errors = Counter(
-            "viralspot_database_errors", "Database outages answered 503 DATABASE_UNAVAILABLE.",
-            registry=registry)
+            "viralspot_database_errors", "Database outages answered 503 DATABASE_UNAVAILABLE.", registry=registry)
         self.snapshot_lookups = Counter(
             "viralspot_item_snapshot_lookups",
             "Item-snapshot look-ups of random pages: hit (items read from the snapshot) or miss (from the database).",
@@ -124,7 +116,7 @@ def _build_metrics() -> Metrics:
     from prometheus_client import CollectorRegistry, disable_created_metrics, values
 
     disable_created_metrics()  # no *_created series: half the series, nothing a dashboard reads
-    if multiprocess_dir():
+    if any(os.environ.get(name) for name in MULTIPROC_ENV):
         if values.ValueClass is not values.MutexValue:
             with _shared_lock:
                 if _shared is None:
@@ -181,16 +173,13 @@ def current_for(app: Flask) -> Metrics | None:
 
 def current() -> Metrics | None:
     """The current app's metrics, or None (no app context, metrics off)."""
-    if not has_app_context():
-        return None
-    return current_app.extensions.get(EXTENSION_KEY)
+    return current_for(current_app) if has_app_context() else None
 
 
 def random_page(page) -> None:
     """Count a random page (``feed.service.ServedPage``): how it was answered, its store calls,
     and whether its items came from an item snapshot."""
-    metrics = current()
-    if metrics is not None:
+    if (metrics := current()) is not None:
         metrics.page_series[page.replayed].inc()
         metrics.feed_round_trips.inc(page.round_trips)
         if page.snapshot_hit is not None:
@@ -198,8 +187,7 @@ def random_page(page) -> None:
 
 
 def session_conflict() -> None:
-    metrics = current()
-    if metrics is not None:
+    if (metrics := current()) is not None:
         metrics.session_conflicts.inc()
 
 
@@ -211,8 +199,7 @@ def store_error_kind(error: BaseException) -> str:
 
 
 def store_error(error: BaseException) -> None:
-    metrics = current()
-    if metrics is not None:
+    if (metrics := current()) is not None:
         metrics.store_errors.labels(store_error_kind(error)).inc()
 
 
@@ -220,8 +207,7 @@ class _LimiterStorageErrors(logging.Handler):
     """Counts the rate-limit storage failures flask-limiter swallows (it logs each on its logger)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        metrics = current()
-        if metrics is not None and record.getMessage().startswith("Failed to"):
+        if (metrics := current()) is not None and record.getMessage().startswith("Failed to"):
             metrics.rate_limit_storage_errors.inc()
 
 
@@ -229,8 +215,5 @@ _LIMITER_STORAGE_ERRORS = _LimiterStorageErrors()
 
 
 def database_error() -> None:
-    metrics = current()
-    if metrics is not None:
+    if (metrics := current()) is not None:
         metrics.database_errors.inc()
-
-

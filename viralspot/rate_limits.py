@@ -18,7 +18,6 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "vs2:rl"
@@ -55,8 +54,7 @@ class RateLimits:
         try:
             limiter = self._limiter(app, uri, options)
         except Exception as error:  # noqa: BLE001 - a storage unreachable at start-up: count in this process
-            log.error("rate-limit storage unreachable at start-up (%s); counting in this process",
-                      type(error).__name__)
+            log.error("rate-limit storage unreachable at start-up (%s); counting in this process", type(error).__name__)
             limiter = self._limiter(app, "memory://", {})
 
         @app.after_request

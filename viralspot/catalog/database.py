@@ -31,7 +31,6 @@ from .tables import content, metadata
 
 EXTENSION_NAME = "viralspot.catalog"
 SCHEMA_READY = "viralspot.catalog.schema_ready"
-STATE_CACHE = "viralspot.catalog.state_cache"
 ITEM_SNAPSHOTS = "viralspot.catalog.item_snapshots"
 READER = "viralspot.catalog.reader"
 
@@ -71,8 +70,7 @@ def item_snapshots(app: Flask, engine: Engine) -> ItemSnapshots | None:
         return None
     if root is None:
         root = os.path.join(app.instance_path, "item-snapshots")
-    return ItemSnapshots(engine, snapshot_directory(root, engine),
-                         write=bool(app.config["ITEM_SNAPSHOT_WRITE"]),
+    return ItemSnapshots(engine, snapshot_directory(root, engine), write=bool(app.config["ITEM_SNAPSHOT_WRITE"]),
                          settle=float(app.config["ITEM_SNAPSHOT_SETTLE"]))
 
 
@@ -187,7 +185,7 @@ class Catalog:
         engine = make_engine(database_url(app), float(app.config["DATABASE_BUSY_TIMEOUT"]))
         app.extensions[EXTENSION_NAME] = engine
         app.extensions[SCHEMA_READY] = False
-        state = app.extensions[STATE_CACHE] = CatalogStateCache(float(app.config["CATALOG_STATE_TTL"]))
+        state = CatalogStateCache(float(app.config["CATALOG_STATE_TTL"]))
         snapshots = app.extensions[ITEM_SNAPSHOTS] = item_snapshots(app, engine)
         app.extensions[READER] = FeedCatalog(
             lambda: self.ready_engine(app).connect(), state.get, snapshots.current if snapshots else None,
@@ -211,7 +209,8 @@ class Catalog:
 
     @property
     def engine(self) -> Engine:
-        return current_app.extensions[EXTENSION_NAME]
+        """The current app's engine, its schema created first when start-up could not."""
+        return self.ready_engine(current_app._get_current_object())
 
     @property
     def snapshots(self) -> ItemSnapshots | None:
@@ -229,8 +228,8 @@ class Catalog:
 
     def connect(self) -> Connection:
         """A pooled connection, to use as ``with catalog.connect() as conn:`` (returned to the pool after)."""
-        return self.ready_engine(current_app._get_current_object()).connect()
+        return self.engine.connect()
 
     def begin(self) -> ContextManager[Connection]:
         """``with catalog.begin() as conn:``: a connection in a transaction, committed unless the block raises."""
-        return self.ready_engine(current_app._get_current_object()).begin()
+        return self.engine.begin()

@@ -61,8 +61,7 @@ def account_engagement_rate() -> ColumnElement:
 
 def content_engagement_rate() -> ColumnElement:
     """(likes + comments) / views x 100; NULL when the item has no views."""
-    return (cast(content.c.like_count + content.c.comment_count, Float) * 100.0
-            / func.nullif(content.c.view_count, 0))
+    return cast(content.c.like_count + content.c.comment_count, Float) * 100.0 / func.nullif(content.c.view_count, 0)
 
 
 def join_profiles(stmt: Select) -> Select:
@@ -209,22 +208,14 @@ def build_content_filter(kind: str, args: Mapping[str, Any]) -> ContentFilter:
     """``content_filter``'s work, uncached."""
     if kind not in DEFAULT_CONTENT_TYPE:
         raise ValueError(f"unknown content kind {kind!r}")
-    values: dict[str, Any] = {"kind": kind}
-    for name in _LIST_ARGS:
-        values[name] = _clean_list(args.get(name))
-    if values["content_types"]:
-        values["content_types"] = tuple(sorted({normalize_content_type(v) for v in values["content_types"]}))
-    else:
-        values["content_types"] = (DEFAULT_CONTENT_TYPE[kind],)
-    if values["keywords"]:
-        values["keywords"] = _clean_list(word.lower() for word in values["keywords"])
-    search = (args.get("search") or "").strip()
-    values["search"] = search or None
+    values: dict[str, Any] = {"kind": kind, **{name: _clean_list(args.get(name)) for name in _LIST_ARGS}}
+    values["content_types"] = (tuple(sorted({normalize_content_type(v) for v in values["content_types"]}))
+                               or (DEFAULT_CONTENT_TYPE[kind],))
+    values["keywords"] = _clean_list(word.lower() for word in values["keywords"])
+    values["search"] = (args.get("search") or "").strip() or None
     for name in RANGE_ARGS:
-        for bound in ("min", "max"):
-            key = f"{bound}_{name}"
-            value = args.get(key)
-            if value is not None:
+        for key in (f"min_{name}", f"max_{name}"):
+            if (value := args.get(key)) is not None:
                 values[key] = float(value) if name in ("outlier_score", "account_engagement_rate") else int(value)
     if kind == "posts":  # posts have no views: the view filters are ignored
         values.pop("min_views", None)

@@ -31,16 +31,12 @@ CHUNK_LINES = 500
 _TEXT = 255
 _COUNT = validate.Range(min=0, max=2 ** 62)
 
-CONTENT_FIELDS = ("content_id", "shortcode", "content_type", "url", "description", "thumbnail_url",
-                  "thumbnail_path", "display_url_path", "video_thumbnail_path", "view_count", "like_count",
-                  "comment_count", "outlier_score", "date_posted", "username", "language", "content_style",
-                  "primary_category", "secondary_category", "tertiary_category", "categorization_confidence",
-                  "keyword_1", "keyword_2", "keyword_3", "keyword_4", "all_image_urls")
-#: import key -> primary_profiles column
-PROFILE_FIELDS = {name: name for name in (
-    "profile_name", "bio", "followers", "posts_count", "is_verified", "is_business_account", "profile_url",
-    "profile_image_url", "profile_image_path", "account_type", "total_reels", "median_views", "mean_views",
-    "profile_primary_category")} | {"profile_language": "language"}
+#: The content columns a line may give: not the keys, the bookkeeping dates nor the rendered item.
+CONTENT_FIELDS = tuple(column.name for column in content.c if column.name not in (
+    "id", "profile_id", "created_at", "updated_at", "item_json", "item_version"))
+#: import key -> primary_profiles column: all but the key, the username and the bookkeeping dates.
+PROFILE_FIELDS = {("profile_language" if column.name == "language" else column.name): column.name
+                  for column in primary_profiles.c if column.name not in ("id", "username", "created_at", "updated_at")}
 
 
 class ContentTypeField(fields.String):
@@ -106,13 +102,12 @@ class ImportRecordSchema(Schema.from_dict({name: _SPECIAL_FIELDS.get(name) or _c
 class ImportReport:
     inserted: int = 0
     updated: int = 0
-    rejected: int = 0
     #: (line number, reason) of each rejected line
     errors: list[tuple[int, str]] = field(default_factory=list)
 
-    def reject(self, line_number: int, reason: str) -> None:
-        self.rejected += 1
-        self.errors.append((line_number, reason))
+    @property
+    def rejected(self) -> int:
+        return len(self.errors)
 
 
 class LineRejected(Exception):
@@ -149,15 +144,14 @@ class RenderPending:
         """Bump the catalog version and render the changed items with it; the number rendered."""
         if not (self.content_ids or self.profile_ids):
             return 0
-        version = bump_version(conn)
-        return render_items(conn, version=version, content_ids=self.content_ids, profile_ids=self.profile_ids)
+        return render_items(conn, version=bump_version(conn), content_ids=self.content_ids,
+                            profile_ids=self.profile_ids)
 
 
 def _upsert_profile(conn: Connection, record: dict, now: datetime, pending: RenderPending) -> int:
     values = {column: record[key] for key, column in PROFILE_FIELDS.items() if key in record}
     username = record["username"].strip()
-    existing = conn.execute(select(primary_profiles.c.id)
-                            .where(primary_profiles.c.username == username)).scalar()
+    existing = conn.execute(select(primary_profiles.c.id).where(primary_profiles.c.username == username)).scalar()
     if existing is not None:
         if values:
             conn.execute(primary_profiles.update().where(primary_profiles.c.id == existing)
@@ -165,8 +159,7 @@ def _upsert_profile(conn: Connection, record: dict, now: datetime, pending: Rend
             pending.profile_ids.add(int(existing))  # its fields are part of each of its items
         return int(existing)
     values = {"followers": 0, "is_verified": False, "is_business_account": False, **values}
-    result = conn.execute(primary_profiles.insert().values(username=username, created_at=now, updated_at=now,
-                                                          **values))
+    result = conn.execute(primary_profiles.insert().values(username=username, created_at=now, updated_at=now, **values))
     return int(result.inserted_primary_key[0])
 
 
@@ -201,23 +194,19 @@ def write_record(conn: Connection, record: dict, pending: RenderPending) -> bool
 
 def _write_chunk(engine: Engine, chunk: list[tuple[int, dict]], report: ImportReport) -> None:
     """Write one chunk in one transaction; the report is updated only when it commits."""
-    inserted = updated = 0
+    written: list[bool] = []  # for each line written: True when inserted, False when updated
     rejected: list[tuple[int, str]] = []
     pending = RenderPending()
     with engine.begin() as conn:
         for line_number, record in chunk:
             try:
-                if write_record(conn, record, pending):
-                    inserted += 1
-                else:
-                    updated += 1
+                written.append(write_record(conn, record, pending))
             except LineRejected as error:
                 rejected.append((line_number, str(error)))
         pending.commit(conn)  # in the chunk's transaction: items, rows and version commit together
-    report.inserted += inserted
-    report.updated += updated
-    for line_number, reason in rejected:
-        report.reject(line_number, reason)
+    report.inserted += sum(written)
+    report.updated += len(written) - sum(written)
+    report.errors.extend(rejected)
 
 
 def _flush(engine: Engine, chunk: list[tuple[int, dict]], report: ImportReport) -> None:
@@ -233,7 +222,7 @@ def _flush(engine: Engine, chunk: list[tuple[int, dict]], report: ImportReport) 
             except OperationalError:
                 raise
             except DBAPIError as error:
-                report.reject(line_number, f"refused by the database: {type(error.orig).__name__}")
+                report.errors.append((line_number, f"refused by the database: {type(error.orig).__name__}"))
 
 
 def import_lines(engine: Engine, lines: Iterable[str], progress: Callable[[int], None] | None = None,
@@ -249,7 +238,7 @@ def import_lines(engine: Engine, lines: Iterable[str], progress: Callable[[int],
         try:
             chunk.append((line_number, parse_line(text)))
         except LineRejected as error:
-            report.reject(line_number, str(error))
+            report.errors.append((line_number, str(error)))
         if len(chunk) >= chunk_lines:
             _flush(engine, chunk, report)
             chunk = []

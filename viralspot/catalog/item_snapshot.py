@@ -52,8 +52,7 @@ APPEND_FLOOR = 1_000
 
 _ROWS_AFTER = (select(content.c.id, content.c.item_json).where(content.c.id > bindparam("after"))
                .order_by(content.c.id).limit(bindparam("size")))
-_CHANGED_SINCE = (select(content.c.id).where(content.c.item_version > bindparam("version"))
-                  .order_by(content.c.id))
+_CHANGED_SINCE = select(content.c.id).where(content.c.item_version > bindparam("version")).order_by(content.c.id)
 
 
 class SnapshotError(Exception):
@@ -248,10 +247,7 @@ def _write_whole(conn: Connection, final: Path, state, epoch: int) -> SnapshotUp
         with open(temporary, "wb") as out:
             out.seek(data_start)
             after = 0
-            while True:
-                rows = conn.execute(_ROWS_AFTER, {"after": after, "size": WRITE_CHUNK}).all()
-                if not rows:
-                    break
+            while rows := conn.execute(_ROWS_AFTER, {"after": after, "size": WRITE_CHUNK}).all():
                 after = rows[-1][0]
                 if after > largest:
                     raise CatalogChanged("rows past the largest id appeared while writing")

@@ -18,8 +18,7 @@ from typing import Callable
 
 from sqlalchemy import Engine
 
-from .item_snapshot import (SNAPSHOT_FILE, CatalogChanged, ItemSnapshot, SnapshotError, SnapshotUpdate,
-                            update_snapshot)
+from .item_snapshot import SNAPSHOT_FILE, CatalogChanged, ItemSnapshot, SnapshotError, SnapshotUpdate, update_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +37,8 @@ class ItemSnapshots:
     """The item snapshot of the current catalog state, for one engine; thread-safe. A state is written
     once it stayed current ``settle`` seconds; after a ``CatalogChanged`` the wait doubles."""
 
-    def __init__(self, engine: Engine, directory: str | os.PathLike, *, write: bool = True,
-                 recheck: float = 1.0, settle: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, engine: Engine, directory: str | os.PathLike, *, write: bool = True, recheck: float = 1.0,
+                 settle: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.engine = engine
         self.directory = Path(directory)
         self.write = write
@@ -90,36 +88,26 @@ class ItemSnapshots:
             settled = now - self._newest[1] >= self.settle and self._newest[0] == state
             if (self.write and settled and now >= self._next_write
                     and (self._writer is None or not self._writer.is_alive())):
-                self._writer = threading.Thread(target=self._write_in_background, name="item-snapshot",
-                                                daemon=True)
+                self._writer = threading.Thread(target=self._write_in_background, name="item-snapshot", daemon=True)
                 self._writer.start()
         return None
 
     def _reopen(self, loaded: ItemSnapshot | None) -> ItemSnapshot | None:
         """``loaded`` while the file is still the one it maps, at the same size; else the file mapped anew."""
         path = self.directory / SNAPSHOT_FILE
-        if loaded is not None:
-            try:
-                stat = os.stat(path)
-            except OSError:
-                return None
-            if (stat.st_dev, stat.st_ino, stat.st_size) == loaded.identity:
-                return loaded
-        return self._open(path)
-
-    @staticmethod
-    def _open(path: Path) -> ItemSnapshot | None:
         try:
+            if loaded is not None:
+                stat = os.stat(path)
+                if (stat.st_dev, stat.st_ino, stat.st_size) == loaded.identity:
+                    return loaded
             return ItemSnapshot(path)
         except FileNotFoundError:
             return None
         except SnapshotError as error:
             log.warning("ignoring a damaged item snapshot: %s", error)
-            return None
         except OSError as error:  # an unreadable directory or file: pages read the database
-            log.warning("cannot open the item snapshot (%s); pages read items from the database",
-                        type(error).__name__)
-            return None
+            log.warning("cannot open the item snapshot (%s); pages read items from the database", type(error).__name__)
+        return None
 
     def write_now(self) -> SnapshotUpdate | None:
         """``update_snapshot`` under the directory's lock; None when another process holds it."""
@@ -147,14 +135,12 @@ class ItemSnapshots:
             with self._lock:
                 self._backoff = min(RETRY_AFTER_FAILURE, max(self.settle, 1.0, self._backoff * 2))
                 self._next_write = self._clock() + self._backoff
-            log.info("item snapshot not kept (%s); writing again in %.0f s at the earliest",
-                     error, self._backoff)
+            log.info("item snapshot not kept (%s); writing again in %.0f s at the earliest", error, self._backoff)
             return
         except Exception as error:  # noqa: BLE001 - a background thread must log, not die silently
             with self._lock:
                 self._next_write = self._clock() + RETRY_AFTER_FAILURE
-            log.error("writing the item snapshot failed (%s); pages read items from the database",
-                      type(error).__name__)
+            log.error("writing the item snapshot failed (%s); pages read items from the database", type(error).__name__)
             return
         with self._lock:
             self._backoff = 0.0

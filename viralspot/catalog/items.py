@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
-
 #: The fields an item shows as stored (None when missing).
 _AS_STORED = ("primary_category", "secondary_category", "tertiary_category", "keyword_1", "keyword_2", "keyword_3",
               "keyword_4", "categorization_confidence", "content_style", "language", "account_type")
@@ -23,9 +22,7 @@ def display_count(value: int | None) -> str:
 
 def iso_datetime(value: datetime | str | None) -> str | None:
     """ISO 8601 in UTC; a naive value (SQLite returns those) is UTC already."""
-    if value is None:
-        return None
-    if isinstance(value, str):
+    if value is None or isinstance(value, str):
         return value
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)

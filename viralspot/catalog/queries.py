@@ -146,9 +146,8 @@ def matching_keys_until(conn: Connection, flt: ContentFilter, at: datetime) -> t
 
 
 #: The content columns an item is built from (not the image list, bookkeeping dates nor the item).
-ITEM_COLUMNS = tuple(column for column in content.c
-                     if column.name not in ("all_image_urls", "created_at", "updated_at", "profile_id",
-                                            "item_json", "item_version"))
+ITEM_COLUMNS = tuple(column for column in content.c if column.name not in (
+    "all_image_urls", "created_at", "updated_at", "profile_id", "item_json", "item_version"))
 #: Content with its author's profile columns, for ids bound to ``keys``; built once.
 ITEMS_BY_KEYS = (select(*ITEM_COLUMNS, *PROFILE_COLUMNS)
                  .select_from(content.outerjoin(primary_profiles, primary_profiles.c.id == content.c.profile_id))
@@ -162,18 +161,13 @@ def items_by_keys(conn: Connection, keys: Sequence[int]) -> list[dict]:
     return [by_id[key] for key in ordered if key in by_id]
 
 
-def page_keys_statement(flt: ContentFilter, sort_by: str | None, now: datetime | None = None) -> Select:
-    """SELECT content.id of matching items in the order of ``sort_by`` (no limit)."""
-    joined = sort_by in _PROFILE_SORTS
-    stmt = join_profiles(select(content.c.id)) if joined else select(content.c.id)
-    return flt.where(stmt, profile_joined=joined, now=now).order_by(*order_by(flt.kind, sort_by))
-
-
 def plain_page_keys(conn: Connection, flt: ContentFilter, sort_by: str | None, limit: int,
                     offset: int, now: datetime | None = None) -> tuple[list[int], bool]:
     """The ids of one page in a plain (non-random) order: (keys, is_last_page)."""
-    stmt = page_keys_statement(flt, sort_by, now).limit(limit + 1).offset(offset)
-    keys = list(conn.execute(stmt).scalars())
+    joined = sort_by in _PROFILE_SORTS
+    stmt = join_profiles(select(content.c.id)) if joined else select(content.c.id)
+    stmt = flt.where(stmt, profile_joined=joined, now=now).order_by(*order_by(flt.kind, sort_by))
+    keys = list(conn.execute(stmt.limit(limit + 1).offset(offset)).scalars())
     return keys[:limit], len(keys) <= limit
 
 
@@ -189,8 +183,7 @@ def bump_version(conn: Connection) -> int:
     bumped = conn.execute(catalog_meta.update().where(catalog_meta.c.name == VERSION_KEY)
                           .values(value=catalog_meta.c.value + 1))
     if bumped.rowcount == 0:
-        conn.execute(catalog_meta.insert().values(name=VERSION_KEY,
-                                                  value=secrets.randbelow(FIRST_VERSION_BELOW) + 1))
+        conn.execute(catalog_meta.insert().values(name=VERSION_KEY, value=secrets.randbelow(FIRST_VERSION_BELOW) + 1))
         new_epoch(conn)
     return int(conn.execute(select(catalog_meta.c.value).where(catalog_meta.c.name == VERSION_KEY)).scalar())
 
@@ -198,15 +191,13 @@ def bump_version(conn: Connection) -> int:
 def new_epoch(conn: Connection) -> int:
     """Draw a new catalog epoch in the caller's transaction (every writer that deletes rows does)."""
     epoch = secrets.randbelow(2 ** 62) + 1
-    if conn.execute(catalog_meta.update().where(catalog_meta.c.name == EPOCH_KEY)
-                    .values(value=epoch)).rowcount == 0:
+    if conn.execute(catalog_meta.update().where(catalog_meta.c.name == EPOCH_KEY).values(value=epoch)).rowcount == 0:
         conn.execute(catalog_meta.insert().values(name=EPOCH_KEY, value=epoch))
     return epoch
 
 
 _EPOCH = select(catalog_meta.c.value).where(catalog_meta.c.name == EPOCH_KEY).scalar_subquery()
-CATALOG_STATE_AND_EPOCH = select(func.coalesce(_VERSION, 0), func.coalesce(_LARGEST, 0),
-                                 func.coalesce(_EPOCH, 0))
+CATALOG_STATE_AND_EPOCH = CATALOG_STATE.add_columns(func.coalesce(_EPOCH, 0))
 
 
 def catalog_state_and_epoch(conn: Connection) -> tuple[CatalogState, int]:

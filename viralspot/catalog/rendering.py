@@ -57,21 +57,18 @@ def _write(conn: Connection, rows, version: int) -> int:
 
 
 def render_items(conn: Connection, *, version: int, content_ids: Iterable[int] | None = None,
-                 profile_ids: Iterable[int] | None = None,
-                 progress: Callable[[int], None] | None = None) -> int:
+                 profile_ids: Iterable[int] | None = None, progress: Callable[[int], None] | None = None) -> int:
     """(Re)render ``item_json`` of ``content_ids`` and every row of ``profile_ids`` (every row when both
     are None), stamped with ``version`` (``bump_version``'s in this transaction); the number rendered."""
     rendered = 0
     if content_ids is None and profile_ids is None:
         after = 0
-        while True:
-            rows = conn.execute(_ALL_AFTER, {"after": after, "size": RENDER_CHUNK}).mappings().all()
-            if not rows:
-                return rendered
+        while rows := conn.execute(_ALL_AFTER, {"after": after, "size": RENDER_CHUNK}).mappings().all():
             rendered += _write(conn, rows, version)
             after = rows[-1]["id"]
             if progress:
                 progress(len(rows))
+        return rendered
     ids = {int(key) for key in content_ids or ()}
     ids.update(row[0] for row in rows_for_keys(conn, _IDS_OF_PROFILES, profile_ids or (), name="profiles"))
     ordered = sorted(ids)
@@ -109,15 +106,14 @@ def ordered_fragments_statement(dialect_name: str):
     if dialect_name == "sqlite":
         # json_each gives rows in list order; group_concat does not promise to keep it: the ids check it.
         listed = func.json_each(keys_parameter(dialect_name)).table_valued("key", "value").alias("listed")
-        return (select(func.group_concat(content.c.item_json, ","), func.group_concat(content.c.id, ","),
-                       func.count(content.c.item_json), func.count())
-                .select_from(listed.join(content, content.c.id == listed.c.value)))
-    listed = (func.unnest(keys_parameter(dialect_name)).table_valued("value", with_ordinality="position")
-              .render_derived(name="listed"))
-    comma_in_order = aggregate_order_by(literal_column("','"), listed.c.position)
-    return (select(func.string_agg(content.c.item_json, comma_in_order),
-                   func.string_agg(cast(content.c.id, Text), comma_in_order),
-                   func.count(content.c.item_json), func.count())
+        joined = (func.group_concat(content.c.item_json, ","), func.group_concat(content.c.id, ","))
+    else:
+        listed = (func.unnest(keys_parameter(dialect_name)).table_valued("value", with_ordinality="position")
+                  .render_derived(name="listed"))
+        comma_in_order = aggregate_order_by(literal_column("','"), listed.c.position)
+        joined = (func.string_agg(content.c.item_json, comma_in_order),
+                  func.string_agg(cast(content.c.id, Text), comma_in_order))
+    return (select(*joined, func.count(content.c.item_json), func.count())
             .select_from(listed.join(content, content.c.id == listed.c.value)))
 
 

@@ -219,16 +219,11 @@ PARALLEL_RENDER_ITEMS = 20_000
 
 def render_generated(columns: dict[str, list], profiles_by_id: dict[int, dict]) -> list[str]:
     """``item_json`` of generated rows, built from the columns as the database will return them."""
+    names = [column.name for column in ITEM_COLUMNS]
     posted = np.char.add(np.datetime_as_string(columns["date_posted"], unit="s"), "Z").tolist()
-    names = [column.name for column in ITEM_COLUMNS if column.name != "date_posted"]
-    rendered = []
-    for values, date_posted, profile_id in zip(zip(*(columns[name] for name in names)), posted,
-                                               columns["profile_id"]):
-        row = dict(zip(names, values))
-        row["date_posted"] = date_posted
-        row.update(profiles_by_id[profile_id])
-        rendered.append(render_row(row))
-    return rendered
+    values = zip(*(posted if name == "date_posted" else columns[name] for name in names))
+    return [render_row(dict(zip(names, row), **profiles_by_id[profile_id]))
+            for row, profile_id in zip(values, columns["profile_id"])]
 
 
 _worker_profiles: dict[int, dict] = {}

@@ -22,8 +22,7 @@ SWAGGER_UI_FILES = frozenset({"swagger-ui-bundle.js", "swagger-ui.css", "index.c
 DOCS_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
             "connect-src 'self'; font-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'self'")
 
-bp = Blueprint("docs", __name__, template_folder="templates", static_folder="static",
-               static_url_path="/docs/static")
+bp = Blueprint("docs", __name__, template_folder="templates", static_folder="static", static_url_path="/docs/static")
 
 
 @functools.cache

@@ -156,8 +156,7 @@ class ContentQueryArgsSchema(Schema):
             if low is not None and high is not None and low > high:
                 raise ValidationError(f"{low_name} must not exceed {high_name}.", field_name=low_name)
         if data.get("random_order") and not data.get("session_id"):
-            raise ValidationError(CodedMessage(RANDOM_NEEDS_SESSION, "MISSING_PARAMETER"),
-                                  field_name="session_id")
+            raise ValidationError(CodedMessage(RANDOM_NEEDS_SESSION, "MISSING_PARAMETER"), field_name="session_id")
 
 
 class PostQueryArgsSchema(ContentQueryArgsSchema):

@@ -8,15 +8,9 @@ from marshmallow import Schema, fields
 from ..clock import utc_timestamp
 
 
-class ApiResponseSchema(Schema):
-    """Success envelope."""
-
-    success = fields.Boolean(required=True)
-    data = fields.Raw(allow_none=True)
-    message = fields.String(allow_none=True)
-
-
 class ErrorEnvelopeSchema(Schema):
+    """Error envelope (its OpenAPI description; ``error_response`` builds the bodies)."""
+
     success = fields.Constant(False)
     detail = fields.String(required=True)
     error_code = fields.String(required=True)
@@ -24,13 +18,9 @@ class ErrorEnvelopeSchema(Schema):
     troubleshooting = fields.String(required=True)
 
 
-_envelope = ApiResponseSchema()
-_error_envelope = ErrorEnvelopeSchema()
-
-
 def envelope(data, message: str | None = None) -> dict:
     """A success body, as a dict (a page splices its items into its JSON: ``content/page_response.py``)."""
-    return _envelope.dump({"success": True, "data": data, "message": message})
+    return {"success": True, "data": data, "message": message}
 
 
 def api_response(data, message: str | None = None, headers=None) -> Response:
@@ -42,8 +32,7 @@ def api_response(data, message: str | None = None, headers=None) -> Response:
 
 def error_response(detail: str, error_code: str, status: int, troubleshooting: str, **extra) -> Response:
     """An error response: the error envelope, with ``extra`` fields (``/readyz``'s ``checks``)."""
-    body = _error_envelope.dump({"detail": detail, "error_code": error_code, "timestamp": utc_timestamp(),
-                                 "troubleshooting": troubleshooting})
-    response = jsonify({**body, **extra})
+    response = jsonify({"success": False, "detail": detail, "error_code": error_code, "timestamp": utc_timestamp(),
+                        "troubleshooting": troubleshooting, **extra})
     response.status_code = status
     return response

@@ -29,8 +29,8 @@ class CheckResultSchema(Schema):
 class ReadinessChecksSchema(Schema):
     session_store = fields.Nested(CheckResultSchema, required=True,
                                   metadata={"description": "The session store's ping."})
-    database = fields.Nested(CheckResultSchema, required=True,
-                             metadata={"description": "The catalog state (version and largest id) read from the database."})
+    database = fields.Nested(CheckResultSchema, required=True, metadata={
+        "description": "The catalog state (version and largest id) read from the database."})
 
 
 class ReadinessDataSchema(Schema):

@@ -4,7 +4,6 @@ what tests/test_fuzz.py checks every response against. Every field a body always
 """
 from __future__ import annotations
 
-
 from marshmallow import Schema, fields, validate
 
 from ..catalog.filters import CONTENT_TYPES

@@ -12,8 +12,7 @@ _SESSION_ID_RE = re.compile(r"[A-Za-z0-9._-]+\Z", re.ASCII)
 MISSING_MESSAGE = "session_id parameter is required"
 EMPTY_MESSAGE = "session_id cannot be empty"
 TOO_LONG_MESSAGE = "session_id is too long (maximum 255 characters)"
-INVALID_MESSAGE = ("session_id contains invalid characters "
-                   "(only alphanumeric, dots, underscores, and hyphens allowed)")
+INVALID_MESSAGE = "session_id contains invalid characters (only alphanumeric, dots, underscores, and hyphens allowed)"
 
 
 class CodedMessage(str):

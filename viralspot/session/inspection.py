@@ -7,7 +7,6 @@ from datetime import datetime, timezone
 from ..store import SessionSummary
 from ..clock import utc_timestamp
 
-
 KINDS = {b"r": "reels", b"p": "posts"}
 
 

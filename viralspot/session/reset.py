@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import logging
-from types import SimpleNamespace
 
 from ..store import SessionStoreBackend
+from ..store.base import ResetResult
 from ..clock import utc_timestamp
 
 log = logging.getLogger(__name__)
@@ -31,37 +31,27 @@ def reset_session(store: SessionStoreBackend, session_id: str) -> tuple[dict, st
         log.info("reset session %s: cleared %d served items", session_id, result.cleared_items_count)
     else:
         log.info("reset requested for unknown session %s", session_id)
+    return reset_body(session_id, result, store.storage_type)
+
+
+def reset_body(session_id: str, result: ResetResult, storage_type: str) -> tuple[dict, str]:
+    """The response ``data`` and ``message`` of a reset that found ``result``."""
     data = {
         "session_reset": {"session_id": session_id, "operation_status": "completed", "session_found": result.found,
                           "cleared_items_count": result.cleared_items_count, "memory_freed": result.found},
         "next_steps": dict(_NEXT_STEPS_FOUND if result.found else _NEXT_STEPS_NOT_FOUND),
         "timestamp": utc_timestamp(),
-        "server_info": {"total_active_sessions": result.total_active_sessions,
-                        "session_storage_type": store.storage_type},
+        "server_info": {"total_active_sessions": result.total_active_sessions, "session_storage_type": storage_type},
     }
     return data, FOUND_MESSAGE if result.found else NOT_FOUND_MESSAGE
 
 
-_EXAMPLE_SESSIONS = ("user_session_abc123", "nonexistent_session_xyz789")
-
-
-def _not_an_example(record: logging.LogRecord) -> bool:
-    return not any(arg in _EXAMPLE_SESSIONS for arg in (record.args or ()) if isinstance(arg, str))
-
-
 def reset_examples() -> dict:
-    """Both documented reset bodies, built by the real code on a stand-in store."""
-    from ..store.base import ResetResult
-
+    """Both documented reset bodies, built by the real code."""
     examples = {}
-    log.addFilter(_not_an_example)
-    try:
-        for name, session_id, result in (("found", _EXAMPLE_SESSIONS[0], ResetResult(True, 47, 156)),
-                                         ("not_found", _EXAMPLE_SESSIONS[1], ResetResult(False, 0, 156))):
-            store = SimpleNamespace(storage_type="in_memory_dict", reset=lambda _session_id, result=result: result)
-            data, message = reset_session(store, session_id)
-            data["timestamp"] = "2024-01-15T10:30:00.000Z"
-            examples[name] = {"summary": message, "value": {"success": True, "data": data, "message": message}}
-    finally:
-        log.removeFilter(_not_an_example)
+    for name, session_id, result in (("found", "user_session_abc123", ResetResult(True, 47, 156)),
+                                     ("not_found", "nonexistent_session_xyz789", ResetResult(False, 0, 156))):
+        data, message = reset_body(session_id, result, "in_memory_dict")
+        data["timestamp"] = "2024-01-15T10:30:00.000Z"
+        examples[name] = {"summary": message, "value": {"success": True, "data": data, "message": message}}
     return examples
