@@ -58,3 +58,12 @@ def test_session_ids_follow_the_reset_endpoints_rules(client, raw, code):
 def test_surrounding_whitespace_is_stripped(client, store):
     serve(store, "padded", [9])
     assert client.get("/api/sessions/%20padded%20").get_json()["data"]["session"]["session_id"] == "padded"
+
+
+def test_a_weighted_feed_shows_as_weighted_beside_the_uniform_one(client):
+    for mode in ("true", "weighted"):
+        assert client.get(f"/api/posts?random_order={mode}&session_id=both&limit=5").status_code == 200
+    feeds = client.get("/api/sessions/both").get_json()["data"]["session"]["feeds"]
+    assert [feed["feed_key"].split(":")[0] for feed in feeds] == ["posts", "posts+weighted"]
+    assert feeds[0]["feed_key"].split(":")[1] == feeds[1]["feed_key"].split(":")[1]
+    assert [feed["endpoint"] for feed in feeds] == ["/api/posts", "/api/posts"]

@@ -1,5 +1,6 @@
 """What a session looks like from outside: ``GET /api/sessions/<id>`` and ``flask sessions show``.
-A feed's id (``feed/service.py``) is the endpoint's initial and 8 bytes of the filter's hash."""
+A feed's id (``feed/service.py``) is the endpoint's initial (a capital for a weighted feed) and 8
+bytes of the filter's hash."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -11,13 +12,14 @@ KINDS = {b"r": "reels", b"p": "posts"}
 
 
 def feed_key(feed_id: bytes) -> str:
-    """``reels:<16 hex digits>`` for a feed id."""
-    return f"{KINDS.get(feed_id[:1], '?')}:{feed_id[1:].hex()}"
+    """``reels:<16 hex digits>`` for a feed id; ``reels+weighted:...`` for a weighted feed."""
+    weighted = "+weighted" if feed_id[:1].isupper() else ""
+    return f"{KINDS.get(feed_id[:1].lower(), '?')}{weighted}:{feed_id[1:].hex()}"
 
 
 def feed_endpoint(feed_id: bytes) -> str | None:
     """``/api/reels`` for a feed of the reels endpoint; None for an id of no known endpoint."""
-    kind = KINDS.get(feed_id[:1])
+    kind = KINDS.get(feed_id[:1].lower())
     return f"/api/{kind}" if kind else None
 
 
