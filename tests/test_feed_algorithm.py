@@ -779,7 +779,7 @@ def read_from_threads(catalog: BlockedCatalog, count: int = 8) -> list:
     threads += [threading.Thread(target=ask) for _ in range(count - 1)]
     for thread in threads[1:]:
         thread.start()
-    condition = catalog._read.cache_condition
+    condition = catalog.matching_set.cache_condition
     for _ in range(3000):  # bounded wait for a state, not for a race: every thread has arrived
         if len(condition._waiters) == count - 1:
             break

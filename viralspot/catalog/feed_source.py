@@ -1,16 +1,14 @@
 """The SQL catalog as pages read it: ``FeedCatalog``, and per page a ``FeedSource``.
 
-A random page needs three things of the catalog: its state (version, largest key), the set of
-keys matching the page's filter, and the page's rendered items (``page_items``, which plain
-pages use too). The matching set is read once
-per (filter, catalog version) and kept per process, as its sorted keys and a bitmap of them
-(cachetools LRU weighed in 4-byte keys; concurrent pages needing one set wait for one read). A ``date_range`` filter matches fewer
-items as the clock moves, so its set also belongs to an hour: it holds every key matching at
-the hour's start with the second each stops matching, and ``matches`` drops the keys past it.
-Every process reads the same set for a (version, hour), so every process serves the same pages.
-
-A page that needs no query (a cached set, a remembered state, an item snapshot) takes no
-database connection.
+A random page needs of the catalog its state (version, largest key), the set of keys matching
+the page's filter, the page's rendered items (``page_items``, which plain pages use too), and for
+a weighted feed every item's tickets. The matching set is read once per (filter, catalog version)
+and kept per process, as its sorted keys and a bitmap of them (cachetools LRU weighed in 4-byte
+keys). A ``date_range`` filter matches fewer items as the clock moves, so its set also belongs to
+an hour: it holds every key matching at the hour's start with the second each stops matching, and
+``matches`` drops the keys past it. Every process reads the same set for a (version, hour), so
+every process serves the same pages. A page that needs no query (a cached set, a remembered
+state, an item snapshot) takes no database connection.
 """
 from __future__ import annotations
 
@@ -185,25 +183,17 @@ class FeedCatalog:
         self.clock = clock
         lock = threading.RLock()
         self._sets: LRUCache = LRUCache(maxsize=cache_keys, getsizeof=lambda entry: entry.weight)
-        self._read = cached(self._sets, key=lambda source, signature, version, window: (signature, version, window),
-                            lock=lock, condition=threading.Condition(lock))(self._read_uncached)
-        # The newest catalog version's tickets (1 byte a key), and the one before while pages move on.
-        self._read_tickets = cached(LRUCache(maxsize=2), key=lambda source, version, label, weigh: (version, label),
-                                    lock=lock, condition=threading.Condition(lock))(
+        #: ``matching_set(source, signature, version, window)``: the filter's set at a catalog version
+        #: (and hour), kept per process; concurrent pages needing one set wait for one read.
+        self.matching_set: Callable[..., MatchingSet] = cached(
+            self._sets, key=lambda source, signature, version, window: (signature, version, window),
+            lock=lock, condition=threading.Condition(lock))(
+            lambda source, signature, version, window: source.read_matching(window))
+        #: ``tickets(source, version, label, weigh)``: the weighted feeds' tickets by key for a catalog
+        #: version, the newest and the one before kept (1 byte a key).
+        self.tickets = cached(LRUCache(maxsize=2), key=lambda source, version, label, weigh: (version, label),
+                              lock=lock, condition=threading.Condition(lock))(
             lambda source, version, label, weigh: weigh(source.read_scores()))
-
-    def tickets(self, source: FeedSource, version: int, label: object, weigh):
-        """Tickets by key for catalog ``version`` and ``label``: kept, else read once."""
-        return self._read_tickets(source, version, label, weigh)
 
     def source(self, content_filter: ContentFilter) -> FeedSource:
         return FeedSource(self, content_filter)
-
-    def matching_set(self, source: FeedSource, signature: str, version: int, window: int | None) -> MatchingSet:
-        """``signature``'s set at catalog ``version`` and ``window``: kept, else read once."""
-        return self._read(source, signature, version, window)
-
-    @staticmethod
-    def _read_uncached(source: FeedSource, _signature: str, _version: int, window: int | None) -> MatchingSet:
-        return source.read_matching(window)
-

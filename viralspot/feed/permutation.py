@@ -84,23 +84,11 @@ class KeyedPermutation:
 
     def __call__(self, positions) -> np.ndarray:
         """Map positions (array-like of ints in ``range(size)``) to their images, as int64."""
-        values = np.asarray(positions, dtype=np.int64)
-        if values.size and (values.min() < 0 or values.max() >= self.size):
-            raise ValueError("position outside the permutation's domain")
-        return self._walk(values.astype(np.uint64))
+        return self._walk(positions, self._network)
 
     def inverse(self, images) -> np.ndarray:
         """The positions whose images are ``images`` (array-like of ints in ``range(size)``), as int64."""
-        values = np.asarray(images, dtype=np.int64)
-        if values.size and (values.min() < 0 or values.max() >= self.size):
-            raise ValueError("image outside the permutation's domain")
-        size = np.uint64(self.size)
-        out = self._network_inverse(values.astype(np.uint64))
-        outside = np.nonzero(out >= size)[0]
-        while outside.size:
-            out[outside] = self._network_inverse(out[outside])
-            outside = outside[out[outside] >= size]
-        return out.astype(np.int64)
+        return self._walk(images, self._network_inverse)
 
     def _network_inverse(self, values: np.ndarray) -> np.ndarray:
         # Each round undone: (L, R) came from (R_prev, L_prev) with L = R_prev and
@@ -115,11 +103,16 @@ class KeyedPermutation:
         left += right
         return left
 
-    def _walk(self, values: np.ndarray) -> np.ndarray:
+    def _walk(self, values, network) -> np.ndarray:
+        """``network`` (either way) with cycle-walking: values landing outside ``range(size)`` go
+        through again until inside."""
+        values = np.asarray(values, dtype=np.int64)
+        if values.size and (values.min() < 0 or values.max() >= self.size):
+            raise ValueError("value outside the permutation's domain")
         size = np.uint64(self.size)
-        out = self._network(values)
+        out = network(values.astype(np.uint64))
         outside = np.nonzero(out >= size)[0]
         while outside.size:
-            out[outside] = self._network(out[outside])
+            out[outside] = network(out[outside])
             outside = outside[out[outside] >= size]
         return out.astype(np.int64)
