@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 def create_app(config: Mapping[str, Any] | str | None = None) -> Flask:
     """Build the app. ``config`` is a configuration name or a dict of overrides, applied over the
     configuration class (``VIRALSPOT_CONFIG`` or ``config["CONFIG"]``) and ``VIRALSPOT_*`` variables."""
-    from .cli import register as register_commands
+    from .cli import content_cli, sessions_cli
     from .errors import register_errorhandlers
     from .logs import configure_logger
 
@@ -35,7 +35,8 @@ def create_app(config: Mapping[str, Any] | str | None = None) -> Flask:
     register_api_docs(app)
     register_errorhandlers(app)
     register_shellcontext(app)
-    register_commands(app)
+    app.cli.add_command(sessions_cli)
+    app.cli.add_command(content_cli)
     return app
 
 
@@ -97,7 +98,7 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(content.bp, url_prefix="/api")
     api.register_blueprint(session.bp, url_prefix="/api")
     api.register_blueprint(health.bp)
-    if metrics.current_for(app) is not None:
+    if metrics.EXTENSION_KEY in app.extensions:
         api.register_blueprint(metrics.bp)
 
 

@@ -17,8 +17,7 @@ def _flatten(messages, prefix=""):
     """Yield (argument name, message) pairs from marshmallow's nested message dict."""
     if isinstance(messages, dict):
         for key, value in messages.items():
-            name = key if key != "_schema" else prefix
-            yield from _flatten(value, name if not prefix or key == "_schema" else f"{prefix}.{key}")
+            yield from _flatten(value, prefix if key == "_schema" else f"{prefix}.{key}" if prefix else key)
     elif isinstance(messages, (list, tuple)):
         for item in messages:
             yield from _flatten(item, prefix)

@@ -8,7 +8,7 @@ import os
 import time
 
 import click
-from flask import Flask, current_app
+from flask import current_app
 from flask.cli import AppGroup
 from marshmallow import ValidationError
 from tqdm import tqdm
@@ -150,7 +150,7 @@ def render_command(progress: bool) -> None:
     bar = tqdm(total=total, unit="items", desc="rendering", disable=not progress)
     started = time.perf_counter()
     try:
-        with catalog.begin() as conn:  # one transaction: readers see all old or all new items
+        with catalog.engine.begin() as conn:  # one transaction: readers see all old or all new items
             # A new catalog state first: every item is stamped with it (item snapshots start over).
             rendered = render_items(conn, version=bump_version(conn), progress=bar.update)
     finally:
@@ -193,8 +193,3 @@ def stats_command() -> None:
         click.echo(f"{content_type}: {sum(count for _type, _category, count in group)}")
         for _type, category, count in group:
             click.echo(f"  {category or '(none)'}: {count}")
-
-
-def register(app: Flask) -> None:
-    app.cli.add_command(sessions_cli)
-    app.cli.add_command(content_cli)

@@ -47,15 +47,12 @@ class Clock:
         return datetime.fromtimestamp(self(), timezone.utc)
 
 
-def init_clock(app: Flask) -> Clock:
+def init_clock(app: Flask) -> None:
     """The app's clock from ``FIXED_NOW``; a value that is not an instant stops start-up."""
-    fixed = app.config.get("FIXED_NOW")
     try:
-        clock = Clock(fixed or None)
+        app.extensions[EXTENSION_NAME] = Clock(app.config.get("FIXED_NOW") or None)
     except ValueError as error:
         raise RuntimeError(f"VIRALSPOT_FIXED_NOW: {error}") from None
-    app.extensions[EXTENSION_NAME] = clock
-    return clock
 
 
 def app_clock(app: Flask | None = None) -> Clock:

@@ -29,11 +29,9 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
 class ApiError(Exception):
     """An error answered with the envelope. ``error_code`` is one of ``ERROR_CODES``."""
 
-    def __init__(self, detail: str, error_code: str = "BAD_REQUEST", status: int | None = None,
-                 troubleshooting: str | None = None) -> None:
+    def __init__(self, detail: str, error_code: str, status: int | None = None) -> None:
         super().__init__(detail)
-        default_status, default_help = ERROR_CODES[error_code]
         self.detail = detail
         self.error_code = error_code
+        default_status, self.troubleshooting = ERROR_CODES[error_code]
         self.status = status or default_status
-        self.troubleshooting = troubleshooting or default_help

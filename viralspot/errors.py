@@ -16,17 +16,13 @@ from werkzeug.exceptions import HTTPException
 from . import metrics
 from .error_codes import ApiError
 from .feed.errors import FeedConflict, FeedError, SessionLimit
-from .schemas.envelope import error_response as envelope_response
+from .schemas.envelope import error_response
 from .store import StoreError
 
 log = logging.getLogger(__name__)
 
 _HTTP_CODES = {401: "UNAUTHORIZED", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 414: "URI_TOO_LONG",
                429: "RATE_LIMITED", 431: "HEADERS_TOO_LARGE"}
-
-
-def error_response(error: ApiError, **extra):
-    return envelope_response(error.detail, error.error_code, error.status, error.troubleshooting, **extra)
 
 
 def api_error(error: Exception) -> ApiError:
@@ -57,13 +53,13 @@ def register_errorhandlers(app: Flask) -> None:
         mapped = api_error(error)
         if isinstance(error, StoreError):
             log.error("session store unavailable: %s", type(error).__name__, exc_info=error)
-            metrics.store_error(error)
+            metrics.count("store_errors", metrics.store_error_kind(error))
         elif isinstance(error, DatabaseOperationalError):
             log.error("database unavailable", exc_info=error)
-            metrics.database_error()
+            metrics.count("database_errors")
         elif isinstance(error, FeedConflict):
             log.warning("random feed kept changing under a page; answering 503")
-            metrics.session_conflict()
+            metrics.count("session_conflicts")
         elif mapped.error_code == "INTERNAL_ERROR" and not isinstance(error, HTTPException):
             log.exception("unhandled error", exc_info=error)
             if app.debug:

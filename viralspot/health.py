@@ -21,10 +21,9 @@ from .api import DATABASE_ERRORS, STORE_ERRORS, Blueprint
 from .error_codes import ApiError
 from .catalog.queries import catalog_state
 from .clock import utc_timestamp
-from .errors import error_response
 from .extensions import catalog, session_store
 from .request_ids import bound, request_id
-from .schemas.envelope import api_response
+from .schemas.envelope import api_response, error_response
 from .schemas.probes import LivenessResponseSchema, ReadinessErrorSchema, ReadinessResponseSchema
 from .schemas.responses import HealthResponseSchema
 
@@ -36,10 +35,6 @@ _CHECKS_KEY = "viralspot.health_checks"
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
-def _store_ok() -> bool:
-    return bool(session_store.backend.ping())
-
-
 def _database_ok() -> bool:
     # The catalog's state, not SELECT 1: it reads the catalog's pages, so a corrupt file fails it.
     with catalog.connect() as connection:
@@ -48,7 +43,8 @@ def _database_ok() -> bool:
 
 
 #: name -> probe (run in an app context; True when the dependency answers).
-PROBES: dict[str, Callable[[], bool]] = {"session_store": _store_ok, "database": _database_ok}
+PROBES: dict[str, Callable[[], bool]] = {"session_store": lambda: session_store.backend.ping(),
+                                         "database": _database_ok}
 
 
 def _run_probe(app: Flask, name: str, probe: Callable[[], bool], future: Future, rid: str | None) -> None:

@@ -11,7 +11,7 @@ Labels are bounded: ``endpoint`` is the Flask endpoint name (``content.reels``),
 when no route matched (404, 405), never the path; methods outside the standard ones count as
 ``other``; no label carries a session id or any other client value.
 
-The instrumentation calls (``store_error``, ...) are no-ops outside an app
+The instrumentation calls (``count``, ``random_page``) are no-ops outside an app
 context or when metrics are off, so library code can call them unconditionally.
 """
 from __future__ import annotations
@@ -59,11 +59,10 @@ def enabled(value: Any) -> bool:
 class Metrics:
     """The service's metrics; ``registry`` None in multiprocess mode (the files are the registry)."""
 
-    def __init__(self, registry, multiprocess: bool = False) -> None:
+    def __init__(self, registry) -> None:
         from prometheus_client import Counter, Histogram
 
         self.registry = registry
-        self.multiprocess = multiprocess
         self.requests = Counter(
             "viralspot_http_requests", "HTTP requests answered, by endpoint, method and status.",
             ["endpoint", "method", "status"], registry=registry)
@@ -102,7 +101,7 @@ class Metrics:
         """The text exposition of every metric: of all workers' files in multiprocess mode."""
         from prometheus_client import CollectorRegistry, generate_latest
 
-        if self.multiprocess:
+        if self.registry is None:
             from prometheus_client import multiprocess
 
             registry = CollectorRegistry()
@@ -120,7 +119,7 @@ def _build_metrics() -> Metrics:
         if values.ValueClass is not values.MutexValue:
             with _shared_lock:
                 if _shared is None:
-                    _shared = Metrics(None, multiprocess=True)
+                    _shared = Metrics(registry=None)
                 return _shared
         log.warning("PROMETHEUS_MULTIPROC_DIR was set after prometheus_client was imported: "
                     "/metrics reports this process only")
@@ -166,14 +165,9 @@ def scrape():
 
 # --- instrumentation, called from the code paths it counts ------------------------------------
 
-def current_for(app: Flask) -> Metrics | None:
-    """``app``'s metrics, or None when they are off."""
-    return app.extensions.get(EXTENSION_KEY)
-
-
 def current() -> Metrics | None:
     """The current app's metrics, or None (no app context, metrics off)."""
-    return current_for(current_app) if has_app_context() else None
+    return current_app.extensions.get(EXTENSION_KEY) if has_app_context() else None
 
 
 def random_page(page) -> None:
@@ -186,9 +180,11 @@ def random_page(page) -> None:
             metrics.snapshot_series[page.snapshot_hit].inc()
 
 
-def session_conflict() -> None:
+def count(counter: str, *labels: str) -> None:
+    """Add one to ``counter``, a ``Metrics`` attribute (to its series of ``labels`` when it has labels)."""
     if (metrics := current()) is not None:
-        metrics.session_conflicts.inc()
+        series = getattr(metrics, counter)
+        (series.labels(*labels) if labels else series).inc()
 
 
 def store_error_kind(error: BaseException) -> str:
@@ -198,22 +194,12 @@ def store_error_kind(error: BaseException) -> str:
     return name if _KIND.fullmatch(name) else "other"
 
 
-def store_error(error: BaseException) -> None:
-    if (metrics := current()) is not None:
-        metrics.store_errors.labels(store_error_kind(error)).inc()
-
-
 class _LimiterStorageErrors(logging.Handler):
     """Counts the rate-limit storage failures flask-limiter swallows (it logs each on its logger)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        if (metrics := current()) is not None and record.getMessage().startswith("Failed to"):
-            metrics.rate_limit_storage_errors.inc()
+        if record.getMessage().startswith("Failed to"):
+            count("rate_limit_storage_errors")
 
 
 _LIMITER_STORAGE_ERRORS = _LimiterStorageErrors()
-
-
-def database_error() -> None:
-    if (metrics := current()) is not None:
-        metrics.database_errors.inc()

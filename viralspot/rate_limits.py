@@ -73,10 +73,8 @@ class RateLimits:
         limiter = Limiter(
             get_remote_address, key_prefix=KEY_PREFIX, storage_uri=uri, storage_options=options,
             swallow_errors=True, headers_enabled=False,
-            # One budget per client for every /api/ route ...
             application_limits=[config["RATE_LIMIT"]] if config["RATE_LIMIT"] else [],
             application_limits_exempt_when=lambda: not request.path.startswith("/api/"),
-            # ... and the reset endpoint's own besides.
             default_limits=[config["RESET_RATE_LIMIT"]] if config["RESET_RATE_LIMIT"] else [],
             default_limits_exempt_when=lambda: request.endpoint != RESET_ENDPOINT)
         limiter.init_app(app)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-from typing import ContextManager
 from urllib.parse import quote
 
 from flask import Flask, current_app
@@ -184,7 +183,6 @@ class Catalog:
         """After the app's clock (``clock.init_clock``): ``date_range`` counts back from it."""
         engine = make_engine(database_url(app), float(app.config["DATABASE_BUSY_TIMEOUT"]))
         app.extensions[EXTENSION_NAME] = engine
-        app.extensions[SCHEMA_READY] = False
         state = CatalogStateCache(float(app.config["CATALOG_STATE_TTL"]))
         snapshots = app.extensions[ITEM_SNAPSHOTS] = item_snapshots(app, engine)
         app.extensions[READER] = FeedCatalog(
@@ -229,7 +227,3 @@ class Catalog:
     def connect(self) -> Connection:
         """A pooled connection, to use as ``with catalog.connect() as conn:`` (returned to the pool after)."""
         return self.engine.connect()
-
-    def begin(self) -> ContextManager[Connection]:
-        """``with catalog.begin() as conn:``: a connection in a transaction, committed unless the block raises."""
-        return self.engine.begin()

@@ -29,8 +29,6 @@ ACCOUNT_TYPES = ("Influencer", "Theme Page", "Business Page", "Personal")
 DATE_RANGES = {"day": timedelta(days=1), "week": timedelta(days=7), "month": timedelta(days=30),
                "year": timedelta(days=365)}
 
-LIKE_ESCAPE = "\\"
-
 _LIST_ARGS = ("content_types", "primary_categories", "secondary_categories", "tertiary_categories",
               "keywords", "account_types", "languages", "content_styles", "excluded_usernames")
 #: Filters with a min_<name> and a max_<name> argument.
@@ -43,14 +41,10 @@ def normalize_content_type(value: str) -> str:
     return CONTENT_TYPE_ALIASES.get(value, value)
 
 
-def escape_like(text: str) -> str:
-    """``text`` as a LIKE pattern body that matches itself literally (escape character ``\\``)."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 def contains(column, text: str) -> ColumnElement[bool]:
-    """Case-insensitive literal substring match, the pattern a bound parameter."""
-    return column.ilike(f"%{escape_like(text)}%", escape=LIKE_ESCAPE)
+    """Case-insensitive literal substring match (``\\``, ``%`` and ``_`` escaped), the pattern a bound parameter."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return column.ilike(f"%{escaped}%", escape="\\")
 
 
 def account_engagement_rate() -> ColumnElement:

@@ -28,7 +28,8 @@ from .rendering import render_items
 from .tables import MAX_CONTENT_KEY, content, primary_profiles
 
 CHUNK_LINES = 500
-_TEXT = 255
+#: Required, and stripped when written: a blank one rejects the line.
+_IDENTIFIERS = ("content_id", "shortcode", "username")
 _COUNT = validate.Range(min=0, max=2 ** 62)
 
 #: The content columns a line may give: not the keys, the bookkeeping dates nor the rendered item.
@@ -68,12 +69,8 @@ def _column_field(column) -> fields.Field:
     return fields.String(allow_none=True, validate=validate.Length(max=length) if length else None)
 
 
-def _identifier() -> fields.Field:
-    return fields.String(required=True, validate=validate.Length(min=1, max=_TEXT))
-
-
 _SPECIAL_FIELDS = {
-    "content_id": _identifier(), "shortcode": _identifier(), "username": _identifier(),
+    **{name: fields.String(required=True, validate=validate.Length(min=1, max=255)) for name in _IDENTIFIERS},
     "content_type": ContentTypeField(required=True),
     "date_posted": UtcDateTime(required=True),
     "outlier_score": fields.Float(allow_nan=False, validate=validate.Range(min=0)),
@@ -93,7 +90,7 @@ class ImportRecordSchema(Schema.from_dict({name: _SPECIAL_FIELDS.get(name) or _c
 
     @validates_schema
     def strip_identifiers(self, data, **kwargs):
-        for name in ("content_id", "shortcode", "username"):
+        for name in _IDENTIFIERS:
             if name in data and not data[name].strip():
                 raise ValidationError("must not be blank", field_name=name)
 

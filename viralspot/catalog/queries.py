@@ -148,10 +148,10 @@ def matching_keys_until(conn: Connection, flt: ContentFilter, at: datetime) -> t
 #: The content columns an item is built from (not the image list, bookkeeping dates nor the item).
 ITEM_COLUMNS = tuple(column for column in content.c if column.name not in (
     "all_image_urls", "created_at", "updated_at", "profile_id", "item_json", "item_version"))
-#: Content with its author's profile columns, for ids bound to ``keys``; built once.
-ITEMS_BY_KEYS = (select(*ITEM_COLUMNS, *PROFILE_COLUMNS)
-                 .select_from(content.outerjoin(primary_profiles, primary_profiles.c.id == content.c.profile_id))
-                 .where(content.c.id.in_(bindparam("keys", expanding=True))))
+#: Content with its author's profile columns (``ITEMS_BY_KEYS``: for ids bound to ``keys``); built once.
+ITEMS = select(*ITEM_COLUMNS, *PROFILE_COLUMNS).select_from(
+    content.outerjoin(primary_profiles, primary_profiles.c.id == content.c.profile_id))
+ITEMS_BY_KEYS = ITEMS.where(content.c.id.in_(bindparam("keys", expanding=True)))
 
 
 def items_by_keys(conn: Connection, keys: Sequence[int]) -> list[dict]:

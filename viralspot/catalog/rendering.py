@@ -16,9 +16,8 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from .items import serialize_item
 from .key_lookup import KEYS, encode_keys, key_condition, keys_parameter
-from .queries import (ITEM_COLUMNS, ITEMS_BY_KEYS, KEY_CHUNK, PACKED_FRAGMENTS, PROFILE_COLUMNS, items_by_keys,
-                      rows_for_keys, unpack_fragments)
-from .tables import content, primary_profiles
+from .queries import ITEMS, ITEMS_BY_KEYS, KEY_CHUNK, PACKED_FRAGMENTS, items_by_keys, rows_for_keys, unpack_fragments
+from .tables import content
 
 #: Rows rendered per UPDATE executemany.
 RENDER_CHUNK = 5000
@@ -36,10 +35,9 @@ def render_row(row) -> str:
 
 _UPDATE = (content.update().where(content.c.id == bindparam("row_id"))
            .values(item_json=bindparam("rendered"), item_version=bindparam("version")))
-_JOINED = content.outerjoin(primary_profiles, primary_profiles.c.id == content.c.profile_id)
 #: Every row in id order, one chunk after ``after`` at a time (keyset paging: no cursor held across UPDATEs).
-_ALL_AFTER = (select(*ITEM_COLUMNS, *PROFILE_COLUMNS, content.c.item_json).select_from(_JOINED)
-              .where(content.c.id > bindparam("after")).order_by(content.c.id).limit(bindparam("size")))
+_ALL_AFTER = (ITEMS.add_columns(content.c.item_json).where(content.c.id > bindparam("after"))
+              .order_by(content.c.id).limit(bindparam("size")))
 _BY_KEYS = ITEMS_BY_KEYS.add_columns(content.c.item_json)
 _IDS_OF_PROFILES = select(content.c.id).where(content.c.profile_id.in_(bindparam("profiles", expanding=True)))
 
@@ -92,10 +90,8 @@ def item_fragments(conn: Connection, keys: Sequence[int]) -> list[str]:
     dialect_name = conn.dialect.name
     rows = conn.execute(fragments_statement(dialect_name), {KEYS: encode_keys(dialect_name, ordered)})
     by_id: dict[int, str | None] = dict(unpack_fragments(rows))
-    missing = [key for key, fragment in by_id.items() if fragment is None]
-    if missing:
-        for row in items_by_keys(conn, missing):
-            by_id[row["id"]] = render_row(row)
+    for row in items_by_keys(conn, [key for key, fragment in by_id.items() if fragment is None]):
+        by_id[row["id"]] = render_row(row)
     return [by_id[key] for key in ordered if key in by_id]
 
 

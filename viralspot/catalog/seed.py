@@ -261,9 +261,17 @@ class ItemRenderer:
             self.pool.shutdown(cancel_futures=True)
 
 
-def _insert_columns_sqlite(conn, columns: dict[str, list]) -> None:
-    """Fast path for SQLite: the Core-compiled INSERT by executemany on plain tuples, with the per-row
-    bind processing done here in bulk (dates as SQLite DateTime stores them, JSON pre-encoded)."""
+def insert_content_columns(conn, columns: dict[str, list]) -> None:
+    """Insert generated columns. SQLite takes a fast path: the Core-compiled INSERT by executemany on plain
+    tuples, the per-row bind processing done here in bulk (dates as SQLite DateTime stores them, JSON
+    pre-encoded); other databases, Core executemany."""
+    if conn.dialect.name != "sqlite":
+        posted = [datetime.fromtimestamp(int(value), timezone.utc)
+                  for value in columns["date_posted"].astype("datetime64[s]").astype(np.int64).tolist()]
+        names = list(columns)
+        values = [posted if name == "date_posted" else columns[name] for name in names]
+        conn.execute(content.insert(), [dict(zip(names, row)) for row in zip(*values)])
+        return
     compiled = content.insert().compile(dialect=conn.dialect, column_keys=list(columns))
     count = len(columns["id"])
     posted = np.char.replace(np.datetime_as_string(columns["date_posted"], unit="us"), "T", " ").tolist()
@@ -272,18 +280,6 @@ def _insert_columns_sqlite(conn, columns: dict[str, list]) -> None:
                  "all_image_urls": [None if urls is None else json.dumps(urls) for urls in columns["all_image_urls"]]}
     ordered = [converted[name] for name in compiled.positiontup]
     conn.exec_driver_sql(compiled.string, list(zip(*ordered)))
-
-
-def insert_content_columns(conn, columns: dict[str, list]) -> None:
-    """Insert generated columns: the bulk fast path on SQLite, Core executemany elsewhere."""
-    if conn.dialect.name == "sqlite":
-        _insert_columns_sqlite(conn, columns)
-        return
-    posted = [datetime.fromtimestamp(int(value), timezone.utc)
-              for value in columns["date_posted"].astype("datetime64[s]").astype(np.int64).tolist()]
-    names = list(columns)
-    values = [posted if name == "date_posted" else columns[name] for name in names]
-    conn.execute(content.insert(), [dict(zip(names, row)) for row in zip(*values)])
 
 
 class CatalogNotEmpty(Exception):

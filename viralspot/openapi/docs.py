@@ -6,15 +6,16 @@ script and its Content-Security-Policy allows nothing but this origin.
 """
 from __future__ import annotations
 
-import functools
 import os
+from pathlib import Path
 
 import flask_swagger_ui
 from flask import Blueprint, current_app, render_template, send_from_directory
 from werkzeug.exceptions import NotFound
 
-#: Swagger UI's dist build, as the flask-swagger-ui package ships it.
+#: Swagger UI's dist build, as the flask-swagger-ui package ships it, and its version.
 SWAGGER_UI_DIR = os.path.join(os.path.dirname(flask_swagger_ui.__file__), "dist")
+SWAGGER_UI_VERSION = Path(SWAGGER_UI_DIR, "VERSION").read_text(encoding="utf-8").strip()
 #: The assets the page loads (and the license), all from SWAGGER_UI_DIR.
 SWAGGER_UI_FILES = frozenset({"swagger-ui-bundle.js", "swagger-ui.css", "index.css", "favicon-32x32.png",
                               "favicon-16x16.png", "LICENSE", "VERSION"})
@@ -25,17 +26,11 @@ DOCS_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inl
 bp = Blueprint("docs", __name__, template_folder="templates", static_folder="static", static_url_path="/docs/static")
 
 
-@functools.cache
-def swagger_ui_version() -> str:
-    with open(os.path.join(SWAGGER_UI_DIR, "VERSION"), encoding="utf-8") as handle:
-        return handle.read().strip()
-
-
 @bp.get("/docs")
 def docs_page():
     """The Swagger UI page; needs no network beyond this server."""
     response = current_app.make_response(render_template(
-        "viralspot_swagger_ui.html", title=current_app.config["API_TITLE"], swagger_ui_version=swagger_ui_version()))
+        "viralspot_swagger_ui.html", title=current_app.config["API_TITLE"], swagger_ui_version=SWAGGER_UI_VERSION))
     response.headers["Content-Security-Policy"] = DOCS_CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response

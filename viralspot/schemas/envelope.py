@@ -6,6 +6,7 @@ from flask import Response, jsonify
 from marshmallow import Schema, fields
 
 from ..clock import utc_timestamp
+from ..error_codes import ApiError
 
 
 class ErrorEnvelopeSchema(Schema):
@@ -30,9 +31,9 @@ def api_response(data, message: str | None = None, headers=None) -> Response:
     return response
 
 
-def error_response(detail: str, error_code: str, status: int, troubleshooting: str, **extra) -> Response:
-    """An error response: the error envelope, with ``extra`` fields (``/readyz``'s ``checks``)."""
-    response = jsonify({"success": False, "detail": detail, "error_code": error_code, "timestamp": utc_timestamp(),
-                        "troubleshooting": troubleshooting, **extra})
-    response.status_code = status
+def error_response(error: ApiError, **extra) -> Response:
+    """The error envelope of ``error``, with ``extra`` fields (``/readyz``'s ``checks``)."""
+    response = jsonify({"success": False, "detail": error.detail, "error_code": error.error_code,
+                        "timestamp": utc_timestamp(), "troubleshooting": error.troubleshooting, **extra})
+    response.status_code = error.status
     return response

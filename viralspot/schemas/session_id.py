@@ -1,10 +1,10 @@
-"""The ``session_id`` argument: stripped, then checked in the documented order; each failure carries
-its ``error_code`` on the message (``CodedMessage``)."""
+"""The ``session_id`` argument (alone in ``SessionIdArgsSchema``, of the session endpoints): stripped, then
+checked in the documented order; each failure carries its ``error_code`` on the message (``CodedMessage``)."""
 from __future__ import annotations
 
 import re
 
-from marshmallow import ValidationError, fields
+from marshmallow import Schema, ValidationError, fields
 
 MAX_SESSION_ID_LENGTH = 255
 _SESSION_ID_RE = re.compile(r"[A-Za-z0-9._-]+\Z", re.ASCII)
@@ -44,3 +44,7 @@ class SessionIdField(fields.String):
 
     def _deserialize(self, value, attr, data, **kwargs):
         return validate_session_id(super()._deserialize(value, attr, data, **kwargs))
+
+
+class SessionIdArgsSchema(Schema):
+    session_id = SessionIdField(required=True)

@@ -4,7 +4,7 @@ from ..error_codes import ApiError
 from ..extensions import random_feeds, session_store
 from ..schemas.envelope import api_response
 from ..schemas.responses import ResetSessionResponseSchema, SessionInspectionResponseSchema
-from ..schemas.session import SessionIdArgsSchema
+from ..schemas.session_id import SessionIdArgsSchema
 from . import bp
 from .inspection import session_document
 from .reset import reset_examples, reset_session
