@@ -198,18 +198,16 @@ class RandomFeedService:
 
     def _weighted_candidates(self, session_id: str, view: FeedView, bounds: tuple[int, ...], candidates: list[int],
                              known: dict[int, int]) -> tuple[list[int], list[int]]:
-        """A weighted feed's candidate tickets less those whose item the feed met before (its rank-0
-        ticket, valid whatever the score, lies behind the cursor) or meets earlier in this batch,
-        and the items' canonical positions (in the session's order: what is seen)."""
+        """A weighted feed's candidate tickets less those whose item an earlier one of the batch holds,
+        and the items' canonical positions (in the session's order: what is seen). Tickets of items
+        served before are the store's to refuse."""
         if not candidates:
             return [], []
         positions = np.asarray(candidates, dtype=np.int64)
         keys = ticket_keys([known[position] for position in candidates])
-        rank_zero = self._order(session_id, view.seed, bounds, True).positions_of((keys - 1) * MAX_TICKETS + 1)
         _unique, first = np.unique(keys, return_index=True)
         kept = np.zeros(len(keys), dtype=bool)
         kept[first] = True
-        kept &= rank_zero >= view.cursor
         canonical = SessionOrder(self.secret, session_id, view.seed, bounds).positions_of(keys[kept])
         return positions[kept].tolist(), canonical.tolist()
 
