@@ -118,10 +118,11 @@ def test_exponent_0_is_uniform_over_the_matching_items(monkeypatch):
 # --- the feed contract, on every backend ---------------------------------------------------------------
 
 
-def test_a_deep_weighted_feed_keeps_the_contract_on_every_backend(make_store, request):
+def test_a_deep_weighted_feed_keeps_the_contract_on_every_backend(make_store, request, monkeypatch):
     """150,000 keys: the weighted feed's items land over three blocks of the session's order, so its
     session-wide containers grow from arrays into bitmaps; the uniform feeds skip exactly what it served
     and it skips what they served; replays from another process; growth; a reset clears it all."""
+    monkeypatch.setattr(service_module, "os", Seeds())
     catalog = ListCatalog(150_000)
     stores = emptier(make_store, request)()
     service = weighted_service(stores[0], catalog, max_ahead=5_000)
@@ -194,7 +195,8 @@ def api_page(client, session_id, offset=0, limit=50, mode="weighted"):
     return data["reels"], data["isLastPage"]
 
 
-def test_a_weighted_feed_through_the_api_serves_every_reel_once_higher_scores_earlier(api):
+def test_a_weighted_feed_through_the_api_serves_every_reel_once_higher_scores_earlier(api, monkeypatch):
+    monkeypatch.setattr(service_module, "os", Seeds())  # the session's seed pinned: the same order every run
     plain = []
     offset = 0
     while True:
