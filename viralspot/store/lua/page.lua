@@ -15,7 +15,7 @@
 -- A weighted feed (an id starting with a capital letter) walks its own order, of tickets: its
 -- containers hold ticket positions (its replay sequence), and the positions of the items in the
 -- session's order (canonical, as every other feed holds them) go to the session-wide containers
--- 'w.<block>', in no particular order, so every feed sees what weighted feeds served.
+-- 'w.<block>' (appended in the order served), so every feed sees what weighted feeds served.
 local key = KEYS[1]
 local feed_id, seed, bounds, create = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
 local from, scanned_to, candidates = ARGV[5], tonumber(ARGV[6]), ARGV[7]
@@ -23,7 +23,9 @@ local offset, limit, max_ahead = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(
 local canonical = ARGV[16] or ''
 local ttl, max_feeds, max_items = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
 local SERVED, STALE, ABSENT, BEYOND, FEED_LIMIT, ITEM_LIMIT = 0, 1, 2, 3, 4, 5
-local BLOCK, ID_BYTES, ARRAY = 65536, 9, 97 -- 97: 'a', an array container; else 'b', a bitmap
+-- Containers: 'a' (97) an ascending array of 2-byte lows, 'u' (117) an array in the order added
+-- (the 'w.' family's), else 'b' a bitmap.
+local BLOCK, ID_BYTES, ARRAY, UNSORTED = 65536, 9, 97, 117
 local need = offset + limit
 local floor, byte, char, sub = math.floor, string.byte, string.char, string.sub
 local _
@@ -186,7 +188,17 @@ local weighted, any_weighted = is_weighted(feed), false
 for number = 1, feeds do any_weighted = any_weighted or is_weighted(number) end
 local others = {}
 local function held(value, low)
-  if byte(value, 1) == ARRAY then
+  local kind = byte(value, 1)
+  if kind == UNSORTED then  -- a search for the low's two bytes at an even offset
+    local pattern, at = char(low % 256, floor(low / 256)), 2
+    while true do
+      local found = string.find(value, pattern, at, true)
+      if not found then return false end
+      if found % 2 == 0 then return true end
+      at = found + 1
+    end
+  end
+  if kind == ARRAY then
     local lo, hi = 0, (#value - 1) / 2 - 1
     while lo <= hi do
       local mid = floor((lo + hi) / 2)
@@ -286,44 +298,28 @@ local function append(value, count, lows)
   return table.concat(parts)
 end
 
--- Add lows (ascending) to a container of the 'w.' family, whose lows arrive in any order: spliced
--- into an array, or set in a bitmap, whichever the container is (an array past the bitmap's size
--- becomes one).
+-- Add lows to a container of the 'w.' family, whose lows arrive in any order: appended to its
+-- array, which past 8 KiB becomes a bitmap (never larger); or set in the bitmap.
 local function insert(value, lows)
-  if not value then value = 'a' end
-  if byte(value, 1) == ARRAY then
-    local count = (#value - 1) / 2
-    local largest = math.max(lows[#lows], count > 0 and byte(value, #value - 1) + 256 * byte(value, #value) or 0)
-    if 1 + 2 * (count + #lows) <= 2 + floor(largest / 8) then
-      -- One pass: the array cut at each new low's rank (a binary search from the previous one).
-      local parts, kept, lo = {}, 0, 0
-      for _, low in ipairs(lows) do
-        local hi = count  -- the first rank holding a larger low
-        while lo < hi do
-          local mid = floor((lo + hi) / 2)
-          local a, b = byte(value, 2 + 2 * mid, 3 + 2 * mid)
-          if a + 256 * b < low then lo = mid + 1 else hi = mid end
-        end
-        parts[#parts + 1] = sub(value, 2 + 2 * kept, 1 + 2 * lo)
-        parts[#parts + 1] = char(low % 256, floor(low / 256))
-        kept = lo
+  if value and byte(value, 1) ~= UNSORTED and byte(value, 1) ~= ARRAY then
+    for _, low in ipairs(lows) do
+      local index, bit_value = 2 + floor(low / 8), 2 ^ (low % 8)
+      if index > #value then value = value .. string.rep('\0', index - #value) end
+      local b = byte(value, index)
+      if floor(b / bit_value) % 2 == 0 then
+        value = sub(value, 1, index - 1) .. char(b + bit_value) .. sub(value, index + 1)
       end
-      parts[#parts + 1] = sub(value, 2 + 2 * kept)
-      return 'a' .. table.concat(parts)
     end
-    local all = {}
-    ranks(value, 0, count, 0, all)
-    for _, low in ipairs(lows) do all[#all + 1] = low end
-    table.sort(all)
-    return append(nil, 0, all)
+    return value
   end
-  for _, low in ipairs(lows) do
-    local index, bit_value = 2 + floor(low / 8), 2 ^ (low % 8)
-    if index > #value then value = value .. string.rep('\0', index - #value) end
-    local b = byte(value, index)
-    if floor(b / bit_value) % 2 == 0 then value = sub(value, 1, index - 1) .. char(b + bit_value) .. sub(value, index + 1) end
-  end
-  return value
+  local parts = {'u', value and sub(value, 2) or ''}
+  for _, low in ipairs(lows) do parts[#parts + 1] = char(low % 256, floor(low / 256)) end
+  value = table.concat(parts)
+  if #value <= 1 + BLOCK / 8 then return value end
+  local all = {}
+  for i = 2, #value, 2 do all[#all + 1] = byte(value, i) + 256 * byte(value, i + 1) end
+  table.sort(all)
+  return append(nil, 0, all)
 end
 
 local writes = {}
