@@ -301,7 +301,7 @@ end
 -- Add lows to a container of the 'w.' family, whose lows arrive in any order: appended to its
 -- array, which past 8 KiB becomes a bitmap (never larger); or set in the bitmap.
 local function insert(value, lows)
-  if value and byte(value, 1) ~= UNSORTED and byte(value, 1) ~= ARRAY then
+  if value and byte(value, 1) ~= UNSORTED then  -- a bitmap
     for _, low in ipairs(lows) do
       local index, bit_value = 2 + floor(low / 8), 2 ^ (low % 8)
       if index > #value then value = value .. string.rep('\0', index - #value) end
@@ -322,43 +322,45 @@ local function insert(value, lows)
   return append(nil, 0, all)
 end
 
+-- The fields to write, in one HSET; a container written is also what later reads of it see.
 local writes = {}
-if weighted and #taken_canonical > 0 then
-  table.sort(taken_canonical)
-  local i = 1
-  while i <= #taken_canonical do
-    local block = floor(taken_canonical[i] / BLOCK)
-    local lows = {}
-    while i <= #taken_canonical and floor(taken_canonical[i] / BLOCK) == block do
-      lows[#lows + 1] = taken_canonical[i] % BLOCK
+local function put(name, value)
+  containers[name] = value
+  writes[#writes + 1], writes[#writes + 2] = name, value
+end
+-- Ascending positions by block: a list of {block, lows}.
+local function by_block(positions)
+  local groups, i = {}, 1
+  while i <= #positions do
+    local block, lows = floor(positions[i] / BLOCK), {}
+    while i <= #positions and floor(positions[i] / BLOCK) == block do
+      lows[#lows + 1] = positions[i] % BLOCK
       i = i + 1
     end
-    local name = 'w.' .. block
-    local value = insert(container(name) or nil, lows)
-    containers[name] = value
-    writes[#writes + 1], writes[#writes + 2] = name, value
+    groups[#groups + 1] = {block, lows}
+  end
+  return groups
+end
+
+if weighted then
+  table.sort(taken_canonical)
+  for _, group in ipairs(by_block(taken_canonical)) do
+    local name = 'w.' .. group[1]
+    put(name, insert(container(name) or nil, group[2]))
   end
 end
 local entries = #index / 6
 local last_block, last_upto, previous_upto = -1, 0, 0
 if entries > 0 then last_block, last_upto = entry(entries) end
 if entries > 1 then _, previous_upto = entry(entries - 1) end
-local i = 1
-while i <= #taken do
-  local block = floor(taken[i] / BLOCK)
-  local lows = {}
-  while i <= #taken and floor(taken[i] / BLOCK) == block do
-    lows[#lows + 1] = taken[i] % BLOCK
-    i = i + 1
-  end
+for _, group in ipairs(by_block(taken)) do
+  local block, lows = group[1], group[2]
   if block ~= last_block then  -- a new entry, its count set below
     index = index .. struct.pack('<HI4', block, served)
     last_block, previous_upto, last_upto = block, served, served
   end
   local name = feed .. '.' .. block
-  local value = append(container(name) or nil, last_upto - previous_upto, lows)
-  containers[name] = value
-  writes[#writes + 1], writes[#writes + 2] = name, value
+  put(name, append(container(name) or nil, last_upto - previous_upto, lows))
   served = served + #lows
   last_upto = served
   index = sub(index, 1, #index - 6) .. struct.pack('<HI4', block, served)
@@ -366,19 +368,19 @@ while i <= #taken do
 end
 cursor = new_cursor
 
-writes[#writes + 1], writes[#writes + 2] = 'f' .. feed, struct.pack('<I4I4', cursor, served) .. index
-writes[#writes + 1], writes[#writes + 2] = 'n', total
-if registry ~= registry_before then writes[#writes + 1], writes[#writes + 2] = 'k', registry end
+put('f' .. feed, struct.pack('<I4I4', cursor, served) .. index)
+put('n', total)
+if registry ~= registry_before then put('k', registry) end
 if fresh or bounds ~= session_bounds then
   session_bounds = bounds
-  writes[#writes + 1], writes[#writes + 2] = 'b', bounds
+  put('b', bounds)
 end
 if fresh then
   -- A new session replaces whatever was there, but for the record of the reset before it.
   local now = redis.call('TIME')
-  writes[#writes + 1], writes[#writes + 2] = 's', seed
-  writes[#writes + 1], writes[#writes + 2] = 'c', now[1] * 1000 + floor(now[2] / 1000)
-  if meta[6] then writes[#writes + 1], writes[#writes + 2] = 'r', meta[6] end
+  put('s', seed)
+  put('c', now[1] * 1000 + floor(now[2] / 1000))
+  if meta[6] then put('r', meta[6]) end
 end
 redis.call('HSET', key, unpack(writes))
 created, fresh = fresh, false
