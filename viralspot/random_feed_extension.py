@@ -8,6 +8,7 @@ from flask import Flask, current_app
 
 from .catalog.database import Catalog
 from .feed.service import RandomFeedService
+from .feed.weights import checked_exponent
 from .store import SessionStore
 
 EXTENSION_NAME = "viralspot.random_feeds"
@@ -22,11 +23,9 @@ class RandomFeedExtension:
         """After the session store's and the catalog's (``create_app`` initialises them first)."""
         config = app.config
         try:
-            exponent = float(config["WEIGHT_EXPONENT"])
-        except (TypeError, ValueError):
-            exponent = -1.0
-        if not 0 <= exponent <= 100:
-            raise RuntimeError("VIRALSPOT_WEIGHT_EXPONENT must be a number from 0 to 100")
+            exponent = checked_exponent(config["WEIGHT_EXPONENT"])
+        except ValueError as error:
+            raise RuntimeError(f"VIRALSPOT_WEIGHT_EXPONENT {error}") from None
         app.extensions[EXTENSION_NAME] = RandomFeedService(
             str(config["SECRET_KEY"]).encode(), SessionStore.backend_for(app),
             Catalog.reader_for(app),

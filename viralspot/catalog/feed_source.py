@@ -125,11 +125,11 @@ class FeedSource:
             window = int(self.now() // WINDOW_SECONDS) * WINDOW_SECONDS
         return self._catalog.matching_set(self, self.content_filter.signature(), self.catalog_state().version, window)
 
-    def tickets(self, weigh: Callable[[np.ndarray], object], label: object):
-        """``weigh`` of every item's outlier score, indexed by key: a weighted feed's tickets
-        (``feed/weights.py``) at the catalog state of this page, read once per catalog version and
-        ``label`` (what tells weighings apart) and kept per process."""
-        return self._catalog.tickets(self, self.catalog_state().version, label, weigh)
+    def tickets(self, weigh: Callable[[np.ndarray], object]):
+        """``weigh`` (hashable) of every item's outlier score, indexed by key: a weighted feed's
+        tickets (``feed/weights.py``) at the catalog state of this page, read once per catalog
+        version and ``weigh``, and kept per process."""
+        return self._catalog.tickets(self, self.catalog_state().version, weigh)
 
     def read_scores(self) -> np.ndarray:
         """Every item's outlier score indexed by key (0 where no item), read from the database."""
@@ -189,11 +189,11 @@ class FeedCatalog:
             self._sets, key=lambda source, signature, version, window: (signature, version, window),
             lock=lock, condition=threading.Condition(lock))(
             lambda source, signature, version, window: source.read_matching(window))
-        #: ``tickets(source, version, label, weigh)``: the weighted feeds' tickets by key for a catalog
+        #: ``tickets(source, version, weigh)``: the weighted feeds' tickets by key for a catalog
         #: version, the newest and the one before kept (1 byte a key).
-        self.tickets = cached(LRUCache(maxsize=2), key=lambda source, version, label, weigh: (version, label),
+        self.tickets = cached(LRUCache(maxsize=2), key=lambda source, version, weigh: (version, weigh),
                               lock=lock, condition=threading.Condition(lock))(
-            lambda source, version, label, weigh: weigh(source.read_scores()))
+            lambda source, version, weigh: weigh(source.read_scores()))
 
     def source(self, content_filter: ContentFilter) -> FeedSource:
         return FeedSource(self, content_filter)

@@ -34,7 +34,7 @@ from ..store import FeedView, PageStatus, SessionStoreBackend
 from ..store.base import FEED_ID_BYTES, SEED_BYTES
 from .errors import BeyondServedPrefix, FeedConflict, OffsetTooLarge, SessionLimit, WeightedOutOfRange
 from .order import SessionOrder
-from .weights import MAX_TICKETS, MAX_WEIGHTED_KEY, Tickets, TicketSet, ticket_keys
+from .weights import MAX_TICKETS, MAX_WEIGHTED_KEY, Tickets, TicketSet, checked_exponent, ticket_keys
 
 #: Store calls one page makes at most; and of those, answers that its view was stale (a concurrent
 #: request of the session changed it) before the page answers 503 SESSION_CONFLICT.
@@ -130,10 +130,9 @@ class RandomFeedService:
 
     def __init__(self, secret: bytes, store: SessionStoreBackend, catalog: FeedCatalog, *, max_ahead: int,
                  max_offset: int, max_scan: int, weight_exponent: float = 1.0) -> None:
-        if not weight_exponent >= 0:
-            raise ValueError("the weight exponent must be a number of at least 0")
-        self.weight_exponent = weight_exponent
-        self._weigh = functools.partial(Tickets.of_scores, exponent=weight_exponent)
+        #: Every item's outlier score to its tickets (``weights.py``); also what keys the catalog's
+        #: cache of them.
+        self._weigh = functools.partial(Tickets.of_scores, exponent=checked_exponent(weight_exponent))
         self.secret = secret
         self.store = store
         self.catalog = catalog
@@ -196,7 +195,7 @@ class RandomFeedService:
                                 label="tickets")
         return SessionOrder(self.secret, session_id, seed, bounds)
 
-    def _weighted_candidates(self, session_id: str, view: FeedView, bounds: tuple[int, ...], candidates: list[int],
+    def _weighted_candidates(self, session_id: str, seed: bytes, bounds: tuple[int, ...], candidates: list[int],
                              known: dict[int, int]) -> tuple[list[int], list[int]]:
         """A weighted feed's candidate tickets less those whose item an earlier one of the batch holds,
         and the items' canonical positions (in the session's order: what is seen). Tickets of items
@@ -208,7 +207,7 @@ class RandomFeedService:
         _unique, first = np.unique(keys, return_index=True)
         kept = np.zeros(len(keys), dtype=bool)
         kept[first] = True
-        canonical = SessionOrder(self.secret, session_id, view.seed, bounds).positions_of(keys[kept])
+        canonical = self._order(session_id, seed, bounds, False).positions_of(keys[kept])
         return positions[kept].tolist(), canonical.tolist()
 
     def _page(self, source: FeedSource, session_id: str, feed: bytes, offset: int, limit: int,
@@ -247,7 +246,7 @@ class RandomFeedService:
                     raise WeightedOutOfRange(MAX_WEIGHTED_KEY)
                 matching, wanted = source.matching(), need - view.served + 1
                 if weighted:
-                    matching = TicketSet(matching, source.tickets(self._weigh, self.weight_exponent))
+                    matching = TicketSet(matching, source.tickets(self._weigh))
                     # Tickets of items the feed met before are refused: ask for more, by the share of
                     # the valid tickets behind the cursor that gave an item.
                     met = view.cursor * matching.count / max(1, view.end * scale)
@@ -257,7 +256,7 @@ class RandomFeedService:
                     # Eight times as many after each short claim (items served in other feeds).
                     min(MAX_CANDIDATES, wanted << min(3 * short, 12)), max(1, self.max_scan - examined), known)
                 if weighted:
-                    candidates, canonical = self._weighted_candidates(session_id, view, bounds, candidates, known)
+                    candidates, canonical = self._weighted_candidates(session_id, view.seed, bounds, candidates, known)
                 sent = FeedView(view.seed, bounds, view.cursor, view.served)
             result = self.store.serve_page(session_id, feed, sent, offset=offset, limit=limit,
                                            max_ahead=self.max_ahead, candidates=candidates,

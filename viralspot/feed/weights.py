@@ -26,6 +26,19 @@ from ..catalog.feed_source import MatchingSet
 MAX_TICKETS = 8
 #: Largest key a weighted order holds: its ticket positions must fit the store's uint32 positions.
 MAX_WEIGHTED_KEY = (2 ** 32 - 1) // MAX_TICKETS
+#: Largest weight exponent (``VIRALSPOT_WEIGHT_EXPONENT``); 0 weighs every item alike.
+MAX_EXPONENT = 100
+
+
+def checked_exponent(value) -> float:
+    """``value`` as a weight exponent: a number from 0 to ``MAX_EXPONENT``, else ``ValueError``."""
+    try:
+        exponent = float(value)
+    except (TypeError, ValueError):
+        exponent = -1.0
+    if not 0 <= exponent <= MAX_EXPONENT:
+        raise ValueError(f"must be a number from 0 to {MAX_EXPONENT}")
+    return exponent
 
 
 class Tickets(NamedTuple):
