@@ -28,6 +28,10 @@ from typing import Callable, Iterable
 from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # bench/ is a package at the repo root, not installed
+    sys.path.insert(0, str(ROOT))
+
+from bench.common import cpu_ticks  # noqa: E402  (one /proc reader for the benchmarks and the tests)
 SECRET = "multiprocess-test-secret-7b1f0c"
 SEED_ARGS = ["content", "seed", "--items", "1500", "--seed", "7", "--no-progress",
              "--reference-date", "2026-11-01T00:00:00Z"]
@@ -278,18 +282,6 @@ def is_alive(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
     return state not in ("Z", "X")
-
-
-def cpu_ticks(pids: Iterable[int]) -> dict[int, int]:
-    """user + system CPU clock ticks used so far, per living pid."""
-    ticks = {}
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        ticks[pid] = int(fields[11]) + int(fields[12])
-    return ticks
 
 
 def serving_connections(pid: int, port: int) -> int:

@@ -14,16 +14,10 @@ round's is the check that a reset gives a fresh order).
 """
 from __future__ import annotations
 
-import sys
-
 import pytest
 
-from gunicorn_servers import ROOT, GunicornServer, call, cpu_ticks, seed_catalog
-
-if str(ROOT) not in sys.path:  # bench/ is a package at the repo root, not installed
-    sys.path.insert(0, str(ROOT))
-
-from bench.load import drive  # noqa: E402
+from gunicorn_servers import GunicornServer, call, cpu_ticks, seed_catalog  # first: puts the repo root on sys.path
+from bench.load import drive
 
 pytestmark = pytest.mark.redis
 
