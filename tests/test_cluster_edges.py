@@ -36,8 +36,9 @@ from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
 from session_helpers import page
-from test_failover import PAGES_AFTER, RECOVERY_SECONDS, Traffic, check_traffic, wait_for
-from test_session_edges import FEEDS, FILL, OTHER_BYTES, PAGE, ROUNDS, SESSIONS, partial_session_hashes, session_bytes
+from test_failover import PAGES_AFTER, RECOVERY_SECONDS, Traffic, check_traffic, make_app, wait_for  # noqa: F401
+from test_session_edges import (FEEDS, FILL, OTHER_BYTES, PAGE, ROUNDS, SESSIONS, PressureLedger,
+                                partial_session_hashes, session_bytes)
 from viralspot import create_app
 from viralspot.store.base import FeedView, PageStatus, StoreUnavailable
 from viralspot.store.redis_store import (CLUSTER_INDEX_SHARDS, LAYOUT, RedisSessionStore, index_keys, index_shard,
@@ -65,20 +66,15 @@ def catalog_url(tmp_path_factory):
 
 
 @pytest.fixture
-def make_app(catalog_url):
-    """Builds apps on the module's catalog and a cluster's ``redis+cluster://`` URL; closes them after."""
-    apps = []
-
+def cluster_app(make_app):
+    """Builds apps on the module's catalog and a cluster's ``redis+cluster://`` URL (``make_app`` of
+    tests/test_failover.py closes them after)."""
     def make(cluster):
-        app = create_app({"CONFIG": "testing", "DATABASE_URL": catalog_url, "SESSION_STORE_URL": cluster.url()})
+        app = make_app(cluster.url())
         assert app.extensions["viralspot.session_store"].cluster
-        apps.append(app)
         return app
 
-    yield make
-    for app in apps:
-        app.extensions["viralspot.session_store"].close()
-        app.extensions["viralspot.catalog"].dispose()
+    return make
 
 
 def owner_of(owners: dict[int, int], key: str) -> int:
@@ -106,12 +102,12 @@ def other_keys(owners: dict[int, int], ports: list[int]) -> dict[int, list[str]]
     return keys
 
 
-def test_cluster_sessions_under_memory_pressure_are_kept_or_forgotten_whole(make_app, redis_cluster_factory):
+def test_cluster_sessions_under_memory_pressure_are_kept_or_forgotten_whole(cluster_app, redis_cluster_factory):
     """250 sessions take turns between two overlapping feeds, a page of each per round, on a
     3-master cluster. After the first round each master's ``maxmemory`` is set to what it then uses
     less half of what its sessions take, so every later round evicts sessions on every master."""
     cluster = redis_cluster_factory(extra=("--maxmemory", "64mb", "--maxmemory-policy", "volatile-lru"))
-    app = make_app(cluster)
+    app = cluster_app(cluster)
     store = app.extensions["viralspot.session_store"]
     client = app.test_client()
     masters = {node.port: node.client() for node in cluster.nodes}
@@ -119,14 +115,17 @@ def test_cluster_sessions_under_memory_pressure_are_kept_or_forgotten_whole(make
     others = other_keys(owners, list(masters))
     try:
         rng = random.Random(24)
-        sessions = [f"pressure-{index}" for index in range(SESSIONS)]
-        offsets = defaultdict(int)
-        #: (session, created_at) -> every item id its pages showed, across both feeds
-        served = defaultdict(list)
-        incarnations = defaultdict(set)
-        unattributed = pages = 0
+        ledger = PressureLedger([f"pressure-{index}" for index in range(SESSIONS)])
         started = time.monotonic()
         taken = {}
+
+        def keep_others_used():
+            for port, redis in masters.items():
+                pipe = redis.pipeline(transaction=False)
+                for key in others[port]:
+                    pipe.touch(key)
+                pipe.execute()
+
         for round_number in range(ROUNDS):
             if round_number == 1:
                 for port, redis in masters.items():
@@ -138,44 +137,27 @@ def test_cluster_sessions_under_memory_pressure_are_kept_or_forgotten_whole(make
                         pipe.set(key, os.urandom(OTHER_BYTES), ex=3600)
                     pipe.execute()
                     redis.config_set("maxmemory", int(redis.info("memory")["used_memory"]) - sessions_take // 2)
-            for session_id in rng.sample(sessions, len(sessions)):
-                for feed, filters in rng.sample(FEEDS, len(FEEDS)):
-                    ids, _last = page(client, session_id, offsets[session_id, feed], PAGE, **filters)  # asserts 200
-                    assert len(ids) == PAGE
-                    pages += 1
-                    offsets[session_id, feed] += PAGE
-                    summary = store.summary(session_id)
-                    if summary is None:  # evicted before it could be asked: its page is not attributed
-                        unattributed += 1
-                        continue
-                    served[session_id, summary.created_at] += ids
-                    incarnations[session_id].add(summary.created_at)
-                if round_number and pages % 20 == 0:
-                    for port, redis in masters.items():
-                        pipe = redis.pipeline(transaction=False)
-                        for key in others[port]:
-                            pipe.touch(key)
-                        pipe.execute()
+            ledger.page_round(client, store, rng, keep_others_used)  # asserts every page 200
             for port, redis in masters.items():
                 assert partial_session_hashes(redis) == [], port
         seconds = time.monotonic() - started
-        repeated = {key: len(ids) - len(set(ids)) for key, ids in served.items() if len(ids) != len(set(ids))}
-        assert repeated == {}, f"items served twice within one incarnation: {repeated}"
+        pages = ledger.pages
+        assert ledger.repeated() == {}, f"items served twice within one incarnation: {ledger.repeated()}"
         evicted = {port: int(redis.info("stats")["evicted_keys"]) for port, redis in masters.items()}
-        came_back = sum(1 for created in incarnations.values() if len(created) > 1)
+        came_back = ledger.came_back()
         assert all(count > 0 for count in evicted.values()), evicted  # every master was under pressure
         assert sum(evicted.values()) > SESSIONS // 10 and came_back > SESSIONS // 10, (evicted, came_back)
         # the sessions that came back lived on every master
-        renewed_on = {owner_of(owners, f"{LAYOUT}:{{{session}}}") for session, created in incarnations.items()
+        renewed_on = {owner_of(owners, f"{LAYOUT}:{{{session}}}") for session, created in ledger.incarnations.items()
                       if len(created) > 1}
         assert renewed_on == set(masters), (renewed_on, evicted)
-        assert sum(1 for ids in served.values() if len(ids) > PAGE) > SESSIONS // 2  # checks with teeth
-        assert unattributed < pages // 10
+        assert sum(1 for ids in ledger.served.values() if len(ids) > PAGE) > SESSIONS // 2  # checks with teeth
+        assert ledger.unattributed < pages // 10
         indexed = sum(masters[owner_of(owners, shard)].zcard(shard) for shard in INDEX_SHARDS)
         assert 0 < indexed <= SESSIONS  # the index (no TTL) is never evicted, and holds no more than the sessions
         print(f"\ncluster memory pressure: {pages} pages in {seconds:.1f} s; session bytes per master after round 1 "
               f"{taken}; evicted keys per master {evicted}; "
-              f"sessions that came back {came_back}; unattributed pages {unattributed}")
+              f"sessions that came back {came_back}; unattributed pages {ledger.unattributed}")
     finally:
         for redis in masters.values():
             redis.close()
@@ -249,9 +231,9 @@ def slowest_microseconds(masters) -> int:
     return max((entry["duration"] for node in masters for entry in node.slowlog_get(1024)), default=0)
 
 
-def test_cluster_pages_over_a_million_idle_index_entries_run_no_slow_command(make_app, idle_backlog):
+def test_cluster_pages_over_a_million_idle_index_entries_run_no_slow_command(cluster_app, idle_backlog):
     cluster, redis, masters = idle_backlog
-    app = make_app(cluster)
+    app = cluster_app(cluster)
     store = app.extensions["viralspot.session_store"]
     client = app.test_client()
     start = shard_sizes(redis)
@@ -331,7 +313,7 @@ def evalsha_calls(node) -> int:
         return int(client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
 
 
-def run_failover(make_app, redis_cluster_factory, frozen: bool) -> dict:
+def run_failover(cluster_app, redis_cluster_factory, frozen: bool) -> dict:
     """The master holding the most of the traffic's first sessions gets a replica; while four
     threads page (test_failover.Traffic), the replica is promoted by ``CLUSTER FAILOVER``, or, when
     ``frozen``, the master is frozen first (SIGSTOP: connections stay open, nothing answers) and the
@@ -347,7 +329,7 @@ def run_failover(make_app, redis_cluster_factory, frozen: bool) -> dict:
     assert counts[old.port] >= 3
     new = cluster.add_replica(old)
     witness = next(node for node in cluster.nodes if node is not old)  # a master that stays up
-    app = make_app(cluster)
+    app = cluster_app(cluster)
 
     def on_old(session_id: str) -> bool:
         """Whether the session's hash lives in a slot of the master that fails over."""
@@ -405,10 +387,10 @@ def run_failover(make_app, redis_cluster_factory, frozen: bool) -> dict:
     return {**figures, "old": old}
 
 
-def test_a_cluster_failover_recovers_within_2_s_and_repeats_nothing(make_app, redis_cluster_factory):
+def test_a_cluster_failover_recovers_within_2_s_and_repeats_nothing(cluster_app, redis_cluster_factory):
     """A coordinated failover (``CLUSTER FAILOVER`` to the replica: the master pauses its writers,
     the replica catches up and takes over the slots, the old master becomes its replica)."""
-    figures = run_failover(make_app, redis_cluster_factory, frozen=False)
+    figures = run_failover(cluster_app, redis_cluster_factory, frozen=False)
     old = figures.pop("old")
     assert figures["renewed"] == 0, figures  # a coordinated failover loses no write: no session starts anew
     with old.client() as client:
@@ -417,11 +399,11 @@ def test_a_cluster_failover_recovers_within_2_s_and_repeats_nothing(make_app, re
     print(f"\ncluster failover: MOVED answers of the demoted master {redirected}; {figures}")
 
 
-def test_a_forced_cluster_failover_of_a_frozen_master_answers_503s_then_recovers(make_app, redis_cluster_factory):
+def test_a_forced_cluster_failover_of_a_frozen_master_answers_503s_then_recovers(cluster_app, redis_cluster_factory):
     """The master freezes (SIGSTOP) under traffic; once pages of its sessions have failed, its replica
     takes over by ``CLUSTER FAILOVER FORCE``: the failed pages are 503 envelopes only, pages flow
     again within 2 s of the promotion, and no item is shown twice in a session incarnation."""
-    figures = run_failover(make_app, redis_cluster_factory, frozen=True)
+    figures = run_failover(cluster_app, redis_cluster_factory, frozen=True)
     figures.pop("old")
     assert figures["failed"] > 0, figures  # the frozen master did fail pages: the 503 check had teeth
     print(f"\nforced cluster failover of a frozen master: {figures}")
@@ -440,7 +422,7 @@ def cluster_state(node) -> str:
 
 
 def test_pages_are_served_while_the_index_shard_master_is_down_and_indexed_once_it_is_back(
-        make_app, redis_cluster_factory, caplog):
+        cluster_app, redis_cluster_factory, caplog):
     """A session whose hash and whose index shard (``vs2:active:{i}``) live on different masters;
     the shard's master stops. The session's random pages still answer 200 with new items each time
     (the index is for counting and listing only), each one logging that the index was not touched;
@@ -462,7 +444,7 @@ def test_pages_are_served_while_the_index_shard_master_is_down_and_indexed_once_
                           != master_of(INDEX_SHARDS[index_shard(f"apart-{number}", CLUSTER_INDEX_SHARDS)]))
         shard = INDEX_SHARDS[index_shard(session_id, CLUSTER_INDEX_SHARDS)]
         session_master, index_master = master_of(session_key(session_id)), master_of(shard)
-    app = make_app(cluster)
+    app = cluster_app(cluster)
     store = app.extensions["viralspot.session_store"]
     client = app.test_client()
     assert store.session_count() == 0  # the store knows the cluster's slots, and the session is new

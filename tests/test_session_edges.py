@@ -83,6 +83,46 @@ def session_bytes(client) -> int:
                                                                                         count=1000))
 
 
+class PressureLedger:
+    """What sessions taking turns between ``FEEDS`` under memory pressure were shown, by incarnation
+    (session id, ``created_at``): the standalone and the Redis Cluster tests page through it."""
+
+    def __init__(self, sessions: list[str]) -> None:
+        self.sessions = sessions
+        self.offsets: dict = defaultdict(int)
+        #: (session, created_at) -> every item id its pages showed, across both feeds
+        self.served: dict = defaultdict(list)
+        self.incarnations: dict = defaultdict(set)
+        self.pages = self.unattributed = 0
+
+    def page_round(self, client, store, rng: random.Random, keep_others_used) -> None:
+        """A page of each feed for every session, in random order; every 20 pages after the first
+        round ``keep_others_used()`` (so the least recently used keys are sessions)."""
+        first_round = not self.pages
+        for session_id in rng.sample(self.sessions, len(self.sessions)):
+            for feed, filters in rng.sample(FEEDS, len(FEEDS)):
+                ids, _last = page(client, session_id, self.offsets[session_id, feed], PAGE, **filters)
+                assert len(ids) == PAGE
+                self.pages += 1
+                self.offsets[session_id, feed] += PAGE
+                summary = store.summary(session_id)
+                if summary is None:  # evicted before it could be asked: its page is not attributed
+                    self.unattributed += 1
+                    continue
+                self.served[session_id, summary.created_at] += ids
+                self.incarnations[session_id].add(summary.created_at)
+            if not first_round and self.pages % 20 == 0:
+                keep_others_used()
+
+    def repeated(self) -> dict:
+        """Items served twice within one incarnation, counted per incarnation."""
+        return {key: len(ids) - len(set(ids)) for key, ids in self.served.items() if len(ids) != len(set(ids))}
+
+    def came_back(self) -> int:
+        """Sessions seen in more than one incarnation."""
+        return sum(1 for created in self.incarnations.values() if len(created) > 1)
+
+
 def test_sessions_under_memory_pressure_are_kept_or_forgotten_whole(catalog_url, redis_server_factory):
     """250 sessions take turns between two overlapping feeds, a page of each per round. After the
     first round, ``maxmemory`` is set to what the server then uses less half of what the sessions
@@ -96,12 +136,8 @@ def test_sessions_under_memory_pressure_are_kept_or_forgotten_whole(catalog_url,
     others = [f"other:{index}" for index in range(OTHER_KEYS)]
     try:
         rng = random.Random(24)
-        sessions = [f"pressure-{index}" for index in range(SESSIONS)]
-        offsets = defaultdict(int)
-        #: (session, created_at) -> every item id its pages showed, across both feeds
-        served = defaultdict(list)
-        incarnations = defaultdict(set)
-        unattributed = pages = rounds = 0
+        ledger = PressureLedger([f"pressure-{index}" for index in range(SESSIONS)])
+        rounds = 0
         deadline = time.monotonic() + PRESSURE_SECONDS
         for round_number in range(ROUNDS):
             if time.monotonic() > deadline:  # a slow machine: stop early; the checks below still bite
@@ -114,30 +150,17 @@ def test_sessions_under_memory_pressure_are_kept_or_forgotten_whole(catalog_url,
                 for key in others:
                     redis.expire(key, 3600)
                 redis.config_set("maxmemory", int(redis.info("memory")["used_memory"]) - sessions_take // 2)
-            for session_id in rng.sample(sessions, len(sessions)):
-                for feed, filters in rng.sample(FEEDS, len(FEEDS)):
-                    ids, _last = page(client, session_id, offsets[session_id, feed], PAGE, **filters)
-                    assert len(ids) == PAGE
-                    pages += 1
-                    offsets[session_id, feed] += PAGE
-                    summary = store.summary(session_id)
-                    if summary is None:  # evicted before it could be asked: its page is not attributed
-                        unattributed += 1
-                        continue
-                    served[session_id, summary.created_at] += ids
-                    incarnations[session_id].add(summary.created_at)
-                if round_number and pages % 20 == 0:
-                    redis.touch(*others)
+            ledger.page_round(client, store, rng, lambda: redis.touch(*others))
             rounds += 1
             assert partial_session_hashes(redis) == []
+        pages = ledger.pages
         assert rounds == ROUNDS, f"{pages} pages in {PRESSURE_SECONDS} s"
-        repeated = {key: len(ids) - len(set(ids)) for key, ids in served.items() if len(ids) != len(set(ids))}
-        assert repeated == {}, f"items served twice within one incarnation: {repeated}"
+        assert ledger.repeated() == {}, f"items served twice within one incarnation: {ledger.repeated()}"
         evicted = int(redis.info("stats")["evicted_keys"])
-        came_back = sum(1 for created in incarnations.values() if len(created) > 1)
+        came_back = ledger.came_back()
         assert evicted > SESSIONS // 10 and came_back > SESSIONS // 10, (evicted, came_back)
-        assert sum(1 for ids in served.values() if len(ids) > PAGE) > SESSIONS // 2  # checks with teeth
-        assert unattributed < pages // 10
+        assert sum(1 for ids in ledger.served.values() if len(ids) > PAGE) > SESSIONS // 2  # checks with teeth
+        assert ledger.unattributed < pages // 10
         assert redis.zcard(INDEX_KEY) <= SESSIONS
     finally:
         redis.close()
