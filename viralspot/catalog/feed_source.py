@@ -19,14 +19,14 @@ from typing import Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 from cachetools import LRUCache, cached
-from sqlalchemy import BigInteger, Connection, cast, func, select
+from sqlalchemy import Connection
 
 from . import queries
 from .filters import ContentFilter
 from .item_snapshot import ItemSnapshot
 from .queries import CatalogState
 from .rendering import joined_item_fragments
-from .tables import MAX_CONTENT_KEY, content
+from .tables import MAX_CONTENT_KEY
 
 #: Seconds a matching set of a filter on the clock (``date_range``) is used before the next is read.
 WINDOW_SECONDS = 3600
@@ -133,11 +133,7 @@ class FeedSource:
 
     def read_scores(self) -> np.ndarray:
         """Every item's outlier score indexed by key (0 where no item), read from the database."""
-        stmt = select(content.c.id, cast(func.round(content.c.outlier_score * 1000), BigInteger))
-        keys, thousandths = queries._integer_columns(self.connection, stmt, 2)
-        scores = np.zeros(int(keys.max()) + 1 if len(keys) else 1)
-        scores[keys] = thousandths / 1000
-        return scores
+        return queries.outlier_scores(self.connection)
 
     def read_matching(self, window: int | None) -> MatchingSet:
         """Read the matching set from the database, at one catalog version when it can."""
