@@ -292,6 +292,24 @@ def test_no_position_is_served_twice_across_the_feeds_of_a_session(make_store):
     assert take(store, served[REELS][:5], session="other").positions == served[REELS][:5]
 
 
+def test_a_weighted_feed_is_seen_by_canonical_position_and_takes_one_ticket_of_an_item(make_store):
+    """A weighted feed's candidates (ticket positions) carry their items' canonical positions: an item
+    a uniform feed served is refused, of two tickets of one item in a call the first is taken, and a
+    uniform feed then refuses what the weighted one served; the weighted feed replays its tickets."""
+    store = make_store()
+    weighted = b"R" + bytes(range(8))
+    take(store, [1, 2, 3])  # the uniform feed serves canonical positions 1, 2 and 3
+    view = read(store, feed=weighted, limit=0).view
+    result = store.serve_page("s", weighted, FeedView(SEED, view.bounds), offset=0, limit=4, max_ahead=AHEAD,
+                              candidates=[10, 11, 12, 13, 14, 15], scanned_to=16,
+                              canonical=[2, 7, 7, 8, 3, 9])
+    assert result.status is PageStatus.SERVED
+    assert result.positions == [11, 13, 15] and not result.has_more  # 10 and 14 seen, 12 a second ticket of 7
+    assert sequence(store, feed=weighted) == [11, 13, 15]
+    assert store.summary("s").served_items_count == 6
+    assert take(store, [4, 7, 8, 9, 10], limit=5).positions == [4, 10]
+
+
 # --- Bounds --------------------------------------------------------------------------------------
 
 

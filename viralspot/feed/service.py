@@ -195,21 +195,6 @@ class RandomFeedService:
                                 label="tickets")
         return SessionOrder(self.secret, session_id, seed, bounds)
 
-    def _weighted_candidates(self, session_id: str, seed: bytes, bounds: tuple[int, ...], candidates: list[int],
-                             known: dict[int, int]) -> tuple[list[int], list[int]]:
-        """A weighted feed's candidate tickets less those whose item an earlier one of the batch holds,
-        and the items' canonical positions (in the session's order: what is seen). Tickets of items
-        served before are the store's to refuse."""
-        if not candidates:
-            return [], []
-        positions = np.asarray(candidates, dtype=np.int64)
-        keys = ticket_keys([known[position] for position in candidates])
-        _unique, first = np.unique(keys, return_index=True)
-        kept = np.zeros(len(keys), dtype=bool)
-        kept[first] = True
-        canonical = self._order(session_id, seed, bounds, False).positions_of(keys[kept])
-        return positions[kept].tolist(), canonical.tolist()
-
     def _page(self, source: FeedSource, session_id: str, feed: bytes, offset: int, limit: int,
               known: dict[int, int], weighted: bool):
         """(view, positions, is_last_page, round trips, replayed) of the page; ``known`` gets the
@@ -255,8 +240,10 @@ class RandomFeedService:
                     self._order(session_id, view.seed, bounds, weighted), matching, source.now(), view.cursor,
                     # Eight times as many after each short claim (items served in other feeds).
                     min(MAX_CANDIDATES, wanted << min(3 * short, 12)), max(1, self.max_scan - examined), known)
-                if weighted:
-                    candidates, canonical = self._weighted_candidates(session_id, view.seed, bounds, candidates, known)
+                if weighted:  # each ticket's item by its position in the session's order: what is seen (two
+                    # tickets of one item in a batch: the store takes the first)
+                    canonical = self._order(session_id, view.seed, bounds, False).positions_of(
+                        ticket_keys([known[position] for position in candidates])).tolist()
                 sent = FeedView(view.seed, bounds, view.cursor, view.served)
             result = self.store.serve_page(session_id, feed, sent, offset=offset, limit=limit,
                                            max_ahead=self.max_ahead, candidates=candidates,
