@@ -5,6 +5,14 @@ items 1 to 24, read once at start-up), in the same envelope, from the same serve
 serialization ceiling a random page of 24 is compared with (``bench/cpu_per_page.py``). Each
 request serializes the page's dict as a plain page's answer does; no database, no session store.
 
+``GET /bench/floor-page`` (same query as a random page): what any design of shared session state
+costs a random page of 24 at least, the feed's own work left out. It parses the arguments with the
+random page's schema and decorators, makes one round trip to the session store through the store's
+client (a script that reads the session hash's six header fields, writes its item count and
+restarts its TTL, sent the arguments of a real page and answering a page-sized reply), reads 24
+items from the item snapshot, and answers through ``page_response`` as a random page does. What a
+random page costs above it is the permutation, the candidates and the page script's own work.
+
 The per-client rate limits are off (``RATE_LIMIT``, ``RESET_RATE_LIMIT``): every benchmark's load
 comes from one client address, far past a client's budget.
 
@@ -13,18 +21,39 @@ Served by gunicorn as ``bench.bench_app:app`` with ``VIRALSPOT_DATABASE_URL`` se
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 
-from viralspot import create_app
+from flask import current_app
+
+from viralspot import create_app, metrics
+from viralspot.api import (ARGUMENT_ERRORS, DATABASE_ERRORS, LIMITED, RANDOM_FEED_ERRORS, SESSION_ID_ERRORS,
+                           Blueprint)
+from viralspot.catalog.filters import content_filter
+from viralspot.catalog.items import serialize_item
 from viralspot.catalog.queries import items_by_keys
 from viralspot.content.listing import listing_message
-from viralspot.extensions import catalog
+from viralspot.content.page_response import page_response
+from viralspot.extensions import api, catalog
+from viralspot.feed.service import ServedPage
+from viralspot.schemas.content import ContentQueryArgsSchema
 from viralspot.schemas.envelope import api_response
-from viralspot.catalog.items import serialize_item
+from viralspot.schemas.responses import ContentPageResponseSchema
+from viralspot.store import SessionStore
+from viralspot.store.redis_store import _page_result
 
 from .common import BENCH_NOW, SECRET, SNAPSHOT_ROOT
 
 #: Items of the ceiling page (the random pages it is compared with have as many).
 CEILING_ITEMS = 24
+#: The floor page's script: one read and one write of the session's hash, its TTL restarted, and
+#: an answer of the page script's shape (the page's 24 positions from the candidates sent).
+FLOOR_SCRIPT = """
+local meta = redis.call('HMGET', KEYS[1], 's', 'b', 'k', 'n', 'c', 'r')
+redis.call('HSET', KEYS[1], 'n', (tonumber(meta[4]) or 0) + tonumber(ARGV[9]))
+redis.call('PEXPIRE', KEYS[1], ARGV[11])
+return {0, ARGV[2], ARGV[3], 0, 0, 1, string.sub(ARGV[7], 1, 4 * tonumber(ARGV[9])), 0}
+"""
 
 
 def create_bench_app(config: dict | None = None):
@@ -40,7 +69,41 @@ def create_bench_app(config: dict | None = None):
     def fixed():
         return api_response(fixed_page, listing_message("reels", len(rows), 0))
 
+    floor = Blueprint("bench_floor", __name__, url_prefix="/bench")
+
+    @floor.get("/floor-page")  # the decorators of GET /api/reels
+    @floor.query(ContentQueryArgsSchema)
+    @floor.response(200, ContentPageResponseSchema, description="One page of reels")
+    @floor.errors(*ARGUMENT_ERRORS, *SESSION_ID_ERRORS, *RANDOM_FEED_ERRORS, *DATABASE_ERRORS, *LIMITED)
+    def floor_page(args):
+        page = _floor_page(args)
+        metrics.random_page(page)
+        return page_response(page.items_json, page.is_last_page, listing_message("reels", page.count, args["offset"]))
+
+    api.register_blueprint(floor)
     return app
+
+
+def _floor_page(args) -> ServedPage:
+    """One round trip of a real page's arguments through the session store, then 24 items."""
+    store = SessionStore.backend_for(current_app)
+    session_id, offset, limit = args["session_id"], args["offset"], args["limit"]
+    start = zlib.crc32(session_id.encode()) % 900_000 + offset
+    candidates = struct.pack("<36I", *range(start, start + 36))
+    keys = store._keys_with_index(session_id)
+    call_args = [b"r" + bytes(8), bytes(8), struct.pack("<I", 1_000_000), "0", start, start + 36, candidates,
+                 offset, limit, 1000, store.ttl_ms, 64, 1_000_000, session_id, "0", b""]
+
+    def run(connection):
+        script = connection.scripts.get("bench_floor")
+        if script is None:
+            script = connection.scripts["bench_floor"] = connection.client.register_script(FLOOR_SCRIPT)
+        return script(keys=keys, args=call_args)
+
+    result = _page_result(store._attempts(run))
+    with catalog.reader.source(content_filter("reels", args)) as source:
+        items_json, count = source.page_items([position % 1_000_000 + 1 for position in result.positions])
+        return ServedPage(items_json, count, False, 1, False, source.snapshot_hit)
 
 
 def __getattr__(name: str):

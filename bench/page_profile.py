@@ -8,7 +8,9 @@ gunicorn workers have), a session's pages going to a random one of them: session
 24 in order, as ``cpu_per_page`` loads them. The steps below are wrapped to add up their thread
 CPU time (``time.thread_time``; the wrapper's own cost, about a microsecond a call, is included);
 a step the code no longer has is left out. Steps nest as indented. The ceiling page
-(``/bench/fixed-page``) is timed the same way, whole requests through the Flask test client.
+(``/bench/fixed-page``) and the floor page (``/bench/floor-page``, loaded as random pages are) are
+timed the same way, whole requests through the Flask test client; the steps are those of the
+random pages.
 """
 from __future__ import annotations
 
@@ -20,6 +22,9 @@ import random
 import time
 
 from .common import catalog, redis_server, write_snapshot
+
+#: The floor page (``bench_app.py``): a random page's request without the feed's own work.
+FLOOR_PATH = "/bench/floor-page"
 
 #: (module, attribute path, label, depth of nesting) of the steps timed.
 STEPS = (
@@ -82,11 +87,11 @@ def _measure(size: int, pages: int, processes: int, totals: dict, counts: collec
         clients = [app.test_client() for app in apps]
         rng = random.Random(1)
 
-        def random_pages(count: int, prefix: str) -> float:
+        def random_pages(count: int, prefix: str, path: str = "/api/reels") -> float:
             started = time.thread_time()
             for n in range(count):
                 response = clients[rng.randrange(processes)].get(
-                    f"/api/reels?random_order=true&limit=24&session_id={prefix}-{n // 20}&offset={(n % 20) * 24}")
+                    f"{path}?random_order=true&limit=24&session_id={prefix}-{n // 20}&offset={(n % 20) * 24}")
                 if response.status_code != 200:
                     raise RuntimeError(response.get_data()[:300])
             return (time.thread_time() - started) / count * 1000
@@ -99,15 +104,23 @@ def _measure(size: int, pages: int, processes: int, totals: dict, counts: collec
             return (time.thread_time() - started) / count * 1000
 
         random_pages(300, "warm")
+        random_pages(300, "warm", FLOOR_PATH)
         ceiling_pages(300)
         totals.clear()
         counts.clear()
         random_ms = random_pages(pages, "timed")
+        steps_total, steps_count = dict(totals), collections.Counter(counts)
+        floor_ms = random_pages(pages, "floor", FLOOR_PATH)
         ceiling_ms = ceiling_pages(pages)
+        totals.clear()
+        totals.update(steps_total)
+        counts.clear()
+        counts.update(steps_count)
         for app in apps:
             app.extensions["viralspot.session_store"].close()
             app.extensions["viralspot.catalog"].dispose()
     return {"size": size, "pages": pages, "processes": processes, "random_ms": random_ms, "ceiling_ms": ceiling_ms,
+            "floor_ms": floor_ms,
             "steps": [{"label": label, "depth": depth, "calls": counts[label] / pages,
                        "ms": totals[label] / pages * 1000} for label, depth in steps]}
 
@@ -116,7 +129,8 @@ def markdown(result: dict) -> str:
     lines = [f"{result['size']:,}-item catalog, {result['processes']} apps in one process taking a session's pages "
              f"at random, {result['pages']:,} random pages of 24 (sessions of 20 pages); thread CPU, ms per page.\n",
              f"Whole request through the Flask test client: random page {result['random_ms']:.3f} ms, ceiling "
-             f"page {result['ceiling_ms']:.3f} ms (difference {result['random_ms'] - result['ceiling_ms']:.3f} ms).\n",
+             f"page {result['ceiling_ms']:.3f} ms (difference {result['random_ms'] - result['ceiling_ms']:.3f} ms), "
+             f"floor page (one store call, no feed work) {result['floor_ms']:.3f} ms.\n",
              "| step (nested steps indented) | calls per page | ms per page |", "|---|---:|---:|"]
     for step in result["steps"]:
         indent = "&nbsp;&nbsp;&nbsp;&nbsp;" * step["depth"]
