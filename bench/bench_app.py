@@ -85,10 +85,11 @@ def create_bench_app(config: dict | None = None):
 
 
 def _floor_page(args) -> ServedPage:
-    """One round trip of a real page's arguments through the session store, then 24 items."""
+    """One round trip of a real page's arguments through the session store, then ``limit`` items
+    (keys spread over the catalog by the session and the offset)."""
     store = SessionStore.backend_for(current_app)
     session_id, offset, limit = args["session_id"], args["offset"], args["limit"]
-    start = zlib.crc32(session_id.encode()) % 900_000 + offset
+    start = zlib.crc32(session_id.encode()) % 1_000_000 + offset
     candidates = struct.pack("<36I", *range(start, start + 36))
     keys = store._keys_with_index(session_id)
     call_args = [b"r" + bytes(8), bytes(8), struct.pack("<I", 1_000_000), "0", start, start + 36, candidates,
@@ -102,7 +103,8 @@ def _floor_page(args) -> ServedPage:
 
     result = _page_result(store._attempts(run))
     with catalog.reader.source(content_filter("reels", args)) as source:
-        items_json, count = source.page_items([position % 1_000_000 + 1 for position in result.positions])
+        largest = source.catalog_state().largest_key
+        items_json, count = source.page_items([position % largest + 1 for position in result.positions])
         return ServedPage(items_json, count, False, 1, False, source.snapshot_hit)
 
 
