@@ -393,6 +393,7 @@ def redis_server_factory():
         server = RedisServer(binary, *extra)
         servers.append(server)
         server.start()
+        _store_backends_run.add("redis")
         return server
 
     yield start

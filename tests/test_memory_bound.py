@@ -64,11 +64,15 @@ def used_memory(client) -> int:
 
 
 @pytest.fixture
-def redis_store(redis_clean):
+def redis_store(redis_server_factory):
+    """A store on a redis-server of its own, its reset notices subscribed (they hold a connection,
+    ``store/reset_notices.py``): no client of another test connects or leaves while used_memory
+    is read."""
     from viralspot.store.redis_store import RedisSessionStore
 
-    store = RedisSessionStore(redis_clean.url, ttl=86_400)
+    store = RedisSessionStore(redis_server_factory().url, ttl=86_400)
     serve_items(store, "warm-up", 1, PAGE, PAGE)  # scripts loaded, client buffers grown
+    assert store._connection.resets.subscribed.wait(10)
     yield store
     store.close()
 

@@ -4,7 +4,7 @@ A session's feed (one per endpoint and filter set) is the session's order (``ord
 restricted to the items matching the filter that no feed of the session has served. A page:
 
 1. takes the feed's view (the session's seed and bounds, the feed's cursor) as this process last
-   saw it, or that of a new session;
+   saw it, or that of a new session (also when the store heard the session was reset elsewhere);
 2. finds the candidates: the positions from the cursor on whose keys match the filter, enough for
    the page plus one look-ahead item (which keeps ``isLastPage`` exact);
 3. sends them in one ``serve_page`` (``store/base.py``), which takes the unseen ones atomically, or
@@ -178,6 +178,9 @@ class RandomFeedService:
         if known is None:
             return None
         seed, bounds, cursors = known
+        if self.store.was_reset(session_id, seed):  # by another process: the next page starts anew
+            self.forget(session_id)
+            return None
         cursor, served = cursors.get(feed, (0, 0))
         return FeedView(seed, bounds, cursor, served)
 

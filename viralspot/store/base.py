@@ -164,6 +164,12 @@ class SessionStoreBackend(abc.ABC):
         """Forget a session whole. ``found`` is False, and nothing changes, when there is none.
         ``total_active_sessions`` is counted after the reset."""
 
+    def was_reset(self, session_id: str, seed: bytes) -> bool:
+        """Whether this process has heard that the session holding ``seed`` was reset by another
+        process (a shared store's notice, ``reset_notices.py``): a view of it is of a session that
+        is gone. A hint only; a store of one process hears nothing."""
+        return False
+
     @abc.abstractmethod
     def session_count(self) -> int:
         """Active sessions (used within the TTL)."""

@@ -17,6 +17,8 @@ a session in one Redis Cluster slot):
 ``vs2:active`` ZSET, session id -> last-seen server ms, to count and list active sessions
              (on a cluster 16 shards ``vs2:active:{i}``). Each touch (``_touch.lua``) forgets at
              most 100 entries idle past the TTL.
+``vs2:resets`` the channel a reset announces itself on (the session's seed, then its id), heard
+             by every process (``reset_notices.py``).
 
 A session missing any of ``s b k n c`` (damaged, or written by another layout) is treated as
 gone, never served from; a page that creates the session replaces it.
@@ -56,12 +58,15 @@ from cachetools import TTLCache
 
 from .base import (FeedSummary, FeedView, PageResult, PageStatus, ResetResult, SessionStoreBackend,
                    SessionSummary, StoreUnavailable)
+from .reset_notices import ResetNotices
 
 _log = logging.getLogger(__name__)
 SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
 #: The layout version in every key name: a next layout's keys can live beside these.
 LAYOUT = "vs2"
 INDEX_KEY = f"{LAYOUT}:active"
+#: The channel ``reset.lua`` announces each reset on (``reset_notices.py``).
+RESETS_CHANNEL = f"{LAYOUT}:resets"
 #: Redis Cluster: the active-session index is this many ZSETs, ``vs2:active:{<i>}`` (see index_keys).
 CLUSTER_INDEX_SHARDS = 16
 #: Backoff between attempts of one operation (``RedisSessionStore._attempts``); stateless.
@@ -270,15 +275,16 @@ def _parse_cluster(parts) -> ParsedUrl:
 
 
 class _Connection:
-    """One process's client and its registered scripts."""
+    """One process's client, its registered scripts, and the resets it hears of."""
 
-    __slots__ = ("pid", "client", "scripts", "cluster")
+    __slots__ = ("pid", "client", "scripts", "cluster", "resets")
 
-    def __init__(self, client, cluster: bool = False) -> None:
+    def __init__(self, make_client: Callable[[], Any], cluster: bool, ttl: float) -> None:
         self.pid = os.getpid()
-        self.client = client
+        self.client = client = make_client()
         self.cluster = cluster
         self.scripts = {name: client.register_script(_script_source(name)) for name in _SCRIPTS}
+        self.resets = ResetNotices(make_client, RESETS_CHANNEL, ttl)
 
     def run(self, calls) -> list:
         """The scripts ``calls`` ((name, keys, args)), one after the other (a script the server lost,
@@ -300,6 +306,7 @@ class _Connection:
                     node.redis_connection.connection_pool.disconnect(inuse_connections=False)
 
     def close(self) -> None:
+        self.resets.stop()
         pool = getattr(self.client, "connection_pool", None)
         if pool is not None:
             pool.disconnect()
@@ -383,7 +390,7 @@ class RedisSessionStore(SessionStoreBackend):
             with self._connecting:
                 connection = self._connection
                 if connection is None or connection.pid != os.getpid():
-                    connection = self._connection = _Connection(self._make_client(), self.cluster)
+                    connection = self._connection = _Connection(self._make_client, self.cluster, self.ttl)
         return connection
 
     def _transient(self, error: BaseException) -> bool:
@@ -462,10 +469,15 @@ class RedisSessionStore(SessionStoreBackend):
             self._touched.pop(session_id, None)
         reset_id = secrets.token_hex(8)
         keys = self._keys_with_index(session_id)
-        (found, cleared, at), = self._run([("reset", keys, [reset_id, RESET_RECORD_MS, session_id])])
+        arguments = [reset_id, RESET_RECORD_MS, session_id, RESETS_CHANNEL]
+        (found, cleared, at), = self._run([("reset", keys, arguments)])
         if self.cluster:
             self._run([("unindex", [self._index(session_id)], [session_id, int(at)])])
         return ResetResult(bool(found), int(cleared), self.session_count())
+
+    def was_reset(self, session_id: str, seed: bytes) -> bool:
+        connection = self._connection
+        return connection is not None and connection.pid == os.getpid() and connection.resets.heard(session_id, seed)
 
     def session_count(self) -> int:
         counts = self._run([("count", [shard], [self.ttl_ms]) for shard in self.index_keys])

@@ -1,0 +1,140 @@
+"""A reset made by one process, heard by the others (``store/reset_notices.py``; issue 24, point 7).
+
+Two stores and feed services on one Redis stand for two workers. A session pages through
+"here", is reset through "there": once "here" has heard the notice, its next page starts the new
+session in one round trip, as a session's very first page does, instead of two (finding the old
+session gone first). Checked on one server, through Sentinel and on Redis Cluster, with the
+control that the same page costs two round trips when nothing is heard; a notice names the seed
+of the session that was reset, so it never drops the view of the session created after it; and
+the subscription comes back by itself after the server restarts.
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from test_failover import SERVICE, SentinelProcess, replicated_pair, require_sentinel, wait_for, wait_synced
+from test_feed_algorithm import ListCatalog, make_service, serve
+from viralspot.store.redis_store import RESETS_CHANNEL, RedisSessionStore, session_key
+
+
+class TwoProcesses:
+    """Stores and services "here" and "there" on one Redis URL."""
+
+    def __init__(self, url: str) -> None:
+        catalog = ListCatalog(5_000)
+        self.here_store, self.there_store = RedisSessionStore(url, ttl=600), RedisSessionStore(url, ttl=600)
+        self.here, self.there = make_service(self.here_store, catalog), make_service(self.there_store, catalog)
+
+    def listening(self):
+        """Here's notices, once subscribed (the store connects, and starts them, on its first call)."""
+        self.here_store.ping()
+        notices = self.here_store._connection.resets
+        wait_for(notices.subscribed.is_set, 15, "here subscribed to reset notices", 0.01)
+        return notices
+
+    def seed(self, session_id: str) -> bytes:
+        return self.there_store.client.hget(session_key(session_id), "s")
+
+    def close(self) -> None:
+        self.here_store.close()
+        self.there_store.close()
+
+
+def page_after_reset_elsewhere(processes: TwoProcesses, session_id: str, hear: bool):
+    """Two pages here, a reset there, then (once heard, when ``hear``) the next page here:
+    (the page's keys, the page, the keys served before the reset)."""
+    before = serve(processes.here, session_id, 0, 24)[0] + serve(processes.here, session_id, 24, 24)[0]
+    seed = processes.seed(session_id)
+    assert processes.there_store.reset(session_id).cleared_items_count == 48
+    processes.there.forget(session_id)
+    if hear:
+        wait_for(lambda: processes.here_store.was_reset(session_id, seed), 10, "the reset heard here")
+    keys, page = serve(processes.here, session_id, 0, 24)
+    assert not page.replayed and len(keys) == 24 and len(set(keys) & set(before)) < 5  # a fresh order
+    return keys, page, before
+
+
+def check_notices(url: str) -> None:
+    processes = TwoProcesses(url)
+    try:
+        notices = processes.listening()
+        keys, page, _ = page_after_reset_elsewhere(processes, "heard", hear=True)
+        assert page.round_trips == 1
+        # The notice names the old session's seed: the new session's view here is kept.
+        assert serve(processes.here, "heard", 24, 24)[1].round_trips == 1
+        assert serve(processes.there, "heard", 0, 24)[0] == keys  # there sees the same new session
+        assert processes.there_store.summary("heard").served_items_count == 48
+        # Control: with nothing heard, the same page costs a round trip more (the session found gone).
+        notices.stop()
+        wait_for(lambda: not notices.subscribed.is_set(), 10, "here's subscription ended", 0.01)
+        assert page_after_reset_elsewhere(processes, "unheard", hear=False)[1].round_trips == 2
+    finally:
+        processes.close()
+
+
+def test_a_reset_heard_on_one_server_makes_the_next_page_one_round_trip(redis_clean):
+    check_notices(redis_clean.url)
+
+
+def test_a_reset_heard_on_redis_cluster_makes_the_next_page_one_round_trip(redis_cluster_clean):
+    check_notices(redis_cluster_clean.url())
+
+
+def test_a_reset_heard_through_sentinel_makes_the_next_page_one_round_trip(redis_server_factory, tmp_path):
+    command = require_sentinel()
+    master, replica = replicated_pair(redis_server_factory)
+    wait_synced(master, replica)
+    sentinels = [SentinelProcess(command, str(tmp_path), number) for number in range(3)]
+    try:
+        for sentinel in sentinels:
+            sentinel.start(master.port, replica.port, sentinels, quorum=2)
+        wait_for(lambda: all(sentinel.master().get("port") == master.port for sentinel in sentinels), 15,
+                 "the sentinels naming the master", 0.02)
+        check_notices("redis+sentinel://" + ",".join(f"127.0.0.1:{s.port}" for s in sentinels) + f"/{SERVICE}/0")
+    finally:
+        for sentinel in sentinels:
+            sentinel.stop()
+
+
+def test_notices_are_heard_again_after_the_server_restarts(redis_server_factory):
+    server = redis_server_factory()
+    processes = TwoProcesses(server.url)
+    try:
+        notices = processes.listening()
+        server.stop()
+        wait_for(lambda: not notices.subscribed.is_set(), 10, "the subscription lost with the server", 0.01)
+        server.start()  # the same port, empty (no persistence)
+        wait_for(notices.subscribed.is_set, 15, "here subscribed again", 0.01)
+        processes.here.forget("s")  # its view is of a session the restart lost
+        assert page_after_reset_elsewhere(processes, "s", hear=True)[1].round_trips == 1
+    finally:
+        processes.close()
+
+
+@pytest.mark.parametrize("found", [False, True])
+def test_only_a_reset_that_found_a_session_is_announced(redis_clean, found):
+    """The notice is the session's seed and id; a reset that found nothing announces nothing (a
+    marker published after the reset ends the reading: a channel delivers in order)."""
+    with redis_clean.client() as client:
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(RESETS_CHANNEL)
+        store = RedisSessionStore(redis_clean.url, ttl=600)
+        try:
+            expected = []
+            if found:
+                serve(make_service(store, ListCatalog(1_000)), "s", 0, 24)
+                expected = [client.hget(session_key("s"), "s") + b"s"]
+            assert store.reset("s").found is found
+            client.publish(RESETS_CHANNEL, b"end")
+            heard, deadline = [], time.monotonic() + 10
+            while not heard or heard[-1] != b"end":
+                assert time.monotonic() < deadline, f"the marker did not arrive: {heard}"
+                message = pubsub.get_message(timeout=1)  # None also for the subscription's own reply
+                if message is not None:
+                    heard.append(message["data"])
+            assert heard == [*expected, b"end"]
+        finally:
+            pubsub.close()
+            store.close()
