@@ -106,16 +106,11 @@ def _measure(size: int, pages: int, processes: int, totals: dict, counts: collec
         random_pages(300, "warm")
         random_pages(300, "warm", FLOOR_PATH)
         ceiling_pages(300)
-        totals.clear()
-        counts.clear()
-        random_ms = random_pages(pages, "timed")
-        steps_total, steps_count = dict(totals), collections.Counter(counts)
         floor_ms = random_pages(pages, "floor", FLOOR_PATH)
         ceiling_ms = ceiling_pages(pages)
-        totals.clear()
-        totals.update(steps_total)
+        totals.clear()  # the steps are the random pages' only
         counts.clear()
-        counts.update(steps_count)
+        random_ms = random_pages(pages, "timed")
         for app in apps:
             app.extensions["viralspot.session_store"].close()
             app.extensions["viralspot.catalog"].dispose()

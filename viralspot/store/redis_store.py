@@ -42,7 +42,8 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Callable, Sequence
+from types import MethodType
+from typing import Any, Sequence
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
@@ -279,7 +280,7 @@ class _Connection:
 
     __slots__ = ("pid", "client", "scripts", "cluster", "resets")
 
-    def __init__(self, make_client: Callable[[], Any], cluster: bool, ttl: float) -> None:
+    def __init__(self, make_client: MethodType, cluster: bool, ttl: float) -> None:
         self.pid = os.getpid()
         self.client = client = make_client()
         self.cluster = cluster

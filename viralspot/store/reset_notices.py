@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from typing import Any, Callable
+from types import MethodType
 
 from cachetools import TTLCache
 
@@ -28,19 +28,19 @@ POLL_SECONDS = 0.5
 
 
 class ResetNotices:
-    """The resets heard on ``channel`` through a client from ``make_client`` (a redis-py client
-    of any topology): ``heard(session_id, seed)``. The thread ends after ``stop()``, or once the
-    notices (and the store that made them) are no longer referenced."""
+    """The resets heard on ``channel`` through a client from ``make_client`` (the store's method
+    making a redis-py client of any topology): ``heard(session_id, seed)``. The thread ends after
+    ``stop()``, or once the notices (and the store that made them) are no longer referenced."""
 
-    def __init__(self, make_client: Callable[[], Any], channel: str, ttl: float, remembered: int = 100_000) -> None:
+    def __init__(self, make_client: MethodType, channel: str, ttl: float, remembered: int = 100_000) -> None:
         self._seeds: TTLCache = TTLCache(remembered, ttl)
         self._lock = threading.Lock()  # cachetools caches are not thread-safe
         self._stopped = threading.Event()
         #: Set each time the subscription is (again) in place.
         self.subscribed = threading.Event()
         # The thread holds weak references only: a store dropped without close() stops it too.
-        maker = weakref.WeakMethod(make_client) if hasattr(make_client, "__self__") else (lambda: make_client)
-        threading.Thread(target=_listen, args=(weakref.ref(self), maker, channel, self._stopped, self.subscribed),
+        threading.Thread(target=_listen, args=(weakref.ref(self), weakref.WeakMethod(make_client), channel,
+                                               self._stopped, self.subscribed),
                          name="viralspot-reset-notices", daemon=True).start()
 
     def heard(self, session_id: str, seed: bytes) -> bool:
