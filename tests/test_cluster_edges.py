@@ -36,10 +36,10 @@ from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
 from session_helpers import page
-from test_failover import PAGES_AFTER, RECOVERY_SECONDS, Traffic, check_traffic, make_app, wait_for  # noqa: F401
+from test_failover import (PAGES_AFTER, RECOVERY_SECONDS, Traffic, check_traffic, make_app,  # noqa: F401
+                           seeded_catalog_url, wait_for)
 from test_session_edges import (FEEDS, FILL, OTHER_BYTES, PAGE, ROUNDS, SESSIONS, PressureLedger,
                                 partial_session_hashes, session_bytes)
-from viralspot import create_app
 from viralspot.store.base import FeedView, PageStatus, StoreUnavailable
 from viralspot.store.redis_store import (CLUSTER_INDEX_SHARDS, LAYOUT, RedisSessionStore, index_keys, index_shard,
                                          session_key)
@@ -53,16 +53,7 @@ INDEX_SHARDS = index_keys(CLUSTER_INDEX_SHARDS)
 @pytest.fixture(scope="module")
 def catalog_url(tmp_path_factory):
     """A SQLite catalog of 3,000 seeded items (reels and posts), shared by the module's apps."""
-    url = "sqlite:///" + os.path.join(str(tmp_path_factory.mktemp("cluster-edges")), "catalog.db")
-    app = create_app({"CONFIG": "testing", "DATABASE_URL": url})
-    try:
-        result = app.test_cli_runner().invoke(args=["content", "seed", "--items", str(CATALOG_ITEMS), "--seed",
-                                                    "7", "--no-progress"])
-        assert result.exit_code == 0, result.output
-    finally:
-        app.extensions["viralspot.catalog"].dispose()
-        app.extensions["viralspot.session_store"].close()
-    return url
+    return seeded_catalog_url(tmp_path_factory.mktemp("cluster-edges"), CATALOG_ITEMS)
 
 
 @pytest.fixture

@@ -272,19 +272,24 @@ class SentinelProcess:
 # --- the catalog and the app -----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def catalog_url(tmp_path_factory):
-    """A seeded SQLite catalog (1,500 items) shared by the module's apps."""
-    url = "sqlite:///" + str(tmp_path_factory.mktemp("failover") / "catalog.db")
+def seeded_catalog_url(directory, items: int) -> str:
+    """The URL of a SQLite catalog in ``directory`` seeded with ``items`` items (seed 7)."""
+    url = "sqlite:///" + os.path.join(str(directory), "catalog.db")
     app = create_app({"CONFIG": "testing", "DATABASE_URL": url})
     try:
-        result = app.test_cli_runner().invoke(args=["content", "seed", "--items", "1500", "--seed", "7",
+        result = app.test_cli_runner().invoke(args=["content", "seed", "--items", str(items), "--seed", "7",
                                                     "--no-progress"])
         assert result.exit_code == 0, result.output
     finally:
         app.extensions["viralspot.catalog"].dispose()
         app.extensions["viralspot.session_store"].close()
     return url
+
+
+@pytest.fixture(scope="module")
+def catalog_url(tmp_path_factory):
+    """A seeded SQLite catalog (1,500 items) shared by the module's apps."""
+    return seeded_catalog_url(tmp_path_factory.mktemp("failover"), 1500)
 
 
 @pytest.fixture
