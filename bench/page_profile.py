@@ -5,7 +5,9 @@
 The cached catalog with its item snapshot, sessions in a redis-server of its own, and
 ``--processes`` apps in this process (each with its own store client and remembered views, as
 gunicorn workers have), a session's pages going to a random one of them: sessions page 20 pages of
-24 in order, as ``cpu_per_page`` loads them. The steps below are wrapped to add up their thread
+24 in order, as ``cpu_per_page`` loads them. The same pages are then timed with the feed service
+keeping no view (``RandomFeedService._remember`` a no-op), so every page starts as if the session
+were new to the process: what the remembered views save. The steps below are wrapped to add up their thread
 CPU time (``time.thread_time``; the wrapper's own cost, about a microsecond a call, is included);
 a step the code no longer has is left out. Steps nest as indented. The ceiling page
 (``/bench/fixed-page``) and the floor page (``/bench/floor-page``, loaded as random pages are) are
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import functools
 import importlib
 import random
@@ -38,6 +41,22 @@ STEPS = (
     ("viralspot.catalog.feed_source", "FeedSource.page_items", "FeedSource.page_items (item snapshot)", 1),
     ("viralspot.content.routes", "page_response", "page_response (the body)", 0),
 )
+
+
+#: The step whose calls are the page's store round trips.
+_STORE_CALL = "RedisSessionStore.serve_page (client side)"
+
+
+@contextlib.contextmanager
+def _no_views():
+    """The feed service keeping no view of any session while inside."""
+    from viralspot.feed.service import RandomFeedService
+    remember = RandomFeedService._remember
+    RandomFeedService._remember = lambda self, session_id, feed, view: None
+    try:
+        yield
+    finally:
+        RandomFeedService._remember = remember
 
 
 def _wrap(totals: dict, counts: collections.Counter, module_name: str, path: str, label: str, undo: list) -> bool:
@@ -111,13 +130,19 @@ def _measure(size: int, pages: int, processes: int, totals: dict, counts: collec
         totals.clear()  # the steps are the random pages' only
         counts.clear()
         random_ms = random_pages(pages, "timed")
+        steps_out = [{"label": label, "depth": depth, "calls": counts[label] / pages,
+                      "ms": totals[label] / pages * 1000} for label, depth in steps]
+        store_calls = counts[_STORE_CALL] / pages
+        counts.clear()
+        with _no_views():
+            no_views_ms = random_pages(pages, "noviews")
+        no_views_store_calls = counts[_STORE_CALL] / pages
         for app in apps:
             app.extensions["viralspot.session_store"].close()
             app.extensions["viralspot.catalog"].dispose()
     return {"size": size, "pages": pages, "processes": processes, "random_ms": random_ms, "ceiling_ms": ceiling_ms,
-            "floor_ms": floor_ms,
-            "steps": [{"label": label, "depth": depth, "calls": counts[label] / pages,
-                       "ms": totals[label] / pages * 1000} for label, depth in steps]}
+            "floor_ms": floor_ms, "store_calls": store_calls, "no_views_ms": no_views_ms,
+            "no_views_store_calls": no_views_store_calls, "steps": steps_out}
 
 
 def markdown(result: dict) -> str:
@@ -126,6 +151,9 @@ def markdown(result: dict) -> str:
              f"Whole request through the Flask test client: random page {result['random_ms']:.3f} ms, ceiling "
              f"page {result['ceiling_ms']:.3f} ms (difference {result['random_ms'] - result['ceiling_ms']:.3f} ms), "
              f"floor page (one store call, no feed work) {result['floor_ms']:.3f} ms.\n",
+             f"Store calls per random page {result['store_calls']:.2f}; with no view kept "
+             f"{result['no_views_store_calls']:.2f}, and {result['no_views_ms']:.3f} ms a page "
+             f"({result['no_views_ms'] / result['random_ms']:.2f} x).\n",
              "| step (nested steps indented) | calls per page | ms per page |", "|---|---:|---:|"]
     for step in result["steps"]:
         indent = "&nbsp;&nbsp;&nbsp;&nbsp;" * step["depth"]
