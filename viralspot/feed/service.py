@@ -40,7 +40,9 @@ from .weights import MAX_TICKETS, MAX_WEIGHTED_KEY, Tickets, TicketSet, checked_
 #: request of the session changed it) before the page answers 503 SESSION_CONFLICT.
 MAX_ROUNDS = 64
 MAX_STALE = 16
-#: Sessions whose last view a process keeps (for a next page in one round trip).
+#: Sessions whose last view a process keeps, for a next page in one round trip: without them a page
+#: makes 1.95 store calls instead of 1.10 and costs the worker 1.29-1.34 x the CPU (0.26 ms of a
+#: 0.86 ms page; bench.page_profile at e556f61, three runs).
 VIEWS_KEPT = 100_000
 #: Positions one batch of a scan maps at most.
 MAX_BATCH = 65_536
