@@ -65,7 +65,7 @@ def measure(sizes: list[int], one_page_sessions: int) -> dict:
     with redis_server() as server:
         store = RedisSessionStore(server.url, ttl=86400)
         client = store.client
-        store._connection.resets.subscribed.wait(10)  # its connection made before any reading
+        store.reset_notices.subscribed.wait(10)  # its connection made before any reading
         for feed, share in (("unfiltered", 1.0), (f"selective ({SELECTIVITY:.0%} of positions match)", SELECTIVITY)):
             for items in [PAGE, *sizes]:
                 sessions = one_page_sessions if items == PAGE else max(2, ITEMS_PER_ROW // items)

@@ -72,7 +72,7 @@ def redis_store(redis_server_factory):
 
     store = RedisSessionStore(redis_server_factory().url, ttl=86_400)
     serve_items(store, "warm-up", 1, PAGE, PAGE)  # scripts loaded, client buffers grown
-    assert store._connection.resets.subscribed.wait(10)
+    assert store.reset_notices.subscribed.wait(10)
     yield store
     store.close()
 

@@ -28,9 +28,8 @@ class TwoProcesses:
         self.here, self.there = make_service(self.here_store, catalog), make_service(self.there_store, catalog)
 
     def listening(self):
-        """Here's notices, once subscribed (the store connects, and starts them, on its first call)."""
-        self.here_store.ping()
-        notices = self.here_store._connection.resets
+        """Here's notices, once subscribed (reading them connects the store, which starts them)."""
+        notices = self.here_store.reset_notices
         wait_for(notices.subscribed.is_set, 15, "here subscribed to reset notices", 0.01)
         return notices
 

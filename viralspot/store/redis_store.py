@@ -550,6 +550,12 @@ class RedisSessionStore(SessionStoreBackend):
         """This process's redis-py client (tests, benchmarks)."""
         return self._conn().client
 
+    @property
+    def reset_notices(self) -> ResetNotices:
+        """This process's subscription to resets made elsewhere (``reset_notices.py``), connecting
+        first if need be: its ``subscribed`` event is set while it is in place (tests, benchmarks)."""
+        return self._conn().resets
+
 
 def _text(value) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
