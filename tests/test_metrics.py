@@ -76,7 +76,8 @@ def test_metrics_endpoint_is_prometheus_text(client):
     for name in ("viralspot_http_requests_total", "viralspot_http_request_duration_seconds",
                  "viralspot_random_feed_pages_total", "viralspot_random_feed_round_trips_total",
                  "viralspot_session_conflict_responses_total", "viralspot_store_errors_total",
-                 "viralspot_item_snapshot_lookups_total", "viralspot_database_errors_total"):
+                 "viralspot_item_snapshot_lookups_total", "viralspot_database_errors_total",
+                 "viralspot_session_reset_notices_total"):
         assert f"# TYPE {name.removesuffix('_total')}" in text, name
     for gone in ("viralspot_random_feed_claims", "viralspot_random_feed_claim_conflicts",
                  "viralspot_random_feed_list_builds", 'plan="'):

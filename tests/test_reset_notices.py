@@ -6,7 +6,9 @@ session in one round trip, as a session's very first page does, instead of two (
 session gone first). Checked on one server, through Sentinel and on Redis Cluster, with the
 control that the same page costs two round trips when nothing is heard; a notice names the seed
 of the session that was reset, so it never drops the view of the session created after it; and
-the subscription comes back by itself after the server restarts.
+the subscription comes back by itself after the server restarts. Under real gunicorn, two masters
+of one worker each: the worker's metrics show when it has heard a reset made on the other, and its
+next page of the session then costs one store call.
 """
 from __future__ import annotations
 
@@ -137,3 +139,55 @@ def test_only_a_reset_that_found_a_session_is_announced(redis_clean, found):
         finally:
             pubsub.close()
             store.close()
+
+
+# --- under real gunicorn -------------------------------------------------------------------------------
+
+@pytest.mark.redis
+def test_under_gunicorn_a_worker_that_heard_a_reset_pages_the_new_session_in_one_round_trip(redis_clean, tmp_path):
+    """Two gunicorn masters of one worker each on one Redis: a session paged on A is reset on B. A's
+    metrics show when A has heard the notice (``viralspot_session_reset_notices_total``), and A's
+    next page of the session then costs one store call (``viralspot_random_feed_round_trips_total``),
+    as a new session's first page does, where a page unaware of the reset costs two."""
+    from gunicorn_servers import GunicornServer, page, seed_catalog
+    from test_metrics import parse, request, value
+    from test_multiprocess import reset, served_count
+
+    catalog_url = f"sqlite:///{tmp_path}/catalog.db"
+    seed_catalog(catalog_url)
+    hosts = [GunicornServer(tmp_path, database_url=catalog_url, store_url=redis_clean.url, workers=1, threads=2,
+                            name=name) for name in ("notices-a", "notices-b")]
+    a, b = hosts
+
+    def count_on_a(name: str) -> float:
+        status, _headers, body = request(a.port, "/metrics")
+        assert status == 200
+        return value(parse(body.decode()), name)
+
+    try:
+        for host in hosts:
+            host.launch()
+        for host in hosts:
+            host.wait_ready()
+        old_first = page(a.port, "/api/reels", "gu", 0, 24)[0]
+        page(a.port, "/api/reels", "gu", 24, 24)  # A's worker holds the session's view
+        # A's worker subscribes in a thread of its own: a notice about no session, published until A
+        # counts one, shows that it is listening.
+        with redis_clean.client() as client:
+            wait_for(lambda: client.publish(RESETS_CHANNEL, bytes(8) + b"nobody") >= 0
+                     and count_on_a("viralspot_session_reset_notices_total") >= 1, 20, "A listening", 0.05)
+        heard = count_on_a("viralspot_session_reset_notices_total")
+
+        assert reset(b.port, "gu")["session_reset"]["cleared_items_count"] == 48
+        wait_for(lambda: count_on_a("viralspot_session_reset_notices_total") == heard + 1, 20, "A heard the reset",
+                 0.02)
+        trips = count_on_a("viralspot_random_feed_round_trips_total")
+        fresh = page(a.port, "/api/reels", "gu", 0, 24)[0]
+        assert count_on_a("viralspot_random_feed_round_trips_total") - trips == 1
+        assert served_count(b.port, "gu") == 24 and len(set(fresh) & set(old_first)) < 8
+        # The next page keeps the new session's view: one call again.
+        page(a.port, "/api/reels", "gu", 24, 24)
+        assert count_on_a("viralspot_random_feed_round_trips_total") - trips == 2
+    finally:
+        for host in hosts:
+            host.stop()

@@ -77,12 +77,13 @@ def check_settings(app: Flask) -> None:
 
 
 def register_extensions(app: Flask) -> None:
-    from . import admin_token
+    from . import admin_token, metrics
     from .clock import init_clock
     from .extensions import catalog, random_feeds, rate_limits, session_store
 
     init_clock(app)
     session_store.init_app(app)  # first: it checks the store URL the rate limits count in
+    metrics.count_reset_notices(app, session_store.backend_for(app))
     rate_limits.init_app(app)
     admin_token.init_app(app)
     catalog.init_app(app)

@@ -12,7 +12,9 @@ when no route matched (404, 405), never the path; methods outside the standard o
 ``other``; no label carries a session id or any other client value.
 
 The instrumentation calls (``count``, ``random_page``) are no-ops outside an app
-context or when metrics are off, so library code can call them unconditionally.
+context or when metrics are off, so library code can call them unconditionally. The reset
+notices a Redis store hears (in a thread of their own, outside any request) are counted through
+the store's ``on_reset_heard``, set by ``count_reset_notices`` when the app is made.
 """
 from __future__ import annotations
 
@@ -87,6 +89,10 @@ class Metrics:
             registry=registry)
         self.database_errors = Counter(
             "viralspot_database_errors", "Database outages answered 503 DATABASE_UNAVAILABLE.", registry=registry)
+        self.reset_notices = Counter(
+            "viralspot_session_reset_notices",
+            "Session resets heard on the store's reset channel, summed over processes: every subscribed "
+            "process hears each reset, its own included (Redis store only).", registry=registry)
         self.snapshot_lookups = Counter(
             "viralspot_item_snapshot_lookups",
             "Item-snapshot look-ups of random pages: hit (items read from the snapshot) or miss (from the database).",
@@ -148,6 +154,12 @@ def init_app(app: Flask) -> None:
         if started is not None:
             metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
         return response
+
+
+def count_reset_notices(app: Flask, store) -> None:
+    """Count the reset notices ``store`` (the app's session store backend) hears, before its first use."""
+    if (metrics := app.extensions.get(EXTENSION_KEY)) is not None:
+        store.on_reset_heard = metrics.reset_notices.inc
 
 
 @bp.get("/metrics")

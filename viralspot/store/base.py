@@ -24,7 +24,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Sequence
+from typing import Callable, Sequence
 
 #: Bytes of a feed id: the endpoint's initial and 8 bytes of the filter's signature.
 FEED_ID_BYTES = 9
@@ -126,6 +126,9 @@ class SessionStoreBackend(abc.ABC):
     storage_type: str = "unknown"
     #: Whether other processes (workers, hosts, ``flask sessions``) see the same sessions.
     shared: bool = False
+    #: Called once for each reset notice this process hears (``was_reset``), when set before the
+    #: store's first use: the metrics count them. A store of one process hears none.
+    on_reset_heard: Callable[[], object] | None = None
 
     def __init__(self, ttl: float, max_feeds: int, max_items: int) -> None:
         if ttl <= 0 or max_feeds <= 0 or max_items <= 0:

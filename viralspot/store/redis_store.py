@@ -43,7 +43,7 @@ import zlib
 from dataclasses import dataclass, field
 from importlib import resources
 from types import MethodType
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
@@ -280,12 +280,13 @@ class _Connection:
 
     __slots__ = ("pid", "client", "scripts", "cluster", "resets")
 
-    def __init__(self, make_client: MethodType, cluster: bool, ttl: float) -> None:
+    def __init__(self, make_client: MethodType, cluster: bool, ttl: float,
+                 on_reset_heard: Callable[[], object] | None) -> None:
         self.pid = os.getpid()
         self.client = client = make_client()
         self.cluster = cluster
         self.scripts = {name: client.register_script(_script_source(name)) for name in _SCRIPTS}
-        self.resets = ResetNotices(make_client, RESETS_CHANNEL, ttl)
+        self.resets = ResetNotices(make_client, RESETS_CHANNEL, ttl, on_heard=on_reset_heard)
 
     def run(self, calls) -> list:
         """The scripts ``calls`` ((name, keys, args)), one after the other (a script the server lost,
@@ -391,7 +392,8 @@ class RedisSessionStore(SessionStoreBackend):
             with self._connecting:
                 connection = self._connection
                 if connection is None or connection.pid != os.getpid():
-                    connection = self._connection = _Connection(self._make_client, self.cluster, self.ttl)
+                    connection = self._connection = _Connection(self._make_client, self.cluster, self.ttl,
+                                                                 self.on_reset_heard)
         return connection
 
     def _transient(self, error: BaseException) -> bool:

@@ -17,6 +17,7 @@ import logging
 import threading
 import weakref
 from types import MethodType
+from typing import Callable
 
 from cachetools import TTLCache
 
@@ -29,10 +30,13 @@ POLL_SECONDS = 0.5
 
 class ResetNotices:
     """The resets heard on ``channel`` through a client from ``make_client`` (the store's method
-    making a redis-py client of any topology): ``heard(session_id, seed)``. The thread ends after
-    ``stop()``, or once the notices (and the store that made them) are no longer referenced."""
+    making a redis-py client of any topology): ``heard(session_id, seed)``; ``on_heard`` is called
+    after each notice is kept (a metric's count). The thread ends after ``stop()``, or once the
+    notices (and the store that made them) are no longer referenced."""
 
-    def __init__(self, make_client: MethodType, channel: str, ttl: float, remembered: int = 100_000) -> None:
+    def __init__(self, make_client: MethodType, channel: str, ttl: float, remembered: int = 100_000,
+                 on_heard: Callable[[], object] | None = None) -> None:
+        self._on_heard = on_heard
         self._seeds: TTLCache = TTLCache(remembered, ttl)
         self._lock = threading.Lock()  # cachetools caches are not thread-safe
         self._stopped = threading.Event()
@@ -56,6 +60,8 @@ class ResetNotices:
         seed, session_id = data[:8], data[8:].decode("utf-8", "surrogatepass")
         with self._lock:
             self._seeds[session_id] = seed
+        if self._on_heard is not None:
+            self._on_heard()
 
 
 def _listen(notices_ref, maker, channel: str, stopped: threading.Event, subscribed: threading.Event) -> None:
