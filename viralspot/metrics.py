@@ -28,6 +28,7 @@ from typing import Any
 from flask import Flask, Response, current_app, has_app_context, request
 
 from .api import Blueprint
+from .store import SessionStoreBackend
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ def init_app(app: Flask) -> None:
         return response
 
 
-def count_reset_notices(app: Flask, store) -> None:
+def count_reset_notices(app: Flask, store: SessionStoreBackend) -> None:
     """Count the reset notices ``store`` (the app's session store backend) hears, before its first use."""
     if (metrics := app.extensions.get(EXTENSION_KEY)) is not None:
         store.on_reset_heard = metrics.reset_notices.inc
