@@ -182,6 +182,35 @@ def module_database_url(module_database_backend, request, tmp_path_factory):
         server.drop_database(url)
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "after(name): runs after every test called name of its module with "
+                                       "the same parameters (it reads what they recorded)")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_collection_modifyitems(session, config, items):
+    """A test marked ``after("name")`` moves behind the last test called ``name`` (schemathesis's
+    ``name[operation]`` included) of its module whose parameters include its own. Done after every
+    other plugin has ordered the items (a wrapper: this conftest's, registered after installed
+    plugins, is the outermost), so a shuffle (pytest-randomly) cannot undo it."""
+    result = yield
+    for item in [item for item in items if item.get_closest_marker("after")]:
+        name = item.get_closest_marker("after").args[0]
+        params = _params(item)
+        targets = [index for index, other in enumerate(items)
+                   if other.module is item.module and getattr(other, "originalname", "").partition("[")[0] == name
+                   and params <= _params(other)]
+        if targets and items.index(item) < targets[-1]:
+            items.remove(item)
+            items.insert(targets[-1], item)  # the last target moved up by one: this lands just after it
+    return result
+
+
+def _params(item) -> set:
+    callspec = getattr(item, "callspec", None)
+    return set(callspec.params.items()) if callspec is not None else set()
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     tested = [name for name in DATABASE_BACKENDS if name in _backends_run]
     line = f"database backends tested: {', '.join(tested) if tested else 'none (no catalog test ran)'}"

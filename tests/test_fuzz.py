@@ -74,8 +74,10 @@ def test_api(case, fuzz_app):
     _statuses[(fuzz_app.config["FUZZ_BACKEND"], case.operation.label)][response.status_code] += 1
 
 
+@pytest.mark.after("test_api")
 def test_fuzzing_case_count(module_database_backend):
-    """The README's number: how many requests a run sends (runs after ``test_api`` in this module)."""
+    """The README's number: how many requests a run sends (``after``, conftest.py: it runs after
+    ``test_api`` on its backend, in whatever order the tests come)."""
     statuses = {label: dict(counter) for (backend, label), counter in _statuses.items()
                 if backend == module_database_backend}
     if not statuses:
