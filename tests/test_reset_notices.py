@@ -171,12 +171,12 @@ def test_under_gunicorn_a_worker_that_heard_a_reset_pages_the_new_session_in_one
             host.wait_ready()
         old_first = page(a.port, "/api/reels", "gu", 0, 24)[0]
         page(a.port, "/api/reels", "gu", 24, 24)  # A's worker holds the session's view
-        # A's worker subscribes in a thread of its own: a notice about no session, published until A
-        # counts one, shows that it is listening.
+        # Each worker subscribes in a thread of its own once it has used the store (A's pages, the
+        # readiness checks): both listening is two subscribers on the channel.
         with redis_clean.client() as client:
-            wait_for(lambda: client.publish(RESETS_CHANNEL, bytes(8) + b"nobody") >= 0
-                     and count_on_a("viralspot_session_reset_notices_total") >= 1, 20, "A listening", 0.05)
+            wait_for(lambda: client.pubsub_numsub(RESETS_CHANNEL)[0][1] == 2, 20, "both workers listening", 0.02)
         heard = count_on_a("viralspot_session_reset_notices_total")
+        assert heard == 0
 
         assert reset(b.port, "gu")["session_reset"]["cleared_items_count"] == 48
         wait_for(lambda: count_on_a("viralspot_session_reset_notices_total") == heard + 1, 20, "A heard the reset",
