@@ -364,41 +364,41 @@ def redis_cluster_clean(redis_cluster):
     yield redis_cluster
 
 
+def _servers_for_one_test(make, backend: str):
+    """A factory fixture's body: yields ``start(...)``, which makes a server (or cluster) with
+    ``make(...)``, starts it and counts ``backend`` as run; removes every one it started after."""
+    started = []
+
+    def start(*args, **kwargs):
+        server = make(*args, **kwargs)
+        started.append(server)
+        server.start()
+        _store_backends_run.add(backend)
+        return server
+
+    yield start
+    for server in started:
+        server.remove()
+
+
 @pytest.fixture
 def redis_cluster_factory():
     """Starts dedicated Redis Clusters for one test: ``start(masters=3, extra=())`` (``extra``: more
     redis-server options for every node); removes them (and replicas added to them) after."""
     server_binary, cli_binary = _require_redis_server("redis-cluster"), _require_redis_cli()
-    clusters = []
 
-    def start(masters: int = 3, extra: tuple[str, ...] = ()) -> RedisClusterServers:
-        cluster = RedisClusterServers(server_binary, cli_binary, masters, extra, node_class=ClusterNode)
-        clusters.append(cluster)
-        cluster.start()
-        _store_backends_run.add("redis-cluster")
-        return cluster
+    def cluster(masters: int = 3, extra: tuple[str, ...] = ()) -> RedisClusterServers:
+        return RedisClusterServers(server_binary, cli_binary, masters, extra, node_class=ClusterNode)
 
-    yield start
-    for cluster in clusters:
-        cluster.remove()
+    yield from _servers_for_one_test(cluster, "redis-cluster")
 
 
 @pytest.fixture
 def redis_server_factory():
-    """Starts extra redis-servers for one test (which may stop and restart them); removes them after."""
+    """Starts extra redis-servers for one test: ``start(*extra)`` (more redis-server options; the test
+    may stop and restart them); removes them after."""
     binary = _require_redis_server()
-    servers = []
-
-    def start(*extra: str) -> RedisServer:
-        server = RedisServer(binary, *extra)
-        servers.append(server)
-        server.start()
-        _store_backends_run.add("redis")
-        return server
-
-    yield start
-    for server in servers:
-        server.remove()
+    yield from _servers_for_one_test(lambda *extra: RedisServer(binary, *extra), "redis")
 
 
 def in_forked_child(work) -> tuple[int, bytes]:
