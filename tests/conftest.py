@@ -199,16 +199,16 @@ def pytest_collection_modifyitems(session, config, items):
         params = _params(item)
         targets = [index for index, other in enumerate(items)
                    if other.module is item.module and getattr(other, "originalname", "").partition("[")[0] == name
-                   and params <= _params(other)]
+                   and all(key in _params(other) and _params(other)[key] == value for key, value in params.items())]
         if targets and items.index(item) < targets[-1]:
             items.remove(item)
             items.insert(targets[-1], item)  # the last target moved up by one: this lands just after it
     return result
 
 
-def _params(item) -> set:
+def _params(item) -> dict:
     callspec = getattr(item, "callspec", None)
-    return set(callspec.params.items()) if callspec is not None else set()
+    return callspec.params if callspec is not None else {}
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
