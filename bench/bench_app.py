@@ -7,8 +7,9 @@ request serializes the page's dict as a plain page's answer does; no database, n
 
 ``GET /bench/floor-page`` (same query as a random page): what any design of shared session state
 costs a random page of 24 at least, the feed's own work left out. It parses the arguments with the
-random page's schema and decorators, makes one round trip to the session store through the store's
-client (a script that reads the session hash's six header fields, writes its item count and
+random page's schema and decorators, makes one round trip to the session store's Redis through a
+redis-py client made as the store makes its own (a blocking pool with the store's timeouts and
+health checks; a script that reads the session hash's six header fields, writes its item count and
 restarts its TTL, sent the arguments of a real page and answering a page-sized reply), reads 24
 items scattered over the catalog from the item snapshot, and answers through ``page_response`` as
 a random page does. What a random page costs above it is the permutation, the candidates and the
@@ -25,6 +26,7 @@ import os
 import struct
 import zlib
 
+import redis
 from flask import current_app
 
 from viralspot import create_app, metrics
@@ -41,7 +43,7 @@ from viralspot.schemas.content import ContentQueryArgsSchema
 from viralspot.schemas.envelope import api_response
 from viralspot.schemas.responses import ContentPageResponseSchema
 from viralspot.store import SessionStore
-from viralspot.store.redis_store import _page_result
+from viralspot.store.redis_store import INDEX_KEY, session_key
 
 from .common import BENCH_NOW, SECRET, SNAPSHOT_ROOT
 
@@ -89,29 +91,37 @@ def create_bench_app(config: dict | None = None):
     return app
 
 
+def _floor_script(app) -> redis.commands.core.Script:
+    """The floor's script on a Redis client of its own, made once per app (per worker) as the store
+    makes its client on one server."""
+    script = app.extensions.get("bench_floor_script")
+    if script is None:
+        store = SessionStore.backend_for(app)
+        opts = store.options
+        pool = redis.BlockingConnectionPool.from_url(
+            store.url, max_connections=opts.max_connections, timeout=opts.connect_timeout,
+            socket_timeout=opts.socket_timeout, socket_connect_timeout=opts.connect_timeout,
+            health_check_interval=opts.health_check_interval)
+        script = app.extensions["bench_floor_script"] = redis.Redis(connection_pool=pool).register_script(FLOOR_SCRIPT)
+    return script
+
+
 def _floor_page(args) -> ServedPage:
-    """One round trip of a real page's arguments through the session store, then ``limit`` items
+    """One round trip of a real page's arguments to the session store's Redis, then ``limit`` items
     (keys scattered over the catalog by the session and the offset)."""
-    store = SessionStore.backend_for(current_app)
     session_id, offset, limit = args["session_id"], args["offset"], args["limit"]
     start = zlib.crc32(session_id.encode()) % 1_000_000 + offset
     candidates = struct.pack("<36I", *range(start, start + 36))
-    keys = store._keys_with_index(session_id)
     call_args = [b"r" + bytes(8), bytes(8), struct.pack("<I", 1_000_000), "0", start, start + 36, candidates,
-                 offset, limit, 1000, store.ttl_ms, 64, 1_000_000, session_id, "0", b""]
-
-    def run(connection):
-        script = connection.scripts.get("bench_floor")
-        if script is None:
-            script = connection.scripts["bench_floor"] = connection.client.register_script(FLOOR_SCRIPT)
-        return script(keys=keys, args=call_args)
-
-    result = _page_result(store._attempts(run))
+                 offset, limit, 1000, SessionStore.backend_for(current_app).ttl_ms, 64, 1_000_000, session_id, "0",
+                 b""]
+    reply = _floor_script(current_app)(keys=[session_key(session_id), INDEX_KEY], args=call_args)
+    positions = struct.unpack(f"<{len(reply[6]) // 4}I", reply[6])
     with catalog.reader.source(content_filter("reels", args)) as source:
         largest = source.catalog_state().largest_key
         # Keys scattered over the catalog, as a random page's are (adjacent keys would share pages of
         # the snapshot's memory map, which a random page's items do not).
-        items_json, count = source.page_items([position * _SCATTER % largest + 1 for position in result.positions])
+        items_json, count = source.page_items([position * _SCATTER % largest + 1 for position in positions])
         return ServedPage(items_json, count, False, 1, False, source.snapshot_hit)
 
 
