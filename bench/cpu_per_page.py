@@ -139,7 +139,8 @@ def python_load(port: int, path: str, seconds: float, connections: int, random_p
     return sum(counts)
 
 
-def measure(size: int, rounds: int, seconds: float, connections: int, baseline: Path | None = None) -> dict:
+def measure(size: int, rounds: int, seconds: float, connections: int, baseline: Path | None = None,
+            threads: int = 8) -> dict:
     """``rounds`` rounds of (ceiling, random) loads on this checkout's server and, with ``baseline``
     (another checkout of the repo, with this bench/ in it), on a server of that code too, each in
     its own redis-server, the servers taking turns round by round."""
@@ -163,7 +164,7 @@ def measure(size: int, rounds: int, seconds: float, connections: int, baseline: 
                 subprocess.run([sys.executable, "-c", "import sys; from bench.common import write_snapshot; "
                                 "write_snapshot(sys.argv[1])", url], cwd=root, check=True,
                                env=clean_env(VIRALSPOT_ITEM_SNAPSHOT_DIR=str(snapshot_dir)))
-            server = BenchServer(url, redis.url, log_path, workers=WORKERS, keepalive=0, root=root,
+            server = BenchServer(url, redis.url, log_path, workers=WORKERS, threads=threads, keepalive=0, root=root,
                                  snapshot_dir=snapshot_dir)
             stack.callback(server.stop)
             servers[name] = (server, redis)
@@ -203,7 +204,7 @@ def measure(size: int, rounds: int, seconds: float, connections: int, baseline: 
             if server.worker_pids() != server.pids:
                 raise RuntimeError(f"{name}: a worker was replaced during the run; see {server.log_path}")
         version = redis_version(next(iter(servers.values()))[1].url)
-    return {"size": size, "results": results, "roots": {name: str(root) for name, root in roots.items()},
+    return {"size": size, "threads": threads, "results": results, "roots": {name: str(root) for name, root in roots.items()},
             "seconds": seconds, "connections": connections, "client": "wrk" if load is wrk_load else "Python client",
             "redis": version, "load_before": load_before, "load_after": load_average()}
 
@@ -217,7 +218,7 @@ def _code(root: str) -> str:
 
 
 def markdown(result: dict) -> str:
-    lines = [f"gunicorn, {WORKERS} workers (gthread, 8 threads), keep-alive off, {result['size']:,}-item catalog, "
+    lines = [f"gunicorn, {WORKERS} workers (gthread, {result['threads']} threads), keep-alive off, {result['size']:,}-item catalog, "
              f"redis-server {result['redis']}; {result['client']}, {result['connections']} connections, "
              f"rounds of {result['seconds']:g} s per load; load average before {result['load_before']}, "
              f"after {result['load_after']}. CPU ms per request: workers + redis-server.\n",
@@ -254,11 +255,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=10, help="seconds of each load")
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker")
     parser.add_argument("--baseline", type=Path, default=None,
                         help="another checkout of the repo (with this bench/ copied in) to load in turn, e.g. the "
                              "commit before a change")
     args = parser.parse_args(argv)
-    result = measure(args.size, args.rounds, args.seconds, args.connections, args.baseline)
+    result = measure(args.size, args.rounds, args.seconds, args.connections, args.baseline, args.threads)
     print(markdown(result))
     return result
 
