@@ -5,6 +5,11 @@ items 1 to 24, read once at start-up), in the same envelope, from the same serve
 serialization ceiling a random page of 24 is compared with (``bench/cpu_per_page.py``). Each
 request serializes the page's dict as a plain page's answer does; no database, no session store.
 
+``GET /bench/arguments-page`` (same query as a random page): the random page's arguments, schema
+and decorators, and the ceiling page's items as the item snapshot keeps them (each item's JSON
+rendered once, at start-up) joined into the body by ``page_response`` as a random page's are: what a
+random page costs before it reads anything (``bench/page_profile.py``).
+
 ``GET /bench/floor-page`` (same query as a random page): what any design of shared session state
 costs a random page of 24 at least, the feed's own work left out. It parses the arguments with the
 random page's schema and decorators, makes one round trip to the session store's Redis through a
@@ -35,6 +40,7 @@ from viralspot.api import (ARGUMENT_ERRORS, DATABASE_ERRORS, LIMITED, RANDOM_FEE
 from viralspot.catalog.filters import content_filter
 from viralspot.catalog.items import serialize_item
 from viralspot.catalog.queries import items_by_keys
+from viralspot.catalog.rendering import encode_item
 from viralspot.content.listing import listing_message
 from viralspot.content.page_response import page_response
 from viralspot.extensions import api, catalog
@@ -71,6 +77,7 @@ def create_bench_app(config: dict | None = None):
     with app.app_context(), catalog.connect() as conn:
         rows = items_by_keys(conn, range(1, CEILING_ITEMS + 1))
     fixed_page = {"reels": [serialize_item(row) for row in rows], "isLastPage": False}
+    rendered_items = ",".join(encode_item(item) for item in fixed_page["reels"])
 
     @app.get("/bench/fixed-page")
     def fixed():
@@ -78,10 +85,19 @@ def create_bench_app(config: dict | None = None):
 
     floor = Blueprint("bench_floor", __name__, url_prefix="/bench")
 
-    @floor.get("/floor-page")  # the decorators of GET /api/reels
-    @floor.query(ContentQueryArgsSchema)
-    @floor.response(200, ContentPageResponseSchema, description="One page of reels")
-    @floor.errors(*ARGUMENT_ERRORS, *SESSION_ID_ERRORS, *RANDOM_FEED_ERRORS, *DATABASE_ERRORS, *LIMITED)
+    def like_a_random_page(view):
+        """The decorators of GET /api/reels."""
+        view = floor.errors(*ARGUMENT_ERRORS, *SESSION_ID_ERRORS, *RANDOM_FEED_ERRORS, *DATABASE_ERRORS, *LIMITED)(view)
+        view = floor.response(200, ContentPageResponseSchema, description="One page of reels")(view)
+        return floor.query(ContentQueryArgsSchema)(view)
+
+    @floor.get("/arguments-page")
+    @like_a_random_page
+    def arguments_page(args):
+        return page_response(rendered_items, False, listing_message("reels", len(rows), args["offset"]))
+
+    @floor.get("/floor-page")
+    @like_a_random_page
     def floor_page(args):
         page = _floor_page(args)
         metrics.random_page(page)

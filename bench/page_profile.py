@@ -10,8 +10,9 @@ keeping no view (``RandomFeedService._remember`` a no-op), so every page starts 
 were new to the process: what the remembered views save. The steps below are wrapped to add up their thread
 CPU time (``time.thread_time``; the wrapper's own cost, about a microsecond a call, is included);
 a step the code no longer has is left out. Steps nest as indented. The ceiling page
-(``/bench/fixed-page``) and the floor page (``/bench/floor-page``, loaded as random pages are) are
-timed the same way, whole requests through the Flask test client; the steps are those of the
+(``/bench/fixed-page``), the floor page (``/bench/floor-page``, loaded as random pages are) and the
+arguments page (``/bench/arguments-page``, the same queries: a random page's arguments and decorators
+and a body of pre-rendered items, nothing read) are timed the same way, whole requests through the Flask test client; the steps are those of the
 random pages.
 """
 from __future__ import annotations
@@ -28,6 +29,10 @@ from .common import catalog, redis_server, write_snapshot
 
 #: The floor page (``bench_app.py``): a random page's request without the feed's own work.
 FLOOR_PATH = "/bench/floor-page"
+
+#: The arguments page (``bench_app.py``): a random page's arguments and decorators, a body of
+#: pre-rendered items, nothing read.
+ARGUMENTS_PATH = "/bench/arguments-page"
 
 #: (module, attribute path, label, depth of nesting) of the steps timed.
 STEPS = (
@@ -124,8 +129,10 @@ def _measure(size: int, pages: int, processes: int, totals: dict, counts: collec
 
         random_pages(300, "warm")
         random_pages(300, "warm", FLOOR_PATH)
+        random_pages(300, "warm", ARGUMENTS_PATH)
         ceiling_pages(300)
         floor_ms = random_pages(pages, "floor", FLOOR_PATH)
+        arguments_ms = random_pages(pages, "arguments", ARGUMENTS_PATH)
         ceiling_ms = ceiling_pages(pages)
         totals.clear()  # the steps are the random pages' only
         counts.clear()
@@ -141,7 +148,7 @@ def _measure(size: int, pages: int, processes: int, totals: dict, counts: collec
             app.extensions["viralspot.session_store"].close()
             app.extensions["viralspot.catalog"].dispose()
     return {"size": size, "pages": pages, "processes": processes, "random_ms": random_ms, "ceiling_ms": ceiling_ms,
-            "floor_ms": floor_ms, "store_calls": store_calls, "no_views_ms": no_views_ms,
+            "floor_ms": floor_ms, "arguments_ms": arguments_ms, "store_calls": store_calls, "no_views_ms": no_views_ms,
             "no_views_store_calls": no_views_store_calls, "steps": steps_out}
 
 
@@ -150,7 +157,9 @@ def markdown(result: dict) -> str:
              f"at random, {result['pages']:,} random pages of 24 (sessions of 20 pages); thread CPU, ms per page.\n",
              f"Whole request through the Flask test client: random page {result['random_ms']:.3f} ms, ceiling "
              f"page {result['ceiling_ms']:.3f} ms (difference {result['random_ms'] - result['ceiling_ms']:.3f} ms), "
-             f"floor page (one store call, no feed work) {result['floor_ms']:.3f} ms.\n",
+             f"floor page (one store call, no feed work) {result['floor_ms']:.3f} ms, arguments page (the "
+             f"random page's arguments and decorators, a body of pre-rendered items, nothing read) "
+             f"{result['arguments_ms']:.3f} ms.\n",
              f"Store calls per random page {result['store_calls']:.2f}; with no view kept "
              f"{result['no_views_store_calls']:.2f}, and {result['no_views_ms']:.3f} ms a page "
              f"({result['no_views_ms'] / result['random_ms']:.2f} x).\n",
