@@ -12,10 +12,10 @@ random page costs before it reads anything (``bench/page_profile.py``).
 
 ``GET /bench/floor-page`` (same query as a random page): what any design of shared session state
 costs a random page of 24 at least, the feed's own work left out. It parses the arguments with the
-random page's schema and decorators, makes one round trip to the session store's Redis through a
-redis-py client made as the store makes its own (a blocking pool with the store's timeouts and
-health checks; a script that reads the session hash's six header fields, writes its item count and
-restarts its TTL, sent the arguments of a real page and answering a page-sized reply), reads 24
+random page's schema and decorators, makes one round trip to the session store's Redis through the
+store's redis-py client (``RedisSessionStore.client``; a script that reads the session hash's six
+header fields, writes its item count and restarts its TTL, sent the arguments of a real page and
+answering a page-sized reply), reads 24
 items scattered over the catalog from the item snapshot, and answers through ``page_response`` as
 a random page does. What a random page costs above it is the permutation, the candidates and the
 page script's own work.
@@ -31,8 +31,8 @@ import os
 import struct
 import zlib
 
-import redis
 from flask import current_app
+from redis.commands.core import Script
 
 from viralspot import create_app, metrics
 from viralspot.api import (ARGUMENT_ERRORS, DATABASE_ERRORS, LIMITED, RANDOM_FEED_ERRORS, SESSION_ID_ERRORS,
@@ -107,18 +107,12 @@ def create_bench_app(config: dict | None = None):
     return app
 
 
-def _floor_script(app) -> redis.commands.core.Script:
-    """The floor's script on a Redis client of its own, made once per app (per worker) as the store
-    makes its client on one server."""
+def _floor_script(app) -> Script:
+    """The floor's script, registered once per app (per worker) on the store's own client."""
     script = app.extensions.get("bench_floor_script")
     if script is None:
-        store = SessionStore.backend_for(app)
-        opts = store.options
-        pool = redis.BlockingConnectionPool.from_url(
-            store.url, max_connections=opts.max_connections, timeout=opts.connect_timeout,
-            socket_timeout=opts.socket_timeout, socket_connect_timeout=opts.connect_timeout,
-            health_check_interval=opts.health_check_interval)
-        script = app.extensions["bench_floor_script"] = redis.Redis(connection_pool=pool).register_script(FLOOR_SCRIPT)
+        script = app.extensions["bench_floor_script"] = SessionStore.backend_for(app).client.register_script(
+            FLOOR_SCRIPT)
     return script
 
 
