@@ -34,8 +34,10 @@ from test_multiprocess import drain as drain_over_http
 from test_multiprocess import flat, repeated
 from viralspot import create_app
 from viralspot.store import FeedView, PageStatus, StoreUnavailable, backend_from_url
+from viralspot.store.redis_errors import is_unavailable
 from viralspot.store.redis_store import (CLUSTER_INDEX_SHARDS, INDEX_KEY, ClientOptions, RedisSessionStore,
-                                         index_keys, index_shard, is_unavailable, parse_store_url, session_key)
+                                         index_keys, index_shard, session_key)
+from viralspot.store.redis_url import parse_store_url
 
 pytestmark = pytest.mark.redis
 

@@ -26,9 +26,10 @@ from redis_fixtures import in_forked_child
 from viralspot import create_app
 from viralspot.store import SessionStoreConfigError, StoreUnavailable, backend_from_url
 from viralspot.store.base import FeedView, PageResult, PageStatus
+from viralspot.store.redis_errors import is_unavailable
 from viralspot.store.redis_store import (INDEX_KEY, LAYOUT, RESET_RECORD_MS, RESETS_CHANNEL, ClientOptions,
-                                         RedisSessionStore, _Connection, is_unavailable, parse_store_url,
-                                         session_key)
+                                         RedisSessionStore, _Connection, session_key)
+from viralspot.store.redis_url import parse_store_url
 
 pytestmark = pytest.mark.redis
 

@@ -2,8 +2,8 @@
 
 ``VIRALSPOT_SESSION_STORE_URL`` chooses the backend by its scheme: ``memory://`` (the default,
 one process, ``memory.py``) or Redis (``redis://``, ``rediss://``, ``unix://``,
-``redis+sentinel://``, ``redis+cluster://``; ``redis_store.py``, every operation one Lua script),
-shared by every worker and host. A backend's module (and redis-py) is imported only when its
+``redis+sentinel://``, ``redis+cluster://``, read by ``redis_url.py``; ``redis_store.py``, every
+operation one Lua script), shared by every worker and host. A backend's module (and redis-py) is imported only when its
 scheme is chosen; an unknown scheme, a malformed URL or a missing package stops the app at
 start-up with a clear message.
 """
@@ -15,9 +15,11 @@ from flask import Flask, current_app
 
 from .base import (FeedSummary, FeedView, PageResult, PageStatus, ResetResult, SessionStoreBackend,
                    SessionSummary, StoreError, StoreUnavailable)
+from .redis_url import SCHEMES as REDIS_SCHEMES
+from .redis_url import RedisUrlError
 
 EXTENSION_NAME = "viralspot.session_store"
-SCHEMES = ("memory", "redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
+SCHEMES = ("memory", *REDIS_SCHEMES)
 
 
 class SessionStoreConfigError(RuntimeError):
@@ -36,7 +38,7 @@ def backend_from_url(url: str, config) -> SessionStoreBackend:
             max_feeds=int(config["SESSION_MAX_FEEDS"]),
             max_items=int(config["SESSION_MAX_ITEMS"]),
         )
-    if scheme in SCHEMES:
+    if scheme in REDIS_SCHEMES:
         return _redis_backend(url, config)
     raise SessionStoreConfigError(
         f"VIRALSPOT_SESSION_STORE_URL has unknown scheme {scheme or '(none)'!r}; "
@@ -47,7 +49,7 @@ def backend_from_url(url: str, config) -> SessionStoreBackend:
 def _redis_backend(url: str, config) -> SessionStoreBackend:
     """The Redis backend; redis-py is imported only here, when a Redis URL is configured."""
     try:
-        from .redis_store import ClientOptions, RedisSessionStore, RedisUrlError
+        from .redis_store import ClientOptions, RedisSessionStore
     except ImportError as error:
         if not (error.name or "").startswith(("redis", "hiredis")):
             raise

@@ -40,29 +40,25 @@ import struct
 import threading
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from types import MethodType
-from typing import Any, Callable, Sequence
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import Callable, Sequence
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
-from redis.exceptions import (ClusterDownError, ClusterError, InvalidResponse,
-                              OutOfMemoryError, ReadOnlyError, RedisClusterException, RedisError, ResponseError,
-                              SlotNotCoveredError, TryAgainError)
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import ReadOnlyError, RedisClusterException, RedisError
 from redis.retry import Retry
 
 from cachetools import TTLCache
 
 from .base import (FeedSummary, FeedView, PageResult, PageStatus, ResetResult, SessionStoreBackend,
                    SessionSummary, StoreUnavailable)
+from .redis_errors import is_unavailable, worth_retrying
+from .redis_url import parse_store_url, redact
 from .reset_notices import ResetNotices
 
 _log = logging.getLogger(__name__)
-SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
 #: The layout version in every key name: a next layout's keys can live beside these.
 LAYOUT = "vs2"
 INDEX_KEY = f"{LAYOUT}:active"
@@ -78,12 +74,6 @@ TOUCHED_REMEMBERED = 100_000
 RESET_RECORD_MS = 60_000
 
 _SCRIPTS = ("page", "reset", "unindex", "summary", "touch", "count", "ids")
-#: ResponseError prefixes that mean "the server cannot serve now", not "the request is wrong".
-_UNAVAILABLE_PREFIXES = ("BUSY", "LOADING", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "OOM")
-
-
-class RedisUrlError(ValueError):
-    """The store URL cannot be used; the message names the problem, never the password."""
 
 
 def session_key(session_id: str) -> str:
@@ -116,38 +106,6 @@ def _script_source(name: str) -> str:
     return source
 
 
-#: RedisClusterException messages (not a RedisError) that mean no node or slot can serve now.
-_CLUSTER_UNREACHABLE = ("Redis Cluster cannot be connected", "All slots are not covered")
-
-
-def _cluster_transient(error: BaseException) -> bool:
-    """A Redis Cluster error that a later attempt may not meet: the cluster is down or failing
-    over, a slot is moving (TRYAGAIN; MOVED/ASK redirections exhausted: ``ClusterError("TTL
-    exhausted.")``), a slot is not covered, or no startup node answered. The command did not run.
-    (A bare MOVED/ASK never reaches the store from the cluster client, which follows them; from a
-    plain client it means a ``redis://`` URL names a cluster node: a configuration error, a 500.)"""
-    if isinstance(error, (ClusterError, TryAgainError, SlotNotCoveredError)):
-        return True
-    return isinstance(error, RedisClusterException) and str(error).startswith(_CLUSTER_UNREACHABLE)
-
-
-def is_unavailable(error: BaseException) -> bool:
-    """Whether a redis-py error means the server cannot be reached or cannot serve now (503)."""
-    if isinstance(error, (RedisConnectionError, RedisTimeoutError, ReadOnlyError, ClusterDownError,
-                          TryAgainError, OutOfMemoryError, InvalidResponse)) or _cluster_transient(error):
-        return True
-    return isinstance(error, ResponseError) and str(error).startswith(_UNAVAILABLE_PREFIXES)
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return parts._replace(netloc=user + netloc).geturl()
-
-
 @dataclass(frozen=True)
 class ClientOptions:
     connect_timeout: float = 0.5
@@ -158,121 +116,6 @@ class ClientOptions:
     #: Seconds within which a process does not touch a session's entry in the active-session index
     #: again (``RedisSessionStore._touch_if_due``).
     index_touch_interval: float = 1.0
-
-
-@dataclass
-class ParsedUrl:
-    """What a store URL names: a server (pool keyword arguments) or a Sentinel-monitored service."""
-
-    scheme: str
-    pool_kwargs: dict[str, Any] = field(default_factory=dict)
-    sentinels: list[tuple[str, int]] = field(default_factory=list)
-    service_name: str | None = None
-    #: redis+cluster: the startup nodes
-    nodes: list[tuple[str, int]] = field(default_factory=list)
-
-
-def parse_store_url(url: str) -> ParsedUrl:
-    """Check and parse ``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://`` and
-    ``redis+cluster://`` URLs.
-
-    ``redis+sentinel://[:password@]host:port[,host:port...]/service_name[/db]``; the password is
-    the master's; ``?sentinel_password=`` authenticates to the sentinels.
-    ``redis+cluster://[[user]:password@]host:port[,host:port...][/0]``: startup nodes of a Redis
-    Cluster (any reachable one is enough; the client discovers the others), database 0 only.
-    Query parameters of the other forms are redis-py connection options (``?socket_timeout=1``)
-    and override the settings.
-    """
-    try:
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme not in SCHEMES:
-            raise RedisUrlError(f"unknown scheme {scheme!r}")
-        if scheme == "redis+sentinel":
-            return _parse_sentinel(parts)
-        if scheme == "redis+cluster":
-            return _parse_cluster(parts)
-        if scheme == "unix":
-            if not parts.path or parts.path == "/":
-                raise RedisUrlError("unix:// needs a socket path, as in unix:///run/redis.sock?db=0")
-        else:
-            if not parts.hostname:
-                raise RedisUrlError(f"{scheme}:// needs a host, as in {scheme}://127.0.0.1:6379/0")
-            parts.port  # noqa: B018 -- raises ValueError on a port that is not a number
-            path = parts.path.strip("/")
-            if path and not path.isdigit():
-                raise RedisUrlError(f"the database must be a number, not {path!r}")
-        query = parse_qs(parts.query)
-        if "db" in query and not query["db"][0].isdigit():
-            raise RedisUrlError(f"the database must be a number, not {query['db'][0]!r}")
-        from redis.connection import parse_url
-
-        return ParsedUrl(scheme, parse_url(url))
-    except RedisUrlError:
-        raise
-    except ValueError as error:
-        raise RedisUrlError(str(error)) from None
-
-
-def _addresses(netloc: str, what: str) -> list[tuple[str, int]]:
-    addresses = []
-    for address in netloc.split(","):
-        host, _, port = address.strip().rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise RedisUrlError(f"{what} address {address!r} is not host:port")
-        addresses.append((host.strip("[]"), int(port)))
-    return addresses
-
-
-def _parse_sentinel(parts) -> ParsedUrl:
-    netloc = parts.netloc
-    password = None
-    if "@" in netloc:
-        credentials, netloc = netloc.rsplit("@", 1)
-        password = unquote(credentials.split(":", 1)[1]) if ":" in credentials else None
-    sentinels = _addresses(netloc, "sentinel")
-    path = [segment for segment in parts.path.split("/") if segment]
-    if not path or len(path) > 2:
-        raise RedisUrlError("redis+sentinel:// needs /service_name[/db], as in "
-                            "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster/0")
-    db = 0
-    if len(path) == 2:
-        if not path[1].isdigit():
-            raise RedisUrlError(f"the database must be a number, not {path[1]!r}")
-        db = int(path[1])
-    query = {name: values[0] for name, values in parse_qs(parts.query).items()}
-    kwargs: dict[str, Any] = {"db": db, "password": password}
-    if "sentinel_password" in query:
-        kwargs["sentinel_password"] = query.pop("sentinel_password")
-    if query:
-        raise RedisUrlError(f"unsupported redis+sentinel:// options: {', '.join(sorted(query))}")
-    return ParsedUrl("redis+sentinel", kwargs, sentinels, unquote(path[0]))
-
-
-def _parse_cluster(parts) -> ParsedUrl:
-    from redis.cluster import KWARGS_DISABLED_KEYS, REDIS_ALLOWED_KEYS
-    from redis.connection import parse_url
-
-    credentials, _, netloc = parts.netloc.rpartition("@")
-    if not netloc:
-        raise RedisUrlError("redis+cluster:// needs host:port[,host:port...], as in "
-                            "redis+cluster://10.0.0.1:7000,10.0.0.2:7000")
-    nodes = _addresses(netloc, "cluster node")
-    path = parts.path.strip("/")
-    query = parse_qs(parts.query)
-    for db in [path] + query.get("db", []):
-        if db not in ("", "0"):
-            raise RedisUrlError(f"Redis Cluster has only database 0, not {db!r}")
-    # Credentials and options parsed as redis-py parses them in a redis:// URL.
-    kwargs = parse_url(f"redis://{credentials + '@' if credentials else ''}cluster/0"
-                       f"{'?' + parts.query if parts.query else ''}")
-    for name in ("host", "port", "db"):
-        kwargs.pop(name, None)
-    unsupported = sorted(name for name in kwargs
-                         if name not in REDIS_ALLOWED_KEYS or name in KWARGS_DISABLED_KEYS)
-    if unsupported:
-        raise RedisUrlError(f"unsupported redis+cluster:// options: {', '.join(unsupported)}")
-    return ParsedUrl("redis+cluster", kwargs, nodes=nodes)
 
 
 class _Connection:
@@ -351,7 +194,7 @@ class RedisSessionStore(SessionStoreBackend):
         self._touched_lock = threading.Lock()  # cachetools caches are not thread-safe
 
     def __repr__(self) -> str:
-        return f"RedisSessionStore({_redact(self.url)!r}, ttl={self.ttl})"
+        return f"RedisSessionStore({redact(self.url)!r}, ttl={self.ttl})"
 
     # -- connection ---------------------------------------------------------------
 
@@ -396,19 +239,9 @@ class RedisSessionStore(SessionStoreBackend):
                                                                  self.on_reset_heard)
         return connection
 
-    def _transient(self, error: BaseException) -> bool:
-        """Worth another attempt on fresh connections: a connection failure or timeout, a server
-        that became a replica (READONLY) or lost its master (MASTERDOWN); on a cluster also a
-        failover, a moving slot, or no node reachable yet. The command did not take effect."""
-        if isinstance(error, (RedisConnectionError, RedisTimeoutError, ReadOnlyError)):
-            return True
-        if isinstance(error, ResponseError) and str(error).startswith(("MASTERDOWN", "READONLY", "LOADING")):
-            return True
-        return self.cluster and _cluster_transient(error)
-
     def _attempts(self, operation):
         """``operation(connection)``, tried again up to ``options.retries`` times with jittered
-        exponential backoff when ``_transient``, each time on fresh connections; then
+        exponential backoff when ``worth_retrying``, each time on fresh connections; then
         ``StoreUnavailable``. Resending is safe: a page that ran replays itself, a reset carries
         an id its script recognises, the rest are reads or idempotent. Against a server that never
         answers: (retries + 1) x (connect or socket timeout) + backoff, about 1.7 s by default."""
@@ -418,7 +251,7 @@ class RedisSessionStore(SessionStoreBackend):
                 connection = self._conn()  # a cluster client connects to its startup nodes here
                 return operation(connection)
             except (RedisError, RedisClusterException) as error:
-                transient = self._transient(error)
+                transient = worth_retrying(error, self.cluster)
                 if transient and connection is not None:
                     connection.drop_connections()
                 if failures >= self.options.retries or not transient:
