@@ -15,10 +15,9 @@ costs a random page of 24 at least, the feed's own work left out. It parses the 
 random page's schema and decorators, makes one round trip to the session store's Redis through the
 store's redis-py client (``RedisSessionStore.client``; a script that reads the session hash's six
 header fields, writes its item count and restarts its TTL, sent the arguments of a real page and
-answering a page-sized reply), reads 24
-items scattered over the catalog from the item snapshot, and answers through ``page_response`` as
-a random page does. What a random page costs above it is the permutation, the candidates and the
-page script's own work.
+answering a page-sized reply), reads 24 items scattered over the catalog from the item snapshot,
+and answers through ``page_response`` as a random page does. What a random page costs above it is
+the permutation, the candidates and the page script's own work.
 
 The per-client rate limits are off (``RATE_LIMIT``, ``RESET_RATE_LIMIT``): every benchmark's load
 comes from one client address, far past a client's budget.
