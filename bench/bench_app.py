@@ -50,7 +50,7 @@ from viralspot.schemas.responses import ContentPageResponseSchema
 from viralspot.store import SessionStore
 from viralspot.store.redis_store import INDEX_KEY, session_key
 
-from .common import BENCH_NOW, SECRET, SNAPSHOT_ROOT
+from .common import ARGUMENTS_PATH, BENCH_NOW, CEILING_PATH, FLOOR_PATH, SECRET, SNAPSHOT_ROOT
 
 #: Items of the ceiling page (the random pages it is compared with have as many).
 CEILING_ITEMS = 24
@@ -78,11 +78,11 @@ def create_bench_app(config: dict | None = None):
     fixed_page = {"reels": [serialize_item(row) for row in rows], "isLastPage": False}
     rendered_items = ",".join(encode_item(item) for item in fixed_page["reels"])
 
-    @app.get("/bench/fixed-page")
+    @app.get(CEILING_PATH)
     def fixed():
         return api_response(fixed_page, listing_message("reels", len(rows), 0))
 
-    floor = Blueprint("bench_floor", __name__, url_prefix="/bench")
+    floor = Blueprint("bench_floor", __name__)
 
     def like_a_random_page(view):
         """The decorators of GET /api/reels."""
@@ -90,12 +90,12 @@ def create_bench_app(config: dict | None = None):
         view = floor.response(200, ContentPageResponseSchema, description="One page of reels")(view)
         return floor.query(ContentQueryArgsSchema)(view)
 
-    @floor.get("/arguments-page")
+    @floor.get(ARGUMENTS_PATH)
     @like_a_random_page
     def arguments_page(args):
         return page_response(rendered_items, False, listing_message("reels", len(rows), args["offset"]))
 
-    @floor.get("/floor-page")
+    @floor.get(FLOOR_PATH)
     @like_a_random_page
     def floor_page(args):
         page = _floor_page(args)

@@ -34,6 +34,12 @@ SEED = 1
 BENCH_NOW = "2026-11-01T00:00:00Z"
 #: The benchmark apps' secret (a session's order is keyed by it).
 SECRET = "bench-secret"
+#: The benchmark app's own routes (``bench_app.py``): the ceiling, a fixed 24-item page; the
+#: arguments page, a random page's arguments and decorators and a body of pre-rendered items,
+#: nothing read; the floor, a random page's request without the feed's own work.
+CEILING_PATH = "/bench/fixed-page"
+ARGUMENTS_PATH = "/bench/arguments-page"
+FLOOR_PATH = "/bench/floor-page"
 
 
 def free_port() -> int:

@@ -43,17 +43,15 @@ import threading
 import time
 from pathlib import Path
 
-from .common import (DATA_DIR, ROOT, BenchServer, catalog, clean_env, cpu_seconds, load_average, redis_server,
-                     redis_version, warm_os_cache, write_snapshot)
+from .common import (ARGUMENTS_PATH, CEILING_PATH, DATA_DIR, FLOOR_PATH, ROOT, BenchServer, catalog, clean_env,
+                     cpu_seconds, load_average, redis_server, redis_version, warm_os_cache, write_snapshot)
 
 WORKERS = 3
-RANDOM_PATH = "/api/reels?random_order=true&limit=24"
-CEILING_PATH = "/bench/fixed-page"
-FLOOR_PATH = "/bench/floor-page?random_order=true&limit=24"
-ARGUMENTS_PATH = "/bench/arguments-page?random_order=true&limit=24"
+#: The query of every load that pages sessions (the load adds the session and the offset).
+PAGE_QUERY = "?random_order=true&limit=24"
 #: Each load's path and whether it pages sessions.
-LOADS = {"ceiling": (CEILING_PATH, False), "arguments": (ARGUMENTS_PATH, True), "floor": (FLOOR_PATH, True),
-         "random": (RANDOM_PATH, True)}
+LOADS = {"ceiling": (CEILING_PATH, False), "arguments": (ARGUMENTS_PATH + PAGE_QUERY, True),
+         "floor": (FLOOR_PATH + PAGE_QUERY, True), "random": ("/api/reels" + PAGE_QUERY, True)}
 PAGES_PER_SESSION = 20
 #: A Python-client load stops at this many requests, whatever the time.
 PYTHON_MAX_REQUESTS = 20_000
@@ -144,6 +142,12 @@ def python_load(port: int, path: str, seconds: float, connections: int, random_p
     return sum(counts)
 
 
+def _kinds(name: str) -> list[str]:
+    """The loads a server takes: the floor and arguments routes are this code's (an older checkout
+    may lack what they call)."""
+    return list(LOADS) if name == "this code" else ["ceiling", "random"]
+
+
 def measure(size: int, rounds: int, seconds: float, connections: int, baseline: Path | None = None,
             threads: int = 8) -> dict:
     """``rounds`` rounds of (ceiling, random) loads on this checkout's server and, with ``baseline``
@@ -173,18 +177,18 @@ def measure(size: int, rounds: int, seconds: float, connections: int, baseline: 
                                  snapshot_dir=snapshot_dir)
             stack.callback(server.stop)
             servers[name] = (server, redis)
-        for server, _redis in servers.values():
+        for name, (server, _redis) in servers.items():
             server.wait_ready()
             server.pids = server.worker_pids()
             # Warm-up: each worker reads the feed's matching set and maps the item snapshot (the first
             # pages may time out in wrk's eyes meanwhile): until a load of random pages runs clean.
-            load(server.port, CEILING_PATH, 2, connections, False)
-            if name == "this code":
-                load(server.port, FLOOR_PATH, 2, connections, True)
-                load(server.port, ARGUMENTS_PATH, 2, connections, True)
+            for kind in _kinds(name):
+                if kind != "random":
+                    path, sessions = LOADS[kind]
+                    load(server.port, path, 2, connections, sessions)
             for attempt in range(10):
                 try:
-                    load(server.port, RANDOM_PATH, 3, connections, True)
+                    load(server.port, LOADS["random"][0], 3, connections, True)
                     break
                 except RuntimeError:
                     if attempt == 9:
@@ -192,8 +196,7 @@ def measure(size: int, rounds: int, seconds: float, connections: int, baseline: 
         for number in range(rounds):
             for name, (server, redis) in servers.items():
                 measured = {"load": load_average().split()[0]}
-                # The floor and arguments routes are this code's (an older checkout may lack what they call).
-                kinds = list(LOADS) if name == "this code" else ["ceiling", "random"]
+                kinds = _kinds(name)
                 order = kinds[number % len(kinds):] + kinds[:number % len(kinds)]
                 for kind in order:
                     before = {"workers": cpu_seconds(server.pids), "redis": cpu_seconds([redis.pid])}

@@ -25,14 +25,7 @@ import importlib
 import random
 import time
 
-from .common import catalog, redis_server, write_snapshot
-
-#: The floor page (``bench_app.py``): a random page's request without the feed's own work.
-FLOOR_PATH = "/bench/floor-page"
-
-#: The arguments page (``bench_app.py``): a random page's arguments and decorators, a body of
-#: pre-rendered items, nothing read.
-ARGUMENTS_PATH = "/bench/arguments-page"
+from .common import ARGUMENTS_PATH, CEILING_PATH, FLOOR_PATH, catalog, redis_server, write_snapshot
 
 #: (module, attribute path, label, depth of nesting) of the steps timed.
 STEPS = (
@@ -123,7 +116,7 @@ def _measure(size: int, pages: int, processes: int, totals: dict, counts: collec
         def ceiling_pages(count: int) -> float:
             started = time.thread_time()
             for n in range(count):
-                if clients[n % processes].get("/bench/fixed-page").status_code != 200:
+                if clients[n % processes].get(CEILING_PATH).status_code != 200:
                     raise RuntimeError("ceiling page failed")
             return (time.thread_time() - started) / count * 1000
 
