@@ -1,10 +1,10 @@
 """The ``SessionStore`` Flask extension: picks a backend from a URL, keeps it in ``app.extensions``.
 
-``VIRALSPOT_SESSION_STORE_URL`` chooses the backend by its scheme: ``memory://`` (the default,
-one process, ``memory.py``) or Redis (``redis://``, ``rediss://``, ``unix://``,
-``redis+sentinel://``, ``redis+cluster://``, read by ``redis_url.py``; ``redis_store.py``, every
-operation one Lua script), shared by every worker and host. A backend's module (and redis-py) is imported only when its
-scheme is chosen; an unknown scheme, a malformed URL or a missing package stops the app at
+``VIRALSPOT_SESSION_STORE_URL`` chooses the backend by its scheme: ``memory://`` (the default, one
+process, ``memory.py``) or Redis (``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``,
+``redis+cluster://``, read by ``redis_url.py``; ``redis_store.py``, every operation one Lua
+script), shared by every worker and host. A backend's module (and redis-py) is imported only when
+its scheme is chosen; an unknown scheme, a malformed URL or a missing package stops the app at
 start-up with a clear message.
 """
 from __future__ import annotations

@@ -10,8 +10,8 @@ a session in one Redis Cluster slot):
              uint32 served up to its end), and per feed and 64 Ki-position block ``<i>.<block>``
              the feed's served positions there: ``a`` and 2-byte lows, or ``b`` and a bitmap of
              the lows, whichever is smaller (at most 8 KiB); ``w.<block>`` the canonical positions
-             weighted feeds served (``store/base.py``): ``u`` and 2-byte lows in the order served, a
-             bitmap past 8 KiB. ``r`` is the record of the last reset
+             weighted feeds served (``store/base.py``): ``u`` and 2-byte lows appended page by
+             page, a bitmap past 8 KiB. ``r`` is the record of the last reset
              (``<id>:<cleared>:<found>``), alone in the hash for the TTL after a reset and kept by
              the next session, so a reset resent after a lost reply answers what it did.
 ``vs2:active`` ZSET, session id -> last-seen server ms, to count and list active sessions

@@ -15,7 +15,8 @@
 -- A weighted feed (an id starting with a capital letter) walks its own order, of tickets: its
 -- containers hold ticket positions (its replay sequence), and the positions of the items in the
 -- session's order (canonical, as every other feed holds them) go to the session-wide containers
--- 'w.<block>' (appended in the order served), so every feed sees what weighted feeds served.
+-- 'w.<block>' (appended page by page, each page's ascending), so every feed sees what weighted
+-- feeds served.
 local key = KEYS[1]
 local feed_id, seed, bounds, create = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
 local from, scanned_to, candidates = ARGV[5], tonumber(ARGV[6]), ARGV[7]
