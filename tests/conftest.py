@@ -1,8 +1,17 @@
 """Shared fixtures: an app built by the factory in testing mode, and its client (pytest-flask)."""
 from __future__ import annotations
 
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+
 import pytest
 
+from backends_tested import summary_line
+from moments import MOMENTS
 from viralspot import create_app
 
 #: A real redis-server and the memory/redis ``store_backend`` fixtures (tests/redis_fixtures.py).
@@ -37,15 +46,6 @@ def store(app):
 # server started once per session with initdb + pg_ctl on 127.0.0.1, a fresh
 # database per test). Without PostgreSQL binaries the PostgreSQL variants skip
 # with the reason, except under CI (env CI set), where that is a failure.
-
-import glob  # noqa: E402
-
-from moments import MOMENTS  # noqa: E402
-import os  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import uuid  # noqa: E402
 
 DATABASE_BACKENDS = ("sqlite", "postgresql")
 #: backends that at least one test actually ran against (not skipped)
@@ -212,13 +212,7 @@ def _params(item) -> dict:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    tested = [name for name in DATABASE_BACKENDS if name in _backends_run]
-    line = f"database backends tested: {', '.join(tested) if tested else 'none (no catalog test ran)'}"
-    untested = [f"{name} not tested ({_backend_notes.get(name, 'not selected')})"
-                for name in DATABASE_BACKENDS if name not in _backends_run]
-    if untested and tested:
-        line += "; " + "; ".join(untested)
-    terminalreporter.write_line(line)
+    terminalreporter.write_line(summary_line("database", DATABASE_BACKENDS, _backends_run, _backend_notes, "catalog"))
 
 
 def make_catalog_app(database_url: str, **overrides):

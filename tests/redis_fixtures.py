@@ -30,6 +30,8 @@ import time
 
 import pytest
 
+from backends_tested import summary_line
+
 STORE_BACKENDS = ("memory", "redis", "redis-cluster")
 #: store backends that at least one test actually ran against (not skipped)
 _store_backends_run: set[str] = set()
@@ -502,10 +504,5 @@ def pytest_configure(config):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    tested = [name for name in STORE_BACKENDS if name in _store_backends_run]
-    line = f"session store backends tested: {', '.join(tested) if tested else 'none (no session store test ran)'}"
-    untested = [f"{name} not tested ({_store_notes.get(name, 'not selected')})"
-                for name in STORE_BACKENDS if name not in _store_backends_run]
-    if untested and tested:
-        line += "; " + "; ".join(untested)
-    terminalreporter.write_line(line)
+    terminalreporter.write_line(summary_line("session store", STORE_BACKENDS, _store_backends_run, _store_notes,
+                                             "session store"))

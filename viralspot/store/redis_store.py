@@ -119,7 +119,8 @@ class ClientOptions:
 
 
 class _Connection:
-    """One process's client, its registered scripts, and the resets it hears of."""
+    """One process's client, its registered scripts, and the resets it hears of. ``make_client`` is
+    the store's bound method: ``ResetNotices`` keeps it as a ``WeakMethod``."""
 
     __slots__ = ("pid", "client", "scripts", "cluster", "resets")
 
