@@ -280,7 +280,8 @@ class RedisClusterServers:
 
     def add_replica(self, master: RedisServer, timeout: float = 30.0) -> RedisServer:
         """A new node joined to the cluster as a replica of ``master``; returns once every node of
-        the cluster lists it as that master's replica and it is in sync with the master (bounded)."""
+        the cluster lists it as that master's replica, it knows every node, and it is in sync with
+        the master (bounded)."""
         replica = self.node_class(self.server_binary, *self.node_args)
         self.replicas.append(replica)
         replica.start()
@@ -308,6 +309,21 @@ class RedisClusterServers:
                 return True
 
             wait(listed_everywhere, "listed as the master's replica by every node")
+            others = set()
+            for node in self.nodes + self.replicas:
+                if node is not replica:
+                    with node.client() as other:
+                        others.add(other.execute_command("CLUSTER MYID").decode())
+
+            def knows_every_node() -> bool:
+                # The others list the replica before it knows them: it learns them from its master's
+                # gossip. A failover it starts before then asks no master for its vote and never
+                # completes (seen: CLUSTER FAILOVER FORCE timing out, votes asked of the master only).
+                known = {line["node_id"]: line for line in _cluster_nodes(client).values()}
+                return all(node_id in known and known[node_id]["connected"]
+                           and "handshake" not in known[node_id]["flags"].split(",") for node_id in others)
+
+            wait(knows_every_node, "knowing every node of the cluster")
 
             def synced() -> bool:
                 ours, theirs = primary.info("replication"), client.info("replication")
