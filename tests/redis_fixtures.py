@@ -309,17 +309,13 @@ class RedisClusterServers:
                 return True
 
             wait(listed_everywhere, "listed as the master's replica by every node")
-            others = set()
-            for node in self.nodes + self.replicas:
-                if node is not replica:
-                    with node.client() as other:
-                        others.add(other.execute_command("CLUSTER MYID").decode())
+            others = set(_cluster_nodes(primary)) - {replica_id}  # every node of the cluster but this one
 
             def knows_every_node() -> bool:
                 # The others list the replica before it knows them: it learns them from its master's
                 # gossip. A failover it starts before then asks no master for its vote and never
                 # completes (seen: CLUSTER FAILOVER FORCE timing out, votes asked of the master only).
-                known = {line["node_id"]: line for line in _cluster_nodes(client).values()}
+                known = _cluster_nodes(client)
                 return all(node_id in known and known[node_id]["connected"]
                            and "handshake" not in known[node_id]["flags"].split(",") for node_id in others)
 
