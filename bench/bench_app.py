@@ -3,7 +3,9 @@
 ``GET /bench/fixed-page``: a fixed 24-item page of the content endpoints' shape (the catalog's
 items 1 to 24, read once at start-up), in the same envelope, from the same server: the
 serialization ceiling a random page of 24 is compared with (``bench/cpu_per_page.py``). Each
-request serializes the page's dict as a plain page's answer does; no database, no session store.
+request serializes the page's dict to JSON through ``api_response`` (Flask's ``jsonify``), as every
+non-page answer is made; no database, no session store. (Content pages themselves splice their
+items' JSON rendered at write time, ``content/page_response.py``.)
 
 ``GET /bench/arguments-page`` (same query as a random page): the random page's arguments, schema
 and decorators, and the ceiling page's items as the item snapshot keeps them (each item's JSON

@@ -112,8 +112,6 @@ def test_a_repeated_query_argument_counts_with_its_first_value(app):
 
 
 def test_a_malformed_argument_is_our_400_not_webargs_422(app):
-    from viralspot.error_codes import ApiError
-
     with app.test_request_context("/api/reels?limit=x"):
         with pytest.raises(ApiError) as refused:
             ApiParser().parse(ContentQueryArgsSchema(), request, location="query")

@@ -9,7 +9,6 @@ from jsonschema.exceptions import ValidationError
 from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate as validate_spec
 
-from viralspot import create_app
 from viralspot.catalog.filters import ACCOUNT_TYPES, CONTENT_TYPE_ALIASES, CONTENT_TYPES, DATE_RANGES
 from viralspot.catalog.queries import SORTS_POSTS, SORTS_REELS
 from viralspot.error_codes import ERROR_CODES
