@@ -150,9 +150,10 @@ def _kinds(name: str) -> list[str]:
 
 def measure(size: int, rounds: int, seconds: float, connections: int, baseline: Path | None = None,
             threads: int = 8) -> dict:
-    """``rounds`` rounds of (ceiling, random) loads on this checkout's server and, with ``baseline``
-    (another checkout of the repo, with this bench/ in it), on a server of that code too, each in
-    its own redis-server, the servers taking turns round by round."""
+    """``rounds`` rounds of the loads of ``LOADS`` on this checkout's server and, with ``baseline``
+    (another checkout of the repo, with this bench/ in it), of the ceiling and random loads on a
+    server of that code too (``_kinds``), each in its own redis-server, the servers taking turns
+    round by round."""
     load = wrk_load if shutil.which("wrk") else python_load
     url = catalog(size)
     write_snapshot(url)
