@@ -40,6 +40,8 @@ SECRET = "bench-secret"
 CEILING_PATH = "/bench/fixed-page"
 ARGUMENTS_PATH = "/bench/arguments-page"
 FLOOR_PATH = "/bench/floor-page"
+#: The query of the loads that page sessions as a random page of 24 (each adds the session and offset).
+PAGE_QUERY = "?random_order=true&limit=24"
 
 
 def free_port() -> int:

@@ -20,9 +20,10 @@ connection, so any worker may serve it). Four loads take turns, round by round:
 
 For each load: the CPU seconds (user + system, ``/proc/<pid>/stat``) the three workers and the
 redis-server used, divided by the requests answered. The ratios random / ceiling and floor /
-ceiling of each round (and arguments / ceiling) are reported, with the median and range over the rounds. The load comes from wrk (Debian package
-``wrk``) on loopback, with ``--connections`` connections for ``--seconds``; without wrk, from a
-bounded Python client (threads, a new connection per request, at most 20,000 requests a load).
+ceiling of each round (and arguments / ceiling) are reported, with the median and range over the
+rounds. The load comes from wrk (Debian package ``wrk``) on loopback, with ``--connections``
+connections for ``--seconds``; without wrk, from a bounded Python client (threads, a new
+connection per request, at most 20,000 requests a load).
 
 ``--baseline PATH`` also serves the code of another checkout (``git worktree add PATH <commit>``,
 then copy this bench/ into it) from its own redis-server, the two servers taking turns round by
@@ -43,12 +44,11 @@ import threading
 import time
 from pathlib import Path
 
-from .common import (ARGUMENTS_PATH, CEILING_PATH, DATA_DIR, FLOOR_PATH, ROOT, BenchServer, catalog, clean_env,
-                     cpu_seconds, load_average, redis_server, redis_version, warm_os_cache, write_snapshot)
+from .common import (ARGUMENTS_PATH, CEILING_PATH, DATA_DIR, FLOOR_PATH, PAGE_QUERY, ROOT, BenchServer, catalog,
+                     clean_env, cpu_seconds, load_average, redis_server, redis_version, warm_os_cache,
+                     write_snapshot)
 
 WORKERS = 3
-#: The query of every load that pages sessions (the load adds the session and the offset).
-PAGE_QUERY = "?random_order=true&limit=24"
 #: Each load's path and whether it pages sessions.
 LOADS = {"ceiling": (CEILING_PATH, False), "arguments": (ARGUMENTS_PATH + PAGE_QUERY, True),
          "floor": (FLOOR_PATH + PAGE_QUERY, True), "random": ("/api/reels" + PAGE_QUERY, True)}
@@ -214,8 +214,9 @@ def measure(size: int, rounds: int, seconds: float, connections: int, baseline: 
             if server.worker_pids() != server.pids:
                 raise RuntimeError(f"{name}: a worker was replaced during the run; see {server.log_path}")
         version = redis_version(next(iter(servers.values()))[1].url)
-    return {"size": size, "threads": threads, "results": results, "roots": {name: str(root) for name, root in roots.items()},
-            "seconds": seconds, "connections": connections, "client": "wrk" if load is wrk_load else "Python client",
+    return {"size": size, "threads": threads, "results": results,
+            "roots": {name: str(root) for name, root in roots.items()}, "seconds": seconds,
+            "connections": connections, "client": "wrk" if load is wrk_load else "Python client",
             "redis": version, "load_before": load_before, "load_after": load_average()}
 
 
@@ -228,7 +229,8 @@ def _code(root: str) -> str:
 
 
 def markdown(result: dict) -> str:
-    lines = [f"gunicorn, {WORKERS} workers (gthread, {result['threads']} threads), keep-alive off, {result['size']:,}-item catalog, "
+    lines = [f"gunicorn, {WORKERS} workers (gthread, {result['threads']} threads), keep-alive off, "
+             f"{result['size']:,}-item catalog, "
              f"redis-server {result['redis']}; {result['client']}, {result['connections']} connections, "
              f"rounds of {result['seconds']:g} s per load; load average before {result['load_before']}, "
              f"after {result['load_after']}. CPU ms per request: workers + redis-server.\n",

@@ -5,15 +5,15 @@
 The cached catalog with its item snapshot, sessions in a redis-server of its own, and
 ``--processes`` apps in this process (each with its own store client and remembered views, as
 gunicorn workers have), a session's pages going to a random one of them: sessions page 20 pages of
-24 in order, as ``cpu_per_page`` loads them. The same pages are then timed with the feed service
-keeping no view (``RandomFeedService._remember`` a no-op), so every page starts as if the session
-were new to the process: what the remembered views save. The steps below are wrapped to add up their thread
-CPU time (``time.thread_time``; the wrapper's own cost, about a microsecond a call, is included);
-a step the code no longer has is left out. Steps nest as indented. The ceiling page
-(``/bench/fixed-page``), the floor page (``/bench/floor-page``, loaded as random pages are) and the
-arguments page (``/bench/arguments-page``, the same queries: a random page's arguments and decorators
-and a body of pre-rendered items, nothing read) are timed the same way, whole requests through the Flask test client; the steps are those of the
-random pages.
+24 in order, with the query ``cpu_per_page`` loads them with. The same pages are then timed with the
+feed service keeping no view (``RandomFeedService._remember`` a no-op), so every page starts as if
+the session were new to the process: what the remembered views save. The steps below are wrapped
+to add up their thread CPU time (``time.thread_time``; the wrapper's own cost, about a microsecond
+a call, is included); a step the code no longer has is left out. Steps nest as indented. The
+ceiling page (``/bench/fixed-page``), the floor page (``/bench/floor-page``, loaded as random pages
+are) and the arguments page (``/bench/arguments-page``, the same queries: a random page's arguments
+and decorators and a body of pre-rendered items, nothing read) are timed the same way, whole
+requests through the Flask test client; the steps are those of the random pages.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import importlib
 import random
 import time
 
-from .common import ARGUMENTS_PATH, CEILING_PATH, FLOOR_PATH, catalog, redis_server, write_snapshot
+from .common import ARGUMENTS_PATH, CEILING_PATH, FLOOR_PATH, PAGE_QUERY, catalog, redis_server, write_snapshot
 
 #: (module, attribute path, label, depth of nesting) of the steps timed.
 STEPS = (
@@ -108,7 +108,7 @@ def _measure(size: int, pages: int, processes: int, totals: dict, counts: collec
             started = time.thread_time()
             for n in range(count):
                 response = clients[rng.randrange(processes)].get(
-                    f"{path}?random_order=true&limit=24&session_id={prefix}-{n // 20}&offset={(n % 20) * 24}")
+                    f"{path}{PAGE_QUERY}&session_id={prefix}-{n // 20}&offset={(n % 20) * 24}")
                 if response.status_code != 200:
                     raise RuntimeError(response.get_data()[:300])
             return (time.thread_time() - started) / count * 1000
