@@ -149,7 +149,7 @@ def measure(depths: list[int], limits: list[int], sessions: int, claims: int) ->
 #: (the line of page.lua a stage ends before, the stage's name), in the script's order.
 STAGES = (
     ("local containers = {}", "session and feed state read (HMGET of the meta and feed states)"),
-    ("-- Whether a position was served by another feed", "checks"),
+    ("-- Whether a (canonical) position was served by another feed", "checks"),
     ("if total + #taken > max_items", "candidates taken (seen in other feeds)"),
     ("cursor = new_cursor", "containers read and appended to"),
     ("return reply(SERVED, offset, math.min(need, served), has_more or served > need)", "HSET and PEXPIRE"),
