@@ -202,29 +202,36 @@ def stages(depths: list[int], limit: int, sessions: int, claims: int) -> dict:
     """Server µs per claim in each stage of ``page.lua``, unfiltered feed, claims of ``limit``, by depth."""
     from viralspot.store.redis_store import ClientOptions, RedisSessionStore
 
-    feed = Feed(*FEEDS[0])
-    table = {}
     with redis_server() as server:
         store = RedisSessionStore(server.url, ttl=86400, max_items=MAX_ITEMS,
                                   options=ClientOptions(index_touch_interval=1e9, socket_timeout=30))
-        client = store.client
-        for depth in depths:
-            start = depth if depth + claims * limit <= MAX_ITEMS else MAX_ITEMS - claims * limit
-            views = {f"s-{depth}-{n}": bring_to(store, f"s-{depth}-{n}", feed, start) for n in range(sessions)}
-            connection = store._conn()
-            original = connection.scripts["page"]
-            connection.scripts["page"] = client.register_script(stamped_page_source())
-            client.delete(STAGE_HASH)
-            try:
-                for _turn in range(claims):
-                    for session_id, view in views.items():
-                        views[session_id] = claim(store, session_id, feed, view, limit)
-            finally:
-                connection.scripts["page"] = original
-            sums = {_text(key): int(value) for key, value in client.hgetall(STAGE_HASH).items()}
-            count = sums.pop("claims")
-            table[f"{depth:,}"] = {name: sums.get(name, 0) / count for name in [*(s for _a, s in STAGES), REPLY_STAGE]}
-        store.close()
+        try:
+            return stages_on(store, depths, limit, sessions, claims)
+        finally:
+            store.close()
+
+
+def stages_on(store, depths: list[int], limit: int, sessions: int, claims: int) -> dict:
+    """``stages`` on ``store`` (a ``RedisSessionStore``), whose page script is the stamped copy meanwhile."""
+    feed = Feed(*FEEDS[0])
+    client = store.client
+    table = {}
+    for depth in depths:
+        start = depth if depth + claims * limit <= MAX_ITEMS else MAX_ITEMS - claims * limit
+        views = {f"s-{depth}-{n}": bring_to(store, f"s-{depth}-{n}", feed, start) for n in range(sessions)}
+        connection = store._conn()
+        original = connection.scripts["page"]
+        connection.scripts["page"] = client.register_script(stamped_page_source())
+        client.delete(STAGE_HASH)
+        try:
+            for _turn in range(claims):
+                for session_id, view in views.items():
+                    views[session_id] = claim(store, session_id, feed, view, limit)
+        finally:
+            connection.scripts["page"] = original
+        sums = {_text(key): int(value) for key, value in client.hgetall(STAGE_HASH).items()}
+        count = sums.pop("claims")
+        table[f"{depth:,}"] = {name: sums.get(name, 0) / count for name in [*(s for _a, s in STAGES), REPLY_STAGE]}
     return table
 
 
