@@ -1,22 +1,33 @@
-"""bench/claim_depth's stage timings: a copy of ``page.lua`` with ``TIME`` stamps before anchor lines.
+"""The benchmarks' hooks into the code follow today's code.
 
-The copy is made from today's ``page.lua``, so a change to the script that moves an anchor breaks
-it; ``make bench`` then only prints a note, so the check is here: the copy is built, serves real
-claims on a real redis-server, and records every stage of every claim.
+``bench/claim_depth`` times the stages of a copy of ``page.lua`` with ``TIME`` stamps before anchor
+lines, and ``bench/page_profile`` wraps the feed path's functions by name. A change to the code that
+moves an anchor or renames a step breaks them, and ``make bench`` then only prints a note or leaves
+the step out; the checks are here.
 """
 from __future__ import annotations
 
 import pytest
 
 from gunicorn_servers import ROOT  # noqa: F401  first: puts the repo root (bench/) on sys.path
-from bench import claim_depth
+from bench import claim_depth, page_profile
 from viralspot.store.redis_store import RedisSessionStore
-
-pytestmark = pytest.mark.redis
 
 SESSIONS, CLAIMS, LIMIT = 2, 3, 24
 
 
+def test_every_page_profile_step_names_a_function_of_the_code():
+    totals, counts, undo = {}, {}, []
+    try:
+        wrapped = [label for module, path, label, _depth in page_profile.STEPS
+                   if page_profile._wrap(totals, counts, module, path, label, undo)]
+    finally:
+        for owner, name, original in reversed(undo):
+            setattr(owner, name, original)
+    assert wrapped == [label for _module, _path, label, _depth in page_profile.STEPS]
+
+
+@pytest.mark.redis
 def test_the_stamped_page_script_serves_claims_and_times_every_stage(redis_clean):
     store = RedisSessionStore(redis_clean.url, ttl=3600, max_items=claim_depth.MAX_ITEMS)
     try:
