@@ -1,7 +1,7 @@
 """Weighted against uniform random pages: what does ``random_order=weighted`` cost over ``true``?
 
     python -m bench.weighted_page [--sizes 10000,1000000] [--limits 24,100] [--sessions 8]
-                                  [--pages 20] [--fresh-apps 3]
+                                  [--pages 20] [--fresh-apps 3] [--memory-sessions 3]
 
 The cached catalogs (``common.catalog``, with their item snapshots), sessions in a redis-server of
 the benchmark's own, pages of the plain ``/api/reels`` feed through the app in this process (the
@@ -26,6 +26,10 @@ weighted p50 (pages of 24) is the one-off read.
 
 As a check that the weighted rows are weighted, the mean ``outlier_score`` of the items each row
 served is reported beside it.
+
+Memory: ``--memory-sessions`` sessions of each mode are served ``MEMORY_ITEMS`` items in pages of 100,
+then ``MEMORY USAGE`` (``SAMPLES 0``) of each session's hash is read: a weighted session keeps its
+ticket positions and the session-wide ``w.`` containers, a uniform one its served positions.
 """
 from __future__ import annotations
 
@@ -41,6 +45,8 @@ MODES = (("uniform", "true"), ("weighted", "weighted"))
 WARM_PAGES = 2
 #: The target (weighted p50 at most 1.5 x uniform p50) is set at this catalog size.
 TARGET_SIZE = 1_000_000
+#: Items served to each session whose memory is measured, in pages of ``MEMORY_PAGE``.
+MEMORY_ITEMS, MEMORY_PAGE = 2_000, 100
 
 
 def _get(client, mode: str, session_id: str, offset: int, limit: int) -> tuple[float, float, list[float]]:
@@ -92,7 +98,23 @@ def _one_off(url: str, store_url: str, size: int, limit: int, run: int) -> dict:
     return {"uniform_ms": uniform, "weighted_ms": weighted, "weighted_cpu_ms": weighted_cpu, "read_ms": sum(reads)}
 
 
-def measure_size(size: int, limits: list[int], sessions: int, pages: int, fresh_apps: int) -> dict:
+def _memory(client, redis_client, size: int, sessions: int) -> dict:
+    """Mode -> MEMORY USAGE in bytes of each of ``sessions`` sessions served ``MEMORY_ITEMS`` items."""
+    from viralspot.store.redis_store import session_key
+
+    usage = {}
+    for name, mode in MODES:
+        usage[name] = []
+        for n in range(sessions):
+            session_id = f"memory-{size}-{name}-{n}"
+            for offset in range(0, MEMORY_ITEMS, MEMORY_PAGE):
+                _get(client, mode, session_id, offset, MEMORY_PAGE)
+            usage[name].append(redis_client.memory_usage(session_key(session_id), samples=0))
+    return usage
+
+
+def measure_size(size: int, limits: list[int], sessions: int, pages: int, fresh_apps: int,
+                 memory_sessions: int = 3) -> dict:
     from .bench_app import create_bench_app
 
     url = catalog(size)
@@ -122,19 +144,21 @@ def measure_size(size: int, limits: list[int], sessions: int, pages: int, fresh_
                         cpus[row].append(cpu)
                         scores[row].extend(served)
                     turn += 1
+            memory = _memory(client, app.extensions["viralspot.session_store"].client, size, memory_sessions)
             version = redis_version(server.url)
         finally:
             _close(app)
-    return {"size": size, "redis": version, "one_off": one_off,
+    return {"size": size, "redis": version, "one_off": one_off, "memory": memory,
             "rows": [{"mode": row[0], "limit": row[2], "n": len(walls[row]),
                       "p50": statistics.median(walls[row]), "p90": percentile(walls[row], 0.90),
                       "cpu_p50": statistics.median(cpus[row]), "cpu_p90": percentile(cpus[row], 0.90),
                       "mean_score": statistics.fmean(scores[row])} for row in rows]}
 
 
-def measure(sizes: list[int], limits: list[int], sessions: int, pages: int, fresh_apps: int) -> dict:
+def measure(sizes: list[int], limits: list[int], sessions: int, pages: int, fresh_apps: int,
+            memory_sessions: int = 3) -> dict:
     started, load_before = time.perf_counter(), load_average()
-    results = [measure_size(size, limits, sessions, pages, fresh_apps) for size in sizes]
+    results = [measure_size(size, limits, sessions, pages, fresh_apps, memory_sessions) for size in sizes]
     return {"sizes": results, "limits": limits, "sessions": sessions, "pages": pages, "fresh_apps": fresh_apps,
             "load_before": load_before, "load_after": load_average(), "seconds": time.perf_counter() - started}
 
@@ -175,6 +199,14 @@ def markdown(result: dict) -> str:
         excess = statistics.median(firsts) - _row(sized, "weighted", limit)["p50"]
         lines.append(f"| {sized['size']:,} | {listed(run['uniform_ms'] for run in sized['one_off'])} | "
                      f"{listed(firsts)} | {listed(run['read_ms'] for run in sized['one_off'])} | **{excess:.0f}** |")
+    lines += ["", f"Memory of a session served {MEMORY_ITEMS:,} items in pages of {MEMORY_PAGE} (`MEMORY USAGE` of its "
+              "hash; each session's figure):\n",
+              "| items | mode | bytes | bytes per item |", "|---:|---|---|---:|"]
+    for sized in result["sizes"]:
+        for name, _mode in MODES:
+            usage = sized["memory"][name]
+            lines.append(f"| {sized['size']:,} | {name} | {', '.join(f'{value:,}' for value in usage)} | "
+                         f"{statistics.median(usage) / MEMORY_ITEMS:.2f} |")
     lines.append("")
     for sized in result["sizes"]:
         for limit in result["limits"]:
@@ -193,9 +225,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--sessions", type=int, default=8, help="sessions per row")
     parser.add_argument("--pages", type=int, default=20, help="pages per session")
     parser.add_argument("--fresh-apps", type=int, default=3, help="fresh apps timing the one-off reads, per size")
+    parser.add_argument("--memory-sessions", type=int, default=3, help="sessions per mode whose memory is read")
     args = parser.parse_args(argv)
     result = measure([int(size) for size in args.sizes.split(",")], [int(limit) for limit in args.limits.split(",")],
-                     args.sessions, args.pages, args.fresh_apps)
+                     args.sessions, args.pages, args.fresh_apps, args.memory_sessions)
     print(markdown(result))
     return result
 
