@@ -871,8 +871,18 @@ def assert_envelope(response, code, *names):
 
 def test_the_limits_answer_400_envelopes_naming_them(limited_client):
     client = limited_client
-    assert_envelope(random_get(client, "ahead", offset=31), "INVALID_PARAMETER", "offset", "30")
+    assert_envelope(random_get(client, "ahead", offset=31), "INVALID_PARAMETER", "offset", "30",
+                    "VIRALSPOT_RANDOM_MAX_AHEAD", "served nothing", "start at offset 0")
     assert random_get(client, "ahead", offset=30).status_code == 200
+    assert random_get(client, "paged", offset=0).status_code == 200
+    assert_envelope(random_get(client, "paged", offset=41), "INVALID_PARAMETER", "VIRALSPOT_RANDOM_MAX_AHEAD",
+                    "(10); page through it in order")
+    # A session reset (or expired, or evicted) while its client was deep in the feed: the next page
+    # says the feed starts again at 0, and there it does.
+    assert client.post("/api/reset-session?session_id=ahead").status_code == 200
+    assert_envelope(random_get(client, "ahead", offset=40), "INVALID_PARAMETER", "served nothing",
+                    "start at offset 0")
+    assert random_get(client, "ahead", offset=0).status_code == 200
     assert_envelope(random_get(client, "far", offset=61), "INVALID_PARAMETER", "offset",
                     "VIRALSPOT_RANDOM_MAX_OFFSET")
     assert random_get(client, "feeds", limit=5).status_code == 200

@@ -10,9 +10,11 @@ class BeyondServedPrefix(FeedError):
     """A page starting further past what the feed has served than allowed."""
 
     def __init__(self, served: int, max_ahead: int) -> None:
-        super().__init__(
-            f"offset: a random page may start at most {max_ahead} items past what the session has been "
-            f"served in this feed ({served}); page through it in order")
+        limit = (f"offset: a random page may start at most {max_ahead} items (VIRALSPOT_RANDOM_MAX_AHEAD) past what "
+                 f"the session has been served in this feed")
+        super().__init__(f"{limit} ({served}); page through it in order" if served else
+                         f"{limit}, and it has been served nothing (a new feed or session, or one that expired, was "
+                         f"evicted or was reset): start at offset 0")
         self.served = served
         self.max_ahead = max_ahead
 
