@@ -178,7 +178,8 @@ def stamped_page_source() -> str:
     stamps the reply's making and adds the stage sums to ``STAGE_HASH``."""
     from importlib import resources
 
-    lines = resources.files("viralspot.store").joinpath("lua", "page.lua").read_text(encoding="utf-8").split("\n")
+    shebang, *lines = resources.files("viralspot.store").joinpath("lua", "page.lua").read_text(
+        encoding="utf-8").split("\n")
     out = []
     for anchor, name in STAGES:
         index = next((i for i, line in enumerate(lines) if line.startswith(anchor)), None)
@@ -194,8 +195,8 @@ def stamped_page_source() -> str:
     out.append("__record()")
     out.append("return __reply")
     out.extend(lines[1:])
-    # The stamp helpers go after the script's header comments and first locals (no goto in Lua 5.1).
-    return _STAMP + "\n".join(out)
+    # The stamp helpers go first, after the shebang (no goto in Lua 5.1).
+    return shebang + _STAMP + "\n".join(out)
 
 
 def stages(depths: list[int], limit: int, sessions: int, claims: int) -> dict:

@@ -6,6 +6,7 @@
   recorded with the incarnation of its session (its ``created_at``): within one incarnation no
   item is ever served twice across both feeds, every session hash in Redis is whole, and sessions
   really were evicted (some came back as new incarnations).
+* **A full server.** Past ``maxmemory`` with nothing to evict, pages answer 503 and write nothing.
 * **Bounded scripts.** With 1,000,000 idle entries in the active-session index, pages of many
   sessions run no command over 10 ms (``SLOWLOG``), none fails, and each index touch trims at most
   100 entries of the backlog.
@@ -22,7 +23,7 @@ import pytest
 from session_helpers import page
 from viralspot import create_app
 from viralspot.store.base import FeedView, PageStatus
-from viralspot.store.redis_store import INDEX_KEY, LAYOUT
+from viralspot.store.redis_store import INDEX_KEY, LAYOUT, session_key
 
 pytestmark = pytest.mark.redis
 
@@ -162,6 +163,46 @@ def test_sessions_under_memory_pressure_are_kept_or_forgotten_whole(catalog_url,
         assert sum(1 for ids in ledger.served.values() if len(ids) > PAGE) > SESSIONS // 2  # checks with teeth
         assert ledger.unattributed < pages // 10
         assert redis.zcard(INDEX_KEY) <= SESSIONS
+    finally:
+        redis.close()
+        close_app(app)
+
+
+def random_page(client, session: str, offset: int = 0):
+    return client.get("/api/reels", query_string={"random_order": "true", "session_id": session, "offset": offset,
+                                                  "limit": PAGE})
+
+
+@pytest.mark.parametrize("policy", ["volatile-lru", "noeviction"])
+def test_a_full_server_refuses_pages_and_grows_no_further(catalog_url, redis_server_factory, policy):
+    """``maxmemory`` below what the server holds, and nothing it may evict (``noeviction``; or
+    ``volatile-lru`` once the sessions are gone and only the index is left): a page, of a new
+    session or of one the server keeps, answers 503 ``SESSION_STORE_UNAVAILABLE`` and writes
+    nothing (no session hash, no index entry). What only reads still answers (the inspection of a
+    kept session), and pages flow again once the server has room."""
+    server = redis_server_factory("--maxmemory-policy", policy)
+    app = app_on(catalog_url, server)
+    client = app.test_client()
+    redis = server.client()
+    try:
+        assert random_page(client, "kept").status_code == 200
+        index_before = redis.zrange(INDEX_KEY, 0, -1, withscores=True)
+        redis.config_set("maxmemory", 1)
+        for session, offset in (("new", 0), ("kept", PAGE)):
+            response = random_page(client, session, offset)
+            body = response.get_json()
+            assert response.status_code == 503 and body["error_code"] == "SESSION_STORE_UNAVAILABLE", body
+        assert not redis.exists(session_key("new"))
+        assert redis.zrange(INDEX_KEY, 0, -1, withscores=True) == index_before
+        if policy == "noeviction":
+            summary = client.get("/api/sessions/kept")
+            assert summary.status_code == 200
+            assert summary.get_json()["data"]["session"]["served_items_count"] == PAGE
+            store = app.extensions["viralspot.session_store"]
+            assert store.session_count() == 1 and store.session_ids() == ["kept"]
+        redis.config_set("maxmemory", 0)
+        assert random_page(client, "new").status_code == 200
+        assert redis.exists(session_key("new"))
     finally:
         redis.close()
         close_app(app)

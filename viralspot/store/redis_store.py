@@ -99,11 +99,16 @@ _TOUCHING = ("page", "touch")
 
 
 def _script_source(name: str) -> str:
+    """A script's text. Each begins with a Redis 7 shebang that declares what it does: ``#!lua``
+    (it writes, so a server past ``maxmemory`` that cannot evict refuses it whole, before it runs:
+    a script without one is checked only at its first write, and page.lua's first write may be a
+    ``DEL`` or ``PEXPIRE``, which Redis lets through, and with it every write after), ``flags=no-writes``
+    (it reads, also on a full server), ``flags=allow-oom`` (it only removes)."""
     folder = resources.files(__package__).joinpath("lua")
-    source = folder.joinpath(f"{name}.lua").read_text(encoding="utf-8")
+    shebang, _, body = folder.joinpath(f"{name}.lua").read_text(encoding="utf-8").partition("\n")
     if name in _TOUCHING:
-        source = folder.joinpath("_touch.lua").read_text(encoding="utf-8") + "\n" + source
-    return source
+        body = folder.joinpath("_touch.lua").read_text(encoding="utf-8") + "\n" + body
+    return f"{shebang}\n{body}"
 
 
 @dataclass(frozen=True)

@@ -1,3 +1,4 @@
+#!lua flags=no-writes
 -- The most recently used sessions of an index shard, with their last-seen ms.
 -- KEYS[1] the index; ARGV ttl (ms), how many.
 local now = redis.call('TIME')

@@ -1,3 +1,4 @@
+#!lua
 -- One page of a session's random feed, atomically (store/base.py, SessionStoreBackend.serve_page).
 --
 -- KEYS[1]  the session's hash (redis_store.py describes its fields); KEYS[2], when given, the

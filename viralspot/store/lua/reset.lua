@@ -1,3 +1,4 @@
+#!lua
 -- Forget a session whole, leaving only the record of this reset (store/redis_store.py).
 -- KEYS[1] the session's hash; KEYS[2], when given, the active-session index (one server: the
 -- session leaves it in the same step). ARGV reset id, record ttl (ms), session id, the channel

@@ -1,3 +1,4 @@
+#!lua flags=no-writes
 -- What inspection shows of a session (store/redis_store.py). KEYS[1] the session's hash.
 -- Reply nil, or {served items, created ms, now ms, pttl, feed ids, feed 1 state, feed 2 state, ...}.
 local key = KEYS[1]

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- A reset session out of its index shard (Redis Cluster, where the shard is in another slot than
 -- the session): only an entry last touched before the reset (``ARGV[2]``, server ms), so a session
 -- created since keeps its entry. KEYS[1] the index shard; ARGV session id, reset time.
