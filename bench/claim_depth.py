@@ -176,10 +176,9 @@ REPLY_STAGE = "reply: the page's positions read back from the containers"
 def stamped_page_source() -> str:
     """``page.lua`` with a ``TIME`` stamp before each of ``STAGES``' lines; the last return also
     stamps the reply's making and adds the stage sums to ``STAGE_HASH``."""
-    from importlib import resources
+    from viralspot.store.redis_store import _script_source
 
-    shebang, *lines = resources.files("viralspot.store").joinpath("lua", "page.lua").read_text(
-        encoding="utf-8").split("\n")
+    shebang, *lines = _script_source("page").split("\n")  # the text the store runs
     out = []
     for anchor, name in STAGES:
         index = next((i for i, line in enumerate(lines) if line.startswith(anchor)), None)

@@ -30,12 +30,17 @@ def snapshot_reads(app) -> int:
     return -1 if snapshots is None else snapshots.pages_read
 
 
+def random_get(client, session_id, offset=0, limit=24, path="/api/reels", **filters):
+    """The response to a random page of ``session_id`` (whatever its status)."""
+    return client.get(path, query_string={"random_order": "true", "session_id": session_id, "offset": offset,
+                                          "limit": limit, **filters})
+
+
 def page(client, session_id, offset=0, limit=24, path="/api/reels", *, from_snapshot=True, **filters):
     """(ids, isLastPage) of a random page. On a "+snapshot" plan, a page with items must have read
     them from the item snapshot (unless ``from_snapshot`` is False: a state that has none yet)."""
-    query = {"random_order": "true", "session_id": session_id, "offset": offset, "limit": limit, **filters}
     reads = snapshot_reads(client.application)
-    response = client.get(path, query_string=query)
+    response = random_get(client, session_id, offset, limit, path, **filters)
     assert response.status_code == 200, response.get_json()
     data = response.get_json()["data"]
     if data["reels"] and reads >= 0 and from_snapshot:

@@ -24,6 +24,7 @@ store calls and presumed views.
 """
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from types import SimpleNamespace
@@ -31,6 +32,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+import session_helpers
 from gunicorn_servers import run_threads
 from viralspot import create_app
 from viralspot.catalog.feed_source import WINDOW_SECONDS, FeedCatalog, FeedSource, MatchingSet
@@ -855,9 +857,8 @@ def limited_client(small_catalog_url):
     app.extensions["viralspot.catalog"].dispose()
 
 
-def random_get(client, session, offset=0, limit=10, path="/api/reels", **filters):
-    return client.get(path, query_string={"random_order": "true", "session_id": session, "offset": offset,
-                                          "limit": limit, **filters})
+#: The limits test's random pages are of 10 items unless it says otherwise.
+random_get = functools.partial(session_helpers.random_get, limit=10)
 
 
 def assert_envelope(response, code, *names):

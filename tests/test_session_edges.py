@@ -20,7 +20,7 @@ from collections import defaultdict
 
 import pytest
 
-from session_helpers import page
+from session_helpers import page, random_get
 from viralspot import create_app
 from viralspot.store.base import FeedView, PageStatus
 from viralspot.store.redis_store import INDEX_KEY, LAYOUT, session_key
@@ -168,11 +168,6 @@ def test_sessions_under_memory_pressure_are_kept_or_forgotten_whole(catalog_url,
         close_app(app)
 
 
-def random_page(client, session: str, offset: int = 0):
-    return client.get("/api/reels", query_string={"random_order": "true", "session_id": session, "offset": offset,
-                                                  "limit": PAGE})
-
-
 @pytest.mark.parametrize("policy", ["volatile-lru", "noeviction"])
 def test_a_full_server_refuses_pages_and_grows_no_further(catalog_url, redis_server_factory, policy):
     """``maxmemory`` below what the server holds, and nothing it may evict (``noeviction``; or
@@ -185,11 +180,11 @@ def test_a_full_server_refuses_pages_and_grows_no_further(catalog_url, redis_ser
     client = app.test_client()
     redis = server.client()
     try:
-        assert random_page(client, "kept").status_code == 200
+        page(client, "kept", 0, PAGE)  # asserts 200
         index_before = redis.zrange(INDEX_KEY, 0, -1, withscores=True)
         redis.config_set("maxmemory", 1)
         for session, offset in (("new", 0), ("kept", PAGE)):
-            response = random_page(client, session, offset)
+            response = random_get(client, session, offset, PAGE)
             body = response.get_json()
             assert response.status_code == 503 and body["error_code"] == "SESSION_STORE_UNAVAILABLE", body
         assert not redis.exists(session_key("new"))
@@ -201,7 +196,7 @@ def test_a_full_server_refuses_pages_and_grows_no_further(catalog_url, redis_ser
             store = app.extensions["viralspot.session_store"]
             assert store.session_count() == 1 and store.session_ids() == ["kept"]
         redis.config_set("maxmemory", 0)
-        assert random_page(client, "new").status_code == 200
+        page(client, "new", 0, PAGE)
         assert redis.exists(session_key("new"))
     finally:
         redis.close()
