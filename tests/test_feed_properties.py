@@ -22,12 +22,14 @@ from the store; after every step the store and the pages must agree with it:
 Runs are derandomized (the same examples every time, no example database) and bounded in size.
 So that an example runs the same every time, the seeds new sessions draw come from a counter
 hashed (``Seeds``, in place of ``os.urandom`` in ``feed/service.py``): distinct per session
-and per reset, as random ones are, but the same on every run of an example.
+and per reset, as random ones are, but the same on every run of an example; and on Redis each
+reset is heard by both processes (``reset_notices.py``) before the next step, then kept or
+forgotten as the example draws, so no page races the notice, and no notice outlives its example.
 Two deliberately broken variants (a store blind to the session's other feeds; one seed for every
 session) must be caught, so the checks are known to bite. Beside the machine, a deterministic
 deep-feed test spans several of the Redis layout's 64 Ki-position blocks (dense bitmap and sparse
-array containers) on every backend. Generations are gone with the old
-state model: a reset now forgets the session whole and the next page draws a new seed.
+array containers) on every backend. A reset forgets the session whole; the next page draws a new
+seed.
 """
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ from pyroaring import BitMap
 
 from test_feed_algorithm import SECRET, ListCatalog, feed_of, keys_of, make_service
 from test_feed_algorithm import request as page_args
+from test_failover import wait_for
 from viralspot.feed import service as service_module
 from viralspot.feed.order import SessionOrder
 from viralspot.feed.weights import MAX_TICKETS, ticket_keys
@@ -217,15 +220,19 @@ class FeedMachine(RuleBasedStateMachine):
         assert set(drained) == self.matching(feed) - seen_before
         assert len(drained) == len(set(drained))
 
-    @rule(session=st.integers(0, SESSIONS - 1), process=st.integers(0, PROCESSES - 1))
-    def reset(self, session, process):
+    @rule(session=st.integers(0, SESSIONS - 1), process=st.integers(0, PROCESSES - 1), heard=st.booleans())
+    def reset(self, session, process, heard):
         """A reset answered by one process (which forgets its view, as the route does); the other
-        keeps its view of the old session and must find it gone."""
+        keeps its view of the old session and, on Redis when ``heard``, has heard of the reset
+        (``reset_notices.py``) and starts anew; otherwise it must find the session gone."""
         session_id = self.session_ids[session]
         first_pages = {feed: served[:FRESH_PAGE] for feed, served in self.served[session].items()
                        if len(served) >= FRESH_PAGE and len(self.matching(feed)) >= FRESH_ORDER_MIN_MATCHING}
+        seed = session_seed(self.store, session_id)
         result = self.stores[process].reset(session_id)
         self.services[process].forget(session_id)
+        if seed is not None:
+            notices_heard(self.stores, session_id, seed, keep=heard)
         assert result.found == self.active[session]
         assert result.cleared_items_count == len(self.seen[session])
         self.served[session] = {feed: [] for feed in FEEDS}
@@ -267,6 +274,27 @@ class FeedMachine(RuleBasedStateMachine):
             assert len(everything) == len(set(everything)) == len(self.seen[session])
 
 
+def session_seed(store, session_id: str) -> bytes | None:
+    """The seed of the session the store holds; None without one."""
+    probe = store.serve_page(session_id, feed_of("all", "reels", False), FeedView(b"", ()), offset=0, limit=0,
+                             max_ahead=2 ** 31)
+    return None if probe.status is PageStatus.ABSENT else probe.view.seed
+
+
+def notices_heard(stores, session_id: str, seed: bytes, keep: bool) -> None:
+    """Wait until every Redis store has heard of the reset of the session that held ``seed``, then
+    unless ``keep`` forget every notice: a process's next page takes the same path (the view
+    dropped before it, or the session found gone by it) whenever the example runs. A notice heard
+    or not draws seeds differently, so a race between them would change the example from run to
+    run."""
+    for store in stores:
+        if hasattr(store, "reset_notices"):
+            wait_for(lambda: store.was_reset(session_id, seed), 10, "a reset heard by every process")
+            if not keep:
+                store.reset_notices.clear()
+                assert not store.was_reset(session_id, seed), "a notice outlived its clearing"
+
+
 def emptier(make_store, request):
     """A function giving the two processes' stores of ``make_store``'s kind, empty, for each
     example: one new memory store shared by both; two Redis stores (each its own client) on one
@@ -277,12 +305,21 @@ def emptier(make_store, request):
             return store, store
         return fresh
     stores = (make_store(ttl=10 ** 6), make_store(ttl=10 ** 6))
+    for store in stores:  # every reset heard by both, from the first (``notices_heard``)
+        wait_for(store.reset_notices.subscribed.is_set, 15, "subscribed to reset notices")
     if make_store.kind == "redis-cluster":
-        cluster = request.getfixturevalue("redis_cluster_clean")
-        return lambda: (cluster.flush(), stores)[1]
-    client = request.getfixturevalue("redis_clean").client()
-    request.addfinalizer(client.close)
-    return lambda: (client.flushall(), stores)[1]
+        flush = request.getfixturevalue("redis_cluster_clean").flush
+    else:
+        client = request.getfixturevalue("redis_clean").client()
+        request.addfinalizer(client.close)
+        flush = client.flushall
+
+    def fresh():
+        flush()
+        for store in stores:  # notices of an earlier example's sessions, whose ids and seeds recur
+            store.reset_notices.clear()
+        return stores
+    return fresh
 
 
 def machine_class(name: str, empty_stores, monkeypatch, seeds: Seeds | None = None):

@@ -52,6 +52,11 @@ class ResetNotices:
         with self._lock:
             return self._seeds.get(session_id) == seed
 
+    def clear(self) -> None:
+        """Forget every reset heard (a server flushed whole: no session a notice names is left)."""
+        with self._lock:
+            self._seeds.clear()
+
     def stop(self) -> None:
         self._stopped.set()
 
