@@ -87,15 +87,23 @@ class Seeds:
         return hashlib.sha256(b"seed %d" % (0 if self.constant else self.drawn)).digest()[:size]
 
 
-def feed_sequence(store, session_id: str, kind: str, name: str,
-                  weighted: bool = False) -> tuple[list[int], list[int]] | None:
-    """(positions, keys) the store holds as served in a feed, in order; None without a session."""
-    fid = feed_of(name, kind, weighted)
+def stored_view(store, session_id: str, fid: bytes) -> FeedView | None:
+    """The view the store holds of a session (its seed and bounds, the feed's cursor); None without
+    a session: the answer to a page sent with a view of no session."""
     probe = store.serve_page(session_id, fid, FeedView(b"", ()), offset=0, limit=0, max_ahead=2 ** 31)
     if probe.status is PageStatus.ABSENT:
         return None
     assert probe.status is PageStatus.STALE, probe
-    view = probe.view
+    return probe.view
+
+
+def feed_sequence(store, session_id: str, kind: str, name: str,
+                  weighted: bool = False) -> tuple[list[int], list[int]] | None:
+    """(positions, keys) the store holds as served in a feed, in order; None without a session."""
+    fid = feed_of(name, kind, weighted)
+    view = stored_view(store, session_id, fid)
+    if view is None:
+        return None
     result = store.serve_page(session_id, fid, FeedView(view.seed, view.bounds), offset=0, limit=10 ** 9,
                               max_ahead=2 ** 31)
     assert result.status is PageStatus.SERVED and len(result.positions) == result.view.served
@@ -228,11 +236,11 @@ class FeedMachine(RuleBasedStateMachine):
         session_id = self.session_ids[session]
         first_pages = {feed: served[:FRESH_PAGE] for feed, served in self.served[session].items()
                        if len(served) >= FRESH_PAGE and len(self.matching(feed)) >= FRESH_ORDER_MIN_MATCHING}
-        seed = session_seed(self.store, session_id)
+        view = stored_view(self.store, session_id, feed_of("all", "reels", False))
         result = self.stores[process].reset(session_id)
         self.services[process].forget(session_id)
-        if seed is not None:
-            notices_heard(self.stores, session_id, seed, keep=heard)
+        if view is not None:
+            notices_heard(self.stores, session_id, view.seed, keep=heard)
         assert result.found == self.active[session]
         assert result.cleared_items_count == len(self.seen[session])
         self.served[session] = {feed: [] for feed in FEEDS}
@@ -272,13 +280,6 @@ class FeedMachine(RuleBasedStateMachine):
         for session in range(SESSIONS):
             everything = [key for served in self.served[session].values() for key in served]
             assert len(everything) == len(set(everything)) == len(self.seen[session])
-
-
-def session_seed(store, session_id: str) -> bytes | None:
-    """The seed of the session the store holds; None without one."""
-    probe = store.serve_page(session_id, feed_of("all", "reels", False), FeedView(b"", ()), offset=0, limit=0,
-                             max_ahead=2 ** 31)
-    return None if probe.status is PageStatus.ABSENT else probe.view.seed
 
 
 def notices_heard(stores, session_id: str, seed: bytes, keep: bool) -> None:
