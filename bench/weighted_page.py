@@ -201,7 +201,7 @@ def markdown(result: dict) -> str:
                      f"{listed(firsts)} | {listed(run['read_ms'] for run in sized['one_off'])} | **{excess:.0f}** |")
     lines += ["", f"Memory of a session served {MEMORY_ITEMS:,} items in pages of {MEMORY_PAGE} (`MEMORY USAGE` of its "
               "hash; each session's figure):\n",
-              "| items | mode | bytes | bytes per item |", "|---:|---|---|---:|"]
+              "| catalog items | mode | bytes | bytes per served item |", "|---:|---|---|---:|"]
     for sized in result["sizes"]:
         for name, _mode in MODES:
             usage = sized["memory"][name]
