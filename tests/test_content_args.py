@@ -66,6 +66,20 @@ def test_random_order_with_a_session_answers_a_page(client):
     assert response.json["data"] == {"reels": [], "isLastPage": True}
 
 
+@pytest.mark.parametrize(("value", "loaded"), [("true", True), ("1", True), ("yes", True), ("ON", True),
+                                               ("false", False), ("0", False), ("No", False), ("off", False),
+                                               ("weighted", "weighted"), (" Weighted ", "weighted")])
+def test_random_order_reads_boolean_spellings_and_weighted(value, loaded):
+    assert ContentQueryArgsSchema().load({"random_order": value, "session_id": "s"})["random_order"] == loaded
+
+
+@pytest.mark.parametrize("value", ["tRuE", "2", "weighed", "yes please"])
+def test_random_order_refuses_other_values(client, value):
+    response = client.get("/api/reels", query_string={"random_order": value, "session_id": "s"})
+    assert response.status_code == 400
+    assert response.json["detail"] == "random_order: Must be true, false or weighted."
+
+
 def test_blank_filters_count_as_absent_and_defaults_apply():
     args = ContentQueryArgsSchema().load({"min_views": "", "search": "  ", "sort_by": "", "keywords": ""})
     assert args == {"random_order": False, "limit": 24, "offset": 0}

@@ -130,7 +130,8 @@ class ContentQueryArgsSchema(Schema):
             "true: the session's own random order; weighted: the same, with items of higher outlier_score "
             "earlier (each next item drawn with probability proportional to its weight, "
             "min(8, max(1, round(outlier_score ** VIRALSPOT_WEIGHT_EXPONENT))), among those not yet served); "
-            "both require session_id and serve every matching item once.")})
+            "both require session_id and serve every matching item once. The boolean's other spellings "
+            "(1/0, yes/no, on/off, t/f, y/n) are read too.")})
     session_id = SessionIdField(required=False, metadata={"description": (
         "The session: 1 to 255 letters, digits, dots, underscores or hyphens (surrounding spaces are stripped).")})
     limit = fields.Integer(load_default=24, validate=validate.Range(min=1, max=100), metadata={"description": (
