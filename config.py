@@ -1,15 +1,20 @@
-"""Configuration classes for the viralspot service.
+"""Configuration classes for the viralspot service, and the loading of their settings.
 
-Every setting below can be overridden from the environment with the
-``VIRALSPOT_`` prefix (``VIRALSPOT_SESSION_TTL=3600``), read by Flask's
-``Config.from_prefixed_env``: values are parsed as JSON when they parse,
-otherwise kept as strings. The class is chosen by ``VIRALSPOT_CONFIG``
+Every setting below can be overridden from the environment with the ``VIRALSPOT_`` prefix
+(``VIRALSPOT_SESSION_TTL=3600``). ``load_settings`` reads each value as the type of its default
+(a boolean: ``true``/``false``, ``1``/``0``, ``yes``/``no``, ``on``/``off`` in any usual case; a
+whole number; a number; else text, kept as given) and checks it against ``RULES``: a bad value
+stops the start-up with an error naming the variable. The class is chosen by ``VIRALSPOT_CONFIG``
 (``default``, ``development``, ``testing``, ``production``).
 """
 from __future__ import annotations
 
-import json
 import os
+from functools import cache
+from typing import Any, Mapping
+
+from limits import parse_many
+from marshmallow import Schema, ValidationError, fields, validate
 
 #: Used only when no VIRALSPOT_SECRET_KEY is set outside production; the app logs a warning.
 INSECURE_DEFAULT_SECRET = "viralspot-insecure-development-secret"
@@ -149,14 +154,108 @@ def config_class(name: str | None = None) -> type[Config]:
         ) from None
 
 
+PREFIX = "VIRALSPOT_"
+
+
+def _rate_limit(value: str) -> None:
+    """A flask-limiter string such as ``1200/minute`` (several joined by ``;``), or empty (off)."""
+    if value.strip():
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValidationError("Not a rate limit such as 1200/minute or 10/second;100/hour "
+                                  "(empty turns it off).") from None
+
+
+_AT_LEAST_0 = validate.Range(min=0)
+_AT_LEAST_1 = validate.Range(min=1)
+_SECONDS = validate.Range(min=0, min_inclusive=False)
+#: What each setting must be beyond its type; every value, whatever its source, is checked.
+RULES = {
+    "DATABASE_BUSY_TIMEOUT": _AT_LEAST_0,
+    "SESSION_TTL": _AT_LEAST_1,
+    "SESSION_MAX": _AT_LEAST_1,
+    "SESSION_MAX_FEEDS": _AT_LEAST_1,
+    "SESSION_MAX_ITEMS": _AT_LEAST_1,
+    "SESSION_STORE_CONNECT_TIMEOUT": _SECONDS,
+    "SESSION_STORE_SOCKET_TIMEOUT": _SECONDS,
+    "SESSION_STORE_RETRIES": _AT_LEAST_0,
+    "SESSION_STORE_MAX_CONNECTIONS": _AT_LEAST_1,
+    "RATE_LIMIT": _rate_limit,
+    "RESET_RATE_LIMIT": _rate_limit,
+    "TRUSTED_PROXIES": _AT_LEAST_0,
+    "GUNICORN_THREADS": _AT_LEAST_1,
+    "GUNICORN_KEEPALIVE": _AT_LEAST_0,
+    "GUNICORN_LIMIT_REQUEST_LINE": validate.Range(min=1, max=8190),
+    "READINESS_TIMEOUT": validate.Range(min=0, max=60, min_inclusive=False),
+    "SEED_ITEMS": _AT_LEAST_0,
+    "RANDOM_MATCH_CACHE_KEYS": _AT_LEAST_1,
+    "RANDOM_MAX_AHEAD": _AT_LEAST_0,
+    "RANDOM_MAX_OFFSET": _AT_LEAST_0,
+    "RANDOM_MAX_SCAN": _AT_LEAST_1,
+    "CATALOG_STATE_TTL": _AT_LEAST_0,
+    "ITEM_SNAPSHOT_SETTLE": _AT_LEAST_0,
+}
+
+
+def _field(default: Any, rule) -> fields.Field:
+    """The marshmallow field of a setting: the type of its default, checked by its rule."""
+    options = {"validate": rule} if rule else {}
+    if isinstance(default, bool):
+        return fields.Boolean(**options)
+    if isinstance(default, int):
+        return fields.Integer(strict=False, **options)
+    if isinstance(default, float):
+        return fields.Float(allow_nan=False, **options)
+    return fields.String(allow_none=True, **options)
+
+
+def setting_names(config: type[Config]) -> list[str]:
+    return [name for name in dir(config) if name.isupper()]
+
+
+@cache
+def _schema(config: type[Config]) -> Schema:
+    return Schema.from_dict({name: _field(getattr(config, name), RULES.get(name))
+                             for name in setting_names(config)})()
+
+
+def load_settings(config: type[Config], environ: Mapping[str, str],
+                  overrides: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], list[str]]:
+    """The settings of ``config`` with the ``VIRALSPOT_*`` variables of ``environ`` and then
+    ``overrides`` (a dict, e.g. a test's; keys that are not settings, such as Flask's own, pass
+    as given) over them, each read as its type and checked (``RULES``); and the variables of
+    ``environ`` with the prefix that name no setting. A bad value raises ``RuntimeError`` naming
+    every bad variable."""
+    names = setting_names(config)
+    values = {name: getattr(config, name) for name in names}
+    unknown = []
+    for variable, raw in environ.items():
+        name = variable[len(PREFIX):]
+        if not variable.startswith(PREFIX) or name == "CONFIG":
+            continue
+        if name in values:
+            values[name] = raw
+        else:
+            unknown.append(variable)
+    values.update(overrides or {})
+    try:
+        loaded = _schema(config).load({name: values[name] for name in names})
+    except ValidationError as error:
+        raise RuntimeError("invalid settings: " + " ".join(
+            f"{PREFIX}{name}{_shown(config, name, values[name])}: {' '.join(map(str, messages))}"
+            for name, messages in sorted(error.normalized_messages().items()))) from None
+    return {**values, **loaded}, sorted(unknown)
+
+
+def _shown(config: type[Config], name: str, value: Any) -> str:
+    """`` ('value')`` for an error message; nothing for free text (a secret, a URL with a password)."""
+    free_text = isinstance(_schema(config).fields[name], fields.String) and name not in RULES
+    return "" if free_text else f" ({value!r})"
+
+
 def setting(name: str):
     """One setting as the app will see it, outside the app (``gunicorn.conf.py``): the environment's
-    ``VIRALSPOT_<name>`` (parsed as JSON when it parses, as Flask does), else the configuration
-    class's value."""
-    raw = os.environ.get(f"VIRALSPOT_{name}")
-    if raw is None:
-        return getattr(config_class(), name)
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
+    ``VIRALSPOT_<name>`` read and checked as ``load_settings`` does, else the configuration class's
+    value."""
+    return load_settings(config_class(), os.environ)[0][name]

@@ -22,12 +22,12 @@ if not _shared_store and workers > 1:
         "between workers and hosts, or WEB_CONCURRENCY=1.")
 #: gthread, answering the requests gunicorn itself refuses with the JSON envelope.
 worker_class = "viralspot.gunicorn_worker.EnvelopeWorker"
-threads = int(setting("GUNICORN_THREADS"))
+threads = setting("GUNICORN_THREADS")
 timeout = 30
 #: A gthread worker keeps each connection it accepted, so a few long-lived connections can all
 #: land on one worker; 0 closes each connection after its response and spreads requests.
-keepalive = int(setting("GUNICORN_KEEPALIVE"))
-limit_request_line = int(setting("GUNICORN_LIMIT_REQUEST_LINE"))
+keepalive = setting("GUNICORN_KEEPALIVE")
+limit_request_line = setting("GUNICORN_LIMIT_REQUEST_LINE")
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None
 errorlog = "-"
 loglevel = str(setting("LOG_LEVEL")).lower()
@@ -44,7 +44,7 @@ else:
 # forked (nothing in the master imports prometheus_client before it). When the operator does not
 # set it, a fresh directory is made and removed at exit; either way its files of a former run are
 # deleted at start. A worker that exits is marked dead (its live gauges go; its counters stay).
-_METRICS_ON = str(setting("METRICS")).strip().lower() not in ("0", "false", "no", "off", "")
+_METRICS_ON = setting("METRICS")
 
 
 def on_starting(server):

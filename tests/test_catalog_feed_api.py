@@ -407,3 +407,38 @@ def test_items_imported_after_a_feed_ended_come_next_once(growing_app, tmp_path)
         offset += 50
     assert sorted(more) == sorted(f"grown-Food-reel-{n}" for n in range(IMPORTED_MATCHING))
     assert random_page(client, "ended", 0, 50, **FOOD)[0] == first_page
+
+
+@pytest.mark.parametrize("order", ["true", "weighted"])
+def test_a_feed_is_not_last_while_another_process_has_imported_matching_items(tmp_path, order):
+    """``isLastPage: true`` is checked against the catalog as it is now: an import by another
+    process within the catalog state's TTL (here an hour, so every other page of this app works on
+    the state it remembered) still comes before it, once."""
+    url = f"sqlite:///{tmp_path}/growing.db"
+    app = create_app({"CONFIG": "testing", "DATABASE_URL": url, "CATALOG_STATE_TTL": 3600})
+    importer = create_app({"CONFIG": "testing", "DATABASE_URL": url})  # another process
+    try:
+        assert app.test_cli_runner().invoke(args=["content", "seed", "--items", "600", "--seed", "3"]).exit_code == 0
+        client = app.test_client()
+        before = set(plain_ids(client, **FOOD))
+        filters = {**FOOD, "random_order": order}
+        served, offset, limit = [], 0, 10
+        while len(served) < len(before) - limit:  # all but the last page or two
+            ids, last = random_page(client, "ending", offset, limit, **filters)
+            assert not last
+            served += ids
+            offset += limit
+        import_by_cli(importer, tmp_path / "new.jsonl", [import_line(n, "Food") for n in range(IMPORTED_MATCHING)])
+        while True:
+            ids, last = random_page(client, "ending", offset, limit, **filters)
+            served += ids
+            offset += limit
+            if last:
+                break
+        imported = {f"grown-Food-reel-{n}" for n in range(IMPORTED_MATCHING)}
+        assert len(served) == len(set(served))
+        assert set(served) == before | imported
+    finally:
+        for each in (app, importer):
+            each.extensions["viralspot.session_store"].close()
+            each.extensions["viralspot.catalog"].dispose()

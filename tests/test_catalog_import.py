@@ -117,6 +117,16 @@ def test_import_command_prints_counts_and_rejections(catalog_app, tmp_path):
     assert "line 3: rejected: invalid JSON" in result.output  # click's output holds stderr too
 
 
+def test_a_line_that_is_not_utf8_is_rejected_and_the_others_imported(catalog_app, tmp_path):
+    good = [line.encode() for line in as_json_lines(fixture_records(PINNED_NOW)[:2])]
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(good[0] + b'{"content_id": "caf\xe9"}\n' + good[1])
+    result = catalog_app.test_cli_runner().invoke(args=["content", "import", str(path), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "inserted 2, updated 0, rejected 1" in result.output
+    assert "line 2: rejected: not UTF-8 text (byte 20 of the line)" in result.output
+    assert "Traceback" not in result.output
+
 
 def test_dates_with_an_offset_are_stored_in_utc(catalog_app):
     record = {**fixture_records(PINNED_NOW)[0], "date_posted": "2026-03-01T12:00:00+02:00"}

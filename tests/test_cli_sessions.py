@@ -66,3 +66,32 @@ def test_stats_reports_the_store_and_its_active_sessions(app, store):
     stats = json.loads(result.stdout)
     assert stats["storage_type"] == "in_memory_dict" and stats["active_sessions"] == 1
     assert stats["max_sessions"] == 100_000 and stats["evicted"] == 0
+
+
+def test_commands_say_in_one_line_that_the_store_or_the_database_is_unreachable():
+    from redis_fixtures import free_port
+    from viralspot import create_app
+
+    closed = free_port()  # nothing listens there
+    app = create_app({"CONFIG": "testing", "SESSION_STORE_URL": f"redis://127.0.0.1:{closed}/0",
+                      "SESSION_STORE_CONNECT_TIMEOUT": 0.2, "SESSION_STORE_RETRIES": 0})
+    for args in (["sessions", "list"], ["sessions", "show", "someone"], ["sessions", "reset", "someone"]):
+        result = app.test_cli_runner().invoke(args=args)
+        assert result.exit_code == 1, (args, result.output)
+        assert "Error: the session store is unavailable (redis: ConnectionError" in result.output, result.output
+        assert "Traceback" not in result.output
+    app.extensions["viralspot.session_store"].close()
+
+    app = create_app({"CONFIG": "testing", "DATABASE_URL": f"postgresql+psycopg://nobody@127.0.0.1:{closed}/none"})
+    for args in (["content", "stats"], ["content", "seed", "--items", "1"]):
+        result = app.test_cli_runner().invoke(args=args)
+        assert result.exit_code == 1, (args, result.output)
+        assert "Error: the catalog database is unavailable (OperationalError); see VIRALSPOT_DATABASE_URL" in (
+            result.output), result.output
+    app.extensions["viralspot.catalog"].dispose()
+
+
+def test_seed_refuses_if_empty_with_replace(app):
+    result = app.test_cli_runner().invoke(args=["content", "seed", "--if-empty", "--replace"])
+    assert result.exit_code == 2
+    assert "--if-empty keeps a catalog that holds content, --replace deletes it: choose one" in result.output

@@ -135,6 +135,9 @@ def test_gunicorn_refusals_answer_the_envelope(tmp_path):
             envelope = json.loads(body)
             assert set(envelope) == ENVELOPE_KEYS and envelope["success"] is False
             assert envelope["error_code"] == code and ERROR_CODES[code][0] == status
+            assert len(headers["x-request-id"]) == 32 and int(headers["x-request-id"], 16) >= 0
+            if code == "URI_TOO_LONG":
+                assert envelope["detail"] == "The request line is longer than 8190 bytes"
         # A request line just under the limit reaches Flask (its argument rules answer).
         got, _headers, body = _raw_request(server.port, f"GET /api/reels?limit=2&x={'a' * 7000} HTTP/1.1\r\n"
                                                         f"Host: t\r\nConnection: close\r\n\r\n".encode())

@@ -370,3 +370,11 @@ def test_items_imported_mid_session_are_served_once_without_repeats(plan, tmp_pa
     assert set(after) == {f"grown-{n}" for n in range(30)}
     assert len(after) == 30
     app.extensions["viralspot.catalog"].dispose()
+
+
+def test_a_random_page_is_never_stored_by_a_cache_and_a_plain_page_may_be(client):
+    """A random page is one session's, and serving it changed the session: no cache may keep it."""
+    random_page = client.get("/api/reels", query_string={"random_order": "true", "session_id": "cached", "limit": 3})
+    assert random_page.status_code == 200 and random_page.headers["Cache-Control"] == "no-store"
+    plain_page = client.get("/api/reels", query_string={"limit": 3})
+    assert plain_page.status_code == 200 and "Cache-Control" not in plain_page.headers

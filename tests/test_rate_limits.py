@@ -98,6 +98,33 @@ def test_with_a_token_inspection_and_metrics_need_it():
     assert client.get("/api/reels").status_code == 200 and client.get("/livez").status_code == 200  # the rest is open
 
 
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER", "  Bearer  "])
+def test_the_token_scheme_is_case_insensitive_and_the_token_exact(scheme):
+    client = make(ADMIN_TOKEN="s3cret-token")
+    assert client.get("/metrics", headers={"Authorization": f"{scheme} s3cret-token"}).status_code == 200
+    assert client.get("/metrics", headers={"Authorization": f"{scheme} S3CRET-TOKEN"}).status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Basic s3cret-token"}).status_code == 401
+
+
+def test_a_cors_preflight_needs_no_token_and_spends_no_budget():
+    client = make(ADMIN_TOKEN="s3cret-token", RATE_LIMIT="2/minute", RESET_RATE_LIMIT="1/minute")
+    preflight = {"Origin": "http://localhost:3000", "Access-Control-Request-Method": "GET",
+                 "Access-Control-Request-Headers": "authorization"}
+    for path in ("/api/sessions/someone", "/api/reels", "/api/reset-session"):
+        for _ in range(3):
+            answer = client.options(path, headers=preflight)
+            assert answer.status_code == 200, (path, answer.get_json())
+            assert answer.headers["Access-Control-Allow-Origin"] == "*"
+    # The budgets are whole: 2 calls, then 429; the reset's 1, then 429.
+    assert [client.get("/api/reels").status_code for _ in range(3)] == [200, 200, 429]
+    fresh = make(RATE_LIMIT="", RESET_RATE_LIMIT="1/minute")
+    for _ in range(3):
+        assert fresh.options("/api/reset-session", headers={**preflight, "Access-Control-Request-Method": "POST"}
+                             ).status_code == 200
+    assert [fresh.post("/api/reset-session", query_string={"session_id": "s"}).status_code
+            for _ in range(2)] == [200, 429]
+
+
 def test_without_a_token_development_needs_none_and_production_refuses_to_start():
     assert make().get("/metrics").status_code == 200
     production = {"CONFIG": "production", "SECRET_KEY": "a-real-secret-from-the-environment"}
@@ -138,6 +165,11 @@ def test_two_gunicorn_workers_share_one_count_per_client(tmp_path, redis_clean):
         used = cpu_ticks(workers)
         assert all(used[pid] > before[pid] for pid in workers), "both workers served requests"
         assert [_get(server.port, "/api/posts?limit=2", "198.51.100.2") for _ in range(5)] == [200] * 5
+        # The counts live under the service's prefix, with the sessions (a Redis ACL of vs2:* covers them).
+        import redis
+        with redis.Redis.from_url(redis_clean.url) as client:
+            counts = [key.decode() for key in client.scan_iter(match="*198.51.100.*")]
+        assert counts and all(key.startswith("vs2:rl:") for key in counts), counts
 
 
 @pytest.mark.redis

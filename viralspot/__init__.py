@@ -5,11 +5,12 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any, Mapping
 
 from flask import Flask
 
-from config import INSECURE_DEFAULT_SECRET, config_class
+from config import INSECURE_DEFAULT_SECRET, config_class, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +24,12 @@ def create_app(config: Mapping[str, Any] | str | None = None) -> Flask:
 
     overrides = {"CONFIG": config} if isinstance(config, str) else dict(config or {})
     app = Flask(__name__, instance_relative_config=True)
-    app.config.from_object(config_class(overrides.pop("CONFIG", None)))
-    app.config.from_prefixed_env("VIRALSPOT")
-    app.config.update(overrides)
+    settings, unknown = load_settings(config_class(overrides.pop("CONFIG", None)), os.environ, overrides)
+    app.config.update(settings)
     app.json.sort_keys = False
     configure_logger(app)
+    for variable in unknown:
+        log.warning("%s is not a setting of this service (README, Configuration); ignored", variable)
     check_settings(app)
     register_observability(app)
     register_extensions(app)
@@ -44,12 +46,6 @@ def register_observability(app: Flask) -> None:
     """Request ids (``X-Request-ID``, on every log line) and Prometheus metrics (``GET /metrics``)."""
     from . import metrics, request_ids
 
-    try:
-        readiness_timeout = float(app.config["READINESS_TIMEOUT"])
-    except (TypeError, ValueError):
-        readiness_timeout = -1.0
-    if not 0 < readiness_timeout <= 60:
-        raise RuntimeError("VIRALSPOT_READINESS_TIMEOUT must be a number of seconds in (0, 60]")
     request_ids.init_app(app)
     metrics.init_app(app)
 

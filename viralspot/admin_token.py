@@ -17,11 +17,13 @@ def init_app(app: Flask) -> None:
     token = app.config["ADMIN_TOKEN"]
     if not token:
         return
-    expected = f"Bearer {token}".encode()
+    expected = token.encode()
 
     @app.before_request
     def require_token():
-        if request.endpoint in PROTECTED:
-            given = request.headers.get("Authorization", "").encode()
-            if not hmac.compare_digest(given, expected):
+        # A browser's CORS preflight (OPTIONS) never carries credentials: flask-cors answers it.
+        if request.endpoint in PROTECTED and request.method != "OPTIONS":
+            scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
+            # The scheme is case-insensitive (RFC 9110, section 11.1); the token is compared in constant time.
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
                 raise ApiError("This endpoint needs the admin token", "UNAUTHORIZED")

@@ -11,6 +11,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 from marshmallow import ValidationError
+from sqlalchemy.exc import OperationalError
 from tqdm import tqdm
 
 from .catalog.importer import ContentKeysExhausted, import_lines
@@ -23,9 +24,24 @@ from .extensions import catalog, session_store
 from .schemas.session_id import validate_session_id
 from .session.inspection import session_document
 from .session.reset import reset_session
-from .store import SessionStoreBackend
+from .store import SessionStoreBackend, StoreUnavailable
 
-sessions_cli = AppGroup("sessions", help="Inspect and reset random-feed sessions.")
+
+class Commands(AppGroup):
+    """A command group whose commands end in one line, not a traceback, when the session store or
+    the catalog database cannot be reached."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except StoreUnavailable as error:
+            raise click.ClickException(f"the session store is unavailable ({error})") from None
+        except OperationalError as error:
+            raise click.ClickException("the catalog database is unavailable "
+                                       f"({type(error.orig or error).__name__}); see VIRALSPOT_DATABASE_URL") from None
+
+
+sessions_cli = Commands("sessions", help="Inspect and reset random-feed sessions.")
 
 
 def _store() -> SessionStoreBackend:
@@ -79,7 +95,7 @@ def reset_session_command(session_id: str) -> None:
     click.echo(message)
 
 
-content_cli = AppGroup("content", help="Seed, import and inspect the content catalog.")
+content_cli = Commands("content", help="Seed, import and inspect the content catalog.")
 
 #: Rejected lines printed in full; the rest are summarized.
 MAX_ERRORS_SHOWN = 50
@@ -99,6 +115,8 @@ MAX_ERRORS_SHOWN = 50
 def seed_command(items: int | None, seed: int, reference: str | None, if_empty: bool, replace: bool,
                  progress: bool) -> None:
     """Generate a sample catalog (profiles, reels, posts) posted over the two years up to now."""
+    if if_empty and replace:
+        raise click.UsageError("--if-empty keeps a catalog that holds content, --replace deletes it: choose one")
     items = current_app.config["SEED_ITEMS"] if items is None else items
     try:
         reference_date = parse_instant(reference) if reference else app_clock().now()
@@ -122,7 +140,7 @@ def seed_command(items: int | None, seed: int, reference: str | None, if_empty: 
 
 
 @content_cli.command("import")
-@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.argument("file", type=click.File("rb"))
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def import_command(file, progress: bool) -> None:
     """Upsert content from a JSON Lines FILE ('-' for stdin), one content object per line."""

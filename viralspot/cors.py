@@ -1,6 +1,6 @@
 """Cross-origin requests (CORS), so the ViralSpot web frontend can call the API from its own origin.
 
-``VIRALSPOT_CORS_ORIGINS``: ``*`` (the default) allows any origin; a comma-separated or JSON list
+``VIRALSPOT_CORS_ORIGINS``: ``*`` (the default) or empty allows any origin; a comma-separated list
 allows exactly those. Credentials are never allowed (session ids travel in the query). Every
 response of ``/api/*`` and ``/health``, errors included, carries the headers.
 """

@@ -4,6 +4,7 @@ answers the JSON envelope with 414, 431 or 400, not gunicorn's HTML page."""
 from __future__ import annotations
 
 import json
+import uuid
 
 from gunicorn import util
 from gunicorn.http.errors import (InvalidResponseHeader, InvalidResponseHeaderName, LimitRequestHeaders,
@@ -19,13 +20,14 @@ _REASONS = {400: "Bad Request", 414: "URI Too Long", 431: "Request Header Fields
 _RESPONSE_ERRORS = (InvalidResponseHeader, InvalidResponseHeaderName)
 
 
-def error_bytes(error_code: str, detail: str) -> bytes:
-    """A whole HTTP/1.1 response carrying the error envelope; the connection closes after it."""
+def error_bytes(error_code: str, detail: str, request_id: str) -> bytes:
+    """A whole HTTP/1.1 response carrying the error envelope and a request id (the request was not
+    read far enough to keep the client's); the connection closes after it."""
     status, troubleshooting = ERROR_CODES[error_code]
     body = json.dumps({"success": False, "detail": detail, "error_code": error_code, "timestamp": utc_timestamp(),
                        "troubleshooting": troubleshooting}).encode()
     head = (f"HTTP/1.1 {status} {_REASONS[status]}\r\nConnection: close\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n")
+            f"X-Request-ID: {request_id}\r\nContent-Length: {len(body)}\r\n\r\n")
     return head.encode("latin-1") + body
 
 
@@ -42,9 +44,10 @@ class EnvelopeWorker(ThreadWorker):
         else:
             self.log.exception("Error handling request")
             code, detail = "INTERNAL_ERROR", "Internal server error"
+        request_id = uuid.uuid4().hex
         if code != "INTERNAL_ERROR":
-            self.log.warning("Invalid request from ip=%s: %s", (addr or ("",))[0], type(exc).__name__)
+            self.log.warning("Invalid request from ip=%s: %s [%s]", (addr or ("",))[0], type(exc).__name__, request_id)
         try:
-            util.write_nonblock(client, error_bytes(code, detail))
+            util.write_nonblock(client, error_bytes(code, detail, request_id))
         except Exception:  # noqa: BLE001 - the client may be gone
             self.log.debug("Failed to send error message.")

@@ -23,7 +23,6 @@ import os
 import re
 import threading
 import time
-from typing import Any
 
 from flask import Flask, Response, current_app, has_app_context, request
 
@@ -44,19 +43,11 @@ _KIND = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _STARTED = "viralspot.request_started"  # in the request's environ
 #: The text exposition format every Prometheus version reads.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-_OFF = {"0", "false", "no", "off", ""}
 
 _shared: "Metrics | None" = None  # the process's metrics in multiprocess mode (one set of files)
 _shared_lock = threading.Lock()
 
 bp = Blueprint("metrics", __name__, description="Prometheus metrics of the service.")
-
-
-def enabled(value: Any) -> bool:
-    """``VIRALSPOT_METRICS``: JSON false/0 (or "false", "no", "off", "0", "") turns metrics off."""
-    if isinstance(value, str):
-        return value.strip().lower() not in _OFF
-    return bool(value)
 
 
 class Metrics:
@@ -135,7 +126,7 @@ def _build_metrics() -> Metrics:
 
 def init_app(app: Flask) -> None:
     """Count every request (unless ``METRICS`` is off; ``create_app`` then leaves ``bp`` out too)."""
-    if not enabled(app.config["METRICS"]):
+    if not app.config["METRICS"]:
         return
     metrics = app.extensions[EXTENSION_KEY] = _build_metrics()
 

@@ -2,9 +2,10 @@
 trusted proxies (``VIRALSPOT_TRUSTED_PROXIES``: Werkzeug's ``ProxyFix`` for that many hops).
 
 ``RATE_LIMIT`` is one budget per client shared by all ``/api/`` routes, ``RESET_RATE_LIMIT`` the reset
-endpoint's besides (empty: off). The counts live in the session store's Redis (keys prefixed
-``vs2:rl``), or in the process with ``memory://``. Over a limit: 429 ``RATE_LIMITED`` with
-``Retry-After`` and the ``RateLimit-*`` headers. A failing storage fails open (``metrics.py`` counts it).
+endpoint's besides (empty: off). The counts live in the session store's Redis (keys starting
+``vs2:rl:``), or in the process with ``memory://``. Over a limit: 429 ``RATE_LIMITED`` with
+``Retry-After`` and the ``RateLimit-*`` headers. CORS preflights (``OPTIONS``) are not counted. A failing
+storage fails open (``metrics.py`` counts it).
 """
 from __future__ import annotations
 
@@ -35,20 +36,24 @@ def storage_uri(session_store_url: str) -> str:
     return session_store_url  # redis, rediss, redis+sentinel, redis+cluster: the same forms
 
 
+def _preflight() -> bool:
+    """A browser's CORS preflight (answered by flask-cors) is not a call the client's budget pays for."""
+    return request.method == "OPTIONS"
+
+
 class RateLimits:
     """The Flask extension: one flask-limiter ``Limiter`` per app, kept in ``app.extensions``."""
 
     def init_app(self, app: Flask) -> None:
         config = app.config
-        proxies = int(config["TRUSTED_PROXIES"])
-        if proxies < 0:
-            raise RuntimeError("VIRALSPOT_TRUSTED_PROXIES must be a number of proxy hops, 0 or more")
+        proxies = config["TRUSTED_PROXIES"]
         if proxies:
             app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies)
         if not config["RATE_LIMIT"] and not config["RESET_RATE_LIMIT"]:
             return  # no limits: no counts, no storage
         uri = storage_uri(config["SESSION_STORE_URL"])
         options = {} if uri.startswith("memory") else {
+            "key_prefix": KEY_PREFIX,  # limits' own prefix: every key starts with it (vs2:rl:LIMITER/...)
             "socket_timeout": float(config["SESSION_STORE_SOCKET_TIMEOUT"]),
             "socket_connect_timeout": float(config["SESSION_STORE_CONNECT_TIMEOUT"])}
         try:
@@ -71,12 +76,12 @@ class RateLimits:
     def _limiter(app: Flask, uri: str, options: dict) -> Limiter:
         config = app.config
         limiter = Limiter(
-            get_remote_address, key_prefix=KEY_PREFIX, storage_uri=uri, storage_options=options,
+            get_remote_address, storage_uri=uri, storage_options=options,
             swallow_errors=True, headers_enabled=False,
             application_limits=[config["RATE_LIMIT"]] if config["RATE_LIMIT"] else [],
-            application_limits_exempt_when=lambda: not request.path.startswith("/api/"),
+            application_limits_exempt_when=lambda: not request.path.startswith("/api/") or _preflight(),
             default_limits=[config["RESET_RATE_LIMIT"]] if config["RESET_RATE_LIMIT"] else [],
-            default_limits_exempt_when=lambda: request.endpoint != RESET_ENDPOINT)
+            default_limits_exempt_when=lambda: request.endpoint != RESET_ENDPOINT or _preflight())
         limiter.init_app(app)
         app.extensions[EXTENSION_NAME] = limiter
         return limiter

@@ -114,6 +114,13 @@ class LineRejected(Exception):
 _schema = ImportRecordSchema()
 
 
+def _utf8(line: bytes) -> str:
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise LineRejected(f"not UTF-8 text (byte {error.start + 1} of the line)") from None
+
+
 def parse_line(text: str) -> dict:
     """The validated record of one JSON line, or ``LineRejected``."""
     try:
@@ -222,17 +229,20 @@ def _flush(engine: Engine, chunk: list[tuple[int, dict]], report: ImportReport) 
                 report.errors.append((line_number, f"refused by the database: {type(error.orig).__name__}"))
 
 
-def import_lines(engine: Engine, lines: Iterable[str], progress: Callable[[int], None] | None = None,
+def import_lines(engine: Engine, lines: Iterable[str | bytes], progress: Callable[[int], None] | None = None,
                  chunk_lines: int = CHUNK_LINES) -> ImportReport:
-    """Import JSON Lines; ``progress`` gets the number of characters consumed after each line."""
+    """Import JSON Lines, as text or as UTF-8 bytes (a line that is not UTF-8 is rejected, the rest
+    imported); ``progress`` gets the characters (or bytes) consumed after each line."""
     report = ImportReport()
     chunk: list[tuple[int, dict]] = []
     for line_number, text in enumerate(lines, start=1):
         if progress:
             progress(len(text))
-        if not text.strip():
-            continue
         try:
+            if isinstance(text, bytes):
+                text = _utf8(text)
+            if not text.strip():
+                continue
             chunk.append((line_number, parse_line(text)))
         except LineRejected as error:
             report.errors.append((line_number, str(error)))

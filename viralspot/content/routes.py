@@ -17,7 +17,9 @@ def _listing(kind: str, args: dict):
     if args["random_order"]:
         page = random_feeds.service.serve(kind, args)
         metrics.random_page(page)
-        return page_response(page.items_json, page.is_last_page, listing_message(kind, page.count, args["offset"]))
+        response = page_response(page.items_json, page.is_last_page, listing_message(kind, page.count, args["offset"]))
+        response.headers["Cache-Control"] = "no-store"  # one session's page, and serving it changed the session
+        return response
     return plain_listing(kind, args)
 
 

@@ -278,7 +278,9 @@ class RandomFeedService:
                 continue  # a read that found the page without its look-ahead: claim
             examined += max(0, scanned_to - sent.cursor)
             short += 1
-            at_end = view.cursor >= view.end * scale and source.catalog_state().largest_key <= view.end
+            # The last page is a promise: checked against the catalog as it is now, so items another
+            # process imported within the remembered state's TTL come before it (one query a last page).
+            at_end = view.cursor >= view.end * scale and source.catalog_state(fresh=True).largest_key <= view.end
             if at_end:
                 return view, result.positions, True, round_trip, False
             if examined >= self.max_scan:

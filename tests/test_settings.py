@@ -1,0 +1,139 @@
+"""Settings from the environment (``config.load_settings``): each ``VIRALSPOT_*`` value read as the
+type of its default and checked, a bad one stopping the start-up with an error that names it."""
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from config import config_class, load_settings
+from viralspot import create_app
+
+ROOT = Path(__file__).resolve().parents[1]
+FLAGS = ("DEBUG", "PUBLIC_INSPECTION", "METRICS", "ITEM_SNAPSHOT_WRITE")
+
+
+def loaded(**environ) -> dict:
+    settings, _unknown = load_settings(config_class("default"), {f"VIRALSPOT_{k}": v for k, v in environ.items()})
+    return settings
+
+
+@pytest.mark.parametrize("flag", FLAGS)
+@pytest.mark.parametrize("spelling, value", [
+    ("false", False), ("False", False), ("FALSE", False), ("0", False), ("no", False), ("off", False), ("Off", False),
+    ("true", True), ("True", True), ("1", True), ("yes", True), ("on", True), ("ON", True),
+])
+def test_flags_read_every_usual_spelling(flag, spelling, value):
+    assert loaded(**{flag: spelling})[flag] is value
+
+
+@pytest.mark.parametrize("flag", FLAGS)
+def test_a_flag_that_is_neither_stops_start_up_naming_it(flag):
+    with pytest.raises(RuntimeError, match=rf"invalid settings: VIRALSPOT_{flag} \('maybe'\): Not a valid boolean"):
+        loaded(**{flag: "maybe"})
+
+
+def test_production_without_a_token_is_refused_when_public_inspection_is_spelled_false(monkeypatch):
+    monkeypatch.setenv("VIRALSPOT_SECRET_KEY", "from-env")
+    monkeypatch.delenv("VIRALSPOT_ADMIN_TOKEN", raising=False)
+    for spelling in ("False", "no", "off", "0"):
+        monkeypatch.setenv("VIRALSPOT_PUBLIC_INSPECTION", spelling)
+        with pytest.raises(RuntimeError, match="VIRALSPOT_ADMIN_TOKEN is not set"):
+            create_app({"CONFIG": "production", "DATABASE_URL": "sqlite://"})
+
+
+def test_debug_spelled_false_leaves_debug_off(monkeypatch):
+    monkeypatch.setenv("VIRALSPOT_DEBUG", "False")
+    app = create_app({"CONFIG": "testing"})
+    assert app.config["DEBUG"] is False and not app.debug
+
+
+@pytest.mark.parametrize("name, value, problem", [
+    ("RANDOM_MAX_OFFSET", "-1", "Must be greater than or equal to 0."),
+    ("RANDOM_MAX_AHEAD", "-1", "Must be greater than or equal to 0."),
+    ("RANDOM_MAX_SCAN", "0", "Must be greater than or equal to 1."),
+    ("SESSION_STORE_RETRIES", "-1", "Must be greater than or equal to 0."),
+    ("SESSION_STORE_SOCKET_TIMEOUT", "-1", "Must be greater than 0."),
+    ("SESSION_STORE_CONNECT_TIMEOUT", "0", "Must be greater than 0."),
+    ("SESSION_TTL", "0", "Must be greater than or equal to 1."),
+    ("SESSION_TTL", "a day", "Not a valid integer."),
+    ("DATABASE_BUSY_TIMEOUT", "soon", "Not a valid number."),
+    ("GUNICORN_THREADS", "0", "Must be greater than or equal to 1."),
+    ("GUNICORN_LIMIT_REQUEST_LINE", "9000", "Must be greater than or equal to 1 and less than or equal to 8190."),
+    ("READINESS_TIMEOUT", "0", "Must be greater than 0 and less than or equal to 60."),
+    ("TRUSTED_PROXIES", "-1", "Must be greater than or equal to 0."),
+    ("CATALOG_STATE_TTL", "nan", "Special numeric values (nan or infinity) are not permitted."),
+    ("RATE_LIMIT", "5/minut", "Not a rate limit such as 1200/minute"),
+    ("RATE_LIMIT", "banana", "Not a rate limit such as 1200/minute"),
+    ("RESET_RATE_LIMIT", "60 per fortnight", "Not a rate limit such as 1200/minute"),
+])
+def test_a_bad_number_or_rate_limit_stops_start_up_naming_it(name, value, problem):
+    with pytest.raises(RuntimeError) as raised:
+        loaded(**{name: value})
+    assert str(raised.value).startswith(f"invalid settings: VIRALSPOT_{name} ({value!r}): {problem}")
+
+
+def test_every_bad_value_is_named_at_once():
+    with pytest.raises(RuntimeError) as raised:
+        loaded(SESSION_TTL="0", RATE_LIMIT="banana", METRICS="perhaps")
+    message = str(raised.value)
+    assert all(f"VIRALSPOT_{name} " in message for name in ("SESSION_TTL", "RATE_LIMIT", "METRICS")), message
+
+
+@pytest.mark.parametrize("value", ["5/minute", "10/second;100/hour", "100 per minute", ""])
+def test_rate_limits_in_limits_notation_or_empty_are_taken(value):
+    assert loaded(RATE_LIMIT=value)["RATE_LIMIT"] == value
+
+
+@pytest.mark.parametrize("value", ["1e3", "12.50", '"quoted"', "0", "null", "true", "[1, 2]"])
+def test_text_settings_are_kept_exactly_as_given(value):
+    settings = loaded(ADMIN_TOKEN=value, SECRET_KEY=value, CORS_ORIGINS=value)
+    assert settings["ADMIN_TOKEN"] == settings["SECRET_KEY"] == settings["CORS_ORIGINS"] == value
+
+
+def test_a_token_that_looks_like_a_number_is_the_token(monkeypatch):
+    monkeypatch.setenv("VIRALSPOT_ADMIN_TOKEN", "0")
+    client = create_app({"CONFIG": "testing"}).test_client()
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer 0"}).status_code == 200
+
+
+def test_numbers_are_read_as_their_type():
+    settings = loaded(SESSION_TTL="120", DATABASE_BUSY_TIMEOUT="2", CATALOG_STATE_TTL="0.25")
+    assert (settings["SESSION_TTL"], settings["DATABASE_BUSY_TIMEOUT"], settings["CATALOG_STATE_TTL"]) == (120, 2.0, 0.25)
+    assert isinstance(settings["SESSION_TTL"], int) and isinstance(settings["DATABASE_BUSY_TIMEOUT"], float)
+
+
+def test_overrides_are_checked_too_and_free_text_is_never_echoed():
+    with pytest.raises(RuntimeError, match=r"VIRALSPOT_RANDOM_MAX_SCAN \(0\): Must be greater than or equal to 1"):
+        create_app({"CONFIG": "testing", "RANDOM_MAX_SCAN": 0})
+    with pytest.raises(RuntimeError) as raised:
+        create_app({"CONFIG": "testing", "SECRET_KEY": 123456789})
+    assert "VIRALSPOT_SECRET_KEY: Not a valid string." in str(raised.value)
+    assert "123456789" not in str(raised.value)
+
+
+def test_a_variable_that_names_no_setting_is_logged_and_ignored(monkeypatch, caplog):
+    monkeypatch.setenv("VIRALSPOT_RATE_LIMTI", "5/minute")
+    with caplog.at_level(logging.WARNING, logger="viralspot"):
+        app = create_app({"CONFIG": "testing"})
+    assert "RATE_LIMTI" not in app.config
+    assert any("VIRALSPOT_RATE_LIMTI is not a setting of this service" in record.getMessage()
+               for record in caplog.records)
+
+
+def test_gunicorn_reads_the_same_settings():
+    """``gunicorn.conf.py`` through ``config.setting``: the same types, the same refusal."""
+    def gunicorn_conf(**environ):
+        code = "import runpy; conf = runpy.run_path('gunicorn.conf.py'); print(conf['_METRICS_ON'], conf['threads'])"
+        env = {"PATH": "/usr/bin:/bin", **{f"VIRALSPOT_{k}": v for k, v in environ.items()}}
+        return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+
+    answer = gunicorn_conf(METRICS="Off", GUNICORN_THREADS="3")
+    assert answer.returncode == 0 and answer.stdout.split() == ["False", "3"], answer.stderr
+    answer = gunicorn_conf(GUNICORN_THREADS="0")
+    assert answer.returncode != 0
+    assert "VIRALSPOT_GUNICORN_THREADS ('0'): Must be greater than or equal to 1." in answer.stderr
