@@ -67,7 +67,7 @@ def fast_forward(app, session_id: str, filter_args: dict, served_to: int) -> int
         create = True
         while view.served < served_to:
             limit = min(CHUNK, served_to - view.served)
-            candidates, scanned_to = candidates_from(order, matching, now, view.cursor, limit + 1, service.max_scan)
+            candidates, scanned_to, _work = candidates_from(order, matching, now, view.cursor, limit + 1, service.max_scan)
             result = service.store.serve_page(session_id, feed, view, offset=view.served, limit=limit,
                                               max_ahead=service.max_ahead, candidates=candidates,
                                               scanned_to=scanned_to, create=create)

@@ -442,3 +442,31 @@ def test_a_feed_is_not_last_while_another_process_has_imported_matching_items(tm
         for each in (app, importer):
             each.extensions["viralspot.session_store"].close()
             each.extensions["viralspot.catalog"].dispose()
+
+
+@pytest.mark.parametrize("items", [300, 600, 900])
+def test_a_replaced_catalog_is_served_to_a_session_in_progress_once_then_ends(growing_app, items):
+    """``flask content seed --replace`` (smaller, the same size, larger): its rows take keys past the
+    old ones, so a session half through a feed goes on over the new rows (a new epoch) and ends,
+    every new matching item served once; nothing is served under a key it was served before."""
+    app = growing_app
+    client = app.test_client()
+    old = set(plain_ids(client, **FOOD))
+    served, offset = [], 0
+    while len(served) < len(old) // 2:
+        ids, _last = random_page(client, "replaced", offset, 10, **FOOD)
+        served += ids
+        offset += 10
+    result = app.test_cli_runner().invoke(args=["content", "seed", "--replace", "--items", str(items), "--seed", "4",
+                                                "--no-progress"])
+    assert result.exit_code == 0, result.output
+    new = set(plain_ids(client, **FOOD))
+    after = []
+    for _page in range(100):
+        ids, last = random_page(client, "replaced", offset, 10, **FOOD)
+        after += ids
+        offset += 10
+        if last:
+            break
+    assert last, "the feed never ended"
+    assert len(after) == len(set(after)) and set(after) == new

@@ -45,11 +45,13 @@ def test_min_above_max_is_refused(client):
     assert "min_likes" in response.json["detail"]
 
 
-def test_random_order_without_session_id_is_missing_parameter(client):
-    response = client.get("/api/reels?random_order=true")
+@pytest.mark.parametrize("value, named", [("true", "true"), ("1", "true"), ("weighted", "weighted"),
+                                          ("WEIGHTED", "weighted")])
+def test_random_order_without_session_id_is_missing_parameter(client, value, named):
+    response = client.get(f"/api/reels?random_order={value}")
     assert response.status_code == 400
     assert response.json["error_code"] == "MISSING_PARAMETER"
-    assert response.json["detail"] == "session_id is required when random_order=true"
+    assert response.json["detail"] == f"session_id is required when random_order={named}"
 
 
 @pytest.mark.parametrize(("session_id", "code"), [("   ", "EMPTY_VALUE"), ("a b", "INVALID_FORMAT"),
@@ -68,12 +70,13 @@ def test_random_order_with_a_session_answers_a_page(client):
 
 @pytest.mark.parametrize(("value", "loaded"), [("true", True), ("1", True), ("yes", True), ("ON", True),
                                                ("false", False), ("0", False), ("No", False), ("off", False),
-                                               ("weighted", "weighted"), (" Weighted ", "weighted")])
+                                               ("weighted", "weighted"), (" Weighted ", "weighted"),
+                                               ("WEIGHTED", "weighted")])
 def test_random_order_reads_boolean_spellings_and_weighted(value, loaded):
     assert ContentQueryArgsSchema().load({"random_order": value, "session_id": "s"})["random_order"] == loaded
 
 
-@pytest.mark.parametrize("value", ["tRuE", "2", "weighed", "yes please"])
+@pytest.mark.parametrize("value", ["tRuE", "2", "weighed", "yes please", "wEIGHTED"])
 def test_random_order_refuses_other_values(client, value):
     response = client.get("/api/reels", query_string={"random_order": value, "session_id": "s"})
     assert response.status_code == 400

@@ -40,7 +40,7 @@ from viralspot.catalog.filters import DATE_RANGES, content_filter
 from viralspot.catalog.queries import CatalogState
 from viralspot.feed.errors import BeyondServedPrefix, FeedConflict, OffsetTooLarge, SessionLimit
 from viralspot.feed.order import SessionOrder
-from viralspot.feed.service import RandomFeedService, ServedPage, candidates_from, feed_id
+from viralspot.feed.service import KEY_MAPPING_COST, RandomFeedService, ServedPage, candidates_from, feed_id
 from viralspot.store import PageStatus
 from viralspot.store.memory import MemorySessionStore
 
@@ -192,15 +192,17 @@ def oracle(order: SessionOrder, matching_set: MatchingSet, now: float, cursor: i
 
 
 def check_candidates(order, matching_set, now, cursor, count, max_positions):
-    found, examined_to = candidates_from(order, matching_set, now, cursor, count, max_positions)
-    expected = oracle(order, matching_set, now, cursor, max_positions)
-    stop = min(order.end, cursor + max_positions)
-    assert found == expected[:count], "not the first matching positions from the cursor"
-    assert found == sorted(found) and all(cursor <= p < stop for p in found)
-    assert cursor <= examined_to <= max(cursor, stop)
-    assert [p for p in expected if p < examined_to] == found, "a matching position below examined_to left out"
+    """Every matching position in ``[cursor, examined_to)``, at most ``count``; a short answer examined
+    at least what ``max_positions`` allows (a scan stops there, a mapping of the keys goes to the end)."""
+    found, examined_to, work = candidates_from(order, matching_set, now, cursor, count, max_positions)
+    # The work is bounded: a scan by max_positions, a mapping by the set (KEY_MAPPING_COST a key).
+    assert 0 <= work <= max(max_positions, KEY_MAPPING_COST * matching_set.count)
+    assert cursor <= examined_to <= max(cursor, order.end)
+    expected = oracle(order, matching_set, now, cursor, examined_to - cursor)
+    assert found == expected and len(found) <= count, "not every matching position below examined_to"
     if len(found) < count:
-        assert examined_to == max(cursor, stop), "a short answer that did not examine everything allowed"
+        allowed = max(cursor, min(order.end, cursor + max_positions))
+        assert examined_to >= allowed, "a short answer that did not examine everything allowed"
     return found, examined_to
 
 
@@ -250,13 +252,13 @@ def test_both_ways_give_the_same_candidates(count):
 def test_no_candidates_past_the_order_or_of_an_empty_set():
     order = SessionOrder(SECRET, "s", bytes(8), (1000,))
     empty = MatchingSet.of(1, np.array([], dtype=np.int64))
-    assert candidates_from(order, empty, 0, 0, 24, 10**9) == ([], 1000)
+    assert candidates_from(order, empty, 0, 0, 24, 10**9)[:2] == ([], 1000)
     everything = MatchingSet.of(1, np.arange(1, 5000))  # keys past the order's end never come
-    found, examined_to = candidates_from(order, everything, 0, 990, 24, 10**9)
+    found, examined_to, _work = candidates_from(order, everything, 0, 990, 24, 10**9)
     assert found == list(range(990, 1000)) and examined_to == 1000
-    assert candidates_from(order, everything, 0, 1000, 24, 10**9) == ([], 1000)
-    assert candidates_from(order, everything, 0, 5, 0, 10**9) == ([], 5)
-    assert candidates_from(SessionOrder(SECRET, "s", bytes(8), (0,)), everything, 0, 0, 5, 10**9) == ([], 0)
+    assert candidates_from(order, everything, 0, 1000, 24, 10**9) == ([], 1000, 0)
+    assert candidates_from(order, everything, 0, 5, 0, 10**9) == ([], 5, 0)
+    assert candidates_from(SessionOrder(SECRET, "s", bytes(8), (0,)), everything, 0, 0, 5, 10**9) == ([], 0, 0)
 
 
 @pytest.mark.parametrize("keys", [range(1, 20_001), range(3, 20_001, 400)], ids=["scan", "inverse"])
@@ -589,6 +591,19 @@ def test_a_page_examines_at_most_max_scan_positions_and_comes_back_short_rather_
     assert page.is_last_page and shorts >= 5
     other = [key for offset in sorted(by_offset) for key in by_offset[offset]]
     assert len(set(other)) == len(other) and set(other) == set(range(1, 31))
+
+
+@pytest.mark.parametrize("order", ["true", "weighted"])
+@pytest.mark.parametrize("name", ["sparse", "none"])
+def test_a_rare_filter_maps_its_keys_so_the_scan_bound_never_makes_a_page_short(name, order):
+    """A filter matching few keys maps them to their positions, work that does not grow with the
+    order's length: a new session's one page finds them all wherever they lie, and is the last
+    (``max_scan`` below the order's 5,000 positions, and the 40,000 of a weighted one's tickets;
+    above the mapping's work, KEY_MAPPING_COST a key or ticket)."""
+    service = make_service(MemorySessionStore(), ListCatalog(5_000), max_scan=3_000)
+    keys, page = serve(service, "rare", 0, 100, name, random_order=order)
+    assert sorted(keys) == [key for key in range(1, 5_001) if PREDICATES[name](key)]
+    assert page.is_last_page and page.round_trips <= 2
 
 
 def test_a_session_holds_at_most_max_feeds_feeds():

@@ -131,7 +131,7 @@ def seed_command(items: int | None, seed: int, reference: str | None, if_empty: 
     try:
         report = seed_catalog(catalog.engine, items, seed, reference=reference_date, replace=replace,
                               progress=bar.update)
-    except CatalogNotEmpty as error:
+    except (CatalogNotEmpty, ContentKeysExhausted) as error:
         raise click.ClickException(str(error)) from None
     finally:
         bar.close()

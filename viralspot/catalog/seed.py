@@ -24,9 +24,10 @@ import numpy as np
 from sqlalchemy import Engine, func, select
 
 from .filters import ACCOUNT_TYPES, CONTENT_TYPES
-from .queries import ITEM_COLUMNS, PROFILE_COLUMNS, bump_version, content_count, new_epoch
+from .importer import ContentKeysExhausted
+from .queries import ITEM_COLUMNS, PROFILE_COLUMNS, bump_version, catalog_state, content_count, new_epoch
 from .rendering import render_row
-from .tables import CONTENT_SECONDARY_INDEXES, content, primary_profiles
+from .tables import CONTENT_SECONDARY_INDEXES, MAX_CONTENT_KEY, content, primary_profiles
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +133,9 @@ def shortcodes(numbers: np.ndarray, seed: int) -> list[str]:
 
 
 def generate_content(rng: np.random.Generator, start: int, count: int, profiles: dict,
-                     seed: int, reference: datetime) -> dict[str, list]:
-    """Columns (name -> values) of rows ``start .. start+count-1``, posted in the span before ``reference``."""
+                     seed: int, reference: datetime, first_key: int = 1) -> dict[str, list]:
+    """Columns (name -> values) of rows ``start .. start+count-1``, posted in the span before ``reference``;
+    row ``n`` gets the id ``first_key + n``."""
     n_profiles = len(profiles["id"])
     author = np.minimum((rng.pareto(1.2, size=count) * n_profiles / 8).astype(np.int64), n_profiles - 1)
     author = (author + rng.integers(0, n_profiles, size=count) * (rng.random(count) < 0.5)) % n_profiles
@@ -181,7 +183,7 @@ def generate_content(rng: np.random.Generator, start: int, count: int, profiles:
     posted = (np.datetime64(reference.astimezone(timezone.utc).replace(tzinfo=None), "s")
               - offsets.astype("timedelta64[s]"))
     return {
-        "id": (numbers + 1).tolist(),
+        "id": (numbers + first_key).tolist(),
         "content_id": [f"s{seed}-{n}" for n in numbers.tolist()],
         "shortcode": codes,
         "content_type": types,
@@ -322,6 +324,11 @@ def seed_catalog(engine: Engine, items: int, seed: int = 0, *, reference: dateti
         existing = content_count(conn)
         if existing and not replace:
             raise CatalogNotEmpty(f"the catalog already holds {existing} items; pass --replace to rebuild it")
+        # New rows never take the keys of the rows they replace: a session in progress holds positions
+        # of its order by key, so it goes on over the new rows as over an import (a new epoch).
+        first_key = catalog_state(conn).largest_key + 1
+        if first_key - 1 + items > MAX_CONTENT_KEY:
+            raise ContentKeysExhausted(f"the new rows' ids would pass {MAX_CONTENT_KEY}: seed into a new catalog")
         if rebuild_indexes:
             # Before the delete, which visits every row: without them it runs several times faster.
             for index in CONTENT_SECONDARY_INDEXES:
@@ -342,7 +349,7 @@ def seed_catalog(engine: Engine, items: int, seed: int = 0, *, reference: dateti
     try:
         waiting: list[tuple[dict, Future]] = []  # generated chunks whose items are being rendered
         for start in range(0, items, CHUNK):
-            columns = generate_content(rng, start, min(CHUNK, items - start), profiles, seed, reference)
+            columns = generate_content(rng, start, min(CHUNK, items - start), profiles, seed, reference, first_key)
             waiting.append((columns, renderer.submit(columns)))
             if len(waiting) > renderer.ahead:  # insert the oldest chunk while the later ones render
                 _insert_chunk(engine, *waiting.pop(0), progress)

@@ -46,6 +46,8 @@ MAX_STALE = 16
 VIEWS_KEPT = 100_000
 #: Positions one batch of a scan maps at most.
 MAX_BATCH = 65_536
+#: What mapping one key back to its position costs, in positions mapped forward (``candidates_from``).
+KEY_MAPPING_COST = 4
 #: Candidates one store call carries at most: bounds the script's work whatever the feed.
 MAX_CANDIDATES = 2_048
 
@@ -72,33 +74,34 @@ def feed_id(kind: str, filter_signature: str, weighted: bool = False) -> bytes:
 
 
 def candidates_from(order: SessionOrder, matching: MatchingSet | TicketSet, now: float, cursor: int, count: int,
-                    max_positions: int, keys_out: dict[int, int] | None = None) -> tuple[list[int], int]:
-    """The first ``count`` positions from ``cursor`` on whose keys match, examining at most
-    ``max_positions``: (positions ascending, position examined up to). Every matching position
-    in ``[cursor, examined_to)`` is among them. ``keys_out`` gets each position's key (so a page
-    maps its new items' positions once).
+                    max_positions: int, keys_out: dict[int, int] | None = None) -> tuple[list[int], int, int]:
+    """The first ``count`` positions from ``cursor`` on whose keys match: (positions ascending,
+    position examined up to, work in positions mapped). Every matching position in ``[cursor,
+    examined_to)`` is among them. ``keys_out`` gets each position's key (so a page maps its new
+    items' positions once).
 
     Two ways to the same answer, whichever costs fewer permutation evaluations: map the matching
-    keys to their positions (a set smaller than the scan would be), or map positions to keys in
-    batches and keep the matching ones.
+    keys to their positions (a set smaller than the scan would be; its work is the set's, so it
+    examines the whole order), or map positions to keys in batches and keep the matching ones,
+    examining at most ``max_positions``.
     """
-    end = min(order.end, cursor + max_positions)
-    if cursor >= end or count <= 0:
-        return [], cursor
+    if cursor >= order.end or count <= 0 or max_positions <= 0:
+        return [], cursor, 0
     share = max(matching.count / max(order.end, 1), 1e-6)
     expected_scan = count / share
-    if matching.count * 4 <= expected_scan:  # mapping a key back costs about 4 positions' scan
+    if matching.count * KEY_MAPPING_COST <= expected_scan:
         keys = matching.keys_at(now)
         keys = keys[keys <= order.end].astype(np.int64)
         positions = order.positions_of(keys)
         ranked = np.argsort(positions)
         positions, keys = positions[ranked], keys[ranked]
-        kept = (positions >= cursor) & (positions < end)
+        kept = positions >= cursor
         positions, keys = positions[kept][:count], keys[kept][:count]
         if keys_out is not None:
             keys_out.update(zip(positions.tolist(), keys.tolist()))
-        examined_to = int(positions[-1]) + 1 if len(positions) == count else end
-        return positions.tolist(), examined_to
+        examined_to = int(positions[-1]) + 1 if len(positions) == count else order.end
+        return positions.tolist(), examined_to, KEY_MAPPING_COST * len(ranked)
+    end = min(order.end, cursor + max_positions)
     found: list[int] = []
     position, rounds = cursor, 0
     while position < end and len(found) < count:
@@ -113,8 +116,8 @@ def candidates_from(order: SessionOrder, matching: MatchingSet | TicketSet, now:
         position = stop
     if len(found) > count:
         del found[count:]
-        return found, found[-1] + 1
-    return found, position
+        return found, found[-1] + 1, position - cursor
+    return found, position, position - cursor
 
 
 def _new_session(source: FeedSource) -> FeedView:
@@ -241,7 +244,7 @@ class RandomFeedService:
                     # the valid tickets behind the cursor that gave an item.
                     met = view.cursor * matching.count / max(1, view.end * scale)
                     wanted = int(wanted / min(1.0, max(0.1, view.served / met if met >= 1 else 1.0)) * 1.2) + 2
-                candidates, scanned_to = candidates_from(
+                candidates, scanned_to, work = candidates_from(
                     self._order(session_id, view.seed, bounds, weighted), matching, source.now(), view.cursor,
                     # Eight times as many after each short claim (items served in other feeds).
                     min(MAX_CANDIDATES, wanted << min(3 * short, 12)), max(1, self.max_scan - examined), known)
@@ -276,7 +279,7 @@ class RandomFeedService:
                 return view, result.positions, False, round_trip, candidates is None
             if candidates is None:
                 continue  # a read that found the page without its look-ahead: claim
-            examined += max(0, scanned_to - sent.cursor)
+            examined += work
             short += 1
             # The last page is a promise: checked against the catalog as it is now, so items another
             # process imported within the remembered state's TTL come before it (one query a last page).

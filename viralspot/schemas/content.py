@@ -16,7 +16,9 @@ MAX_LIST_VALUES = 100
 MAX_VALUE_LENGTH = 255
 MAX_COUNT = 2 ** 62
 MAX_OFFSET = 10 ** 9
-RANDOM_NEEDS_SESSION = "session_id is required when random_order=true"
+#: The MISSING_PARAMETER detail of a random page without a session, by its ``random_order``.
+RANDOM_NEEDS_SESSION = "session_id is required when random_order={}"
+WEIGHTED_SPELLINGS = frozenset({"weighted", "Weighted", "WEIGHTED"})
 _ACCOUNT_TYPES_BY_KEY = {name.lower(): name for name in ACCOUNT_TYPES}
 #: (min_x, max_x) argument pairs, where min_x must not exceed max_x.
 _RANGE_BOUNDS = tuple((f"min_{name}", f"max_{name}") for name in RANGE_ARGS)
@@ -62,12 +64,13 @@ class AccountTypeList(CommaList):
 
 
 class RandomOrder(fields.Boolean):
-    """``random_order``: a boolean, or ``weighted`` (loaded as the string ``"weighted"``)."""
+    """``random_order``: a boolean, or ``weighted`` in the cases a boolean's words take (loaded as
+    the string ``"weighted"``)."""
 
     default_error_messages = {"invalid": "Must be true, false or weighted."}
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, str) and value.strip().lower() == "weighted":
+        if isinstance(value, str) and value.strip() in WEIGHTED_SPELLINGS:
             return "weighted"
         return super()._deserialize(value, attr, data, **kwargs)
 
@@ -156,8 +159,10 @@ class ContentQueryArgsSchema(Schema):
             low, high = data.get(low_name), data.get(high_name)
             if low is not None and high is not None and low > high:
                 raise ValidationError(f"{low_name} must not exceed {high_name}.", field_name=low_name)
-        if data.get("random_order") and not data.get("session_id"):
-            raise ValidationError(CodedMessage(RANDOM_NEEDS_SESSION, "MISSING_PARAMETER"), field_name="session_id")
+        random_order = data.get("random_order")
+        if random_order and not data.get("session_id"):
+            needs = RANDOM_NEEDS_SESSION.format("weighted" if random_order == "weighted" else "true")
+            raise ValidationError(CodedMessage(needs, "MISSING_PARAMETER"), field_name="session_id")
 
 
 class PostQueryArgsSchema(ContentQueryArgsSchema):
