@@ -252,10 +252,3 @@ def _shown(config: type[Config], name: str, value: Any) -> str:
     """`` ('value')`` for an error message; nothing for free text (a secret, a URL with a password)."""
     free_text = isinstance(_schema(config).fields[name], fields.String) and name not in RULES
     return "" if free_text else f" ({value!r})"
-
-
-def setting(name: str):
-    """One setting as the app will see it, outside the app (``gunicorn.conf.py``): the environment's
-    ``VIRALSPOT_<name>`` read and checked as ``load_settings`` does, else the configuration class's
-    value."""
-    return load_settings(config_class(), os.environ)[0][name]

@@ -10,10 +10,15 @@ store (``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``) we run
 import multiprocessing
 import os
 
-from config import setting
+from config import config_class, load_settings
+
+try:  # the app's settings, read and checked as the app reads them (config.py)
+    _settings, _unknown = load_settings(config_class(), os.environ)
+except RuntimeError as error:
+    raise SystemExit(str(error)) from None
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
-_shared_store = not str(setting("SESSION_STORE_URL")).strip().lower().startswith("memory:")
+_shared_store = not str(_settings["SESSION_STORE_URL"]).strip().lower().startswith("memory:")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1 if _shared_store else 1))
 if not _shared_store and workers > 1:
     raise SystemExit(
@@ -22,18 +27,18 @@ if not _shared_store and workers > 1:
         "between workers and hosts, or WEB_CONCURRENCY=1.")
 #: gthread, answering the requests gunicorn itself refuses with the JSON envelope.
 worker_class = "viralspot.gunicorn_worker.EnvelopeWorker"
-threads = setting("GUNICORN_THREADS")
+threads = _settings["GUNICORN_THREADS"]
 timeout = 30
 #: A gthread worker keeps each connection it accepted, so a few long-lived connections can all
 #: land on one worker; 0 closes each connection after its response and spreads requests.
-keepalive = setting("GUNICORN_KEEPALIVE")
-limit_request_line = setting("GUNICORN_LIMIT_REQUEST_LINE")
+keepalive = _settings["GUNICORN_KEEPALIVE"]
+limit_request_line = _settings["GUNICORN_LIMIT_REQUEST_LINE"]
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None
 errorlog = "-"
-loglevel = str(setting("LOG_LEVEL")).lower()
+loglevel = str(_settings["LOG_LEVEL"]).lower()
 
 # --- Logs: the request id on every access line; VIRALSPOT_LOG_FORMAT=json makes every line JSON ---
-if str(setting("LOG_FORMAT")).strip().lower() == "json":
+if str(_settings["LOG_FORMAT"]).strip().lower() == "json":
     logger_class = "viralspot.gunicorn_logging.GunicornJsonLogger"
 else:
     access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %({x-request-id}o)s'
@@ -44,7 +49,7 @@ else:
 # forked (nothing in the master imports prometheus_client before it). When the operator does not
 # set it, a fresh directory is made and removed at exit; either way its files of a former run are
 # deleted at start. A worker that exits is marked dead (its live gauges go; its counters stay).
-_METRICS_ON = setting("METRICS")
+_METRICS_ON = _settings["METRICS"]
 
 
 def on_starting(server):
