@@ -615,3 +615,33 @@ def test_a_failover_loses_the_claims_not_yet_replicated(redis_server_factory, ma
         link.close()
     print(f"\nheld replication: {lost_bytes} bytes acknowledged by A and lost: "
           f"{sum(map(len, lost.values())) + len(born)} items shown in 3 pages")
+
+
+def test_rate_limits_count_in_the_master_a_sentinel_url_names(redis_server_factory, catalog_url, tmp_path):
+    """The README's Sentinel URL (``.../service_name/db``, here database 2, a master password and
+    none for the sentinel) reaches the rate limits too: the budget is counted in that database of
+    the master, and the client over it gets 429."""
+    command = require_sentinel()
+    master = redis_server_factory()
+    with master.client() as admin:
+        admin.config_set("requirepass", "s3cret")
+    sentinel = SentinelProcess(command, str(tmp_path), 0)
+    try:
+        sentinel.start(master.port, free_port(), [sentinel], quorum=1)
+        with sentinel.client() as client:
+            client.execute_command("SENTINEL", "SET", SERVICE, "auth-pass", "s3cret")
+        wait_for(lambda: sentinel.master_port() == master.port, 15, "the sentinel watching the master", 0.02)
+        app = create_app({"CONFIG": "testing", "DATABASE_URL": catalog_url, "RESET_RATE_LIMIT": "2/minute",
+                          "SESSION_STORE_URL": f"redis+sentinel://:s3cret@127.0.0.1:{sentinel.port}/{SERVICE}/2"})
+        try:
+            client = app.test_client()
+            codes = [client.post("/api/reset-session", query_string={"session_id": "s"}).status_code
+                     for _ in range(3)]
+            assert codes == [200, 200, 429]
+        finally:
+            app.extensions["viralspot.session_store"].close()
+            app.extensions["viralspot.catalog"].dispose()
+        with redis.Redis(port=master.port, password="s3cret", db=2) as counts:
+            assert any(key.startswith(b"vs2:rl:") for key in counts.scan_iter())
+    finally:
+        sentinel.stop()

@@ -491,3 +491,26 @@ def test_gunicorn_workers_over_the_cluster_never_repeat_and_all_see_a_reset(redi
         assert len({tuple(flat(pages)) for pages in drained.values()}) == 4, "two sessions got one order"
         check_a_reset_is_seen_by_every_worker(port, "cluster-reset", 3)
         assert server.worker_pids() == workers, server.log_tail()
+
+
+def test_rate_limits_count_in_the_cluster_with_one_attempt_a_request(redis_cluster_clean):
+    """The per-client budget is counted in the cluster itself (not in each process, the fallback
+    when its storage cannot be built), under the service's prefix, by a client that makes one
+    attempt a command (a hung master costs a request one socket timeout, not redis-py's retries)."""
+    app = create_app({"CONFIG": "testing", "SESSION_STORE_URL": redis_cluster_clean.url(), "RESET_RATE_LIMIT": "2/minute"})
+    try:
+        limiter = app.extensions["viralspot.rate_limits"]
+        storage = limiter.storage
+        assert type(storage).__name__ == "RedisClusterStorage"
+        assert storage.storage.retry.get_retries() == 0
+        client = app.test_client()
+        assert [client.post("/api/reset-session", query_string={"session_id": "s"}).status_code
+                for _ in range(3)] == [200, 200, 429]
+        cluster = redis.RedisCluster(host="127.0.0.1", port=redis_cluster_clean.ports[0])
+        try:
+            assert any(key.startswith(b"vs2:rl:") for key in cluster.scan_iter(target_nodes=redis.RedisCluster.PRIMARIES))
+        finally:
+            cluster.close()
+    finally:
+        app.extensions["viralspot.session_store"].close()
+        app.extensions["viralspot.catalog"].dispose()

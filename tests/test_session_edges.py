@@ -203,6 +203,29 @@ def test_a_full_server_refuses_pages_and_grows_no_further(catalog_url, redis_ser
         close_app(app)
 
 
+def test_a_master_without_its_replicas_refuses_writes_with_a_503(catalog_url, redis_server_factory):
+    """``min-replicas-to-write 1`` (the README's advice against losing pages in a failover) and no
+    replica: the master refuses every write (NOREPLICAS). A page and a reset answer 503
+    ``SESSION_STORE_UNAVAILABLE``, never a 500; inspection, which only reads, still answers."""
+    server = redis_server_factory()
+    app = app_on(catalog_url, server)
+    client = app.test_client()
+    redis = server.client()
+    try:
+        page(client, "kept", 0, PAGE)
+        redis.config_set("min-replicas-to-write", 1)
+        for response in (random_get(client, "kept", PAGE, PAGE), random_get(client, "new", 0, PAGE),
+                         client.post("/api/reset-session", query_string={"session_id": "kept"})):
+            body = response.get_json()
+            assert response.status_code == 503 and body["error_code"] == "SESSION_STORE_UNAVAILABLE", body
+        assert client.get("/api/sessions/kept").status_code == 200
+        redis.config_set("min-replicas-to-write", 0)
+        page(client, "kept", PAGE, PAGE)
+    finally:
+        redis.close()
+        close_app(app)
+
+
 # --- Bounded scripts -------------------------------------------------------------------------------
 
 IDLE_ENTRIES = 1_000_000

@@ -12,12 +12,16 @@ from __future__ import annotations
 import logging
 import math
 import time
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from flask import Flask, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from werkzeug.middleware.proxy_fix import ProxyFix
+
+from .store.redis_url import parse_store_url
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +30,23 @@ EXTENSION_NAME = "viralspot.rate_limits"
 RESET_ENDPOINT = "session.reset"
 
 
-def storage_uri(session_store_url: str) -> str:
-    """The limits storage URL of the session store's: the same server, in limits' URL scheme."""
+def limits_storage(session_store_url: str) -> tuple[str, dict]:
+    """The limits storage URL and options for the session store's server, in limits' URL forms:
+    ``unix://`` as ``redis+unix://``; a Sentinel service without the database in its path (limits
+    would read ``/name/0`` as the name ``name0``), the database, the master's and the sentinels'
+    passwords as options, and counts read from the master only."""
     scheme = urlsplit(session_store_url).scheme.lower()
     if scheme == "memory":
-        return "memory://"
+        return "memory://", {}
     if scheme == "unix":
-        return "redis+unix" + session_store_url[len("unix"):]
-    return session_store_url  # redis, rediss, redis+sentinel, redis+cluster: the same forms
+        return "redis+unix" + session_store_url[len("unix"):], {}
+    if scheme == "redis+sentinel":
+        parsed = parse_store_url(session_store_url)
+        sentinels = ",".join(f"{host}:{port}" for host, port in parsed.sentinels)
+        return f"redis+sentinel://{sentinels}/{quote(parsed.service_name, safe='')}", {
+            "db": parsed.pool_kwargs["db"], "password": parsed.pool_kwargs["password"], "use_replicas": False,
+            "sentinel_kwargs": {"password": parsed.pool_kwargs.get("sentinel_password")}}
+    return session_store_url, {}  # redis, rediss, redis+cluster: the same forms
 
 
 def _preflight() -> bool:
@@ -51,11 +64,18 @@ class RateLimits:
             app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies)
         if not config["RATE_LIMIT"] and not config["RESET_RATE_LIMIT"]:
             return  # no limits: no counts, no storage
-        uri = storage_uri(config["SESSION_STORE_URL"])
-        options = {} if uri.startswith("memory") else {
-            "key_prefix": KEY_PREFIX,  # limits' own prefix: every key starts with it (vs2:rl:LIMITER/...)
-            "socket_timeout": float(config["SESSION_STORE_SOCKET_TIMEOUT"]),
-            "socket_connect_timeout": float(config["SESSION_STORE_CONNECT_TIMEOUT"])}
+        uri, options = limits_storage(config["SESSION_STORE_URL"])
+        if not uri.startswith("memory"):
+            options.update({
+                "key_prefix": KEY_PREFIX,  # limits' own prefix: every key starts with it (vs2:rl:LIMITER/...)
+                "socket_timeout": config["SESSION_STORE_SOCKET_TIMEOUT"],
+                "socket_connect_timeout": config["SESSION_STORE_CONNECT_TIMEOUT"],
+                # One attempt: a hung server costs a request one socket timeout, then it is served
+                # (redis-py's cluster client would otherwise retry, several seconds a request).
+                "retry": Retry(NoBackoff(), 0)})
+            if "sentinel_kwargs" in options:  # the sentinels are asked with the same bounds
+                options["sentinel_kwargs"].update({name: options[name] for name in ("socket_timeout",
+                                                                                     "socket_connect_timeout")})
         try:
             limiter = self._limiter(app, uri, options)
         except Exception as error:  # noqa: BLE001 - a storage unreachable at start-up: count in this process

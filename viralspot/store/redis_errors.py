@@ -8,7 +8,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 #: ResponseError prefixes that mean "the server cannot serve now", not "the request is wrong".
-_UNAVAILABLE_PREFIXES = ("BUSY", "LOADING", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "OOM")
+#: (NOREPLICAS: ``min-replicas-to-write`` is not met, the master refuses writes.)
+_UNAVAILABLE_PREFIXES = ("BUSY", "LOADING", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "OOM", "NOREPLICAS")
 #: RedisClusterException messages (not a RedisError) that mean no node or slot can serve now.
 _CLUSTER_UNREACHABLE = ("Redis Cluster cannot be connected", "All slots are not covered")
 
