@@ -466,6 +466,15 @@ def test_pages_are_served_while_the_index_shard_master_is_down_and_indexed_once_
     assert store.summary(session_id).served_items_count == PAGES_WHILE_DOWN * PAGE  # the session's own master kept it
     with pytest.raises(StoreUnavailable):
         store.session_count()  # the index cannot be read: one of its shards is down
+    # A reset of the session is done on its own master: 200, the count unknown (null), not a 503.
+    reset = client.post("/api/reset-session", query_string={"session_id": session_id})
+    body = reset.get_json()
+    assert reset.status_code == 200, body
+    assert body["data"]["session_reset"]["session_found"] is True
+    assert body["data"]["session_reset"]["cleared_items_count"] == PAGES_WHILE_DOWN * PAGE
+    assert body["data"]["server_info"]["total_active_sessions"] is None
+    assert store.summary(session_id) is None
+    served.clear()  # the session starts afresh
 
     down.start()  # same port and nodes.conf: it rejoins with its slots, empty (no persistence)
     restarted = time.monotonic()

@@ -118,7 +118,9 @@ class ResetNextStepsSchema(Schema):
 
 
 class ResetServerInfoSchema(Schema):
-    total_active_sessions = fields.Integer(required=True, validate=validate.Range(min=0))
+    total_active_sessions = fields.Integer(required=True, allow_none=True, validate=validate.Range(min=0), metadata={
+        "description": "Sessions active within the TTL; null when a reset is done but they cannot be counted "
+                       "(a Redis Cluster master down)."})
     session_storage_type = fields.String(required=True)
 
 

@@ -91,7 +91,8 @@ class PageResult:
 class ResetResult:
     found: bool
     cleared_items_count: int
-    total_active_sessions: int
+    #: None when the reset is done but the sessions cannot be counted (a cluster master down).
+    total_active_sessions: int | None
 
 
 @dataclass(frozen=True)

@@ -313,9 +313,15 @@ class RedisSessionStore(SessionStoreBackend):
         keys = self._keys_with_index(session_id)
         arguments = [reset_id, RESET_RECORD_MS, session_id, RESETS_CHANNEL]
         (found, cleared, at), = self._run([("reset", keys, arguments)])
-        if self.cluster:
-            self._run([("unindex", [self._index(session_id)], [session_id, int(at)])])
-        return ResetResult(bool(found), int(cleared), self.session_count())
+        # The reset is done: a master down elsewhere (a cluster's index shards) must not make it a 503.
+        try:
+            if self.cluster:
+                self._run([("unindex", [self._index(session_id)], [session_id, int(at)])])
+            count = self.session_count()
+        except StoreUnavailable as error:
+            _log.warning("session reset; the active-session index could not be kept or counted: %s", error)
+            count = None
+        return ResetResult(bool(found), int(cleared), count)
 
     def was_reset(self, session_id: str, seed: bytes) -> bool:
         connection = self._connection
