@@ -39,6 +39,7 @@ import secrets
 import struct
 import threading
 import time
+import weakref
 import zlib
 from dataclasses import dataclass
 from importlib import resources
@@ -54,6 +55,7 @@ from cachetools import TTLCache
 
 from .base import (FeedSummary, FeedView, PageResult, PageStatus, ResetResult, SessionStoreBackend,
                    SessionSummary, StoreUnavailable)
+from .master_switches import MasterSwitches
 from .redis_errors import is_unavailable, worth_retrying
 from .redis_url import parse_store_url, redact
 from .reset_notices import ResetNotices
@@ -127,15 +129,17 @@ class _Connection:
     """One process's client, its registered scripts, and the resets it hears of. ``make_client`` is
     the store's bound method: ``ResetNotices`` keeps it as a ``WeakMethod``."""
 
-    __slots__ = ("pid", "client", "scripts", "cluster", "resets")
+    __slots__ = ("pid", "client", "scripts", "cluster", "resets", "switches", "__weakref__")
 
     def __init__(self, make_client: MethodType, cluster: bool, ttl: float,
-                 on_reset_heard: Callable[[], object] | None) -> None:
+                 on_reset_heard: Callable[[], object] | None,
+                 watch_switches: Callable[["_Connection"], MasterSwitches | None]) -> None:
         self.pid = os.getpid()
         self.client = client = make_client()
         self.cluster = cluster
         self.scripts = {name: client.register_script(_script_source(name)) for name in _SCRIPTS}
         self.resets = ResetNotices(make_client, RESETS_CHANNEL, ttl, on_heard=on_reset_heard)
+        self.switches = watch_switches(self)
 
     def run(self, calls) -> list:
         """The scripts ``calls`` ((name, keys, args)), one after the other (a script the server lost,
@@ -156,8 +160,18 @@ class _Connection:
                 if node.redis_connection is not None:
                     node.redis_connection.connection_pool.disconnect(inuse_connections=False)
 
+    def retire(self) -> None:
+        """Stop using this client (the sentinels named a new master): its listeners stop and its idle
+        connections close; commands in flight finish on theirs, which go with the client."""
+        self.resets.stop()
+        if self.switches is not None:
+            self.switches.stop()
+        self.drop_connections()
+
     def close(self) -> None:
         self.resets.stop()
+        if self.switches is not None:
+            self.switches.stop()
         pool = getattr(self.client, "connection_pool", None)
         if pool is not None:
             pool.disconnect()
@@ -224,15 +238,40 @@ class RedisSessionStore(SessionStoreBackend):
             from redis.sentinel import Sentinel
 
             kwargs = dict(parsed.pool_kwargs)
-            sentinel_kwargs = dict(common)
-            if "sentinel_password" in kwargs:
-                sentinel_kwargs["password"] = kwargs.pop("sentinel_password")
-            sentinel = Sentinel(parsed.sentinels, sentinel_kwargs=sentinel_kwargs, **common)
+            kwargs.pop("sentinel_password", None)
+            sentinel = Sentinel(parsed.sentinels, sentinel_kwargs=self._sentinel_kwargs(), **common)
             return sentinel.master_for(parsed.service_name, max_connections=opts.max_connections,
                                        **common, **kwargs)
         kwargs = {**common, "max_connections": opts.max_connections, "timeout": opts.connect_timeout,
                   **parsed.pool_kwargs}
         return redis.Redis(connection_pool=redis.BlockingConnectionPool(**kwargs))
+
+    def _sentinel_kwargs(self) -> dict:
+        """redis-py options of a connection to a sentinel."""
+        opts = self.options
+        return {"socket_timeout": opts.socket_timeout, "socket_connect_timeout": opts.connect_timeout,
+                "retry": Retry(NoBackoff(), 0), "health_check_interval": opts.health_check_interval,
+                "password": self.parsed.pool_kwargs.get("sentinel_password")}
+
+    def _watch_switches(self, connection: _Connection) -> MasterSwitches | None:
+        """Under Sentinel, a thread that retires ``connection`` once the sentinels name a new master."""
+        if self.parsed.scheme != "redis+sentinel":
+            return None
+        store, retiring = weakref.ref(self), weakref.ref(connection)
+
+        def on_switch() -> None:
+            current, old = store(), retiring()
+            if current is not None and old is not None:
+                current._retire(old)
+
+        return MasterSwitches(self.parsed.sentinels, self.parsed.service_name, self._sentinel_kwargs(), on_switch)
+
+    def _retire(self, connection: _Connection) -> None:
+        """New commands go to a fresh client, which asks the sentinels for the master."""
+        with self._connecting:
+            if self._connection is connection:
+                self._connection = None
+        connection.retire()
 
     def _conn(self) -> _Connection:
         """This process's connection; made on first use (by one thread), and again in a forked child."""
@@ -242,7 +281,7 @@ class RedisSessionStore(SessionStoreBackend):
                 connection = self._connection
                 if connection is None or connection.pid != os.getpid():
                     connection = self._connection = _Connection(self._make_client, self.cluster, self.ttl,
-                                                                 self.on_reset_heard)
+                                                                 self.on_reset_heard, self._watch_switches)
         return connection
 
     def _attempts(self, operation):
