@@ -17,6 +17,8 @@ from typing import Any, Callable
 
 import redis
 
+from .reset_notices import close_quietly
+
 _log = logging.getLogger(__name__)
 
 CHANNEL = "+switch-master"
@@ -66,12 +68,7 @@ def _listen(sentinels, service: bytes, sentinel_kwargs: dict, on_switch: Callabl
                 _log.debug("master switches: sentinel %s:%s not subscribed (%s)", host, port, type(error).__name__)
             finally:
                 subscribed.clear()
-                for closable in (pubsub, client):
-                    try:
-                        if closable is not None:
-                            closable.close()
-                    except Exception:  # noqa: BLE001 -- closing what is already broken
-                        pass
+                close_quietly(pubsub, client)
             if stopped.is_set():
                 return
         stopped.wait(RETRY_SECONDS)

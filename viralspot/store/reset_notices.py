@@ -93,10 +93,15 @@ def _listen(notices_ref, maker, channel: str, stopped: threading.Event, subscrib
             _log.debug("reset notices: subscription lost (%s); subscribing again", type(error).__name__)
         finally:
             subscribed.clear()
-            for closable in (pubsub, client):
-                try:
-                    if closable is not None:
-                        closable.close()
-                except Exception:  # noqa: BLE001 -- closing what is already broken
-                    pass
+            close_quietly(pubsub, client)
         stopped.wait(RETRY_SECONDS)
+
+
+def close_quietly(*closables) -> None:
+    """Close a subscription and its client, whatever state they are in (None: never made)."""
+    for closable in closables:
+        try:
+            if closable is not None:
+                closable.close()
+        except Exception:  # noqa: BLE001 -- closing what is already broken
+            pass
