@@ -3,9 +3,9 @@
 Every setting below can be overridden from the environment with the ``VIRALSPOT_`` prefix
 (``VIRALSPOT_SESSION_TTL=3600``). ``load_settings`` reads each value as the type of its default
 (a boolean: ``true``/``false``, ``1``/``0``, ``yes``/``no``, ``on``/``off`` in any usual case; a
-whole number; a number; else text, kept as given) and checks it against ``RULES``: a bad value
-stops the start-up with an error naming the variable. The class is chosen by ``VIRALSPOT_CONFIG``
-(``default``, ``development``, ``testing``, ``production``).
+whole number; a number; else text, kept as given; an empty number or flag keeps its default) and
+checks it against ``RULES``: a bad value stops the start-up with an error naming the variable. The
+class is chosen by ``VIRALSPOT_CONFIG`` (``default``, ``development``, ``testing``, ``production``).
 """
 from __future__ import annotations
 
@@ -234,10 +234,10 @@ def load_settings(config: type[Config], environ: Mapping[str, str],
         name = variable[len(PREFIX):]
         if not variable.startswith(PREFIX) or name == "CONFIG":
             continue
-        if name in values:
-            values[name] = raw
-        else:
+        if name not in values:
             unknown.append(variable)
+        elif raw.strip() or isinstance(_schema(config).fields[name], fields.String):
+            values[name] = raw  # an empty number or flag (``VIRALSPOT_SESSION_TTL=``) keeps the default
     values.update(overrides or {})
     try:
         loaded = _schema(config).load({name: values[name] for name in names})

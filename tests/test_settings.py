@@ -101,6 +101,12 @@ def test_a_token_that_looks_like_a_number_is_the_token(monkeypatch):
     assert client.get("/metrics", headers={"Authorization": "Bearer 0"}).status_code == 200
 
 
+def test_an_empty_number_or_flag_keeps_its_default_and_empty_text_is_empty():
+    settings = loaded(SESSION_TTL="", METRICS=" ", CATALOG_STATE_TTL="", RATE_LIMIT="", ITEM_SNAPSHOT_DIR="")
+    assert (settings["SESSION_TTL"], settings["METRICS"], settings["CATALOG_STATE_TTL"]) == (86400, True, 1.0)
+    assert settings["RATE_LIMIT"] == "" and settings["ITEM_SNAPSHOT_DIR"] == ""  # off, as documented
+
+
 def test_numbers_are_read_as_their_type():
     settings = loaded(SESSION_TTL="120", DATABASE_BUSY_TIMEOUT="2", CATALOG_STATE_TTL="0.25")
     assert (settings["SESSION_TTL"], settings["DATABASE_BUSY_TIMEOUT"], settings["CATALOG_STATE_TTL"]) == (120, 2.0, 0.25)
