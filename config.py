@@ -10,6 +10,7 @@ class is chosen by ``VIRALSPOT_CONFIG`` (``default``, ``development``, ``testing
 from __future__ import annotations
 
 import os
+import re
 from functools import cache
 from typing import Any, Mapping
 
@@ -161,10 +162,23 @@ def _rate_limit(value: str) -> None:
     """A flask-limiter string such as ``1200/minute`` (several joined by ``;``), or empty (off)."""
     if value.strip():
         try:
-            parse_many(value)
+            limits = parse_many(value)
         except ValueError:
             raise ValidationError("Not a rate limit such as 1200/minute or 10/second;100/hour "
                                   "(empty turns it off).") from None
+        if any(limit.amount < 1 for limit in limits):
+            raise ValidationError("A rate limit allows at least 1 request (empty turns it off).")
+
+
+_ORIGIN = re.compile(r"\*|https?://[^\s/,*]+")
+
+
+def _origins(value: str) -> None:
+    """``*``, or a comma-separated list of origins (``scheme://host[:port]``); empty allows any."""
+    bad = [item.strip() for item in value.split(",") if item.strip() and not _ORIGIN.fullmatch(item.strip().rstrip("/"))]
+    if bad:
+        raise ValidationError(f"Not an origin: {bad[0]!r}; use * or a comma-separated list such as "
+                              "https://app.example.com,http://localhost:3000.")
 
 
 _AT_LEAST_0 = validate.Range(min=0)
@@ -181,6 +195,7 @@ RULES = {
     "SESSION_STORE_SOCKET_TIMEOUT": _SECONDS,
     "SESSION_STORE_RETRIES": _AT_LEAST_0,
     "SESSION_STORE_MAX_CONNECTIONS": _AT_LEAST_1,
+    "CORS_ORIGINS": _origins,
     "RATE_LIMIT": _rate_limit,
     "RESET_RATE_LIMIT": _rate_limit,
     "TRUSTED_PROXIES": _AT_LEAST_0,

@@ -117,6 +117,17 @@ def test_import_command_prints_counts_and_rejections(catalog_app, tmp_path):
     assert "line 3: rejected: invalid JSON" in result.output  # click's output holds stderr too
 
 
+def test_a_line_with_a_lone_surrogate_is_rejected_and_the_others_imported(catalog_app, tmp_path):
+    good = as_json_lines(fixture_records(PINNED_NOW)[:2])
+    record = {**fixture_records(PINNED_NOW)[2], "description": "broken \ud800 text"}
+    path = tmp_path / "surrogate.jsonl"
+    path.write_text(good[0] + json.dumps(record) + "\n" + good[1], encoding="utf-8")  # the escape is ASCII
+    result = catalog_app.test_cli_runner().invoke(args=["content", "import", str(path), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "inserted 2, updated 0, rejected 1" in result.output
+    assert "line 2: rejected: a string holds a lone surrogate" in result.output
+
+
 def test_a_line_that_is_not_utf8_is_rejected_and_the_others_imported(catalog_app, tmp_path):
     good = [line.encode() for line in as_json_lines(fixture_records(PINNED_NOW)[:2])]
     path = tmp_path / "mixed.jsonl"

@@ -69,11 +69,43 @@ def test_debug_spelled_false_leaves_debug_off(monkeypatch):
     ("RATE_LIMIT", "5/minut", "Not a rate limit such as 1200/minute"),
     ("RATE_LIMIT", "banana", "Not a rate limit such as 1200/minute"),
     ("RESET_RATE_LIMIT", "60 per fortnight", "Not a rate limit such as 1200/minute"),
+    ("RATE_LIMIT", "0/minute", "A rate limit allows at least 1 request"),
+    ("CORS_ORIGINS", '["https://a.example"]', "Not an origin: '[\"https://a.example\"]'"),
+    ("CORS_ORIGINS", "https://a.example, a.example", "Not an origin: 'a.example'"),
 ])
 def test_a_bad_number_or_rate_limit_stops_start_up_naming_it(name, value, problem):
     with pytest.raises(RuntimeError) as raised:
         loaded(**{name: value})
     assert str(raised.value).startswith(f"invalid settings: VIRALSPOT_{name} ({value!r}): {problem}")
+
+
+@pytest.mark.parametrize("value", ["*", "", "https://app.example.com", "http://localhost:3000, https://a.example/"])
+def test_origins_are_star_empty_or_a_list_of_origins(value):
+    assert loaded(CORS_ORIGINS=value)["CORS_ORIGINS"] == value
+
+
+def test_an_admin_token_read_from_a_file_keeps_no_trailing_newline(monkeypatch):
+    monkeypatch.setenv("VIRALSPOT_ADMIN_TOKEN", "from-a-file\n")
+    client = create_app({"CONFIG": "testing"}).test_client()
+    assert client.get("/metrics", headers={"Authorization": "Bearer from-a-file"}).status_code == 200
+    assert client.get("/metrics").status_code == 401
+
+
+def test_production_refuses_a_token_of_spaces(monkeypatch):
+    monkeypatch.setenv("VIRALSPOT_SECRET_KEY", "from-env")
+    monkeypatch.setenv("VIRALSPOT_ADMIN_TOKEN", "  ")
+    monkeypatch.delenv("VIRALSPOT_PUBLIC_INSPECTION", raising=False)
+    with pytest.raises(RuntimeError, match="VIRALSPOT_ADMIN_TOKEN is not set"):
+        create_app({"CONFIG": "production", "DATABASE_URL": "sqlite://"})
+
+
+@pytest.mark.parametrize("command", [["-c", "import wsgi"], ["-m", "flask", "--app", "wsgi", "content", "stats"]])
+def test_the_app_and_its_commands_stop_on_a_bad_setting_in_one_line(command):
+    env = {"PATH": "/usr/bin:/bin", "VIRALSPOT_SESSION_TTL": "0"}
+    answer = subprocess.run([sys.executable, *command], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert answer.returncode == 1
+    assert answer.stderr.strip() == ("viralspot: invalid settings: VIRALSPOT_SESSION_TTL ('0'): "
+                                     "Must be greater than or equal to 1.")
 
 
 def test_every_bad_value_is_named_at_once():
@@ -90,8 +122,8 @@ def test_rate_limits_in_limits_notation_or_empty_are_taken(value):
 
 @pytest.mark.parametrize("value", ["1e3", "12.50", '"quoted"', "0", "null", "true", "[1, 2]"])
 def test_text_settings_are_kept_exactly_as_given(value):
-    settings = loaded(ADMIN_TOKEN=value, SECRET_KEY=value, CORS_ORIGINS=value)
-    assert settings["ADMIN_TOKEN"] == settings["SECRET_KEY"] == settings["CORS_ORIGINS"] == value
+    settings = loaded(ADMIN_TOKEN=value, SECRET_KEY=value, DATABASE_URL=value)
+    assert settings["ADMIN_TOKEN"] == settings["SECRET_KEY"] == settings["DATABASE_URL"] == value
 
 
 def test_a_token_that_looks_like_a_number_is_the_token(monkeypatch):

@@ -63,7 +63,7 @@ def check_settings(app: Flask) -> None:
                                      if config["SECRET_KEY"] == INSECURE_DEFAULT_SECRET else None),
             "VIRALSPOT_ADMIN_TOKEN": ("is not set: session inspection and /metrics would be public (set "
                                       "VIRALSPOT_PUBLIC_INSPECTION=true if that is meant)"
-                                      if not config["ADMIN_TOKEN"] and not config["PUBLIC_INSPECTION"] else None),
+                                      if not (config["ADMIN_TOKEN"] or "").strip() and not config["PUBLIC_INSPECTION"] else None),
         }
         refused = [f"{name} {why}" for name, why in unsafe.items() if why]
         if refused:

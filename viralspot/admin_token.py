@@ -14,7 +14,7 @@ PROTECTED = frozenset({"session.inspect_session", "metrics.scrape"})
 
 
 def init_app(app: Flask) -> None:
-    token = app.config["ADMIN_TOKEN"]
+    token = (app.config["ADMIN_TOKEN"] or "").strip()  # a secret file's trailing newline is not the token's
     if not token:
         return
     expected = token.encode()

@@ -129,6 +129,10 @@ def parse_line(text: str) -> dict:
         raise LineRejected(f"invalid JSON: {error}") from None
     if not isinstance(raw, dict):
         raise LineRejected("expected a JSON object")
+    try:  # a lone surrogate (an escaped "\\ud800") has no UTF-8 form: nothing could store or serve it
+        json.dumps(raw, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise LineRejected("a string holds a lone surrogate (an escape such as \\ud800 with no pair)") from None
     try:
         return _schema.load(raw)
     except ValidationError as error:
