@@ -91,6 +91,14 @@ def test_an_admin_token_read_from_a_file_keeps_no_trailing_newline(monkeypatch):
     assert client.get("/metrics").status_code == 401
 
 
+def test_a_token_beyond_ascii_is_matched_by_its_utf8_bytes(monkeypatch):
+    monkeypatch.setenv("VIRALSPOT_ADMIN_TOKEN", "clé-secrète")
+    client = create_app({"CONFIG": "testing"}).test_client()
+    utf8_as_sent = "Bearer clé-secrète".encode().decode("latin-1")  # what a client's UTF-8 bytes are in WSGI
+    assert client.get("/metrics", headers={"Authorization": utf8_as_sent}).status_code == 200
+    assert client.get("/metrics", headers={"Authorization": "Bearer cle-secrete"}).status_code == 401
+
+
 def test_production_refuses_a_token_of_spaces(monkeypatch):
     monkeypatch.setenv("VIRALSPOT_SECRET_KEY", "from-env")
     monkeypatch.setenv("VIRALSPOT_ADMIN_TOKEN", "  ")

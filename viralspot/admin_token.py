@@ -25,5 +25,7 @@ def init_app(app: Flask) -> None:
         if request.endpoint in PROTECTED and request.method != "OPTIONS":
             scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
             # The scheme is case-insensitive (RFC 9110, section 11.1); the token is compared in constant time.
-            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+            # WSGI gives header bytes as latin-1 text: back to those bytes, as the token's UTF-8 is compared.
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode("latin-1", "replace"),
+                                                                     expected):
                 raise ApiError("This endpoint needs the admin token", "UNAUTHORIZED")
