@@ -251,7 +251,7 @@ def load_settings(config: type[Config], environ: Mapping[str, str],
             continue
         if name not in values:
             unknown.append(variable)
-        elif raw.strip() or isinstance(_schema(config).fields[name], fields.String):
+        elif raw.strip() or _is_text(config, name):
             values[name] = raw  # an empty number or flag (``VIRALSPOT_SESSION_TTL=``) keeps the default
     values.update(overrides or {})
     try:
@@ -263,7 +263,10 @@ def load_settings(config: type[Config], environ: Mapping[str, str],
     return {**values, **loaded}, sorted(unknown)
 
 
+def _is_text(config: type[Config], name: str) -> bool:
+    return isinstance(_schema(config).fields[name], fields.String)
+
+
 def _shown(config: type[Config], name: str, value: Any) -> str:
     """`` ('value')`` for an error message; nothing for free text (a secret, a URL with a password)."""
-    free_text = isinstance(_schema(config).fields[name], fields.String) and name not in RULES
-    return "" if free_text else f" ({value!r})"
+    return "" if _is_text(config, name) and name not in RULES else f" ({value!r})"

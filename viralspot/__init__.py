@@ -52,6 +52,8 @@ def register_observability(app: Flask) -> None:
 
 def check_settings(app: Flask) -> None:
     """Refuse to start with a missing secret, or with unsafe settings in production."""
+    from .admin_token import configured_token
+
     config = app.config
     if not config.get("SECRET_KEY"):
         raise RuntimeError("VIRALSPOT_SECRET_KEY must be set in this configuration")
@@ -63,7 +65,7 @@ def check_settings(app: Flask) -> None:
                                      if config["SECRET_KEY"] == INSECURE_DEFAULT_SECRET else None),
             "VIRALSPOT_ADMIN_TOKEN": ("is not set: session inspection and /metrics would be public (set "
                                       "VIRALSPOT_PUBLIC_INSPECTION=true if that is meant)"
-                                      if not (config["ADMIN_TOKEN"] or "").strip() and not config["PUBLIC_INSPECTION"] else None),
+                                      if not configured_token(config) and not config["PUBLIC_INSPECTION"] else None),
         }
         refused = [f"{name} {why}" for name, why in unsafe.items() if why]
         if refused:

@@ -13,8 +13,13 @@ from .error_codes import ApiError
 PROTECTED = frozenset({"session.inspect_session", "metrics.scrape"})
 
 
+def configured_token(config) -> str:
+    """The admin token of ``config``, "" when none: a secret file's trailing newline is not the token's."""
+    return (config["ADMIN_TOKEN"] or "").strip()
+
+
 def init_app(app: Flask) -> None:
-    token = (app.config["ADMIN_TOKEN"] or "").strip()  # a secret file's trailing newline is not the token's
+    token = configured_token(app.config)
     if not token:
         return
     expected = token.encode()

@@ -160,18 +160,19 @@ class _Connection:
                 if node.redis_connection is not None:
                     node.redis_connection.connection_pool.disconnect(inuse_connections=False)
 
+    def _stop_listeners(self) -> None:
+        self.resets.stop()
+        if self.switches is not None:
+            self.switches.stop()
+
     def retire(self) -> None:
         """Stop using this client (the sentinels named a new master): its listeners stop and its idle
         connections close; commands in flight finish on theirs, which go with the client."""
-        self.resets.stop()
-        if self.switches is not None:
-            self.switches.stop()
+        self._stop_listeners()
         self.drop_connections()
 
     def close(self) -> None:
-        self.resets.stop()
-        if self.switches is not None:
-            self.switches.stop()
+        self._stop_listeners()
         pool = getattr(self.client, "connection_pool", None)
         if pool is not None:
             pool.disconnect()
