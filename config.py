@@ -9,6 +9,7 @@ class is chosen by ``VIRALSPOT_CONFIG`` (``default``, ``development``, ``testing
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 from functools import cache
@@ -32,8 +33,9 @@ class Config:
     SECRET_KEY = INSECURE_DEFAULT_SECRET
     #: SQLAlchemy URL of the catalog. None means SQLite at <instance>/viralspot.db.
     DATABASE_URL: str | None = None
-    #: Seconds a SQLite catalog connection waits on another connection's lock before the request
-    #: answers 503 DATABASE_UNAVAILABLE.
+    #: Seconds a request waits on the catalog database (a SQLite lock; each PostgreSQL answer) before
+    #: it answers 503 DATABASE_UNAVAILABLE (0: PostgreSQL without limit). The ``flask content`` and
+    #: ``flask sessions`` commands wait on PostgreSQL without it.
     DATABASE_BUSY_TIMEOUT = 5.0
     #: Session store backend: memory:// (one process) or redis://host:port/db.
     SESSION_STORE_URL = "memory://"
@@ -181,6 +183,17 @@ def _origins(value: str) -> None:
                               "https://app.example.com,http://localhost:3000.")
 
 
+class _Choice:
+    """One of ``choices`` in any case, spaces around it ignored; empty keeps the default."""
+
+    def __init__(self, choices) -> None:
+        self.choices = tuple(choices)
+
+    def __call__(self, value: str) -> None:
+        if value.strip().lower() not in self.choices:
+            raise ValidationError(f"Must be one of {', '.join(self.choices)} (any case).")
+
+
 _AT_LEAST_0 = validate.Range(min=0)
 _AT_LEAST_1 = validate.Range(min=1)
 _SECONDS = validate.Range(min=0, min_inclusive=False)
@@ -210,6 +223,8 @@ RULES = {
     "RANDOM_MAX_SCAN": _AT_LEAST_1,
     "CATALOG_STATE_TTL": _AT_LEAST_0,
     "ITEM_SNAPSHOT_SETTLE": _AT_LEAST_0,
+    "LOG_LEVEL": _Choice(name.lower() for name in logging.getLevelNamesMapping()),
+    "LOG_FORMAT": _Choice(("text", "json")),
 }
 
 
@@ -264,7 +279,8 @@ def load_settings(config: type[Config], environ: Mapping[str, str],
 
 
 def _is_text(config: type[Config], name: str) -> bool:
-    return isinstance(_schema(config).fields[name], fields.String)
+    """Whether a setting is free text (kept as given, empty included), not a number, flag or choice."""
+    return isinstance(_schema(config).fields[name], fields.String) and not isinstance(RULES.get(name), _Choice)
 
 
 def _shown(config: type[Config], name: str, value: Any) -> str:

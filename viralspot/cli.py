@@ -14,6 +14,7 @@ from marshmallow import ValidationError
 from sqlalchemy.exc import OperationalError
 from tqdm import tqdm
 
+from .catalog.answer_deadline import deadline_lifted
 from .catalog.importer import ContentKeysExhausted, import_lines
 from .catalog.item_snapshot import CatalogChanged
 from .catalog.queries import bump_version, catalog_state, content_count, counts_by_type_and_category
@@ -33,7 +34,8 @@ class Commands(AppGroup):
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            with deadline_lifted():  # a command's long statements are meant (a request's are not)
+                return super().invoke(ctx)
         except StoreUnavailable as error:
             raise click.ClickException(f"the session store is unavailable ({error})") from None
         except OperationalError as error:
@@ -190,6 +192,9 @@ def snapshot_command() -> None:
         update = snapshots.write_now()
     except CatalogChanged as error:
         raise click.ClickException(f"{error}; run the command again") from None
+    except OSError as error:  # the directory cannot be made or written, the disk is full
+        raise click.ClickException(f"cannot write the item snapshot in {snapshots.directory} "
+                                   f"({error.strerror or type(error).__name__}); see VIRALSPOT_ITEM_SNAPSHOT_DIR") from None
     if update is None:
         raise click.ClickException(f"another process is writing a snapshot in {snapshots.directory}; "
                                    "it will be used when done")

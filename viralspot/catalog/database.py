@@ -5,11 +5,13 @@ The tables are created at start-up when the database answers; when it does not, 
 starts and requests answer 503 ``DATABASE_UNAVAILABLE`` until a connection succeeds and creates them.
 A SQLite file that is deleted, not a database, corrupt or locked (for more than
 ``DATABASE_BUSY_TIMEOUT`` seconds) answers the same 503 until it is back; a file replaced under the
-server is followed (pooled connections reopen the file now at the path).
+server is followed (pooled connections reopen the file now at the path). A PostgreSQL server that
+does not answer within ``DATABASE_BUSY_TIMEOUT`` seconds answers it too (``answer_deadline.py``).
 """
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sqlite3
 from urllib.parse import quote
@@ -23,6 +25,7 @@ from sqlalchemy.schema import CreateIndex
 from config import Config
 
 from ..clock import app_clock
+from .answer_deadline import AnswerDeadline, bounded_connect
 from .feed_source import FeedCatalog
 from .item_snapshots import ItemSnapshots, snapshot_directory
 from .state_cache import CatalogStateCache
@@ -119,7 +122,8 @@ def _follow_sqlite_file(engine: Engine, path: str) -> None:
 
 
 def make_engine(url: str, busy_timeout: float = Config.DATABASE_BUSY_TIMEOUT) -> Engine:
-    """An engine for ``url``; bound values never appear in exception text or logs."""
+    """An engine for ``url``; bound values never appear in exception text or logs. A request waits
+    ``busy_timeout`` seconds at most on a SQLite lock, or for each PostgreSQL answer (psycopg)."""
     if url.startswith("sqlite"):
         kwargs: dict = {"connect_args": {"check_same_thread": False, "timeout": busy_timeout}}
         if is_in_memory(url):
@@ -134,8 +138,12 @@ def make_engine(url: str, busy_timeout: float = Config.DATABASE_BUSY_TIMEOUT) ->
         if not is_in_memory(url) and database and not engine.url.query.get("uri"):
             _follow_sqlite_file(engine, os.path.abspath(database))
         return engine
-    return create_engine(url, hide_parameters=True, pool_pre_ping=True, pool_size=10, max_overflow=10,
-                         connect_args={"connect_timeout": 5})
+    # libpq counts a connect timeout in whole seconds, 2 at least.
+    engine = create_engine(url, hide_parameters=True, pool_pre_ping=True, pool_size=10, max_overflow=10,
+                           connect_args={"connect_timeout": max(2, math.ceil(busy_timeout))})
+    if engine.dialect.driver == "psycopg":
+        event.listen(engine, "do_connect", bounded_connect(AnswerDeadline(busy_timeout)))
+    return engine
 
 
 def create_schema(engine: Engine) -> None:
