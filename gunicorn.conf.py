@@ -35,10 +35,10 @@ keepalive = _settings["GUNICORN_KEEPALIVE"]
 limit_request_line = _settings["GUNICORN_LIMIT_REQUEST_LINE"]
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None
 errorlog = "-"
-loglevel = str(_settings["LOG_LEVEL"]).lower()
+loglevel = _settings["LOG_LEVEL"].strip().lower()
 
 # --- Logs: the request id on every access line; VIRALSPOT_LOG_FORMAT=json makes every line JSON ---
-if str(_settings["LOG_FORMAT"]).strip().lower() == "json":
+if _settings["LOG_FORMAT"].strip().lower() == "json":
     logger_class = "viralspot.gunicorn_logging.GunicornJsonLogger"
 else:
     access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %({x-request-id}o)s'

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from config import config_class, load_settings
+from config import Config, config_class, load_settings
 from viralspot import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -184,3 +184,15 @@ def test_gunicorn_reads_the_same_settings():
     assert answer.returncode != 0
     assert "VIRALSPOT_GUNICORN_THREADS ('0'): Must be greater than or equal to 1." in answer.stderr
     assert "Traceback" not in answer.stderr  # one line, as gunicorn's master prints it
+    answer = gunicorn_conf(LOG_FORMAT="xml", LOG_LEVEL="LOUD")
+    assert answer.returncode != 0
+    assert "VIRALSPOT_LOG_FORMAT ('xml'): Must be one of text, json (any case)." in answer.stderr
+    assert "VIRALSPOT_LOG_LEVEL ('LOUD'): Must be one of " in answer.stderr
+    answer = gunicorn_conf(LOG_FORMAT=" JSON ", LOG_LEVEL="warning ")
+    assert answer.returncode == 0, answer.stderr
+
+
+@pytest.mark.parametrize("name, value, loaded", [("LOG_FORMAT", " JSON ", " JSON "), ("LOG_FORMAT", "", "text"),
+                                                 ("LOG_LEVEL", "warn", "warn"), ("LOG_LEVEL", "  ", "INFO")])
+def test_a_choice_takes_any_case_and_empty_keeps_the_default(name, value, loaded):
+    assert load_settings(Config, {f"VIRALSPOT_{name}": value})[0][name] == loaded

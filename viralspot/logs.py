@@ -18,7 +18,6 @@ from .clock import utc_timestamp
 from .request_ids import NO_REQUEST, RequestIdFilter
 
 FORMAT = "%(asctime)s %(levelname)s [%(name)s] [%(request_id)s] %(message)s"
-LOG_FORMATS = ("text", "json")
 
 
 class JsonFormatter(logging.Formatter):
@@ -38,13 +37,10 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logger(app: Flask) -> None:
-    level = str(app.config["LOG_LEVEL"]).upper()
-    if level not in logging.getLevelNamesMapping():
-        raise RuntimeError(f"VIRALSPOT_LOG_LEVEL {level!r} is not a logging level")
-    log_format = str(app.config.get("LOG_FORMAT") or "text").strip().lower()
-    if log_format not in LOG_FORMATS:
-        raise RuntimeError(f"VIRALSPOT_LOG_FORMAT {log_format!r} is not one of {', '.join(LOG_FORMATS)}")
-    formatter = JsonFormatter() if log_format == "json" else logging.Formatter(FORMAT)
+    """The settings were checked when loaded (``config.RULES``): any case, spaces around."""
+    level = app.config["LOG_LEVEL"].strip().upper()
+    json_lines = app.config["LOG_FORMAT"].strip().lower() == "json"
+    formatter = JsonFormatter() if json_lines else logging.Formatter(FORMAT)
     logger = logging.getLogger("viralspot")
     logger.setLevel(level)
     handler = next((h for h in logger.handlers if getattr(h, "_viralspot", False)), None)
