@@ -17,6 +17,10 @@ BAD = [
     ("is_verified", "maybe"), ("date_range", "decade"), ("sort_by", "random"), ("random_order", "sometimes"),
     ("content_types", "reel,gif"), ("account_types", "Celebrity"), ("search", "x" * 501),
     ("primary_categories", ",".join(["c"] * 101)), ("keywords", "k" * 256),
+    # Numbers Python's int() and float() take but nobody writes in a URL:
+    ("offset", "+5"), ("offset", "1_000"), ("limit", " 5"), ("limit", "5\n"), ("offset", "\u0663"),
+    ("min_views", "\uff11"), ("min_outlier_score", "1_0"), ("max_outlier_score", "+2"), ("min_outlier_score", "inf"),
+    ("min_account_engagement_rate", "\u0665"),
 ]
 
 
@@ -81,6 +85,14 @@ def test_random_order_refuses_other_values(client, value):
     response = client.get("/api/reels", query_string={"random_order": value, "session_id": "s"})
     assert response.status_code == 400
     assert response.json["detail"] == "random_order: Must be true, false or weighted."
+
+
+@pytest.mark.parametrize(("name", "value", "loaded"), [
+    ("offset", "007", 7), ("limit", "100", 100), ("min_views", "0", 0), ("min_outlier_score", "1.5", 1.5),
+    ("min_outlier_score", ".5", 0.5), ("max_outlier_score", "2.", 2.0), ("max_outlier_score", "1e1", 10.0),
+    ("min_account_engagement_rate", "2.5E-1", 0.25)])
+def test_decimal_numbers_are_read(name, value, loaded):
+    assert ContentQueryArgsSchema().load({name: value})[name] == loaded
 
 
 def test_blank_filters_count_as_absent_and_defaults_apply():

@@ -407,6 +407,17 @@ def test_the_snapshot_command_needs_snapshots_on(tmp_path):
     app.extensions["viralspot.catalog"].dispose()
 
 
+def test_the_snapshot_command_says_in_one_line_when_it_cannot_write(tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the snapshot directory should be")
+    app = seeded_app(f"sqlite:///{tmp_path}/c.db", 5, ITEM_SNAPSHOT_DIR=str(blocker / "snapshots"))
+    result = app.test_cli_runner().invoke(args=["content", "snapshot"])
+    assert result.exit_code == 1, result.output
+    assert "Error: cannot write the item snapshot in" in result.output and "Not a directory" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
+    app.extensions["viralspot.catalog"].dispose()
+
+
 def test_a_snapshot_that_cannot_be_written_leaves_pages_on_the_database(tmp_path, caplog):
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the snapshot directory should be")

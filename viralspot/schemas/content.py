@@ -6,6 +6,8 @@ counts as absent, except for ``session_id``. Each field's ``description`` is its
 """
 from __future__ import annotations
 
+import re
+
 from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 from ..catalog.filters import ACCOUNT_TYPES, CONTENT_TYPE_ALIASES, CONTENT_TYPES, DATE_RANGES, RANGE_ARGS
@@ -22,6 +24,30 @@ WEIGHTED_SPELLINGS = frozenset({"weighted", "Weighted", "WEIGHTED"})
 _ACCOUNT_TYPES_BY_KEY = {name.lower(): name for name in ACCOUNT_TYPES}
 #: (min_x, max_x) argument pairs, where min_x must not exceed max_x.
 _RANGE_BOUNDS = tuple((f"min_{name}", f"max_{name}") for name in RANGE_ARGS)
+
+
+class DecimalInteger(fields.Integer):
+    """An integer in ASCII decimal digits, ``-`` allowed: not ``+7``, ``1_000``, `` 7`` or ``٣``,
+    which Python's ``int`` takes."""
+
+    _written = re.compile(r"-?[0-9]+")
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str) and not self._written.fullmatch(value):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class DecimalNumber(fields.Float):
+    """A number in ASCII decimal notation (``12``, ``-0.5``, ``1e3``), finite: not ``+7``,
+    ``1_000``, ``inf`` or ``٣``, which Python's ``float`` takes."""
+
+    _written = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str) and not self._written.fullmatch(value):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 class CommaList(fields.Field):
@@ -76,12 +102,12 @@ class RandomOrder(fields.Boolean):
 
 
 def _count(description: str):
-    return fields.Integer(strict=False, validate=validate.Range(min=0, max=MAX_COUNT),
+    return DecimalInteger(validate=validate.Range(min=0, max=MAX_COUNT),
                           metadata={"description": description})
 
 
 def _score(description: str, low=None, high=None):
-    return fields.Float(allow_nan=False, validate=validate.Range(min=low, max=high),
+    return DecimalNumber(allow_nan=False, validate=validate.Range(min=low, max=high),
                         metadata={"description": description})
 
 
@@ -137,9 +163,9 @@ class ContentQueryArgsSchema(Schema):
             "(1/0, yes/no, on/off, t/f, y/n) are read too.")})
     session_id = SessionIdField(required=False, metadata={"description": (
         "The session: 1 to 255 letters, digits, dots, underscores or hyphens (surrounding spaces are stripped).")})
-    limit = fields.Integer(load_default=24, validate=validate.Range(min=1, max=100), metadata={"description": (
+    limit = DecimalInteger(load_default=24, validate=validate.Range(min=1, max=100), metadata={"description": (
         'Items per page.')})
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET), metadata={
+    offset = DecimalInteger(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET), metadata={
         "description": ("Items to skip. With random_order=true a page may start at most VIRALSPOT_RANDOM_MAX_AHEAD "
                         "(1000) items past what the session has been served in this feed, and offset is at most "
                         "VIRALSPOT_RANDOM_MAX_OFFSET (1,000,000).")})
