@@ -26,28 +26,29 @@ _ACCOUNT_TYPES_BY_KEY = {name.lower(): name for name in ACCOUNT_TYPES}
 _RANGE_BOUNDS = tuple((f"min_{name}", f"max_{name}") for name in RANGE_ARGS)
 
 
-class DecimalInteger(fields.Integer):
+class _Written:
+    """A number field that first refuses a string its pattern ``_written`` does not match whole."""
+
+    _written: re.Pattern
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str) and not self._written.fullmatch(value):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class DecimalInteger(_Written, fields.Integer):
     """An integer in ASCII decimal digits, ``-`` allowed: not ``+7``, ``1_000``, `` 7`` or ``٣``,
     which Python's ``int`` takes."""
 
     _written = re.compile(r"-?[0-9]+")
 
-    def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, str) and not self._written.fullmatch(value):
-            raise self.make_error("invalid")
-        return super()._deserialize(value, attr, data, **kwargs)
 
-
-class DecimalNumber(fields.Float):
+class DecimalNumber(_Written, fields.Float):
     """A number in ASCII decimal notation (``12``, ``-0.5``, ``1e3``), finite: not ``+7``,
     ``1_000``, ``inf`` or ``٣``, which Python's ``float`` takes."""
 
     _written = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, str) and not self._written.fullmatch(value):
-            raise self.make_error("invalid")
-        return super()._deserialize(value, attr, data, **kwargs)
 
 
 class CommaList(fields.Field):
