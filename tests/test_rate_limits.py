@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 
+import flask_limiter._extension
 import pytest
 
 from viralspot import create_app
@@ -56,15 +58,43 @@ def test_behind_trusted_proxies_each_forwarded_client_has_its_own_budget():
         create_app({"CONFIG": "testing", "TRUSTED_PROXIES": -1})
 
 
-def test_a_failing_limit_storage_serves_the_request_and_counts_the_failure(redis_server_factory):
-    server = redis_server_factory()
-    url = server.url
-    server.stop()  # the limiter's storage (the session store's Redis) is down
-    client = make(RATE_LIMIT="2/minute", SESSION_STORE_URL=url, SESSION_STORE_RETRIES=0)
-    assert [client.get("/api/filter-options").status_code for _ in range(4)] == [200] * 4  # fail open
+class _ClockAhead:
+    """flask-limiter's ``time`` module, ``seconds`` ahead: its back-off before asking a failed
+    storage again has passed."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def time(self) -> float:
+        return time.time() + self.seconds
+
+    def __getattr__(self, name):
+        return getattr(time, name)
+
+
+def storage_errors(client) -> float:
     exposition = client.get("/metrics").get_data(as_text=True)
     counted = [line for line in exposition.splitlines() if line.startswith("viralspot_rate_limit_storage_errors_total")]
-    assert counted and float(counted[0].split()[-1]) >= 4
+    return float(counted[0].split()[-1])
+
+
+def test_a_failing_limit_storage_counts_in_the_process_until_it_answers_again(redis_server_factory, monkeypatch):
+    server = redis_server_factory()
+    client = make(RATE_LIMIT="2/minute", SESSION_STORE_URL=server.url, SESSION_STORE_RETRIES=0)
+    statuses = lambda: [client.get("/api/filter-options").status_code for _ in range(3)]  # noqa: E731
+    assert statuses() == [200, 200, 429]  # counted in Redis
+    port = server.port
+    server.stop()
+    # The counts move into the process: the limit still holds there (a budget of its own).
+    assert statuses() == [200, 200, 429]
+    assert storage_errors(client) >= 1
+    server.start()
+    assert server.port == port
+    assert statuses()[-1] == 429  # flask-limiter has not asked the storage again yet: still in the process
+    assert not server.client().keys("vs2:rl:*")
+    monkeypatch.setattr(flask_limiter._extension, "time", _ClockAhead(64))
+    assert statuses() == [200, 200, 429]  # back in the restarted Redis, whose counts start afresh
+    assert server.client().keys("vs2:rl:*")
 
 
 def test_the_openapi_description_documents_429_and_401():

@@ -77,7 +77,7 @@ class Metrics:
             ["kind"], registry=registry)
         self.rate_limit_storage_errors = Counter(
             "viralspot_rate_limit_storage_errors",
-            "Rate-limit checks whose storage failed (the request was served: the limits fail open).",
+            "Rate-limit storage failures (each process then counts in its own memory until it answers).",
             registry=registry)
         self.database_errors = Counter(
             "viralspot_database_errors", "Database outages answered 503 DATABASE_UNAVAILABLE.", registry=registry)
@@ -199,10 +199,11 @@ def store_error_kind(error: BaseException) -> str:
 
 
 class _LimiterStorageErrors(logging.Handler):
-    """Counts the rate-limit storage failures flask-limiter swallows (it logs each on its logger)."""
+    """Counts the rate-limit storage failures flask-limiter logs on its logger: each switch to its
+    in-memory fallback, and each failure it swallows."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.getMessage().startswith("Failed to"):
+        if record.getMessage().startswith(("Rate limit storage unreachable", "Failed to")):
             count("rate_limit_storage_errors")
 
 

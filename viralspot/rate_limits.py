@@ -4,8 +4,10 @@ trusted proxies (``VIRALSPOT_TRUSTED_PROXIES``: Werkzeug's ``ProxyFix`` for that
 ``RATE_LIMIT`` is one budget per client shared by all ``/api/`` routes, ``RESET_RATE_LIMIT`` the reset
 endpoint's besides (empty: off). The counts live in the session store's Redis (keys starting
 ``vs2:rl:``), or in the process with ``memory://``. Over a limit: 429 ``RATE_LIMITED`` with
-``Retry-After`` and the ``RateLimit-*`` headers. CORS preflights (``OPTIONS``) are not counted. A failing
-storage fails open (``metrics.py`` counts it).
+``Retry-After`` and the ``RateLimit-*`` headers. CORS preflights (``OPTIONS``) are not counted. While
+the storage fails, each process counts in its own memory (flask-limiter's in-memory fallback), asking
+the storage again after 1, 2, 4 ... 32 s and going back to it once it answers; ``metrics.py`` counts
+the failures.
 """
 from __future__ import annotations
 
@@ -70,8 +72,8 @@ class RateLimits:
                 "key_prefix": KEY_PREFIX,  # limits' own prefix: every key starts with it (vs2:rl:LIMITER/...)
                 "socket_timeout": config["SESSION_STORE_SOCKET_TIMEOUT"],
                 "socket_connect_timeout": config["SESSION_STORE_CONNECT_TIMEOUT"],
-                # One attempt: a hung server costs a request one socket timeout, then it is served
-                # (redis-py's cluster client would otherwise retry, several seconds a request).
+                # One attempt: a hung server costs a request one socket timeout, then the counts
+                # move into the process (redis-py's cluster client would otherwise retry, seconds).
                 "retry": Retry(NoBackoff(), 0)})
             if "sentinel_kwargs" in options:  # the sentinels are asked with the same bounds
                 options["sentinel_kwargs"].update({name: options[name] for name in ("socket_timeout",
@@ -97,7 +99,7 @@ class RateLimits:
         config = app.config
         limiter = Limiter(
             get_remote_address, storage_uri=uri, storage_options=options,
-            swallow_errors=True, headers_enabled=False,
+            swallow_errors=True, headers_enabled=False, in_memory_fallback_enabled=True,
             application_limits=[config["RATE_LIMIT"]] if config["RATE_LIMIT"] else [],
             application_limits_exempt_when=lambda: not request.path.startswith("/api/") or _preflight(),
             default_limits=[config["RESET_RATE_LIMIT"]] if config["RESET_RATE_LIMIT"] else [],
