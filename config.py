@@ -33,9 +33,9 @@ class Config:
     SECRET_KEY = INSECURE_DEFAULT_SECRET
     #: SQLAlchemy URL of the catalog. None means SQLite at <instance>/viralspot.db.
     DATABASE_URL: str | None = None
-    #: Seconds a request waits on the catalog database (a SQLite lock; each PostgreSQL answer) before
-    #: it answers 503 DATABASE_UNAVAILABLE (0: PostgreSQL without limit). The ``flask content`` and
-    #: ``flask sessions`` commands wait on PostgreSQL without it.
+    #: Seconds a request waits on a SQLite lock, and for each statement's answer (SQLite or
+    #: PostgreSQL), before it answers 503 DATABASE_UNAVAILABLE (0: no limit on answers). The ``flask
+    #: content`` and ``flask sessions`` commands wait for answers without it.
     DATABASE_BUSY_TIMEOUT = 5.0
     #: Session store backend: memory:// (one process) or redis://host:port/db.
     SESSION_STORE_URL = "memory://"
@@ -158,6 +158,9 @@ def config_class(name: str | None = None) -> type[Config]:
 
 
 PREFIX = "VIRALSPOT_"
+#: What the configuration class is, chosen by ``VIRALSPOT_CONFIG`` only: no variable of its own
+#: (``VIRALSPOT_PRODUCTION=false`` would lift production's refusals).
+CHOSEN_BY_CONFIG = ("PRODUCTION", "TESTING")
 
 
 def _rate_limit(value: str) -> None:
@@ -259,6 +262,10 @@ def load_settings(config: type[Config], environ: Mapping[str, str],
     every bad variable."""
     names = setting_names(config)
     values = {name: getattr(config, name) for name in names}
+    chosen = [PREFIX + name for name in CHOSEN_BY_CONFIG if PREFIX + name in environ]
+    if chosen:
+        raise RuntimeError(f"invalid settings: {', '.join(chosen)}: set by VIRALSPOT_CONFIG "
+                           f"({', '.join(sorted(CONFIGS))}), not on its own")
     unknown = []
     for variable, raw in environ.items():
         name = variable[len(PREFIX):]

@@ -196,3 +196,10 @@ def test_gunicorn_reads_the_same_settings():
                                                  ("LOG_LEVEL", "warn", "warn"), ("LOG_LEVEL", "  ", "INFO")])
 def test_a_choice_takes_any_case_and_empty_keeps_the_default(name, value, loaded):
     assert load_settings(Config, {f"VIRALSPOT_{name}": value})[0][name] == loaded
+
+
+@pytest.mark.parametrize("name, value", [("PRODUCTION", "false"), ("PRODUCTION", "true"), ("TESTING", "1")])
+def test_what_the_configuration_class_is_has_no_variable_of_its_own(name, value):
+    """``VIRALSPOT_PRODUCTION=false`` under ``VIRALSPOT_CONFIG=production`` lifted every refusal."""
+    with pytest.raises(RuntimeError, match=f"VIRALSPOT_{name}: set by VIRALSPOT_CONFIG"):
+        load_settings(config_class("production"), {f"VIRALSPOT_{name}": value})

@@ -1,37 +1,42 @@
-"""PostgreSQL connections that wait a bounded time for each answer.
+"""A bounded wait for each answer of the catalog database, SQLite or PostgreSQL.
 
-libpq waits for a server's answer as long as the socket stays open: a server that hangs (stopped,
-its disk stalled, a partition the kernel still acknowledges) would hold a request, its thread and
-its pooled connection without end. ``BoundedConnection`` gives each of psycopg's waits (a
-statement, a fetch, a commit) a deadline, ``AnswerDeadline.seconds``; past it the connection is
-closed (the pool then drops it) and ``OperationalError`` raised, which requests answer as 503
-``DATABASE_UNAVAILABLE``. Commands that run long statements on purpose (``flask content seed
---replace`` on a large catalog) wait without it, inside ``deadline_lifted()``.
+A statement whose answer takes longer than ``DATABASE_BUSY_TIMEOUT`` seconds ends with
+``OperationalError``, which requests answer as 503 ``DATABASE_UNAVAILABLE``; without it, a server
+that hangs (stopped, its disk stalled, a partition the kernel still acknowledges) or a statement
+too costly for the catalog (a hundred keywords over every row) would hold a request and its thread
+without end:
+
+* PostgreSQL (psycopg): ``BoundedConnection`` gives each of psycopg's waits for the server (a
+  statement, a fetch, a commit) that deadline; past it the connection is closed (the pool then
+  drops it).
+* SQLite: a progress handler interrupts a statement still running past its deadline, counted from
+  its start (SQLite then answers ``interrupted``).
+
+Commands that run long statements on purpose (``flask content seed --replace`` on a large catalog)
+wait without it, inside ``deadline_lifted()``.
 """
 from __future__ import annotations
 
 import contextlib
 import contextvars
-from dataclasses import dataclass
+import time
 from typing import Iterator
 
 import psycopg
 from psycopg import errors
+from sqlalchemy import Engine, event
 
-#: Set within ``deadline_lifted()``: this context's waits have no deadline.
+#: Set within ``deadline_lifted()``: this context's statements have no deadline.
 _lifted: contextvars.ContextVar[bool] = contextvars.ContextVar("viralspot_answer_deadline_lifted", default=False)
-
-
-@dataclass(frozen=True)
-class AnswerDeadline:
-    """Seconds one wait for the server may take; 0: no deadline."""
-
-    seconds: float
+#: SQLite virtual-machine steps between two looks at the clock (a step is well under a microsecond).
+SQLITE_STEPS = 10_000
+#: Where a SQLite connection keeps its running statement's deadline (``time.monotonic``), or None.
+_ANSWER_BY = "viralspot.answer_by"
 
 
 @contextlib.contextmanager
 def deadline_lifted() -> Iterator[None]:
-    """Within it, this context's (thread's) waits for PostgreSQL have no deadline."""
+    """Within it, this context's (thread's) statements have no deadline."""
     token = _lifted.set(True)
     try:
         yield
@@ -39,13 +44,39 @@ def deadline_lifted() -> Iterator[None]:
         _lifted.reset(token)
 
 
-class BoundedConnection(psycopg.Connection):
-    """A psycopg connection whose waits for the server end after ``deadline.seconds``."""
+def bound_answers(engine: Engine, seconds: float) -> None:
+    """Give every statement of ``engine`` ``seconds`` to answer (0: no deadline)."""
+    if not seconds:
+        return
+    if engine.dialect.name == "sqlite":
+        _bound_sqlite(engine, seconds)
+    elif engine.dialect.driver == "psycopg":
+        @event.listens_for(engine, "do_connect")
+        def connect(_dialect, _record, cargs, cparams):
+            connection = BoundedConnection.connect(*cargs, **cparams)
+            connection.answer_seconds = seconds
+            return connection
 
-    deadline = AnswerDeadline(0)
+
+def _bound_sqlite(engine: Engine, seconds: float) -> None:
+    @event.listens_for(engine, "connect")
+    def watch(dbapi_connection, record):
+        info = record.info
+        dbapi_connection.set_progress_handler(
+            lambda: (answer_by := info.get(_ANSWER_BY)) is not None and time.monotonic() > answer_by, SQLITE_STEPS)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def start(conn, _cursor, _statement, _parameters, _context, _executemany):
+        conn.info[_ANSWER_BY] = None if _lifted.get() else time.monotonic() + seconds
+
+
+class BoundedConnection(psycopg.Connection):
+    """A psycopg connection whose waits for the server end after ``answer_seconds`` (0: never)."""
+
+    answer_seconds = 0.0
 
     def wait(self, gen, *args, **kwargs):
-        seconds = self.deadline.seconds
+        seconds = self.answer_seconds
         if not seconds or _lifted.get() or len(args) > 1 or kwargs.get("timeout") is not None:
             return super().wait(gen, *args, **kwargs)
         try:
@@ -53,14 +84,3 @@ class BoundedConnection(psycopg.Connection):
         except errors._WaitTimeout:  # psycopg's own wait timeout (pinned version); the protocol is mid-way
             self.pgconn.finish()
             raise psycopg.OperationalError(f"no answer from the database within {seconds:g} s") from None
-
-
-def bounded_connect(deadline: AnswerDeadline):
-    """A ``do_connect`` listener making the engine's connections ``BoundedConnection``s."""
-
-    def connect(_dialect, _record, cargs, cparams):
-        connection = BoundedConnection.connect(*cargs, **cparams)
-        connection.deadline = deadline
-        return connection
-
-    return connect

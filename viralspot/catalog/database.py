@@ -5,8 +5,8 @@ The tables are created at start-up when the database answers; when it does not, 
 starts and requests answer 503 ``DATABASE_UNAVAILABLE`` until a connection succeeds and creates them.
 A SQLite file that is deleted, not a database, corrupt or locked (for more than
 ``DATABASE_BUSY_TIMEOUT`` seconds) answers the same 503 until it is back; a file replaced under the
-server is followed (pooled connections reopen the file now at the path). A PostgreSQL server that
-does not answer within ``DATABASE_BUSY_TIMEOUT`` seconds answers it too (``answer_deadline.py``).
+server is followed (pooled connections reopen the file now at the path). A statement that does not
+answer within ``DATABASE_BUSY_TIMEOUT`` seconds answers it too (``answer_deadline.py``).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from sqlalchemy.schema import CreateIndex
 from config import Config
 
 from ..clock import app_clock
-from .answer_deadline import AnswerDeadline, bounded_connect
+from .answer_deadline import bound_answers
 from .feed_source import FeedCatalog
 from .item_snapshots import ItemSnapshots, snapshot_directory
 from .state_cache import CatalogStateCache
@@ -123,7 +123,7 @@ def _follow_sqlite_file(engine: Engine, path: str) -> None:
 
 def make_engine(url: str, busy_timeout: float = Config.DATABASE_BUSY_TIMEOUT) -> Engine:
     """An engine for ``url``; bound values never appear in exception text or logs. A request waits
-    ``busy_timeout`` seconds at most on a SQLite lock, or for each PostgreSQL answer (psycopg)."""
+    ``busy_timeout`` seconds at most on a SQLite lock, and for each answer (``answer_deadline.py``)."""
     if url.startswith("sqlite"):
         kwargs: dict = {"connect_args": {"check_same_thread": False, "timeout": busy_timeout}}
         if is_in_memory(url):
@@ -137,12 +137,11 @@ def make_engine(url: str, busy_timeout: float = Config.DATABASE_BUSY_TIMEOUT) ->
         database = engine.url.database
         if not is_in_memory(url) and database and not engine.url.query.get("uri"):
             _follow_sqlite_file(engine, os.path.abspath(database))
-        return engine
-    # libpq counts a connect timeout in whole seconds, 2 at least.
-    engine = create_engine(url, hide_parameters=True, pool_pre_ping=True, pool_size=10, max_overflow=10,
-                           connect_args={"connect_timeout": max(2, math.ceil(busy_timeout))})
-    if engine.dialect.driver == "psycopg":
-        event.listen(engine, "do_connect", bounded_connect(AnswerDeadline(busy_timeout)))
+    else:
+        # libpq counts a connect timeout in whole seconds, 2 at least.
+        engine = create_engine(url, hide_parameters=True, pool_pre_ping=True, pool_size=10, max_overflow=10,
+                               connect_args={"connect_timeout": max(2, math.ceil(busy_timeout))})
+    bound_answers(engine, busy_timeout)
     return engine
 
 
