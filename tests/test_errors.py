@@ -23,6 +23,13 @@ def test_unknown_route_is_404_envelope(client):
     assert_envelope(client.get("/api/nothing-here"), 404, "NOT_FOUND")
 
 
+@pytest.mark.parametrize("method, path", [("get", "/api/reels?limit=2"), ("get", "/api/nothing-here"),
+                                          ("get", "/api/reels?limit=0"), ("get", "/metrics"), ("get", "/livez"),
+                                          ("post", "/api/reset-session?session_id=s"), ("options", "/api/reels")])
+def test_no_answer_is_sniffed_into_another_type(client, method, path):
+    assert getattr(client, method)(path).headers["X-Content-Type-Options"] == "nosniff"
+
+
 def test_wrong_method_is_405_envelope_with_allow_header(client):
     response = client.get("/api/reset-session?session_id=abc")
     assert_envelope(response, 405, "METHOD_NOT_ALLOWED")
@@ -136,6 +143,7 @@ def test_gunicorn_refusals_answer_the_envelope(tmp_path):
             assert set(envelope) == ENVELOPE_KEYS and envelope["success"] is False
             assert envelope["error_code"] == code and ERROR_CODES[code][0] == status
             assert len(headers["x-request-id"]) == 32 and int(headers["x-request-id"], 16) >= 0
+            assert headers["x-content-type-options"] == "nosniff"
             if code == "URI_TOO_LONG":
                 assert envelope["detail"] == "The request line is longer than 8190 bytes"
         # A request line just under the limit reaches Flask (its argument rules answer).

@@ -46,6 +46,12 @@ def test_unknown_store_scheme_stops_start_up():
         create_app({"CONFIG": "testing", "SESSION_STORE_URL": "mongodb://localhost"})
 
 
+def test_a_store_url_that_is_not_a_url_stops_start_up_in_one_message():
+    with pytest.raises(SessionStoreConfigError) as raised:
+        create_app({"CONFIG": "testing", "SESSION_STORE_URL": "redis://user:hunter2@[::1/0"})
+    assert str(raised.value) == "VIRALSPOT_SESSION_STORE_URL is not a URL (Invalid IPv6 URL)"
+
+
 def test_unknown_config_name_stops_start_up():
     with pytest.raises(RuntimeError, match="unknown configuration"):
         create_app("staging")
@@ -53,11 +59,12 @@ def test_unknown_config_name_stops_start_up():
 
 def test_production_requires_a_secret_from_the_environment(monkeypatch):
     monkeypatch.delenv("VIRALSPOT_SECRET_KEY", raising=False)
-    monkeypatch.setenv("VIRALSPOT_ADMIN_TOKEN", "an-admin-token")
+    monkeypatch.setenv("VIRALSPOT_ADMIN_TOKEN", "an-admin-token-of-some-length")
     with pytest.raises(RuntimeError, match="VIRALSPOT_SECRET_KEY"):
         create_app({"CONFIG": "production", "DATABASE_URL": "sqlite://"})
-    monkeypatch.setenv("VIRALSPOT_SECRET_KEY", "from-env")
-    assert create_app({"CONFIG": "production", "DATABASE_URL": "sqlite://"}).config["SECRET_KEY"] == "from-env"
+    monkeypatch.setenv("VIRALSPOT_SECRET_KEY", "a-secret-from-the-environment")
+    assert create_app({"CONFIG": "production", "DATABASE_URL": "sqlite://"}).config["SECRET_KEY"] == \
+        "a-secret-from-the-environment"
 
 
 def test_bad_log_level_stops_start_up():
@@ -79,10 +86,15 @@ def test_shell_context_exposes_the_store():
 @pytest.mark.parametrize("setting, value, named", [
     ("VIRALSPOT_DEBUG", "true", "VIRALSPOT_DEBUG puts exception text in 500 bodies"),
     ("VIRALSPOT_FIXED_NOW", "2030-01-01T00:00:00Z", "VIRALSPOT_FIXED_NOW pins the clock"),
-    ("VIRALSPOT_SECRET_KEY", "viralspot-insecure-development-secret", "VIRALSPOT_SECRET_KEY is the built-in"),
+    ("VIRALSPOT_SECRET_KEY", "viralspot-insecure-development-secret", "VIRALSPOT_SECRET_KEY is a value published"),
+    ("VIRALSPOT_SECRET_KEY", "viralspot-testing-secret", "VIRALSPOT_SECRET_KEY is a value published"),
+    ("VIRALSPOT_SECRET_KEY", " ", "VIRALSPOT_SECRET_KEY is shorter than 16 characters"),
+    ("VIRALSPOT_SECRET_KEY", "fifteen-chars!!", "VIRALSPOT_SECRET_KEY is shorter than 16 characters"),
+    ("VIRALSPOT_ADMIN_TOKEN", "t", "VIRALSPOT_ADMIN_TOKEN is shorter than 16 characters"),
+    ("VIRALSPOT_ADMIN_TOKEN", "  fifteen-chars!! \n", "VIRALSPOT_ADMIN_TOKEN is shorter than 16 characters"),
 ])
 def test_production_refuses_unsafe_settings(monkeypatch, setting, value, named):
-    monkeypatch.setenv("VIRALSPOT_SECRET_KEY", "from-env")
+    monkeypatch.setenv("VIRALSPOT_SECRET_KEY", "a-secret-from-the-environment")
     monkeypatch.setenv(setting, value)
     with pytest.raises(RuntimeError, match=f"refusing to start in production: {named}"):
         create_app({"CONFIG": "production", "DATABASE_URL": "sqlite://"})

@@ -161,7 +161,8 @@ def test_without_a_token_development_needs_none_and_production_refuses_to_start(
     with pytest.raises(RuntimeError, match="VIRALSPOT_ADMIN_TOKEN"):
         create_app(production)
     assert create_app({**production, "PUBLIC_INSPECTION": True}).test_client().get("/metrics").status_code == 200
-    assert create_app({**production, "ADMIN_TOKEN": "t"}).test_client().get("/metrics").status_code == 401
+    assert create_app({**production, "ADMIN_TOKEN": "a-token-of-16+-chars"}).test_client().get(
+        "/metrics").status_code == 401
 
 
 # --- real servers ------------------------------------------------------------------------------

@@ -32,7 +32,9 @@ def test_an_active_session_shows_its_feeds_and_served_count(client, store):
 
 def test_a_random_page_creates_the_session_it_shows(client):
     assert client.get("/api/reels?random_order=true&session_id=fresh").status_code == 200
-    session = client.get("/api/sessions/fresh").get_json()["data"]["session"]
+    response = client.get("/api/sessions/fresh")
+    assert response.headers["Cache-Control"] == "no-store"  # this moment's state: no cache keeps it
+    session = response.get_json()["data"]["session"]
     assert [feed["endpoint"] for feed in session["feeds"]] == ["/api/reels"]
 
 
@@ -67,3 +69,11 @@ def test_a_weighted_feed_shows_as_weighted_beside_the_uniform_one(client):
     assert [feed["feed_key"].split(":")[0] for feed in feeds] == ["posts", "posts+weighted"]
     assert feeds[0]["feed_key"].split(":")[1] == feeds[1]["feed_key"].split(":")[1]
     assert [feed["endpoint"] for feed in feeds] == ["/api/posts", "/api/posts"]
+
+
+def test_a_head_request_never_serves_a_random_page(client):
+    """A HEAD (a link checker, a prefetcher) shows no items: it must not use any up."""
+    response = client.head("/api/reels?random_order=true&session_id=headed&limit=50")
+    assert response.status_code == 405 and response.headers["Allow"] == "GET"
+    assert client.get("/api/sessions/headed").status_code == 404  # no session made, nothing served
+    assert client.head("/api/reels?limit=5").status_code == 200  # a plain page changes nothing: HEAD is fine

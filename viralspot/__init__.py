@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from flask import Flask
 
-from config import INSECURE_DEFAULT_SECRET, config_class, load_settings
+from config import INSECURE_DEFAULT_SECRET, TestingConfig, config_class, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ def create_app(config: Mapping[str, Any] | str | None = None) -> Flask:
         log.warning("%s is not a setting of this service (README, Configuration); ignored", variable)
     check_settings(app)
     register_observability(app)
+    app.after_request(_not_sniffed)
     register_extensions(app)
     register_blueprints(app)
     register_api_docs(app)
@@ -42,12 +43,28 @@ def create_app(config: Mapping[str, Any] | str | None = None) -> Flask:
     return app
 
 
+def _not_sniffed(response):
+    """Browsers take every answer as its declared type (JSON, text), never sniff it into HTML."""
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return response
+
+
 def register_observability(app: Flask) -> None:
     """Request ids (``X-Request-ID``, on every log line) and Prometheus metrics (``GET /metrics``)."""
     from . import metrics, request_ids
 
     request_ids.init_app(app)
     metrics.init_app(app)
+
+
+#: The secrets config.py publishes (development's, testing's): no secret in production.
+PUBLISHED_SECRETS = frozenset({INSECURE_DEFAULT_SECRET, TestingConfig.SECRET_KEY})
+#: The fewest characters production takes for a secret or the admin token (guessing one must not pay).
+SECRET_MIN_LENGTH = 16
+
+
+def _too_short(secret: str) -> str | None:
+    return f"is shorter than {SECRET_MIN_LENGTH} characters" if len(secret) < SECRET_MIN_LENGTH else None
 
 
 def check_settings(app: Flask) -> None:
@@ -58,14 +75,15 @@ def check_settings(app: Flask) -> None:
     if not config.get("SECRET_KEY"):
         raise RuntimeError("VIRALSPOT_SECRET_KEY must be set in this configuration")
     if config.get("PRODUCTION"):
+        secret, token = config["SECRET_KEY"], configured_token(config)
         unsafe = {
             "VIRALSPOT_DEBUG": "puts exception text in 500 bodies" if config.get("DEBUG") else None,
             "VIRALSPOT_FIXED_NOW": "pins the clock" if config.get("FIXED_NOW") else None,
-            "VIRALSPOT_SECRET_KEY": ("is the built-in development value"
-                                     if config["SECRET_KEY"] == INSECURE_DEFAULT_SECRET else None),
+            "VIRALSPOT_SECRET_KEY": ("is a value published in config.py" if secret in PUBLISHED_SECRETS else
+                                     _too_short(secret.strip())),
             "VIRALSPOT_ADMIN_TOKEN": ("is not set: session inspection and /metrics would be public (set "
                                       "VIRALSPOT_PUBLIC_INSPECTION=true if that is meant)"
-                                      if not configured_token(config) and not config["PUBLIC_INSPECTION"] else None),
+                                      if not token and not config["PUBLIC_INSPECTION"] else token and _too_short(token)),
         }
         refused = [f"{name} {why}" for name, why in unsafe.items() if why]
         if refused:

@@ -27,6 +27,7 @@ def error_bytes(error_code: str, detail: str, request_id: str) -> bytes:
     body = json.dumps({"success": False, "detail": detail, "error_code": error_code, "timestamp": utc_timestamp(),
                        "troubleshooting": troubleshooting}).encode()
     head = (f"HTTP/1.1 {status} {_REASONS[status]}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            "X-Content-Type-Options: nosniff\r\n"
             f"X-Request-ID: {request_id}\r\nContent-Length: {len(body)}\r\n\r\n")
     return head.encode("latin-1") + body
 

@@ -1,5 +1,8 @@
 """Content routes: thin views. A plain page comes from ``content/listing.py``; a random page
 (``random_order=true``) from ``feed/service.py``, ``RandomFeedService.serve``."""
+from flask import request
+from werkzeug.exceptions import MethodNotAllowed
+
 from .. import metrics
 from ..api import ARGUMENT_ERRORS, DATABASE_ERRORS, LIMITED, RANDOM_FEED_ERRORS, SESSION_ID_ERRORS
 from ..extensions import random_feeds
@@ -15,6 +18,8 @@ _PAGE_ERRORS = (*ARGUMENT_ERRORS, *SESSION_ID_ERRORS, *RANDOM_FEED_ERRORS, *DATA
 
 def _listing(kind: str, args: dict):
     if args["random_order"]:
+        if request.method == "HEAD":  # serving a page uses up its items: only a GET, which shows them
+            raise MethodNotAllowed(["GET"], "A random page is served to GET only (a HEAD would use up its items)")
         page = random_feeds.service.serve(kind, args)
         metrics.random_page(page)
         response = page_response(page.items_json, page.is_last_page, listing_message(kind, page.count, args["offset"]))

@@ -31,4 +31,6 @@ def inspect_session(args, session_id: str):  # noqa: ARG001 - the raw path value
     summary = session_store.backend.summary(args["session_id"])
     if summary is None:
         raise ApiError(f"Session {args['session_id']} not found (unknown, expired or reset)", "SESSION_NOT_FOUND")
-    return api_response({"session": session_document(summary)}, "Session found")
+    response = api_response({"session": session_document(summary)}, "Session found")
+    response.headers["Cache-Control"] = "no-store"  # a session's state of this moment, for its operator
+    return response

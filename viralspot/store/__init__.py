@@ -28,7 +28,10 @@ class SessionStoreConfigError(RuntimeError):
 
 def backend_from_url(url: str, config) -> SessionStoreBackend:
     """Build the backend the URL names, with the TTL and size limits from ``config``."""
-    scheme = urlsplit(url).scheme.lower()
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError as error:  # e.g. an unclosed [ of an IPv6 host; the message holds no password
+        raise SessionStoreConfigError(f"VIRALSPOT_SESSION_STORE_URL is not a URL ({error})") from None
     if scheme == "memory":
         from .memory import MemorySessionStore
 
