@@ -33,10 +33,13 @@ class Config:
     SECRET_KEY = INSECURE_DEFAULT_SECRET
     #: SQLAlchemy URL of the catalog. None means SQLite at <instance>/viralspot.db.
     DATABASE_URL: str | None = None
-    #: Seconds a request waits on a SQLite lock, and for each statement's answer (SQLite or
-    #: PostgreSQL), before it answers 503 DATABASE_UNAVAILABLE (0: no limit on answers). The ``flask
-    #: content`` and ``flask sessions`` commands wait for answers without it.
+    #: Seconds a SQLite catalog connection waits on another connection's lock before the request
+    #: answers 503 DATABASE_UNAVAILABLE.
     DATABASE_BUSY_TIMEOUT = 5.0
+    #: Seconds each statement of a request has to answer (SQLite or PostgreSQL; a hung server, a
+    #: statement too costly for the catalog) before the request answers 503 DATABASE_UNAVAILABLE; 0:
+    #: no limit. The ``flask content`` and ``flask sessions`` commands have none.
+    DATABASE_TIMEOUT = 15.0
     #: Session store backend: memory:// (one process) or redis://host:port/db.
     SESSION_STORE_URL = "memory://"
     #: Seconds an idle session is kept.
@@ -203,6 +206,7 @@ _SECONDS = validate.Range(min=0, min_inclusive=False)
 #: What each setting must be beyond its type; every value, whatever its source, is checked.
 RULES = {
     "DATABASE_BUSY_TIMEOUT": _AT_LEAST_0,
+    "DATABASE_TIMEOUT": _AT_LEAST_0,
     "SESSION_TTL": _AT_LEAST_1,
     "SESSION_MAX": _AT_LEAST_1,
     "SESSION_MAX_FEEDS": _AT_LEAST_1,

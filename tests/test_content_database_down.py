@@ -1,7 +1,11 @@
-"""An unreachable catalog database: the app still starts, requests answer the 503 envelope."""
+"""An unreachable catalog database: the app still starts, requests answer the 503 envelope. The
+schema is created once the database answers, and by one of several processes starting at once."""
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -47,3 +51,19 @@ def test_schema_is_created_once_the_database_answers(tmp_path):
         assert "content" in inspect(app.extensions["viralspot.catalog"]).get_table_names()
     finally:
         dispose_catalog_app(app)
+
+
+@pytest.mark.postgres
+def test_processes_starting_together_on_an_empty_postgresql_database_all_start(postgres_server):
+    """Six processes (gunicorn workers) create the schema at once: two ``CREATE TABLE`` of one name
+    at once fail on PostgreSQL's unique type names; they take turns (an advisory lock)."""
+    url = postgres_server.create_database()
+    start = ("from viralspot import create_app; "
+             "app = create_app({'CONFIG': 'testing', 'DATABASE_URL': %r}); "
+             "print(app.extensions.get('viralspot.catalog.schema_ready'))" % url)
+    processes = [subprocess.Popen([sys.executable, "-c", start], cwd=Path(__file__).resolve().parents[1],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    outcomes = [process.communicate(timeout=120) for process in processes]
+    assert [process.returncode for process in processes] == [0] * 6, [err[-500:] for _out, err in outcomes]
+    assert [out.strip() for out, _err in outcomes] == ["True"] * 6, outcomes
+    postgres_server.drop_database(url)

@@ -47,6 +47,12 @@ def api_error(error: Exception) -> ApiError:
     return ApiError("Internal server error", "INTERNAL_ERROR")
 
 
+def _driver_message(error: DatabaseOperationalError) -> str:
+    """The driver's error class and the first line of its message (no SQL, no bound values)."""
+    cause = error.orig if error.orig is not None else error
+    return f"{type(cause).__name__}: {(str(cause).strip().splitlines() or [''])[0]}"
+
+
 def register_errorhandlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def handle(error: Exception):
@@ -54,8 +60,8 @@ def register_errorhandlers(app: Flask) -> None:
         if isinstance(error, StoreError):
             log.error("session store unavailable: %s", type(error).__name__, exc_info=error)
             metrics.count("store_errors", metrics.store_error_kind(error))
-        elif isinstance(error, DatabaseOperationalError):
-            log.error("database unavailable", exc_info=error)
+        elif isinstance(error, DatabaseOperationalError):  # one line: an outage logs one per request
+            log.error("database unavailable: %s", _driver_message(error))
             metrics.count("database_errors")
         elif isinstance(error, FeedConflict):
             log.warning("random feed kept changing under a page; answering 503")

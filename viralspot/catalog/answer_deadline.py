@@ -1,14 +1,15 @@
 """A bounded wait for each answer of the catalog database, SQLite or PostgreSQL.
 
-A statement whose answer takes longer than ``DATABASE_BUSY_TIMEOUT`` seconds ends with
+A statement whose answer takes longer than ``DATABASE_TIMEOUT`` seconds ends with
 ``OperationalError``, which requests answer as 503 ``DATABASE_UNAVAILABLE``; without it, a server
 that hangs (stopped, its disk stalled, a partition the kernel still acknowledges) or a statement
 too costly for the catalog (a hundred keywords over every row) would hold a request and its thread
 without end:
 
-* PostgreSQL (psycopg): ``BoundedConnection`` gives each of psycopg's waits for the server (a
-  statement, a fetch, a commit) that deadline; past it the connection is closed (the pool then
-  drops it).
+* PostgreSQL: the server cancels the statement (``statement_timeout``, lock waits included), so
+  nothing keeps running there for a client that gave up; and ``BoundedConnection`` gives each of
+  psycopg's waits (a statement, a fetch, a commit) one second more, for a server that cannot answer
+  at all: past it the connection is closed (the pool then drops it).
 * SQLite: a progress handler interrupts a statement still running past its deadline, counted from
   its start (SQLite then answers ``interrupted``).
 
@@ -30,8 +31,13 @@ from sqlalchemy import Engine, event
 _lifted: contextvars.ContextVar[bool] = contextvars.ContextVar("viralspot_answer_deadline_lifted", default=False)
 #: SQLite virtual-machine steps between two looks at the clock (a step is well under a microsecond).
 SQLITE_STEPS = 10_000
+#: What a PostgreSQL client waits beyond its statements' timeout: the server's own cancellation
+#: comes first, and the connection stays usable.
+CLIENT_MARGIN = 1.0
 #: Where a SQLite connection keeps its running statement's deadline (``time.monotonic``), or None.
 _ANSWER_BY = "viralspot.answer_by"
+#: Where a PostgreSQL connection keeps the ``statement_timeout`` (ms) it was last given.
+_SERVER_TIMEOUT = "viralspot.statement_timeout"
 
 
 @contextlib.contextmanager
@@ -51,11 +57,7 @@ def bound_answers(engine: Engine, seconds: float) -> None:
     if engine.dialect.name == "sqlite":
         _bound_sqlite(engine, seconds)
     elif engine.dialect.driver == "psycopg":
-        @event.listens_for(engine, "do_connect")
-        def connect(_dialect, _record, cargs, cparams):
-            connection = BoundedConnection.connect(*cargs, **cparams)
-            connection.answer_seconds = seconds
-            return connection
+        _bound_postgresql(engine, seconds)
 
 
 def _bound_sqlite(engine: Engine, seconds: float) -> None:
@@ -68,6 +70,26 @@ def _bound_sqlite(engine: Engine, seconds: float) -> None:
     @event.listens_for(engine, "before_cursor_execute")
     def start(conn, _cursor, _statement, _parameters, _context, _executemany):
         conn.info[_ANSWER_BY] = None if _lifted.get() else time.monotonic() + seconds
+
+
+def _bound_postgresql(engine: Engine, seconds: float) -> None:
+    milliseconds = max(1, round(seconds * 1000))
+
+    @event.listens_for(engine, "do_connect")
+    def connect(_dialect, _record, cargs, cparams):
+        connection = BoundedConnection.connect(*cargs, **cparams)
+        connection.answer_seconds = seconds + CLIENT_MARGIN
+        return connection
+
+    @event.listens_for(engine, "checkout")
+    def server_timeout(dbapi_connection, record, _proxy):
+        # A new connection, or one last used on the other side of deadline_lifted(): one SET, committed.
+        wanted = 0 if _lifted.get() else milliseconds
+        if record.info.get(_SERVER_TIMEOUT) != wanted:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute(f"SET statement_timeout = {wanted:d}")
+            dbapi_connection.commit()
+            record.info[_SERVER_TIMEOUT] = wanted
 
 
 class BoundedConnection(psycopg.Connection):

@@ -6,10 +6,11 @@ starts and requests answer 503 ``DATABASE_UNAVAILABLE`` until a connection succe
 A SQLite file that is deleted, not a database, corrupt or locked (for more than
 ``DATABASE_BUSY_TIMEOUT`` seconds) answers the same 503 until it is back; a file replaced under the
 server is followed (pooled connections reopen the file now at the path). A statement that does not
-answer within ``DATABASE_BUSY_TIMEOUT`` seconds answers it too (``answer_deadline.py``).
+answer within ``DATABASE_TIMEOUT`` seconds answers it too (``answer_deadline.py``).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -57,6 +58,8 @@ def _tune_sqlite(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+#: Seconds a PostgreSQL connection may take to open, at most.
+CONNECT_TIMEOUT = 5
 #: Pooled SQLite connections kept open (gunicorn runs 8 threads per worker by default).
 SQLITE_POOL_SIZE = 16
 
@@ -121,9 +124,11 @@ def _follow_sqlite_file(engine: Engine, path: str) -> None:
             raise DisconnectionError("the SQLite database file was deleted or replaced")
 
 
-def make_engine(url: str, busy_timeout: float = Config.DATABASE_BUSY_TIMEOUT) -> Engine:
+def make_engine(url: str, busy_timeout: float = Config.DATABASE_BUSY_TIMEOUT,
+                answer_timeout: float = Config.DATABASE_TIMEOUT) -> Engine:
     """An engine for ``url``; bound values never appear in exception text or logs. A request waits
-    ``busy_timeout`` seconds at most on a SQLite lock, and for each answer (``answer_deadline.py``)."""
+    ``busy_timeout`` seconds at most on a SQLite lock, ``answer_timeout`` for each statement's answer
+    (``answer_deadline.py``)."""
     if url.startswith("sqlite"):
         kwargs: dict = {"connect_args": {"check_same_thread": False, "timeout": busy_timeout}}
         if is_in_memory(url):
@@ -138,20 +143,32 @@ def make_engine(url: str, busy_timeout: float = Config.DATABASE_BUSY_TIMEOUT) ->
         if not is_in_memory(url) and database and not engine.url.query.get("uri"):
             _follow_sqlite_file(engine, os.path.abspath(database))
     else:
-        # libpq counts a connect timeout in whole seconds, 2 at least.
+        # Connecting takes 5 s at most, no longer than an answer may (libpq: whole seconds, 2 at least).
+        connect_timeout = min(CONNECT_TIMEOUT, max(2, math.ceil(answer_timeout or CONNECT_TIMEOUT)))
         engine = create_engine(url, hide_parameters=True, pool_pre_ping=True, pool_size=10, max_overflow=10,
-                               connect_args={"connect_timeout": max(2, math.ceil(busy_timeout))})
-    bound_answers(engine, busy_timeout)
+                               connect_args={"connect_timeout": connect_timeout})
+    bound_answers(engine, answer_timeout)
     return engine
 
 
+#: The PostgreSQL advisory lock under which one process at a time creates the schema ("vsschema").
+SCHEMA_LOCK = 0x7673736368656D61
+
+
 def create_schema(engine: Engine) -> None:
-    """Create the tables and indexes that do not exist yet, and add columns added since (idempotent)."""
-    metadata.create_all(engine)
-    add_missing_columns(engine)
-    for index in ADDED_INDEXES:  # IF NOT EXISTS: safe when workers race
-        with engine.begin() as conn:
-            conn.execute(CreateIndex(index, if_not_exists=True))
+    """Create the tables and indexes that do not exist yet, and add columns added since (idempotent).
+    On PostgreSQL, workers starting together on an empty database take turns (two ``CREATE TABLE``
+    of one name at once fail on the catalog's unique type names, not with "already exists")."""
+    with contextlib.ExitStack() as turn:
+        if engine.dialect.name == "postgresql":
+            lock = turn.enter_context(engine.connect())
+            lock.execute(text("SELECT pg_advisory_lock(:key)"), {"key": SCHEMA_LOCK})
+            turn.callback(lock.execute, text("SELECT pg_advisory_unlock(:key)"), {"key": SCHEMA_LOCK})
+        metadata.create_all(engine)
+        add_missing_columns(engine)
+        for index in ADDED_INDEXES:  # IF NOT EXISTS: safe when workers race
+            with engine.begin() as conn:
+                conn.execute(CreateIndex(index, if_not_exists=True))
 
 
 #: Columns added to existing tables after their first release: (table, column).
@@ -188,7 +205,7 @@ class Catalog:
 
     def init_app(self, app: Flask) -> None:
         """After the app's clock (``clock.init_clock``): ``date_range`` counts back from it."""
-        engine = make_engine(database_url(app), float(app.config["DATABASE_BUSY_TIMEOUT"]))
+        engine = make_engine(database_url(app), app.config["DATABASE_BUSY_TIMEOUT"], app.config["DATABASE_TIMEOUT"])
         app.extensions[EXTENSION_NAME] = engine
         state = CatalogStateCache(float(app.config["CATALOG_STATE_TTL"]))
         snapshots = app.extensions[ITEM_SNAPSHOTS] = item_snapshots(app, engine)

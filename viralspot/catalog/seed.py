@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 import numpy as np
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 
 from .filters import ACCOUNT_TYPES, CONTENT_TYPES
 from .importer import ContentKeysExhausted
@@ -294,6 +294,17 @@ def _tune_sqlite_for_bulk(conn) -> None:
         conn.exec_driver_sql("PRAGMA temp_store=MEMORY")
 
 
+def _delete_all(conn) -> None:
+    """Every content row and profile gone. PostgreSQL truncates both at once: a ``DELETE`` of the
+    profiles checks each against ``content`` by a scan of the table (at 200k items, 0.1 s a profile)."""
+    if conn.dialect.name == "postgresql":
+        tables = ", ".join(conn.dialect.identifier_preparer.format_table(table) for table in (content, primary_profiles))
+        conn.execute(text(f"TRUNCATE {tables}"))  # the sequences go on: new ids follow the old ones
+    else:
+        conn.execute(content.delete())
+        conn.execute(primary_profiles.delete())
+
+
 def _reset_sequences(conn) -> None:
     """PostgreSQL: move the id sequences past the explicit ids the seed wrote."""
     if conn.dialect.name != "postgresql":
@@ -333,8 +344,7 @@ def seed_catalog(engine: Engine, items: int, seed: int = 0, *, reference: dateti
             # Before the delete, which visits every row: without them it runs several times faster.
             for index in CONTENT_SECONDARY_INDEXES:
                 index.drop(conn, checkfirst=True)
-        conn.execute(content.delete())
-        conn.execute(primary_profiles.delete())
+        _delete_all(conn)
         bump_version(conn)
         new_epoch(conn)  # rows were deleted: item snapshots of the old rows start over
     rng = np.random.default_rng(seed)
