@@ -9,7 +9,6 @@ class is chosen by ``VIRALSPOT_CONFIG`` (``default``, ``development``, ``testing
 """
 from __future__ import annotations
 
-import logging
 import os
 import re
 from functools import cache
@@ -206,7 +205,7 @@ _SECONDS = validate.Range(min=0, min_inclusive=False)
 #: What each setting must be beyond its type; every value, whatever its source, is checked.
 RULES = {
     "DATABASE_BUSY_TIMEOUT": _AT_LEAST_0,
-    "DATABASE_TIMEOUT": _AT_LEAST_0,
+    "DATABASE_TIMEOUT": validate.Range(min=0, max=86_400),  # PostgreSQL's statement_timeout: at most 2^31 ms
     "SESSION_TTL": _AT_LEAST_1,
     "SESSION_MAX": _AT_LEAST_1,
     "SESSION_MAX_FEEDS": _AT_LEAST_1,
@@ -230,7 +229,7 @@ RULES = {
     "RANDOM_MAX_SCAN": _AT_LEAST_1,
     "CATALOG_STATE_TTL": _AT_LEAST_0,
     "ITEM_SNAPSHOT_SETTLE": _AT_LEAST_0,
-    "LOG_LEVEL": _Choice(name.lower() for name in logging.getLevelNamesMapping()),
+    "LOG_LEVEL": _Choice(("debug", "info", "warning", "error", "critical")),  # the levels gunicorn knows too
     "LOG_FORMAT": _Choice(("text", "json")),
 }
 

@@ -91,6 +91,7 @@ def test_shell_context_exposes_the_store():
     ("VIRALSPOT_SECRET_KEY", " ", "VIRALSPOT_SECRET_KEY is shorter than 16 characters"),
     ("VIRALSPOT_SECRET_KEY", "fifteen-chars!!", "VIRALSPOT_SECRET_KEY is shorter than 16 characters"),
     ("VIRALSPOT_ADMIN_TOKEN", "t", "VIRALSPOT_ADMIN_TOKEN is shorter than 16 characters"),
+    ("VIRALSPOT_ADMIN_TOKEN", "viralspot-testing-secret", "VIRALSPOT_ADMIN_TOKEN is a value published"),
     ("VIRALSPOT_ADMIN_TOKEN", "  fifteen-chars!! \n", "VIRALSPOT_ADMIN_TOKEN is shorter than 16 characters"),
 ])
 def test_production_refuses_unsafe_settings(monkeypatch, setting, value, named):

@@ -122,6 +122,7 @@ def test_with_a_token_inspection_and_metrics_need_it():
             assert refused.status_code == 401, (path, headers)
             assert refused.get_json()["error_code"] == "UNAUTHORIZED"
             assert refused.headers["WWW-Authenticate"] == 'Bearer realm="viralspot"'
+            assert refused.headers["Cache-Control"] == "no-store"
     authorized = {"Authorization": "Bearer s3cret-token"}
     assert client.get("/metrics", headers=authorized).status_code == 200
     assert client.get("/api/sessions/someone", headers=authorized).get_json()["error_code"] == "SESSION_NOT_FOUND"

@@ -34,6 +34,7 @@ def test_a_random_page_creates_the_session_it_shows(client):
     assert client.get("/api/reels?random_order=true&session_id=fresh").status_code == 200
     response = client.get("/api/sessions/fresh")
     assert response.headers["Cache-Control"] == "no-store"  # this moment's state: no cache keeps it
+    assert client.get("/api/sessions/never-made").headers["Cache-Control"] == "no-store"  # nor a 404
     session = response.get_json()["data"]["session"]
     assert [feed["endpoint"] for feed in session["feeds"]] == ["/api/reels"]
 

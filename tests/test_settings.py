@@ -193,7 +193,7 @@ def test_gunicorn_reads_the_same_settings():
 
 
 @pytest.mark.parametrize("name, value, loaded", [("LOG_FORMAT", " JSON ", " JSON "), ("LOG_FORMAT", "", "text"),
-                                                 ("LOG_LEVEL", "warn", "warn"), ("LOG_LEVEL", "  ", "INFO")])
+                                                 ("LOG_LEVEL", "Warning", "Warning"), ("LOG_LEVEL", "  ", "INFO")])
 def test_a_choice_takes_any_case_and_empty_keeps_the_default(name, value, loaded):
     assert load_settings(Config, {f"VIRALSPOT_{name}": value})[0][name] == loaded
 
@@ -203,3 +203,11 @@ def test_what_the_configuration_class_is_has_no_variable_of_its_own(name, value)
     """``VIRALSPOT_PRODUCTION=false`` under ``VIRALSPOT_CONFIG=production`` lifted every refusal."""
     with pytest.raises(RuntimeError, match=f"VIRALSPOT_{name}: set by VIRALSPOT_CONFIG"):
         load_settings(config_class("production"), {f"VIRALSPOT_{name}": value})
+
+
+@pytest.mark.parametrize("name, value", [("LOG_LEVEL", "warn"), ("LOG_LEVEL", "notset"), ("DATABASE_TIMEOUT", "86401")])
+def test_values_a_part_of_the_service_could_not_take_are_refused(name, value):
+    """gunicorn knows five log levels (it took ``warn`` as INFO); PostgreSQL's statement_timeout ends
+    at 2^31 ms (every worker then failed to boot)."""
+    with pytest.raises(RuntimeError, match=f"VIRALSPOT_{name}"):
+        load_settings(Config, {f"VIRALSPOT_{name}": value})

@@ -83,7 +83,9 @@ def check_settings(app: Flask) -> None:
                                      _too_short(secret.strip())),
             "VIRALSPOT_ADMIN_TOKEN": ("is not set: session inspection and /metrics would be public (set "
                                       "VIRALSPOT_PUBLIC_INSPECTION=true if that is meant)"
-                                      if not token and not config["PUBLIC_INSPECTION"] else token and _too_short(token)),
+                                      if not token and not config["PUBLIC_INSPECTION"] else
+                                      "is a value published in config.py" if token in PUBLISHED_SECRETS else
+                                      token and _too_short(token)),
         }
         refused = [f"{name} {why}" for name, why in unsafe.items() if why]
         if refused:

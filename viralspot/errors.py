@@ -73,6 +73,7 @@ def register_errorhandlers(app: Flask) -> None:
         response = error_response(mapped)
         if mapped.error_code == "UNAUTHORIZED":
             response.headers["WWW-Authenticate"] = 'Bearer realm="viralspot"'
+            response.headers["Cache-Control"] = "no-store"
         if isinstance(error, HTTPException) and error.code == 405 and getattr(error, "valid_methods", None):
             response.headers["Allow"] = ", ".join(error.valid_methods)
         return response

@@ -31,6 +31,11 @@ def inspect_session(args, session_id: str):  # noqa: ARG001 - the raw path value
     summary = session_store.backend.summary(args["session_id"])
     if summary is None:
         raise ApiError(f"Session {args['session_id']} not found (unknown, expired or reset)", "SESSION_NOT_FOUND")
-    response = api_response({"session": session_document(summary)}, "Session found")
-    response.headers["Cache-Control"] = "no-store"  # a session's state of this moment, for its operator
+    return api_response({"session": session_document(summary)}, "Session found")
+
+
+@bp.after_request
+def not_stored(response):
+    """Every answer about a session (its state, a 404, a 401, a reset) is of this moment: no cache keeps it."""
+    response.headers["Cache-Control"] = "no-store"
     return response
