@@ -4,7 +4,9 @@ session flood against a Redis bounded by maxmemory."""
 from __future__ import annotations
 
 import http.client
+import io
 import json
+import logging
 import time
 
 import flask_limiter._extension
@@ -95,6 +97,21 @@ def test_a_failing_limit_storage_counts_in_the_process_until_it_answers_again(re
     monkeypatch.setattr(flask_limiter._extension, "time", _ClockAhead(64))
     assert statuses() == [200, 200, 429]  # back in the restarted Redis, whose counts start afresh
     assert server.client().keys("vs2:rl:*")
+
+
+def test_the_switch_to_counting_in_memory_is_in_the_app_log(redis_server_factory):
+    server = redis_server_factory()
+    url = server.url
+    server.stop()
+    client = make(RATE_LIMIT="2/minute", SESSION_STORE_URL=url, SESSION_STORE_RETRIES=0, LOG_LEVEL="WARNING")
+    handler = next(h for h in logging.getLogger("viralspot").handlers if getattr(h, "_viralspot", False))
+    stream = io.StringIO()
+    previous = handler.setStream(stream)
+    try:
+        assert client.get("/api/filter-options").status_code == 200
+    finally:
+        handler.setStream(previous)
+    assert "Rate limit storage unreachable - falling back to in-memory storage" in stream.getvalue()
 
 
 def test_the_openapi_description_documents_429_and_401():

@@ -51,3 +51,6 @@ def configure_logger(app: Flask) -> None:
         logger.addHandler(handler)
     handler.setFormatter(formatter)
     app.logger.setLevel(level)
+    limiter = logging.getLogger("flask-limiter")  # its switches to counting in memory, and back
+    if handler not in limiter.handlers:
+        limiter.addHandler(handler)
