@@ -41,6 +41,7 @@ loglevel = _settings["LOG_LEVEL"].strip().lower()
 if _settings["LOG_FORMAT"].strip().lower() == "json":
     logger_class = "viralspot.gunicorn_logging.GunicornJsonLogger"
 else:
+    logger_class = "viralspot.gunicorn_logging.GunicornTextLogger"
     access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %({x-request-id}o)s'
 
 # --- Prometheus multiprocess mode: a scrape answered by any worker reports every worker ---------

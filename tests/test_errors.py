@@ -1,6 +1,8 @@
 """Every error answers the JSON error envelope with the right status; no HTML, no leaked internals."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from viralspot import create_app
@@ -150,3 +152,24 @@ def test_gunicorn_refusals_answer_the_envelope(tmp_path):
         got, _headers, body = _raw_request(server.port, f"GET /api/reels?limit=2&x={'a' * 7000} HTTP/1.1\r\n"
                                                         f"Host: t\r\nConnection: close\r\n\r\n".encode())
         assert got == 200, body[:200]
+
+
+def test_a_clients_control_characters_are_escaped_in_the_text_access_log(tmp_path):
+    """gunicorn reads header bytes as latin-1: a User-Agent's 0x9b (a terminal's CSI) reached the
+    access line as it came."""
+    from gunicorn_servers import GunicornServer
+
+    with GunicornServer(tmp_path, database_url=f"sqlite:///{tmp_path}/catalog.db", store_url="memory://",
+                        workers=1, threads=2, name="access",
+                        extra_env={"GUNICORN_ACCESSLOG": "-", "VIRALSPOT_LOG_FORMAT": "text"}) as server:
+        request = (b"GET /livez HTTP/1.1\r\nHost: t\r\nUser-Agent: agent\x9b31mRED\r\n"
+                   b"Referer: back\x85line\r\nConnection: close\r\n\r\n")
+        status, _headers, _body = _raw_request(server.port, request)
+        assert status == 200
+        deadline = time.monotonic() + 10
+        while "agent" not in server.log_tail() and time.monotonic() < deadline:
+            time.sleep(0.05)  # the access line is written after the answer
+        log = server.log_tail()
+    line = next(line for line in log.splitlines() if "GET /livez" in line)
+    assert '"agent\\x9b31mRED"' in line and '"back\\x85line"' in line, line
+    assert "\x9b" not in log and "\x85" not in log

@@ -1,17 +1,37 @@
-"""gunicorn's own log lines as JSON, for ``VIRALSPOT_LOG_FORMAT=json`` (``gunicorn.conf.py`` sets
-``logger_class`` to ``GunicornJsonLogger``): the access log as one JSON object per request, with the
-``X-Request-ID`` the app answered, and the error log through the app's ``JsonFormatter``.
+"""gunicorn's own log lines (``gunicorn.conf.py`` sets ``logger_class``): for ``VIRALSPOT_LOG_FORMAT=json``
+``GunicornJsonLogger``, the access log as one JSON object per request, with the ``X-Request-ID`` the
+app answered, and the error log through the app's ``JsonFormatter``; for ``text``,
+``GunicornTextLogger``, whose access lines write a client's control characters as ``\\xNN``.
 """
 from __future__ import annotations
 
 import json
+import re
 import traceback
 
-from gunicorn.glogging import Logger
+from gunicorn.glogging import Logger, SafeAtoms
 
 from .clock import utc_timestamp
 from .logs import JsonFormatter
 from .request_ids import HEADER
+
+
+#: C0 controls, DEL and C1 controls (a header's bytes are read as latin-1: 0x9b is a terminal's CSI).
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+class _EscapedAtoms(SafeAtoms):
+    """gunicorn's access-line values (quotes escaped) with control characters written as ``\\xNN``."""
+
+    def __init__(self, atoms) -> None:
+        super().__init__({key: _CONTROLS.sub(lambda found: f"\\x{ord(found.group()):02x}", value)
+                          if isinstance(value, str) else value for key, value in atoms.items()})
+
+
+class GunicornTextLogger(Logger):
+    """gunicorn's logger for text lines: what a client sends cannot drive the terminal that reads them."""
+
+    atoms_wrapper_class = _EscapedAtoms
 
 
 class GunicornJsonLogger(Logger):
