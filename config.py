@@ -189,7 +189,8 @@ def _origins(value: str) -> None:
 
 
 class _Choice:
-    """One of ``choices`` in any case, spaces around it ignored; empty keeps the default."""
+    """One of ``choices`` in any case, spaces around it ignored (loaded as the choice itself); empty
+    keeps the default."""
 
     def __init__(self, choices) -> None:
         self.choices = tuple(choices)
@@ -285,6 +286,9 @@ def load_settings(config: type[Config], environ: Mapping[str, str],
         raise RuntimeError("invalid settings: " + " ".join(
             f"{PREFIX}{name}{_shown(config, name, values[name])}: {' '.join(map(str, messages))}"
             for name, messages in sorted(error.normalized_messages().items()))) from None
+    for name, rule in RULES.items():
+        if isinstance(rule, _Choice):
+            loaded[name] = loaded[name].strip().lower()
     return {**values, **loaded}, sorted(unknown)
 
 

@@ -35,10 +35,10 @@ keepalive = _settings["GUNICORN_KEEPALIVE"]
 limit_request_line = _settings["GUNICORN_LIMIT_REQUEST_LINE"]
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None
 errorlog = "-"
-loglevel = _settings["LOG_LEVEL"].strip().lower()
+loglevel = _settings["LOG_LEVEL"]
 
 # --- Logs: the request id on every access line; VIRALSPOT_LOG_FORMAT=json makes every line JSON ---
-if _settings["LOG_FORMAT"].strip().lower() == "json":
+if _settings["LOG_FORMAT"] == "json":
     logger_class = "viralspot.gunicorn_logging.GunicornJsonLogger"
 else:
     logger_class = "viralspot.gunicorn_logging.GunicornTextLogger"

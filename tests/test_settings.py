@@ -192,8 +192,8 @@ def test_gunicorn_reads_the_same_settings():
     assert answer.returncode == 0, answer.stderr
 
 
-@pytest.mark.parametrize("name, value, loaded", [("LOG_FORMAT", " JSON ", " JSON "), ("LOG_FORMAT", "", "text"),
-                                                 ("LOG_LEVEL", "Warning", "Warning"), ("LOG_LEVEL", "  ", "INFO")])
+@pytest.mark.parametrize("name, value, loaded", [("LOG_FORMAT", " JSON ", "json"), ("LOG_FORMAT", "", "text"),
+                                                 ("LOG_LEVEL", "Warning", "warning"), ("LOG_LEVEL", "  ", "info")])
 def test_a_choice_takes_any_case_and_empty_keeps_the_default(name, value, loaded):
     assert load_settings(Config, {f"VIRALSPOT_{name}": value})[0][name] == loaded
 

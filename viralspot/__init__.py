@@ -63,8 +63,11 @@ PUBLISHED_SECRETS = frozenset({INSECURE_DEFAULT_SECRET, TestingConfig.SECRET_KEY
 SECRET_MIN_LENGTH = 16
 
 
-def _too_short(secret: str) -> str | None:
-    return f"is shorter than {SECRET_MIN_LENGTH} characters" if len(secret) < SECRET_MIN_LENGTH else None
+def _weak(secret: str) -> str | None:
+    """Why production refuses ``secret`` (the secret key, the admin token), or None."""
+    if secret in PUBLISHED_SECRETS:
+        return "is a value published in config.py"
+    return f"is shorter than {SECRET_MIN_LENGTH} characters" if len(secret.strip()) < SECRET_MIN_LENGTH else None
 
 
 def check_settings(app: Flask) -> None:
@@ -79,13 +82,10 @@ def check_settings(app: Flask) -> None:
         unsafe = {
             "VIRALSPOT_DEBUG": "puts exception text in 500 bodies" if config.get("DEBUG") else None,
             "VIRALSPOT_FIXED_NOW": "pins the clock" if config.get("FIXED_NOW") else None,
-            "VIRALSPOT_SECRET_KEY": ("is a value published in config.py" if secret in PUBLISHED_SECRETS else
-                                     _too_short(secret.strip())),
+            "VIRALSPOT_SECRET_KEY": _weak(secret),
             "VIRALSPOT_ADMIN_TOKEN": ("is not set: session inspection and /metrics would be public (set "
                                       "VIRALSPOT_PUBLIC_INSPECTION=true if that is meant)"
-                                      if not token and not config["PUBLIC_INSPECTION"] else
-                                      "is a value published in config.py" if token in PUBLISHED_SECRETS else
-                                      token and _too_short(token)),
+                                      if not token and not config["PUBLIC_INSPECTION"] else token and _weak(token)),
         }
         refused = [f"{name} {why}" for name, why in unsafe.items() if why]
         if refused:

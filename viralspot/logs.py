@@ -37,9 +37,9 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logger(app: Flask) -> None:
-    """The settings were checked when loaded (``config.RULES``): any case, spaces around."""
-    level = app.config["LOG_LEVEL"].strip().upper()
-    json_lines = app.config["LOG_FORMAT"].strip().lower() == "json"
+    """The settings were checked and written as their choice when loaded (``config.RULES``)."""
+    level = app.config["LOG_LEVEL"].upper()
+    json_lines = app.config["LOG_FORMAT"] == "json"
     formatter = JsonFormatter() if json_lines else logging.Formatter(FORMAT)
     logger = logging.getLogger("viralspot")
     logger.setLevel(level)
@@ -51,6 +51,6 @@ def configure_logger(app: Flask) -> None:
         logger.addHandler(handler)
     handler.setFormatter(formatter)
     app.logger.setLevel(level)
-    limiter = logging.getLogger("flask-limiter")  # its switches to counting in memory, and back
+    limiter = logging.getLogger("flask-limiter")  # its switch to counting in memory (a warning)
     if handler not in limiter.handlers:
         limiter.addHandler(handler)
