@@ -1,9 +1,16 @@
 """Each filter of /api/reels and /api/posts against the oracle, on every database backend."""
 from __future__ import annotations
 
-import pytest
+import sys
+import threading
+import time
 
-from catalog_data import all_ids, expected_order, matches
+import pytest
+from sqlalchemy import event
+
+from catalog_data import all_ids, as_json_lines, expected_order, fixture_records, matches
+from moments import PINNED_NOW
+from viralspot.catalog.importer import import_lines
 from viralspot.catalog.tables import content
 
 
@@ -153,3 +160,121 @@ def test_filter_options_lists_sorted_distinct_values(fixture_catalog):
     assert data["content_types"] == ["post", "reel", "story"]
     assert data["languages"] == ["en", "es", "pt"]
     assert data["content_styles"] == ["tutorial", "vlog"]
+
+
+def _waiting_for_a_future(thread: threading.Thread) -> bool:
+    frame = sys._current_frames().get(thread.ident)
+    while frame is not None:
+        if frame.f_code.co_name == "result" and "concurrent" in frame.f_code.co_filename:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _until(condition, what: str, bound: float = 20.0) -> None:
+    deadline = time.monotonic() + bound
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {bound} s: {what}"
+        time.sleep(0.01)
+
+
+def test_filter_options_requests_during_their_computation_wait_for_it(catalog_app):
+    """After a catalog write the first request computes the filter options; the requests of the same
+    process that come while it does wait for its answer: one computation's statements in all."""
+    engine = catalog_app.extensions["viralspot.catalog"]
+    records = fixture_records(PINNED_NOW)
+    with catalog_app.app_context():
+        import_lines(engine, as_json_lines(records[:-1]))
+    distinct_statements: list[str] = []
+    computing = threading.Event()
+    computing.set()
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def hold_the_computation(conn, cursor, statement, parameters, context, executemany):
+        if "DISTINCT" in statement.upper():
+            distinct_statements.append(statement)
+            computing.wait(60)
+
+    client = catalog_app.test_client()
+    before = client.get("/api/filter-options").json["data"]
+    per_computation = len(distinct_statements)
+    assert per_computation > 0
+
+    added = {**records[-1], "keyword_1": "single-flight"}
+    with catalog_app.app_context():
+        import_lines(engine, as_json_lines([added]))
+    distinct_statements.clear()
+    computing.clear()
+    answers: list = []
+
+    def ask():
+        response = catalog_app.test_client().get("/api/filter-options")
+        answers.append((response.status_code, response.json["data"]))
+
+    first = threading.Thread(target=ask)
+    waiting = [threading.Thread(target=ask) for _ in range(5)]
+    try:
+        first.start()
+        _until(lambda: distinct_statements, "the first request computes the options")
+        for thread in waiting:
+            thread.start()
+        _until(lambda: all(_waiting_for_a_future(thread) for thread in waiting),
+               "the later requests wait for the first one's answer")
+    finally:
+        computing.set()
+        for thread in [first, *waiting]:
+            thread.join(60)
+    assert [status for status, _ in answers] == [200] * 6
+    assert all(data == answers[0][1] for _, data in answers)
+    assert "single-flight" in answers[0][1]["keywords"] and "single-flight" not in before["keywords"]
+    assert len(distinct_statements) == per_computation
+
+
+@pytest.mark.postgres
+def test_filter_options_that_failed_are_computed_again(postgres_server):
+    """The computation's connection is lost: the request computing the options and those waiting for
+    its answer get the 503 envelope; the next request computes them again."""
+    from conftest import dispose_catalog_app, make_catalog_app
+
+    url = postgres_server.create_database()
+    app = make_catalog_app(url)
+    engine = app.extensions["viralspot.catalog"]
+    with app.app_context():
+        import_lines(engine, as_json_lines(fixture_records(PINNED_NOW)))
+    computing = threading.Event()
+    lost = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def lose_the_connection(conn, cursor, statement, parameters, context, executemany):
+        if "DISTINCT" in statement.upper() and not lost:
+            lost.append(statement)
+            computing.wait(60)
+            cursor.connection.close()
+
+    answers: list = []
+
+    def ask():
+        response = app.test_client().get("/api/filter-options")
+        answers.append((response.status_code, response.json["error_code"] if response.status_code != 200 else None))
+
+    first = threading.Thread(target=ask)
+    waiting = [threading.Thread(target=ask) for _ in range(3)]
+    try:
+        first.start()
+        _until(lambda: lost, "the first request computes the options")
+        for thread in waiting:
+            thread.start()
+        _until(lambda: all(_waiting_for_a_future(thread) for thread in waiting),
+               "the later requests wait for the first one's answer")
+    finally:
+        computing.set()
+        for thread in [first, *waiting]:
+            thread.join(60)
+    try:
+        assert answers == [(503, "DATABASE_UNAVAILABLE")] * 4
+        response = app.test_client().get("/api/filter-options")
+        assert response.status_code == 200
+        assert response.json["data"]["content_types"] == ["post", "reel", "story"]
+    finally:
+        dispose_catalog_app(app)
+        postgres_server.drop_database(url)

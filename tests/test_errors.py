@@ -146,12 +146,30 @@ def test_gunicorn_refusals_answer_the_envelope(tmp_path):
             assert envelope["error_code"] == code and ERROR_CODES[code][0] == status
             assert len(headers["x-request-id"]) == 32 and int(headers["x-request-id"], 16) >= 0
             assert headers["x-content-type-options"] == "nosniff"
+            # Any origin may call the API (the default): a browser's script can read the refusal.
+            assert headers["access-control-allow-origin"] == "*"
+            assert headers["access-control-expose-headers"] == "X-Request-ID"
             if code == "URI_TOO_LONG":
                 assert envelope["detail"] == "The request line is longer than 8190 bytes"
         # A request line just under the limit reaches Flask (its argument rules answer).
         got, _headers, body = _raw_request(server.port, f"GET /api/reels?limit=2&x={'a' * 7000} HTTP/1.1\r\n"
                                                         f"Host: t\r\nConnection: close\r\n\r\n".encode())
         assert got == 200, body[:200]
+
+
+def test_gunicorn_refusals_name_no_origin_when_only_some_origins_may_call(tmp_path):
+    """The request's Origin is not read when gunicorn refuses it: no origin is allowed to read the answer."""
+    from gunicorn_servers import GunicornServer
+
+    with GunicornServer(tmp_path, database_url=f"sqlite:///{tmp_path}/catalog.db", store_url="memory://",
+                        workers=1, threads=2, name="origins",
+                        extra_env={"VIRALSPOT_CORS_ORIGINS": "https://app.example.com"}) as server:
+        status, headers, _body = _raw_request(server.port, b"NOT A REQUEST\r\nOrigin: https://app.example.com\r\n\r\n")
+        assert status == 400
+        assert "access-control-allow-origin" not in headers
+        status, headers, _body = _raw_request(server.port, b"GET /health HTTP/1.1\r\nHost: t\r\n"
+                                                           b"Origin: https://app.example.com\r\nConnection: close\r\n\r\n")
+        assert (status, headers["access-control-allow-origin"]) == (200, "https://app.example.com")
 
 
 def test_a_clients_control_characters_are_escaped_in_the_text_access_log(tmp_path):

@@ -1,6 +1,9 @@
 """gunicorn's worker with the API's error envelope: a request that gunicorn itself refuses (a
 request line over ``limit_request_line``, headers over their limits, a malformed request)
-answers the JSON envelope with 414, 431 or 400, not gunicorn's HTML page."""
+answers the JSON envelope with 414, 431 or 400, not gunicorn's HTML page. When any origin may call
+the API (``VIRALSPOT_CORS_ORIGINS=*``, the default) the refusal carries the CORS headers, so a
+browser's script can read it; with a list of origins it cannot, as the request's ``Origin`` was not
+read."""
 from __future__ import annotations
 
 import json
@@ -20,20 +23,29 @@ _REASONS = {400: "Bad Request", 414: "URI Too Long", 431: "Request Header Fields
 _RESPONSE_ERRORS = (InvalidResponseHeader, InvalidResponseHeaderName)
 
 
-def error_bytes(error_code: str, detail: str, request_id: str) -> bytes:
+#: The CORS headers of a refusal when any origin may call the API (those flask-cors gives an answer).
+ANY_ORIGIN_HEADERS = "Access-Control-Allow-Origin: *\r\nAccess-Control-Expose-Headers: X-Request-ID\r\n"
+
+
+def error_bytes(error_code: str, detail: str, request_id: str, extra_headers: str = "") -> bytes:
     """A whole HTTP/1.1 response carrying the error envelope and a request id (the request was not
     read far enough to keep the client's); the connection closes after it."""
     status, troubleshooting = ERROR_CODES[error_code]
     body = json.dumps({"success": False, "detail": detail, "error_code": error_code, "timestamp": utc_timestamp(),
                        "troubleshooting": troubleshooting}).encode()
     head = (f"HTTP/1.1 {status} {_REASONS[status]}\r\nConnection: close\r\nContent-Type: application/json\r\n"
-            "X-Content-Type-Options: nosniff\r\n"
+            f"X-Content-Type-Options: nosniff\r\n{extra_headers}"
             f"X-Request-ID: {request_id}\r\nContent-Length: {len(body)}\r\n\r\n")
     return head.encode("latin-1") + body
 
 
 class EnvelopeWorker(ThreadWorker):
     """``gthread`` with JSON errors (``gunicorn.conf.py`` sets it as ``worker_class``)."""
+
+    def _cors_headers(self) -> str:
+        app = getattr(self, "wsgi", None)
+        any_origin = getattr(app, "extensions", {}).get("viralspot.cors_origins") == ["*"]
+        return ANY_ORIGIN_HEADERS if any_origin else ""
 
     def handle_error(self, req, client, addr, exc):
         if isinstance(exc, LimitRequestLine):
@@ -49,6 +61,6 @@ class EnvelopeWorker(ThreadWorker):
         if code != "INTERNAL_ERROR":
             self.log.warning("Invalid request from ip=%s: %s [%s]", (addr or ("",))[0], type(exc).__name__, request_id)
         try:
-            util.write_nonblock(client, error_bytes(code, detail, request_id))
+            util.write_nonblock(client, error_bytes(code, detail, request_id, self._cors_headers()))
         except Exception:  # noqa: BLE001 - the client may be gone
             self.log.debug("Failed to send error message.")
