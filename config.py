@@ -188,6 +188,27 @@ def _origins(value: str) -> None:
                               "https://app.example.com,http://localhost:3000.")
 
 
+#: The catalog's SQLAlchemy URL schemes (drivers this package installs).
+_DATABASE_SCHEMES = ("sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg")
+
+
+def _database_url(value: str | None) -> None:
+    """A SQLite or PostgreSQL URL SQLAlchemy can read; empty means the embedded SQLite file."""
+    if not value or not value.strip():
+        return
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        scheme = make_url(value.strip()).drivername
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        raise ValidationError("Not a database URL; use sqlite:///path/catalog.db or "
+                              "postgresql+psycopg://user@host:5432/db.") from None
+    if scheme not in _DATABASE_SCHEMES:
+        raise ValidationError(f"The scheme {scheme!r} is not one of {', '.join(_DATABASE_SCHEMES)} "
+                              "(the catalog runs on SQLite or PostgreSQL through psycopg).")
+
+
 class _Choice:
     """One of ``choices`` in any case, spaces around it ignored (loaded as the choice itself); empty
     keeps the default."""
@@ -205,6 +226,7 @@ _AT_LEAST_1 = validate.Range(min=1)
 _SECONDS = validate.Range(min=0, min_inclusive=False)
 #: What each setting must be beyond its type; every value, whatever its source, is checked.
 RULES = {
+    "DATABASE_URL": _database_url,
     "DATABASE_BUSY_TIMEOUT": _AT_LEAST_0,
     "DATABASE_TIMEOUT": validate.Range(min=0, max=86_400),  # PostgreSQL's statement_timeout: at most 2^31 ms
     "SESSION_TTL": _AT_LEAST_1,
@@ -292,11 +314,16 @@ def load_settings(config: type[Config], environ: Mapping[str, str],
     return {**values, **loaded}, sorted(unknown)
 
 
+#: Checked free text an error message does not repeat: a URL may carry a password.
+_NOT_REPEATED = {"DATABASE_URL"}
+
+
 def _is_text(config: type[Config], name: str) -> bool:
     """Whether a setting is free text (kept as given, empty included), not a number, flag or choice."""
     return isinstance(_schema(config).fields[name], fields.String) and not isinstance(RULES.get(name), _Choice)
 
 
 def _shown(config: type[Config], name: str, value: Any) -> str:
-    """`` ('value')`` for an error message; nothing for free text (a secret, a URL with a password)."""
-    return "" if _is_text(config, name) and name not in RULES else f" ({value!r})"
+    """`` ('value')`` for an error message; nothing for free text (a secret, a URL with a password)
+    but the checked text that has no secret in it (origins, rate limits)."""
+    return "" if _is_text(config, name) and (name not in RULES or name in _NOT_REPEATED) else f" ({value!r})"

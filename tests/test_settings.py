@@ -3,6 +3,7 @@ type of its default and checked, a bad one stopping the start-up with an error t
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -111,9 +112,41 @@ def test_production_refuses_a_token_of_spaces(monkeypatch):
 def test_the_app_and_its_commands_stop_on_a_bad_setting_in_one_line(command):
     env = {"PATH": "/usr/bin:/bin", "VIRALSPOT_SESSION_TTL": "0"}
     answer = subprocess.run([sys.executable, *command], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert answer.returncode == 1
+    assert answer.returncode == 4  # gunicorn's "App failed to load": its master stops
     assert answer.stderr.strip() == ("viralspot: invalid settings: VIRALSPOT_SESSION_TTL ('0'): "
                                      "Must be greater than or equal to 1.")
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("notaurl", "Not a database URL"),
+    ("postgresql+psycopg://viralspot:hunter2@[::1/catalog", "Not a database URL"),
+    ("mysql://viralspot:hunter2@db/catalog", "The scheme 'mysql' is not one of sqlite, sqlite+pysqlite, postgresql"),
+    ("postgresql+psycopg2://viralspot:hunter2@db/catalog", "The scheme 'postgresql+psycopg2' is not one of"),
+])
+def test_a_catalog_url_that_cannot_be_used_stops_start_up_without_repeating_it(value, problem):
+    with pytest.raises(RuntimeError) as raised:
+        loaded(DATABASE_URL=value)
+    assert str(raised.value).startswith(f"invalid settings: VIRALSPOT_DATABASE_URL: {problem}")
+    assert "hunter2" not in str(raised.value)
+
+
+@pytest.mark.parametrize("value", ["", "sqlite://", "sqlite:////var/lib/viralspot/catalog.db",
+                                   "postgresql://viralspot@db:5432/catalog", "postgresql+psycopg://db/catalog"])
+def test_sqlite_and_postgresql_urls_are_taken(value):
+    assert loaded(DATABASE_URL=value)["DATABASE_URL"] == value
+
+
+def test_gunicorn_stops_on_a_setting_the_app_refuses(tmp_path):
+    """A refusal made as the app loads (here: production without a secret) stops gunicorn's master
+    with the one line: before, the worker exited 1 and the master started it again and again."""
+    env = {"PATH": os.environ["PATH"], "VIRALSPOT_CONFIG": "production", "PORT": "0",
+           "VIRALSPOT_DATABASE_URL": f"sqlite:///{tmp_path}/catalog.db", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    answer = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert answer.returncode == 4, answer.stderr[-2000:]
+    assert answer.stderr.count("Booting worker") == 1
+    assert "viralspot: VIRALSPOT_SECRET_KEY must be set in this configuration" in answer.stderr
+    assert "App failed to load" in answer.stderr and "Traceback" not in answer.stderr
 
 
 def test_every_bad_value_is_named_at_once():
@@ -130,8 +163,8 @@ def test_rate_limits_in_limits_notation_or_empty_are_taken(value):
 
 @pytest.mark.parametrize("value", ["1e3", "12.50", '"quoted"', "0", "null", "true", "[1, 2]"])
 def test_text_settings_are_kept_exactly_as_given(value):
-    settings = loaded(ADMIN_TOKEN=value, SECRET_KEY=value, DATABASE_URL=value)
-    assert settings["ADMIN_TOKEN"] == settings["SECRET_KEY"] == settings["DATABASE_URL"] == value
+    settings = loaded(ADMIN_TOKEN=value, SECRET_KEY=value, ITEM_SNAPSHOT_DIR=value)
+    assert settings["ADMIN_TOKEN"] == settings["SECRET_KEY"] == settings["ITEM_SNAPSHOT_DIR"] == value
 
 
 def test_a_token_that_looks_like_a_number_is_the_token(monkeypatch):
