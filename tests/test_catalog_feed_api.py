@@ -470,3 +470,78 @@ def test_a_replaced_catalog_is_served_to_a_session_in_progress_once_then_ends(gr
             break
     assert last, "the feed never ended"
     assert len(after) == len(set(after)) and set(after) == new
+
+
+@pytest.mark.postgres
+def test_imports_running_at_once_on_postgresql_are_each_served_once(postgres_server):
+    """PostgreSQL hands out content keys from a sequence at INSERT; rows are seen at COMMIT. Two
+    imports at once take turns (each chunk bumps the catalog version first, and its row stays locked
+    until the chunk commits), so a feed that reaches the keys of the second has seen the first's
+    rows: before, a session paging while the first import was still open passed its keys, and never
+    served its items (44 of 1,005 in the report that found it)."""
+    import threading
+    import time
+
+    from sqlalchemy import event, text
+
+    from viralspot.catalog.database import make_engine
+    from viralspot.catalog.importer import import_lines
+
+    url = postgres_server.create_database()
+    app = create_app({"CONFIG": "testing", "DATABASE_URL": url})
+    engine = app.extensions["viralspot.catalog"]
+    held_engine = make_engine(url)  # the first import's, held open after its first key was handed out
+    racing = {"primary_categories": "Racing"}
+    holding, release = threading.Event(), threading.Event()
+
+    @event.listens_for(held_engine, "after_cursor_execute")
+    def hold_after_the_first_key(_conn, _cursor, statement, *_args):
+        if statement.lstrip().upper().startswith("INSERT INTO CONTENT") and not holding.is_set():
+            holding.set()
+            release.wait(60)
+
+    def run_import(on, numbers, username):
+        # Each import its own profile: a profile the other has written waits for its commit too.
+        lines = [json.dumps({**json.loads(import_line(n, "Racing")), "username": username}) for n in numbers]
+        with app.app_context():
+            report = import_lines(on, lines)
+        assert report.inserted == len(numbers), report.errors
+
+    def page_to_the_end(served):
+        while True:
+            ids, last = random_page(client, "racing", len(served), 10, **racing)
+            served += ids
+            if last:
+                return served
+
+    def lock_waits() -> int:
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar()
+
+    first = threading.Thread(target=run_import, args=(held_engine, range(10, 40), "first_importer"))
+    second = threading.Thread(target=run_import, args=(engine, range(100, 105), "second_importer"))
+    try:
+        client = app.test_client()
+        run_import(engine, range(5), "first_importer")
+        served = page_to_the_end([])
+        assert len(served) == 5
+        first.start()
+        assert holding.wait(60), "the first import wrote no content row"
+        second.start()
+        deadline = time.monotonic() + 30
+        while second.is_alive() and not lock_waits():
+            assert time.monotonic() < deadline, "the second import neither waited nor ended"
+            time.sleep(0.01)
+        served = page_to_the_end(served)  # while the first import is open
+        release.set()
+        first.join(60)
+        second.join(60)
+        served = page_to_the_end(served)
+    finally:
+        release.set()
+        app.extensions["viralspot.session_store"].close()
+        engine.dispose()
+        held_engine.dispose()
+        postgres_server.drop_database(url)
+    assert len(served) == len(set(served)), [item for item in set(served) if served.count(item) > 1]
+    assert set(served) == {f"grown-Racing-reel-{n}" for n in [*range(5), *range(10, 40), *range(100, 105)]}

@@ -143,17 +143,18 @@ def parse_line(text: str) -> dict:
 
 @dataclass
 class RenderPending:
-    """What a chunk's writes changed, rendered once before the chunk commits (catalog/rendering.py)."""
+    """What a chunk's writes changed, rendered once before the chunk commits (catalog/rendering.py)
+    with the catalog version the chunk's transaction bumped first."""
 
+    version: int
     content_ids: set[int] = field(default_factory=set)
     profile_ids: set[int] = field(default_factory=set)
 
     def commit(self, conn: Connection) -> int:
-        """Bump the catalog version and render the changed items with it; the number rendered."""
+        """Render the changed items with the chunk's version; the number rendered."""
         if not (self.content_ids or self.profile_ids):
             return 0
-        return render_items(conn, version=bump_version(conn), content_ids=self.content_ids,
-                            profile_ids=self.profile_ids)
+        return render_items(conn, version=self.version, content_ids=self.content_ids, profile_ids=self.profile_ids)
 
 
 def _upsert_profile(conn: Connection, record: dict, now: datetime, pending: RenderPending) -> int:
@@ -204,8 +205,12 @@ def _write_chunk(engine: Engine, chunk: list[tuple[int, dict]], report: ImportRe
     """Write one chunk in one transaction; the report is updated only when it commits."""
     written: list[bool] = []  # for each line written: True when inserted, False when updated
     rejected: list[tuple[int, str]] = []
-    pending = RenderPending()
     with engine.begin() as conn:
+        # The version first: its row stays locked until this transaction ends, so writers take turns.
+        # New content keys come from a sequence at INSERT and are seen at COMMIT; in turns they are
+        # seen in the order they were handed out, and a feed that has passed the largest key it saw
+        # never finds a smaller one committed after (it would never serve it).
+        pending = RenderPending(bump_version(conn))
         for line_number, record in chunk:
             try:
                 written.append(write_record(conn, record, pending))
