@@ -88,7 +88,9 @@ class PostgresServer:
         if self.run_as:
             shutil.chown(self.root, "postgres", "postgres")
         self._run(os.path.join(self.bin_dir, "initdb"), "-D", self.data, "-U", "postgres", "--auth=trust",
-                  "-E", "UTF8", "--locale=C", "--no-sync")
+                  # Byte-order sorting (C); case folding by Unicode's rules, as lower() and ILIKE do
+                  # under a UTF-8 ctype (the README asks one of the catalog's database).
+                  "-E", "UTF8", "--locale=C", "--lc-ctype=C.UTF-8", "--no-sync")
         options = (f"-h 127.0.0.1 -p {self.port} -k {self.root} -c fsync=off -c synchronous_commit=off "
                    "-c full_page_writes=off -c max_connections=200")
         self._run(os.path.join(self.bin_dir, "pg_ctl"), "-D", self.data, "-l", os.path.join(self.root, "log"),

@@ -278,3 +278,23 @@ def test_filter_options_that_failed_are_computed_again(postgres_server):
     finally:
         dispose_catalog_app(app)
         postgres_server.drop_database(url)
+
+
+@pytest.mark.parametrize("query, found", [
+    ({"search": "café"}, True), ({"search": "CAFÉ"}, True), ({"search": "école"}, True),
+    ({"search": "ÉCOLE"}, True), ({"search": "straße"}, True), ({"search": "cafe"}, False),
+    ({"keywords": "Über"}, True), ({"keywords": "über"}, True), ({"keywords": "ÜBER"}, True),
+    ({"keywords": "uber"}, False),
+])
+def test_search_and_keywords_ignore_case_beyond_ascii(catalog_app, query, found):
+    """SQLite's lower() and LIKE fold ASCII letters only: "café" did not find "CAFÉ", and a keyword
+    "Über" was matched by no spelling at all, though the filter options list it."""
+    record = {**fixture_records(PINNED_NOW)[0], "content_id": "unicode-1", "shortcode": "UNICODE1",
+              "content_type": "reel", "description": "Visit the CAFÉ École Straße", "keyword_1": "Über"}
+    with catalog_app.app_context():
+        report = import_lines(catalog_app.extensions["viralspot.catalog"], as_json_lines([record]))
+    assert report.inserted == 1, report.errors
+    client = catalog_app.test_client()
+    assert client.get("/api/filter-options").json["data"]["keywords"].count("Über") == 1
+    items = client.get("/api/reels", query_string=query).json["data"]["reels"]
+    assert [item["id"] for item in items] == (["unicode-1"] if found else [])

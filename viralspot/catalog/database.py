@@ -31,6 +31,7 @@ from .feed_source import FeedCatalog
 from .item_snapshots import ItemSnapshots, snapshot_directory
 from .state_cache import CatalogStateCache
 from .tables import content, metadata
+from .text_case import register_sqlite_lower
 
 EXTENSION_NAME = "viralspot.catalog"
 SCHEMA_READY = "viralspot.catalog.schema_ready"
@@ -56,6 +57,7 @@ def _tune_sqlite(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA cache_size=-65536")
     cursor.execute("PRAGMA mmap_size=17179869184")  # 16 GiB: map the whole file; pages are shared with the OS cache
     cursor.close()
+    register_sqlite_lower(dbapi_connection)
 
 
 #: Seconds a PostgreSQL connection may take to open, at most.

@@ -20,6 +20,7 @@ from sqlalchemy import Float, Select, and_, cast, func, not_, or_
 from sqlalchemy.sql.elements import ColumnElement
 
 from .tables import content, primary_profiles
+from .text_case import unicode_lower
 
 #: Endpoint kind -> the content_type it serves when ``content_types`` is not given.
 DEFAULT_CONTENT_TYPE = {"reels": "reel", "posts": "post"}
@@ -44,7 +45,10 @@ def normalize_content_type(value: str) -> str:
 def contains(column, text: str) -> ColumnElement[bool]:
     """Case-insensitive literal substring match (``\\``, ``%`` and ``_`` escaped), the pattern a bound parameter."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return column.ilike(f"%{escaped}%", escape="\\")
+    if text.isascii():
+        return column.ilike(f"%{escaped}%", escape="\\")
+    # Beyond ASCII both sides are lowered by one rule (SQLite's own folds ASCII letters only).
+    return unicode_lower(column).like(f"%{escaped.lower()}%", escape="\\")
 
 
 def account_engagement_rate() -> ColumnElement:

@@ -1,0 +1,38 @@
+"""Lower case beyond ASCII in SQL: ``unicode_lower(column)``.
+
+SQLite's ``lower()`` and its ``LIKE`` fold the case of ASCII letters only, so ``search=café`` did
+not find "CAFÉ" and a keyword "Über" could not be matched at all. On SQLite ``unicode_lower`` calls
+``vs_lower``, Python's ``str.lower`` registered on each connection (``register_sqlite_lower``); on
+PostgreSQL it is ``lower()``, which folds by the database's locale as ``ILIKE`` does.
+"""
+from __future__ import annotations
+
+from sqlalchemy import String
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import GenericFunction
+
+SQLITE_FUNCTION = "vs_lower"
+
+
+class unicode_lower(GenericFunction):  # noqa: N801 - named as SQL functions are
+    type = String()
+    inherit_cache = True
+
+
+@compiles(unicode_lower)
+def _lower(element, compiler, **kw) -> str:
+    return f"lower({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(unicode_lower, "sqlite")
+def _sqlite_lower(element, compiler, **kw) -> str:
+    return f"{SQLITE_FUNCTION}({compiler.process(element.clauses, **kw)})"
+
+
+def _python_lower(value):
+    return value.lower() if isinstance(value, str) else value
+
+
+def register_sqlite_lower(dbapi_connection) -> None:
+    """Make ``vs_lower`` on a new SQLite connection (deterministic: SQLite may use it in indexes)."""
+    dbapi_connection.create_function(SQLITE_FUNCTION, 1, _python_lower, deterministic=True)
