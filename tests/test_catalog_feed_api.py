@@ -214,6 +214,9 @@ def test_serialize_item_formats_counts_scores_and_fallbacks():
     assert item["followers"] == 0 and item["is_verified"] is False
     assert [display_count(v) for v in (0, 999, 1000, 1050, 45_200, 2_000_000_000)] == \
            ["0", "999", "1K", "1.1K", "45.2K", "2B"]
+    # A count that rounds to a thousand of one unit is one of the next ("1000K" before).
+    assert [display_count(v) for v in (999_949, 999_950, 999_999, 999_949_999, 999_999_999)] == \
+           ["999.9K", "1M", "1M", "999.9M", "1B"]
 
 
 def test_matching_sets_are_read_at_one_catalog_version(catalog_app):

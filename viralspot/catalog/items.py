@@ -11,13 +11,16 @@ _AS_STORED = ("primary_category", "secondary_category", "tertiary_category", "ke
 
 
 def display_count(value: int | None) -> str:
-    """``1234567`` -> ``"1.2M"``, ``45200`` -> ``"45.2K"``, ``45000`` -> ``"45K"``, ``321`` -> ``"321"``."""
+    """``1234567`` -> ``"1.2M"``, ``45200`` -> ``"45.2K"``, ``45000`` -> ``"45K"``, ``321`` -> ``"321"``;
+    a count that rounds to a thousand of a unit takes the next unit (``999999`` -> ``"1M"``)."""
     number = int(value or 0)
-    for threshold, suffix in ((1_000_000_000, "B"), (1_000_000, "M"), (1_000, "K")):
-        if abs(number) >= threshold:
-            text = f"{number / threshold:.1f}".rstrip("0").rstrip(".")
-            return f"{text}{suffix}"
-    return str(number)
+    if abs(number) < 1_000:
+        return str(number)
+    for power, suffix in enumerate(("K", "M", "B"), start=1):
+        text = f"{number / 1_000 ** power:.1f}"
+        if abs(float(text)) < 1_000 or suffix == "B":
+            break
+    return text.rstrip("0").rstrip(".") + suffix
 
 
 def iso_datetime(value: datetime | str | None) -> str | None:
