@@ -88,6 +88,15 @@ class TestRestrictedOrigins:
                                     headers={"Origin": "https://evil.example"})):
             assert "Access-Control-Allow-Origin" not in response.headers
 
+    def test_every_answer_varies_by_origin(self, client):
+        """A shared cache keys the answer by the Origin: the one to no origin or to one not listed
+        (no allow header) is not given to a listed one."""
+        for headers in ({}, {"Origin": "https://evil.example"}, {"Origin": "https://app.example.com"}):
+            for response in (client.get("/health", headers=headers), client.get("/api/reels?limit=1", headers=headers),
+                             client.get("/api/reels?limit=0", headers=headers)):
+                assert "Origin" in response.headers.get("Vary", ""), (headers, response.status_code)
+        assert "Origin" not in client.get("/livez").headers.get("Vary", "")
+
     def test_an_origin_is_matched_exactly_not_as_a_pattern(self, client):
         response = client.get("/health", headers={"Origin": "http://localhost:30000"})
         assert "Access-Control-Allow-Origin" not in response.headers
@@ -123,3 +132,13 @@ def test_a_browser_can_read_the_request_id(client):
     response = client.get("/api/reels?limit=1", headers={"Origin": "http://localhost:3000"})
     assert response.headers["X-Request-ID"]
     assert "X-Request-ID" in response.headers["Access-Control-Expose-Headers"]
+
+
+def test_a_browser_can_read_when_to_try_again_after_a_429():
+    client = create_app({"CONFIG": "testing", "RATE_LIMIT": "1/minute"}).test_client()
+    assert client.get("/api/reels?limit=1", headers={"Origin": FRONTEND}).status_code == 200
+    refused = client.get("/api/reels?limit=1", headers={"Origin": FRONTEND})
+    assert refused.status_code == 429 and refused.headers["Access-Control-Allow-Origin"] == "*"
+    exposed = {name.strip() for name in refused.headers["Access-Control-Expose-Headers"].split(",")}
+    assert {"Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "X-Request-ID"} <= exposed
+    assert all(name in refused.headers for name in exposed)

@@ -2,18 +2,23 @@
 
 ``VIRALSPOT_CORS_ORIGINS``: ``*`` (the default) or empty allows any origin; a comma-separated list
 allows exactly those. Credentials are never allowed (session ids travel in the query). Every
-response of ``/api/*`` and ``/health``, errors included, carries the headers.
+response of ``/api/*`` and ``/health``, errors included, carries the headers; a browser's script may
+read the request id and a 429's ``Retry-After`` and ``RateLimit-*``. With a list of origins every
+such response says ``Vary: Origin``, so a cache does not give one origin's answer to another.
 """
 from __future__ import annotations
 
+import re
 from typing import Iterable
 
-from flask import Flask
+from flask import Flask, request
 from flask_cors import CORS
 
 #: Paths (regular expressions, matched from the start of the path) that answer cross-origin requests.
 CORS_RESOURCES = (r"/api/.*", r"/health$")
 CORS_METHODS = ("GET", "POST", "OPTIONS")
+#: Response headers beyond the CORS-safelisted ones a browser's script may read.
+EXPOSED_HEADERS = ("X-Request-ID", "Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 #: Seconds a browser may cache a preflight's answer.
 PREFLIGHT_MAX_AGE = 600
 
@@ -31,6 +36,17 @@ def init_cors(app: Flask) -> None:
     origins = parse_origins(app.config["CORS_ORIGINS"])
     allow_all = origins == ["*"]
     CORS(app, resources={pattern: {} for pattern in CORS_RESOURCES}, origins="*" if allow_all else origins,
-         methods=list(CORS_METHODS), allow_headers="*", expose_headers=["X-Request-ID"], supports_credentials=False,
-         send_wildcard=allow_all, always_send=False, vary_header=True, max_age=PREFLIGHT_MAX_AGE)
+         methods=list(CORS_METHODS), allow_headers="*", expose_headers=list(EXPOSED_HEADERS),
+         supports_credentials=False, send_wildcard=allow_all, always_send=False, vary_header=True,
+         max_age=PREFLIGHT_MAX_AGE)
     app.extensions["viralspot.cors_origins"] = origins
+    if not allow_all:
+        resources = re.compile("|".join(f"(?:{pattern})" for pattern in CORS_RESOURCES))
+
+        @app.after_request
+        def vary_by_origin(response):
+            # flask-cors says it only when it allows the origin: the answer to no origin, or to one
+            # not listed, would otherwise be cached for a listed one (and lack its allow header).
+            if resources.match(request.path):
+                response.vary.add("Origin")
+            return response
