@@ -172,5 +172,12 @@ class Api(flask_smorest.Api):
         self.spec.components.security_scheme("admin_token", {"type": "http", "scheme": "bearer", "description": (
             "VIRALSPOT_ADMIN_TOKEN, needed only when the server sets one.")})
 
+    def _register_responses(self) -> None:
+        """None: flask-smorest's default error responses (and their ``Error`` schema, which is not
+        our envelope) would describe errors this service never answers; routes declare theirs."""
+
+    def _register_pagination_header(self) -> None:
+        """None: no route pages by flask-smorest's pagination header (``PaginationMetadata``)."""
+
     def _register_error_handlers(self) -> None:
         """None here: ``errors.py`` answers every error with the envelope."""
