@@ -112,7 +112,7 @@ def test_import_command_prints_counts_and_rejections(catalog_app, tmp_path):
     path = tmp_path / "items.jsonl"
     path.write_text("".join(as_json_lines(fixture_records(PINNED_NOW)[:2])) + "oops\n", encoding="utf-8")
     result = catalog_app.test_cli_runner().invoke(args=["content", "import", str(path), "--no-progress"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # the other lines imported; a script sees the rejection
     assert "inserted 2, updated 0, rejected 1" in result.output
     assert "line 3: rejected: invalid JSON" in result.output  # click's output holds stderr too
 
@@ -123,7 +123,7 @@ def test_a_line_with_a_lone_surrogate_is_rejected_and_the_others_imported(catalo
     path = tmp_path / "surrogate.jsonl"
     path.write_text(good[0] + json.dumps(record) + "\n" + good[1], encoding="utf-8")  # the escape is ASCII
     result = catalog_app.test_cli_runner().invoke(args=["content", "import", str(path), "--no-progress"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # the other lines imported; a script sees the rejection
     assert "inserted 2, updated 0, rejected 1" in result.output
     assert "line 2: rejected: a string holds a lone surrogate" in result.output
 
@@ -133,7 +133,7 @@ def test_a_line_that_is_not_utf8_is_rejected_and_the_others_imported(catalog_app
     path = tmp_path / "mixed.jsonl"
     path.write_bytes(good[0] + b'{"content_id": "caf\xe9"}\n' + good[1])
     result = catalog_app.test_cli_runner().invoke(args=["content", "import", str(path), "--no-progress"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # the other lines imported; a script sees the rejection
     assert "inserted 2, updated 0, rejected 1" in result.output
     assert "line 2: rejected: not UTF-8 text (byte 20 of the line)" in result.output
     assert "Traceback" not in result.output

@@ -145,7 +145,8 @@ def seed_command(items: int | None, seed: int, reference: str | None, if_empty: 
 @click.argument("file", type=click.File("rb"))
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def import_command(file, progress: bool) -> None:
-    """Upsert content from a JSON Lines FILE ('-' for stdin), one content object per line."""
+    """Upsert content from a JSON Lines FILE ('-' for stdin), one content object per line; exit code 1
+    when a line was rejected (the others are imported)."""
     total = os.path.getsize(file.name) if file.name not in ("<stdin>", "-") and os.path.isfile(file.name) else None
     bar = tqdm(total=total, unit="B", unit_scale=True, desc="importing", disable=not progress)
     try:
@@ -159,6 +160,8 @@ def import_command(file, progress: bool) -> None:
     if report.rejected > MAX_ERRORS_SHOWN:
         click.echo(f"... and {report.rejected - MAX_ERRORS_SHOWN} more rejected lines", err=True)
     click.echo(f"inserted {report.inserted}, updated {report.updated}, rejected {report.rejected}")
+    if report.rejected:
+        raise SystemExit(1)  # the other lines are imported; a script sees that some were not
 
 
 @content_cli.command("render")
