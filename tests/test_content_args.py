@@ -133,13 +133,6 @@ def test_a_filter_argument_nothing_can_hash_still_gives_its_filter():
     assert flt.primary_categories == ("['nested']",) and flt.languages == ("en",)
 
 
-def test_a_repeated_query_argument_counts_with_its_first_value(app):
-    # webargs hands marshmallow each argument's first value when the field takes one.
-    with app.test_request_context("/api/reels?limit=5&limit=7&primary_categories=Food&primary_categories=Tech"):
-        args = ApiParser().parse(ContentQueryArgsSchema(), request, location="query")
-    assert args["limit"] == 5 and args["primary_categories"] == ["Food"]
-
-
 def test_a_malformed_argument_is_our_400_not_webargs_422(app):
     with app.test_request_context("/api/reels?limit=x"):
         with pytest.raises(ApiError) as refused:
@@ -156,3 +149,27 @@ def test_a_schema_with_a_list_field_still_gets_every_repeated_value(app):
 
     with app.test_request_context("/x?tag=a&tag=b"):
         assert ApiParser().parse(TagsSchema(), request, location="query") == {"tag": ["a", "b"]}
+
+
+@pytest.mark.parametrize("query, code, detail", [
+    ("primary_categories=Food&primary_categories=Tech", "INVALID_PARAMETER",
+     "primary_categories: given 2 times; give it once (a list is one comma-separated value: a,b)"),
+    ("random_order=true&random_order=false&session_id=s", "INVALID_PARAMETER", "random_order: given 2 times; give it once"),
+    ("random_order=true&session_id=ok&session_id=bad@id", "INVALID_FORMAT", "session_id: given 2 times; give it once"),
+    ("limit=5&limit=6&limit=7", "INVALID_PARAMETER", "limit: given 3 times; give it once"),
+])
+def test_an_argument_given_twice_is_a_400_naming_it(client, query, code, detail):
+    """The first value won, silently: two categories filtered by one, and ``session_id=ok&session_id=bad@id``
+    was served while the same two the other way round were refused."""
+    response = client.get(f"/api/reels?{query}")
+    assert response.status_code == 400
+    assert (response.json["error_code"], response.json["detail"]) == (code, detail)
+
+
+def test_a_session_id_given_twice_to_the_reset_is_refused_in_its_own_codes(client):
+    response = client.post("/api/reset-session?session_id=a&session_id=b")
+    assert (response.status_code, response.json["error_code"]) == (400, "INVALID_FORMAT")
+
+
+def test_an_argument_no_route_declares_may_come_twice(client):
+    assert client.get("/api/reels?limit=1&_=1&_=2").status_code == 200

@@ -8,6 +8,7 @@ import logging
 from webargs.flaskparser import FlaskParser
 
 from .error_codes import ApiError
+from .schemas.content import CommaList
 from .schemas.session_id import SessionIdField
 
 log = logging.getLogger(__name__)
@@ -29,13 +30,26 @@ class ApiParser(FlaskParser):
     DEFAULT_VALIDATION_STATUS = 400
 
     def load_querystring(self, req, schema):
-        """The query; a declared argument holding a NUL is a 400 (``session_id`` keeps its own rule)."""
+        """The query; a declared argument given twice, or holding a NUL, is a 400 (``session_id``'s
+        code is one of its own: ``INVALID_FORMAT`` for twice; a NUL is its format rule's)."""
+        for name, values in req.args.lists():
+            field = schema.fields.get(name) if len(values) > 1 else None
+            if field is not None and not self._takes_many(field):
+                code = "INVALID_FORMAT" if isinstance(field, SessionIdField) else "INVALID_PARAMETER"
+                log.warning("rejected request argument %s: %s (given %d times)", name, code, len(values))
+                hint = " (a list is one comma-separated value: a,b)" if isinstance(field, CommaList) else ""
+                raise ApiError(f"{name}: given {len(values)} times; give it once{hint}", code)
         for name, value in req.args.items(multi=True):
             field = schema.fields.get(name) if "\x00" in value else None
             if field is not None and not isinstance(field, SessionIdField):
                 log.warning("rejected request argument %s: INVALID_PARAMETER (NUL character)", name)
                 raise ApiError(f"{name}: must not contain NUL (\\x00) characters", "INVALID_PARAMETER")
         return super().load_querystring(req, schema)
+
+    def _takes_many(self, field) -> bool:
+        """A field that takes every value of a repeated argument (webargs' rule: ``List``, ``Tuple``)."""
+        multiple = getattr(field, "is_multiple", None)
+        return multiple if multiple is not None else isinstance(field, tuple(self.KNOWN_MULTI_FIELDS))
 
     def handle_error(self, error, req, schema, *, error_status_code, error_headers):
         pairs = [(name.split(".", 1)[-1], message) for name, message in _flatten(error.normalized_messages())]
