@@ -33,6 +33,9 @@ timeout = 30
 #: land on one worker; 0 closes each connection after its response and spreads requests.
 keepalive = _settings["GUNICORN_KEEPALIVE"]
 limit_request_line = _settings["GUNICORN_LIMIT_REQUEST_LINE"]
+#: gunicorn's control socket (for ``gunicornc``) is one path per user ($HOME/.gunicorn/gunicorn.ctl):
+#: every instance on a host took it over, and stopping one removed it from the others. Not used here.
+control_socket_disable = True
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None
 errorlog = "-"
 loglevel = _settings["LOG_LEVEL"]

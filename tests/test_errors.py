@@ -191,3 +191,18 @@ def test_a_clients_control_characters_are_escaped_in_the_text_access_log(tmp_pat
     line = next(line for line in log.splitlines() if "GET /livez" in line)
     assert '"agent\\x9b31mRED"' in line and '"back\\x85line"' in line, line
     assert "\x9b" not in log and "\x85" not in log
+
+
+def test_gunicorn_makes_no_control_socket_that_other_instances_share(tmp_path):
+    """gunicorn's control socket is one path per user: each instance on a host took it over, and
+    stopping one removed it from the others."""
+    from gunicorn_servers import GunicornServer
+
+    home = tmp_path / "home"
+    home.mkdir()
+    with GunicornServer(tmp_path, database_url=f"sqlite:///{tmp_path}/catalog.db", store_url="memory://",
+                        workers=1, threads=2, name="control",
+                        extra_env={"HOME": str(home), "XDG_RUNTIME_DIR": ""}) as server:
+        status, _headers, _body = _raw_request(server.port, b"GET /livez HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        assert status == 200
+        assert not (home / ".gunicorn").exists()
