@@ -170,11 +170,11 @@ def test_sessions_under_memory_pressure_are_kept_or_forgotten_whole(catalog_url,
 
 @pytest.mark.parametrize("policy", ["volatile-lru", "noeviction"])
 def test_a_full_server_refuses_pages_and_grows_no_further(catalog_url, redis_server_factory, policy):
-    """``maxmemory`` below what the server holds, and nothing it may evict (``noeviction``; or
-    ``volatile-lru`` once the sessions are gone and only the index is left): a page, of a new
-    session or of one the server keeps, answers 503 ``SESSION_STORE_UNAVAILABLE`` and writes
-    nothing (no session hash, no index entry). What only reads still answers (the inspection of a
-    kept session), and pages flow again once the server has room."""
+    """``maxmemory`` below what the server holds once it has evicted what it may (``noeviction``:
+    nothing; ``volatile-lru``: every key of the service, the index too): a page, of a new session or
+    of one the server keeps, answers 503 ``SESSION_STORE_UNAVAILABLE`` and writes nothing (no
+    session hash, no index entry). What only reads still answers (the inspection of a kept session),
+    and pages flow again once the server has room."""
     server = redis_server_factory("--maxmemory-policy", policy)
     app = app_on(catalog_url, server)
     client = app.test_client()
@@ -188,7 +188,10 @@ def test_a_full_server_refuses_pages_and_grows_no_further(catalog_url, redis_ser
             body = response.get_json()
             assert response.status_code == 503 and body["error_code"] == "SESSION_STORE_UNAVAILABLE", body
         assert not redis.exists(session_key("new"))
-        assert redis.zrange(INDEX_KEY, 0, -1, withscores=True) == index_before
+        if policy == "noeviction":
+            assert redis.zrange(INDEX_KEY, 0, -1, withscores=True) == index_before
+        else:
+            assert not redis.exists(INDEX_KEY) and not redis.exists(session_key("kept"))
         if policy == "noeviction":
             summary = client.get("/api/sessions/kept")
             assert summary.status_code == 200
@@ -199,6 +202,34 @@ def test_a_full_server_refuses_pages_and_grows_no_further(catalog_url, redis_ser
         page(client, "new", 0, PAGE)
         assert redis.exists(session_key("new"))
     finally:
+        redis.close()
+        close_app(app)
+
+
+def test_an_index_left_alone_by_a_flood_of_sessions_is_evicted_and_pages_go_on(catalog_url, redis_server_factory):
+    """A flood of new session ids within their TTL, their hashes evicted (``volatile-lru``): their
+    index entries stay. The index had no TTL, so once it was all that was left Redis could evict
+    nothing and refused every page (503) until its entries aged out, a TTL later. It carries the
+    TTL now: Redis evicts it (it is touched by every page, so it goes last), and pages go on;
+    counting and listing start over."""
+    server = redis_server_factory("--maxmemory-policy", "volatile-lru")
+    app = app_on(catalog_url, server)
+    client = app.test_client()
+    redis = server.client()
+    try:
+        page(client, "kept", 0, PAGE)
+        now_ms = int(time.time() * 1000)
+        for first in range(0, 60_000, 1_000):  # what the flood's pages wrote, their sessions evicted since
+            redis.zadd(INDEX_KEY, {f"flood-{n}": now_ms for n in range(first, first + 1_000)})
+        assert redis.pttl(INDEX_KEY) > 0
+        redis.delete(session_key("kept"))
+        redis.config_set("maxmemory", int(redis.info("memory")["used_memory"]) - 10_000)
+        page(client, "after-the-flood", 0, PAGE)  # asserts 200
+        assert redis.info("stats")["evicted_keys"] >= 1
+        assert redis.zrange(INDEX_KEY, 0, -1) == [b"after-the-flood"]
+        assert app.extensions["viralspot.session_store"].session_count() == 1
+    finally:
+        redis.config_set("maxmemory", 0)
         redis.close()
         close_app(app)
 
