@@ -82,7 +82,8 @@ def session_stats() -> None:
 @sessions_cli.command("show")
 @click.argument("session_id", callback=_session_id)
 def show_session(session_id: str) -> None:
-    """One session's served count and feeds, as JSON."""
+    """One session's served count and feeds, as JSON (last_seen_at is read off the TTL left: run
+    with the server's VIRALSPOT_SESSION_TTL)."""
     summary = _store().summary(session_id)
     if summary is None:
         raise click.ClickException(f"no session {session_id} (unknown, expired or reset)")
