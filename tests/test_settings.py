@@ -149,6 +149,13 @@ def test_gunicorn_stops_on_a_setting_the_app_refuses(tmp_path):
     assert "App failed to load" in answer.stderr and "Traceback" not in answer.stderr
 
 
+def test_an_empty_secret_outside_production_is_named_as_empty(monkeypatch):
+    monkeypatch.setenv("VIRALSPOT_SECRET_KEY", "")
+    with pytest.raises(RuntimeError, match="^VIRALSPOT_SECRET_KEY is empty: set a secret, or unset it for the "
+                                           "development one$"):
+        create_app({"CONFIG": "default"})
+
+
 def test_every_bad_value_is_named_at_once():
     with pytest.raises(RuntimeError) as raised:
         loaded(SESSION_TTL="0", RATE_LIMIT="banana", METRICS="perhaps")

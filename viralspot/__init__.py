@@ -76,7 +76,9 @@ def check_settings(app: Flask) -> None:
 
     config = app.config
     if not config.get("SECRET_KEY"):
-        raise RuntimeError("VIRALSPOT_SECRET_KEY must be set in this configuration")
+        given_empty = config.get("SECRET_KEY") == "" and not config.get("PRODUCTION")
+        raise RuntimeError("VIRALSPOT_SECRET_KEY is empty: set a secret, or unset it for the development one"
+                           if given_empty else "VIRALSPOT_SECRET_KEY must be set in this configuration")
     if config.get("PRODUCTION"):
         secret, token = config["SECRET_KEY"], configured_token(config)
         unsafe = {
