@@ -178,6 +178,24 @@ def _until(condition, what: str, bound: float = 20.0) -> None:
         time.sleep(0.01)
 
 
+def one_computing_the_rest_waiting(ask, computes, release: threading.Event, waiting: int) -> None:
+    """One thread runs ``ask``; once it computes (``computes()``), ``waiting`` more; once they all wait
+    for the first one's answer, ``release`` lets its computation go on. Every thread is joined."""
+    first = threading.Thread(target=ask)
+    others = [threading.Thread(target=ask) for _ in range(waiting)]
+    try:
+        first.start()
+        _until(computes, "the first request computes the options")
+        for thread in others:
+            thread.start()
+        _until(lambda: all(_waiting_for_a_future(thread) for thread in others),
+               "the later requests wait for the first one's answer")
+    finally:
+        release.set()
+        for thread in [first, *others]:
+            thread.join(60)
+
+
 def test_filter_options_requests_during_their_computation_wait_for_it(catalog_app):
     """After a catalog write the first request computes the filter options; the requests of the same
     process that come while it does wait for its answer: one computation's statements in all."""
@@ -211,19 +229,7 @@ def test_filter_options_requests_during_their_computation_wait_for_it(catalog_ap
         response = catalog_app.test_client().get("/api/filter-options")
         answers.append((response.status_code, response.json["data"]))
 
-    first = threading.Thread(target=ask)
-    waiting = [threading.Thread(target=ask) for _ in range(5)]
-    try:
-        first.start()
-        _until(lambda: distinct_statements, "the first request computes the options")
-        for thread in waiting:
-            thread.start()
-        _until(lambda: all(_waiting_for_a_future(thread) for thread in waiting),
-               "the later requests wait for the first one's answer")
-    finally:
-        computing.set()
-        for thread in [first, *waiting]:
-            thread.join(60)
+    one_computing_the_rest_waiting(ask, lambda: distinct_statements, computing, waiting=5)
     assert [status for status, _ in answers] == [200] * 6
     assert all(data == answers[0][1] for _, data in answers)
     assert "single-flight" in answers[0][1]["keywords"] and "single-flight" not in before["keywords"]
@@ -257,19 +263,7 @@ def test_filter_options_that_failed_are_computed_again(postgres_server):
         response = app.test_client().get("/api/filter-options")
         answers.append((response.status_code, response.json["error_code"] if response.status_code != 200 else None))
 
-    first = threading.Thread(target=ask)
-    waiting = [threading.Thread(target=ask) for _ in range(3)]
-    try:
-        first.start()
-        _until(lambda: lost, "the first request computes the options")
-        for thread in waiting:
-            thread.start()
-        _until(lambda: all(_waiting_for_a_future(thread) for thread in waiting),
-               "the later requests wait for the first one's answer")
-    finally:
-        computing.set()
-        for thread in [first, *waiting]:
-            thread.join(60)
+    one_computing_the_rest_waiting(ask, lambda: lost, computing, waiting=3)
     try:
         assert answers == [(503, "DATABASE_UNAVAILABLE")] * 4
         response = app.test_client().get("/api/filter-options")
