@@ -407,26 +407,34 @@ def test_the_snapshot_command_needs_snapshots_on(tmp_path):
     app.extensions["viralspot.catalog"].dispose()
 
 
+def blocked_after_start(app) -> None:
+    """The app's snapshot directory, made at start-up, replaced by a file (a disk or mount gone bad)."""
+    import shutil
+
+    directory = app.extensions[ITEM_SNAPSHOTS].directory
+    shutil.rmtree(directory)
+    directory.write_text("a file where the snapshot directory should be")
+
+
 def test_the_snapshot_command_says_in_one_line_when_it_cannot_write(tmp_path):
-    blocker = tmp_path / "not-a-directory"
-    blocker.write_text("a file where the snapshot directory should be")
-    app = seeded_app(f"sqlite:///{tmp_path}/c.db", 5, ITEM_SNAPSHOT_DIR=str(blocker / "snapshots"))
+    app = seeded_app(f"sqlite:///{tmp_path}/c.db", 5, ITEM_SNAPSHOT_DIR=str(tmp_path / "snapshots"),
+                     ITEM_SNAPSHOT_WRITE=True)
+    blocked_after_start(app)
     result = app.test_cli_runner().invoke(args=["content", "snapshot"])
     assert result.exit_code == 1, result.output
-    assert "Error: cannot write the item snapshot in" in result.output and "Not a directory" in result.output
+    assert "Error: cannot write the item snapshot in" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
     app.extensions["viralspot.catalog"].dispose()
 
 
 def test_a_snapshot_that_cannot_be_written_leaves_pages_on_the_database(tmp_path, caplog):
-    blocker = tmp_path / "not-a-directory"
-    blocker.write_text("a file where the snapshot directory should be")
-    app = seeded_app(f"sqlite:///{tmp_path}/c.db", 30, ITEM_SNAPSHOT_DIR=str(blocker))
+    app = seeded_app(f"sqlite:///{tmp_path}/c.db", 30, ITEM_SNAPSHOT_DIR=str(tmp_path / "snapshots"))
+    blocked_after_start(app)
     client = app.test_client()
     first = page_items(client, "s", 10)
     wait_for_writer(app.extensions[ITEM_SNAPSHOTS])
     assert "writing the item snapshot failed" in caplog.text
-    assert "not-a-directory" not in caplog.text  # the error's type is logged, not paths or messages
+    assert str(tmp_path) not in caplog.text  # the error's type is logged, not paths or messages
     second = page_items(client, "s", 20)
     assert len(first) == 10 and second[:10] == first  # still served, from the database
     app.extensions["viralspot.catalog"].dispose()
@@ -501,3 +509,23 @@ def test_mapping_a_snapshot_holds_no_lock_other_pages_wait_on(seeded, tmp_path, 
 
 def engine_connect(app):
     return app.extensions["viralspot.catalog"].connect()
+
+
+def test_a_snapshot_directory_that_cannot_be_made_stops_start_up_in_one_line(tmp_path):
+    """It started, then logged "writing the item snapshot failed" at every catalog state."""
+    (tmp_path / "a-file").write_text("not a directory")
+    with pytest.raises(RuntimeError) as refused:
+        create_app({"CONFIG": "testing", "DATABASE_URL": f"sqlite:///{tmp_path}/catalog.db",
+                    "ITEM_SNAPSHOT_DIR": str(tmp_path / "a-file" / "snapshots")})
+    message = str(refused.value)
+    assert message.startswith(f"VIRALSPOT_ITEM_SNAPSHOT_DIR: cannot make {tmp_path}/a-file/snapshots/")
+    assert "\n" not in message and "empty to turn snapshots off" in message
+
+
+def test_a_reader_of_snapshots_another_process_writes_makes_no_directory(tmp_path):
+    app = create_app({"CONFIG": "testing", "DATABASE_URL": f"sqlite:///{tmp_path}/catalog.db",
+                      "ITEM_SNAPSHOT_DIR": str(tmp_path / "shared"), "ITEM_SNAPSHOT_WRITE": False})
+    try:
+        assert not (tmp_path / "shared").exists()
+    finally:
+        app.extensions["viralspot.catalog"].dispose()

@@ -77,8 +77,18 @@ def item_snapshots(app: Flask, engine: Engine) -> ItemSnapshots | None:
         return None
     if root is None:
         root = os.path.join(app.instance_path, "item-snapshots")
-    return ItemSnapshots(engine, snapshot_directory(root, engine), write=bool(app.config["ITEM_SNAPSHOT_WRITE"]),
-                         settle=float(app.config["ITEM_SNAPSHOT_SETTLE"]))
+    write = bool(app.config["ITEM_SNAPSHOT_WRITE"])
+    directory = snapshot_directory(root, engine)
+    if write:  # a directory it cannot write stops the start-up, not each snapshot later in a log line
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise RuntimeError(f"VIRALSPOT_ITEM_SNAPSHOT_DIR: cannot make {directory} ({error.strerror or error}); "
+                               "set a directory this process may write, or empty to turn snapshots off") from None
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise RuntimeError(f"VIRALSPOT_ITEM_SNAPSHOT_DIR: {directory} is not writable by this process; set "
+                               "one that is, or VIRALSPOT_ITEM_SNAPSHOT_WRITE=false to read snapshots written by another")
+    return ItemSnapshots(engine, directory, write=write, settle=float(app.config["ITEM_SNAPSHOT_SETTLE"]))
 
 
 #: SQLite's result codes for a file that is not (or no longer) a database: unavailable (503), not a bug.
