@@ -35,11 +35,6 @@ def parse_origins(value: str | Iterable[str] | None) -> list[str]:
 def init_cors(app: Flask) -> None:
     origins = parse_origins(app.config["CORS_ORIGINS"])
     allow_all = origins == ["*"]
-    CORS(app, resources={pattern: {} for pattern in CORS_RESOURCES}, origins="*" if allow_all else origins,
-         methods=list(CORS_METHODS), allow_headers="*", expose_headers=list(EXPOSED_HEADERS),
-         supports_credentials=False, send_wildcard=allow_all, always_send=False, vary_header=True,
-         max_age=PREFLIGHT_MAX_AGE)
-    app.extensions["viralspot.cors_origins"] = origins
     if not allow_all:
         resources = re.compile("|".join(f"(?:{pattern})" for pattern in CORS_RESOURCES))
 
@@ -47,6 +42,13 @@ def init_cors(app: Flask) -> None:
         def vary_by_origin(response):
             # flask-cors says it only when it allows the origin: the answer to no origin, or to one
             # not listed, would otherwise be cached for a listed one (and lack its allow header).
+            # Registered before flask-cors's hook, so it runs after it and adds no second Origin.
             if resources.match(request.path):
                 response.vary.add("Origin")
             return response
+
+    CORS(app, resources={pattern: {} for pattern in CORS_RESOURCES}, origins="*" if allow_all else origins,
+         methods=list(CORS_METHODS), allow_headers="*", expose_headers=list(EXPOSED_HEADERS),
+         supports_credentials=False, send_wildcard=allow_all, always_send=False, vary_header=True,
+         max_age=PREFLIGHT_MAX_AGE)
+    app.extensions["viralspot.cors_origins"] = origins
