@@ -168,8 +168,8 @@ class ContentQueryArgsSchema(Schema):
         'Items per page.')})
     offset = DecimalInteger(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET), metadata={
         "description": ("Items to skip. With random_order=true a page may start at most VIRALSPOT_RANDOM_MAX_AHEAD "
-                        "(1000) items past what the session has been served in this feed, and offset is at most "
-                        "VIRALSPOT_RANDOM_MAX_OFFSET (1,000,000).")})
+                        "(by default 1000) items past what the session has been served in this feed, and offset "
+                        "is at most VIRALSPOT_RANDOM_MAX_OFFSET (by default 1,000,000).")})
 
     @pre_load
     def drop_blank_values(self, data, **kwargs):
