@@ -335,6 +335,10 @@ def seed_catalog(engine: Engine, items: int, seed: int = 0, *, reference: dateti
         existing = content_count(conn)
         if existing and not replace:
             raise CatalogNotEmpty(f"the catalog already holds {existing} items; pass --replace to rebuild it")
+        # The version first, as every catalog writer takes it (importer.py): its row's lock, then the
+        # tables'. Taken after the TRUNCATE, an import holding the version and waiting on the table
+        # deadlocked with this transaction.
+        bump_version(conn)
         # New rows never take the keys of the rows they replace: a session in progress holds positions
         # of its order by key, so it goes on over the new rows as over an import (a new epoch).
         first_key = catalog_state(conn).largest_key + 1
@@ -345,16 +349,15 @@ def seed_catalog(engine: Engine, items: int, seed: int = 0, *, reference: dateti
             for index in CONTENT_SECONDARY_INDEXES:
                 index.drop(conn, checkfirst=True)
         _delete_all(conn)
-        bump_version(conn)
         new_epoch(conn)  # rows were deleted: item snapshots of the old rows start over
     rng = np.random.default_rng(seed)
     n_profiles = max(1, items // ITEMS_PER_PROFILE) if items else 0
     profile_rows, profiles = generate_profiles(rng, n_profiles, reference)
     with engine.begin() as conn:
         _tune_sqlite_for_bulk(conn)
+        bump_version(conn)
         if profile_rows:
             conn.execute(primary_profiles.insert(), profile_rows)
-        bump_version(conn)
     renderer = ItemRenderer(profile_rows, parallel=items >= PARALLEL_RENDER_ITEMS)
     try:
         waiting: list[tuple[dict, Future]] = []  # generated chunks whose items are being rendered
