@@ -483,25 +483,15 @@ def test_imports_running_at_once_on_postgresql_are_each_served_once(postgres_ser
     rows: before, a session paging while the first import was still open passed its keys, and never
     served its items (44 of 1,005 in the report that found it)."""
     import threading
-    import time
 
-    from sqlalchemy import event, text
-
-    from viralspot.catalog.database import make_engine
+    from held_writers import HeldWriter, waits_or_ends
     from viralspot.catalog.importer import import_lines
 
     url = postgres_server.create_database()
     app = create_app({"CONFIG": "testing", "DATABASE_URL": url})
     engine = app.extensions["viralspot.catalog"]
-    held_engine = make_engine(url)  # the first import's, held open after its first key was handed out
+    held = HeldWriter(url, "INSERT INTO CONTENT")  # the first import, held after its first key was handed out
     racing = {"primary_categories": "Racing"}
-    holding, release = threading.Event(), threading.Event()
-
-    @event.listens_for(held_engine, "after_cursor_execute")
-    def hold_after_the_first_key(_conn, _cursor, statement, *_args):
-        if statement.lstrip().upper().startswith("INSERT INTO CONTENT") and not holding.is_set():
-            holding.set()
-            release.wait(60)
 
     def run_import(on, numbers, username):
         # Each import its own profile: a profile the other has written waits for its commit too.
@@ -517,11 +507,7 @@ def test_imports_running_at_once_on_postgresql_are_each_served_once(postgres_ser
             if last:
                 return served
 
-    def lock_waits() -> int:
-        with engine.connect() as conn:
-            return conn.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar()
-
-    first = threading.Thread(target=run_import, args=(held_engine, range(10, 40), "first_importer"))
+    first = threading.Thread(target=run_import, args=(held.engine, range(10, 40), "first_importer"))
     second = threading.Thread(target=run_import, args=(engine, range(100, 105), "second_importer"))
     try:
         client = app.test_client()
@@ -529,22 +515,18 @@ def test_imports_running_at_once_on_postgresql_are_each_served_once(postgres_ser
         served = page_to_the_end([])
         assert len(served) == 5
         first.start()
-        assert holding.wait(60), "the first import wrote no content row"
+        assert held.holding.wait(60), "the first import wrote no content row"
         second.start()
-        deadline = time.monotonic() + 30
-        while second.is_alive() and not lock_waits():
-            assert time.monotonic() < deadline, "the second import neither waited nor ended"
-            time.sleep(0.01)
+        waits_or_ends(engine, second)
         served = page_to_the_end(served)  # while the first import is open
-        release.set()
+        held.release.set()
         first.join(60)
         second.join(60)
         served = page_to_the_end(served)
     finally:
-        release.set()
+        held.close()
         app.extensions["viralspot.session_store"].close()
         engine.dispose()
-        held_engine.dispose()
         postgres_server.drop_database(url)
     assert len(served) == len(set(served)), [item for item in set(served) if served.count(item) > 1]
     assert set(served) == {f"grown-Racing-reel-{n}" for n in [*range(5), *range(10, 40), *range(100, 105)]}

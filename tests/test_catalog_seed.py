@@ -168,27 +168,16 @@ def test_a_seed_replacing_the_catalog_during_an_import_takes_its_turn(postgres_s
     after its TRUNCATE: an import holding the version and about to read ``content`` waited on the
     TRUNCATE's lock while the seed waited on the version: PostgreSQL ended one of them (deadlock)."""
     import threading
-    import time
-
-    from sqlalchemy import event, text
 
     from catalog_data import as_json_lines, fixture_records
     from conftest import dispose_catalog_app, make_catalog_app
-    from viralspot.catalog.database import make_engine
+    from held_writers import HeldWriter, waits_or_ends
     from viralspot.catalog.importer import import_lines
 
     url = postgres_server.create_database()
     app = make_catalog_app(url)
     engine = app.extensions["viralspot.catalog"]
-    held_engine = make_engine(url)  # the import's, held after it took the version
-    holding, release = threading.Event(), threading.Event()
-
-    @event.listens_for(held_engine, "after_cursor_execute")
-    def hold_after_the_version(_conn, _cursor, statement, *_args):
-        if statement.lstrip().upper().startswith("UPDATE CATALOG_META") and not holding.is_set():
-            holding.set()
-            release.wait(60)
-
+    held = HeldWriter(url, "UPDATE CATALOG_META")  # the import, held after it took the version
     outcomes: dict = {}
 
     def run(name, work):
@@ -198,28 +187,21 @@ def test_a_seed_replacing_the_catalog_during_an_import_takes_its_turn(postgres_s
         except Exception as error:  # noqa: BLE001 - the test reports it
             outcomes[name] = error
 
-    def lock_waits() -> int:
-        with engine.connect() as conn:
-            return conn.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar()
-
     records = fixture_records(PINNED_NOW)
-    importing = threading.Thread(target=run, args=("import", lambda: import_lines(held_engine, as_json_lines(records))))
+    importing = threading.Thread(target=run, args=("import", lambda: import_lines(held.engine, as_json_lines(records))))
     seeding = threading.Thread(target=run, args=("seed", lambda: seed_catalog(engine, 40, 5, reference=PINNED_NOW,
                                                                               replace=True)))
     try:
         seed_catalog(engine, 30, 4, reference=PINNED_NOW)
         importing.start()
-        assert holding.wait(60), "the import did not take the version"
+        assert held.holding.wait(60), "the import did not take the version"
         seeding.start()
-        deadline = time.monotonic() + 30
-        while seeding.is_alive() and not lock_waits():
-            assert time.monotonic() < deadline, "the seed neither waited nor ended"
-            time.sleep(0.01)
+        waits_or_ends(engine, seeding)
     finally:
-        release.set()
+        held.release.set()
         importing.join(60)
         seeding.join(60)
-        held_engine.dispose()
+        held.close()
         dispose_catalog_app(app)
         postgres_server.drop_database(url)
     assert not any(isinstance(outcome, Exception) for outcome in outcomes.values()), outcomes
