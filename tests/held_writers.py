@@ -4,11 +4,11 @@ writer to either end or wait on a lock."""
 from __future__ import annotations
 
 import threading
-import time
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 
+from test_failover import wait_for
 from viralspot.catalog.database import make_engine
 
 
@@ -31,12 +31,11 @@ class HeldWriter:
         self.engine.dispose()
 
 
+def _lock_waits(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar()
+
+
 def waits_or_ends(engine: Engine, writer: threading.Thread, bound: float = 30.0) -> None:
     """Return once ``writer`` has ended or some transaction waits on a lock (``pg_locks``)."""
-    deadline = time.monotonic() + bound
-    while writer.is_alive():
-        with engine.connect() as conn:
-            if conn.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar():
-                return
-        assert time.monotonic() < deadline, "the writer neither waited nor ended"
-        time.sleep(0.01)
+    wait_for(lambda: not writer.is_alive() or _lock_waits(engine), bound, "the writer waiting or ending", 0.01)

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 
 import pytest
 from sqlalchemy import event
 
 from catalog_data import all_ids, as_json_lines, expected_order, fixture_records, matches
 from moments import PINNED_NOW
+from test_failover import wait_for
 from viralspot.catalog.importer import import_lines
 from viralspot.catalog.tables import content
 
@@ -171,13 +171,6 @@ def _waiting_for_a_future(thread: threading.Thread) -> bool:
     return False
 
 
-def _until(condition, what: str, bound: float = 20.0) -> None:
-    deadline = time.monotonic() + bound
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {bound} s: {what}"
-        time.sleep(0.01)
-
-
 def one_computing_the_rest_waiting(ask, computes, release: threading.Event, waiting: int) -> None:
     """One thread runs ``ask``; once it computes (``computes()``), ``waiting`` more; once they all wait
     for the first one's answer, ``release`` lets its computation go on. Every thread is joined."""
@@ -185,11 +178,11 @@ def one_computing_the_rest_waiting(ask, computes, release: threading.Event, wait
     others = [threading.Thread(target=ask) for _ in range(waiting)]
     try:
         first.start()
-        _until(computes, "the first request computes the options")
+        wait_for(computes, 20, "the first request computes the options", 0.01)
         for thread in others:
             thread.start()
-        _until(lambda: all(_waiting_for_a_future(thread) for thread in others),
-               "the later requests wait for the first one's answer")
+        wait_for(lambda: all(_waiting_for_a_future(thread) for thread in others), 20,
+                 "the later requests wait for the first one's answer", 0.01)
     finally:
         release.set()
         for thread in [first, *others]:
