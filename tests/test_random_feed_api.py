@@ -20,7 +20,7 @@ from collections import Counter
 import pytest
 
 from moments import MOMENTS, PINNED_NOW, iso
-from session_helpers import drain, page
+from session_helpers import drain, page, random_get
 from viralspot import create_app
 
 CATALOG_ITEMS = 1200
@@ -211,6 +211,60 @@ def test_offset_far_past_the_served_prefix_is_rejected(client, store):
     assert body["error_code"] == "INVALID_PARAMETER" and "offset" in body["detail"]
     assert store.summary("far") is None and store.session_count() == 0  # nothing was started
 
+
+
+# A session lost between pages ----------------------------------------------------------------
+
+
+def started(response) -> str:
+    assert response.status_code == 200, response.get_json()
+    return response.headers["X-Session-Started"]
+
+
+def test_a_page_says_whether_it_started_the_session(client, store):
+    """The signal a client needs when its session was lost (expired, evicted, reset elsewhere) while
+    its offset stayed within VIRALSPOT_RANDOM_MAX_AHEAD: the page that starts the new session says so."""
+    assert started(random_get(client, "told")) == "true"
+    assert started(random_get(client, "told", offset=24)) == "false"
+    assert started(random_get(client, "told", offset=0)) == "false"  # a replay
+    store.reset("told")  # gone, as by expiry or eviction: this process still holds its view
+    lost = random_get(client, "told", offset=48)
+    assert started(lost) == "true" and len(lost.get_json()["data"]["reels"]) == 24
+    # Paging the new session from offset 0 shows the items that page took unseen, each once.
+    restarted = page(client, "told", offset=0)[0] + page(client, "told", offset=24)[0]
+    assert len(set(restarted) | {item["id"] for item in lost.get_json()["data"]["reels"]}) == 72
+    assert store.summary("told").served_items_count == 72
+    assert "X-Session-Started" not in client.get("/api/reels", query_string={"limit": 3}).headers
+
+
+def test_the_session_started_header_is_documented_and_readable_by_a_browser(client):
+    spec = client.get("/api/openapi.json").get_json()
+    for path in ("/api/reels", "/api/posts"):
+        assert "X-Session-Started" in spec["paths"][path]["get"]["responses"]["200"]["headers"]
+    response = client.get("/api/reels", query_string={"random_order": "true", "session_id": "browser", "limit": 1},
+                          headers={"Origin": "http://localhost:3000"})
+    assert started(response) == "true"
+    assert "X-Session-Started" in response.headers["Access-Control-Expose-Headers"]
+
+
+@pytest.mark.redis
+def test_only_the_page_that_starts_a_shared_session_says_so(catalog_url, redis_clean):
+    """Two processes over one Redis: whichever starts the session says true, the other false, also
+    when its own remembered view is of a session that was lost and started again elsewhere."""
+    apps = apps_on(catalog_url, redis_clean.url, 2)
+    a, b = (app.test_client() for app in apps)
+    try:
+        assert started(random_get(a, "shared")) == "true"
+        assert started(random_get(b, "shared")) == "false"  # B meets the session A started
+        assert started(random_get(a, "shared", offset=24)) == "false"
+        with redis_clean.client() as raw:
+            raw.flushall()  # the session is lost; A still remembers its view
+        assert started(random_get(b, "shared", offset=48)) == "true"
+        assert started(random_get(a, "shared", offset=72)) == "false"  # A's old view: stale, not a new start
+        store = apps[0].extensions["viralspot.session_store"]
+        assert store.summary("shared").served_items_count == 96
+    finally:
+        close_apps(apps)
 
 @pytest.mark.redis
 def test_a_refused_first_page_starts_no_session_on_redis(catalog_url, redis_clean):

@@ -8,7 +8,8 @@ from ..api import ARGUMENT_ERRORS, DATABASE_ERRORS, LIMITED, RANDOM_FEED_ERRORS,
 from ..extensions import random_feeds
 from ..schemas.content import ContentQueryArgsSchema, PostQueryArgsSchema
 from ..schemas.envelope import api_response
-from ..schemas.responses import ContentPageResponseSchema, FilterOptionsResponseSchema
+from ..schemas.responses import (CONTENT_PAGE_HEADERS, SESSION_STARTED_HEADER, ContentPageResponseSchema,
+                                 FilterOptionsResponseSchema)
 from . import bp
 from .listing import current_filter_options, listing_message, plain_listing
 from .page_response import page_response
@@ -24,13 +25,14 @@ def _listing(kind: str, args: dict):
         metrics.random_page(page)
         response = page_response(page.items_json, page.is_last_page, listing_message(kind, page.count, args["offset"]))
         response.headers["Cache-Control"] = "no-store"  # one session's page, and serving it changed the session
+        response.headers[SESSION_STARTED_HEADER] = "true" if page.started_session else "false"
         return response
     return plain_listing(kind, args)
 
 
 @bp.get("/reels")
 @bp.query(ContentQueryArgsSchema)
-@bp.response(200, ContentPageResponseSchema, description="One page of reels")
+@bp.response(200, ContentPageResponseSchema, description="One page of reels", headers=CONTENT_PAGE_HEADERS)
 @bp.errors(*_PAGE_ERRORS)
 def reels(args):
     """One page of reels"""
@@ -39,7 +41,7 @@ def reels(args):
 
 @bp.get("/posts")
 @bp.query(PostQueryArgsSchema)
-@bp.response(200, ContentPageResponseSchema, description="One page of posts")
+@bp.response(200, ContentPageResponseSchema, description="One page of posts", headers=CONTENT_PAGE_HEADERS)
 @bp.errors(*_PAGE_ERRORS)
 def posts(args):
     """One page of posts"""

@@ -64,6 +64,9 @@ class ServedPage:
     replayed: bool
     #: Whether the items came from an item snapshot (None: snapshots off, or no items).
     snapshot_hit: bool | None = None
+    #: Whether this page started the session: no session was stored under its id (new, or
+    #: expired, evicted, reset or lost in a failover since its last page).
+    started_session: bool = False
 
 
 def feed_id(kind: str, filter_signature: str, weighted: bool = False) -> bytes:
@@ -160,7 +163,7 @@ class RandomFeedService:
             # positions again cost 0.09-0.17 ms of a 1.15 ms page (7-14%, about 10%; bench.page_profile,
             # three runs each way), the permutation and the order's HMAC round keys once more.
             known: dict[int, int] = {}
-            view, positions, is_last, round_trips, replayed = self._page(
+            view, positions, is_last, round_trips, replayed, started = self._page(
                 source, session_id, feed_id(kind, flt.signature(), weighted), offset, limit, known, weighted)
             missing = [position for position in positions if position not in known]
             if missing:  # items served before this page: mapped now
@@ -170,7 +173,7 @@ class RandomFeedService:
             if weighted:
                 keys = ticket_keys(keys).tolist()
             items_json, count = source.page_items(keys)
-        return ServedPage(items_json, count, is_last, round_trips, replayed, source.snapshot_hit)
+        return ServedPage(items_json, count, is_last, round_trips, replayed, source.snapshot_hit, started)
 
     def forget(self, session_id: str) -> None:
         """Drop this process's view of a session (after a reset, its next page starts a new one)."""
@@ -205,8 +208,8 @@ class RandomFeedService:
 
     def _page(self, source: FeedSource, session_id: str, feed: bytes, offset: int, limit: int,
               known: dict[int, int], weighted: bool):
-        """(view, positions, is_last_page, round trips, replayed) of the page; ``known`` gets the
-        keys (a weighted feed's: tickets) of the positions it mapped."""
+        """(view, positions, is_last_page, round trips, replayed, started the session) of the page;
+        ``known`` gets the keys (a weighted feed's: tickets) of the positions it mapped."""
         need = offset + limit
         scale = MAX_TICKETS if weighted else 1
         view = self._known_view(session_id, feed)
@@ -214,7 +217,7 @@ class RandomFeedService:
         if create:
             view = _new_session(source)
         examined = stale = short = 0
-        result = None
+        result, started = None, False
         for round_trip in range(1, MAX_ROUNDS + 1):
             if stale >= MAX_STALE:
                 raise FeedConflict()
@@ -231,7 +234,7 @@ class RandomFeedService:
                                                        max_ahead=self.max_ahead)
                         if result.status is not PageStatus.SERVED:
                             raise FeedConflict()
-                        return result.view, result.positions, False, round_trip, True
+                        return result.view, result.positions, False, round_trip, True, started
                 bounds = view.bounds
                 if view.cursor >= view.end * scale and largest > view.end:
                     bounds = (*bounds, largest)  # a grown catalog: a new epoch after the last
@@ -263,6 +266,7 @@ class RandomFeedService:
                 self.forget(session_id)
                 view, create = _new_session(source), True
                 continue
+            started = started or (create and status is PageStatus.SERVED)  # nothing changes unless SERVED
             create = False
             if status is PageStatus.STALE:
                 view, stale = result.view, stale + 1
@@ -276,7 +280,7 @@ class RandomFeedService:
             view = result.view
             self._remember(session_id, feed, view)
             if result.has_more:
-                return view, result.positions, False, round_trip, candidates is None
+                return view, result.positions, False, round_trip, candidates is None, started
             if candidates is None:
                 continue  # a read that found the page without its look-ahead: claim
             examined += work
@@ -285,8 +289,8 @@ class RandomFeedService:
             # process imported within the remembered state's TTL come before it (one query a last page).
             at_end = view.cursor >= view.end * scale and source.catalog_state(fresh=True).largest_key <= view.end
             if at_end:
-                return view, result.positions, True, round_trip, False
+                return view, result.positions, True, round_trip, False, started
             if examined >= self.max_scan:
-                return view, result.positions, False, round_trip, False  # the scan bound: maybe short
+                return view, result.positions, False, round_trip, False, started  # the scan bound: maybe short
         # Every round made progress (items served in other feeds skipped): a short page, not the last.
-        return view, result.positions if result is not None else [], False, MAX_ROUNDS, False
+        return view, result.positions if result is not None else [], False, MAX_ROUNDS, False, started

@@ -80,6 +80,15 @@ class ContentPageDataSchema(Schema):
 #: A page of ``GET /api/reels`` or ``GET /api/posts``; message like "Found 24 reels (offset 0)".
 ContentPageResponseSchema = success_envelope("ContentPageResponseSchema", ContentPageDataSchema)
 
+#: A random page's header saying whether the page started its session.
+SESSION_STARTED_HEADER = "X-Session-Started"
+#: The headers of a content page, as OpenAPI documents them.
+CONTENT_PAGE_HEADERS = {SESSION_STARTED_HEADER: {"schema": {"type": "string", "enum": ["true", "false"]}, "description": (
+    "Random pages only: true when this page started the session, no session being stored under its id "
+    "(a new one, or one that expired, was evicted, was reset or was lost in a failover since its last page). "
+    "With offset > 0 that means the session was lost: its new feed took the items before offset unseen, "
+    "and paging from offset 0 again shows them; items the lost session showed may come again.")}}
+
 
 class UsernameOptionSchema(Schema):
     username = fields.String(required=True)
