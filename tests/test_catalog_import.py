@@ -103,6 +103,12 @@ def test_every_import_that_writes_bumps_the_catalog_version(catalog_app):
     import_lines(engine_of(catalog_app), ["garbage"])
     with engine_of(catalog_app).connect() as conn:
         assert catalog_state(conn)[0] == version  # nothing written, nothing bumped
+    # Lines refused by the database's state (another item's shortcode), a whole chunk of them.
+    taken = [{**record, "content_id": f"other-{n}"} for n, record in enumerate(fixture_records(PINNED_NOW)[:3])]
+    report = import_lines(engine_of(catalog_app), as_json_lines(taken))
+    assert (report.inserted, report.updated, report.rejected) == (0, 0, 3)
+    with engine_of(catalog_app).connect() as conn:
+        assert catalog_state(conn) == (version, largest)
     import_lines(engine_of(catalog_app), as_json_lines(fixture_records(PINNED_NOW)[:1]))
     with engine_of(catalog_app).connect() as conn:
         assert catalog_state(conn)[0] > version

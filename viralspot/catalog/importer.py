@@ -216,7 +216,10 @@ def _write_chunk(engine: Engine, chunk: list[tuple[int, dict]], report: ImportRe
                 written.append(write_record(conn, record, pending))
             except LineRejected as error:
                 rejected.append((line_number, str(error)))
-        pending.commit(conn)  # in the chunk's transaction: items, rows and version commit together
+        if written:
+            pending.commit(conn)  # in the chunk's transaction: items, rows and version commit together
+        else:  # every line was rejected before it wrote anything: the catalog, and its version, stay
+            conn.get_transaction().rollback()
     report.inserted += sum(written)
     report.updated += len(written) - sum(written)
     report.errors.extend(rejected)
