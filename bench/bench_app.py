@@ -101,7 +101,7 @@ def create_bench_app(config: dict | None = None):
     @like_a_random_page
     def floor_page(args):
         page = _floor_page(args)
-        metrics.random_page(page)
+        metrics.random_page(page, args["offset"])
         return page_response(page.items_json, page.is_last_page, listing_message("reels", page.count, args["offset"]))
 
     api.register_blueprint(floor)

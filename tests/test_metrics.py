@@ -77,7 +77,7 @@ def test_metrics_endpoint_is_prometheus_text(client):
                  "viralspot_random_feed_pages_total", "viralspot_random_feed_round_trips_total",
                  "viralspot_session_conflict_responses_total", "viralspot_store_errors_total",
                  "viralspot_item_snapshot_lookups_total", "viralspot_database_errors_total",
-                 "viralspot_session_reset_notices_total"):
+                 "viralspot_session_reset_notices_total", "viralspot_random_feed_sessions_started_total"):
         assert f"# TYPE {name.removesuffix('_total')}" in text, name
     for gone in ("viralspot_random_feed_claims", "viralspot_random_feed_claim_conflicts",
                  "viralspot_random_feed_list_builds", 'plan="'):
@@ -86,6 +86,8 @@ def test_metrics_endpoint_is_prometheus_text(client):
     samples = parse(text)
     for how in ("claim", "replay"):
         assert ("viralspot_random_feed_pages_total", (("how", how),)) in samples
+    for started in ("first", "later"):
+        assert value(samples, "viralspot_random_feed_sessions_started_total", page=started) == 0
     assert value(samples, "viralspot_random_feed_round_trips_total") == 0
     assert "_created" not in text
 
@@ -130,6 +132,22 @@ def test_random_feed_pages_by_how_and_their_round_trips(tmp_path):
         assert value(again, "viralspot_random_feed_pages_total", how="claim") == 2
         assert value(again, "viralspot_random_feed_round_trips_total") == 3
         assert SESSION not in client.get("/metrics").get_data(as_text=True)
+    finally:
+        dispose(app)
+
+
+def test_sessions_started_by_a_first_page_and_by_a_later_page_of_a_lost_session(tmp_path):
+    app = seeded_app(tmp_path)
+    try:
+        client = app.test_client()
+        for offset in (0, 10, 0):
+            assert random_page(client, offset=offset).status_code == 200  # one session started
+        assert random_page(client, "other").status_code == 200  # another
+        app.extensions["viralspot.session_store"].reset(SESSION)  # lost, as by expiry or eviction
+        assert random_page(client, offset=20).headers["X-Session-Started"] == "true"
+        samples = scrape(client)
+        assert value(samples, "viralspot_random_feed_sessions_started_total", page="first") == 2
+        assert value(samples, "viralspot_random_feed_sessions_started_total", page="later") == 1
     finally:
         dispose(app)
 

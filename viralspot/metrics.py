@@ -69,6 +69,11 @@ class Metrics:
             ["how"], registry=registry)
         self.feed_round_trips = Counter(
             "viralspot_random_feed_round_trips", "Session store calls made by random pages.", registry=registry)
+        self.sessions_started = Counter(
+            "viralspot_random_feed_sessions_started",
+            "Sessions started by random pages: at offset 0 (first), or past it (later: the client's session "
+            "was lost since its last page: expired, evicted, reset elsewhere or lost in a failover).",
+            ["page"], registry=registry)
         self.session_conflicts = Counter(
             "viralspot_session_conflict_responses", "503 SESSION_CONFLICT answers (claims kept conflicting).",
             registry=registry)
@@ -90,10 +95,12 @@ class Metrics:
             "Item-snapshot look-ups of random pages: hit (items read from the snapshot) or miss (from the database).",
             ["result"], registry=registry)
         # Series that exist from the start (at 0), so rates and ratios are defined before the first
-        # event; kept, as a random page counts in three of them (``labels`` takes a lock each time).
+        # event; kept, as a random page counts in up to four of them (``labels`` takes a lock each time).
         self.page_series = {replayed: self.feed_pages.labels("replay" if replayed else "claim")
                             for replayed in (True, False)}
         self.snapshot_series = {hit: self.snapshot_lookups.labels("hit" if hit else "miss") for hit in (True, False)}
+        self.started_series = {later: self.sessions_started.labels("later" if later else "first")
+                               for later in (True, False)}
 
     def exposition(self) -> bytes:
         """The text exposition of every metric: of all workers' files in multiprocess mode."""
@@ -174,14 +181,16 @@ def current() -> Metrics | None:
     return current_app.extensions.get(EXTENSION_KEY) if has_app_context() else None
 
 
-def random_page(page) -> None:
-    """Count a random page (``feed.service.ServedPage``): how it was answered, its store calls,
-    and whether its items came from an item snapshot."""
+def random_page(page, offset: int) -> None:
+    """Count a random page (``feed.service.ServedPage``) at ``offset``: how it was answered, its
+    store calls, whether its items came from an item snapshot, and a session it started."""
     if (metrics := current()) is not None:
         metrics.page_series[page.replayed].inc()
         metrics.feed_round_trips.inc(page.round_trips)
         if page.snapshot_hit is not None:
             metrics.snapshot_series[page.snapshot_hit].inc()
+        if page.started_session:
+            metrics.started_series[offset > 0].inc()
 
 
 def count(counter: str, *labels: str) -> None:

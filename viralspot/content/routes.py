@@ -22,7 +22,7 @@ def _listing(kind: str, args: dict):
         if request.method == "HEAD":  # serving a page uses up its items: only a GET, which shows them
             raise MethodNotAllowed(["GET"], "A random page is served to GET only (a HEAD would use up its items)")
         page = random_feeds.service.serve(kind, args)
-        metrics.random_page(page)
+        metrics.random_page(page, args["offset"])
         response = page_response(page.items_json, page.is_last_page, listing_message(kind, page.count, args["offset"]))
         response.headers["Cache-Control"] = "no-store"  # one session's page, and serving it changed the session
         response.headers[SESSION_STARTED_HEADER] = "true" if page.started_session else "false"
