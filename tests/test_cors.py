@@ -144,4 +144,4 @@ def test_a_browser_can_read_when_to_try_again_after_a_429():
     limit_headers = {"Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "X-Request-ID"}
     assert limit_headers <= exposed
     assert all(name in refused.headers for name in limit_headers)
-    assert exposed - limit_headers == {"X-Session-Started"}  # a random page's, not a refusal's
+    assert exposed - limit_headers == {"X-Session-Order"}  # a random page's, not a refusal's

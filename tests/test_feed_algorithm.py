@@ -38,7 +38,7 @@ from viralspot import create_app
 from viralspot.catalog.feed_source import WINDOW_SECONDS, FeedCatalog, FeedSource, MatchingSet
 from viralspot.catalog.filters import DATE_RANGES, content_filter
 from viralspot.catalog.queries import CatalogState
-from viralspot.feed.errors import BeyondServedPrefix, FeedConflict, OffsetTooLarge, SessionLimit
+from viralspot.feed.errors import BeyondServedPrefix, FeedConflict, OffsetTooLarge, SessionLimit, SessionNotStored
 from viralspot.feed.order import SessionOrder
 from viralspot.feed.service import KEY_MAPPING_COST, RandomFeedService, ServedPage, candidates_from, feed_id
 from viralspot.store import PageStatus
@@ -373,12 +373,13 @@ def test_jumping_ahead_extends_the_sequence_through_the_gap():
     assert serve(service, "s", 48, 24)[0] == later
     gap = serve(service, "s", 0, 48)[0]
     assert len(set(gap + later)) == 72
-    with pytest.raises(BeyondServedPrefix) as refused:
+    with pytest.raises(SessionNotStored) as refused:
         serve(service, "t", 49, 24)  # a new session: 48 is as far as it may start
     assert refused.value.max_ahead == 48 and refused.value.served == 0 and store.summary("t") is None
     assert len(serve(service, "t", 48, 24)[0]) == 24
-    with pytest.raises(BeyondServedPrefix):
+    with pytest.raises(BeyondServedPrefix) as refused:
         serve(service, "t", 72 + 49, 24)
+    assert type(refused.value) is BeyondServedPrefix and refused.value.served == 72
     assert store.summary("t").served_items_count == 72
 
 
@@ -876,8 +877,8 @@ def limited_client(small_catalog_url):
 random_get = functools.partial(session_helpers.random_get, limit=10)
 
 
-def assert_envelope(response, code, *names):
-    assert response.status_code == 400, response.get_json()
+def assert_envelope(response, code, *names, status=400):
+    assert response.status_code == status, response.get_json()
     body = response.get_json()
     assert body["success"] is False and body["error_code"] == code, body
     assert body["troubleshooting"] and body["timestamp"]
@@ -887,17 +888,19 @@ def assert_envelope(response, code, *names):
 
 def test_the_limits_answer_400_envelopes_naming_them(limited_client):
     client = limited_client
-    assert_envelope(random_get(client, "ahead", offset=31), "INVALID_PARAMETER", "offset", "30",
-                    "VIRALSPOT_RANDOM_MAX_AHEAD", "served nothing", "start at offset 0")
+    assert_envelope(random_get(client, "ahead", offset=31), "SESSION_NOT_FOUND", "session_id", "30",
+                    "VIRALSPOT_RANDOM_MAX_AHEAD", "page it from offset 0", status=404)
     assert random_get(client, "ahead", offset=30).status_code == 200
     assert random_get(client, "paged", offset=0).status_code == 200
     assert_envelope(random_get(client, "paged", offset=41), "INVALID_PARAMETER", "VIRALSPOT_RANDOM_MAX_AHEAD",
                     "(10); page through it in order")
+    assert_envelope(random_get(client, "paged", offset=31, path="/api/posts"), "INVALID_PARAMETER",
+                    "this feed has been served nothing: start it at offset 0")
     # A session reset (or expired, or evicted) while its client was deep in the feed: the next page
-    # says the feed starts again at 0, and there it does.
+    # says there is no session, whose feed starts again at 0, and there it does.
     assert client.post("/api/reset-session?session_id=ahead").status_code == 200
-    assert_envelope(random_get(client, "ahead", offset=40), "INVALID_PARAMETER", "served nothing",
-                    "start at offset 0")
+    assert_envelope(random_get(client, "ahead", offset=40), "SESSION_NOT_FOUND", "no session is stored",
+                    "page it from offset 0", status=404)
     assert random_get(client, "ahead", offset=0).status_code == 200
     assert_envelope(random_get(client, "far", offset=61), "INVALID_PARAMETER", "offset",
                     "VIRALSPOT_RANDOM_MAX_OFFSET")

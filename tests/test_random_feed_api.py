@@ -14,6 +14,7 @@ the whole key space per session serves every filter.)
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections import Counter
 
@@ -206,65 +207,82 @@ def test_pages_replay_and_jumps_extend_the_sequence(client, store):
 def test_offset_far_past_the_served_prefix_is_rejected(client, store):
     response = client.get("/api/reels", query_string={"random_order": "true", "session_id": "far",
                                                       "offset": 5000})
-    assert response.status_code == 400
+    assert response.status_code == 404
     body = response.get_json()
-    assert body["error_code"] == "INVALID_PARAMETER" and "offset" in body["detail"]
+    assert body["error_code"] == "SESSION_NOT_FOUND" and "offset 0" in body["detail"]
     assert store.summary("far") is None and store.session_count() == 0  # nothing was started
-
+    assert random_get(client, "far").status_code == 200
+    again = random_get(client, "far", offset=24 + 1001)  # now stored: past what its feed was served
+    assert again.status_code == 400 and again.get_json()["error_code"] == "INVALID_PARAMETER"
+    assert "(24); page through it in order" in again.get_json()["detail"]
 
 
 # A session lost between pages ----------------------------------------------------------------
 
 
-def started(response) -> str:
+def order(response) -> str:
+    """The response's X-Session-Order (a page answered 200)."""
     assert response.status_code == 200, response.get_json()
-    return response.headers["X-Session-Started"]
+    return response.headers["X-Session-Order"]
 
 
-def test_a_page_says_whether_it_started_the_session(client, store):
-    """The signal a client needs when its session was lost (expired, evicted, reset elsewhere) while
-    its offset stayed within VIRALSPOT_RANDOM_MAX_AHEAD: the page that starts the new session says so."""
-    assert started(random_get(client, "told")) == "true"
-    assert started(random_get(client, "told", offset=24)) == "false"
-    assert started(random_get(client, "told", offset=0)) == "false"  # a replay
+def page_ids(response) -> set[str]:
+    return {item["id"] for item in response.get_json()["data"]["reels"]}
+
+
+def test_every_random_page_names_its_session_order_and_a_lost_session_gets_a_new_one(client, store):
+    """What a client needs when its session was lost (expired, evicted, reset elsewhere) while its
+    offset stayed within VIRALSPOT_RANDOM_MAX_AHEAD: the page is of a new session, and says so."""
+    first = order(random_get(client, "told"))
+    assert re.fullmatch("[0-9a-f]{16}", first)
+    assert order(random_get(client, "told", offset=24)) == first
+    assert order(random_get(client, "told", offset=0)) == first  # a replay
+    assert order(random_get(client, "told", path="/api/posts")) == first  # every feed of the session
+    assert order(random_get(client, "other")) != first
     store.reset("told")  # gone, as by expiry or eviction: this process still holds its view
     lost = random_get(client, "told", offset=48)
-    assert started(lost) == "true" and len(lost.get_json()["data"]["reels"]) == 24
+    renewed = order(lost)
+    assert renewed != first and len(page_ids(lost)) == 24
     # Paging the new session from offset 0 shows the items that page took unseen, each once.
     restarted = page(client, "told", offset=0)[0] + page(client, "told", offset=24)[0]
-    assert len(set(restarted) | {item["id"] for item in lost.get_json()["data"]["reels"]}) == 72
+    assert len(set(restarted) | page_ids(lost)) == 72
     assert store.summary("told").served_items_count == 72
-    assert "X-Session-Started" not in client.get("/api/reels", query_string={"limit": 3}).headers
+    assert order(random_get(client, "told", offset=72)) == renewed
+    assert "X-Session-Order" not in client.get("/api/reels", query_string={"limit": 3}).headers
 
 
-def test_the_session_started_header_is_documented_and_readable_by_a_browser(client):
+def test_the_session_order_header_is_documented_and_readable_by_a_browser(client):
     spec = client.get("/api/openapi.json").get_json()
     for path in ("/api/reels", "/api/posts"):
-        assert "X-Session-Started" in spec["paths"][path]["get"]["responses"]["200"]["headers"]
+        operation = spec["paths"][path]["get"]
+        assert "X-Session-Order" in operation["responses"]["200"]["headers"]
+        assert "SESSION_NOT_FOUND" in json.dumps(operation["responses"]["404"])
     response = client.get("/api/reels", query_string={"random_order": "true", "session_id": "browser", "limit": 1},
                           headers={"Origin": "http://localhost:3000"})
-    assert started(response) == "true"
-    assert "X-Session-Started" in response.headers["Access-Control-Expose-Headers"]
+    assert order(response)
+    assert "X-Session-Order" in response.headers["Access-Control-Expose-Headers"]
 
 
 @pytest.mark.redis
-def test_only_the_page_that_starts_a_shared_session_says_so(catalog_url, redis_clean):
-    """Two processes over one Redis: whichever starts the session says true, the other false, also
-    when its own remembered view is of a session that was lost and started again elsewhere."""
+def test_processes_sharing_a_store_name_one_order_and_a_lost_session_a_new_one(catalog_url, redis_clean):
+    """Two processes over one Redis: one session, one order id, whichever process serves it; after
+    the session is lost, the new one's, also in the process whose remembered view is of the old."""
     apps = apps_on(catalog_url, redis_clean.url, 2)
     a, b = (app.test_client() for app in apps)
     try:
-        assert started(random_get(a, "shared")) == "true"
-        assert started(random_get(b, "shared")) == "false"  # B meets the session A started
-        assert started(random_get(a, "shared", offset=24)) == "false"
+        first = order(random_get(a, "shared"))
+        assert order(random_get(b, "shared")) == first  # B meets the session A started
+        assert order(random_get(a, "shared", offset=24)) == first
         with redis_clean.client() as raw:
             raw.flushall()  # the session is lost; A still remembers its view
-        assert started(random_get(b, "shared", offset=48)) == "true"
-        assert started(random_get(a, "shared", offset=72)) == "false"  # A's old view: stale, not a new start
+        renewed = order(random_get(b, "shared", offset=48))
+        assert renewed != first
+        assert order(random_get(a, "shared", offset=72)) == renewed  # A's old view was stale
         store = apps[0].extensions["viralspot.session_store"]
         assert store.summary("shared").served_items_count == 96
     finally:
         close_apps(apps)
+
 
 @pytest.mark.redis
 def test_a_refused_first_page_starts_no_session_on_redis(catalog_url, redis_clean):
@@ -273,7 +291,7 @@ def test_a_refused_first_page_starts_no_session_on_redis(catalog_url, redis_clea
         client = app.test_client()
         response = client.get("/api/reels", query_string={"random_order": "true", "session_id": "far",
                                                           "offset": 5000})
-        assert response.status_code == 400
+        assert response.status_code == 404 and response.get_json()["error_code"] == "SESSION_NOT_FOUND"
         store = app.extensions["viralspot.session_store"]
         assert store.summary("far") is None
         assert store.session_count() == 0 and store.session_ids() == []

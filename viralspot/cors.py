@@ -3,7 +3,7 @@
 ``VIRALSPOT_CORS_ORIGINS``: ``*`` (the default) or empty allows any origin; a comma-separated list
 allows exactly those. Credentials are never allowed (session ids travel in the query). Every
 response of ``/api/*`` and ``/health``, errors included, carries the headers; a browser's script may
-read the request id, a random page's ``X-Session-Started``, and a 429's ``Retry-After`` and
+read the request id, a random page's ``X-Session-Order``, and a 429's ``Retry-After`` and
 ``RateLimit-*``. With a list of origins every such response says ``Vary: Origin``, so a cache does
 not give one origin's answer to another.
 """
@@ -15,13 +15,13 @@ from typing import Iterable
 from flask import Flask, request
 from flask_cors import CORS
 
-from .schemas.responses import SESSION_STARTED_HEADER
+from .schemas.responses import SESSION_ORDER_HEADER
 
 #: Paths (regular expressions, matched from the start of the path) that answer cross-origin requests.
 CORS_RESOURCES = (r"/api/.*", r"/health$")
 CORS_METHODS = ("GET", "POST", "OPTIONS")
 #: Response headers beyond the CORS-safelisted ones a browser's script may read.
-EXPOSED_HEADERS = ("X-Request-ID", SESSION_STARTED_HEADER, "Retry-After", "RateLimit-Limit", "RateLimit-Remaining",
+EXPOSED_HEADERS = ("X-Request-ID", SESSION_ORDER_HEADER, "Retry-After", "RateLimit-Limit", "RateLimit-Remaining",
                    "RateLimit-Reset")
 #: Seconds a browser may cache a preflight's answer.
 PREFLIGHT_MAX_AGE = 600

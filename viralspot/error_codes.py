@@ -13,7 +13,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "NOT_FOUND": (404, "Check the URL; the API lives under /api (see GET /health)"),
     "SESSION_LIMIT": (400, "Reset the session (POST /api/reset-session) to start a fresh one"),
     "SESSION_NOT_FOUND": (404, "A session exists from its first random page until it is reset or idle for the "
-                               "session TTL"),
+                               "session TTL; page a random feed from offset 0 to start one"),
     "METHOD_NOT_ALLOWED": (405, "Use the HTTP method the endpoint documents"),
     "UNAUTHORIZED": (401, "Send Authorization: Bearer <the admin token> (VIRALSPOT_ADMIN_TOKEN)"),
     "RATE_LIMITED": (429, "Slow down: wait the seconds of the Retry-After header, then retry"),

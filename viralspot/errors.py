@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from . import metrics
 from .error_codes import ApiError
-from .feed.errors import FeedConflict, FeedError, SessionLimit
+from .feed.errors import FeedConflict, FeedError
 from .schemas.envelope import error_response
 from .store import StoreError
 
@@ -30,9 +30,7 @@ def api_error(error: Exception) -> ApiError:
     if isinstance(error, ApiError):
         return error
     if isinstance(error, FeedError):
-        code = ("SESSION_CONFLICT" if isinstance(error, FeedConflict)
-                else "SESSION_LIMIT" if isinstance(error, SessionLimit) else "INVALID_PARAMETER")
-        return ApiError(str(error), code)
+        return ApiError(str(error), error.error_code)
     if isinstance(error, StoreError):
         return ApiError("Session store is unavailable", "SESSION_STORE_UNAVAILABLE")
     if isinstance(error, DatabaseOperationalError):

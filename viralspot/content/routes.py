@@ -8,7 +8,7 @@ from ..api import ARGUMENT_ERRORS, DATABASE_ERRORS, LIMITED, RANDOM_FEED_ERRORS,
 from ..extensions import random_feeds
 from ..schemas.content import ContentQueryArgsSchema, PostQueryArgsSchema
 from ..schemas.envelope import api_response
-from ..schemas.responses import (CONTENT_PAGE_HEADERS, SESSION_STARTED_HEADER, ContentPageResponseSchema,
+from ..schemas.responses import (CONTENT_PAGE_HEADERS, SESSION_ORDER_HEADER, ContentPageResponseSchema,
                                  FilterOptionsResponseSchema)
 from . import bp
 from .listing import current_filter_options, listing_message, plain_listing
@@ -25,7 +25,7 @@ def _listing(kind: str, args: dict):
         metrics.random_page(page, args["offset"])
         response = page_response(page.items_json, page.is_last_page, listing_message(kind, page.count, args["offset"]))
         response.headers["Cache-Control"] = "no-store"  # one session's page, and serving it changed the session
-        response.headers[SESSION_STARTED_HEADER] = "true" if page.started_session else "false"
+        response.headers[SESSION_ORDER_HEADER] = page.order_id
         return response
     return plain_listing(kind, args)
 

@@ -3,19 +3,34 @@ from __future__ import annotations
 
 
 class FeedError(Exception):
-    """A random page the feed refuses; ``str()`` is the client-facing detail."""
+    """A random page the feed refuses; ``str()`` is the client-facing detail, ``error_code`` its code."""
+
+    error_code = "INVALID_PARAMETER"
 
 
 class BeyondServedPrefix(FeedError):
-    """A page starting further past what the feed has served than allowed."""
+    """A page of a stored session starting further past what the feed has served than allowed."""
 
     def __init__(self, served: int, max_ahead: int) -> None:
         limit = (f"offset: a random page may start at most {max_ahead} items (VIRALSPOT_RANDOM_MAX_AHEAD) past what "
                  f"the session has been served in this feed")
         super().__init__(f"{limit} ({served}); page through it in order" if served else
-                         f"{limit}, and it has been served nothing (a new feed or session, or one that expired, was "
-                         f"evicted or was reset): start at offset 0")
+                         f"{limit}, and this feed has been served nothing: start it at offset 0")
         self.served = served
+        self.max_ahead = max_ahead
+
+
+class SessionNotStored(BeyondServedPrefix):
+    """A page starting past ``max_ahead`` of a session that is not stored: new, or lost since its
+    client's last page (expired, evicted, reset, or lost in a failover)."""
+
+    error_code = "SESSION_NOT_FOUND"
+
+    def __init__(self, max_ahead: int) -> None:
+        FeedError.__init__(self, f"session_id: no session is stored under this id (it expired, was evicted, was reset "
+                                 f"or was lost in a failover, or it is new), and a new session's feed starts at most "
+                                 f"{max_ahead} items in (VIRALSPOT_RANDOM_MAX_AHEAD): page it from offset 0")
+        self.served = 0
         self.max_ahead = max_ahead
 
 
@@ -28,6 +43,8 @@ class OffsetTooLarge(FeedError):
 
 class SessionLimit(FeedError):
     """A session that would pass its most feeds or items."""
+
+    error_code = "SESSION_LIMIT"
 
     SETTINGS = {"feeds": "VIRALSPOT_SESSION_MAX_FEEDS", "items": "VIRALSPOT_SESSION_MAX_ITEMS"}
 
@@ -51,6 +68,8 @@ class WeightedOutOfRange(FeedError):
 
 class FeedConflict(FeedError):
     """Concurrent requests of one session kept changing it under this page."""
+
+    error_code = "SESSION_CONFLICT"
 
     def __init__(self) -> None:
         super().__init__("Too many concurrent requests for this session")

@@ -20,6 +20,7 @@ order beside it (what is seen). Nothing here touches Flask.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import threading
 from dataclasses import dataclass
@@ -32,7 +33,8 @@ from ..catalog.feed_source import FeedCatalog, FeedSource, MatchingSet
 from ..catalog.filters import content_filter
 from ..store import FeedView, PageStatus, SessionStoreBackend
 from ..store.base import FEED_ID_BYTES, SEED_BYTES
-from .errors import BeyondServedPrefix, FeedConflict, OffsetTooLarge, SessionLimit, WeightedOutOfRange
+from .errors import (BeyondServedPrefix, FeedConflict, OffsetTooLarge, SessionLimit, SessionNotStored,
+                     WeightedOutOfRange)
 from .order import SessionOrder
 from .weights import MAX_TICKETS, MAX_WEIGHTED_KEY, Tickets, TicketSet, checked_exponent, ticket_keys
 
@@ -64,9 +66,17 @@ class ServedPage:
     replayed: bool
     #: Whether the items came from an item snapshot (None: snapshots off, or no items).
     snapshot_hit: bool | None = None
+    #: The session's order as a client sees it (``order_id``).
+    order_id: str = ""
     #: Whether this page started the session: no session was stored under its id (new, or
     #: expired, evicted, reset or lost in a failover since its last page).
     started_session: bool = False
+
+
+def order_id(seed: bytes) -> str:
+    """What a client sees of a session's order: 16 hex digits of a hash of its seed, the same on
+    every page of the session and new when the session starts anew (a reset, or a session lost)."""
+    return hashlib.blake2b(seed, digest_size=8).hexdigest()
 
 
 def feed_id(kind: str, filter_signature: str, weighted: bool = False) -> bytes:
@@ -173,7 +183,8 @@ class RandomFeedService:
             if weighted:
                 keys = ticket_keys(keys).tolist()
             items_json, count = source.page_items(keys)
-        return ServedPage(items_json, count, is_last, round_trips, replayed, source.snapshot_hit, started)
+        return ServedPage(items_json, count, is_last, round_trips, replayed, source.snapshot_hit, order_id(view.seed),
+                          started)
 
     def forget(self, session_id: str) -> None:
         """Drop this process's view of a session (after a reset, its next page starts a new one)."""
@@ -266,13 +277,14 @@ class RandomFeedService:
                 self.forget(session_id)
                 view, create = _new_session(source), True
                 continue
-            started = started or (create and status is PageStatus.SERVED)  # nothing changes unless SERVED
-            create = False
+            created, create = create, False  # whether this call was asked to create the session
+            started = started or (created and status is PageStatus.SERVED)  # nothing changes unless SERVED
             if status is PageStatus.STALE:
                 view, stale = result.view, stale + 1
                 continue
-            if status is PageStatus.BEYOND:
-                raise BeyondServedPrefix(result.view.served, self.max_ahead)
+            if status is PageStatus.BEYOND:  # asked to create it: no session was stored
+                raise SessionNotStored(self.max_ahead) if created else BeyondServedPrefix(result.view.served,
+                                                                                           self.max_ahead)
             if status is PageStatus.FEED_LIMIT:
                 raise SessionLimit("feeds", self.store.max_feeds)
             if status is PageStatus.ITEM_LIMIT:

@@ -80,14 +80,15 @@ class ContentPageDataSchema(Schema):
 #: A page of ``GET /api/reels`` or ``GET /api/posts``; message like "Found 24 reels (offset 0)".
 ContentPageResponseSchema = success_envelope("ContentPageResponseSchema", ContentPageDataSchema)
 
-#: A random page's header saying whether the page started its session.
-SESSION_STARTED_HEADER = "X-Session-Started"
+#: A random page's header: the session's order (``feed.service.order_id``).
+SESSION_ORDER_HEADER = "X-Session-Order"
 #: The headers of a content page, as OpenAPI documents them.
-CONTENT_PAGE_HEADERS = {SESSION_STARTED_HEADER: {"schema": {"type": "string", "enum": ["true", "false"]}, "description": (
-    "Random pages only: true when this page started the session, no session being stored under its id "
-    "(a new one, or one that expired, was evicted, was reset or was lost in a failover since its last page). "
-    "With offset > 0 that means the session was lost: its new feed took the items before offset unseen, "
-    "and paging from offset 0 again shows them; items the lost session showed may come again.")}}
+CONTENT_PAGE_HEADERS = {SESSION_ORDER_HEADER: {"schema": {"type": "string", "pattern": "^[0-9a-f]{16}$"},
+                                               "description": (
+    "Random pages only: an opaque id of the session's order, the same on every page of the session until it "
+    "starts anew. A value other than the one the client's earlier pages carried means the session was reset "
+    "or lost (it expired, was evicted or was lost in a failover) and this page is of a new session: discard "
+    "it and page again from offset 0 (items the lost session showed may come again).")}}
 
 
 class UsernameOptionSchema(Schema):
