@@ -33,6 +33,7 @@ def test_requests_answer_503_database_unavailable(unreachable_app, path):
     assert body["success"] is False
     assert body["error_code"] == "DATABASE_UNAVAILABLE"
     assert set(body) == {"success", "detail", "error_code", "timestamp", "troubleshooting"}
+    assert response.headers["Retry-After"] == "2"
 
 
 def test_bad_arguments_are_still_400_when_the_database_is_down(unreachable_app):

@@ -101,6 +101,7 @@ def test_readyz_store_down_is_503_envelope_with_checks(app, client):
     assert body["success"] is False and body["error_code"] == "SESSION_STORE_UNAVAILABLE"
     assert body["checks"]["session_store"]["status"] == "unavailable"
     assert body["checks"]["database"]["status"] == "ok"
+    assert response.headers["Retry-After"] == "2"
     conforms(app, "get", "/readyz", response)
     # /health answers as it always has: the plain envelope.
     health = client.get("/health")

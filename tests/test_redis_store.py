@@ -643,6 +643,7 @@ def test_a_closed_port_is_a_503_envelope_not_a_hang():
         assert response.status_code == 503
         body = response.get_json()
         assert body["success"] is False and body["error_code"] == "SESSION_STORE_UNAVAILABLE"
+        assert response.headers["Retry-After"] == "2"  # about what a failover takes
         assert app.test_client().get("/health").status_code == 503
     finally:
         app.extensions["viralspot.session_store"].close()

@@ -56,6 +56,8 @@ _ERROR_HEADERS = {
           "RateLimit-Remaining": {"description": "Requests left in the window (0).", **_SECONDS},
           "RateLimit-Reset": {"description": "Seconds until the window resets.", **_SECONDS}},
     401: {"WWW-Authenticate": {"description": 'Bearer realm="viralspot"', "schema": {"type": "string"}}},
+    503: {"Retry-After": {"description": "Seconds to wait before retrying (a store failover takes about 2).",
+                          **_SECONDS}},
 }
 #: Every operation may answer these.
 ALWAYS_ERRORS = ("URI_TOO_LONG", "HEADERS_TOO_LARGE", "INTERNAL_ERROR")

@@ -3,9 +3,9 @@
 ``VIRALSPOT_CORS_ORIGINS``: ``*`` (the default) or empty allows any origin; a comma-separated list
 allows exactly those. Credentials are never allowed (session ids travel in the query). Every
 response of ``/api/*`` and ``/health``, errors included, carries the headers; a browser's script may
-read the request id, a random page's ``X-Session-Order``, and a 429's ``Retry-After`` and
-``RateLimit-*``. With a list of origins every such response says ``Vary: Origin``, so a cache does
-not give one origin's answer to another.
+read the request id, a random page's ``X-Session-Order``, ``Retry-After`` (of a 429 or a 503) and a
+429's ``RateLimit-*``. With a list of origins every such response says ``Vary: Origin``, so a cache
+does not give one origin's answer to another.
 """
 from __future__ import annotations
 

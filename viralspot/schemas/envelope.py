@@ -8,6 +8,10 @@ from marshmallow import Schema, fields
 from ..clock import utc_timestamp
 from ..error_codes import ApiError
 
+#: Seconds a 503 (a dependency down, a session busy) asks the client to wait before retrying: about
+#: what a Redis failover takes.
+RETRY_AFTER_UNAVAILABLE = "2"
+
 
 class ErrorEnvelopeSchema(Schema):
     """Error envelope (its OpenAPI description; ``error_response`` builds the bodies)."""
@@ -32,8 +36,11 @@ def api_response(data, message: str | None = None, headers=None) -> Response:
 
 
 def error_response(error: ApiError, **extra) -> Response:
-    """The error envelope of ``error``, with ``extra`` fields (``/readyz``'s ``checks``)."""
+    """The error envelope of ``error``, with ``extra`` fields (``/readyz``'s ``checks``); a 503 says
+    when to retry (``Retry-After``)."""
     response = jsonify({"success": False, "detail": error.detail, "error_code": error.error_code,
                         "timestamp": utc_timestamp(), "troubleshooting": error.troubleshooting, **extra})
     response.status_code = error.status
+    if error.status == 503:
+        response.headers["Retry-After"] = RETRY_AFTER_UNAVAILABLE
     return response
