@@ -73,10 +73,13 @@ class Config:
     #: Prometheus metrics at GET /metrics (all gunicorn workers summed); false: no endpoint, no counting.
     METRICS = True
     #: gunicorn (``gunicorn.conf.py``): threads per worker, seconds an idle keep-alive connection
-    #: stays open, and the longest request line (at most 8190; longer answers 414 in the envelope).
+    #: stays open, the longest request line (at most 8190; longer answers 414 in the envelope), and
+    #: seconds a request's line and headers have to arrive once its first bytes have (a client that
+    #: stalls mid-request is closed rather than holding a thread; ``gunicorn_worker.py``).
     GUNICORN_THREADS = 8
     GUNICORN_KEEPALIVE = 2
     GUNICORN_LIMIT_REQUEST_LINE = 8190
+    GUNICORN_HEADER_TIMEOUT = 10.0
     #: Seconds GET /readyz (and GET /health) waits for each dependency check (they run concurrently).
     READINESS_TIMEOUT = 1.0
     #: Origins allowed to call the API from a browser (CORS): "*" (any), or a comma-separated list.
@@ -244,6 +247,7 @@ RULES = {
     "GUNICORN_THREADS": _AT_LEAST_1,
     "GUNICORN_KEEPALIVE": _AT_LEAST_0,
     "GUNICORN_LIMIT_REQUEST_LINE": validate.Range(min=1, max=8190),
+    "GUNICORN_HEADER_TIMEOUT": validate.Range(min=0, max=300, min_inclusive=False),
     "READINESS_TIMEOUT": validate.Range(min=0, max=60, min_inclusive=False),
     "SEED_ITEMS": _AT_LEAST_0,
     "RANDOM_MATCH_CACHE_KEYS": _AT_LEAST_1,

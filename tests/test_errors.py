@@ -32,6 +32,15 @@ def test_no_answer_is_sniffed_into_another_type(client, method, path):
     assert getattr(client, method)(path).headers["X-Content-Type-Options"] == "nosniff"
 
 
+@pytest.mark.parametrize("path", ["/api//reels?limit=1", "/api/sessions//abc", "//api/reels"])
+def test_a_doubled_slash_is_a_404_envelope_not_a_redirect_to_the_clients_host(client, path):
+    for method in ("GET", "HEAD"):
+        response = client.open(path, method=method, headers={"Host": "evil.example.com"})
+        assert response.status_code == 404 and "Location" not in response.headers
+        assert response.mimetype == "application/json"
+    assert_envelope(client.get(path), 404, "NOT_FOUND")
+
+
 def test_wrong_method_is_405_envelope_with_allow_header(client):
     response = client.get("/api/reset-session?session_id=abc")
     assert_envelope(response, 405, "METHOD_NOT_ALLOWED")
@@ -206,3 +215,25 @@ def test_gunicorn_makes_no_control_socket_that_other_instances_share(tmp_path):
         status, _headers, _body = _raw_request(server.port, b"GET /livez HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         assert status == 200
         assert not (home / ".gunicorn").exists()
+
+
+def test_a_client_that_stalls_mid_request_is_closed_and_holds_no_thread(tmp_path):
+    """gthread read a request's line and headers with no deadline: a client that sent half a request
+    and stalled held a thread for good (with one thread, every later request waited). With
+    VIRALSPOT_GUNICORN_HEADER_TIMEOUT=1 the stalled connection is closed, answered nothing, and the
+    thread serves the next request."""
+    import socket
+
+    from gunicorn_servers import GunicornServer, call, serving_connections
+    from test_failover import wait_for
+
+    with GunicornServer(tmp_path, database_url=f"sqlite:///{tmp_path}/catalog.db", store_url="memory://",
+                        workers=1, threads=1, name="stall",
+                        extra_env={"VIRALSPOT_GUNICORN_HEADER_TIMEOUT": "1"}) as server:
+        (worker,) = server.worker_pids()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as stalled:
+            stalled.sendall(b"GET /livez HTTP/1.1\r\nHost: t\r\n")  # no blank line: the head never ends
+            wait_for(lambda: serving_connections(worker, server.port) == 1, 10, "the worker took the connection")
+            assert call(server.port, "GET", "/livez", timeout=10).status == 200  # without it: a timeout
+            assert stalled.recv(100) == b""  # closed, and nothing answered
+        assert "Traceback" not in server.log_tail()

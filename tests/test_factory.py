@@ -88,11 +88,15 @@ def test_shell_context_exposes_the_store():
     ("VIRALSPOT_FIXED_NOW", "2030-01-01T00:00:00Z", "VIRALSPOT_FIXED_NOW pins the clock"),
     ("VIRALSPOT_SECRET_KEY", "viralspot-insecure-development-secret", "VIRALSPOT_SECRET_KEY is a value published"),
     ("VIRALSPOT_SECRET_KEY", "viralspot-testing-secret", "VIRALSPOT_SECRET_KEY is a value published"),
+    ("VIRALSPOT_SECRET_KEY", "viralspot-insecure-development-secret\n", "VIRALSPOT_SECRET_KEY is a value published"),
+    ("VIRALSPOT_SECRET_KEY", "VIRALSPOT-TESTING-SECRET", "VIRALSPOT_SECRET_KEY is a value published"),
+    ("VIRALSPOT_SECRET_KEY", "a-long-enough-secret-from-a-file\n", "VIRALSPOT_SECRET_KEY begins or ends with whitespace"),
     ("VIRALSPOT_SECRET_KEY", " ", "VIRALSPOT_SECRET_KEY is shorter than 16 characters"),
     ("VIRALSPOT_SECRET_KEY", "fifteen-chars!!", "VIRALSPOT_SECRET_KEY is shorter than 16 characters"),
     ("VIRALSPOT_ADMIN_TOKEN", "t", "VIRALSPOT_ADMIN_TOKEN is shorter than 16 characters"),
     ("VIRALSPOT_ADMIN_TOKEN", "viralspot-testing-secret", "VIRALSPOT_ADMIN_TOKEN is a value published"),
     ("VIRALSPOT_ADMIN_TOKEN", "  fifteen-chars!! \n", "VIRALSPOT_ADMIN_TOKEN is shorter than 16 characters"),
+    ("VIRALSPOT_ADMIN_TOKEN", "a-secret-from-the-environment", "VIRALSPOT_ADMIN_TOKEN is the secret key"),
 ])
 def test_production_refuses_unsafe_settings(monkeypatch, setting, value, named):
     monkeypatch.setenv("VIRALSPOT_SECRET_KEY", "a-secret-from-the-environment")

@@ -63,6 +63,7 @@ def test_debug_spelled_false_leaves_debug_off(monkeypatch):
     ("SESSION_TTL", "a day", "Not a valid integer."),
     ("DATABASE_BUSY_TIMEOUT", "soon", "Not a valid number."),
     ("GUNICORN_THREADS", "0", "Must be greater than or equal to 1."),
+    ("GUNICORN_HEADER_TIMEOUT", "0", "Must be greater than 0 and less than or equal to 300."),
     ("GUNICORN_LIMIT_REQUEST_LINE", "9000", "Must be greater than or equal to 1 and less than or equal to 8190."),
     ("READINESS_TIMEOUT", "0", "Must be greater than 0 and less than or equal to 60."),
     ("TRUSTED_PROXIES", "-1", "Must be greater than or equal to 0."),

@@ -24,6 +24,9 @@ def create_app(config: Mapping[str, Any] | str | None = None) -> Flask:
 
     overrides = {"CONFIG": config} if isinstance(config, str) else dict(config or {})
     app = Flask(__name__, instance_relative_config=True)
+    # ``/api//reels`` is a 404 envelope: merged slashes answered Werkzeug's HTML 308, whose Location
+    # was built from the client's Host header (and a permanent redirect may be cached).
+    app.url_map.merge_slashes = False
     settings, unknown = load_settings(config_class(overrides.pop("CONFIG", None)), os.environ, overrides)
     app.config.update(settings)
     app.json.sort_keys = False
@@ -57,17 +60,22 @@ def register_observability(app: Flask) -> None:
     metrics.init_app(app)
 
 
-#: The secrets config.py publishes (development's, testing's): no secret in production.
-PUBLISHED_SECRETS = frozenset({INSECURE_DEFAULT_SECRET, TestingConfig.SECRET_KEY})
+#: The secrets config.py publishes (development's, testing's), in lower case: no secret in
+#: production, in any case.
+PUBLISHED_SECRETS = frozenset({INSECURE_DEFAULT_SECRET.lower(), TestingConfig.SECRET_KEY.lower()})
 #: The fewest characters production takes for a secret or the admin token (guessing one must not pay).
 SECRET_MIN_LENGTH = 16
 
 
 def _weak(secret: str) -> str | None:
     """Why production refuses ``secret`` (the secret key, the admin token), or None."""
-    if secret in PUBLISHED_SECRETS:
+    if secret.strip().lower() in PUBLISHED_SECRETS:
         return "is a value published in config.py"
-    return f"is shorter than {SECRET_MIN_LENGTH} characters" if len(secret.strip()) < SECRET_MIN_LENGTH else None
+    if len(secret.strip()) < SECRET_MIN_LENGTH:
+        return f"is shorter than {SECRET_MIN_LENGTH} characters"
+    if secret != secret.strip():  # the admin token is stripped; the secret key is used as given
+        return "begins or ends with whitespace (a newline from a file?), which would be part of it"
+    return None
 
 
 def check_settings(app: Flask) -> None:
@@ -87,7 +95,9 @@ def check_settings(app: Flask) -> None:
             "VIRALSPOT_SECRET_KEY": _weak(secret),
             "VIRALSPOT_ADMIN_TOKEN": ("is not set: session inspection and /metrics would be public (set "
                                       "VIRALSPOT_PUBLIC_INSPECTION=true if that is meant)"
-                                      if not token and not config["PUBLIC_INSPECTION"] else token and _weak(token)),
+                                      if not token and not config["PUBLIC_INSPECTION"] else
+                                      "is the secret key: a token sent to a metrics scraper would give it away"
+                                      if token and token == secret.strip() else token and _weak(token)),
         }
         refused = [f"{name} {why}" for name, why in unsafe.items() if why]
         if refused:

@@ -3,19 +3,28 @@ request line over ``limit_request_line``, headers over their limits, a malformed
 answers the JSON envelope with 414, 431 or 400, not gunicorn's HTML page. When any origin may call
 the API (``VIRALSPOT_CORS_ORIGINS=*``, the default) the refusal carries the CORS headers, so a
 browser's script can read it; with a list of origins it cannot, as the request's ``Origin`` was not
-read."""
+read.
+
+It also gives a request's line and headers a deadline (``VIRALSPOT_GUNICORN_HEADER_TIMEOUT``, from
+the connection's first bytes): gthread reads them on one of the worker's threads with none, so a
+few clients that send half a request and stall held every thread. Such a connection is closed, as
+one the client dropped is. (A connection that sends nothing holds a thread for gthread's own 5 s,
+then waits without one; facing the internet, a buffering proxy such as nginx is still the answer.)"""
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 
 from gunicorn import util
 from gunicorn.http.errors import (InvalidResponseHeader, InvalidResponseHeaderName, LimitRequestHeaders,
-                                  LimitRequestLine, ParseException)
+                                  LimitRequestLine, NoMoreData, ParseException)
 from gunicorn.workers.gthread import ThreadWorker
 
-from .error_codes import ERROR_CODES
+from config import Config
+
 from .clock import utc_timestamp
+from .error_codes import ERROR_CODES
 
 _REASONS = {400: "Bad Request", 414: "URI Too Long", 431: "Request Header Fields Too Large",
             500: "Internal Server Error"}
@@ -39,8 +48,46 @@ def error_bytes(error_code: str, detail: str, request_id: str, extra_headers: st
     return head.encode("latin-1") + body
 
 
+class HeadDeadline:
+    """A connection's request parser whose every request's line and headers must arrive within
+    ``seconds`` (a socket timeout, lifted once they have). A stall ends like a dropped connection
+    (``NoMoreData``: gthread closes it and logs one debug line)."""
+
+    def __init__(self, parser, conn, seconds: float) -> None:
+        self._parser, self._conn, self._seconds = parser, conn, seconds
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        self._conn.sock.settimeout(self._seconds)
+        try:
+            return next(self._parser)
+        except TimeoutError as error:
+            raise NoMoreData(b"") from error
+        finally:
+            self._conn.sock.settimeout(None)
+
+    def __getattr__(self, name):  # the unreader, finish_body and the rest: the parser's own
+        return getattr(self._parser, name)
+
+
 class EnvelopeWorker(ThreadWorker):
-    """``gthread`` with JSON errors (``gunicorn.conf.py`` sets it as ``worker_class``)."""
+    """``gthread`` with JSON errors and a deadline on request heads (``gunicorn.conf.py`` sets it as
+    ``worker_class``)."""
+
+    def enqueue_req(self, conn):
+        if "init" not in vars(conn):  # a new connection: its parser, once made, gets the deadline
+            conn.init = functools.partial(self._init_connection, conn, conn.init)
+        super().enqueue_req(conn)
+
+    def _init_connection(self, conn, init) -> None:
+        made = conn.parser is None
+        init()
+        if made and conn.parser is not None and not conn.is_http2:
+            config = getattr(getattr(self, "wsgi", None), "config", {})
+            seconds = config.get("GUNICORN_HEADER_TIMEOUT", Config.GUNICORN_HEADER_TIMEOUT)
+            conn.parser = HeadDeadline(conn.parser, conn, seconds)
 
     def _cors_headers(self) -> str:
         app = getattr(self, "wsgi", None)
