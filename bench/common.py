@@ -113,7 +113,10 @@ def catalog(size: int, quiet: bool = False) -> str:
 
 def write_snapshot(url: str) -> None:
     """The item snapshot of the catalog at ``url`` in ``SNAPSHOT_ROOT`` (one directory per
-    catalog), written unless it is current."""
+    catalog), written unless it is current, then read once: a server that has been up a while has
+    it in the page cache. (Read cold, 1.3 GB at 1M items, it cost a random page of 24 items about
+    0.2 ms more CPU, in page faults: ``page_profile`` on a new machine, 0.225 ms against 0.039
+    for ``FeedSource.page_items``, the floor page 0.864 against 0.561.)"""
     from .bench_app import create_bench_app
 
     app = create_bench_app({"DATABASE_URL": url})
@@ -121,6 +124,9 @@ def write_snapshot(url: str) -> None:
         snapshots = app.extensions["viralspot.catalog.item_snapshots"]
         if snapshots.write_now() is None:
             raise RuntimeError(f"another process holds the snapshot lock in {snapshots.directory}")
+        for path in sorted(Path(snapshots.directory).iterdir()):
+            if path.is_file():
+                _read_through(path)
     finally:
         app.extensions["viralspot.catalog"].dispose()
         app.extensions["viralspot.session_store"].close()
@@ -128,7 +134,11 @@ def write_snapshot(url: str) -> None:
 
 def warm_os_cache(url: str) -> None:
     """Read the catalog file once, as a server that has been up a while has it in the page cache."""
-    with open(url.removeprefix("sqlite:///"), "rb") as handle:
+    _read_through(Path(url.removeprefix("sqlite:///")))
+
+
+def _read_through(path: Path) -> None:
+    with open(path, "rb") as handle:
         while handle.read(1 << 24):
             pass
 
