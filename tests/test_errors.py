@@ -237,3 +237,31 @@ def test_a_client_that_stalls_mid_request_is_closed_and_holds_no_thread(tmp_path
             assert call(server.port, "GET", "/livez", timeout=10).status == 200  # without it: a timeout
             assert stalled.recv(100) == b""  # closed, and nothing answered
         assert "Traceback" not in server.log_tail()
+
+
+def test_a_client_that_sends_its_head_a_line_at_a_time_is_closed_at_the_deadline(tmp_path):
+    """The deadline is for the whole head, not for each read: a client sending a header line every
+    0.3 s is closed about a second after its first bytes, and its close does not hold up the
+    worker (a close that lingered for the client's FIN kept the worker's loop 2 s)."""
+    import socket
+
+    from gunicorn_servers import GunicornServer, call
+
+    with GunicornServer(tmp_path, database_url=f"sqlite:///{tmp_path}/catalog.db", store_url="memory://",
+                        workers=1, threads=1, name="trickle",
+                        extra_env={"VIRALSPOT_GUNICORN_HEADER_TIMEOUT": "1"}) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as slow:
+            slow.sendall(b"GET /livez HTTP/1.1\r\n")
+            slow.settimeout(0.3)
+            lines, closed = 0, False
+            while lines < 30 and not closed:  # 30 lines: 9 s
+                try:
+                    closed = slow.recv(100) == b""
+                except socket.timeout:
+                    slow.sendall(f"X-Line-{lines}: v\r\n".encode())
+                    lines += 1
+                except OSError:
+                    closed = True
+            assert closed and lines < 30, lines
+            reply = call(server.port, "GET", "/livez", timeout=10)  # the slow client still connected
+        assert reply.status == 200 and reply.seconds < 1.5, reply

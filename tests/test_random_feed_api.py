@@ -251,6 +251,31 @@ def test_every_random_page_names_its_session_order_and_a_lost_session_gets_a_new
     assert "X-Session-Order" not in client.get("/api/reels", query_string={"limit": 3}).headers
 
 
+def test_a_feed_deep_in_a_lost_session_started_again_by_another_feed_is_told_by_the_order(catalog_url):
+    """Two grids of one session, the session lost: the posts grid pages first and starts a new one;
+    the reels grid, deeper than VIRALSPOT_RANDOM_MAX_AHEAD, gets a 400 for its offset, which carries
+    the new session's order, not the one its pages had (a genuine jump too far carries its own)."""
+    (app,) = apps_on(catalog_url, "memory://", 1, RANDOM_MAX_AHEAD=30)
+    client, store = app.test_client(), app.extensions["viralspot.session_store"]
+    try:
+        old = {order(random_get(client, "grids", offset=offset)) for offset in (0, 24, 48)}
+        assert len(old) == 1
+        too_far = random_get(client, "grids", offset=72 + 31)
+        assert too_far.status_code == 400 and too_far.headers["X-Session-Order"] in old  # the client's own bug
+        store.reset("grids")  # lost, as by expiry or eviction
+        new = order(random_get(client, "grids", path="/api/posts"))
+        assert new not in old
+        deep = random_get(client, "grids", offset=72)
+        assert deep.status_code == 400 and deep.get_json()["error_code"] == "INVALID_PARAMETER"
+        assert deep.headers["X-Session-Order"] == new and deep.headers["Cache-Control"] == "no-store"
+        store.reset("grids")
+        gone = random_get(client, "grids", offset=72)
+        assert gone.status_code == 404 and gone.get_json()["error_code"] == "SESSION_NOT_FOUND"
+        assert "X-Session-Order" not in gone.headers and gone.headers["Cache-Control"] == "no-store"
+    finally:
+        close_apps([app])
+
+
 def test_the_session_order_header_is_documented_and_readable_by_a_browser(client):
     spec = client.get("/api/openapi.json").get_json()
     for path in ("/api/reels", "/api/posts"):

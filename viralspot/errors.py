@@ -17,6 +17,7 @@ from . import metrics
 from .error_codes import ApiError
 from .feed.errors import FeedConflict, FeedError
 from .schemas.envelope import error_response
+from .schemas.responses import SESSION_ORDER_HEADER
 from .store import StoreError
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,10 @@ def register_errorhandlers(app: Flask) -> None:
             if app.debug:
                 mapped = ApiError(f"Internal server error: {type(error).__name__}: {error}", "INTERNAL_ERROR")
         response = error_response(mapped)
+        if isinstance(error, FeedError):  # about one session, as its pages are: never kept by a cache
+            response.headers["Cache-Control"] = "no-store"
+            if error.order_id:  # the session the page met: a client holding another order lost its own
+                response.headers[SESSION_ORDER_HEADER] = error.order_id
         if mapped.error_code == "UNAUTHORIZED":
             response.headers["WWW-Authenticate"] = 'Bearer realm="viralspot"'
             response.headers["Cache-Control"] = "no-store"

@@ -6,14 +6,16 @@ browser's script can read it; with a list of origins it cannot, as the request's
 read.
 
 It also gives a request's line and headers a deadline (``VIRALSPOT_GUNICORN_HEADER_TIMEOUT``, from
-the connection's first bytes): gthread reads them on one of the worker's threads with none, so a
-few clients that send half a request and stall held every thread. Such a connection is closed, as
-one the client dropped is. (A connection that sends nothing holds a thread for gthread's own 5 s,
-then waits without one; facing the internet, a buffering proxy such as nginx is still the answer.)"""
+its first bytes): gthread reads them on one of the worker's threads with none, so a few clients
+that send half a request, or a byte now and then, held every thread. Such a connection is closed,
+as one the client dropped is. (A connection that sends nothing holds a thread for gthread's own
+5 s, then waits without one; facing the internet, a buffering proxy such as nginx is the answer.)"""
 from __future__ import annotations
 
 import functools
 import json
+import socket
+import time
 import uuid
 
 from gunicorn import util
@@ -48,27 +50,54 @@ def error_bytes(error_code: str, detail: str, request_id: str, extra_headers: st
     return head.encode("latin-1") + body
 
 
+class _HeadSocket:
+    """The socket a parser reads a request's head through: each read waits at most what is left
+    until ``deadline`` (one timeout for the whole head, however the client spreads its bytes)."""
+
+    def __init__(self, sock, deadline: float) -> None:
+        self._sock, self._deadline = sock, deadline
+
+    def recv(self, size: int) -> bytes:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("request head deadline")
+        self._sock.settimeout(remaining)
+        return self._sock.recv(size)
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
 class HeadDeadline:
     """A connection's request parser whose every request's line and headers must arrive within
-    ``seconds`` (a socket timeout, lifted once they have). A stall ends like a dropped connection
-    (``NoMoreData``: gthread closes it and logs one debug line)."""
+    ``seconds`` of the parser being asked for it (the connection's first bytes are there). A
+    connection past it is shut down and ends like a dropped one (``NoMoreData``: gthread closes it
+    and logs one debug line; shut down, its close does not linger 2 s on the worker's main loop
+    for a client that is still there)."""
 
-    def __init__(self, parser, conn, seconds: float) -> None:
-        self._parser, self._conn, self._seconds = parser, conn, seconds
+    def __init__(self, parser, seconds: float) -> None:
+        self._parser, self._seconds = parser, seconds
 
     def __iter__(self):
         return self
 
     def __next__(self):
-        self._conn.sock.settimeout(self._seconds)
+        unreader = self._parser.unreader
+        sock = unreader.sock
+        unreader.sock = _HeadSocket(sock, time.monotonic() + self._seconds)
         try:
             return next(self._parser)
         except TimeoutError as error:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             raise NoMoreData(b"") from error
         finally:
-            self._conn.sock.settimeout(None)
+            unreader.sock = sock  # the body, and the response, on the socket as gthread left it
+            sock.settimeout(None)
 
-    def __getattr__(self, name):  # the unreader, finish_body and the rest: the parser's own
+    def __getattr__(self, name):  # finish_body, the unreader and the rest: the parser's own
         return getattr(self._parser, name)
 
 
@@ -87,7 +116,7 @@ class EnvelopeWorker(ThreadWorker):
         if made and conn.parser is not None and not conn.is_http2:
             config = getattr(getattr(self, "wsgi", None), "config", {})
             seconds = config.get("GUNICORN_HEADER_TIMEOUT", Config.GUNICORN_HEADER_TIMEOUT)
-            conn.parser = HeadDeadline(conn.parser, conn, seconds)
+            conn.parser = HeadDeadline(conn.parser, seconds)
 
     def _cors_headers(self) -> str:
         app = getattr(self, "wsgi", None)

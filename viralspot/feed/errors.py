@@ -3,21 +3,24 @@ from __future__ import annotations
 
 
 class FeedError(Exception):
-    """A random page the feed refuses; ``str()`` is the client-facing detail, ``error_code`` its code."""
+    """A random page the feed refuses; ``str()`` is the client-facing detail, ``error_code`` its code,
+    ``order_id`` the stored session's order when the refusal is about it (``service.order_id``)."""
 
     error_code = "INVALID_PARAMETER"
+    order_id: str | None = None
 
 
 class BeyondServedPrefix(FeedError):
     """A page of a stored session starting further past what the feed has served than allowed."""
 
-    def __init__(self, served: int, max_ahead: int) -> None:
+    def __init__(self, served: int, max_ahead: int, order_id: str | None = None) -> None:
         limit = (f"offset: a random page may start at most {max_ahead} items (VIRALSPOT_RANDOM_MAX_AHEAD) past what "
                  f"the session has been served in this feed")
         super().__init__(f"{limit} ({served}); page through it in order" if served else
                          f"{limit}, and this feed has been served nothing: start it at offset 0")
         self.served = served
         self.max_ahead = max_ahead
+        self.order_id = order_id
 
 
 class SessionNotStored(BeyondServedPrefix):

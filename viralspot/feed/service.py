@@ -283,8 +283,8 @@ class RandomFeedService:
                 view, stale = result.view, stale + 1
                 continue
             if status is PageStatus.BEYOND:  # asked to create it: no session was stored
-                raise SessionNotStored(self.max_ahead) if created else BeyondServedPrefix(result.view.served,
-                                                                                           self.max_ahead)
+                raise SessionNotStored(self.max_ahead) if created else BeyondServedPrefix(
+                    result.view.served, self.max_ahead, order_id(result.view.seed))
             if status is PageStatus.FEED_LIMIT:
                 raise SessionLimit("feeds", self.store.max_feeds)
             if status is PageStatus.ITEM_LIMIT:

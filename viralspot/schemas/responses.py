@@ -85,10 +85,11 @@ SESSION_ORDER_HEADER = "X-Session-Order"
 #: The headers of a content page, as OpenAPI documents them.
 CONTENT_PAGE_HEADERS = {SESSION_ORDER_HEADER: {"schema": {"type": "string", "pattern": "^[0-9a-f]{16}$"},
                                                "description": (
-    "Random pages only: an opaque id of the session's order, the same on every page of the session until it "
-    "starts anew. A value other than the one the client's earlier pages carried means the session was reset "
-    "or lost (it expired, was evicted or was lost in a failover) and this page is of a new session: discard "
-    "it and page again from offset 0 (items the lost session showed may come again).")}}
+    "Random pages only (and their 400 for an offset too far ahead): an opaque id of the session's order, the "
+    "same on every page of the session, in every feed, until it starts anew. Each feed (grid, tab) keeps the "
+    "value of its own pages: a different one means the session was reset or lost (it expired, was evicted or "
+    "was lost in a failover) and this answer is of a new session: discard it and page that feed again from "
+    "offset 0 (items the lost session showed may come again).")}}
 
 
 class UsernameOptionSchema(Schema):
