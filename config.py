@@ -74,8 +74,9 @@ class Config:
     METRICS = True
     #: gunicorn (``gunicorn.conf.py``): threads per worker, seconds an idle keep-alive connection
     #: stays open, the longest request line (at most 8190; longer answers 414 in the envelope), and
-    #: seconds a request's line and headers have to arrive once its first bytes have (a client that
-    #: stalls mid-request is closed rather than holding a thread; ``gunicorn_worker.py``).
+    #: seconds a request's line and headers have to arrive, from when the connection is accepted or
+    #: sends its next request (a client that stalls mid-request is closed rather than holding a
+    #: thread; ``gunicorn_worker.py``).
     GUNICORN_THREADS = 8
     GUNICORN_KEEPALIVE = 2
     GUNICORN_LIMIT_REQUEST_LINE = 8190

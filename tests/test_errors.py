@@ -265,3 +265,30 @@ def test_a_client_that_sends_its_head_a_line_at_a_time_is_closed_at_the_deadline
             assert closed and lines < 30, lines
             reply = call(server.port, "GET", "/livez", timeout=10)  # the slow client still connected
         assert reply.status == 200 and reply.seconds < 1.5, reply
+
+
+def test_stalled_clients_queued_for_the_one_thread_are_closed_at_their_own_deadline(tmp_path):
+    """The deadline counts from when a connection is handed to the worker's threads, time in their
+    queue included: three stalled clients and one thread are all closed about a second after they
+    came (timed from the thread's pick-up, they were closed at 1, 2 and 3 s)."""
+    import socket
+
+    from gunicorn_servers import GunicornServer, serving_connections
+    from test_failover import wait_for
+
+    with GunicornServer(tmp_path, database_url=f"sqlite:///{tmp_path}/catalog.db", store_url="memory://",
+                        workers=1, threads=1, name="queued",
+                        extra_env={"VIRALSPOT_GUNICORN_HEADER_TIMEOUT": "1"}) as server:
+        (worker,) = server.worker_pids()
+        stalled = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(3)]
+        try:
+            started = time.monotonic()
+            for connection in stalled:
+                connection.sendall(b"GET /livez HTTP/1.1\r\nHost: t\r\n")  # the head never ends
+            wait_for(lambda: serving_connections(worker, server.port) == 3, 10, "the worker took the connections")
+            for connection in stalled:
+                assert connection.recv(100) == b""
+            assert time.monotonic() - started < 2.5
+        finally:
+            for connection in stalled:
+                connection.close()

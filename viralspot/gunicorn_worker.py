@@ -6,8 +6,9 @@ browser's script can read it; with a list of origins it cannot, as the request's
 read.
 
 It also gives a request's line and headers a deadline (``VIRALSPOT_GUNICORN_HEADER_TIMEOUT``, from
-its first bytes): gthread reads them on one of the worker's threads with none, so a few clients
-that send half a request, or a byte now and then, held every thread. Such a connection is closed,
+when the connection was accepted or became readable again): gthread reads them on one of the
+worker's threads with none, so a few clients that send half a request, or a byte now and then,
+held every thread. Such a connection is closed,
 as one the client dropped is. (A connection that sends nothing holds a thread for gthread's own
 5 s, then waits without one; facing the internet, a buffering proxy such as nginx is the answer.)"""
 from __future__ import annotations
@@ -70,13 +71,14 @@ class _HeadSocket:
 
 class HeadDeadline:
     """A connection's request parser whose every request's line and headers must arrive within
-    ``seconds`` of the parser being asked for it (the connection's first bytes are there). A
-    connection past it is shut down and ends like a dropped one (``NoMoreData``: gthread closes it
-    and logs one debug line; shut down, its close does not linger 2 s on the worker's main loop
-    for a client that is still there)."""
+    ``seconds`` of the connection being handed to the worker's threads (``EnvelopeWorker``: when it
+    was accepted, or became readable again), time in their queue included. A connection past it is
+    shut down and ends like a dropped one (``NoMoreData``: gthread closes it and logs one debug
+    line; shut down, its close does not linger 2 s on the worker's main loop for a client that is
+    still there)."""
 
-    def __init__(self, parser, seconds: float) -> None:
-        self._parser, self._seconds = parser, seconds
+    def __init__(self, parser, conn, seconds: float) -> None:
+        self._parser, self._conn, self._seconds = parser, conn, seconds
 
     def __iter__(self):
         return self
@@ -84,7 +86,7 @@ class HeadDeadline:
     def __next__(self):
         unreader = self._parser.unreader
         sock = unreader.sock
-        unreader.sock = _HeadSocket(sock, time.monotonic() + self._seconds)
+        unreader.sock = _HeadSocket(sock, self._conn.handed_at + self._seconds)
         try:
             return next(self._parser)
         except TimeoutError as error:
@@ -108,6 +110,7 @@ class EnvelopeWorker(ThreadWorker):
     def enqueue_req(self, conn):
         if "init" not in vars(conn):  # a new connection: its parser, once made, gets the deadline
             conn.init = functools.partial(self._init_connection, conn, conn.init)
+        conn.handed_at = time.monotonic()  # where the head's deadline starts
         super().enqueue_req(conn)
 
     def _init_connection(self, conn, init) -> None:
@@ -116,7 +119,7 @@ class EnvelopeWorker(ThreadWorker):
         if made and conn.parser is not None and not conn.is_http2:
             config = getattr(getattr(self, "wsgi", None), "config", {})
             seconds = config.get("GUNICORN_HEADER_TIMEOUT", Config.GUNICORN_HEADER_TIMEOUT)
-            conn.parser = HeadDeadline(conn.parser, seconds)
+            conn.parser = HeadDeadline(conn.parser, conn, seconds)
 
     def _cors_headers(self) -> str:
         app = getattr(self, "wsgi", None)
