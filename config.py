@@ -76,7 +76,7 @@ class Config:
     #: stays open, the longest request line (at most 8190; longer answers 414 in the envelope), and
     #: seconds a request's line and headers have to arrive, from when the connection is accepted or
     #: sends its next request (a client that stalls mid-request is closed rather than holding a
-    #: thread; ``gunicorn_worker.py``).
+    #: thread, answered 408; ``gunicorn_worker.py``).
     GUNICORN_THREADS = 8
     GUNICORN_KEEPALIVE = 2
     GUNICORN_LIMIT_REQUEST_LINE = 8190

@@ -217,10 +217,22 @@ def test_gunicorn_makes_no_control_socket_that_other_instances_share(tmp_path):
         assert not (home / ".gunicorn").exists()
 
 
+def _timed_out(connection) -> None:
+    """The connection got a 408 REQUEST_TIMEOUT envelope, then was closed."""
+    import json
+
+    received = b""
+    while chunk := connection.recv(65536):
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 "), received[:200]
+    assert json.loads(body)["error_code"] == "REQUEST_TIMEOUT"
+
+
 def test_a_client_that_stalls_mid_request_is_closed_and_holds_no_thread(tmp_path):
     """gthread read a request's line and headers with no deadline: a client that sent half a request
     and stalled held a thread for good (with one thread, every later request waited). With
-    VIRALSPOT_GUNICORN_HEADER_TIMEOUT=1 the stalled connection is closed, answered nothing, and the
+    VIRALSPOT_GUNICORN_HEADER_TIMEOUT=1 the stalled connection is answered 408 and closed, and the
     thread serves the next request."""
     import socket
 
@@ -235,7 +247,7 @@ def test_a_client_that_stalls_mid_request_is_closed_and_holds_no_thread(tmp_path
             stalled.sendall(b"GET /livez HTTP/1.1\r\nHost: t\r\n")  # no blank line: the head never ends
             wait_for(lambda: serving_connections(worker, server.port) == 1, 10, "the worker took the connection")
             assert call(server.port, "GET", "/livez", timeout=10).status == 200  # without it: a timeout
-            assert stalled.recv(100) == b""  # closed, and nothing answered
+            _timed_out(stalled)
         assert "Traceback" not in server.log_tail()
 
 
@@ -253,16 +265,18 @@ def test_a_client_that_sends_its_head_a_line_at_a_time_is_closed_at_the_deadline
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as slow:
             slow.sendall(b"GET /livez HTTP/1.1\r\n")
             slow.settimeout(0.3)
-            lines, closed = 0, False
+            lines, closed, received = 0, False, b""
             while lines < 30 and not closed:  # 30 lines: 9 s
                 try:
-                    closed = slow.recv(100) == b""
+                    chunk = slow.recv(65536)
+                    received += chunk
+                    closed = chunk == b""
                 except socket.timeout:
                     slow.sendall(f"X-Line-{lines}: v\r\n".encode())
                     lines += 1
                 except OSError:
                     closed = True
-            assert closed and lines < 30, lines
+            assert closed and lines < 30 and received.startswith(b"HTTP/1.1 408 "), (lines, received[:100])
             reply = call(server.port, "GET", "/livez", timeout=10)  # the slow client still connected
         assert reply.status == 200 and reply.seconds < 1.5, reply
 
@@ -287,8 +301,27 @@ def test_stalled_clients_queued_for_the_one_thread_are_closed_at_their_own_deadl
                 connection.sendall(b"GET /livez HTTP/1.1\r\nHost: t\r\n")  # the head never ends
             wait_for(lambda: serving_connections(worker, server.port) == 3, 10, "the worker took the connections")
             for connection in stalled:
-                assert connection.recv(100) == b""
+                _timed_out(connection)
             assert time.monotonic() - started < 2.5
         finally:
             for connection in stalled:
                 connection.close()
+
+
+def test_past_its_deadline_a_request_head_is_still_read_from_the_bytes_that_have_arrived():
+    """A request that waited in the worker's queue past the deadline is served if its head is there
+    (only a client still sending it is timed out); before the deadline a read waits for bytes."""
+    import socket
+
+    from viralspot.gunicorn_worker import HeadSocket
+
+    server_side, client_side = socket.socketpair()
+    with server_side, client_side:
+        client_side.sendall(b"GET /livez HTTP/1.1\r\n\r\n")
+        late = HeadSocket(server_side, deadline=time.monotonic() - 5)
+        assert late.recv(100) == b"GET /livez HTTP/1.1\r\n\r\n"
+        with pytest.raises(TimeoutError):
+            late.recv(100)  # nothing more there, and no time left to wait for it
+        waiting = HeadSocket(server_side, deadline=time.monotonic() + 5)
+        client_side.sendall(b"X")
+        assert waiting.recv(100) == b"X"

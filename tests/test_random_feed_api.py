@@ -281,6 +281,7 @@ def test_the_session_order_header_is_documented_and_readable_by_a_browser(client
     for path in ("/api/reels", "/api/posts"):
         operation = spec["paths"][path]["get"]
         assert "X-Session-Order" in operation["responses"]["200"]["headers"]
+        assert "X-Session-Order" in operation["responses"]["400"]["headers"]  # an offset too far ahead
         assert "SESSION_NOT_FOUND" in json.dumps(operation["responses"]["404"])
     response = client.get("/api/reels", query_string={"random_order": "true", "session_id": "browser", "limit": 1},
                           headers={"Origin": "http://localhost:3000"})

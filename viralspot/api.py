@@ -60,7 +60,7 @@ _ERROR_HEADERS = {
                           **_SECONDS}},
 }
 #: Every operation may answer these.
-ALWAYS_ERRORS = ("URI_TOO_LONG", "HEADERS_TOO_LARGE", "INTERNAL_ERROR")
+ALWAYS_ERRORS = ("REQUEST_TIMEOUT", "URI_TOO_LONG", "HEADERS_TOO_LARGE", "INTERNAL_ERROR")
 ERROR_SCHEMA = "ErrorEnvelope"
 #: The session_id rule (``schemas/session_id.py``) as a JSON Schema pattern, once stripped.
 SESSION_ID_PATTERN = r"^[A-Za-z0-9._-]+$"
@@ -91,8 +91,9 @@ class Blueprint(flask_smorest.Blueprint):
 
         return decorate
 
-    def errors(self, *codes: str, bodies: dict[int, type] | None = None):
-        """Document the ``error_code`` values the operation may answer, grouped under their status."""
+    def errors(self, *codes: str, bodies: dict[int, type] | None = None, headers: dict[int, dict] | None = None):
+        """Document the ``error_code`` values the operation may answer, grouped under their status
+        (``bodies``: a status's own body schema; ``headers``: its headers beyond every route's)."""
         unknown = [code for code in codes if code not in ERROR_CODES]
         if unknown:
             raise ValueError(f"unknown error codes {unknown}; see viralspot.error_codes.ERROR_CODES")
@@ -111,7 +112,8 @@ class Blueprint(flask_smorest.Blueprint):
                 view = self.alt_response(
                     status, schema={"allOf": [reference, {"type": "object", "properties": {
                         "error_code": {"type": "string", "enum": status_codes}}}]},
-                    description=f"`error_code` is one of:\n\n{lines}", headers=_ERROR_HEADERS.get(status),
+                    description=f"`error_code` is one of:\n\n{lines}",
+                    headers={**_ERROR_HEADERS.get(status, {}), **(headers or {}).get(status, {})} or None,
                     examples={code: {"summary": code, "value": {**error_example(code), **extra(code)}}
                               for code in status_codes})(view)
             return self.doc(operationId=f"{self.name}_{view.__name__}", **doc)(view)

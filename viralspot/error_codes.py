@@ -17,6 +17,8 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "METHOD_NOT_ALLOWED": (405, "Use the HTTP method the endpoint documents"),
     "UNAUTHORIZED": (401, "Send Authorization: Bearer <the admin token> (VIRALSPOT_ADMIN_TOKEN)"),
     "RATE_LIMITED": (429, "Slow down: wait the seconds of the Retry-After header, then retry"),
+    "REQUEST_TIMEOUT": (408, "Send the request line and headers at once: the server waits "
+                             "VIRALSPOT_GUNICORN_HEADER_TIMEOUT seconds for them"),
     "URI_TOO_LONG": (414, "Send a shorter request line (detail gives the limit): fewer or shorter arguments"),
     "HEADERS_TOO_LARGE": (431, "Send fewer or smaller headers (each line at most 8,190 bytes, 100 in all)"),
     "SESSION_CONFLICT": (503, "The session is busy with concurrent requests; retry shortly"),

@@ -22,7 +22,7 @@ from .store import StoreError
 
 log = logging.getLogger(__name__)
 
-_HTTP_CODES = {401: "UNAUTHORIZED", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 414: "URI_TOO_LONG",
+_HTTP_CODES = {401: "UNAUTHORIZED", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 408: "REQUEST_TIMEOUT", 414: "URI_TOO_LONG",
                429: "RATE_LIMITED", 431: "HEADERS_TOO_LARGE"}
 
 

@@ -21,7 +21,7 @@ import uuid
 
 from gunicorn import util
 from gunicorn.http.errors import (InvalidResponseHeader, InvalidResponseHeaderName, LimitRequestHeaders,
-                                  LimitRequestLine, NoMoreData, ParseException)
+                                  LimitRequestLine, ParseException)
 from gunicorn.workers.gthread import ThreadWorker
 
 from config import Config
@@ -29,7 +29,7 @@ from config import Config
 from .clock import utc_timestamp
 from .error_codes import ERROR_CODES
 
-_REASONS = {400: "Bad Request", 414: "URI Too Long", 431: "Request Header Fields Too Large",
+_REASONS = {400: "Bad Request", 408: "Request Timeout", 414: "URI Too Long", 431: "Request Header Fields Too Large",
             500: "Internal Server Error"}
 #: Errors in the application's response, not in the request: answered 500.
 _RESPONSE_ERRORS = (InvalidResponseHeader, InvalidResponseHeaderName)
@@ -51,19 +51,30 @@ def error_bytes(error_code: str, detail: str, request_id: str, extra_headers: st
     return head.encode("latin-1") + body
 
 
-class _HeadSocket:
+class HeadTimeout(Exception):
+    """A request whose line and headers had not all arrived ``seconds`` after its connection was
+    handed to the worker's threads."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"request head not complete within {seconds} s")
+        self.seconds = seconds
+
+
+class HeadSocket:
     """The socket a parser reads a request's head through: each read waits at most what is left
-    until ``deadline`` (one timeout for the whole head, however the client spreads its bytes)."""
+    until ``deadline`` (one timeout for the whole head, however the client spreads its bytes);
+    past it, a read still takes the bytes that have arrived (a request that waited in the threads'
+    queue is served), but waits for none."""
 
     def __init__(self, sock, deadline: float) -> None:
         self._sock, self._deadline = sock, deadline
 
     def recv(self, size: int) -> bytes:
-        remaining = self._deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError("request head deadline")
-        self._sock.settimeout(remaining)
-        return self._sock.recv(size)
+        self._sock.settimeout(max(0.0, self._deadline - time.monotonic()))
+        try:
+            return self._sock.recv(size)
+        except BlockingIOError as error:  # a timeout of 0 and nothing there
+            raise TimeoutError("request head deadline") from error
 
     def __getattr__(self, name):
         return getattr(self._sock, name)
@@ -72,10 +83,8 @@ class _HeadSocket:
 class HeadDeadline:
     """A connection's request parser whose every request's line and headers must arrive within
     ``seconds`` of the connection being handed to the worker's threads (``EnvelopeWorker``: when it
-    was accepted, or became readable again), time in their queue included. A connection past it is
-    shut down and ends like a dropped one (``NoMoreData``: gthread closes it and logs one debug
-    line; shut down, its close does not linger 2 s on the worker's main loop for a client that is
-    still there)."""
+    was accepted, or became readable again), time in their queue included: ``HeadTimeout`` past it,
+    which the worker answers 408 before it shuts the connection."""
 
     def __init__(self, parser, conn, seconds: float) -> None:
         self._parser, self._conn, self._seconds = parser, conn, seconds
@@ -86,15 +95,11 @@ class HeadDeadline:
     def __next__(self):
         unreader = self._parser.unreader
         sock = unreader.sock
-        unreader.sock = _HeadSocket(sock, self._conn.handed_at + self._seconds)
+        unreader.sock = HeadSocket(sock, self._conn.handed_at + self._seconds)
         try:
             return next(self._parser)
         except TimeoutError as error:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            raise NoMoreData(b"") from error
+            raise HeadTimeout(self._seconds) from error
         finally:
             unreader.sock = sock  # the body, and the response, on the socket as gthread left it
             sock.settimeout(None)
@@ -127,7 +132,9 @@ class EnvelopeWorker(ThreadWorker):
         return ANY_ORIGIN_HEADERS if any_origin else ""
 
     def handle_error(self, req, client, addr, exc):
-        if isinstance(exc, LimitRequestLine):
+        if isinstance(exc, HeadTimeout):
+            code, detail = "REQUEST_TIMEOUT", f"The request line and headers did not all arrive within {exc.seconds} s"
+        elif isinstance(exc, LimitRequestLine):
             code, detail = "URI_TOO_LONG", f"The request line is longer than {self.cfg.limit_request_line} bytes"
         elif isinstance(exc, LimitRequestHeaders):
             code, detail = "HEADERS_TOO_LARGE", f"Request headers over the server's limits: {exc}"
@@ -141,5 +148,7 @@ class EnvelopeWorker(ThreadWorker):
             self.log.warning("Invalid request from ip=%s: %s [%s]", (addr or ("",))[0], type(exc).__name__, request_id)
         try:
             util.write_nonblock(client, error_bytes(code, detail, request_id, self._cors_headers()))
+            if code == "REQUEST_TIMEOUT":  # a client still there: its close must not linger 2 s on the loop
+                client.shutdown(socket.SHUT_RDWR)
         except Exception:  # noqa: BLE001 - the client may be gone
             self.log.debug("Failed to send error message.")

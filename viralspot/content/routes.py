@@ -33,7 +33,7 @@ def _listing(kind: str, args: dict):
 @bp.get("/reels")
 @bp.query(ContentQueryArgsSchema)
 @bp.response(200, ContentPageResponseSchema, description="One page of reels", headers=CONTENT_PAGE_HEADERS)
-@bp.errors(*_PAGE_ERRORS)
+@bp.errors(*_PAGE_ERRORS, headers={400: CONTENT_PAGE_HEADERS})
 def reels(args):
     """One page of reels"""
     return _listing("reels", args)
@@ -42,7 +42,7 @@ def reels(args):
 @bp.get("/posts")
 @bp.query(PostQueryArgsSchema)
 @bp.response(200, ContentPageResponseSchema, description="One page of posts", headers=CONTENT_PAGE_HEADERS)
-@bp.errors(*_PAGE_ERRORS)
+@bp.errors(*_PAGE_ERRORS, headers={400: CONTENT_PAGE_HEADERS})
 def posts(args):
     """One page of posts"""
     return _listing("posts", args)

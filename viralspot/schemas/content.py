@@ -167,8 +167,9 @@ class ContentQueryArgsSchema(Schema):
     limit = DecimalInteger(load_default=24, validate=validate.Range(min=1, max=100), metadata={"description": (
         'Items per page.')})
     offset = DecimalInteger(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET), metadata={
-        "description": ("Items to skip. With random_order=true a page may start at most VIRALSPOT_RANDOM_MAX_AHEAD "
-                        "(by default 1000) items past what the session has been served in this feed, and offset "
+        "description": ("Items to skip. With random_order=true or weighted a page may start at most "
+                        "VIRALSPOT_RANDOM_MAX_AHEAD (by default 1000) items past what the session has been served in "
+                        "this feed (past it: 400, or 404 SESSION_NOT_FOUND when no session is stored), and offset "
                         "is at most VIRALSPOT_RANDOM_MAX_OFFSET (by default 1,000,000).")})
 
     @pre_load
