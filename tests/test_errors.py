@@ -283,8 +283,9 @@ def test_a_client_that_sends_its_head_a_line_at_a_time_is_closed_at_the_deadline
 
 def test_stalled_clients_queued_for_the_one_thread_are_closed_at_their_own_deadline(tmp_path):
     """The deadline counts from when a connection is handed to the worker's threads, time in their
-    queue included: three stalled clients and one thread are all closed about a second after they
-    came (timed from the thread's pick-up, they were closed at 1, 2 and 3 s)."""
+    queue included, with a grace of a quarter of it once a thread asks for the head: three stalled
+    clients and one thread with 2 s are closed at 2, 2.5 and 3 s (timed from each thread's pick-up,
+    at 2, 4 and 6 s)."""
     import socket
 
     from gunicorn_servers import GunicornServer, serving_connections
@@ -292,7 +293,7 @@ def test_stalled_clients_queued_for_the_one_thread_are_closed_at_their_own_deadl
 
     with GunicornServer(tmp_path, database_url=f"sqlite:///{tmp_path}/catalog.db", store_url="memory://",
                         workers=1, threads=1, name="queued",
-                        extra_env={"VIRALSPOT_GUNICORN_HEADER_TIMEOUT": "1"}) as server:
+                        extra_env={"VIRALSPOT_GUNICORN_HEADER_TIMEOUT": "2"}) as server:
         (worker,) = server.worker_pids()
         stalled = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(3)]
         try:
@@ -302,7 +303,7 @@ def test_stalled_clients_queued_for_the_one_thread_are_closed_at_their_own_deadl
             wait_for(lambda: serving_connections(worker, server.port) == 3, 10, "the worker took the connections")
             for connection in stalled:
                 _timed_out(connection)
-            assert time.monotonic() - started < 2.5
+            assert time.monotonic() - started < 4.5
         finally:
             for connection in stalled:
                 connection.close()
@@ -325,3 +326,30 @@ def test_past_its_deadline_a_request_head_is_still_read_from_the_bytes_that_have
         waiting = HeadSocket(server_side, deadline=time.monotonic() + 5)
         client_side.sendall(b"X")
         assert waiting.recv(100) == b"X"
+
+
+def test_a_client_whose_connection_waited_idle_in_the_queue_may_send_its_head_in_pieces(tmp_path):
+    """A connection that sat idle in the threads' queue past the deadline (a browser's preconnect)
+    and then sends its head in two pieces is served: once a thread asks for the head it has a grace
+    of a quarter of the timeout (without it: 408 as the second piece came)."""
+    import socket
+
+    from gunicorn_servers import GunicornServer, call, serving_connections
+    from test_failover import wait_for
+
+    with GunicornServer(tmp_path, database_url=f"sqlite:///{tmp_path}/catalog.db", store_url="memory://",
+                        workers=1, threads=1, name="preconnect",
+                        extra_env={"VIRALSPOT_GUNICORN_HEADER_TIMEOUT": "4"}) as server:
+        (worker,) = server.worker_pids()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as stalled, \
+                socket.create_connection(("127.0.0.1", server.port), timeout=10) as idle:
+            stalled.sendall(b"GET /livez HTTP/1.1\r\nHost: t\r\n")  # holds the one thread 4 s
+            wait_for(lambda: serving_connections(worker, server.port) == 2, 10, "the worker took both")
+            _timed_out(stalled)  # the thread is free: the idle connection, 4 s old, is the next it takes
+            idle.sendall(b"GET /livez HTTP/1.1\r\n")
+            time.sleep(0.05)  # the second piece of a head, a moment later
+            idle.sendall(b"Host: t\r\nConnection: close\r\n\r\n")
+            received = b""
+            while chunk := idle.recv(65536):
+                received += chunk
+        assert received.startswith(b"HTTP/1.1 200 "), received[:200]

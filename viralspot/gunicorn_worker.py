@@ -83,8 +83,11 @@ class HeadSocket:
 class HeadDeadline:
     """A connection's request parser whose every request's line and headers must arrive within
     ``seconds`` of the connection being handed to the worker's threads (``EnvelopeWorker``: when it
-    was accepted, or became readable again), time in their queue included: ``HeadTimeout`` past it,
-    which the worker answers 408 before it shuts the connection."""
+    was accepted, or became readable again), time in their queue included, or within a grace of a
+    quarter of that (1 s at most) from when a thread asks for them: ``HeadTimeout`` past both, which
+    the worker answers 408 before it shuts the connection. The queue time keeps slow clients queued
+    behind others from holding a thread each a whole timeout more; the grace lets a client whose
+    connection waited idle (a browser's preconnect) send a head of several pieces."""
 
     def __init__(self, parser, conn, seconds: float) -> None:
         self._parser, self._conn, self._seconds = parser, conn, seconds
@@ -95,7 +98,8 @@ class HeadDeadline:
     def __next__(self):
         unreader = self._parser.unreader
         sock = unreader.sock
-        unreader.sock = HeadSocket(sock, self._conn.handed_at + self._seconds)
+        grace = min(1.0, self._seconds / 4)
+        unreader.sock = HeadSocket(sock, max(self._conn.handed_at + self._seconds, time.monotonic() + grace))
         try:
             return next(self._parser)
         except TimeoutError as error:
