@@ -22,8 +22,8 @@ from .store import StoreError
 
 log = logging.getLogger(__name__)
 
-_HTTP_CODES = {401: "UNAUTHORIZED", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 408: "REQUEST_TIMEOUT", 414: "URI_TOO_LONG",
-               429: "RATE_LIMITED", 431: "HEADERS_TOO_LARGE"}
+_HTTP_CODES = {401: "UNAUTHORIZED", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 408: "REQUEST_TIMEOUT",
+               414: "URI_TOO_LONG", 429: "RATE_LIMITED", 431: "HEADERS_TOO_LARGE"}
 
 
 def api_error(error: Exception) -> ApiError:

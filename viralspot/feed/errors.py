@@ -23,17 +23,16 @@ class BeyondServedPrefix(FeedError):
         self.order_id = order_id
 
 
-class SessionNotStored(BeyondServedPrefix):
+class SessionNotStored(FeedError):
     """A page starting past ``max_ahead`` of a session that is not stored: new, or lost since its
     client's last page (expired, evicted, reset, or lost in a failover)."""
 
     error_code = "SESSION_NOT_FOUND"
 
     def __init__(self, max_ahead: int) -> None:
-        FeedError.__init__(self, f"session_id: no session is stored under this id (it expired, was evicted, was reset "
-                                 f"or was lost in a failover, or it is new), and a new session's feed starts at most "
-                                 f"{max_ahead} items in (VIRALSPOT_RANDOM_MAX_AHEAD): page it from offset 0")
-        self.served = 0
+        super().__init__(f"session_id: no session is stored under this id (it expired, was evicted, was reset or was "
+                         f"lost in a failover, or it is new), and a new session's feed starts at most {max_ahead} "
+                         f"items in (VIRALSPOT_RANDOM_MAX_AHEAD): page it from offset 0")
         self.max_ahead = max_ahead
 
 
