@@ -3,7 +3,9 @@
 Every setting below can be overridden from the environment with the ``VIRALSPOT_`` prefix
 (``VIRALSPOT_SESSION_TTL=3600``). ``load_settings`` reads each value as the type of its default
 (a boolean: ``true``/``false``, ``1``/``0``, ``yes``/``no``, ``on``/``off`` in any usual case; a
-whole number; a number; else text, kept as given; an empty number or flag keeps its default) and
+whole number or a number in ASCII decimals, as the API's arguments are (``DecimalInteger``,
+``DecimalNumber``: not ``+7`` or ``1_000``); else text, kept as given; spaces around a number or
+flag are dropped, and an empty one keeps its default) and
 checks it against ``RULES``: a bad value stops the start-up with an error naming the variable. The
 class is chosen by ``VIRALSPOT_CONFIG`` (``default``, ``development``, ``testing``, ``production``).
 """
@@ -262,15 +264,40 @@ RULES = {
 }
 
 
+class _Written:
+    """A number field (the API's arguments and these settings read numbers alike) that first refuses a string its pattern ``_written`` does not match whole."""
+
+    _written: re.Pattern
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str) and not self._written.fullmatch(value):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class DecimalInteger(_Written, fields.Integer):
+    """An integer in ASCII decimal digits, ``-`` allowed: not ``+7``, ``1_000``, `` 7`` or ``٣``,
+    which Python's ``int`` takes."""
+
+    _written = re.compile(r"-?[0-9]+")
+
+
+class DecimalNumber(_Written, fields.Float):
+    """A number in ASCII decimal notation (``12``, ``-0.5``, ``1e3``), finite: not ``+7``,
+    ``1_000``, ``inf`` or ``٣``, which Python's ``float`` takes."""
+
+    _written = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+
+
 def _field(default: Any, rule) -> fields.Field:
     """The marshmallow field of a setting: the type of its default, checked by its rule."""
     options = {"validate": rule} if rule else {}
     if isinstance(default, bool):
         return fields.Boolean(**options)
     if isinstance(default, int):
-        return fields.Integer(strict=False, **options)
+        return DecimalInteger(**options)
     if isinstance(default, float):
-        return fields.Float(allow_nan=False, **options)
+        return DecimalNumber(allow_nan=False, **options)
     return fields.String(allow_none=True, **options)
 
 
@@ -304,8 +331,10 @@ def load_settings(config: type[Config], environ: Mapping[str, str],
             continue
         if name not in values:
             unknown.append(variable)
-        elif raw.strip() or _is_text(config, name):
-            values[name] = raw  # an empty number or flag (``VIRALSPOT_SESSION_TTL=``) keeps the default
+        elif _is_text(config, name):
+            values[name] = raw  # kept as given
+        elif raw.strip():  # a number or flag, spaces around it dropped; empty (``VIRALSPOT_SESSION_TTL=``): the default
+            values[name] = raw.strip()
     values.update(overrides or {})
     try:
         loaded = _schema(config).load({name: values[name] for name in names})

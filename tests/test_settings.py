@@ -61,13 +61,16 @@ def test_debug_spelled_false_leaves_debug_off(monkeypatch):
     ("SESSION_STORE_CONNECT_TIMEOUT", "0", "Must be greater than 0."),
     ("SESSION_TTL", "0", "Must be greater than or equal to 1."),
     ("SESSION_TTL", "a day", "Not a valid integer."),
+    ("SESSION_TTL", "+7", "Not a valid integer."),
+    ("SESSION_TTL", "1_000", "Not a valid integer."),
+    ("READINESS_TIMEOUT", "+0.5", "Not a valid number."),
     ("DATABASE_BUSY_TIMEOUT", "soon", "Not a valid number."),
     ("GUNICORN_THREADS", "0", "Must be greater than or equal to 1."),
     ("GUNICORN_HEADER_TIMEOUT", "0", "Must be greater than 0 and less than or equal to 300."),
     ("GUNICORN_LIMIT_REQUEST_LINE", "9000", "Must be greater than or equal to 1 and less than or equal to 8190."),
     ("READINESS_TIMEOUT", "0", "Must be greater than 0 and less than or equal to 60."),
     ("TRUSTED_PROXIES", "-1", "Must be greater than or equal to 0."),
-    ("CATALOG_STATE_TTL", "nan", "Special numeric values (nan or infinity) are not permitted."),
+    ("CATALOG_STATE_TTL", "nan", "Not a valid number."),
     ("RATE_LIMIT", "5/minut", "Not a rate limit such as 1200/minute"),
     ("RATE_LIMIT", "banana", "Not a rate limit such as 1200/minute"),
     ("RESET_RATE_LIMIT", "60 per fortnight", "Not a rate limit such as 1200/minute"),
@@ -252,3 +255,10 @@ def test_values_a_part_of_the_service_could_not_take_are_refused(name, value):
     at 2^31 ms (every worker then failed to boot)."""
     with pytest.raises(RuntimeError, match=f"VIRALSPOT_{name}"):
         load_settings(Config, {f"VIRALSPOT_{name}": value})
+
+
+def test_numbers_are_ascii_decimals_as_the_api_reads_them_spaces_around_dropped():
+    """``+7`` and ``1_000`` (which Python's int takes) are refused above; spaces around a number,
+    as a value from a file may carry, are not part of it."""
+    settings = loaded(SESSION_TTL=" 3600 ", READINESS_TIMEOUT="0.5\n", RANDOM_MAX_AHEAD="-0")
+    assert (settings["SESSION_TTL"], settings["READINESS_TIMEOUT"], settings["RANDOM_MAX_AHEAD"]) == (3600, 0.5, 0)

@@ -6,9 +6,9 @@ counts as absent, except for ``session_id``. Each field's ``description`` is its
 """
 from __future__ import annotations
 
-import re
-
 from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
+
+from config import DecimalInteger, DecimalNumber
 
 from ..catalog.filters import ACCOUNT_TYPES, CONTENT_TYPE_ALIASES, CONTENT_TYPES, DATE_RANGES, RANGE_ARGS
 from ..catalog.queries import SORTS_POSTS, SORTS_REELS
@@ -24,31 +24,6 @@ WEIGHTED_SPELLINGS = frozenset({"weighted", "Weighted", "WEIGHTED"})
 _ACCOUNT_TYPES_BY_KEY = {name.lower(): name for name in ACCOUNT_TYPES}
 #: (min_x, max_x) argument pairs, where min_x must not exceed max_x.
 _RANGE_BOUNDS = tuple((f"min_{name}", f"max_{name}") for name in RANGE_ARGS)
-
-
-class _Written:
-    """A number field that first refuses a string its pattern ``_written`` does not match whole."""
-
-    _written: re.Pattern
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, str) and not self._written.fullmatch(value):
-            raise self.make_error("invalid")
-        return super()._deserialize(value, attr, data, **kwargs)
-
-
-class DecimalInteger(_Written, fields.Integer):
-    """An integer in ASCII decimal digits, ``-`` allowed: not ``+7``, ``1_000``, `` 7`` or ``٣``,
-    which Python's ``int`` takes."""
-
-    _written = re.compile(r"-?[0-9]+")
-
-
-class DecimalNumber(_Written, fields.Float):
-    """A number in ASCII decimal notation (``12``, ``-0.5``, ``1e3``), finite: not ``+7``,
-    ``1_000``, ``inf`` or ``٣``, which Python's ``float`` takes."""
-
-    _written = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 
 
 class CommaList(fields.Field):
