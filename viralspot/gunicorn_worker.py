@@ -8,9 +8,9 @@ read.
 It also gives a request's line and headers a deadline (``VIRALSPOT_GUNICORN_HEADER_TIMEOUT``, from
 when the connection was accepted or became readable again): gthread reads them on one of the
 worker's threads with none, so a few clients that send half a request, or a byte now and then,
-held every thread. Such a connection is closed,
-as one the client dropped is. (A connection that sends nothing holds a thread for gthread's own
-5 s, then waits without one; facing the internet, a buffering proxy such as nginx is the answer.)"""
+held every thread. Such a connection is answered 408 and shut down. (A connection that sends
+nothing holds a thread for gthread's own 5 s, then waits without one; facing the internet, a
+buffering proxy such as nginx is the answer.)"""
 from __future__ import annotations
 
 import functools
@@ -91,6 +91,7 @@ class HeadDeadline:
 
     def __init__(self, parser, conn, seconds: float) -> None:
         self._parser, self._conn, self._seconds = parser, conn, seconds
+        self._grace = min(1.0, seconds / 4)
 
     def __iter__(self):
         return self
@@ -98,8 +99,7 @@ class HeadDeadline:
     def __next__(self):
         unreader = self._parser.unreader
         sock = unreader.sock
-        grace = min(1.0, self._seconds / 4)
-        unreader.sock = HeadSocket(sock, max(self._conn.handed_at + self._seconds, time.monotonic() + grace))
+        unreader.sock = HeadSocket(sock, max(self._conn.handed_at + self._seconds, time.monotonic() + self._grace))
         try:
             return next(self._parser)
         except TimeoutError as error:
@@ -122,13 +122,17 @@ class EnvelopeWorker(ThreadWorker):
         conn.handed_at = time.monotonic()  # where the head's deadline starts
         super().enqueue_req(conn)
 
+    @functools.cached_property
+    def head_timeout(self) -> float:
+        """``VIRALSPOT_GUNICORN_HEADER_TIMEOUT`` as the app loaded it (read once a worker)."""
+        config = getattr(getattr(self, "wsgi", None), "config", {})
+        return config.get("GUNICORN_HEADER_TIMEOUT", Config.GUNICORN_HEADER_TIMEOUT)
+
     def _init_connection(self, conn, init) -> None:
         made = conn.parser is None
         init()
         if made and conn.parser is not None and not conn.is_http2:
-            config = getattr(getattr(self, "wsgi", None), "config", {})
-            seconds = config.get("GUNICORN_HEADER_TIMEOUT", Config.GUNICORN_HEADER_TIMEOUT)
-            conn.parser = HeadDeadline(conn.parser, conn, seconds)
+            conn.parser = HeadDeadline(conn.parser, conn, self.head_timeout)
 
     def _cors_headers(self) -> str:
         app = getattr(self, "wsgi", None)
