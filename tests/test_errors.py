@@ -124,9 +124,14 @@ def _raw_request(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]
 
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(request)
-        received = b""
-        while chunk := sock.recv(65536):
-            received += chunk
+        return _answer(sock)
+
+
+def _answer(sock) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers, body) of the answer read from ``sock`` until the server closes it."""
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
     head, _, body = received.partition(b"\r\n\r\n")
     status_line, *header_lines = head.decode("latin-1").split("\r\n")
     headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in header_lines)}
@@ -221,11 +226,8 @@ def _timed_out(connection) -> None:
     """The connection got a 408 REQUEST_TIMEOUT envelope, then was closed."""
     import json
 
-    received = b""
-    while chunk := connection.recv(65536):
-        received += chunk
-    head, _, body = received.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 408 "), received[:200]
+    status, _headers, body = _answer(connection)
+    assert status == 408, body[:200]
     assert json.loads(body)["error_code"] == "REQUEST_TIMEOUT"
 
 
@@ -334,7 +336,7 @@ def test_a_client_whose_connection_waited_idle_in_the_queue_may_send_its_head_in
     of a quarter of the timeout (without it: 408 as the second piece came)."""
     import socket
 
-    from gunicorn_servers import GunicornServer, call, serving_connections
+    from gunicorn_servers import GunicornServer, serving_connections
     from test_failover import wait_for
 
     with GunicornServer(tmp_path, database_url=f"sqlite:///{tmp_path}/catalog.db", store_url="memory://",
@@ -349,7 +351,5 @@ def test_a_client_whose_connection_waited_idle_in_the_queue_may_send_its_head_in
             idle.sendall(b"GET /livez HTTP/1.1\r\n")
             time.sleep(0.05)  # the second piece of a head, a moment later
             idle.sendall(b"Host: t\r\nConnection: close\r\n\r\n")
-            received = b""
-            while chunk := idle.recv(65536):
-                received += chunk
-        assert received.startswith(b"HTTP/1.1 200 "), received[:200]
+            status, _headers, body = _answer(idle)
+        assert status == 200, body[:200]
