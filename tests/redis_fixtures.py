@@ -224,8 +224,10 @@ class RedisClusterServers:
         self.node_args = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                           "--cluster-node-timeout", "5000", *extra)
         self.nodes = [node_class(server_binary, *self.node_args) for _ in range(masters)]
-        #: nodes added by ``add_replica`` (``nodes`` stay the masters the cluster was created with)
+        #: nodes added by ``add_replica`` and ``add_master`` (``nodes`` stay the masters the cluster
+        #: was created with)
         self.replicas: list[RedisServer] = []
+        self.added_masters: list[RedisServer] = []
 
     @property
     def ports(self) -> list[int]:
@@ -276,7 +278,39 @@ class RedisClusterServers:
         return owners
 
     def node_on(self, port: int) -> RedisServer:
-        return next(node for node in self.nodes + self.replicas if node.port == port)
+        return next(node for node in self.nodes + self.replicas + self.added_masters if node.port == port)
+
+    def add_master(self, timeout: float = 30.0) -> RedisServer:
+        """A new master with no slots joined to the cluster (as ``redis-cli --cluster add-node``
+        does); returns once every node lists it as a connected master, it knows every node and
+        reports ``cluster_state:ok`` (bounded). ``CLUSTER SLOTS`` does not name it until it serves a slot."""
+        node = self.node_class(self.server_binary, *self.node_args)
+        self.added_masters.append(node)
+        node.start()
+        deadline = time.monotonic() + timeout
+        with node.client() as client:
+            node_id = client.execute_command("CLUSTER MYID").decode()
+            client.execute_command("CLUSTER MEET", "127.0.0.1", self.nodes[0].port)
+
+            def joined() -> bool:
+                for other in self.nodes + [node]:
+                    with other.client() as peer:
+                        known = _cluster_nodes(peer)
+                    line = known.get(node_id)
+                    if (line is None or "master" not in line["flags"].split(",") or len(known) < len(self.nodes) + 1
+                            or not all(entry["connected"] and "handshake" not in entry["flags"].split(",")
+                                       for entry in known.values())):
+                        return False
+                return True
+
+            def ready() -> bool:  # a new node answers CLUSTERDOWN until it has learnt every slot's master
+                return client.execute_command("CLUSTER INFO").get("cluster_state") == "ok" and joined()
+
+            while not ready():
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"master {node.port}: not joined to {self.ports} within {timeout} s")
+                time.sleep(0.02)
+        return node
 
     def add_replica(self, master: RedisServer, timeout: float = 30.0) -> RedisServer:
         """A new node joined to the cluster as a replica of ``master``; returns once every node of
@@ -330,7 +364,7 @@ class RedisClusterServers:
         return replica
 
     def remove(self) -> None:
-        for node in self.nodes + self.replicas:
+        for node in self.nodes + self.replicas + self.added_masters:
             node.remove()
 
 

@@ -96,8 +96,9 @@ def index_shard(session_id: str, shards: int) -> int:
     return zlib.crc32(session_id.encode("utf-8", "surrogatepass")) % shards if shards > 1 else 0
 
 
-#: Scripts that begin with ``_touch.lua`` (the index touch both of them make).
-_TOUCHING = ("page", "touch")
+#: The shared functions a script begins with: ``_touch.lua`` (the index touch) and ``_replace.lua``
+#: (a session's hash replaced whole).
+_PRELUDES = {"page": ("_touch", "_replace"), "touch": ("_touch",), "reset": ("_replace",)}
 
 
 def _script_source(name: str) -> str:
@@ -108,9 +109,8 @@ def _script_source(name: str) -> str:
     (it reads, also on a full server), ``flags=allow-oom`` (it only removes)."""
     folder = resources.files(__package__).joinpath("lua")
     shebang, _, body = folder.joinpath(f"{name}.lua").read_text(encoding="utf-8").partition("\n")
-    if name in _TOUCHING:
-        body = folder.joinpath("_touch.lua").read_text(encoding="utf-8") + "\n" + body
-    return f"{shebang}\n{body}"
+    preludes = [folder.joinpath(f"{prelude}.lua").read_text(encoding="utf-8") for prelude in _PRELUDES.get(name, ())]
+    return "\n".join((shebang, *preludes, body))
 
 
 @dataclass(frozen=True)
@@ -227,13 +227,16 @@ class RedisSessionStore(SessionStoreBackend):
                       retry=Retry(NoBackoff(), 0), health_check_interval=opts.health_check_interval)
         parsed = self.parsed
         if parsed.scheme == "redis+cluster":
-            from redis.cluster import ClusterNode, RedisCluster
+            from redis.cluster import ClusterNode
 
-            # MOVED/ASK/TRYAGAIN are followed inside one attempt. Slots not covered at start-up
-            # fail only the requests that need them (SlotNotCoveredError, a 503).
+            from .cluster_client import RedirectedRedisCluster
+
+            # MOVED/ASK/TRYAGAIN are followed inside one attempt, ASK also to a master the client
+            # has not met. Slots not covered at start-up fail only the requests that need them
+            # (SlotNotCoveredError, a 503).
             kwargs = {"socket_timeout": opts.socket_timeout, "socket_connect_timeout": opts.connect_timeout,
                       "max_connections": opts.max_connections, **parsed.pool_kwargs}
-            return RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in parsed.nodes],
+            return RedirectedRedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in parsed.nodes],
                                 retry=Retry(NoBackoff(), 0), require_full_coverage=False, **kwargs)
         if parsed.scheme == "redis+sentinel":
             from redis.sentinel import Sentinel

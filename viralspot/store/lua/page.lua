@@ -77,11 +77,12 @@ local function entry(i)
   return block, upto
 end
 
+-- A new session reads no container: the hash's fields are another state's until it is written.
 local containers = {}
 local function container(name)
   local value = containers[name]
   if value == nil then
-    value = redis.call('HGET', key, name) or false
+    value = not fresh and redis.call('HGET', key, name) or false
     containers[name] = value
   end
   return value
@@ -257,9 +258,6 @@ for i = 1, #candidates, 4 do
 end
 
 if total + #taken > max_items then return reply(ITEM_LIMIT) end
--- A new session replaces whatever partial state was there (before its containers are read).
-if fresh then redis.call('DEL', key) end
-
 -- Append the taken positions to the feed's containers, block by block.
 local function append(value, count, lows)
   local last_low = lows[#lows]
@@ -384,6 +382,7 @@ if fresh then
   put('c', now[1] * 1000 + floor(now[2] / 1000))
   if meta[6] then put('r', meta[6]) end
 end
-redis.call('HSET', key, unpack(writes))
+-- A new session replaces whatever was there: a reset's record (kept above), a partial state.
+if fresh then replace_hash(key, writes) else redis.call('HSET', key, unpack(writes)) end
 created, fresh = fresh, false
 return reply(SERVED, offset, math.min(need, served), has_more or served > need)

@@ -15,8 +15,7 @@ if record then
 end
 local found = served and seed and 1 or 0
 local cleared = found == 1 and tonumber(served) or 0
-redis.call('DEL', key)
-redis.call('HSET', key, 'r', ARGV[1] .. ':' .. cleared .. ':' .. found)
+replace_hash(key, {'r', ARGV[1] .. ':' .. cleared .. ':' .. found})
 redis.call('PEXPIRE', key, ARGV[2])
 if KEYS[2] then redis.call('ZREM', KEYS[2], ARGV[3]) end
 if found == 1 and #seed == 8 then redis.call('PUBLISH', ARGV[4], seed .. ARGV[3]) end
