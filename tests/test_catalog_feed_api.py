@@ -16,6 +16,7 @@ cursor (it rescans nothing already examined). On the memory store and on a real 
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from datetime import timedelta
@@ -441,6 +442,45 @@ def test_a_feed_is_not_last_while_another_process_has_imported_matching_items(tm
         imported = {f"grown-Food-reel-{n}" for n in range(IMPORTED_MATCHING)}
         assert len(served) == len(set(served))
         assert set(served) == before | imported
+    finally:
+        for each in (app, importer):
+            each.extensions["viralspot.session_store"].close()
+            each.extensions["viralspot.catalog"].dispose()
+
+
+@pytest.mark.parametrize("order", ["true", "weighted"])
+def test_a_feed_started_after_another_process_changed_items_into_its_filter_serves_them(tmp_path, order):
+    """A feed starts on the catalog as it is when it starts, not as this process last saw it (its
+    catalog state is kept an hour here): items another process has just updated into the filter
+    are served once, like every item matching then, before ``isLastPage: true``."""
+    url = f"sqlite:///{tmp_path}/changing.db"
+    app = create_app({"CONFIG": "testing", "DATABASE_URL": url, "CATALOG_STATE_TTL": 3600})
+    importer = create_app({"CONFIG": "testing", "DATABASE_URL": url})  # another process
+    try:
+        assert app.test_cli_runner().invoke(args=["content", "seed", "--items", "600", "--seed", "3"]).exit_code == 0
+        client = app.test_client()
+        random_page(client, "earlier", 0, 10, **FOOD)  # this process remembers the catalog's state
+        with sqlite3.connect(f"{tmp_path}/changing.db") as db:
+            moved = db.execute("SELECT content_id, shortcode, username, date_posted FROM content WHERE content_type = "
+                               "'reel' AND primary_category NOT IN ('Food', 'Music') ORDER BY id LIMIT 5").fetchall()
+        lines = [json.dumps({"content_id": content_id, "shortcode": shortcode, "username": username,
+                             "content_type": "reel", "date_posted": date_posted, "primary_category": "Food"})
+                 for content_id, shortcode, username, date_posted in moved]
+        path = tmp_path / "moved.jsonl"
+        path.write_text("\n".join(lines) + "\n")
+        result = importer.test_cli_runner().invoke(args=["content", "import", "--no-progress", str(path)])
+        assert result.exit_code == 0 and "updated 5," in result.output, result.output
+        matching = set(plain_ids(importer.test_client(), **FOOD))
+        assert {content_id for content_id, *_ in moved} <= matching
+        served, offset = [], 0
+        while True:
+            ids, last = random_page(client, "after", offset, 25, **{**FOOD, "random_order": order})
+            served += ids
+            offset += 25
+            if last:
+                break
+        assert len(served) == len(set(served))
+        assert set(served) == matching
     finally:
         for each in (app, importer):
             each.extensions["viralspot.session_store"].close()

@@ -146,6 +146,25 @@ def test_state_cache_answers_from_memory_within_its_ttl(catalog_app):
         assert len(asked) == 2
 
 
+def test_a_fresh_read_of_the_state_cache_is_what_it_remembers_next(catalog_app):
+    """A page that asks the database now (a feed's start, a last page) leaves the newer state for the
+    pages after it, which would otherwise work on the older one until the interval ends."""
+    now = [100.0]
+    cache = CatalogStateCache(ttl=1.0, clock=lambda: now[0])
+    with catalog_app.extensions["viralspot.catalog"].connect() as conn:
+        bump(conn)
+        before = cache.get(lambda: conn)
+        bump(conn)
+        now[0] += 0.5
+        assert cache.get(lambda: conn) == before  # remembered
+        assert cache.get(lambda: conn, fresh=True)[0] == before[0] + 1  # asked now
+        bump(conn)
+        now[0] += 0.4
+        assert cache.get(lambda: conn)[0] == before[0] + 1  # the fresh answer, remembered from its time
+        now[0] += 0.7
+        assert cache.get(lambda: conn)[0] == before[0] + 2
+
+
 def test_state_cache_with_no_ttl_always_asks(catalog_app):
     cache = CatalogStateCache(ttl=0)
     with catalog_app.extensions["viralspot.catalog"].connect() as conn:

@@ -111,11 +111,9 @@ class FeedSource:
 
     def catalog_state(self, fresh: bool = False) -> CatalogState:
         """The catalog state this page works on: remembered for ``CATALOG_STATE_TTL``, or (``fresh``)
-        read from the database now."""
-        if fresh:
-            self._state = queries.catalog_state(self.connection)
-        elif self._state is None:
-            self._state = self._catalog.state(lambda: self.connection)
+        read from the database now, which the process then remembers."""
+        if fresh or self._state is None:
+            self._state = self._catalog.state(lambda: self.connection, fresh=fresh)
         return self._state
 
     def matching(self) -> MatchingSet:
@@ -170,7 +168,7 @@ class FeedCatalog:
     process's matching sets."""
 
     def __init__(self, connect: Callable[[], Connection],
-                 state: Callable[[Callable[[], Connection]], CatalogState],
+                 state: Callable[..., CatalogState],
                  snapshot: Callable[[CatalogState], Optional[ItemSnapshot]] | None,
                  clock: Callable[[], float] = time.time, cache_keys: int = 16_000_000) -> None:
         self.connect = connect

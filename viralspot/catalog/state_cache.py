@@ -25,14 +25,15 @@ class CatalogStateCache:
         self._lock = threading.Lock()
         self._entry: tuple[float, tuple[int, int]] | None = None
 
-    def get(self, connection: Callable[[], Connection]) -> tuple[int, int]:
-        """The state; ``connection()`` is called only when the database must be asked."""
+    def get(self, connection: Callable[[], Connection], fresh: bool = False) -> tuple[int, int]:
+        """The state; ``connection()`` is called only when the database must be asked, or (``fresh``)
+        to ask it now: the process then remembers that answer."""
         if not self.ttl:
             return catalog_state(connection())
         now = self._clock()
         with self._lock:
             entry = self._entry
-        if entry is not None and now - entry[0] < self.ttl:
+        if not fresh and entry is not None and now - entry[0] < self.ttl:
             return entry[1]
         state = catalog_state(connection())
         with self._lock:

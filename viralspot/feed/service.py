@@ -228,12 +228,18 @@ class RandomFeedService:
         if create:
             view = _new_session(source)
         examined = stale = short = 0
-        result, started = None, False
+        result, started, refreshed = None, False, False
         for round_trip in range(1, MAX_ROUNDS + 1):
             if stale >= MAX_STALE:
                 raise FeedConflict()
             candidates, canonical, scanned_to, sent = None, None, 0, view
             if view.served <= need:  # the page, or its look-ahead item, is not served yet
+                if view.cursor == 0 and not refreshed:
+                    # A feed starts on the catalog as it is now, not as this process saw it up to
+                    # CATALOG_STATE_TTL ago: an item an import changed into its filter just before
+                    # is in its matching set (one query a feed start).
+                    source.catalog_state(fresh=True)
+                    refreshed = True
                 largest = source.catalog_state().largest_key
                 if largest < view.end:
                     # Another process grew the session's order past this one's remembered catalog
