@@ -19,6 +19,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from datetime import timedelta
 
 import numpy as np
@@ -413,78 +414,80 @@ def test_items_imported_after_a_feed_ended_come_next_once(growing_app, tmp_path)
     assert random_page(client, "ended", 0, 50, **FOOD)[0] == first_page
 
 
+@pytest.fixture
+def remembering_app(tmp_path):
+    """(app, importer): an app on a seeded SQLite catalog of its own that keeps the catalog state it
+    read for an hour (so its pages work on the state it remembered), and another process's app on
+    the same catalog, which writes to it."""
+    url = f"sqlite:///{tmp_path}/remembering.db"
+    app = create_app({"CONFIG": "testing", "DATABASE_URL": url, "CATALOG_STATE_TTL": 3600})
+    importer = create_app({"CONFIG": "testing", "DATABASE_URL": url})
+    try:
+        assert app.test_cli_runner().invoke(args=["content", "seed", "--items", "600", "--seed", "3"]).exit_code == 0
+        yield app, importer
+    finally:
+        for each in (app, importer):
+            each.extensions["viralspot.session_store"].close()
+            each.extensions["viralspot.catalog"].dispose()
+
+
 @pytest.mark.parametrize("order", ["true", "weighted"])
-def test_a_feed_is_not_last_while_another_process_has_imported_matching_items(tmp_path, order):
+def test_a_feed_is_not_last_while_another_process_has_imported_matching_items(remembering_app, tmp_path, order):
     """``isLastPage: true`` is checked against the catalog as it is now: an import by another
     process within the catalog state's TTL (here an hour, so every other page of this app works on
     the state it remembered) still comes before it, once."""
-    url = f"sqlite:///{tmp_path}/growing.db"
-    app = create_app({"CONFIG": "testing", "DATABASE_URL": url, "CATALOG_STATE_TTL": 3600})
-    importer = create_app({"CONFIG": "testing", "DATABASE_URL": url})  # another process
-    try:
-        assert app.test_cli_runner().invoke(args=["content", "seed", "--items", "600", "--seed", "3"]).exit_code == 0
-        client = app.test_client()
-        before = set(plain_ids(client, **FOOD))
-        filters = {**FOOD, "random_order": order}
-        served, offset, limit = [], 0, 10
-        while len(served) < len(before) - limit:  # all but the last page or two
-            ids, last = random_page(client, "ending", offset, limit, **filters)
-            assert not last
-            served += ids
-            offset += limit
-        import_by_cli(importer, tmp_path / "new.jsonl", [import_line(n, "Food") for n in range(IMPORTED_MATCHING)])
-        while True:
-            ids, last = random_page(client, "ending", offset, limit, **filters)
-            served += ids
-            offset += limit
-            if last:
-                break
-        imported = {f"grown-Food-reel-{n}" for n in range(IMPORTED_MATCHING)}
-        assert len(served) == len(set(served))
-        assert set(served) == before | imported
-    finally:
-        for each in (app, importer):
-            each.extensions["viralspot.session_store"].close()
-            each.extensions["viralspot.catalog"].dispose()
+    app, importer = remembering_app
+    client = app.test_client()
+    before = set(plain_ids(client, **FOOD))
+    filters = {**FOOD, "random_order": order}
+    served, offset, limit = [], 0, 10
+    while len(served) < len(before) - limit:  # all but the last page or two
+        ids, last = random_page(client, "ending", offset, limit, **filters)
+        assert not last
+        served += ids
+        offset += limit
+    import_by_cli(importer, tmp_path / "new.jsonl", [import_line(n, "Food") for n in range(IMPORTED_MATCHING)])
+    while True:
+        ids, last = random_page(client, "ending", offset, limit, **filters)
+        served += ids
+        offset += limit
+        if last:
+            break
+    imported = {f"grown-Food-reel-{n}" for n in range(IMPORTED_MATCHING)}
+    assert len(served) == len(set(served))
+    assert set(served) == before | imported
 
 
 @pytest.mark.parametrize("order", ["true", "weighted"])
-def test_a_feed_started_after_another_process_changed_items_into_its_filter_serves_them(tmp_path, order):
+def test_a_feed_started_after_another_process_changed_items_into_its_filter_serves_them(remembering_app, tmp_path,
+                                                                                         order):
     """A feed starts on the catalog as it is when it starts, not as this process last saw it (its
     catalog state is kept an hour here): items another process has just updated into the filter
     are served once, like every item matching then, before ``isLastPage: true``."""
-    url = f"sqlite:///{tmp_path}/changing.db"
-    app = create_app({"CONFIG": "testing", "DATABASE_URL": url, "CATALOG_STATE_TTL": 3600})
-    importer = create_app({"CONFIG": "testing", "DATABASE_URL": url})  # another process
-    try:
-        assert app.test_cli_runner().invoke(args=["content", "seed", "--items", "600", "--seed", "3"]).exit_code == 0
-        client = app.test_client()
-        random_page(client, "earlier", 0, 10, **FOOD)  # this process remembers the catalog's state
-        with sqlite3.connect(f"{tmp_path}/changing.db") as db:
-            moved = db.execute("SELECT content_id, shortcode, username, date_posted FROM content WHERE content_type = "
-                               "'reel' AND primary_category NOT IN ('Food', 'Music') ORDER BY id LIMIT 5").fetchall()
-        lines = [json.dumps({"content_id": content_id, "shortcode": shortcode, "username": username,
-                             "content_type": "reel", "date_posted": date_posted, "primary_category": "Food"})
-                 for content_id, shortcode, username, date_posted in moved]
-        path = tmp_path / "moved.jsonl"
-        path.write_text("\n".join(lines) + "\n")
-        result = importer.test_cli_runner().invoke(args=["content", "import", "--no-progress", str(path)])
-        assert result.exit_code == 0 and "updated 5," in result.output, result.output
-        matching = set(plain_ids(importer.test_client(), **FOOD))
-        assert {content_id for content_id, *_ in moved} <= matching
-        served, offset = [], 0
-        while True:
-            ids, last = random_page(client, "after", offset, 25, **{**FOOD, "random_order": order})
-            served += ids
-            offset += 25
-            if last:
-                break
-        assert len(served) == len(set(served))
-        assert set(served) == matching
-    finally:
-        for each in (app, importer):
-            each.extensions["viralspot.session_store"].close()
-            each.extensions["viralspot.catalog"].dispose()
+    app, importer = remembering_app
+    client = app.test_client()
+    random_page(client, "earlier", 0, 10, **FOOD)  # this process remembers the catalog's state
+    with closing(sqlite3.connect(f"{tmp_path}/remembering.db")) as db:
+        moved = db.execute("SELECT content_id, shortcode, username, date_posted FROM content WHERE content_type = "
+                           "'reel' AND primary_category NOT IN ('Food', 'Music') ORDER BY id LIMIT 5").fetchall()
+    lines = [json.dumps({"content_id": content_id, "shortcode": shortcode, "username": username,
+                         "content_type": "reel", "date_posted": date_posted, "primary_category": "Food"})
+             for content_id, shortcode, username, date_posted in moved]
+    path = tmp_path / "moved.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    result = importer.test_cli_runner().invoke(args=["content", "import", "--no-progress", str(path)])
+    assert result.exit_code == 0 and "updated 5," in result.output, result.output
+    matching = set(plain_ids(importer.test_client(), **FOOD))
+    assert {content_id for content_id, *_ in moved} <= matching
+    served, offset = [], 0
+    while True:
+        ids, last = random_page(client, "after", offset, 25, **{**FOOD, "random_order": order})
+        served += ids
+        offset += 25
+        if last:
+            break
+    assert len(served) == len(set(served))
+    assert set(served) == matching
 
 
 @pytest.mark.parametrize("items", [300, 600, 900])
