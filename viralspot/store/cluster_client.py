@@ -30,22 +30,28 @@ class RedirectedRedisCluster(RedisCluster):
             return node
         name = get_node_name(host, port)
         with self._unlisted_lock:
-            if node is not None:  # listed now: redirects go to the map's node
-                self._unlisted.pop(name, None)
-                return node
-            node = self._unlisted.get(name)
             if node is None:
-                node = self._unlisted[name] = ClusterNode(host, port, PRIMARY)
-            return node
+                node = self._unlisted.get(name)
+                if node is None:
+                    node = self._unlisted[name] = ClusterNode(host, port, PRIMARY)
+                return node
+            retired = self._unlisted.pop(name, None)  # listed now: redirects go to the map's node
+        if retired is not None and retired.redis_connection is not None:
+            # Its idle connections close; one a thread holds goes back to this pool, which is dropped.
+            retired.redis_connection.connection_pool.disconnect(inuse_connections=False)
+        return node
+
+    def unlisted_nodes(self) -> list[ClusterNode]:
+        """The masters met by redirects that the map does not name (yet)."""
+        with self._unlisted_lock:
+            return list(self._unlisted.values())
 
     def script_load(self, script):
         """Load ``script`` into every master of the map (redis-py), and into the masters met by
         redirects: a script run there after a redirect finds it (NOSCRIPT has redis-py load it
         and run it again)."""
         sha = super().script_load(script)
-        with self._unlisted_lock:
-            nodes = list(self._unlisted.values())
-        for node in nodes:
+        for node in self.unlisted_nodes():
             self.get_redis_connection(node).script_load(script)
         return sha
 
