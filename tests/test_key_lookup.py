@@ -21,6 +21,7 @@ from catalog_data import expected_order
 from viralspot.catalog.queries import (bump_version, catalog_state, items_by_keys, matching_keys,
                                        matching_keys_until, unpack_fragments)
 from viralspot.catalog.rendering import encode_item, fragments_statement, item_fragments, render_row
+from viralspot.catalog import state_cache
 from viralspot.catalog.state_cache import CatalogStateCache
 from viralspot.catalog.tables import content
 from viralspot.schemas.content import ContentQueryArgsSchema
@@ -163,6 +164,26 @@ def test_a_fresh_read_of_the_state_cache_is_what_it_remembers_next(catalog_app):
         assert cache.get(lambda: conn)[0] == before[0] + 1  # the fresh answer, remembered from its time
         now[0] += 0.7
         assert cache.get(lambda: conn)[0] == before[0] + 2
+
+
+def test_a_state_asked_for_earlier_does_not_replace_one_asked_for_later(monkeypatch):
+    """Two readers racing (a feed's start, a page past the interval): the answer to the later
+    question is the newer one, and it is what the process remembers, whichever arrives last."""
+    now = [100.0]
+    cache = CatalogStateCache(ttl=1.0, clock=lambda: now[0])
+    asked = []
+
+    def database(_connection):
+        asked.append(now[0])
+        if len(asked) == 1:  # the first question's answer is read, then the second is asked and answered
+            now[0] += 0.1
+            assert cache.get(lambda: None, fresh=True) == (6, 120)
+            return (5, 100)
+        return (6, 120)
+
+    monkeypatch.setattr(state_cache, "catalog_state", database)
+    assert cache.get(lambda: None, fresh=True) == (5, 100)
+    assert cache.get(lambda: None) == (6, 120) and asked == [100.0, 100.1]
 
 
 def test_state_cache_with_no_ttl_always_asks(catalog_app):

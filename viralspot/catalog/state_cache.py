@@ -27,7 +27,8 @@ class CatalogStateCache:
 
     def get(self, connection: Callable[[], Connection], fresh: bool = False) -> tuple[int, int]:
         """The state; ``connection()`` is called only when the database must be asked, or (``fresh``)
-        to ask it now: the process then remembers that answer."""
+        to ask it now: the process then remembers that answer, unless it remembers one asked for
+        later (readers racing: the later question has the newer answer)."""
         if not self.ttl:
             return catalog_state(connection())
         now = self._clock()
@@ -37,5 +38,6 @@ class CatalogStateCache:
             return entry[1]
         state = catalog_state(connection())
         with self._lock:
-            self._entry = (now, state)
+            if self._entry is None or self._entry[0] <= now:
+                self._entry = (now, state)
         return state

@@ -237,7 +237,8 @@ class RandomFeedService:
                 if view.cursor == 0 and not refreshed:
                     # A feed starts on the catalog as it is now, not as this process saw it up to
                     # CATALOG_STATE_TTL ago: an item an import changed into its filter just before
-                    # is in its matching set (one query a feed start).
+                    # is in its matching set. One query when a process starts on a feed: a new one,
+                    # or one of a session it has not served (or forgot), whose cursor it learns next.
                     source.catalog_state(fresh=True)
                     refreshed = True
                 largest = source.catalog_state().largest_key

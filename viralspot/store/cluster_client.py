@@ -4,61 +4,26 @@ A slot moving to a new master (``redis-cli --cluster add-node``, then ``reshard`
 ASK and that master's address while the client's map of nodes, built from ``CLUSTER SLOTS``, does
 not name it: a master that serves no slot yet is not listed there. redis-py (8.2) then fails the
 command with an ``AttributeError`` (redis/redis-py#4015; its fix, #4214, is not released), so every
-new session in a moving slot failed until the move ended. This client answers a lookup of such an
-address with a node of its own, kept apart from the map (which stays what the cluster says) and
-reused by later redirects there until the map names that master; scripts are loaded there too.
+new session in a moving slot failed until the move ended. This client adds such a master to its
+map's nodes, as redis-py does for a MOVED redirect to a new master (``NodesManager.move_slot``):
+the redirect then reaches it, scripts are loaded there with every master's (NOSCRIPT has redis-py
+load and run them again), and the map's next refresh from the cluster keeps or drops it (redis-py
+closes the connections of the nodes it drops).
 """
 from __future__ import annotations
 
-import threading
-
-from redis.cluster import PRIMARY, ClusterNode, RedisCluster, get_node_name
+from redis.cluster import PRIMARY, ClusterNode, RedisCluster
 
 
 class RedirectedRedisCluster(RedisCluster):
-    """``RedisCluster`` whose ``get_node(host, port)`` (what an ASK redirect looks up) answers a
-    node for an address its map does not hold."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        self._unlisted: dict[str, ClusterNode] = {}
-        self._unlisted_lock = threading.Lock()
-        super().__init__(*args, **kwargs)
+    """``RedisCluster`` whose ``get_node(host, port)`` (what an ASK redirect looks up) adds a master
+    its map does not name."""
 
     def get_node(self, host=None, port=None, node_name=None):
         node = super().get_node(host, port, node_name)
-        if node_name is not None or not host or not port:
+        if node is not None or node_name is not None or not host or not port:
             return node
-        name = get_node_name(host, port)
-        with self._unlisted_lock:
-            if node is None:
-                node = self._unlisted.get(name)
-                if node is None:
-                    node = self._unlisted[name] = ClusterNode(host, port, PRIMARY)
-                return node
-            retired = self._unlisted.pop(name, None)  # listed now: redirects go to the map's node
-        if retired is not None and retired.redis_connection is not None:
-            # Its idle connections close; one a thread holds goes back to this pool, which is dropped.
-            retired.redis_connection.connection_pool.disconnect(inuse_connections=False)
-        return node
-
-    def unlisted_nodes(self) -> list[ClusterNode]:
-        """The masters met by redirects that the map does not name (yet)."""
-        with self._unlisted_lock:
-            return list(self._unlisted.values())
-
-    def script_load(self, script):
-        """Load ``script`` into every master of the map (redis-py), and into the masters met by
-        redirects: a script run there after a redirect finds it (NOSCRIPT has redis-py load it
-        and run it again)."""
-        sha = super().script_load(script)
-        for node in self.unlisted_nodes():
-            self.get_redis_connection(node).script_load(script)
-        return sha
-
-    def close(self) -> None:
-        super().close()
-        with self._unlisted_lock:
-            nodes, self._unlisted = list(self._unlisted.values()), {}
-        for node in nodes:
-            if node.redis_connection is not None:
-                node.redis_connection.close()
+        met = ClusterNode(host, port, PRIMARY)  # named as the map names its nodes (localhost resolved)
+        manager = self.nodes_manager
+        with manager._lock:  # the lock move_slot holds to add a node
+            return manager.nodes_cache.setdefault(met.name, met)

@@ -155,8 +155,8 @@ class _Connection:
         pool = getattr(client, "connection_pool", None)
         if pool is not None:
             pool.disconnect(inuse_connections=False)
-        else:  # RedisCluster: a pool per node, those met by redirects only too
-            for node in [*client.get_nodes(), *client.unlisted_nodes()]:
+        else:  # RedisCluster: a pool per node
+            for node in client.get_nodes():
                 if node.redis_connection is not None:
                     node.redis_connection.connection_pool.disconnect(inuse_connections=False)
 
