@@ -18,6 +18,7 @@ created anew, a new incarnation with a new order). Sentinel tests skip without a
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -33,6 +34,7 @@ import redis
 from redis_fixtures import _in_ci, free_port, redis_server_binary, stop_process
 from tcp_proxy import SwitchingProxy
 from viralspot import create_app
+from viralspot.store.master_switches import MasterSwitches
 from viralspot.store.redis_store import RedisSessionStore, session_key
 
 #: Items a page asks for.
@@ -547,6 +549,41 @@ def test_rate_limits_count_in_the_master_a_sentinel_url_names(redis_server_facto
         sentinel.stop()
 
 
+def test_the_first_sentinel_to_announce_a_new_master_is_heard_once(redis_server_factory, caplog):
+    """Every sentinel is listened to, so a process leaves the old master at the first announcement
+    (the sentinel that ran the failover announces about a second after the others): one made by
+    the last sentinel only is heard, once, and one for another service is not. (Plain servers
+    stand in for the sentinels: a client cannot publish on a sentinel.)"""
+    caplog.set_level(logging.WARNING, logger="viralspot.store.master_switches")
+    servers = [redis_server_factory() for _ in range(3)]
+    heard = []
+    switches = MasterSwitches([("127.0.0.1", server.port) for server in servers], SERVICE,
+                              {"socket_timeout": 1.0}, lambda: heard.append(time.monotonic()))
+    try:
+        def everyone_listens() -> bool:
+            counts = []
+            for server in servers:
+                with server.client() as client:
+                    counts.append(client.pubsub_numsub("+switch-master")[0][1])
+            return counts == [1, 1, 1]
+
+        wait_for(everyone_listens, 10, "a subscription on every sentinel", 0.01)
+        assert switches.subscribed.is_set()
+        with servers[2].client() as client:
+            client.publish("+switch-master", "other 127.0.0.1 1 127.0.0.1 2")
+            client.publish("+switch-master", f"{SERVICE} 127.0.0.1 1 127.0.0.1 3")
+        wait_for(lambda: heard, 5, "the announcement heard")
+        (announced,) = [record.getMessage() for record in caplog.records if "named a new master" in record.getMessage()]
+        assert announced.endswith(f"{SERVICE} 127.0.0.1 1 127.0.0.1 3")  # not the other service's
+        for server in servers[:2]:
+            with server.client() as client:
+                client.publish("+switch-master", f"{SERVICE} 127.0.0.1 1 127.0.0.1 2")
+        wait_for(lambda: not switches.subscribed.is_set(), 5, "every listener ended")
+        assert len(heard) == 1
+    finally:
+        switches.stop()
+
+
 def test_a_manual_sentinel_failover_moves_the_pages_when_the_sentinels_announce_it(redis_server_factory, make_app,
                                                                                   tmp_path):
     """``SENTINEL FAILOVER`` leaves the old master up and answering until the sentinels demote it;
@@ -566,7 +603,9 @@ def test_a_manual_sentinel_failover_moves_the_pages_when_the_sentinels_announce_
         wait_for(listening.switches.subscribed.is_set, 10, "the store listening to a sentinel", 0.01)
         with sentinels[0].client() as sentinel:
             assert sentinel.execute_command("SENTINEL", "FAILOVER", SERVICE)
+        asked = time.monotonic()
         wait_for(lambda: store._connection is not listening, 15, "the store retiring its client", 0.01)
+        print(f"\nSENTINEL FAILOVER: the store left the old master {time.monotonic() - asked:.2f} s after it was asked")
         second = page_ids(client, "moved", LIMIT)
         assert len(first) == len(second) == LIMIT and not set(first) & set(second)
         with b.client() as new:
