@@ -258,7 +258,8 @@ class RedisSessionStore(SessionStoreBackend):
                 "password": self.parsed.pool_kwargs.get("sentinel_password")}
 
     def _watch_switches(self, connection: _Connection) -> MasterSwitches | None:
-        """Under Sentinel, a thread that retires ``connection`` once the sentinels name a new master."""
+        """Under Sentinel, threads (one per sentinel) that retire ``connection`` once a sentinel names a new
+        master."""
         if self.parsed.scheme != "redis+sentinel":
             return None
         store, retiring = weakref.ref(self), weakref.ref(connection)
