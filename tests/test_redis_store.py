@@ -649,7 +649,7 @@ def test_a_server_that_never_answers_times_out_within_the_retry_budget():
         listener.close()
 
 
-def test_a_closed_port_is_a_503_envelope_not_a_hang():
+def test_a_closed_port_is_a_503_envelope_not_a_hang(caplog):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -662,6 +662,9 @@ def test_a_closed_port_is_a_503_envelope_not_a_hang():
         body = response.get_json()
         assert body["success"] is False and body["error_code"] == "SESSION_STORE_UNAVAILABLE"
         assert response.headers["Retry-After"] == "2"  # about what a failover takes
+        # One log line a failed request, naming the cause (an outage logs one per request), no traceback.
+        (logged,) = [record for record in caplog.records if record.getMessage().startswith("session store unavailable")]
+        assert logged.exc_info is None and "StoreUnavailable: redis: ConnectionError" in logged.getMessage()
         assert app.test_client().get("/health").status_code == 503
     finally:
         app.extensions["viralspot.session_store"].close()

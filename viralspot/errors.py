@@ -57,7 +57,8 @@ def register_errorhandlers(app: Flask) -> None:
     def handle(error: Exception):
         mapped = api_error(error)
         if isinstance(error, StoreError):
-            log.error("session store unavailable: %s", type(error).__name__, exc_info=error)
+            # One line, as for the database: an outage or a failover logs one per request.
+            log.error("session store unavailable: %s: %s", type(error).__name__, error)
             metrics.count("store_errors", metrics.store_error_kind(error))
         elif isinstance(error, DatabaseOperationalError):  # one line: an outage logs one per request
             log.error("database unavailable: %s", _driver_message(error))
