@@ -237,7 +237,7 @@ class RedisSessionStore(SessionStoreBackend):
             kwargs = {"socket_timeout": opts.socket_timeout, "socket_connect_timeout": opts.connect_timeout,
                       "max_connections": opts.max_connections, **parsed.pool_kwargs}
             return RedirectedRedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in parsed.nodes],
-                                retry=Retry(NoBackoff(), 0), require_full_coverage=False, **kwargs)
+                                          retry=Retry(NoBackoff(), 0), require_full_coverage=False, **kwargs)
         if parsed.scheme == "redis+sentinel":
             from redis.sentinel import Sentinel
 

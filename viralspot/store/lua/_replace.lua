@@ -6,12 +6,12 @@
 -- only key a script reads undeclared) asks first; when the node would refuse, the new fields are
 -- written before the old ones are removed (1,000 at a time), and the key is never missing.
 local function replace_hash(key, writes)
+  local old = {}  -- the fields left to remove once the new ones are written
   if type(redis.pcall('EXISTS', key .. ':never')) == 'number' then
     redis.call('DEL', key)
-    redis.call('HSET', key, unpack(writes))
-    return
+  else
+    old = redis.call('HKEYS', key)
   end
-  local old = redis.call('HKEYS', key)
   redis.call('HSET', key, unpack(writes))
   local written, batch = {}, {}
   for i = 1, #writes, 2 do written[writes[i]] = true end
