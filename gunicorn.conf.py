@@ -11,15 +11,19 @@ import multiprocessing
 import os
 
 from config import config_class, load_settings
+from viralspot.store import store_scheme
 
-try:  # the app's settings, read and checked as the app reads them (config.py)
+try:  # the app's settings, read and checked as the app reads them (config.py); the store URL too
     _settings, _unknown = load_settings(config_class(), os.environ)
+    _shared_store = store_scheme(str(_settings["SESSION_STORE_URL"])) != "memory"
 except RuntimeError as error:
     raise SystemExit(str(error)) from None
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
-_shared_store = not str(_settings["SESSION_STORE_URL"]).strip().lower().startswith("memory:")
-workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1 if _shared_store else 1))
+_workers = os.environ.get("WEB_CONCURRENCY", "").strip() or str(multiprocessing.cpu_count() * 2 + 1 if _shared_store else 1)
+if not _workers.isdigit() or int(_workers) < 1:
+    raise SystemExit(f"WEB_CONCURRENCY ({_workers!r}) must be a whole number of workers, at least 1.")
+workers = int(_workers)
 if not _shared_store and workers > 1:
     raise SystemExit(
         f"WEB_CONCURRENCY={workers}, but memory:// sessions live in one process: several gunicorn workers "

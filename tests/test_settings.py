@@ -236,6 +236,37 @@ def test_gunicorn_reads_the_same_settings():
     assert answer.returncode == 0, answer.stderr
 
 
+@pytest.mark.parametrize("environ, refusal", [
+    ({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY ('0') must be a whole number of workers, at least 1."),
+    ({"WEB_CONCURRENCY": "abc"}, "WEB_CONCURRENCY ('abc') must be a whole number of workers, at least 1."),
+    ({"VIRALSPOT_SESSION_STORE_URL": ""}, "VIRALSPOT_SESSION_STORE_URL is empty; use memory:// (one process)"),
+    ({"VIRALSPOT_SESSION_STORE_URL": "http://cache:6379"}, "VIRALSPOT_SESSION_STORE_URL has unknown scheme 'http'"),
+    ({"VIRALSPOT_SESSION_STORE_URL": "redis://:6379/x"}, "VIRALSPOT_SESSION_STORE_URL is not a usable Redis URL"),
+])
+def test_gunicorn_refuses_no_workers_and_a_bad_store_url_once_before_any_worker_starts(environ, refusal):
+    """No worker (every request would hang) or a store URL no worker could use (each of cores x 2 + 1
+    workers failed, one after the other): the master stops at once with the one line."""
+    code = "import runpy; runpy.run_path('gunicorn.conf.py')"
+    answer = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={"PATH": "/usr/bin:/bin", **environ},
+                            capture_output=True, text=True)
+    assert answer.returncode != 0 and refusal in answer.stderr, answer.stderr
+    assert "Traceback" not in answer.stderr
+
+
+def test_gunicorn_takes_a_worker_count_and_defaults_by_the_store():
+    code = "import runpy; print(runpy.run_path('gunicorn.conf.py')['workers'])"
+
+    def workers(**environ) -> str:
+        answer = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={"PATH": "/usr/bin:/bin", **environ},
+                                capture_output=True, text=True)
+        assert answer.returncode == 0, answer.stderr
+        return answer.stdout.strip()
+
+    assert workers(WEB_CONCURRENCY=" 3 ", VIRALSPOT_SESSION_STORE_URL="redis://127.0.0.1:6379/0") == "3"
+    assert workers() == "1"  # memory://: one process
+    assert workers(VIRALSPOT_SESSION_STORE_URL="redis://127.0.0.1:6379/0") == str(os.cpu_count() * 2 + 1)
+
+
 @pytest.mark.parametrize("name, value, loaded", [("LOG_FORMAT", " JSON ", "json"), ("LOG_FORMAT", "", "text"),
                                                  ("LOG_LEVEL", "Warning", "warning"), ("LOG_LEVEL", "  ", "info")])
 def test_a_choice_takes_any_case_and_empty_keeps_the_default(name, value, loaded):

@@ -16,7 +16,7 @@ from flask import Flask, current_app
 from .base import (FeedSummary, FeedView, PageResult, PageStatus, ResetResult, SessionStoreBackend,
                    SessionSummary, StoreError, StoreUnavailable)
 from .redis_url import SCHEMES as REDIS_SCHEMES
-from .redis_url import RedisUrlError
+from .redis_url import RedisUrlError, parse_store_url
 
 EXTENSION_NAME = "viralspot.session_store"
 SCHEMES = ("memory", *REDIS_SCHEMES)
@@ -26,13 +26,35 @@ class SessionStoreConfigError(RuntimeError):
     """The configured store URL names no known backend."""
 
 
-def backend_from_url(url: str, config) -> SessionStoreBackend:
-    """Build the backend the URL names, with the TTL and size limits from ``config``."""
+def store_scheme(url: str) -> str:
+    """The scheme of a store URL (``memory`` or one of ``REDIS_SCHEMES``), once the URL is checked:
+    ``SessionStoreConfigError`` names what is wrong. Nothing is imported or connected: gunicorn's
+    master asks it too, to choose its workers and refuse a bad URL once."""
+    if not url.strip():
+        raise SessionStoreConfigError("VIRALSPOT_SESSION_STORE_URL is empty; use memory:// (one process) or a "
+                                      "Redis URL such as redis://127.0.0.1:6379/0")
     try:
         scheme = urlsplit(url).scheme.lower()
     except ValueError as error:  # e.g. an unclosed [ of an IPv6 host; the message holds no password
         raise SessionStoreConfigError(f"VIRALSPOT_SESSION_STORE_URL is not a URL ({error})") from None
     if scheme == "memory":
+        return scheme
+    if scheme in REDIS_SCHEMES:
+        try:
+            parse_store_url(url)
+        except RedisUrlError as error:
+            raise SessionStoreConfigError(f"VIRALSPOT_SESSION_STORE_URL is not a usable Redis URL: {error}") from None
+        return scheme
+    raise SessionStoreConfigError(
+        f"VIRALSPOT_SESSION_STORE_URL has unknown scheme {scheme or '(none)'!r}; "
+        f"use one of: {', '.join(s + '://' for s in SCHEMES)}"
+    )
+
+
+def backend_from_url(url: str, config) -> SessionStoreBackend:
+    """Build the backend the URL names (checked by ``store_scheme``), with the TTL and size limits
+    from ``config``."""
+    if store_scheme(url) == "memory":
         from .memory import MemorySessionStore
 
         return MemorySessionStore(
@@ -41,12 +63,7 @@ def backend_from_url(url: str, config) -> SessionStoreBackend:
             max_feeds=int(config["SESSION_MAX_FEEDS"]),
             max_items=int(config["SESSION_MAX_ITEMS"]),
         )
-    if scheme in REDIS_SCHEMES:
-        return _redis_backend(url, config)
-    raise SessionStoreConfigError(
-        f"VIRALSPOT_SESSION_STORE_URL has unknown scheme {scheme or '(none)'!r}; "
-        f"use one of: {', '.join(s + '://' for s in SCHEMES)}"
-    )
+    return _redis_backend(url, config)
 
 
 def _redis_backend(url: str, config) -> SessionStoreBackend:
@@ -59,17 +76,14 @@ def _redis_backend(url: str, config) -> SessionStoreBackend:
         raise SessionStoreConfigError(
             f"VIRALSPOT_SESSION_STORE_URL names a Redis store but the redis package is not installed "
             f"({error}); install it with: pip install 'redis[hiredis]'") from None
-    try:
-        options = ClientOptions(
-            connect_timeout=float(config["SESSION_STORE_CONNECT_TIMEOUT"]),
-            socket_timeout=float(config["SESSION_STORE_SOCKET_TIMEOUT"]),
-            retries=int(config["SESSION_STORE_RETRIES"]),
-            max_connections=int(config["SESSION_STORE_MAX_CONNECTIONS"]),
-        )
-        return RedisSessionStore(url, ttl=float(config["SESSION_TTL"]), max_feeds=int(config["SESSION_MAX_FEEDS"]),
-                                 max_items=int(config["SESSION_MAX_ITEMS"]), options=options)
-    except RedisUrlError as error:
-        raise SessionStoreConfigError(f"VIRALSPOT_SESSION_STORE_URL is not a usable Redis URL: {error}") from None
+    options = ClientOptions(
+        connect_timeout=float(config["SESSION_STORE_CONNECT_TIMEOUT"]),
+        socket_timeout=float(config["SESSION_STORE_SOCKET_TIMEOUT"]),
+        retries=int(config["SESSION_STORE_RETRIES"]),
+        max_connections=int(config["SESSION_STORE_MAX_CONNECTIONS"]),
+    )
+    return RedisSessionStore(url, ttl=float(config["SESSION_TTL"]), max_feeds=int(config["SESSION_MAX_FEEDS"]),
+                             max_items=int(config["SESSION_MAX_ITEMS"]), options=options)
 
 
 class SessionStore:
@@ -100,5 +114,5 @@ class SessionStore:
 __all__ = [
     "FeedSummary", "FeedView", "PageResult", "PageStatus", "ResetResult", "SessionStore", "SessionStoreBackend",
     "SessionSummary",
-    "StoreError", "StoreUnavailable", "SessionStoreConfigError", "backend_from_url",
+    "StoreError", "StoreUnavailable", "SessionStoreConfigError", "backend_from_url", "store_scheme",
 ]
