@@ -207,6 +207,41 @@ def test_a_clients_control_characters_are_escaped_in_the_text_access_log(tmp_pat
     assert "\x9b" not in log and "\x85" not in log
 
 
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_access_lines_name_a_session_by_its_fingerprint_never_by_its_id(tmp_path, log_format):
+    """A session id is its session's only key: no access line holds one, valid or not; a valid one
+    shows as the fingerprint the app's own lines use, so a session's lines still match."""
+    from gunicorn_servers import GunicornServer
+    from viralspot.logs import session_fingerprint
+
+    with GunicornServer(tmp_path, database_url=f"sqlite:///{tmp_path}/catalog.db", store_url="memory://",
+                        workers=1, threads=2, name=f"fingerprints-{log_format}",
+                        extra_env={"GUNICORN_ACCESSLOG": "-", "VIRALSPOT_LOG_FORMAT": log_format}) as server:
+        for target in ("/api/posts?limit=1&session_id=%20secret-a7Qx%20&random_order=true",
+                       "/api/reset-session?session_id=secret-a7Qx", "/api/reels?session_id=bad%21secret-Zq9"):
+            method = "POST" if "reset" in target else "GET"
+            _raw_request(server.port, f"{method} {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+        deadline = time.monotonic() + 10
+        while server.log_tail().count("session_id=~") < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the access lines are written after the answers
+        log = server.log_tail()
+    assert "secret" not in log, log[-2000:]
+    assert log.count(f"session_id={session_fingerprint('secret-a7Qx')}") == 2  # stripped, as the app reads it
+    assert log.count(f"session_id={session_fingerprint('bad!secret-Zq9')}") == 1
+
+
+def test_a_query_string_loses_every_session_id_and_keeps_the_rest():
+    from viralspot.logs import session_fingerprint, without_session_ids
+
+    first, second = session_fingerprint("s1"), session_fingerprint("s 2")
+    assert without_session_ids("random_order=true&session_id=s1&limit=2") == f"random_order=true&session_id={first}&limit=2"
+    assert without_session_ids("GET /api/reels?session_id=s+2&session_id=s1 HTTP/1.1") == (
+        f"GET /api/reels?session_id={second}&session_id={first} HTTP/1.1")
+    assert without_session_ids("my_session_id=x&session_idx=y") == "my_session_id=x&session_idx=y"
+    assert without_session_ids("session_id=") == f"session_id={session_fingerprint('')}"
+    assert len(first) == 13 and first.startswith("~") and first != second
+
+
 def test_gunicorn_makes_no_control_socket_that_other_instances_share(tmp_path):
     """gunicorn's control socket is one path per user: each instance on a host took it over, and
     stopping one removed it from the others."""

@@ -92,11 +92,17 @@ def test_longest_allowed_session_id_is_accepted(client):
     assert response.status_code == 200
 
 
-def test_reset_is_logged_with_id_and_count(client, store, caplog):
+def test_reset_is_logged_with_the_sessions_fingerprint_and_count(client, store, caplog):
+    from viralspot.logs import session_fingerprint
+
     serve(store, "logged", [1, 2])
     with caplog.at_level("INFO", logger="viralspot"):
         client.post("/api/reset-session?session_id=logged")
-    assert any("logged" in r.getMessage() and "2" in r.getMessage() for r in caplog.records)
+        client.post("/api/reset-session?session_id=never-seen")
+    messages = [record.getMessage() for record in caplog.records]
+    assert f"reset session {session_fingerprint('logged')}: cleared 2 served items" in messages
+    assert f"reset requested for unknown session {session_fingerprint('never-seen')}" in messages
+    assert not [message for message in messages if "logged" in message or "never-seen" in message]
 
 
 # -- validation: every branch --------------------------------------------------------------

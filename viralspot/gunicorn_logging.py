@@ -1,7 +1,8 @@
 """gunicorn's own log lines (``gunicorn.conf.py`` sets ``logger_class``): for ``VIRALSPOT_LOG_FORMAT=json``
 ``GunicornJsonLogger``, the access log as one JSON object per request, with the ``X-Request-ID`` the
 app answered, and the error log through the app's ``JsonFormatter``; for ``text``,
-``GunicornTextLogger``, whose access lines write a client's control characters as ``\\xNN``.
+``GunicornTextLogger``, whose access lines write a client's control characters as ``\\xNN``. Neither
+writes a session id: a ``session_id`` argument shows as its fingerprint (``logs.session_fingerprint``).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import traceback
 from gunicorn.glogging import Logger, SafeAtoms
 
 from .clock import utc_timestamp
-from .logs import JsonFormatter
+from .logs import JsonFormatter, without_session_ids
 from .request_ids import HEADER
 
 
@@ -20,12 +21,24 @@ from .request_ids import HEADER
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
+#: The access-line values that hold the query string: the request line and the query.
+_WITH_QUERY = ("r", "q")
+
+
 class _EscapedAtoms(SafeAtoms):
-    """gunicorn's access-line values (quotes escaped) with control characters written as ``\\xNN``."""
+    """gunicorn's access-line values (quotes escaped) with control characters written as ``\\xNN``,
+    and session ids as their fingerprints (``logs.without_session_ids``)."""
 
     def __init__(self, atoms) -> None:
-        super().__init__({key: _CONTROLS.sub(lambda found: f"\\x{ord(found.group()):02x}", value)
-                          if isinstance(value, str) else value for key, value in atoms.items()})
+        super().__init__({key: _escaped(key, value) for key, value in atoms.items()})
+
+
+def _escaped(key: str, value):
+    if not isinstance(value, str):
+        return value
+    if key in _WITH_QUERY:
+        value = without_session_ids(value)
+    return _CONTROLS.sub(lambda found: f"\\x{ord(found.group()):02x}", value)
 
 
 class GunicornTextLogger(Logger):
@@ -52,7 +65,7 @@ class GunicornJsonLogger(Logger):
                 "time": utc_timestamp(), "level": "INFO", "logger": "gunicorn.access",
                 "message": f"{atoms.get('m')} {atoms.get('U')} {status}",
                 "request_id": atoms.get("{%s}o" % HEADER.lower(), "-"),
-                "method": atoms.get("m"), "path": atoms.get("U"), "query": atoms.get("q") or "",
+                "method": atoms.get("m"), "path": atoms.get("U"), "query": without_session_ids(atoms.get("q") or ""),
                 "status": int(status) if str(status).isdigit() else status, "bytes": atoms.get("B"),
                 "duration_seconds": request_time.total_seconds(), "remote_addr": atoms.get("h"),
                 "user_agent": atoms.get("a"),

@@ -7,10 +7,13 @@ Every line carries the request id. ``VIRALSPOT_LOG_FORMAT`` is ``text`` (the def
 or ``json``: one JSON object per line (``time``, ``level``, ``logger``, ``message``, ``request_id``,
 ``exception``).
 """
+import hashlib
 import json
 import logging
+import re
 import sys
 from datetime import datetime, timezone
+from urllib.parse import unquote_plus
 
 from flask import Flask
 
@@ -18,6 +21,22 @@ from .clock import utc_timestamp
 from .request_ids import NO_REQUEST, RequestIdFilter
 
 FORMAT = "%(asctime)s %(levelname)s [%(name)s] [%(request_id)s] %(message)s"
+#: A ``session_id`` argument of a query string, up to the next argument.
+_SESSION_ARGUMENT = re.compile(r"((?:^|[?&;])session_id=)([^&;#\s]*)")
+
+
+def session_fingerprint(session_id: str) -> str:
+    """How a log line names a session: ``~`` and 12 hex digits of BLAKE2b of its id. A session id is
+    its session's only key (README, Production), so no line holds one; a session's lines still match,
+    and clients make their ids unguessable, so the fingerprint does not give an id away."""
+    return "~" + hashlib.blake2b(session_id.encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
+
+
+def without_session_ids(text: str) -> str:
+    """``text`` (a query string, or a request line) with each ``session_id`` value replaced by its
+    fingerprint, taken as the app reads the id (decoded, surrounding spaces stripped)."""
+    return _SESSION_ARGUMENT.sub(
+        lambda found: found.group(1) + session_fingerprint(unquote_plus(found.group(2)).strip()), text)
 
 
 class JsonFormatter(logging.Formatter):

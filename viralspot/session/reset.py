@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import logging
 
+from ..clock import utc_timestamp
+from ..logs import session_fingerprint
 from ..store import SessionStoreBackend
 from ..store.base import ResetResult
-from ..clock import utc_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +29,10 @@ def reset_session(store: SessionStoreBackend, session_id: str) -> tuple[dict, st
     """Reset ``session_id`` in ``store``; return the response ``data`` and ``message``."""
     result = store.reset(session_id)
     if result.found:
-        log.info("reset session %s: cleared %d served items", session_id, result.cleared_items_count)
+        log.info("reset session %s: cleared %d served items", session_fingerprint(session_id),
+                 result.cleared_items_count)
     else:
-        log.info("reset requested for unknown session %s", session_id)
+        log.info("reset requested for unknown session %s", session_fingerprint(session_id))
     return reset_body(session_id, result, store.storage_type)
 
 
