@@ -171,6 +171,36 @@ def test_gunicorn_refusals_answer_the_envelope(tmp_path):
         assert got == 200, body[:200]
 
 
+def test_a_request_gunicorn_cannot_parse_is_told_what_was_wrong(tmp_path):
+    import json
+
+    from gunicorn_servers import GunicornServer
+
+    requests = {
+        b"NOT A REQUEST\r\n\r\n": "The request line is malformed: send METHOD /path HTTP/1.1",
+        b"GET /livez HTTP/9.9\r\nHost: t\r\n\r\n": "The HTTP version is not supported: send HTTP/1.0 or HTTP/1.1",
+        b"G\x01T /livez HTTP/1.1\r\nHost: t\r\n\r\n": "The request method is not a valid HTTP method",
+        b"GET /livez HTTP/1.1\r\nHost: t\r\nno colon here\r\n\r\n": (
+            "A header is malformed, repeated or in conflict with another"),
+        b"POST /api/reset-session HTTP/1.1\r\nHost: t\r\nContent-Length: abc\r\n\r\n": (
+            "The Content-Length header is malformed, repeated or in conflict with another"),
+        b"POST /api/reset-session HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n": (
+            "The Transfer-Encoding header is malformed, repeated or in conflict with another"),
+        b"POST /api/reset-session HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n": (
+            "The Content-Length header is malformed, repeated or in conflict with another"),
+        b"GET /livez HTTP/1.1\r\nHost: t\r\nX-A: a\r\n b\r\n\r\n": (
+            "A header is folded over several lines (obsolete line folding)"),
+    }
+    with GunicornServer(tmp_path, database_url=f"sqlite:///{tmp_path}/catalog.db", store_url="memory://",
+                        workers=1, threads=2, name="parse-errors") as server:
+        details = {}
+        for request in requests:
+            status, _headers, body = _raw_request(server.port, request)
+            envelope = json.loads(body)
+            details[request] = (status, envelope["error_code"], envelope["detail"])
+    assert details == {request: (400, "BAD_REQUEST", detail) for request, detail in requests.items()}
+
+
 def test_gunicorn_refusals_name_no_origin_when_only_some_origins_may_call(tmp_path):
     """The request's Origin is not read when gunicorn refuses it: no origin is allowed to read the answer."""
     from gunicorn_servers import GunicornServer

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import socket
 import time
 import uuid
 
 from gunicorn import util
-from gunicorn.http.errors import (InvalidResponseHeader, InvalidResponseHeaderName, LimitRequestHeaders,
-                                  LimitRequestLine, ParseException)
+from gunicorn.http.errors import (InvalidHeader, InvalidHeaderName, InvalidHTTPVersion, InvalidRequestLine,
+                                  InvalidRequestMethod, InvalidResponseHeader, InvalidResponseHeaderName,
+                                  LimitRequestHeaders, LimitRequestLine, ObsoleteFolding, ParseException)
 from gunicorn.workers.gthread import ThreadWorker
 
 from config import Config
@@ -33,6 +35,28 @@ _REASONS = {400: "Bad Request", 408: "Request Timeout", 414: "URI Too Long", 431
             500: "Internal Server Error"}
 #: Errors in the application's response, not in the request: answered 500.
 _RESPONSE_ERRORS = (InvalidResponseHeader, InvalidResponseHeaderName)
+#: What a request gunicorn could not parse got wrong, by the exception its parser raised (whose own
+#: message repeats the client's bytes); a header that is malformed is named when its name is a plain token.
+_PARSE_DETAILS = (
+    (InvalidRequestLine, "The request line is malformed: send METHOD /path HTTP/1.1"),
+    (InvalidRequestMethod, "The request method is not a valid HTTP method"),
+    (InvalidHTTPVersion, "The HTTP version is not supported: send HTTP/1.0 or HTTP/1.1"),
+    (InvalidHeaderName, "A header name is malformed"),
+    (InvalidHeader, "A header is malformed, repeated or in conflict with another"),
+    (ObsoleteFolding, "A header is folded over several lines (obsolete line folding)"),
+)
+_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}")
+
+
+def parse_error_detail(error: BaseException) -> str:
+    """The 400's detail for a request gunicorn's parser refused."""
+    for kinds, detail in _PARSE_DETAILS:
+        if isinstance(error, kinds):
+            header = str(getattr(error, "hdr", ""))
+            if isinstance(error, InvalidHeader) and _TOKEN.fullmatch(header):
+                return detail.replace("A header", f"The {header.title()} header", 1)
+            return detail
+    return "The server could not parse the request"
 
 
 #: The CORS headers of a refusal when any origin may call the API (those flask-cors gives an answer).
@@ -147,7 +171,7 @@ class EnvelopeWorker(ThreadWorker):
         elif isinstance(exc, LimitRequestHeaders):
             code, detail = "HEADERS_TOO_LARGE", f"Request headers over the server's limits: {exc}"
         elif isinstance(exc, (ParseException, ValueError)) and not isinstance(exc, _RESPONSE_ERRORS):
-            code, detail = "BAD_REQUEST", "The server could not parse the request"
+            code, detail = "BAD_REQUEST", parse_error_detail(exc)
         else:
             self.log.exception("Error handling request")
             code, detail = "INTERNAL_ERROR", "Internal server error"
