@@ -195,6 +195,9 @@ def test_documented_error_codes_per_operation(spec):
     assert codes("get", "/health", 503) == {"DATABASE_UNAVAILABLE", "SESSION_STORE_UNAVAILABLE"}
     for method, path in (("get", "/api/reels"), ("get", "/livez"), ("post", "/api/reset-session")):
         assert codes(method, path, 414) == {"URI_TOO_LONG"} and codes(method, path, 431) == {"HEADERS_TOO_LARGE"}
+    # A request gunicorn cannot parse is refused before any route: every operation documents it.
+    assert codes("get", "/livez", 400) == codes("get", "/api/filter-options", 400) == {"BAD_REQUEST"}
+    assert "BAD_REQUEST" in codes("post", "/api/reset-session", 400)
 
 
 # --- success bodies: documented, and true to the real responses -------------------------------------

@@ -59,8 +59,9 @@ _ERROR_HEADERS = {
     503: {"Retry-After": {"description": "Seconds to wait before retrying (a store failover takes about 2).",
                           **_SECONDS}},
 }
-#: Every operation may answer these.
-ALWAYS_ERRORS = ("REQUEST_TIMEOUT", "URI_TOO_LONG", "HEADERS_TOO_LARGE", "INTERNAL_ERROR")
+#: Every operation may answer these: gunicorn's refusals of a request it cannot read (``gunicorn_worker.py``),
+#: and an unexpected error.
+ALWAYS_ERRORS = ("BAD_REQUEST", "REQUEST_TIMEOUT", "URI_TOO_LONG", "HEADERS_TOO_LARGE", "INTERNAL_ERROR")
 ERROR_SCHEMA = "ErrorEnvelope"
 #: The session_id rule (``schemas/session_id.py``) as a JSON Schema pattern, once stripped.
 SESSION_ID_PATTERN = r"^[A-Za-z0-9._-]+$"
