@@ -285,3 +285,12 @@ def test_search_and_keywords_ignore_case_beyond_ascii(catalog_app, query, found)
     assert client.get("/api/filter-options").json["data"]["keywords"].count("Über") == 1
     items = client.get("/api/reels", query_string=query).json["data"]["reels"]
     assert [item["id"] for item in items] == (["unicode-1"] if found else [])
+
+
+def test_an_argument_the_endpoint_does_not_know_is_ignored(fixture_catalog):
+    """As the upstream services do (a frontend may send its own, such as a cache buster): a misspelt
+    filter filters nothing (README, Arguments)."""
+    client = fixture_catalog[0].test_client()
+    everything = all_ids(client, "/api/reels", {})
+    assert all_ids(client, "/api/reels", {"primary_category": "Food", "foo": "bar", "%zz": "1"}) == everything
+    assert len(all_ids(client, "/api/reels", {"primary_categories": "Food"})) < len(everything)
