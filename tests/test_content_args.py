@@ -173,3 +173,19 @@ def test_a_session_id_given_twice_to_the_reset_is_refused_in_its_own_codes(clien
 
 def test_an_argument_no_route_declares_may_come_twice(client):
     assert client.get("/api/reels?limit=1&_=1&_=2").status_code == 200
+
+
+@pytest.mark.parametrize("query, named", [("search=%ff%fe", "search"), ("languages=en,%c3", "languages"),
+                                          ("limit=2&keywords=caf%e9", "keywords")])
+def test_an_argument_that_is_not_utf8_once_decoded_is_a_400_naming_it(client, query, named):
+    """Werkzeug keeps such bytes percent-encoded, so a search for them answered 200 with nothing found."""
+    response = client.get(f"/api/reels?{query}")
+    assert (response.status_code, response.json["error_code"]) == (400, "INVALID_PARAMETER")
+    assert response.json["detail"] == f"{named}: not UTF-8 once percent-decoded"
+
+
+def test_utf8_arguments_and_unknown_ones_with_other_bytes_are_taken(client):
+    assert client.get("/api/reels?search=caf%C3%A9&keywords=%E2%9C%93&x=%ff").status_code == 200
+    # A session id's own rule refuses such bytes, in its own code.
+    response = client.get("/api/reels?random_order=true&session_id=%ff")
+    assert (response.status_code, response.json["error_code"]) == (400, "INVALID_FORMAT")

@@ -4,6 +4,7 @@ not webargs' 422."""
 from __future__ import annotations
 
 import logging
+from urllib.parse import parse_qsl
 
 from webargs.flaskparser import FlaskParser
 
@@ -26,12 +27,26 @@ def _flatten(messages, prefix=""):
         yield prefix, messages
 
 
+def _not_utf8(query: bytes) -> list[str]:
+    """The names of a raw query string's arguments whose value is not UTF-8 once percent-decoded."""
+    if b"%" not in query and query.isascii():
+        return []
+    names = []
+    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True, encoding="latin-1"):
+        try:
+            value.encode("latin-1").decode("utf-8")
+        except UnicodeDecodeError:
+            names.append(name.encode("latin-1").decode("utf-8", "replace"))
+    return names
+
+
 class ApiParser(FlaskParser):
     DEFAULT_VALIDATION_STATUS = 400
 
     def load_querystring(self, req, schema):
-        """The query; a declared argument given twice, or holding a NUL, is a 400 (``session_id``'s
-        code is one of its own: ``INVALID_FORMAT`` for twice; a NUL is its format rule's)."""
+        """The query; a declared argument given twice, holding a NUL, or not UTF-8 once
+        percent-decoded is a 400 (``session_id``'s code is one of its own: ``INVALID_FORMAT`` for
+        twice; a NUL or other bytes are its format rule's)."""
         for name, values in req.args.lists():
             field = schema.fields.get(name) if len(values) > 1 else None
             if field is not None and not self._takes_many(field):
@@ -44,6 +59,12 @@ class ApiParser(FlaskParser):
             if field is not None and not isinstance(field, SessionIdField):
                 log.warning("rejected request argument %s: INVALID_PARAMETER (NUL character)", name)
                 raise ApiError(f"{name}: must not contain NUL (\\x00) characters", "INVALID_PARAMETER")
+        for name in _not_utf8(req.query_string):
+            # Werkzeug keeps such bytes percent-encoded: a search for "%FF" would find nothing. (A
+            # session id's own rule refuses them: INVALID_FORMAT.)
+            if name in schema.fields and not isinstance(schema.fields[name], SessionIdField):
+                log.warning("rejected request argument %s: INVALID_PARAMETER (not UTF-8)", name)
+                raise ApiError(f"{name}: not UTF-8 once percent-decoded", "INVALID_PARAMETER")
         return super().load_querystring(req, schema)
 
     def _takes_many(self, field) -> bool:
