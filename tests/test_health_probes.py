@@ -152,11 +152,11 @@ def test_a_hanging_dependency_costs_the_timeout_and_one_thread():
 def test_probes_are_documented(client):
     spec = client.get("/api/openapi.json").get_json()
     readyz = spec["paths"]["/readyz"]["get"]
-    assert set(readyz["responses"]) == {"200", "408", "414", "431", "500", "503"}
+    assert set(readyz["responses"]) == {"200", "400", "408", "414", "431", "500", "503"}
     schema = readyz["responses"]["503"]["content"]["application/json"]["schema"]
     assert schema["allOf"][0] == {"$ref": "#/components/schemas/ReadinessError"}
     assert "checks" in spec["components"]["schemas"]["ReadinessError"]["required"]
-    assert set(spec["paths"]["/livez"]["get"]["responses"]) == {"200", "408", "414", "431", "500"}
+    assert set(spec["paths"]["/livez"]["get"]["responses"]) == {"200", "400", "408", "414", "431", "500"}
     assert "/health" in spec["paths"] and "/" in spec["paths"]
 
 
