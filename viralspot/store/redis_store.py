@@ -20,8 +20,12 @@ a session in one Redis Cluster slot):
 ``vs2:resets`` the channel a reset announces itself on (the session's seed, then its id), heard
              by every process (``reset_notices.py``).
 
-A session missing any of ``s b k n c`` (damaged, or written by another layout) is treated as
-gone, never served from; a page that creates the session replaces it.
+A session not whole (``_session.lua``: any of ``s b k n c`` missing or malformed, a feed's state
+missing or of a broken length, the key of another type; damaged, or written by another layout) is
+treated as gone, never served from; a page that creates the session replaces it. A page also checks
+its feed's state and the containers it reads (their kind and size, the positions ascending below
+the feed's cursor): one it finds damaged forgets the session (its ``s`` removed) before writing
+anything, and answers ABSENT, also when asked to create (the caller's next page creates it anew).
 
 The session's hash carries the sliding TTL, restarted by every page. A page is one script, one
 round trip, which also touches the index when the page created the session or the process has
@@ -96,9 +100,10 @@ def index_shard(session_id: str, shards: int) -> int:
     return zlib.crc32(session_id.encode("utf-8", "surrogatepass")) % shards if shards > 1 else 0
 
 
-#: The shared functions a script begins with: ``_touch.lua`` (the index touch) and ``_replace.lua``
-#: (a session's hash replaced whole).
-_PRELUDES = {"page": ("_touch", "_replace"), "touch": ("_touch",), "reset": ("_replace",)}
+#: The shared functions a script begins with: ``_touch.lua`` (the index touch), ``_replace.lua``
+#: (a session's hash replaced whole) and ``_session.lua`` (a session's fields read, and whether it is whole).
+_PRELUDES = {"page": ("_touch", "_replace", "_session"), "touch": ("_touch",), "reset": ("_replace", "_session"),
+             "summary": ("_session",)}
 
 
 def _script_source(name: str) -> str:
@@ -383,7 +388,7 @@ class RedisSessionStore(SessionStoreBackend):
         registry, states = bytes(reply[4]), reply[5:]
         feeds = {}
         for number, state in enumerate(states):
-            cursor, feed_served = struct.unpack_from("<II", state) if len(state) >= 8 else (0, 0)
+            cursor, feed_served = struct.unpack_from("<II", state)
             feeds[registry[number * 9:(number + 1) * 9]] = FeedSummary(feed_served, cursor)
         # Every page restarts the TTL: the time since is what it has run down (to the ms PTTL
         # rounds to, so never before the creation).

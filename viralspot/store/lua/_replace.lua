@@ -4,13 +4,19 @@
 -- slot it does not hold, after the script's writes before it: a DEL and then a write lost the
 -- session and failed. So a read of a key of the same slot that never exists (``<key>:never``, the
 -- only key a script reads undeclared) asks first; when the node would refuse, the new fields are
--- written before the old ones are removed (1,000 at a time), and the key is never missing.
+-- written before the old ones are removed (1,000 at a time), and the key is never missing. Answers
+-- whether it wrote: a key of another type (damage) in such a slot is only deleted, and the key is
+-- then the new node's, where the caller's next attempt is sent.
 local function replace_hash(key, writes)
   local old = {}  -- the fields left to remove once the new ones are written
   if type(redis.pcall('EXISTS', key .. ':never')) == 'number' then
     redis.call('DEL', key)
   else
-    old = redis.call('HKEYS', key)
+    old = redis.pcall('HKEYS', key)
+    if old.err then
+      redis.call('DEL', key)
+      return false
+    end
   end
   redis.call('HSET', key, unpack(writes))
   local written, batch = {}, {}
@@ -25,4 +31,5 @@ local function replace_hash(key, writes)
     end
   end
   if #batch > 0 then redis.call('HDEL', key, unpack(batch)) end
+  return true
 end

@@ -26,28 +26,17 @@ local canonical = ARGV[16] or ''
 local ttl, max_feeds, max_items = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
 local SERVED, STALE, ABSENT, BEYOND, FEED_LIMIT, ITEM_LIMIT = 0, 1, 2, 3, 4, 5
 -- Containers: 'a' (97) an ascending array of 2-byte lows, 'u' (117) an array in the order added
--- (the 'w.' family's), else 'b' a bitmap.
-local BLOCK, ID_BYTES, ARRAY, UNSORTED = 65536, 9, 97, 117
+-- (the 'w.' family's), or 'b' (98) a bitmap. A weighted feed's order has TICKETS positions for each
+-- of the session's (feed/weights.py, MAX_TICKETS).
+local BLOCK, ID_BYTES, ARRAY, UNSORTED, BITMAP, TICKETS = 65536, 9, 97, 117, 98, 8
 local need = offset + limit
 local floor, byte, char, sub = math.floor, string.byte, string.char, string.sub
 local _
 
-local meta = redis.call('HMGET', key, 's', 'b', 'k', 'n', 'c', 'r')
-local states = {}
-local whole = meta[1] and meta[2] and meta[3] and meta[4] and meta[5] and #meta[1] == 8
-  and #meta[2] % 4 == 0 and #meta[3] % ID_BYTES == 0
-if whole and #meta[3] > 0 then
-  -- Every feed the registry names has its state, or the session is partial.
-  local names = {}
-  for i = 1, #meta[3] / ID_BYTES do names[i] = 'f' .. i end
-  states = redis.call('HMGET', key, unpack(names))
-  for i = 1, #names do
-    if not states[i] or #states[i] < 8 then whole = false end
-  end
-end
+local meta, states, whole = read_session(key)
 local fresh = not whole
 if fresh then
-  -- No session, a reset's record, or a partial one (damaged, or of another layout): never served from.
+  -- No session, a reset's record, or one not whole (damaged, or of another layout): never served from.
   if not create then return {ABSENT, '', '', 0, 0, 0, '', 0} end
   meta, states = {seed, bounds, '', '0', nil, meta[6]}, {}
 end
@@ -67,14 +56,40 @@ end
 -- The feed's block index: per block it served in, (uint16 block, uint32 served up to its end),
 -- read entry by entry where a page needs it, never decoded whole.
 local cursor, served, index = 0, 0, ''
-if feed then
-  local state = states[feed]
-  cursor, served = struct.unpack('<I4I4', state)
-  index = sub(state, 9, 8 + 6 * floor((#state - 8) / 6))
-end
 local function entry(i)
   local block, upto = struct.unpack('<HI4', index, 6 * (i - 1) + 1)
   return block, upto
+end
+-- A page that finds its feed's state or a container it reads damaged forgets the session, before
+-- it writes anything: without its seed it is gone to every script (_session.lua), and the next
+-- creating page replaces it.
+local function forget()
+  redis.call('HDEL', key, 's')
+  return {ABSENT, '', '', 0, 0, 0, '', 0}
+end
+if feed then
+  -- Damaged unless its served count is its last entry's running count and its cursor is within
+  -- the order (a weighted feed's, of tickets).
+  local state = states[feed]
+  cursor, served = struct.unpack('<I4I4', state)
+  index = sub(state, 9)
+  local upto = #index > 0 and select(2, entry(#index / 6)) or 0
+  local initial = byte(feed_id, 1)
+  local scale = initial >= 65 and initial <= 90 and TICKETS or 1
+  if upto ~= served or cursor > struct.unpack('<I4', session_bounds, #session_bounds - 3) * scale then
+    return forget()
+  end
+end
+
+-- Whether a container can be one this script wrote: of its family's list kind (``list``: ARRAY for
+-- a feed's, UNSORTED for the 'w.' family's), 2-byte lows after the kind, or a bitmap of at most a
+-- block's bits; given ``count``, the lows a feed's own container holds, exactly that many or a
+-- bitmap with room for them. Its size and first byte only: a page reads the container anyway.
+local function sound(value, list, count)
+  if not value or count and count <= 0 then return false end
+  if byte(value, 1) == list then return #value % 2 == 1 and (not count or #value == 1 + 2 * count) end
+  return byte(value, 1) == BITMAP and #value >= 2 and #value <= 1 + BLOCK / 8
+    and (not count or 8 * (#value - 1) >= count)
 end
 
 -- A new session reads no container: the hash's fields are another state's until it is written.
@@ -89,7 +104,8 @@ local function container(name)
 end
 
 -- Lows (positions within a block) at ranks [first, last) of a container holding count of them,
--- added to out. A bitmap is counted from whichever end is nearer the ranks.
+-- added to out. A bitmap is counted from whichever end is nearer the ranks; false when it holds too
+-- few bits to reach them (damage).
 local POPCOUNT = {[0] = 0,1,1,2,1,2,2,3,1,2,2,3,2,3,3,4,1,2,2,3,2,3,3,4,2,3,3,4,3,4,4,5,1,2,2,3,2,3,3,4,2,3,3,4,3,4,4,5,2,3,3,4,3,4,4,5,3,4,4,5,4,5,5,6,1,2,2,3,2,3,3,4,2,3,3,4,3,4,4,5,2,3,3,4,3,4,4,5,3,4,4,5,4,5,5,6,2,3,3,4,3,4,4,5,3,4,4,5,4,5,5,6,3,4,4,5,4,5,5,6,4,5,5,6,5,6,6,7,1,2,2,3,2,3,3,4,2,3,3,4,3,4,4,5,2,3,3,4,3,4,4,5,3,4,4,5,4,5,5,6,2,3,3,4,3,4,4,5,3,4,4,5,4,5,5,6,3,4,4,5,4,5,5,6,4,5,5,6,5,6,6,7,2,3,3,4,3,4,4,5,3,4,4,5,4,5,5,6,3,4,4,5,4,5,5,6,4,5,5,6,5,6,6,7,3,4,4,5,4,5,5,6,4,5,5,6,5,6,6,7,4,5,5,6,5,6,6,7,5,6,6,7,6,7,7,8}
 local function ranks(value, first, last, base, out, count)
   if byte(value, 1) == ARRAY then
@@ -97,7 +113,7 @@ local function ranks(value, first, last, base, out, count)
       local lo, hi = byte(value, 2 + 2 * rank, 3 + 2 * rank)
       out[#out + 1] = base + lo + 256 * hi
     end
-    return
+    return true
   end
   local found, from_end = {}, first > count - last
   local rank = from_end and count or 0
@@ -122,10 +138,13 @@ local function ranks(value, first, last, base, out, count)
   end
   if from_end then table.sort(found) end
   for i = 1, #found do out[#out + 1] = found[i] end
+  return (from_end and rank <= first) or (not from_end and rank >= last)
 end
 
 -- The feed's served positions at ordinals [first, last), packed: the entries covering them found
--- by a binary search of the running counts.
+-- by a binary search of the running counts. Nil when a container is damaged: of no kind or size
+-- this script writes, or holding positions that do not ascend below the feed's cursor (a feed
+-- walks its order forward: the positions it served ascend, and the cursor is past them).
 local function page(first, last)
   local out = {}
   local entries = #index / 6
@@ -141,29 +160,38 @@ local function page(first, last)
     if before >= last then break end
     local block, upto = entry(i)
     if upto > first then
-      ranks(container(feed .. '.' .. block), math.max(first, before) - before, math.min(last, upto) - before,
-        block * BLOCK, out, upto - before)
+      local value = container(feed .. '.' .. block)
+      if not (sound(value, ARRAY, upto - before) and ranks(value, math.max(first, before) - before,
+          math.min(last, upto) - before, block * BLOCK, out, upto - before)) then
+        return nil
+      end
     end
     before = upto
   end
-  for i = 1, #out do out[i] = struct.pack('<I4', out[i]) end
+  local previous = -1
+  for i = 1, #out do
+    if out[i] <= previous or out[i] >= cursor then return nil end
+    previous, out[i] = out[i], struct.pack('<I4', out[i])
+  end
   return table.concat(out)
 end
 
 -- Every answer restarts an existing session's idle TTL; a served page also touches the index
 -- when the caller asks (ARGV[15], at most once a second per process) or it created the session.
 local created = false
-local function reply(status, page_from, page_to, has_more)
+local function reply(status, positions, has_more)
   if not fresh then redis.call('PEXPIRE', key, ttl) end
   if status == SERVED and KEYS[2] and (ARGV[15] == '1' or created) then touch_index(KEYS[2], ARGV[14], ttl) end
-  return {status, session_seed, session_bounds, cursor, served, has_more and 1 or 0,
-    page_from and page(page_from, page_to) or '', created and 1 or 0}
+  return {status, session_seed, session_bounds, cursor, served, has_more and 1 or 0, positions or '',
+    created and 1 or 0}
 end
 
 if session_seed ~= seed then return reply(STALE) end
 if offset > served + max_ahead then return reply(BEYOND) end
 if from == '' then
-  return reply(SERVED, offset, math.min(need, served), served > need)
+  local positions = page(offset, math.min(need, served))
+  if not positions then return forget() end
+  return reply(SERVED, positions, served > need)
 end
 if bounds ~= session_bounds then
   local last = #session_bounds >= 4 and struct.unpack('<I4', session_bounds, #session_bounds - 3) or 0
@@ -190,6 +218,7 @@ end
 local weighted, any_weighted = is_weighted(feed), false
 for number = 1, feeds do any_weighted = any_weighted or is_weighted(number) end
 local others = {}
+local broken = false  -- another feed's container, or a 'w.' one, found damaged
 local function held(value, low)
   local kind = byte(value, 1)
   if kind == UNSORTED then  -- a search for the low's two bytes at an even offset
@@ -224,10 +253,12 @@ local function seen(position)
       if other ~= feed and not is_weighted(other) then
         local value = container(other .. '.' .. block)
         if value then list[#list + 1] = value end
+        broken = broken or value and not sound(value, ARRAY)
       end
     end
     local value = any_weighted and container('w.' .. block)
     if value then list[#list + 1] = value end
+    broken = broken or value and not sound(value, UNSORTED)
     others[block] = list
   end
   local low = position % BLOCK
@@ -256,9 +287,11 @@ for i = 1, #candidates, 4 do
     end
   end
 end
+if broken then return forget() end
 
 if total + #taken > max_items then return reply(ITEM_LIMIT) end
--- Append the taken positions to the feed's containers, block by block.
+-- Append the taken positions to the feed's containers, block by block; nil when an array to become
+-- a bitmap is not ascending (damage: its lows would fall outside the bitmap).
 local function append(value, count, lows)
   local last_low = lows[#lows]
   local total_count = count + #lows
@@ -272,6 +305,9 @@ local function append(value, count, lows)
     local all = {}
     ranks(value, 0, count, 0, all)
     for i = 1, #lows do all[#all + 1] = lows[i] end
+    for i = 2, #all do
+      if all[i] <= all[i - 1] then return nil end
+    end
     value, lows = nil, all
   end
   -- A bitmap: bytes before the first new low are kept, the rest rebuilt.
@@ -346,7 +382,7 @@ if weighted then
   table.sort(taken_canonical)
   for _, group in ipairs(by_block(taken_canonical)) do
     local name = 'w.' .. group[1]
-    put(name, insert(container(name) or nil, group[2]))
+    put(name, insert(container(name) or nil, group[2]))  -- sound: seen() read it
   end
 end
 local entries = #index / 6
@@ -359,8 +395,13 @@ for _, group in ipairs(by_block(taken)) do
     index = index .. struct.pack('<HI4', block, served)
     last_block, previous_upto, last_upto = block, served, served
   end
-  local name = feed .. '.' .. block
-  put(name, append(container(name) or nil, last_upto - previous_upto, lows))
+  local name, count = feed .. '.' .. block, last_upto - previous_upto
+  local value = container(name) or nil
+  -- A block new to the feed has no container yet; the last block's holds what its entry counts.
+  if (value or count > 0) and not sound(value, ARRAY, count) then return forget() end
+  value = append(value, count, lows)
+  if not value then return forget() end
+  put(name, value)
   served = served + #lows
   last_upto = served
   index = sub(index, 1, #index - 6) .. struct.pack('<HI4', block, served)
@@ -371,6 +412,8 @@ cursor = new_cursor
 put('f' .. feed, struct.pack('<I4I4', cursor, served) .. index)
 put('n', total)
 if registry ~= registry_before then put('k', registry) end
+local positions = page(offset, math.min(need, served))  -- before any write: it may find damage
+if not positions then return forget() end
 if fresh or bounds ~= session_bounds then
   session_bounds = bounds
   put('b', bounds)
@@ -382,7 +425,11 @@ if fresh then
   put('c', now[1] * 1000 + floor(now[2] / 1000))
   if meta[6] then put('r', meta[6]) end
 end
--- A new session replaces whatever was there: a reset's record (kept above), a partial state.
-if fresh then replace_hash(key, writes) else redis.call('HSET', key, unpack(writes)) end
+-- A new session replaces whatever was there: a reset's record (kept above), a state not whole.
+if not fresh then
+  redis.call('HSET', key, unpack(writes))
+elseif not replace_hash(key, writes) then
+  return {ABSENT, '', '', 0, 0, 0, '', 0}
+end
 created, fresh = fresh, false
-return reply(SERVED, offset, math.min(need, served), has_more or served > need)
+return reply(SERVED, positions, has_more or served > need)
