@@ -26,9 +26,8 @@ local canonical = ARGV[16] or ''
 local ttl, max_feeds, max_items = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
 local SERVED, STALE, ABSENT, BEYOND, FEED_LIMIT, ITEM_LIMIT = 0, 1, 2, 3, 4, 5
 -- Containers: 'a' (97) an ascending array of 2-byte lows, 'u' (117) an array in the order added
--- (the 'w.' family's), or 'b' (98) a bitmap. A weighted feed's order has TICKETS positions for each
--- of the session's (feed/weights.py, MAX_TICKETS).
-local BLOCK, ID_BYTES, ARRAY, UNSORTED, BITMAP, TICKETS = 65536, 9, 97, 117, 98, 8
+-- (the 'w.' family's), or 'b' (98) a bitmap.
+local BLOCK, ID_BYTES, ARRAY, UNSORTED, BITMAP = 65536, 9, 97, 117, 98
 local need = offset + limit
 local floor, byte, char, sub = math.floor, string.byte, string.char, string.sub
 local _
@@ -68,17 +67,11 @@ local function forget()
   return {ABSENT, '', '', 0, 0, 0, '', 0}
 end
 if feed then
-  -- Damaged unless its served count is its last entry's running count and its cursor is within
-  -- the order (a weighted feed's, of tickets).
   local state = states[feed]
   cursor, served = struct.unpack('<I4I4', state)
   index = sub(state, 9)
-  local upto = #index > 0 and select(2, entry(#index / 6)) or 0
-  local initial = byte(feed_id, 1)
-  local scale = initial >= 65 and initial <= 90 and TICKETS or 1
-  if upto ~= served or cursor > struct.unpack('<I4', session_bounds, #session_bounds - 3) * scale then
-    return forget()
-  end
+  -- Damaged unless its served count is its last entry's running count.
+  if served ~= (#index > 0 and select(2, entry(#index / 6)) or 0) then return forget() end
 end
 
 -- Whether a container can be one this script wrote: of its family's list kind (``list``: ARRAY for
