@@ -152,7 +152,9 @@ STAGES = (
     ("-- Whether a (canonical) position was served by another feed", "checks"),
     ("if total + #taken > max_items", "candidates taken (seen in other feeds)"),
     ("cursor = new_cursor", "containers read and appended to"),
-    ("return reply(SERVED, offset, math.min(need, served), has_more or served > need)", "HSET and PEXPIRE"),
+    ("local positions = page(offset, math.min(need, served))", "the feed's state packed"),
+    ("return reply(SERVED, positions, has_more or served > need)",
+     "the page's positions read back from the containers, and HSET"),
 )
 STAGE_HASH = "bench:page-stages"
 _STAMP = """
@@ -170,7 +172,7 @@ local function __record()
   for i = 1, #__stages, 2 do redis.call('HINCRBY', '%s', __stages[i], __stages[i + 1]) end
 end
 """ % (STAGE_HASH, STAGE_HASH)
-REPLY_STAGE = "reply: the page's positions read back from the containers"
+REPLY_STAGE = "reply: PEXPIRE (and the index touch when due)"
 
 
 def stamped_page_source() -> str:

@@ -3,9 +3,8 @@
 A session is one ``_Session`` object in one ``OrderedDict`` (least recently used first), so it
 is kept or dropped whole. Each feed's served positions are an ``array('I')`` in the order served
 (4 bytes an item); the seen set is a pyroaring ``BitMap`` of (canonical) positions (1-2 bytes an
-item). One
-lock guards everything: each operation is a few microseconds of set work, and holding the lock is
-what makes it atomic, the guarantee the Redis backend gets from Lua.
+item). One lock guards everything: each operation is a few microseconds of set work, and holding
+the lock is what makes it atomic, the guarantee the Redis backend gets from Lua.
 
 This store lives in one process. Under several gunicorn workers each worker would hold its own;
 ``gunicorn.conf.py`` refuses that combination.

@@ -20,13 +20,8 @@ a session in one Redis Cluster slot):
 ``vs2:resets`` the channel a reset announces itself on (the session's seed, then its id), heard
              by every process (``reset_notices.py``).
 
-A session not whole (``_session.lua``: any of ``s b k n c`` missing or malformed, bounds descending,
-a feed's state missing or of a broken length, the key of another type; damaged, or written by
-another layout) is treated as gone, never served from; a page that creates the session replaces it.
-A page also checks its feed's state and the containers it reads (their kind and size, the positions
-ascending below the feed's cursor): one it finds damaged forgets the session (its ``s`` removed)
-before writing anything, and answers ABSENT, also when asked to create (the caller's next page
-creates it anew).
+A session not whole (``_session.lua``; damaged, or of another layout) is gone, never served from;
+a page that finds what it reads damaged removes its ``s`` and answers ABSENT (docs/architecture.md).
 
 The session's hash carries the sliding TTL, restarted by every page. A page is one script, one
 round trip, which also touches the index when the page created the session or the process has
@@ -101,8 +96,7 @@ def index_shard(session_id: str, shards: int) -> int:
     return zlib.crc32(session_id.encode("utf-8", "surrogatepass")) % shards if shards > 1 else 0
 
 
-#: The shared functions a script begins with: ``_touch.lua`` (the index touch), ``_replace.lua``
-#: (a session's hash replaced whole) and ``_session.lua`` (a session's fields read, and whether it is whole).
+#: The shared functions a script begins with: the index touch, a hash replaced whole, a session read.
 _PRELUDES = {"page": ("_touch", "_replace", "_session"), "touch": ("_touch",), "reset": ("_replace", "_session"),
              "summary": ("_session",)}
 

@@ -4,9 +4,8 @@
 -- slot it does not hold, after the script's writes before it: a DEL and then a write lost the
 -- session and failed. So a read of a key of the same slot that never exists (``<key>:never``, the
 -- only key a script reads undeclared) asks first; when the node would refuse, the new fields are
--- written before the old ones are removed (1,000 at a time), and the key is never missing. Answers
--- whether it wrote: a key of another type (damage) in such a slot is only deleted, and the key is
--- then the new node's, where the caller's next attempt is sent.
+-- written before the old ones are removed (1,000 at a time), and the key is never missing. False
+-- when it only deleted a key of another type there (the key is then the new node's).
 local function replace_hash(key, writes)
   local old = {}  -- the fields left to remove once the new ones are written
   if type(redis.pcall('EXISTS', key .. ':never')) == 'number' then

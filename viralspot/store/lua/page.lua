@@ -10,14 +10,9 @@
 --          and for a weighted feed the candidates' canonical positions (uint32 LE, one each)
 -- Reply    {status, seed, bounds, cursor, served, has_more, page positions (uint32 LE), created}
 --
--- Work is bounded by the page: a few fields are read and written, none of them grows with the
--- session's depth beyond one 64 Ki-position block (at most 8 KiB) per feed.
---
--- A weighted feed (an id starting with a capital letter) walks its own order, of tickets: its
--- containers hold ticket positions (its replay sequence), and the positions of the items in the
--- session's order (canonical, as every other feed holds them) go to the session-wide containers
--- 'w.<block>' (appended page by page, each page's ascending), so every feed sees what weighted
--- feeds served.
+-- Work is bounded by the page: no field it reads or writes grows past one 64 Ki-position block
+-- (8 KiB) per feed. A weighted feed (an id of a capital initial) holds ticket positions in its
+-- containers and its items' canonical positions in the session's 'w.<block>' (docs/architecture.md).
 local key = KEYS[1]
 local feed_id, seed, bounds, create = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
 local from, scanned_to, candidates = ARGV[5], tonumber(ARGV[6]), ARGV[7]
@@ -45,12 +40,8 @@ local total = tonumber(meta[4])
 
 -- The feed: its number in the registry, cursor, served count and block index (block, running count).
 local feed = nil
-local at = 1
-while true do
-  local found = string.find(registry, feed_id, at, true)
-  if not found then break end
-  if (found - 1) % ID_BYTES == 0 then feed = (found - 1) / ID_BYTES + 1 break end
-  at = found + 1
+for number = 1, #registry / ID_BYTES do
+  if sub(registry, (number - 1) * ID_BYTES + 1, number * ID_BYTES) == feed_id then feed = number break end
 end
 -- The feed's block index: per block it served in, (uint16 block, uint32 served up to its end),
 -- read entry by entry where a page needs it, never decoded whole.
@@ -59,9 +50,7 @@ local function entry(i)
   local block, upto = struct.unpack('<HI4', index, 6 * (i - 1) + 1)
   return block, upto
 end
--- A page that finds its feed's state or a container it reads damaged forgets the session, before
--- it writes anything: without its seed it is gone to every script (_session.lua), and the next
--- creating page replaces it.
+-- Damage found in what a page reads: the session loses its seed (gone to every script) before any write.
 local function forget()
   redis.call('HDEL', key, 's')
   return {ABSENT, '', '', 0, 0, 0, '', 0}
@@ -70,14 +59,11 @@ if feed then
   local state = states[feed]
   cursor, served = struct.unpack('<I4I4', state)
   index = sub(state, 9)
-  -- Damaged unless its served count is its last entry's running count.
   if served ~= (#index > 0 and select(2, entry(#index / 6)) or 0) then return forget() end
 end
 
--- Whether a container can be one this script wrote: of its family's list kind (``list``: ARRAY for
--- a feed's, UNSORTED for the 'w.' family's), 2-byte lows after the kind, or a bitmap of at most a
--- block's bits; given ``count``, the lows a feed's own container holds, exactly that many or a
--- bitmap with room for them. Its size and first byte only: a page reads the container anyway.
+-- Whether a container's kind and size are ones this script writes: a ``list`` (ARRAY, or UNSORTED for
+-- 'w.') of 2-byte lows or a bitmap of a block at most; given ``count``, holding exactly that many lows.
 local function sound(value, list, count)
   if not value or count and count <= 0 then return false end
   if byte(value, 1) == list then return #value % 2 == 1 and (not count or #value == 1 + 2 * count) end
@@ -97,8 +83,7 @@ local function container(name)
 end
 
 -- Lows (positions within a block) at ranks [first, last) of a container holding count of them,
--- added to out. A bitmap is counted from whichever end is nearer the ranks; false when it holds too
--- few bits to reach them (damage).
+-- added to out. A bitmap is counted from whichever end is nearer the ranks; false if it holds fewer.
 local POPCOUNT = {[0] = 0,1,1,2,1,2,2,3,1,2,2,3,2,3,3,4,1,2,2,3,2,3,3,4,2,3,3,4,3,4,4,5,1,2,2,3,2,3,3,4,2,3,3,4,3,4,4,5,2,3,3,4,3,4,4,5,3,4,4,5,4,5,5,6,1,2,2,3,2,3,3,4,2,3,3,4,3,4,4,5,2,3,3,4,3,4,4,5,3,4,4,5,4,5,5,6,2,3,3,4,3,4,4,5,3,4,4,5,4,5,5,6,3,4,4,5,4,5,5,6,4,5,5,6,5,6,6,7,1,2,2,3,2,3,3,4,2,3,3,4,3,4,4,5,2,3,3,4,3,4,4,5,3,4,4,5,4,5,5,6,2,3,3,4,3,4,4,5,3,4,4,5,4,5,5,6,3,4,4,5,4,5,5,6,4,5,5,6,5,6,6,7,2,3,3,4,3,4,4,5,3,4,4,5,4,5,5,6,3,4,4,5,4,5,5,6,4,5,5,6,5,6,6,7,3,4,4,5,4,5,5,6,4,5,5,6,5,6,6,7,4,5,5,6,5,6,6,7,5,6,6,7,6,7,7,8}
 local function ranks(value, first, last, base, out, count)
   if byte(value, 1) == ARRAY then
@@ -135,9 +120,8 @@ local function ranks(value, first, last, base, out, count)
 end
 
 -- The feed's served positions at ordinals [first, last), packed: the entries covering them found
--- by a binary search of the running counts. Nil when a container is damaged: of no kind or size
--- this script writes, or holding positions that do not ascend below the feed's cursor (a feed
--- walks its order forward: the positions it served ascend, and the cursor is past them).
+-- by a binary search of the running counts; nil from a damaged container, or positions not ascending
+-- below the feed's cursor (a feed walks its order forward).
 local function page(first, last)
   local out = {}
   local entries = #index / 6
@@ -283,8 +267,7 @@ end
 if broken then return forget() end
 
 if total + #taken > max_items then return reply(ITEM_LIMIT) end
--- Append the taken positions to the feed's containers, block by block; nil when an array to become
--- a bitmap is not ascending (damage: its lows would fall outside the bitmap).
+-- Append the taken positions to the feed's containers, block by block (nil: an array not ascending).
 local function append(value, count, lows)
   local last_low = lows[#lows]
   local total_count = count + #lows
@@ -390,7 +373,6 @@ for _, group in ipairs(by_block(taken)) do
   end
   local name, count = feed .. '.' .. block, last_upto - previous_upto
   local value = container(name) or nil
-  -- A block new to the feed has no container yet; the last block's holds what its entry counts.
   if (value or count > 0) and not sound(value, ARRAY, count) then return forget() end
   value = append(value, count, lows)
   if not value then return forget() end
@@ -405,7 +387,7 @@ cursor = new_cursor
 put('f' .. feed, struct.pack('<I4I4', cursor, served) .. index)
 put('n', total)
 if registry ~= registry_before then put('k', registry) end
-local positions = page(offset, math.min(need, served))  -- before any write: it may find damage
+local positions = page(offset, math.min(need, served))  -- before any write
 if not positions then return forget() end
 if fresh or bounds ~= session_bounds then
   session_bounds = bounds
@@ -418,11 +400,7 @@ if fresh then
   put('c', now[1] * 1000 + floor(now[2] / 1000))
   if meta[6] then put('r', meta[6]) end
 end
--- A new session replaces whatever was there: a reset's record (kept above), a state not whole.
-if not fresh then
-  redis.call('HSET', key, unpack(writes))
-elseif not replace_hash(key, writes) then
-  return {ABSENT, '', '', 0, 0, 0, '', 0}
-end
+if not fresh then redis.call('HSET', key, unpack(writes))
+elseif not replace_hash(key, writes) then return {ABSENT, '', '', 0, 0, 0, '', 0} end  -- _replace.lua
 created, fresh = fresh, false
 return reply(SERVED, positions, has_more or served > need)

@@ -3,9 +3,8 @@
 -- KEYS[1] the session's hash; KEYS[2], when given, the active-session index (one server: the
 -- session leaves it in the same step). ARGV reset id, record ttl (ms), session id, the channel
 -- that hears of resets (reset_notices.py: the session's seed, then its id, when one was found).
--- Reply {found, cleared items, server ms}: a session not whole (_session.lua) is not found, but is
--- cleared all the same. A reset resent after a lost reply finds its own record and answers what it
--- did then.
+-- Reply {found, cleared items, server ms}: a session not whole is cleared, not found. A reset resent
+-- after a lost reply finds its own record and answers what it did then.
 local key = KEYS[1]
 local now = redis.call('TIME')
 now = now[1] * 1000 + math.floor(now[2] / 1000)
