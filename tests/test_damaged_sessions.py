@@ -537,6 +537,8 @@ HTTP_DAMAGE = {
     "container of garbage": lambda c: c.hset(KEY, _container(c, 1), b"zzzzz"),
     "container missing": lambda c: c.hdel(KEY, _container(c, 1)),
     "array of positions past the cursor": lambda c: c.hset(KEY, _container(c, 1), b"a" + b"\xff\xff" * 10),
+    "bounds lowered below the served positions": lambda c: c.hset(KEY, "b", struct.pack("<I", 1)),
+    "bounds emptied": lambda c: c.hset(KEY, "b", b""),
     "a string at the key": lambda c: (c.delete(KEY), c.set(KEY, "x")),
     "a list at the key": lambda c: (c.delete(KEY), c.rpush(KEY, "x")),
 }

@@ -278,9 +278,12 @@ class RandomFeedService:
                                            max_ahead=self.max_ahead, candidates=candidates,
                                            scanned_to=scanned_to, create=create, canonical=canonical)
             status = result.status
+            if status is PageStatus.SERVED and result.positions and max(result.positions) >= result.view.end * scale:
+                self.store.reset(session_id)  # positions its order has not got (bounds damaged): gone
+                status = PageStatus.ABSENT
             if status in (PageStatus.ABSENT, PageStatus.STALE):
                 known.clear()  # mapped through an order that may not be the session's
-            if status is PageStatus.ABSENT:  # reset or expired since this process saw it
+            if status is PageStatus.ABSENT:  # reset, expired or damaged since this process saw it
                 self.forget(session_id)
                 view, create = _new_session(source), True
                 continue

@@ -46,10 +46,7 @@ end
 -- The feed's block index: per block it served in, (uint16 block, uint32 served up to its end),
 -- read entry by entry where a page needs it, never decoded whole.
 local cursor, served, index = 0, 0, ''
-local function entry(i)
-  local block, upto = struct.unpack('<HI4', index, 6 * (i - 1) + 1)
-  return block, upto
-end
+local function entry(i) local block, upto = struct.unpack('<HI4', index, 6 * i - 5) return block, upto end
 -- Damage found in what a page reads: the session loses its seed (gone to every script) before any write.
 local function forget()
   redis.call('HDEL', key, 's')
