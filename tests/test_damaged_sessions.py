@@ -28,7 +28,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from viralspot import create_app
+from test_failover import make_app, seeded_catalog_url  # noqa: F401 (make_app: a fixture)
+from test_redis_store import client, store  # noqa: F401 (fixtures)
 from viralspot.store.base import FeedView, PageResult, PageStatus
 from viralspot.store.redis_store import RedisSessionStore, session_key
 
@@ -55,19 +56,6 @@ CLAIMS = {REELS: ([40000, 40001], None), WEIGHTED: ([20, 21], [40000, 40001])}
 FIELDS = {b"s", b"b", b"k", b"n", b"c", b"f1", b"f2", b"f3", b"f4", b"1.0", b"2.0", b"2.1", b"3.3", b"4.0", b"w.0"}
 #: The fields a creating page leaves (``fresh_page``).
 FRESH_FIELDS = {b"s", b"b", b"k", b"n", b"c", b"f1", b"1.0"}
-
-
-@pytest.fixture
-def store(redis_clean):
-    backend = RedisSessionStore(redis_clean.url, ttl=3600, max_feeds=8)
-    yield backend
-    backend.close()
-
-
-@pytest.fixture
-def client(redis_clean):
-    with redis_clean.client() as connection:
-        yield connection
 
 
 def read(store, feed, seed=SEED) -> PageResult:
@@ -491,29 +479,13 @@ CATALOG_ITEMS = 400
 
 @pytest.fixture(scope="module")
 def catalog_url(tmp_path_factory):
-    url = "sqlite:///" + os.path.join(str(tmp_path_factory.mktemp("damaged")), "catalog.db")
-    app = create_app({"CONFIG": "testing", "DATABASE_URL": url})
-    result = app.test_cli_runner().invoke(args=["content", "seed", "--items", str(CATALOG_ITEMS), "--seed", "3",
-                                                "--no-progress"])
-    assert result.exit_code == 0, result.output
-    app.extensions["viralspot.catalog"].dispose()
-    app.extensions["viralspot.session_store"].close()
-    return url
+    return seeded_catalog_url(tmp_path_factory.mktemp("damaged"), CATALOG_ITEMS)
 
 
 @pytest.fixture
-def make_app(catalog_url, redis_clean):
-    apps = []
-
-    def make():
-        app = create_app({"CONFIG": "testing", "DATABASE_URL": catalog_url, "SESSION_STORE_URL": redis_clean.url})
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.extensions["viralspot.session_store"].close()
-        app.extensions["viralspot.catalog"].dispose()
+def new_app(make_app, redis_clean):
+    """An app on the module's catalog and the test's redis-server (closed after the test)."""
+    return lambda: make_app(redis_clean.url)
 
 
 def _page(http, offset=0, limit=10, path="/api/reels"):
@@ -546,17 +518,17 @@ HTTP_DAMAGE = {
 
 @pytest.mark.parametrize("name", list(HTTP_DAMAGE))
 @pytest.mark.parametrize("process", ["same", "another"])
-def test_a_damaged_session_through_http_starts_anew(make_app, client, name, process):
+def test_a_damaged_session_through_http_starts_anew(new_app, client, name, process):
     """The process that served the session (its view remembered) or another one (none): the next
     page is 200, of a new session (a new order), its first page; inspection and reset answer."""
-    app = make_app()
+    app = new_app()
     http = app.test_client()
     first, order = _page(http)
     second, _ = _page(http, 10)
     _page(http, 0, 10, "/api/posts")
     HTTP_DAMAGE[name](client)
     if process == "another":
-        app = make_app()
+        app = new_app()
         http = app.test_client()
     inspected = http.get("/api/sessions/s")
     assert inspected.status_code in (200, 404), inspected.get_json()
@@ -577,8 +549,8 @@ def test_a_damaged_session_through_http_starts_anew(make_app, client, name, proc
 
 
 @pytest.mark.parametrize("name", ["n not a number", "c not a number", "container of garbage", "a string at the key"])
-def test_flask_sessions_on_a_damaged_session(make_app, client, name):
-    app = make_app()
+def test_flask_sessions_on_a_damaged_session(new_app, client, name):
+    app = new_app()
     _page(app.test_client())
     HTTP_DAMAGE[name](client)
     runner = app.test_cli_runner()
@@ -597,9 +569,9 @@ def test_flask_sessions_on_a_damaged_session(make_app, client, name):
     assert stats.exit_code == 0, stats.output
 
 
-def test_no_script_error_escapes_as_a_500_for_a_damaged_session_anywhere(make_app, client):
+def test_no_script_error_escapes_as_a_500_for_a_damaged_session_anywhere(new_app, client):
     """Every route a session id reaches, over every damage of HTTP_DAMAGE: never a 500."""
-    app = make_app()
+    app = new_app()
     http = app.test_client()
     for name, damage in HTTP_DAMAGE.items():
         client.delete(KEY)
