@@ -21,7 +21,7 @@ except RuntimeError as error:
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 _workers = os.environ.get("WEB_CONCURRENCY", "").strip() or str(multiprocessing.cpu_count() * 2 + 1 if _shared_store else 1)
-if not _workers.isdigit() or int(_workers) < 1:
+if not (_workers.isascii() and _workers.isdigit()) or int(_workers) < 1:  # int() takes other digits
     raise SystemExit(f"WEB_CONCURRENCY ({_workers!r}) must be a whole number of workers, at least 1.")
 workers = int(_workers)
 if not _shared_store and workers > 1:

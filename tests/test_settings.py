@@ -239,6 +239,7 @@ def test_gunicorn_reads_the_same_settings():
 @pytest.mark.parametrize("environ, refusal", [
     ({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY ('0') must be a whole number of workers, at least 1."),
     ({"WEB_CONCURRENCY": "abc"}, "WEB_CONCURRENCY ('abc') must be a whole number of workers, at least 1."),
+    ({"WEB_CONCURRENCY": "\u00b2"}, "WEB_CONCURRENCY ('\u00b2') must be a whole number of workers, at least 1."),
     ({"VIRALSPOT_SESSION_STORE_URL": ""}, "VIRALSPOT_SESSION_STORE_URL is empty; use memory:// (one process)"),
     ({"VIRALSPOT_SESSION_STORE_URL": "http://cache:6379"}, "VIRALSPOT_SESSION_STORE_URL has unknown scheme 'http'"),
     ({"VIRALSPOT_SESSION_STORE_URL": "redis://:6379/x"}, "VIRALSPOT_SESSION_STORE_URL is not a usable Redis URL"),
