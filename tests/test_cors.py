@@ -14,18 +14,44 @@ def preflight(client, path, method, origin=FRONTEND, headers="content-type"):
                                          "Access-Control-Request-Headers": headers})
 
 
+ROUTE_METHODS = {"/api/reels": {"GET", "HEAD", "OPTIONS"}, "/api/posts": {"GET", "HEAD", "OPTIONS"},
+                 "/api/filter-options": {"GET", "HEAD", "OPTIONS"}, "/api/reset-session": {"POST", "OPTIONS"},
+                 "/api/sessions/abc": {"GET", "HEAD", "OPTIONS"}, "/health": {"GET", "HEAD", "OPTIONS"}}
+
+
+def _names(header: str) -> set[str]:
+    return {name.strip() for name in header.split(",")}
+
+
 @pytest.mark.parametrize("path, method", [("/api/reels", "GET"), ("/api/posts", "GET"),
                                           ("/api/filter-options", "GET"), ("/api/reset-session", "POST"),
                                           ("/api/sessions/abc", "GET"), ("/health", "GET")])
 def test_preflight_from_the_frontend_is_allowed(client, path, method):
     response = preflight(client, path, method)
-    assert response.status_code == 200
+    assert response.status_code == 204 and response.get_data() == b""
+    assert "Content-Type" not in response.headers
     assert response.headers["Access-Control-Allow-Origin"] == "*"
-    allowed = {name.strip() for name in response.headers["Access-Control-Allow-Methods"].split(",")}
-    assert {"GET", "POST"} <= allowed
+    # The route's own methods, as its Allow says: not every method of every route.
+    assert _names(response.headers["Access-Control-Allow-Methods"]) == ROUTE_METHODS[path]
     assert "content-type" in response.headers["Access-Control-Allow-Headers"].lower()
     assert int(response.headers["Access-Control-Max-Age"]) > 0
     assert "Access-Control-Allow-Credentials" not in response.headers
+
+
+@pytest.mark.parametrize("path", sorted(ROUTE_METHODS))
+def test_options_without_cors_answers_204_naming_the_routes_methods(client, path):
+    response = client.options(path)
+    assert response.status_code == 204 and response.get_data() == b""
+    assert "Content-Type" not in response.headers
+    assert _names(response.headers["Allow"]) == ROUTE_METHODS[path]
+    assert "Access-Control-Allow-Origin" not in response.headers
+
+
+def test_options_of_an_unknown_path_is_the_404_envelope(client):
+    response = client.options("/api/nothing-here", headers={"Origin": FRONTEND, "Access-Control-Request-Method": "GET"})
+    assert response.status_code == 404
+    body = response.get_json()
+    assert body["success"] is False and body["error_code"]
 
 
 def test_simple_request_carries_the_header(client):

@@ -5,7 +5,9 @@ allows exactly those. Credentials are never allowed (session ids travel in the q
 response of ``/api/*`` and ``/health``, errors included, carries the headers; a browser's script may
 read the request id, a random page's ``X-Session-Order``, ``Retry-After`` (of a 429 or a 503) and a
 429's ``RateLimit-*``. With a list of origins every such response says ``Vary: Origin``, so a cache
-does not give one origin's answer to another.
+does not give one origin's answer to another. ``OPTIONS`` on a route (a preflight or not) answers
+204 with no body, its ``Allow`` and a preflight's ``Access-Control-Allow-Methods`` naming the route's
+own methods.
 """
 from __future__ import annotations
 
@@ -39,6 +41,19 @@ def parse_origins(value: str | Iterable[str] | None) -> list[str]:
 def init_cors(app: Flask) -> None:
     origins = parse_origins(app.config["CORS_ORIGINS"])
     allow_all = origins == ["*"]
+
+    @app.after_request
+    def route_methods_only(response):
+        # Flask's automatic answer to OPTIONS is an empty 200 typed text/html, and flask-cors lists
+        # CORS_METHODS on every path: answer 204 and name the route's methods. Registered before
+        # flask-cors's hook, so it runs after it.
+        rule = request.url_rule
+        if request.method == "OPTIONS" and getattr(rule, "provide_automatic_options", False):
+            response.status_code = 204
+            response.headers.pop("Content-Type", None)
+            if "Access-Control-Allow-Methods" in response.headers:
+                response.headers["Access-Control-Allow-Methods"] = ", ".join(sorted(rule.methods))
+        return response
     if not allow_all:
         resources = re.compile("|".join(f"(?:{pattern})" for pattern in CORS_RESOURCES))
 
