@@ -238,8 +238,10 @@ def test_gunicorn_reads_the_same_settings():
 
 @pytest.mark.parametrize("environ, refusal", [
     ({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY ('0') must be a whole number of workers, at least 1."),
-    ({"WEB_CONCURRENCY": "abc"}, "WEB_CONCURRENCY ('abc') must be a whole number of workers, at least 1."),
-    ({"WEB_CONCURRENCY": "\u00b2"}, "WEB_CONCURRENCY ('\u00b2') must be a whole number of workers, at least 1."),
+    # Values gunicorn's own int() takes (one it does not, "abc", stops gunicorn with its ValueError,
+    # and a negative one with its "Value must be positive", before it reads gunicorn.conf.py).
+    ({"WEB_CONCURRENCY": "3_0"}, "WEB_CONCURRENCY ('3_0') must be a whole number of workers, at least 1."),
+    ({"WEB_CONCURRENCY": "\u0663"}, "WEB_CONCURRENCY ('\u0663') must be a whole number of workers, at least 1."),
     ({"VIRALSPOT_SESSION_STORE_URL": ""}, "VIRALSPOT_SESSION_STORE_URL is empty; use memory:// (one process)"),
     ({"VIRALSPOT_SESSION_STORE_URL": "http://cache:6379"}, "VIRALSPOT_SESSION_STORE_URL has unknown scheme 'http'"),
     ({"VIRALSPOT_SESSION_STORE_URL": "redis://:6379/x"}, "VIRALSPOT_SESSION_STORE_URL is not a usable Redis URL"),
@@ -247,9 +249,9 @@ def test_gunicorn_reads_the_same_settings():
 def test_gunicorn_refuses_no_workers_and_a_bad_store_url_once_before_any_worker_starts(environ, refusal):
     """No worker (every request would hang) or a store URL no worker could use (each of cores x 2 + 1
     workers failed, one after the other): the master stops at once with the one line."""
-    code = "import runpy; runpy.run_path('gunicorn.conf.py')"
-    answer = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={"PATH": "/usr/bin:/bin", **environ},
-                            capture_output=True, text=True)
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    answer = subprocess.run([gunicorn, "--check-config", "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT,
+                            env={"PATH": "/usr/bin:/bin", **environ}, capture_output=True, text=True, timeout=60)
     assert answer.returncode != 0 and refusal in answer.stderr, answer.stderr
     assert "Traceback" not in answer.stderr
 
