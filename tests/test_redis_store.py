@@ -27,7 +27,7 @@ from viralspot import create_app
 from viralspot.store import SessionStoreConfigError, StoreUnavailable, backend_from_url
 from viralspot.store.base import FeedView, PageResult, PageStatus
 from viralspot.store.redis_errors import is_unavailable
-from viralspot.store.redis_store import (INDEX_KEY, LAYOUT, RESET_RECORD_MS, RESETS_CHANNEL, ClientOptions,
+from viralspot.store.redis_store import (INDEX_KEY, LAYOUT, RESET_RECORD_MS, ClientOptions,
                                          RedisSessionStore, _Connection, session_key)
 from viralspot.store.redis_url import parse_store_url
 
@@ -476,10 +476,10 @@ def test_the_reset_script_run_twice_with_one_id_does_one_reset(store, client):
     take(store, "s", [1, 2, 3])
     reset = store._conn().scripts["reset"]
     key = session_key("s")
-    assert reset(keys=[key], args=["id-1", RESET_RECORD_MS, "s", RESETS_CHANNEL])[:2] == [1, 3]
-    assert reset(keys=[key], args=["id-1", RESET_RECORD_MS, "s", RESETS_CHANNEL])[:2] == [1, 3]
-    assert reset(keys=[key], args=["id-2", RESET_RECORD_MS, "s", RESETS_CHANNEL])[:2] == [0, 0]
-    assert reset(keys=[session_key("ghost")], args=["id-3", RESET_RECORD_MS, "ghost", RESETS_CHANNEL])[:2] == [0, 0]
+    assert reset(keys=[key], args=["id-1", RESET_RECORD_MS, "s", store.resets_channel])[:2] == [1, 3]
+    assert reset(keys=[key], args=["id-1", RESET_RECORD_MS, "s", store.resets_channel])[:2] == [1, 3]
+    assert reset(keys=[key], args=["id-2", RESET_RECORD_MS, "s", store.resets_channel])[:2] == [0, 0]
+    assert reset(keys=[session_key("ghost")], args=["id-3", RESET_RECORD_MS, "ghost", store.resets_channel])[:2] == [0, 0]
     assert client.hgetall(key) == {b"r": b"id-2:0:0"}
 
 

@@ -20,6 +20,8 @@ from test_failover import SERVICE, SentinelProcess, replicated_pair, require_sen
 from test_feed_algorithm import ListCatalog, make_service, serve
 from viralspot.store.redis_store import RESETS_CHANNEL, RedisSessionStore, session_key
 
+CHANNEL = RESETS_CHANNEL.format(db=0)  # the fixtures' database
+
 
 class TwoProcesses:
     """Stores and services "here" and "there" on one Redis URL."""
@@ -120,7 +122,7 @@ def test_only_a_reset_that_found_a_session_is_announced(redis_clean, found):
     marker published after the reset ends the reading: a channel delivers in order)."""
     with redis_clean.client() as client:
         pubsub = client.pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(RESETS_CHANNEL)
+        pubsub.subscribe(CHANNEL)
         store = RedisSessionStore(redis_clean.url, ttl=600)
         try:
             expected = []
@@ -128,7 +130,7 @@ def test_only_a_reset_that_found_a_session_is_announced(redis_clean, found):
                 serve(make_service(store, ListCatalog(1_000)), "s", 0, 24)
                 expected = [client.hget(session_key("s"), "s") + b"s"]
             assert store.reset("s").found is found
-            client.publish(RESETS_CHANNEL, b"end")
+            client.publish(CHANNEL, b"end")
             heard, deadline = [], time.monotonic() + 10
             while not heard or heard[-1] != b"end":
                 assert time.monotonic() < deadline, f"the marker did not arrive: {heard}"
@@ -139,6 +141,37 @@ def test_only_a_reset_that_found_a_session_is_announced(redis_clean, found):
         finally:
             pubsub.close()
             store.close()
+
+
+def test_resets_are_announced_on_their_databases_channel_only(redis_clean):
+    """Pub/Sub is server-wide, whatever the database: two deployments on databases 7 and 8 of one
+    server (no other test's) each listen on their own channel, and each reset is announced on its
+    database's."""
+    stores = {db: RedisSessionStore(redis_clean.url[:-1] + str(db), ttl=600) for db in (7, 8)}
+    with redis_clean.client() as client:
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        pubsub.psubscribe("vs2:resets*")
+        try:
+            for db, store in stores.items():
+                serve(make_service(store, ListCatalog(1_000)), f"s{db}", 0, 24)
+                wait_for(store.reset_notices.subscribed.is_set, 15, f"database {db}'s store subscribed", 0.01)
+            assert client.pubsub_numsub("vs2:resets:7", "vs2:resets:8") == [(b"vs2:resets:7", 1), (b"vs2:resets:8", 1)]
+            assert stores[8].reset("s8").found and stores[7].reset("s7").found
+            client.publish("vs2:resets-end", b"end")
+            heard, deadline = [], time.monotonic() + 10
+            while not heard or heard[-1][0] != b"vs2:resets-end":
+                assert time.monotonic() < deadline, f"the marker did not arrive: {heard}"
+                message = pubsub.get_message(timeout=1)
+                if message is not None:
+                    heard.append((message["channel"], message["data"]))
+            # Each notice is the session's seed (8 bytes) and its id.
+            assert [(channel, len(data), data[8:]) for channel, data in heard] == [
+                (b"vs2:resets:8", 10, b"s8"), (b"vs2:resets:7", 10, b"s7"), (b"vs2:resets-end", 3, b"")]
+        finally:
+            pubsub.close()
+            for store in stores.values():
+                store.client.flushdb()
+                store.close()
 
 
 # --- under real gunicorn -------------------------------------------------------------------------------
@@ -174,7 +207,7 @@ def test_under_gunicorn_a_worker_that_heard_a_reset_pages_the_new_session_in_one
         # Each worker subscribes in a thread of its own once it has used the store (A's pages, the
         # readiness checks): both listening is two subscribers on the channel.
         with redis_clean.client() as client:
-            wait_for(lambda: client.pubsub_numsub(RESETS_CHANNEL)[0][1] == 2, 20, "both workers listening", 0.02)
+            wait_for(lambda: client.pubsub_numsub(CHANNEL)[0][1] == 2, 20, "both workers listening", 0.02)
         heard = count_on_a("viralspot_session_reset_notices_total")
         assert heard == 0
 

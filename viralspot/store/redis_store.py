@@ -17,8 +17,8 @@ a session in one Redis Cluster slot):
 ``vs2:active`` ZSET, session id -> last-seen server ms, to count and list active sessions
              (on a cluster 16 shards ``vs2:active:{i}``). Each touch (``_touch.lua``) forgets at
              most 100 entries idle past the TTL.
-``vs2:resets`` the channel a reset announces itself on (the session's seed, then its id), heard
-             by every process (``reset_notices.py``).
+``vs2:resets:<db>`` the channel a reset announces itself on (the session's seed, then its id), heard
+             by every process on the database (``reset_notices.py``).
 
 A session not whole (``_session.lua``; damaged, or of another layout) is gone, never served from;
 a page that finds what it reads damaged removes its ``s`` and answers ABSENT (docs/architecture.md).
@@ -64,8 +64,9 @@ _log = logging.getLogger(__name__)
 #: The layout version in every key name: a next layout's keys can live beside these.
 LAYOUT = "vs2"
 INDEX_KEY = f"{LAYOUT}:active"
-#: The channel ``reset.lua`` announces each reset on (``reset_notices.py``).
-RESETS_CHANNEL = f"{LAYOUT}:resets"
+#: The channel ``reset.lua`` announces each reset on (``reset_notices.py``), by database: Pub/Sub
+#: is server-wide, and a deployment on another database of the server must not hear these.
+RESETS_CHANNEL = LAYOUT + ":resets:{db}"
 #: Redis Cluster: the active-session index is this many ZSETs, ``vs2:active:{<i>}`` (see index_keys).
 CLUSTER_INDEX_SHARDS = 16
 #: Backoff between attempts of one operation (``RedisSessionStore._attempts``); stateless.
@@ -131,14 +132,14 @@ class _Connection:
 
     __slots__ = ("pid", "client", "scripts", "cluster", "resets", "switches", "__weakref__")
 
-    def __init__(self, make_client: MethodType, cluster: bool, ttl: float,
+    def __init__(self, make_client: MethodType, cluster: bool, ttl: float, channel: str,
                  on_reset_heard: Callable[[], object] | None,
                  watch_switches: Callable[["_Connection"], MasterSwitches | None]) -> None:
         self.pid = os.getpid()
         self.client = client = make_client()
         self.cluster = cluster
         self.scripts = {name: client.register_script(_script_source(name)) for name in _SCRIPTS}
-        self.resets = ResetNotices(make_client, RESETS_CHANNEL, ttl, on_heard=on_reset_heard)
+        self.resets = ResetNotices(make_client, channel, ttl, on_heard=on_reset_heard)
         self.switches = watch_switches(self)
 
     def run(self, calls) -> list:
@@ -208,6 +209,7 @@ class RedisSessionStore(SessionStoreBackend):
         self.options = options or ClientOptions()
         self.cluster = self.parsed.scheme == "redis+cluster"
         self.index_keys = index_keys(CLUSTER_INDEX_SHARDS if self.cluster else 1)
+        self.resets_channel = RESETS_CHANNEL.format(db=self.parsed.pool_kwargs.get("db", 0))
         self._connection: _Connection | None = None
         self._connecting = threading.Lock()
         #: Sessions this process touched in the index within ``index_touch_interval``.
@@ -286,7 +288,8 @@ class RedisSessionStore(SessionStoreBackend):
                 connection = self._connection
                 if connection is None or connection.pid != os.getpid():
                     connection = self._connection = _Connection(self._make_client, self.cluster, self.ttl,
-                                                                 self.on_reset_heard, self._watch_switches)
+                                                                 self.resets_channel, self.on_reset_heard,
+                                                                 self._watch_switches)
         return connection
 
     def _attempts(self, operation):
@@ -355,7 +358,7 @@ class RedisSessionStore(SessionStoreBackend):
             self._touched.pop(session_id, None)
         reset_id = secrets.token_hex(8)
         keys = self._keys_with_index(session_id)
-        arguments = [reset_id, RESET_RECORD_MS, session_id, RESETS_CHANNEL]
+        arguments = [reset_id, RESET_RECORD_MS, session_id, self.resets_channel]
         (found, cleared, at), = self._run([("reset", keys, arguments)])
         # The reset is done: a master down elsewhere (a cluster's index shards) must not make it a 503.
         try:

@@ -1,7 +1,7 @@
 """Resets made by other processes, heard on a Redis channel, so a process drops its view of a
 reset session before its next page instead of learning of the reset from that page.
 
-``reset.lua`` publishes the reset session's seed and id on ``vs2:resets`` (one server and its
+``reset.lua`` publishes the reset session's seed and id on ``vs2:resets:<db>`` (one server and its
 replicas, Sentinel's master, every node of a cluster: a cluster relays PUBLISH to all its nodes).
 A ``ResetNotices`` thread per process subscribes and keeps, for a TTL, which seed each session
 had when it was reset: a remembered view holding that seed is of the session that is gone, a
