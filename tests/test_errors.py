@@ -247,17 +247,27 @@ def test_access_lines_name_a_session_by_its_fingerprint_never_by_its_id(tmp_path
     with GunicornServer(tmp_path, database_url=f"sqlite:///{tmp_path}/catalog.db", store_url="memory://",
                         workers=1, threads=2, name=f"fingerprints-{log_format}",
                         extra_env={"GUNICORN_ACCESSLOG": "-", "VIRALSPOT_LOG_FORMAT": log_format}) as server:
+        # The app reads an argument named session%5Fid as session_id, and the id of an inspection path.
         for target in ("/api/posts?limit=1&session_id=%20secret-a7Qx%20&random_order=true",
-                       "/api/reset-session?session_id=secret-a7Qx", "/api/reels?session_id=bad%21secret-Zq9"):
+                       "/api/reset-session?session_id=secret-a7Qx", "/api/reels?session_id=bad%21secret-Zq9",
+                       "/api/reels?random_order=true&session%5Fid=secret-encoded&limit=1",
+                       "/api/sessions/secret-path%21", "/api/reels?limit=1"):
             method = "POST" if "reset" in target else "GET"
-            _raw_request(server.port, f"{method} {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+            referer = "https://app.example/feed?session_id=secret-referer" if target.endswith("limit=1") else "-"
+            _raw_request(server.port, f"{method} {target} HTTP/1.1\r\nHost: t\r\nReferer: {referer}\r\n"
+                                      "Connection: close\r\n\r\n".encode())
         deadline = time.monotonic() + 10
-        while server.log_tail().count("session_id=~") < 3 and time.monotonic() < deadline:
+        while server.log_tail().count("GET /api/") < 5 and time.monotonic() < deadline:
             time.sleep(0.05)  # the access lines are written after the answers
         log = server.log_tail()
     assert "secret" not in log, log[-2000:]
     assert log.count(f"session_id={session_fingerprint('secret-a7Qx')}") == 2  # stripped, as the app reads it
     assert log.count(f"session_id={session_fingerprint('bad!secret-Zq9')}") == 1
+    assert log.count(f"session%5Fid={session_fingerprint('secret-encoded')}") == 1
+    # The path in the request line (and in a JSON line's message and path), decoded as the app reads it.
+    assert log.count(f"/api/sessions/{session_fingerprint('secret-path!')}") == (1 if log_format == "text" else 2)
+    if log_format == "text":  # JSON lines do not carry the Referer
+        assert log.count(f"session_id={session_fingerprint('secret-referer')}") == 2
 
 
 def test_a_query_string_loses_every_session_id_and_keeps_the_rest():
@@ -269,6 +279,11 @@ def test_a_query_string_loses_every_session_id_and_keeps_the_rest():
         f"GET /api/reels?session_id={second}&session_id={first} HTTP/1.1")
     assert without_session_ids("my_session_id=x&session_idx=y") == "my_session_id=x&session_idx=y"
     assert without_session_ids("session_id=") == f"session_id={session_fingerprint('')}"
+    # A name the app decodes to session_id, an inspection path, a Referer's URL.
+    assert without_session_ids("a=1&session%5fid=s1&%73ession_id=s1") == f"a=1&session%5fid={first}&%73ession_id={first}"
+    assert without_session_ids("GET /api/sessions/s%202 HTTP/1.1") == f"GET /api/sessions/{second} HTTP/1.1"
+    assert without_session_ids("https://app.example/feed?x=1&session_id=s1#top") == (
+        f"https://app.example/feed?x=1&session_id={first}#top")
     assert len(first) == 13 and first.startswith("~") and first != second
 
 

@@ -2,7 +2,8 @@
 ``GunicornJsonLogger``, the access log as one JSON object per request, with the ``X-Request-ID`` the
 app answered, and the error log through the app's ``JsonFormatter``; for ``text``,
 ``GunicornTextLogger``, whose access lines write a client's control characters as ``\\xNN``. Neither
-writes a session id: a ``session_id`` argument shows as its fingerprint (``logs.session_fingerprint``).
+writes a session id: one in a ``session_id`` argument, an inspection path or the ``Referer`` shows as
+its fingerprint (``logs.session_fingerprint``).
 """
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ from .request_ids import HEADER
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-#: The access-line values that hold the query string: the request line and the query.
-_WITH_QUERY = ("r", "q")
+#: The access-line values that may hold a session id: the request line, the path, the query, the Referer.
+_WITH_SESSION_IDS = ("r", "U", "q", "f")
 
 
 class _EscapedAtoms(SafeAtoms):
@@ -36,7 +37,7 @@ class _EscapedAtoms(SafeAtoms):
 def _escaped(key: str, value):
     if not isinstance(value, str):
         return value
-    if key in _WITH_QUERY:
+    if key in _WITH_SESSION_IDS:
         value = without_session_ids(value)
     return _CONTROLS.sub(lambda found: f"\\x{ord(found.group()):02x}", value)
 
@@ -63,9 +64,10 @@ class GunicornJsonLogger(Logger):
             status = atoms.get("s")
             entry = {
                 "time": utc_timestamp(), "level": "INFO", "logger": "gunicorn.access",
-                "message": f"{atoms.get('m')} {atoms.get('U')} {status}",
+                "message": f"{atoms.get('m')} {without_session_ids(atoms.get('U') or '')} {status}",
                 "request_id": atoms.get("{%s}o" % HEADER.lower(), "-"),
-                "method": atoms.get("m"), "path": atoms.get("U"), "query": without_session_ids(atoms.get("q") or ""),
+                "method": atoms.get("m"), "path": without_session_ids(atoms.get("U") or ""),
+                "query": without_session_ids(atoms.get("q") or ""),
                 "status": int(status) if str(status).isdigit() else status, "bytes": atoms.get("B"),
                 "duration_seconds": request_time.total_seconds(), "remote_addr": atoms.get("h"),
                 "user_agent": atoms.get("a"),

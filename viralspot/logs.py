@@ -13,7 +13,7 @@ import logging
 import re
 import sys
 from datetime import datetime, timezone
-from urllib.parse import unquote_plus
+from urllib.parse import unquote, unquote_plus
 
 from flask import Flask
 
@@ -21,8 +21,10 @@ from .clock import utc_timestamp
 from .request_ids import NO_REQUEST, RequestIdFilter
 
 FORMAT = "%(asctime)s %(levelname)s [%(name)s] [%(request_id)s] %(message)s"
-#: A ``session_id`` argument of a query string, up to the next argument.
-_SESSION_ARGUMENT = re.compile(r"((?:^|[?&;])session_id=)([^&;#\s]*)")
+#: An argument of a query string (its name as written, then its value up to the next argument), or
+#: the id in an inspection path (``/api/sessions/<id>``).
+_ARGUMENT = re.compile(r"((?:^|[?&;])([^=&;#?\s]*)=)([^&;#\s]*)")
+_SESSION_PATH = re.compile(r"(/api/sessions/)([^?#\s]*)")
 
 
 def session_fingerprint(session_id: str) -> str:
@@ -33,10 +35,17 @@ def session_fingerprint(session_id: str) -> str:
 
 
 def without_session_ids(text: str) -> str:
-    """``text`` (a query string, or a request line) with each ``session_id`` value replaced by its
-    fingerprint, taken as the app reads the id (decoded, surrounding spaces stripped)."""
-    return _SESSION_ARGUMENT.sub(
-        lambda found: found.group(1) + session_fingerprint(unquote_plus(found.group(2)).strip()), text)
+    """``text`` (a query string, a path, a request line or a URL such as a ``Referer``) with each
+    session id replaced by its fingerprint, taken as the app reads the id: the value of an argument
+    whose name decodes to ``session_id`` (``session%5Fid`` too; decoded, surrounding spaces
+    stripped), and the id of an inspection path (percent-decoded)."""
+    def argument(found: re.Match) -> str:
+        if unquote_plus(found.group(2)) != "session_id":
+            return found.group(0)
+        return found.group(1) + session_fingerprint(unquote_plus(found.group(3)).strip())
+
+    text = _SESSION_PATH.sub(lambda found: found.group(1) + session_fingerprint(unquote(found.group(2))), text)
+    return _ARGUMENT.sub(argument, text)
 
 
 class JsonFormatter(logging.Formatter):
