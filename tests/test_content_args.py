@@ -74,13 +74,15 @@ def test_random_order_with_a_session_answers_a_page(client):
 
 @pytest.mark.parametrize(("value", "loaded"), [("true", True), ("1", True), ("yes", True), ("ON", True),
                                                ("false", False), ("0", False), ("No", False), ("off", False),
-                                               ("weighted", "weighted"), (" Weighted ", "weighted"),
+                                               ("weighted", "weighted"), ("Weighted", "weighted"),
                                                ("WEIGHTED", "weighted")])
 def test_random_order_reads_boolean_spellings_and_weighted(value, loaded):
     assert ContentQueryArgsSchema().load({"random_order": value, "session_id": "s"})["random_order"] == loaded
 
 
-@pytest.mark.parametrize("value", ["tRuE", "2", "weighed", "yes please", "wEIGHTED"])
+# Surrounding spaces are malformed, as in every other argument: a boolean's and weighted's alike.
+@pytest.mark.parametrize("value", ["tRuE", "2", "weighed", "yes please", "wEIGHTED", " true ", " weighted ", "weighted\n",
+                                   "\tWEIGHTED"])
 def test_random_order_refuses_other_values(client, value):
     response = client.get("/api/reels", query_string={"random_order": value, "session_id": "s"})
     assert response.status_code == 400

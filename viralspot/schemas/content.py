@@ -72,7 +72,7 @@ class RandomOrder(fields.Boolean):
     default_error_messages = {"invalid": "Must be true, false or weighted."}
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, str) and value.strip() in WEIGHTED_SPELLINGS:
+        if isinstance(value, str) and value in WEIGHTED_SPELLINGS:
             return "weighted"
         return super()._deserialize(value, attr, data, **kwargs)
 
