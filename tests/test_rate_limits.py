@@ -99,6 +99,25 @@ def test_a_failing_limit_storage_counts_in_the_process_until_it_answers_again(re
     assert server.client().keys("vs2:rl:*")
 
 
+def test_probes_and_metrics_never_ask_a_failed_limit_storage(redis_server_factory, monkeypatch):
+    """While the storage is down, flask-limiter asks it again after a back-off, on whatever request
+    comes due: never a probe's or a scrape's (a hung Redis would make /livez wait a socket timeout).
+    Had one asked, the back-off would start again from it, and the /api/ request after the restart
+    would still count in the process."""
+    server = redis_server_factory()
+    client = make(RATE_LIMIT="2/minute", SESSION_STORE_URL=server.url, SESSION_STORE_RETRIES=0)
+    assert client.get("/api/filter-options").status_code == 200
+    server.stop()
+    assert client.get("/api/filter-options").status_code == 200  # the storage failed: counts in the process
+    monkeypatch.setattr(flask_limiter._extension, "time", _ClockAhead(64))  # asking it again is due
+    for path in ("/livez", "/readyz", "/health", "/metrics", "/"):
+        client.get(path)
+    server.start()
+    assert not server.client().keys("vs2:rl:*")
+    assert client.get("/api/filter-options").status_code == 200
+    assert server.client().keys("vs2:rl:*")  # this request asked, found it back, and counted there
+
+
 def test_the_switch_to_counting_in_memory_is_in_the_app_log(redis_server_factory):
     server = redis_server_factory()
     url = server.url

@@ -4,7 +4,8 @@ trusted proxies (``VIRALSPOT_TRUSTED_PROXIES``: Werkzeug's ``ProxyFix`` for that
 ``RATE_LIMIT`` is one budget per client shared by all ``/api/`` routes, ``RESET_RATE_LIMIT`` the reset
 endpoint's besides (empty: off). The counts live in the session store's Redis (keys starting
 ``vs2:rl:``), or in the process with ``memory://``. Over a limit: 429 ``RATE_LIMITED`` with
-``Retry-After`` and the ``RateLimit-*`` headers. CORS preflights (``OPTIONS``) are not counted. While
+``Retry-After`` and the ``RateLimit-*`` headers. CORS preflights (``OPTIONS``) and paths outside
+``/api/`` (probes, ``/metrics``) are outside every limit and never touch the storage. While
 the storage fails, each process counts in its own memory (flask-limiter's in-memory fallback), asking
 the storage again after 1, 2, 4 ... 32 s and going back to it once it answers; ``metrics.py`` counts
 the failures.
@@ -101,9 +102,12 @@ class RateLimits:
             get_remote_address, storage_uri=uri, storage_options=options,
             swallow_errors=True, headers_enabled=False, in_memory_fallback_enabled=True,
             application_limits=[config["RATE_LIMIT"]] if config["RATE_LIMIT"] else [],
-            application_limits_exempt_when=lambda: not request.path.startswith("/api/") or _preflight(),
             default_limits=[config["RESET_RATE_LIMIT"]] if config["RESET_RATE_LIMIT"] else [],
-            default_limits_exempt_when=lambda: request.endpoint != RESET_ENDPOINT or _preflight())
+            default_limits_exempt_when=lambda: request.endpoint != RESET_ENDPOINT)
+        # Probes, /metrics, the root and preflights are outside every limit: a request filter, which
+        # flask-limiter reads before anything else, so they never wait on the storage either (an
+        # exemption per limit still let them ask a failed storage whether it is back).
+        limiter.request_filter(lambda: not request.path.startswith("/api/") or _preflight())
         limiter.init_app(app)
         app.extensions[EXTENSION_NAME] = limiter
         return limiter
