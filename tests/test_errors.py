@@ -363,6 +363,37 @@ def test_a_client_that_sends_its_head_a_line_at_a_time_is_closed_at_the_deadline
         assert reply.status == 200 and reply.seconds < 1.5, reply
 
 
+def test_a_body_sent_a_byte_at_a_time_after_its_answer_is_drained_within_one_deadline(tmp_path):
+    """No route reads a body: gthread drains it after the response, bounding each read of the drain
+    (5 s) but not the drain, so a client sending one byte every 0.3 s of a 100 MB body held its
+    thread for good. The drain has one deadline (``BODY_DRAIN_SECONDS``): the connection is closed
+    about 5 s after the answer, and the one thread serves the next request."""
+    import socket
+
+    from gunicorn_servers import GunicornServer, call
+    from viralspot.gunicorn_worker import BODY_DRAIN_SECONDS
+
+    with GunicornServer(tmp_path, database_url=f"sqlite:///{tmp_path}/catalog.db", store_url="memory://",
+                        workers=1, threads=1, name="drip") as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as dripping:
+            dripping.sendall(b"GET /livez HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000\r\n\r\n")
+            dripping.settimeout(0.3)
+            received, closed, sent = b"", False, 0
+            while not closed and sent < 100:  # 100 bytes: 30 s
+                try:
+                    chunk = dripping.recv(65536)
+                    received += chunk
+                    closed = chunk == b""
+                except socket.timeout:
+                    dripping.sendall(b"a")
+                    sent += 1
+                except OSError:
+                    closed = True
+            assert received.startswith(b"HTTP/1.1 200 "), received[:100]
+            assert closed and sent * 0.3 < BODY_DRAIN_SECONDS * 2, sent  # closed at the deadline, not held
+        assert call(server.port, "GET", "/livez", timeout=10).status == 200
+
+
 def test_stalled_clients_queued_for_the_one_thread_are_closed_at_their_own_deadline(tmp_path):
     """The deadline counts from when a connection is handed to the worker's threads, time in their
     queue included, with a grace of a quarter of it once a thread asks for the head: three stalled

@@ -10,7 +10,11 @@ when the connection was accepted or became readable again): gthread reads them o
 worker's threads with none, so a few clients that send half a request, or a byte now and then,
 held every thread. Such a connection is answered 408 and shut down. (A connection that sends
 nothing holds a thread for gthread's own 5 s, then waits without one; facing the internet, a
-buffering proxy such as nginx is the answer.)"""
+buffering proxy such as nginx is the answer.)
+
+A body the app did not read (no route reads one) is drained after the response within one
+deadline, ``BODY_DRAIN_SECONDS``, then the connection closes: gthread bounds each read of the drain,
+not the drain, so a client sending a body a byte every few seconds held a thread for an hour."""
 from __future__ import annotations
 
 import functools
@@ -24,7 +28,7 @@ from gunicorn import util
 from gunicorn.http.errors import (InvalidHeader, InvalidHeaderName, InvalidHTTPVersion, InvalidRequestLine,
                                   InvalidRequestMethod, InvalidResponseHeader, InvalidResponseHeaderName,
                                   LimitRequestHeaders, LimitRequestLine, ObsoleteFolding, ParseException)
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers.gthread import DEFAULT_WORKER_DATA_TIMEOUT, ThreadWorker
 
 from config import Config
 
@@ -73,6 +77,11 @@ def error_bytes(error_code: str, detail: str, request_id: str, extra_headers: st
             f"X-Content-Type-Options: nosniff\r\n{extra_headers}"
             f"X-Request-ID: {request_id}\r\nContent-Length: {len(body)}\r\n\r\n")
     return head.encode("latin-1") + body
+
+
+#: Seconds after a response within which the rest of an unread request body must arrive for the
+#: connection to be kept: gthread's own bound for one read of it.
+BODY_DRAIN_SECONDS = DEFAULT_WORKER_DATA_TIMEOUT
 
 
 class HeadTimeout(Exception):
@@ -157,6 +166,18 @@ class EnvelopeWorker(ThreadWorker):
         init()
         if made and conn.parser is not None and not conn.is_http2:
             conn.parser = HeadDeadline(conn.parser, conn, self.head_timeout)
+
+    def _keepalive_after(self, conn, keepalive):
+        if not keepalive or conn.is_http2:
+            return super()._keepalive_after(conn, keepalive)
+        unreader = conn.parser.unreader
+        sock = unreader.sock
+        unreader.sock = HeadSocket(sock, time.monotonic() + BODY_DRAIN_SECONDS)  # one deadline for every read
+        try:
+            return super()._keepalive_after(conn, keepalive)
+        finally:
+            unreader.sock = sock
+            sock.settimeout(None)
 
     def _cors_headers(self) -> str:
         app = getattr(self, "wsgi", None)
