@@ -216,25 +216,46 @@ def test_gunicorn_refusals_name_no_origin_when_only_some_origins_may_call(tmp_pa
         assert (status, headers["access-control-allow-origin"]) == (200, "https://app.example.com")
 
 
-def test_a_clients_control_characters_are_escaped_in_the_text_access_log(tmp_path):
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_clients_control_characters_are_escaped_in_the_access_log(tmp_path, log_format):
     """gunicorn reads header bytes as latin-1: a User-Agent's 0x9b (a terminal's CSI) reached the
-    access line as it came."""
+    access line as it came; a JSON line wrote it, and a percent-decoded path's, raw (JSON escapes
+    only C0 controls)."""
+    import json
+
     from gunicorn_servers import GunicornServer
 
     with GunicornServer(tmp_path, database_url=f"sqlite:///{tmp_path}/catalog.db", store_url="memory://",
-                        workers=1, threads=2, name="access",
-                        extra_env={"GUNICORN_ACCESSLOG": "-", "VIRALSPOT_LOG_FORMAT": "text"}) as server:
-        request = (b"GET /livez HTTP/1.1\r\nHost: t\r\nUser-Agent: agent\x9b31mRED\r\n"
+                        workers=1, threads=2, name=f"access-{log_format}",
+                        extra_env={"GUNICORN_ACCESSLOG": "-", "VIRALSPOT_LOG_FORMAT": log_format}) as server:
+        request = (b"GET /livez%C2%9B31m HTTP/1.1\r\nHost: t\r\nUser-Agent: agent\x9b31mRED\r\n"
                    b"Referer: back\x85line\r\nConnection: close\r\n\r\n")
         status, _headers, _body = _raw_request(server.port, request)
-        assert status == 200
+        assert status == 404
         deadline = time.monotonic() + 10
-        while "agent" not in server.log_tail() and time.monotonic() < deadline:
+        while "31mRED" not in server.log_tail() and time.monotonic() < deadline:
             time.sleep(0.05)  # the access line is written after the answer
         log = server.log_tail()
-    line = next(line for line in log.splitlines() if "GET /livez" in line)
-    assert '"agent\\x9b31mRED"' in line and '"back\\x85line"' in line, line
+    line = next(line for line in log.splitlines() if "31mRED" in line)
+    if log_format == "text":
+        assert '"agent\\x9b31mRED"' in line and '"back\\x85line"' in line, line
+    else:
+        assert '"agent\\u009b31mRED"' in line, line
+        assert json.loads(line)["user_agent"] == "agent\x9b31mRED"  # the same text, written escaped
     assert "\x9b" not in log and "\x85" not in log
+
+
+@pytest.mark.parametrize("formatter_name", ["TextFormatter", "JsonFormatter"])
+def test_the_apps_own_log_lines_escape_control_characters(formatter_name):
+    import logging
+
+    from viralspot import logs
+
+    formatter = logs.TextFormatter(logs.FORMAT) if formatter_name == "TextFormatter" else logs.JsonFormatter()
+    record = logging.LogRecord("viralspot.test", logging.WARNING, __file__, 1, "argument %s", ("a\x9b2Jb\nc",), None)
+    record.request_id = "-"
+    line = formatter.format(record)
+    assert "\x9b" not in line and "\n" not in line and ("a\\x9b2Jb\\x0ac" in line or "a\\u009b2Jb\\nc" in line), line
 
 
 @pytest.mark.parametrize("log_format", ["text", "json"])
@@ -251,13 +272,13 @@ def test_access_lines_name_a_session_by_its_fingerprint_never_by_its_id(tmp_path
         for target in ("/api/posts?limit=1&session_id=%20secret-a7Qx%20&random_order=true",
                        "/api/reset-session?session_id=secret-a7Qx", "/api/reels?session_id=bad%21secret-Zq9",
                        "/api/reels?random_order=true&session%5Fid=secret-encoded&limit=1",
-                       "/api/sessions/secret-path%21", "/api/reels?limit=1"):
+                       "/api/sessions/secret-path%21", "/api/session%73/secret-path%21", "/api/reels?limit=1"):
             method = "POST" if "reset" in target else "GET"
             referer = "https://app.example/feed?session_id=secret-referer" if target.endswith("limit=1") else "-"
             _raw_request(server.port, f"{method} {target} HTTP/1.1\r\nHost: t\r\nReferer: {referer}\r\n"
                                       "Connection: close\r\n\r\n".encode())
         deadline = time.monotonic() + 10
-        while server.log_tail().count("GET /api/") < 5 and time.monotonic() < deadline:
+        while server.log_tail().count("GET /api/") < 6 and time.monotonic() < deadline:
             time.sleep(0.05)  # the access lines are written after the answers
         log = server.log_tail()
     assert "secret" not in log, log[-2000:]
@@ -265,7 +286,7 @@ def test_access_lines_name_a_session_by_its_fingerprint_never_by_its_id(tmp_path
     assert log.count(f"session_id={session_fingerprint('bad!secret-Zq9')}") == 1
     assert log.count(f"session%5Fid={session_fingerprint('secret-encoded')}") == 1
     # The path in the request line (and in a JSON line's message and path), decoded as the app reads it.
-    assert log.count(f"/api/sessions/{session_fingerprint('secret-path!')}") == (1 if log_format == "text" else 2)
+    assert log.count(f"/api/sessions/{session_fingerprint('secret-path!')}") == (2 if log_format == "text" else 4)
     if log_format == "text":  # JSON lines do not carry the Referer
         assert log.count(f"session_id={session_fingerprint('secret-referer')}") == 2
 
@@ -282,6 +303,8 @@ def test_a_query_string_loses_every_session_id_and_keeps_the_rest():
     # A name the app decodes to session_id, an inspection path, a Referer's URL.
     assert without_session_ids("a=1&session%5fid=s1&%73ession_id=s1") == f"a=1&session%5fid={first}&%73ession_id={first}"
     assert without_session_ids("GET /api/sessions/s%202 HTTP/1.1") == f"GET /api/sessions/{second} HTTP/1.1"
+    for encoded in ("/api/sessions%2Fs1", "/api/session%73/s1", "/api/%73essions/s1", "/API/Sessions/s1"):
+        assert without_session_ids(f"GET {encoded}?limit=1 HTTP/1.1").split()[1].endswith(f"/{first}?limit=1")
     assert without_session_ids("https://app.example/feed?x=1&session_id=s1#top") == (
         f"https://app.example/feed?x=1&session_id={first}#top")
     assert len(first) == 13 and first.startswith("~") and first != second

@@ -8,18 +8,13 @@ its fingerprint (``logs.session_fingerprint``).
 from __future__ import annotations
 
 import json
-import re
 import traceback
 
 from gunicorn.glogging import Logger, SafeAtoms
 
 from .clock import utc_timestamp
-from .logs import JsonFormatter, without_session_ids
+from .logs import JsonFormatter, escape_controls, without_session_ids
 from .request_ids import HEADER
-
-
-#: C0 controls, DEL and C1 controls (a header's bytes are read as latin-1: 0x9b is a terminal's CSI).
-_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 #: The access-line values that may hold a session id: the request line, the path, the query, the Referer.
@@ -39,7 +34,7 @@ def _escaped(key: str, value):
         return value
     if key in _WITH_SESSION_IDS:
         value = without_session_ids(value)
-    return _CONTROLS.sub(lambda found: f"\\x{ord(found.group()):02x}", value)
+    return escape_controls(value)
 
 
 class GunicornTextLogger(Logger):
@@ -72,6 +67,6 @@ class GunicornJsonLogger(Logger):
                 "duration_seconds": request_time.total_seconds(), "remote_addr": atoms.get("h"),
                 "user_agent": atoms.get("a"),
             }
-            self.access_log.info("%s", json.dumps(entry, ensure_ascii=False, default=str))
+            self.access_log.info("%s", json.dumps(entry, default=str))  # ASCII: controls escaped
         except Exception:  # noqa: BLE001 - as gunicorn's own access(): report, never fail the request
             self.error(traceback.format_exc())

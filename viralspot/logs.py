@@ -21,10 +21,13 @@ from .clock import utc_timestamp
 from .request_ids import NO_REQUEST, RequestIdFilter
 
 FORMAT = "%(asctime)s %(levelname)s [%(name)s] [%(request_id)s] %(message)s"
-#: An argument of a query string (its name as written, then its value up to the next argument), or
-#: the id in an inspection path (``/api/sessions/<id>``).
+#: C0 controls, DEL and C1 controls (a header's bytes are read as latin-1: 0x9b is a terminal's CSI).
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: An argument of a query string: its name as written, then its value up to the next argument.
 _ARGUMENT = re.compile(r"((?:^|[?&;])([^=&;#?\s]*)=)([^&;#\s]*)")
-_SESSION_PATH = re.compile(r"(/api/sessions/)([^?#\s]*)")
+#: A path, or a URL such as a ``Referer``, up to its query: where an inspection path may be.
+_PATH = re.compile(r"(?:^|(?<=\s))[^\s?#]+")
+_INSPECTION = "/api/sessions/"
 
 
 def session_fingerprint(session_id: str) -> str:
@@ -38,14 +41,33 @@ def without_session_ids(text: str) -> str:
     """``text`` (a query string, a path, a request line or a URL such as a ``Referer``) with each
     session id replaced by its fingerprint, taken as the app reads the id: the value of an argument
     whose name decodes to ``session_id`` (``session%5Fid`` too; decoded, surrounding spaces
-    stripped), and the id of an inspection path (percent-decoded)."""
+    stripped), and the id of a path that decodes to an inspection path (written decoded)."""
     def argument(found: re.Match) -> str:
         if unquote_plus(found.group(2)) != "session_id":
             return found.group(0)
         return found.group(1) + session_fingerprint(unquote_plus(found.group(3)).strip())
 
-    text = _SESSION_PATH.sub(lambda found: found.group(1) + session_fingerprint(unquote(found.group(2))), text)
-    return _ARGUMENT.sub(argument, text)
+    def path(found: re.Match) -> str:  # routed decoded: /api/session%73/<id> and /api/sessions%2F<id> too
+        decoded = unquote(found.group())
+        at = decoded.lower().find(_INSPECTION)
+        if at < 0:
+            return found.group()
+        return decoded[:at + len(_INSPECTION)] + session_fingerprint(decoded[at + len(_INSPECTION):])
+
+    return _ARGUMENT.sub(argument, _PATH.sub(path, text))
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with control characters written as ``\\xNN``: what a client sends (an argument's
+    name, a header) cannot drive the terminal that reads a log."""
+    return _CONTROLS.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
+
+
+class TextFormatter(logging.Formatter):
+    """``FORMAT`` lines, their messages' control characters escaped (a traceback after keeps its lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape_controls(super().formatMessage(record))
 
 
 class JsonFormatter(logging.Formatter):
@@ -61,14 +83,14 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = record.exc_text
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        return json.dumps(entry, default=str)  # ASCII: every control and non-ASCII character escaped
 
 
 def configure_logger(app: Flask) -> None:
     """The settings were checked and written as their choice when loaded (``config.RULES``)."""
     level = app.config["LOG_LEVEL"].upper()
     json_lines = app.config["LOG_FORMAT"] == "json"
-    formatter = JsonFormatter() if json_lines else logging.Formatter(FORMAT)
+    formatter = JsonFormatter() if json_lines else TextFormatter(FORMAT)
     logger = logging.getLogger("viralspot")
     logger.setLevel(level)
     handler = next((h for h in logger.handlers if getattr(h, "_viralspot", False)), None)
