@@ -47,6 +47,28 @@ def test_the_least_recently_used_session_is_evicted_at_capacity():
     assert store.session_ids() == ["c", "d", "a"] and store.evicted == 1
 
 
+def test_the_items_all_sessions_hold_are_bounded_least_recently_used_first():
+    """A few sessions paged deep held memory without bound (``max_sessions`` counts sessions, each
+    up to ``max_items``): ``max_total_items`` bounds the items they hold together, evicting the least
+    recently used sessions, never the one being served; expiry and resets give their items back."""
+    clock = ManualClock()
+    store = MemorySessionStore(max_total_items=10, clock=clock)
+    page(store, "a", range(4))
+    page(store, "b", range(4))
+    assert store.total_items == 8 and store.evicted == 0
+    read(store, "a")  # "b" is now the least recently used
+    page(store, "c", range(3))  # 11 > 10: "b" goes
+    assert store.session_ids() == ["c", "a"] and store.total_items == 7 and store.evicted == 1
+    assert read(store, "b").status is PageStatus.ABSENT
+    # The session being served is never evicted for itself: alone, it may pass the bound.
+    assert page(store, "a", range(4, 15), cursor=4, offset=4).status is PageStatus.SERVED
+    assert store.session_ids() == ["a"] and store.total_items == 15 and store.evicted == 2
+    assert store.reset("a").cleared_items_count == 15 and store.total_items == 0
+    page(store, "d", range(2))
+    clock.now += store.ttl
+    assert store.session_count() == 0 and store.total_items == 0 and store.expired == 1
+
+
 def test_an_evicted_session_is_forgotten_whole():
     store = MemorySessionStore(max_sessions=1, clock=ManualClock())
     page(store, "a", [1, 2, 3])
@@ -86,24 +108,26 @@ def test_stats_report_the_backend_and_its_counters():
     clock = ManualClock()
     store = MemorySessionStore(ttl=10, max_sessions=2, clock=clock)
     assert store.stats() == {"storage_type": "in_memory_dict", "active_sessions": 0, "max_sessions": 2,
-                             "evicted": 0, "expired": 0}
+                             "evicted": 0, "expired": 0, "items_held": 0, "max_total_items": 20_000_000}
     for name in ("a", "b", "c"):
         page(store, name, [1])
+    assert store.stats()["items_held"] == 2
     clock.now += 10
     assert store.stats() == {"storage_type": "in_memory_dict", "active_sessions": 0, "max_sessions": 2,
-                             "evicted": 1, "expired": 2}
+                             "evicted": 1, "expired": 2, "items_held": 0, "max_total_items": 20_000_000}
     assert store.shared is False and store.ping() is True
 
 
 def test_backend_from_url_builds_the_memory_store_from_the_settings():
     store = backend_from_url("memory://", {"SESSION_TTL": 120, "SESSION_MAX": 7, "SESSION_MAX_FEEDS": 3,
-                                           "SESSION_MAX_ITEMS": 99})
+                                           "SESSION_MAX_ITEMS": 99, "SESSION_MAX_TOTAL_ITEMS": 500})
     assert isinstance(store, MemorySessionStore)
-    assert (store.ttl, store.max_sessions, store.max_feeds, store.max_items) == (120.0, 7, 3, 99)
+    assert (store.ttl, store.max_sessions, store.max_feeds, store.max_items, store.max_total_items) == (
+        120.0, 7, 3, 99, 500)
 
 
 @pytest.mark.parametrize("limits", [{"ttl": 0}, {"ttl": -1}, {"max_sessions": 0}, {"max_feeds": 0},
-                                    {"max_items": 0}])
+                                    {"max_items": 0}, {"max_total_items": 0}])
 def test_rejects_nonsense_limits(limits):
     with pytest.raises(ValueError):
         MemorySessionStore(**limits)

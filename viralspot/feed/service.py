@@ -68,8 +68,7 @@ class ServedPage:
     snapshot_hit: bool | None = None
     #: The session's order as a client sees it (``order_id``).
     order_id: str = ""
-    #: Whether this page started the session: no session was stored under its id (new, or
-    #: expired, evicted, reset or lost in a failover since its last page).
+    #: Whether this page started the session (new, or expired, evicted, reset or lost since).
     started_session: bool = False
 
 
@@ -148,8 +147,7 @@ class RandomFeedService:
 
     def __init__(self, secret: bytes, store: SessionStoreBackend, catalog: FeedCatalog, *, max_ahead: int,
                  max_offset: int, max_scan: int, weight_exponent: float = 1.0) -> None:
-        #: Every item's outlier score to its tickets (``weights.py``); also what keys the catalog's
-        #: cache of them.
+        #: Outlier scores to tickets (``weights.py``); also what keys the catalog's cache of them.
         self._weigh = functools.partial(Tickets.of_scores, exponent=checked_exponent(weight_exponent))
         self.secret = secret
         self.store = store
@@ -235,17 +233,12 @@ class RandomFeedService:
             candidates, canonical, scanned_to, sent = None, None, 0, view
             if view.served <= need:  # the page, or its look-ahead item, is not served yet
                 if view.cursor == 0 and not refreshed:
-                    # A feed starts on the catalog as it is now, not as this process saw it up to
-                    # CATALOG_STATE_TTL ago: an item an import changed into its filter just before
-                    # is in its matching set. One query when a process starts on a feed: a new one,
-                    # or one of a session it has not served (or forgot), whose cursor it learns next.
+                    # A feed starts on the catalog as it is now (docs/architecture.md, step 3).
                     source.catalog_state(fresh=True)
                     refreshed = True
                 largest = source.catalog_state().largest_key
                 if largest < view.end:
-                    # Another process grew the session's order past this one's remembered catalog
-                    # state: scanning with it would pass over the new items. Ask the database; if it
-                    # still lags (a replica), answer what is served, a short page, and scan nothing.
+                    # Another process grew the order past this one's catalog state (step 3).
                     largest = source.catalog_state(fresh=True).largest_key
                     if largest < view.end:
                         result = self.store.serve_page(session_id, feed, view, offset=offset, limit=limit,
@@ -307,8 +300,7 @@ class RandomFeedService:
                 continue  # a read that found the page without its look-ahead: claim
             examined += work
             short += 1
-            # The last page is a promise: checked against the catalog as it is now, so items another
-            # process imported within the remembered state's TTL come before it (one query a last page).
+            # The last page is a promise, checked against the catalog as it is now (step 3).
             at_end = view.cursor >= view.end * scale and source.catalog_state(fresh=True).largest_key <= view.end
             if at_end:
                 return view, result.positions, True, round_trip, False, started

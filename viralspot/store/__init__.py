@@ -61,7 +61,7 @@ def backend_from_url(url: str, config) -> SessionStoreBackend:
             ttl=float(config["SESSION_TTL"]),
             max_sessions=int(config["SESSION_MAX"]),
             max_feeds=int(config["SESSION_MAX_FEEDS"]),
-            max_items=int(config["SESSION_MAX_ITEMS"]),
+            max_items=int(config["SESSION_MAX_ITEMS"]), max_total_items=int(config["SESSION_MAX_TOTAL_ITEMS"]),
         )
     return _redis_backend(url, config)
 

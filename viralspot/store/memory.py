@@ -1,4 +1,4 @@
-"""In-process session store: thread-safe, TTL-expiring, LRU-capped.
+"""In-process session store: thread-safe, TTL-expiring, LRU-capped in sessions and items held.
 
 A session is one ``_Session`` object in one ``OrderedDict`` (least recently used first), so it
 is kept or dropped whole. Each feed's served positions are an ``array('I')`` in the order served
@@ -47,11 +47,12 @@ class MemorySessionStore(SessionStoreBackend):
     storage_type = "in_memory_dict"
 
     def __init__(self, ttl: float = 86400, max_sessions: int = 100_000, max_feeds: int = 64,
-                 max_items: int = 1_000_000, clock: Callable[[], float] = time.time) -> None:
+                 max_items: int = 1_000_000, clock: Callable[[], float] = time.time,
+                 max_total_items: int = 20_000_000) -> None:
         super().__init__(ttl, max_feeds, max_items)
-        if max_sessions <= 0:
-            raise ValueError("max_sessions must be positive")
-        self.max_sessions = max_sessions
+        if max_sessions <= 0 or max_total_items <= 0:
+            raise ValueError("max_sessions and max_total_items must be positive")
+        self.max_sessions, self.max_total_items, self.total_items = max_sessions, max_total_items, 0
         self._clock = clock
         self._lock = threading.Lock()
         self._sessions: OrderedDict[str, _Session] = OrderedDict()
@@ -61,8 +62,11 @@ class MemorySessionStore(SessionStoreBackend):
     def _expire(self, now: float) -> None:
         sessions = self._sessions
         while sessions and now - next(iter(sessions.values())).touched >= self.ttl:
-            sessions.popitem(last=False)
+            self._drop_oldest()
             self.expired += 1
+
+    def _drop_oldest(self) -> None:
+        self.total_items -= len(self._sessions.popitem(last=False)[1].seen)
 
     def _lookup(self, session_id: str, now: float) -> _Session | None:
         self._expire(now)
@@ -116,16 +120,19 @@ class MemorySessionStore(SessionStoreBackend):
                 taken_items.add(item)
             if len(seen) + len(taken) > self.max_items:
                 return PageResult(PageStatus.ITEM_LIMIT, current)
+            while ((fresh and len(self._sessions) >= self.max_sessions)
+                   or self.total_items + len(taken) > self.max_total_items) \
+                    and next(iter(self._sessions), session_id) != session_id:
+                self._drop_oldest()
+                self.evicted += 1
             if fresh:
-                while len(self._sessions) >= self.max_sessions:
-                    self._sessions.popitem(last=False)
-                    self.evicted += 1
                 self._sessions[session_id] = session
             if feed is None:
                 feed = session.feeds[feed_id] = _Feed()
                 feed.served = served
             session.bounds = bounds
             seen |= taken_items
+            self.total_items += len(taken)
             served.extend(taken)
             feed.cursor = new_cursor
             result_view = FeedView(session.seed, bounds, new_cursor, len(served))
@@ -138,6 +145,7 @@ class MemorySessionStore(SessionStoreBackend):
             if session is None:
                 return ResetResult(False, 0, len(self._sessions))
             del self._sessions[session_id]
+            self.total_items -= len(session.seen)
             return ResetResult(True, len(session.seen), len(self._sessions))
 
     def session_count(self) -> int:
@@ -163,4 +171,4 @@ class MemorySessionStore(SessionStoreBackend):
 
     def stats(self) -> dict:
         return {**super().stats(), "max_sessions": self.max_sessions, "evicted": self.evicted,
-                "expired": self.expired}
+                "expired": self.expired, "items_held": self.total_items, "max_total_items": self.max_total_items}
