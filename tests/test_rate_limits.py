@@ -60,6 +60,49 @@ def test_behind_trusted_proxies_each_forwarded_client_has_its_own_budget():
         create_app({"CONFIG": "testing", "TRUSTED_PROXIES": -1})
 
 
+def test_an_ipv6_client_has_one_budget_for_its_64_block():
+    """A host is usually given a /64: every address of it is one client, not a budget each."""
+    trusting = make(RATE_LIMIT="2/minute", TRUSTED_PROXIES=1)
+    statuses = lambda address: trusting.get("/api/reels", headers={"X-Forwarded-For": address}).status_code  # noqa: E731
+    assert [statuses(f"2001:db8:0:1::{n}") for n in (1, 2, 3)] == [200, 200, 429]
+    assert [statuses(address) for address in ("2001:db8:0:2::1", "2001:db8:0:2::ffff")] == [200, 200]
+    # IPv4, also written as an IPv4-mapped IPv6 address, is one address.
+    assert [statuses(address) for address in ("198.51.100.1", "::ffff:198.51.100.1", "198.51.100.2")] == [
+        200, 200, 200]
+    assert statuses("198.51.100.1") == 429
+
+
+class _Clock:
+    """A ``time`` module whose ``time()`` the test sets."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+    def __getattr__(self, name):
+        return getattr(time, name)
+
+
+def test_a_burst_across_a_windows_edge_gets_one_budget_not_two(monkeypatch):
+    """A fixed window let a client spend its budget at the end of one minute and again at the start
+    of the next (1,992 requests in 6.5 s under 1200/minute): the sliding window counter weighs the
+    last minute's count by how much of it is still inside the last 60 s."""
+    import limits.storage.memory
+    import limits.strategies
+
+    clock = _Clock(60 * 1_000_000 + 58.0)  # 2 s before a minute ends
+    for module in (limits.storage.memory, limits.strategies):
+        monkeypatch.setattr(module, "time", clock)
+    client = make(RATE_LIMIT="10/minute")
+    assert [client.get("/api/filter-options").status_code for _ in range(10)] == [200] * 10
+    clock.now += 4  # 2 s into the next minute: 58 s of the last one still count (floor(9.67) = 9 of 10)
+    assert [client.get("/api/filter-options").status_code for _ in range(10)] == [200] + [429] * 9
+    clock.now += 30  # 32 s in: floor(10 x 28 / 60) = 4 of the last minute and 1 of this one count
+    assert [client.get("/api/filter-options").status_code for _ in range(10)] == [200] * 5 + [429] * 5
+
+
 class _ClockAhead:
     """flask-limiter's ``time`` module, ``seconds`` ahead: its back-off before asking a failed
     storage again has passed."""

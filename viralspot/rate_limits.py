@@ -2,7 +2,7 @@
 trusted proxies (``VIRALSPOT_TRUSTED_PROXIES``: Werkzeug's ``ProxyFix`` for that many hops).
 
 ``RATE_LIMIT`` is one budget per client shared by all ``/api/`` routes, ``RESET_RATE_LIMIT`` the reset
-endpoint's besides (empty: off). The counts live in the session store's Redis (keys starting
+endpoint's besides (empty: off); each a sliding window counter, a client an address (an IPv6 one by its /64). The counts live in the session store's Redis (keys starting
 ``vs2:rl:``), or in the process with ``memory://``. Over a limit: 429 ``RATE_LIMITED`` with
 ``Retry-After`` and the ``RateLimit-*`` headers. CORS preflights (``OPTIONS``) and paths outside
 ``/api/`` (probes, ``/metrics``) are outside every limit and never touch the storage. While
@@ -12,6 +12,7 @@ the failures.
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import time
@@ -50,6 +51,20 @@ def limits_storage(session_store_url: str) -> tuple[str, dict]:
             "db": parsed.pool_kwargs["db"], "password": parsed.pool_kwargs["password"], "use_replicas": False,
             "sentinel_kwargs": {"password": parsed.pool_kwargs.get("sentinel_password")}}
     return session_store_url, {}  # redis, rediss, redis+cluster: the same forms
+
+
+def client_key() -> str:
+    """Whom a budget belongs to: the client's address (``ProxyFix`` resolved it behind trusted
+    proxies), an IPv6 one by its /64, the block one host is usually given (each address of it would
+    otherwise have a budget of its own)."""
+    address = get_remote_address()
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 6 and ip.ipv4_mapped is None:
+        return str(ipaddress.ip_network((ip, 64), strict=False))
+    return str(getattr(ip, "ipv4_mapped", None) or ip)
 
 
 def _preflight() -> bool:
@@ -99,7 +114,9 @@ class RateLimits:
     def _limiter(app: Flask, uri: str, options: dict) -> Limiter:
         config = app.config
         limiter = Limiter(
-            get_remote_address, storage_uri=uri, storage_options=options,
+            # A sliding window counter (two counts a limit): a fixed window let twice the budget
+            # through across a window's edge (1,992 requests in 6.5 s under 1200/minute).
+            client_key, strategy="sliding-window-counter", storage_uri=uri, storage_options=options,
             swallow_errors=True, headers_enabled=False, in_memory_fallback_enabled=True,
             application_limits=[config["RATE_LIMIT"]] if config["RATE_LIMIT"] else [],
             default_limits=[config["RESET_RATE_LIMIT"]] if config["RESET_RATE_LIMIT"] else [],
