@@ -84,6 +84,26 @@ def test_every_route_answers_503_within_the_deadline_while_the_database_hangs(pr
 
 
 @pytest.mark.postgres
+def test_a_request_that_finds_every_pooled_connection_busy_answers_503(proxied):
+    """More server threads than the pool's 20 connections, each held by a slow statement: a request
+    waited SQLAlchemy's 30 s for one and answered 500 (its pool TimeoutError is not an
+    OperationalError). It waits as long as a connect may (2 s here), then answers the 503."""
+    app, _proxy = proxied
+    client = app.test_client()
+    engine = app.extensions["viralspot.catalog"]
+    held = [engine.connect() for _ in range(20)]  # pool_size 10 + max_overflow 10
+    try:
+        response, seconds = timed_get(client, "/api/reels?limit=5")
+    finally:
+        for connection in held:
+            connection.close()
+    assert response.status_code == 503 and response.json["error_code"] == "DATABASE_UNAVAILABLE", response.json
+    assert not any(leak in response.get_data(as_text=True).lower() for leak in LEAKS), response.json
+    assert seconds < BOUND, seconds
+    assert client.get("/api/reels?limit=5").status_code == 200
+
+
+@pytest.mark.postgres
 def test_a_statement_past_the_deadline_is_cancelled_on_the_server(proxied, postgres_server):
     """The server stops it (``statement_timeout``): nothing runs on for a client that gave up, and the
     connection serves the next statement."""

@@ -11,6 +11,7 @@ import logging
 
 from flask import Flask
 from sqlalchemy.exc import OperationalError as DatabaseOperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from . import metrics
@@ -34,7 +35,7 @@ def api_error(error: Exception) -> ApiError:
         return ApiError(str(error), error.error_code)
     if isinstance(error, StoreError):
         return ApiError("Session store is unavailable", "SESSION_STORE_UNAVAILABLE")
-    if isinstance(error, DatabaseOperationalError):
+    if isinstance(error, (DatabaseOperationalError, PoolTimeout)):  # PoolTimeout: no connection came free
         return ApiError("Content database is unavailable", "DATABASE_UNAVAILABLE")
     if isinstance(error, HTTPException):
         status = error.code or 500
@@ -46,9 +47,9 @@ def api_error(error: Exception) -> ApiError:
     return ApiError("Internal server error", "INTERNAL_ERROR")
 
 
-def _driver_message(error: DatabaseOperationalError) -> str:
+def _driver_message(error: DatabaseOperationalError | PoolTimeout) -> str:
     """The driver's error class and the first line of its message (no SQL, no bound values)."""
-    cause = error.orig if error.orig is not None else error
+    cause = getattr(error, "orig", None) or error
     return f"{type(cause).__name__}: {(str(cause).strip().splitlines() or [''])[0]}"
 
 
@@ -60,7 +61,7 @@ def register_errorhandlers(app: Flask) -> None:
             # One line, as for the database: an outage or a failover logs one per request.
             log.error("session store unavailable: %s: %s", type(error).__name__, error)
             metrics.count("store_errors", metrics.store_error_kind(error))
-        elif isinstance(error, DatabaseOperationalError):  # one line: an outage logs one per request
+        elif isinstance(error, (DatabaseOperationalError, PoolTimeout)):  # one line: an outage logs one per request
             log.error("database unavailable: %s", _driver_message(error))
             metrics.count("database_errors")
         elif isinstance(error, FeedConflict):

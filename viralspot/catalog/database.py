@@ -157,8 +157,9 @@ def make_engine(url: str, busy_timeout: float = Config.DATABASE_BUSY_TIMEOUT,
     else:
         # Connecting takes 5 s at most, no longer than an answer may (libpq: whole seconds, 2 at least).
         connect_timeout = min(CONNECT_TIMEOUT, max(2, math.ceil(answer_timeout or CONNECT_TIMEOUT)))
+        # A request that finds every pooled connection busy waits as long as a connect may, then 503.
         engine = create_engine(url, hide_parameters=True, pool_pre_ping=True, pool_size=10, max_overflow=10,
-                               connect_args={"connect_timeout": connect_timeout})
+                               pool_timeout=connect_timeout, connect_args={"connect_timeout": connect_timeout})
     bound_answers(engine, answer_timeout)
     return engine
 
