@@ -31,11 +31,14 @@ def test_same_seed_gives_the_same_catalog_and_another_seed_does_not(catalog_app)
     assert [row[0] for row in first[0]] == list(range(1, 601))  # dense ids from 1
     seed_catalog(engine, 600, seed=5, replace=True, reference=PINNED_NOW)
     again = dump(engine)
-    # The same items and profiles; the items' ids past the replaced ones (no key is reused).
+    # The same items and profiles, each item under the key it had (the same content_id: the same
+    # item, as an import's update in place).
     assert [row[1:] for row in again[0]] == [row[1:] for row in first[0]] and again[1] == first[1]
-    assert [row[0] for row in again[0]] == list(range(601, 1201))
+    assert [row[0] for row in again[0]] == list(range(1, 601))
     seed_catalog(engine, 600, seed=6, replace=True, reference=PINNED_NOW)
-    assert [row[1:] for row in dump(engine)[0]] != [row[1:] for row in first[0]]
+    other = dump(engine)
+    assert [row[1:] for row in other[0]] != [row[1:] for row in first[0]]
+    assert [row[0] for row in other[0]] == list(range(601, 1201))  # other items: no key reused
 
 
 def test_seeded_catalog_is_realistic(catalog_app):

@@ -339,8 +339,10 @@ def seed_catalog(engine: Engine, items: int, seed: int = 0, *, reference: dateti
         # tables'. Taken after the TRUNCATE, an import holding the version and waiting on the table
         # deadlocked with this transaction.
         bump_version(conn)
-        # New rows never take the keys of the rows they replace: a session in progress holds positions
-        # of its order by key, so it goes on over the new rows as over an import (a new epoch).
+        # A new row keeps the key of the row of its content_id it replaces (the same item, as an
+        # import's update in place: a session that was served it is not served it again) and takes
+        # no other's: the rest get keys past the old ones, new items, as an import's (a new epoch).
+        kept = {name: key for name, key in conn.execute(select(content.c.content_id, content.c.id))} if existing else {}
         first_key = catalog_state(conn).largest_key + 1
         if first_key - 1 + items > MAX_CONTENT_KEY:
             raise ContentKeysExhausted(f"the new rows' ids would pass {MAX_CONTENT_KEY}: seed into a new catalog")
@@ -363,6 +365,8 @@ def seed_catalog(engine: Engine, items: int, seed: int = 0, *, reference: dateti
         waiting: list[tuple[dict, Future]] = []  # generated chunks whose items are being rendered
         for start in range(0, items, CHUNK):
             columns = generate_content(rng, start, min(CHUNK, items - start), profiles, seed, reference, first_key)
+            if kept:
+                columns["id"] = [kept.get(name, key) for name, key in zip(columns["content_id"], columns["id"])]
             waiting.append((columns, renderer.submit(columns)))
             if len(waiting) > renderer.ahead:  # insert the oldest chunk while the later ones render
                 _insert_chunk(engine, *waiting.pop(0), progress)
