@@ -93,6 +93,33 @@ def test_parse_line_rejects_nan_and_blank_identifiers():
             raise AssertionError(f"accepted {broken}")
 
 
+def test_parse_line_rejects_counts_that_are_not_whole_numbers_and_oversized_text():
+    """A fractional or quoted count was truncated or read (followers 1.9 stored as 1, "12" as 12), and
+    a text field had no bound (a 200 MB description served as a 419 MB page)."""
+    from viralspot.catalog.importer import MAX_IMAGE_URLS, MAX_TEXT
+
+    record = fixture_records(PINNED_NOW)[0]
+    assert parse_line(json.dumps(record))["view_count"] == record["view_count"]
+    for broken in ({**record, "view_count": 2.7}, {**record, "like_count": "12"}, {**record, "followers": 1.9},
+                   {**record, "description": "y" * (MAX_TEXT + 1)},
+                   {**record, "all_image_urls": ["https://x.example/a.jpg"] * (MAX_IMAGE_URLS + 1)}):
+        try:
+            parse_line(json.dumps(broken))
+        except Exception as error:  # noqa: BLE001 - the type is asserted below
+            assert type(error).__name__ == "LineRejected", error
+        else:
+            raise AssertionError(f"accepted {[name for name in broken if broken[name] != record[name]]}")
+    assert parse_line(json.dumps({**record, "description": "y" * MAX_TEXT}))["description"] == "y" * MAX_TEXT
+
+
+def test_a_file_that_begins_with_a_byte_order_mark_loses_no_line(catalog_app, tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + "".join(as_json_lines(fixture_records(PINNED_NOW)[:2])).encode())
+    result = catalog_app.test_cli_runner().invoke(args=["content", "import", str(path), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "inserted 2, updated 0, rejected 0" in result.output
+
+
 def test_every_import_that_writes_bumps_the_catalog_version(catalog_app):
     with engine_of(catalog_app).connect() as conn:
         assert catalog_state(conn) == (0, 0)

@@ -7,7 +7,8 @@ Fields use the ``content`` and ``primary_profiles`` column names (``profile_lang
 profile's language); other keys are ignored. An existing ``content_id`` is updated with the fields
 the line gives, a new one inserted; the author's profile is created or updated by ``username``.
 
-A bad line (invalid JSON, a missing or malformed field, a shortcode owned by another content_id) is
+A bad line (invalid JSON, a missing or malformed field: a count that is not a whole number, a text
+over its column or ``MAX_TEXT`` characters; a shortcode owned by another content_id) is
 rejected with its line number, never stopping the import nor leaving a partial row: lines are written
 in chunks, one transaction each, and a chunk that fails in the database is replayed line by line.
 """
@@ -31,6 +32,10 @@ CHUNK_LINES = 500
 #: Required, and stripped when written: a blank one rejects the line.
 _IDENTIFIERS = ("content_id", "shortcode", "username")
 _COUNT = validate.Range(min=0, max=2 ** 62)
+#: Characters a text field without a column length holds at most (a caption is 2,200 on Instagram;
+#: one line's 200 MB description made a 419 MB page), and URLs an item lists at most.
+MAX_TEXT = 20_000
+MAX_IMAGE_URLS = 100
 
 #: The content columns a line may give: not the keys, the bookkeeping dates nor the rendered item.
 CONTENT_FIELDS = tuple(column.name for column in content.c if column.name not in (
@@ -64,9 +69,8 @@ def _column_field(column) -> fields.Field:
     if isinstance(column.type, Boolean):
         return fields.Boolean()
     if isinstance(column.type, Integer):
-        return fields.Integer(validate=_COUNT)
-    length = column.type.length
-    return fields.String(allow_none=True, validate=validate.Length(max=length) if length else None)
+        return fields.Integer(strict=True, validate=_COUNT)  # 1.9 or "12" rejected, not truncated or read
+    return fields.String(allow_none=True, validate=validate.Length(max=column.type.length or MAX_TEXT))
 
 
 _SPECIAL_FIELDS = {
@@ -75,7 +79,8 @@ _SPECIAL_FIELDS = {
     "date_posted": UtcDateTime(required=True),
     "outlier_score": fields.Float(allow_nan=False, validate=validate.Range(min=0)),
     "categorization_confidence": fields.Float(allow_none=True, allow_nan=False),
-    "all_image_urls": fields.List(fields.String(), allow_none=True),
+    "all_image_urls": fields.List(fields.String(validate=validate.Length(max=MAX_TEXT)), allow_none=True,
+                                  validate=validate.Length(max=MAX_IMAGE_URLS)),
 }
 _COLUMNS = {**{name: content.c[name] for name in CONTENT_FIELDS},
             **{key: primary_profiles.c[column] for key, column in PROFILE_FIELDS.items()}}
@@ -253,6 +258,8 @@ def import_lines(engine: Engine, lines: Iterable[str | bytes], progress: Callabl
         try:
             if isinstance(text, bytes):
                 text = _utf8(text)
+            if line_number == 1:
+                text = text.removeprefix("\ufeff")  # a byte order mark, as editors on Windows write
             if not text.strip():
                 continue
             chunk.append((line_number, parse_line(text)))
