@@ -209,3 +209,25 @@ def test_a_seed_replacing_the_catalog_during_an_import_takes_its_turn(postgres_s
         postgres_server.drop_database(url)
     assert not any(isinstance(outcome, Exception) for outcome in outcomes.values()), outcomes
     assert outcomes["import"].inserted == len(records) and outcomes["seed"].items == 40
+
+
+def test_indexes_a_killed_seed_dropped_come_back_at_the_next_start(catalog_app):
+    """A large seed drops the secondary indexes for its load and rebuilds them at its end: killed
+    before, it left the catalog without them (a default page then scanned and sorted every row), and a
+    restart did not bring them back. Every start creates the indexes that do not exist."""
+    from sqlalchemy import inspect
+
+    from viralspot.catalog.database import create_schema
+    from viralspot.catalog.tables import CONTENT_SECONDARY_INDEXES
+
+    engine = catalog_app.extensions["viralspot.catalog"]
+    names = lambda: {index["name"] for index in inspect(engine).get_indexes("content")}  # noqa: E731
+    expected = names()
+    assert {index.name for index in CONTENT_SECONDARY_INDEXES} <= expected
+    with engine.begin() as conn:
+        for index in CONTENT_SECONDARY_INDEXES:
+            index.drop(conn)
+    assert not names() & {index.name for index in CONTENT_SECONDARY_INDEXES}
+    create_schema(engine)  # what every start (app and command) runs
+    assert names() == expected
+

@@ -179,7 +179,10 @@ def create_schema(engine: Engine) -> None:
             turn.callback(lock.execute, text("SELECT pg_advisory_unlock(:key)"), {"key": SCHEMA_LOCK})
         metadata.create_all(engine)
         add_missing_columns(engine)
-        for index in ADDED_INDEXES:  # IF NOT EXISTS: safe when workers race
+        # Every index, not only those of tables it creates: one added since, or one a seed dropped
+        # for its load and could not rebuild (killed) comes back at the next start. IF NOT EXISTS:
+        # safe when workers race.
+        for index in (index for table in metadata.sorted_tables for index in table.indexes):
             with engine.begin() as conn:
                 conn.execute(CreateIndex(index, if_not_exists=True))
 
@@ -188,8 +191,6 @@ def create_schema(engine: Engine) -> None:
 ADDED_COLUMNS = ((content, content.c.item_json), (content, content.c.item_version))
 #: How an added column gets its values, for the log line that announces it.
 COLUMN_FILLED_BY = {"item_json": "run `flask content render` to fill it"}
-#: Indexes added to existing tables after their first release (``create_all`` skips existing tables).
-ADDED_INDEXES = tuple(index for index in content.indexes if index.name == "ix_content_item_version")
 
 
 def add_missing_columns(engine: Engine) -> None:
