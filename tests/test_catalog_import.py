@@ -53,6 +53,27 @@ def test_upsert_changes_the_fields_a_line_gives_and_the_profile(catalog_app):
     assert followers == 31337
 
 
+def test_a_line_repeating_its_authors_profile_as_it_is_re_renders_none_of_the_authors_items(catalog_app):
+    """Only a change to a profile re-renders its author's items: a line giving the profile's fields
+    as they are marked the author for a render of every item, at every chunk (10,000 lines of 5
+    authors took 25.5 s against 13.8 without profile fields, and slowed as the catalog grew)."""
+    from viralspot.catalog.importer import PROFILE_FIELDS, RenderPending, parse_line, write_record
+
+    records = fixture_records(PINNED_NOW)
+    import_lines(engine_of(catalog_app), as_json_lines(records))
+    record = next(r for r in records if any(key in r for key in PROFILE_FIELDS))
+    with engine_of(catalog_app).begin() as conn:
+        unchanged = RenderPending(version=0)
+        write_record(conn, parse_line(json.dumps(record)), unchanged)
+        changed = RenderPending(version=0)
+        write_record(conn, parse_line(json.dumps({**record, "followers": (record.get("followers") or 0) + 1})),
+                     changed)
+        author = conn.execute(select(primary_profiles.c.id)
+                              .where(primary_profiles.c.username == record["username"])).scalar()
+    assert unchanged.profile_ids == set()
+    assert changed.profile_ids == {author}
+
+
 def test_bad_lines_are_reported_with_their_number_and_do_not_stop_the_import(catalog_app):
     good = fixture_records(PINNED_NOW)[:4]
     lines = [

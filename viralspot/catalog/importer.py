@@ -165,13 +165,17 @@ class RenderPending:
 def _upsert_profile(conn: Connection, record: dict, now: datetime, pending: RenderPending) -> int:
     values = {column: record[key] for key, column in PROFILE_FIELDS.items() if key in record}
     username = record["username"].strip()
-    existing = conn.execute(select(primary_profiles.c.id).where(primary_profiles.c.username == username)).scalar()
+    existing = conn.execute(select(primary_profiles.c.id, *(primary_profiles.c[column] for column in values))
+                            .where(primary_profiles.c.username == username)).first()
     if existing is not None:
-        if values:
-            conn.execute(primary_profiles.update().where(primary_profiles.c.id == existing)
-                         .values(**values, updated_at=now))
-            pending.profile_ids.add(int(existing))  # its fields are part of each of its items
-        return int(existing)
+        key, *stored = existing
+        # Only a change re-renders the author's items: lines repeating a profile as it is re-rendered
+        # every item of their authors at each chunk (10,000 new lines of 5 authors on SQLite: 11.3 s,
+        # now 6.8; 5.9 without profile fields).
+        if any(old != new for old, new in zip(stored, values.values())):
+            conn.execute(primary_profiles.update().where(primary_profiles.c.id == key).values(**values, updated_at=now))
+            pending.profile_ids.add(int(key))  # its fields are part of each of its items
+        return int(key)
     values = {"followers": 0, "is_verified": False, "is_business_account": False, **values}
     result = conn.execute(primary_profiles.insert().values(username=username, created_at=now, updated_at=now, **values))
     return int(result.inserted_primary_key[0])
