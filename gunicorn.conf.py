@@ -11,13 +11,16 @@ import multiprocessing
 import os
 
 from config import config_class, load_settings
+from viralspot import check_settings
 from viralspot.store import store_scheme
 
-try:  # the app's settings, read and checked as the app reads them (config.py); the store URL too
+try:  # the app's settings, read and checked as the app reads them (config.py); the store URL too, and
+    # production's refusals: once, here, not once a worker after the port is bound
     _settings, _unknown = load_settings(config_class(), os.environ)
+    check_settings(_settings)
     _shared_store = store_scheme(str(_settings["SESSION_STORE_URL"])) != "memory"
 except RuntimeError as error:
-    raise SystemExit(str(error)) from None
+    raise SystemExit(f"viralspot: {error}") from None
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 _workers = os.environ.get("WEB_CONCURRENCY", "").strip() or str(multiprocessing.cpu_count() * 2 + 1 if _shared_store else 1)

@@ -33,7 +33,9 @@ def create_app(config: Mapping[str, Any] | str | None = None) -> Flask:
     configure_logger(app)
     for variable in unknown:
         log.warning("%s is not a setting of this service (README, Configuration); ignored", variable)
-    check_settings(app)
+    check_settings(app.config)
+    if app.config["SECRET_KEY"] == INSECURE_DEFAULT_SECRET:
+        log.warning("using the built-in development secret; set VIRALSPOT_SECRET_KEY in production")
     register_observability(app)
     app.after_request(_not_sniffed)
     register_extensions(app)
@@ -78,11 +80,11 @@ def _weak(secret: str) -> str | None:
     return None
 
 
-def check_settings(app: Flask) -> None:
-    """Refuse to start with a missing secret, or with unsafe settings in production."""
+def check_settings(config: Mapping) -> None:
+    """Refuse to start with a missing secret, or with unsafe settings in production: the app's
+    settings (``RuntimeError``), also read by ``gunicorn.conf.py`` before any worker starts."""
     from .admin_token import configured_token
 
-    config = app.config
     if not config.get("SECRET_KEY"):
         given_empty = config.get("SECRET_KEY") == "" and not config.get("PRODUCTION")
         raise RuntimeError("VIRALSPOT_SECRET_KEY is empty: set a secret, or unset it for the development one"
@@ -102,8 +104,6 @@ def check_settings(app: Flask) -> None:
         refused = [f"{name} {why}" for name, why in unsafe.items() if why]
         if refused:
             raise RuntimeError("refusing to start in production: " + "; ".join(refused))
-    elif config["SECRET_KEY"] == INSECURE_DEFAULT_SECRET:
-        log.warning("using the built-in development secret; set VIRALSPOT_SECRET_KEY in production")
 
 
 def register_extensions(app: Flask) -> None:
