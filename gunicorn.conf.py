@@ -58,7 +58,7 @@ else:
 # Workers write their samples to files in PROMETHEUS_MULTIPROC_DIR. prometheus_client reads the
 # variable when it is first imported, so it is set here in the master, before any worker is
 # forked (nothing in the master imports prometheus_client before it). When the operator does not
-# set it, a fresh directory is made and removed at exit; either way its files of a former run are
+# set it, a fresh directory is made and removed when the master exits; either way its files of a former run are
 # deleted at start. A worker that exits is marked dead (its live gauges go; its counters stay).
 _METRICS_ON = _settings["METRICS"]
 
@@ -75,9 +75,15 @@ def on_starting(server):
         for stale in glob.glob(os.path.join(directory, "*.db")):
             os.unlink(stale)
     else:
+        import atexit
+        import shutil
+
         directory = tempfile.mkdtemp(prefix="viralspot-metrics-")
-        server.viralspot_metrics_dir = directory  # the arbiter outlives a config reload (HUP)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        # Removed when the master exits, however it exits (gunicorn calls no on_exit when it cannot
+        # bind its port); not when a forked worker does, which inherits the handler.
+        master = os.getpid()
+        atexit.register(lambda: os.getpid() == master and shutil.rmtree(directory, ignore_errors=True))
     server.log.info("prometheus multiprocess directory: %s", directory)
 
 
@@ -87,10 +93,3 @@ def child_exit(server, worker):
 
         multiprocess.mark_process_dead(worker.pid)
 
-
-def on_exit(server):
-    made = getattr(server, "viralspot_metrics_dir", None)
-    if made:
-        import shutil
-
-        shutil.rmtree(made, ignore_errors=True)

@@ -438,7 +438,7 @@ def test_a_scrape_answered_by_any_worker_reports_every_worker(redis_clean, tmp_p
             status, _headers, body = request(port, "/metrics")
             assert status == 200 and livez_count(body) == sent
         log_text = server.log_path.read_text(encoding="utf-8", errors="replace")
-    assert not directory.exists()  # removed by on_exit
+    assert not directory.exists()  # removed as the master exits
 
     # VIRALSPOT_LOG_FORMAT=json: every line gunicorn and the app wrote is one JSON object; the access
     # lines carry the request id the app answered.
@@ -454,3 +454,24 @@ def test_a_scrape_answered_by_any_worker_reports_every_worker(redis_clean, tmp_p
     assert all(entry["request_id"] == "mp-livez" and entry["status"] == 200 for entry in access)
     scrapes = [entry for entry in entries if entry.get("logger") == "gunicorn.access" and entry["path"] == "/metrics"]
     assert scrapes and all(len(entry["request_id"]) == 32 for entry in scrapes)  # made by the app
+
+
+def test_a_gunicorn_that_cannot_bind_its_port_leaves_no_metrics_directory(tmp_path):
+    """The master makes its multiprocess directory before it binds; gunicorn calls no ``on_exit``
+    when the port is taken, so the directory was left behind, one a failed start."""
+    import socket
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = {"PATH": os.environ["PATH"], "TMPDIR": str(tmp_path), "PORT": str(taken.getsockname()[1]),
+               "VIRALSPOT_DATABASE_URL": f"sqlite:///{tmp_path}/catalog.db"}
+        answer = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"], cwd=root,
+                                env=env, capture_output=True, text=True, timeout=60)
+    assert answer.returncode != 0 and "Connection in use" in answer.stderr, answer.stderr[-1000:]
+    assert "prometheus multiprocess directory: " + str(tmp_path) in answer.stderr  # it was made there
+    assert not list(tmp_path.glob("viralspot-metrics-*"))
+
