@@ -58,8 +58,9 @@ else:
 # Workers write their samples to files in PROMETHEUS_MULTIPROC_DIR. prometheus_client reads the
 # variable when it is first imported, so it is set here in the master, before any worker is
 # forked (nothing in the master imports prometheus_client before it). When the operator does not
-# set it, a fresh directory is made and removed when the master exits; either way its files of a former run are
-# deleted at start. A worker that exits is marked dead (its live gauges go; its counters stay).
+# set it, a fresh directory is made and removed when the master exits; either way its files of a
+# former run are deleted at start. A worker that exits is marked dead (its live gauges go; its
+# counters stay).
 _METRICS_ON = _settings["METRICS"]
 
 

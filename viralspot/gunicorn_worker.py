@@ -17,6 +17,7 @@ deadline, ``BODY_DRAIN_SECONDS``, then the connection closes: gthread bounds eac
 not the drain, so a client sending a body a byte every few seconds held a thread for an hour."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import re
@@ -113,6 +114,19 @@ class HeadSocket:
         return getattr(self._sock, name)
 
 
+@contextlib.contextmanager
+def reads_until(unreader, deadline: float):
+    """Inside, every read of ``unreader``'s socket waits at most until ``deadline`` (``HeadSocket``);
+    after, the socket is back as gthread left it (blocking), for what it reads and writes next."""
+    sock = unreader.sock
+    unreader.sock = HeadSocket(sock, deadline)
+    try:
+        yield
+    finally:
+        unreader.sock = sock
+        sock.settimeout(None)
+
+
 class HeadDeadline:
     """A connection's request parser whose every request's line and headers must arrive within
     ``seconds`` of the connection being handed to the worker's threads (``EnvelopeWorker``: when it
@@ -130,16 +144,12 @@ class HeadDeadline:
         return self
 
     def __next__(self):
-        unreader = self._parser.unreader
-        sock = unreader.sock
-        unreader.sock = HeadSocket(sock, max(self._conn.handed_at + self._seconds, time.monotonic() + self._grace))
+        deadline = max(self._conn.handed_at + self._seconds, time.monotonic() + self._grace)
         try:
-            return next(self._parser)
+            with reads_until(self._parser.unreader, deadline):
+                return next(self._parser)
         except TimeoutError as error:
             raise HeadTimeout(self._seconds) from error
-        finally:
-            unreader.sock = sock  # the body, and the response, on the socket as gthread left it
-            sock.settimeout(None)
 
     def __getattr__(self, name):  # finish_body, the unreader and the rest: the parser's own
         return getattr(self._parser, name)
@@ -170,14 +180,8 @@ class EnvelopeWorker(ThreadWorker):
     def _keepalive_after(self, conn, keepalive):
         if not keepalive or conn.is_http2:
             return super()._keepalive_after(conn, keepalive)
-        unreader = conn.parser.unreader
-        sock = unreader.sock
-        unreader.sock = HeadSocket(sock, time.monotonic() + BODY_DRAIN_SECONDS)  # one deadline for every read
-        try:
+        with reads_until(conn.parser.unreader, time.monotonic() + BODY_DRAIN_SECONDS):  # one deadline for all
             return super()._keepalive_after(conn, keepalive)
-        finally:
-            unreader.sock = sock
-            sock.settimeout(None)
 
     def _cors_headers(self) -> str:
         app = getattr(self, "wsgi", None)

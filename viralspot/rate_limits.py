@@ -2,8 +2,9 @@
 trusted proxies (``VIRALSPOT_TRUSTED_PROXIES``: Werkzeug's ``ProxyFix`` for that many hops).
 
 ``RATE_LIMIT`` is one budget per client shared by all ``/api/`` routes, ``RESET_RATE_LIMIT`` the reset
-endpoint's besides (empty: off); each a sliding window counter, a client an address (an IPv6 one by its /64). The counts live in the session store's Redis (keys starting
-``vs2:rl:``), or in the process with ``memory://``. Over a limit: 429 ``RATE_LIMITED`` with
+endpoint's besides (empty: off); each a sliding window counter, a client an address (an IPv6 one by
+its /64). The counts live in the session store's Redis (keys starting ``vs2:rl:``), or in the
+process with ``memory://``. Over a limit: 429 ``RATE_LIMITED`` with
 ``Retry-After`` and the ``RateLimit-*`` headers. CORS preflights (``OPTIONS``) and paths outside
 ``/api/`` (probes, ``/metrics``) are outside every limit and never touch the storage. While
 the storage fails, each process counts in its own memory (flask-limiter's in-memory fallback), asking
@@ -62,9 +63,9 @@ def client_key() -> str:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return address
-    if ip.version == 6 and ip.ipv4_mapped is None:
-        return str(ipaddress.ip_network((ip, 64), strict=False))
-    return str(getattr(ip, "ipv4_mapped", None) or ip)
+    if ip.version == 6:
+        return str(ip.ipv4_mapped or ipaddress.ip_network((ip, 64), strict=False))
+    return str(ip)
 
 
 def _preflight() -> bool:
