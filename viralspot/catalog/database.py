@@ -182,8 +182,8 @@ def create_schema(engine: Engine) -> None:
         # Every index, not only those of tables it creates: one added since, or one a seed dropped
         # for its load and could not rebuild (killed) comes back at the next start. IF NOT EXISTS:
         # safe when workers race.
-        for index in (index for table in metadata.sorted_tables for index in table.indexes):
-            with engine.begin() as conn:
+        with engine.begin() as conn:
+            for index in (index for table in metadata.sorted_tables for index in table.indexes):
                 conn.execute(CreateIndex(index, if_not_exists=True))
 
 
