@@ -90,7 +90,7 @@ def test_every_route_of_the_app_is_in_the_description(app, spec):
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static" or rule.endpoint.endswith(".static") or rule.endpoint in NOT_OPERATIONS:
             continue
-        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)  # <path:session_id> is {session_id}
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)  # <any_text:session_id> is {session_id}
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             assert (method.lower(), path) in documented_operations, f"{method} {rule.rule}"
             checked += 1

@@ -52,7 +52,8 @@ def test_unknown_and_reset_sessions_are_not_found(client, store, session_id):
 
 @pytest.mark.parametrize("raw, code", [("%20%20", "EMPTY_VALUE"), ("a%20b", "INVALID_FORMAT"),
                                        ("x" * 256, "TOO_LONG"), ("%C3%A9t%C3%A9", "INVALID_FORMAT"),
-                                       ("a%2Fb", "INVALID_FORMAT"), ("a/b", "INVALID_FORMAT")])
+                                       ("a%2Fb", "INVALID_FORMAT"), ("a/b", "INVALID_FORMAT"),
+                                       ("a%0Ab", "INVALID_FORMAT"), ("a%0D%0Ab", "INVALID_FORMAT")])
 def test_session_ids_follow_the_reset_endpoints_rules(client, raw, code):
     response = client.get(f"/api/sessions/{raw}")
     assert response.status_code == 400

@@ -22,7 +22,7 @@ def reset(args):
     return api_response(data, message)
 
 
-@bp.get("/sessions/<path:session_id>")  # an id holding a slash is refused by its rule (400), not a 404
+@bp.get("/sessions/<any_text:session_id>")  # an id holding a slash or a line break: its rule's 400
 @bp.query(SessionIdArgsSchema, location="path")
 @bp.response(200, SessionInspectionResponseSchema, description="The session's random-feed state")
 @bp.errors("EMPTY_VALUE", "TOO_LONG", "INVALID_FORMAT", "SESSION_NOT_FOUND", *STORE_ERRORS, *LIMITED, *ADMIN_ONLY)
