@@ -29,6 +29,8 @@ DATA_DIR = ROOT / "bench" / ".data"
 SNAPSHOT_ROOT = DATA_DIR / "snapshots"
 #: The seed of every cached catalog.
 SEED = 1
+#: In each cached catalog's name: raised when the columns a seed writes change (2: the engagement rates).
+CATALOG_LAYOUT = 2
 #: The cached catalogs are dated back from this instant, and the benchmark apps' clocks are pinned
 #: at it (``FIXED_NOW``): a date_range case matches the same share of the catalog on any day.
 BENCH_NOW = "2026-11-01T00:00:00Z"
@@ -75,7 +77,7 @@ def clean_env(**settings: str) -> dict:
 
 
 def catalog_path(size: int) -> Path:
-    return DATA_DIR / f"catalog_{size}_seed{SEED}.db"
+    return DATA_DIR / f"catalog_{size}_seed{SEED}_layout{CATALOG_LAYOUT}.db"
 
 
 def _items_in(path: Path) -> int:

@@ -28,6 +28,8 @@ CASES = [
     ("category filter", "/api/reels?limit=24&primary_categories=Food"),
     ("offset 5000", "/api/reels?limit=24&offset=5000"),
     ("posts, sort_by=likes", "/api/posts?limit=24&sort_by=likes"),
+    ("sort_by=account_engagement", "/api/reels?limit=24&sort_by=account_engagement"),
+    ("sort_by=content_engagement, offset 5000", "/api/reels?limit=24&sort_by=content_engagement&offset=5000"),
 ]
 
 

@@ -1,7 +1,8 @@
 """Items rendered at write time (``content.item_json``): the invariant, every writer, the upgrade, the pages.
 
 The invariant: ``item_json`` equals what ``serialize_item`` builds from the
-current row and its profile, or is NULL (then the item is built live).
+current row and its profile, or is NULL (then the item is built live); the
+stored engagement rates equal those of the current row and its profile.
 Real SQLite and PostgreSQL, as the other catalog tests.
 """
 from __future__ import annotations
@@ -10,7 +11,7 @@ import json
 
 from sqlalchemy import func, select, text
 
-from catalog_data import as_json_lines, fixture_records
+from catalog_data import account_rate, as_json_lines, content_rate, fixture_records
 from conftest import dispose_catalog_app, make_catalog_app
 from moments import PINNED_NOW
 from viralspot.catalog.importer import import_lines
@@ -44,6 +45,11 @@ def assert_invariant(app) -> None:
         assert fragment is not None, key
         assert json.loads(fragment) == live[key], key
         assert fragment == encode_item(live[key]), key  # the one encoding, byte for byte
+    with engine_of(app).connect() as conn:
+        rates = select(content.c.id, content.c.content_engagement_rate, content.c.account_engagement_rate)
+        stored_rates = {key: (by_content, by_account) for key, by_content, by_account in conn.execute(rates)}
+        rows = items_by_keys(conn, sorted(stored))
+    assert stored_rates == {row["id"]: (content_rate(row), account_rate(row)) for row in rows}
 
 
 def served(client, path="/api/reels", **query) -> list[dict]:
@@ -153,14 +159,19 @@ def test_content_changes_reach_the_served_item(catalog_app):
     assert_invariant(catalog_app)
 
 
-# --- a catalog written before the column existed -----------------------------------
+# --- a catalog written before the derived columns existed -----------------------------------
 
-def test_an_old_catalog_gets_the_column_serves_live_items_and_render_fills_it(database_url):
+def test_an_old_catalog_gets_the_columns_serves_live_items_and_render_fills_them(database_url):
     first = make_catalog_app(database_url)
     import_lines(engine_of(first), as_json_lines(fixture_records(PINNED_NOW)))
     expected_plain = first.test_client().get("/api/reels", query_string={**ALL_TYPES, "limit": 100}).get_json()
-    with engine_of(first).begin() as conn:
-        conn.execute(text("ALTER TABLE content DROP COLUMN item_json"))  # as written before the change
+    by_engagement = {**ALL_TYPES, "limit": 100, "sort_by": "account_engagement"}
+    expected_by_engagement = first.test_client().get("/api/reels", query_string=by_engagement).get_json()
+    with engine_of(first).begin() as conn:  # as written before the derived columns
+        for name in ("content_engagement", "account_engagement"):
+            conn.execute(text(f"DROP INDEX ix_content_{name}"))
+        for name in ("item_json", "content_engagement_rate", "account_engagement_rate"):
+            conn.execute(text(f"ALTER TABLE content DROP COLUMN {name}"))
     dispose_catalog_app(first)
 
     app = make_catalog_app(database_url)  # start-up adds the column, empty
@@ -186,6 +197,7 @@ def test_an_old_catalog_gets_the_column_serves_live_items_and_render_fills_it(da
             assert catalog_state(conn)[0] == version_before + 1
         assert_invariant(app)
         assert client.get("/api/reels", query_string={**ALL_TYPES, "limit": 100}).get_json() == expected_plain
+        assert client.get("/api/reels", query_string=by_engagement).get_json() == expected_by_engagement
         assert served_random(client, "upgrade") == random_before  # the same pages, replayed
     finally:
         dispose_catalog_app(app)

@@ -168,7 +168,7 @@ def import_command(file, progress: bool) -> None:
 @content_cli.command("render")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def render_command(progress: bool) -> None:
-    """Render every item's served JSON (content.item_json): upgrades a catalog written before it existed."""
+    """Render every item's served JSON and engagement rates: upgrades a catalog written before them."""
     with catalog.connect() as conn:
         total = content_count(conn)
     bar = tqdm(total=total, unit="items", desc="rendering", disable=not progress)

@@ -188,9 +188,11 @@ def create_schema(engine: Engine) -> None:
 
 
 #: Columns added to existing tables after their first release: (table, column).
-ADDED_COLUMNS = ((content, content.c.item_json), (content, content.c.item_version))
+ADDED_COLUMNS = ((content, content.c.item_json), (content, content.c.item_version),
+                 (content, content.c.content_engagement_rate), (content, content.c.account_engagement_rate))
 #: How an added column gets its values, for the log line that announces it.
-COLUMN_FILLED_BY = {"item_json": "run `flask content render` to fill it"}
+COLUMN_FILLED_BY = {name: "run `flask content render` to fill it"
+                    for name in ("item_json", "content_engagement_rate", "account_engagement_rate")}
 
 
 def add_missing_columns(engine: Engine) -> None:

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, Mapping
 
 from cachetools import LRUCache
-from sqlalchemy import Float, Select, and_, cast, func, not_, or_
+from sqlalchemy import Select, and_, not_, or_
 from sqlalchemy.sql.elements import ColumnElement
 
 from .tables import content, primary_profiles
@@ -49,17 +49,6 @@ def contains(column, text: str) -> ColumnElement[bool]:
         return column.ilike(f"%{escaped}%", escape="\\")
     # Beyond ASCII both sides are lowered by one rule (SQLite's own folds ASCII letters only).
     return unicode_lower(column).like(f"%{escaped.lower()}%", escape="\\")
-
-
-def account_engagement_rate() -> ColumnElement:
-    """(likes + comments) / author's followers x 100; NULL when the author has no followers."""
-    return (cast(content.c.like_count + content.c.comment_count, Float) * 100.0
-            / func.nullif(primary_profiles.c.followers, 0))
-
-
-def content_engagement_rate() -> ColumnElement:
-    """(likes + comments) / views x 100; NULL when the item has no views."""
-    return cast(content.c.like_count + content.c.comment_count, Float) * 100.0 / func.nullif(content.c.view_count, 0)
 
 
 def join_profiles(stmt: Select) -> Select:
@@ -114,10 +103,9 @@ class ContentFilter:
 
     @property
     def needs_profile(self) -> bool:
-        """True when a condition reads the author's profile (followers, verified, account type, rate)."""
+        """True when a condition reads the author's profile (followers, verified, account type)."""
         return bool(self.account_types) or any(value is not None for value in (
-            self.min_followers, self.max_followers, self.is_verified, self.min_account_engagement_rate,
-            self.max_account_engagement_rate))
+            self.min_followers, self.max_followers, self.is_verified))
 
     def conditions(self, now: datetime | None = None) -> list[ColumnElement[bool]]:
         """The SQL conditions (profile ones assume the join); a ``date_range`` counts back from ``now``."""
@@ -144,7 +132,7 @@ class ContentFilter:
                                   (self.min_comments, self.max_comments, c.comment_count),
                                   (self.min_followers, self.max_followers, primary_profiles.c.followers),
                                   (self.min_account_engagement_rate, self.max_account_engagement_rate,
-                                   account_engagement_rate())):
+                                   c.account_engagement_rate)):
             if low is not None:
                 found.append(column >= low)
             if high is not None:

@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from .filters import CONTENT_TYPES, normalize_content_type
 from .queries import bump_version
 from .rendering import render_items
-from .tables import MAX_CONTENT_KEY, content, primary_profiles
+from .tables import DERIVED_COLUMNS, MAX_CONTENT_KEY, content, primary_profiles
 
 CHUNK_LINES = 500
 #: Required, and stripped when written: a blank one rejects the line.
@@ -37,9 +37,9 @@ _COUNT = validate.Range(min=0, max=2 ** 62)
 MAX_TEXT = 20_000
 MAX_IMAGE_URLS = 100
 
-#: The content columns a line may give: not the keys, the bookkeeping dates nor the rendered item.
+#: The content columns a line may give: not the keys, the bookkeeping dates nor the derived columns.
 CONTENT_FIELDS = tuple(column.name for column in content.c if column.name not in (
-    "id", "profile_id", "created_at", "updated_at", "item_json", "item_version"))
+    "id", "profile_id", "created_at", "updated_at", *DERIVED_COLUMNS))
 #: import key -> primary_profiles column: all but the key, the username and the bookkeeping dates.
 PROFILE_FIELDS = {("profile_language" if column.name == "language" else column.name): column.name
                   for column in primary_profiles.c if column.name not in ("id", "username", "created_at", "updated_at")}

@@ -13,8 +13,8 @@ import numpy as np
 from sqlalchemy import BigInteger, ColumnElement, Connection, Text, bindparam, cast, func, select, union
 from sqlalchemy.sql import Select
 
-from .filters import DATE_RANGES, ContentFilter, account_engagement_rate, content_engagement_rate, join_profiles
-from .tables import catalog_meta, content, primary_profiles
+from .filters import DATE_RANGES, ContentFilter, join_profiles
+from .tables import DERIVED_COLUMNS, catalog_meta, content, primary_profiles, rate_order_key
 
 T = TypeVar("T")
 VERSION_KEY = "version"
@@ -25,7 +25,7 @@ SORTS_REELS = ("popular", "views", "likes", "comments", "recent", "oldest", "fol
                "account_engagement", "content_engagement")
 SORTS_POSTS = ("popular", "likes", "comments", "recent", "oldest")
 #: Sorts that read the author's profile.
-_PROFILE_SORTS = {"followers", "account_engagement"}
+_PROFILE_SORTS = {"followers"}
 
 #: Profile columns returned with each item, under these names.
 PROFILE_COLUMNS = tuple(primary_profiles.c[name] for name in ("profile_name", "bio", "followers", "is_verified",
@@ -42,12 +42,11 @@ def order_by(kind: str, sort_by: str | None) -> list[ColumnElement]:
     if sort_by == "oldest":
         return [c.date_posted.asc(), c.id.asc()]
     key = {"views": c.view_count, "likes": c.like_count, "comments": c.comment_count, "recent": c.date_posted,
-           "followers": primary_profiles.c.followers, "account_engagement": account_engagement_rate(),
-           "content_engagement": content_engagement_rate()}.get(sort_by)
+           "followers": primary_profiles.c.followers,
+           "account_engagement": rate_order_key(c.account_engagement_rate),
+           "content_engagement": rate_order_key(c.content_engagement_rate)}.get(sort_by)
     if key is None:
         raise ValueError(f"unknown sort {sort_by!r}")
-    if sort_by in ("account_engagement", "content_engagement"):
-        return [key.desc().nulls_last(), c.id.desc()]
     return [key.desc(), c.id.desc()]
 
 
@@ -156,7 +155,7 @@ def matching_keys_until(conn: Connection, flt: ContentFilter, at: datetime) -> t
 
 #: The content columns an item is built from (not the image list, bookkeeping dates nor the item).
 ITEM_COLUMNS = tuple(column for column in content.c if column.name not in (
-    "all_image_urls", "created_at", "updated_at", "profile_id", "item_json", "item_version"))
+    "all_image_urls", "created_at", "updated_at", "profile_id", *DERIVED_COLUMNS))
 #: Content with its author's profile columns (``ITEMS_BY_KEYS``: for ids bound to ``keys``); built once.
 ITEMS = select(*ITEM_COLUMNS, *PROFILE_COLUMNS).select_from(
     content.outerjoin(primary_profiles, primary_profiles.c.id == content.c.profile_id))
@@ -170,12 +169,17 @@ def items_by_keys(conn: Connection, keys: Sequence[int]) -> list[dict]:
     return [by_id[key] for key in ordered if key in by_id]
 
 
+def plain_order_statement(flt: ContentFilter, sort_by: str | None, now: datetime | None = None) -> Select:
+    """The ids matching ``flt`` in a plain (non-random) order."""
+    joined = sort_by in _PROFILE_SORTS
+    stmt = join_profiles(select(content.c.id)) if joined else select(content.c.id)
+    return flt.where(stmt, profile_joined=joined, now=now).order_by(*order_by(flt.kind, sort_by))
+
+
 def plain_page_keys(conn: Connection, flt: ContentFilter, sort_by: str | None, limit: int,
                     offset: int, now: datetime | None = None) -> tuple[list[int], bool]:
     """The ids of one page in a plain (non-random) order: (keys, is_last_page)."""
-    joined = sort_by in _PROFILE_SORTS
-    stmt = join_profiles(select(content.c.id)) if joined else select(content.c.id)
-    stmt = flt.where(stmt, profile_joined=joined, now=now).order_by(*order_by(flt.kind, sort_by))
+    stmt = plain_order_statement(flt, sort_by, now)
     keys = list(conn.execute(stmt.limit(limit + 1).offset(offset)).scalars())
     return keys[:limit], len(keys) <= limit
 

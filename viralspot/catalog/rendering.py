@@ -1,9 +1,11 @@
-"""Items rendered once, at write time: ``content.item_json``, which pages splice into their envelope.
+"""Items rendered once, at write time: ``content.item_json``, which pages splice into their envelope,
+and the engagement rates the two computed sorts read from an index.
 
 The invariant: ``item_json`` is NULL or equals ``encode_item(serialize_item(row))`` for the current
-content row joined with its author's profile. Every writer (seed, import, ``flask content render``)
-keeps it inside its write's transaction, the import re-rendering every row of a profile it changed.
-Reads never write: ``item_fragments`` builds a NULL row's item live.
+content row joined with its author's profile, and the rates are ``engagement_rates(row)``'s. Every
+writer (seed, import, ``flask content render``) keeps it inside its write's transaction, the import
+re-rendering every row of a profile it changed. Reads never write: ``item_fragments`` builds a NULL
+row's item live.
 """
 from __future__ import annotations
 
@@ -33,12 +35,27 @@ def render_row(row) -> str:
     return encode_item(serialize_item(row))
 
 
+def engagement_rates(row) -> dict[str, float | None]:
+    """A row's (likes + comments) x 100 / views, and / its author's followers; None for a zero divisor."""
+    engaged = float(row["like_count"] + row["comment_count"]) * 100.0
+    views, followers = row["view_count"], row["followers"]
+    return {"content_engagement_rate": engaged / views if views else None,
+            "account_engagement_rate": engaged / followers if followers else None}
+
+
+def derived_columns(row) -> dict:
+    """What a writer stores beside a row's own columns (``DERIVED_COLUMNS`` but the version)."""
+    return {"item_json": render_row(row), **engagement_rates(row)}
+
+
+_STORED = (content.c.item_json, content.c.content_engagement_rate, content.c.account_engagement_rate)
 _UPDATE = (content.update().where(content.c.id == bindparam("row_id"))
-           .values(item_json=bindparam("rendered"), item_version=bindparam("version")))
+           .values(item_version=bindparam("version"), **{column.name: bindparam(f"new_{column.name}")
+                                                         for column in _STORED}))
 #: Every row in id order, one chunk after ``after`` at a time (keyset paging: no cursor held across UPDATEs).
-_ALL_AFTER = (ITEMS.add_columns(content.c.item_json).where(content.c.id > bindparam("after"))
+_ALL_AFTER = (ITEMS.add_columns(*_STORED).where(content.c.id > bindparam("after"))
               .order_by(content.c.id).limit(bindparam("size")))
-_BY_KEYS = ITEMS_BY_KEYS.add_columns(content.c.item_json)
+_BY_KEYS = ITEMS_BY_KEYS.add_columns(*_STORED)
 _IDS_OF_PROFILES = select(content.c.id).where(content.c.profile_id.in_(bindparam("profiles", expanding=True)))
 
 
@@ -46,9 +63,10 @@ def _write(conn: Connection, rows, version: int) -> int:
     """Store the items of ``rows`` that changed (others keep their ``item_version``); how many rows."""
     params = []
     for row in rows:
-        rendered = render_row(row)
-        if rendered != row["item_json"]:
-            params.append({"row_id": row["id"], "rendered": rendered, "version": version})
+        derived = derived_columns(row)
+        if any(value != row[name] for name, value in derived.items()):
+            params.append({"row_id": row["id"], "version": version,
+                           **{f"new_{name}": value for name, value in derived.items()}})
     if params:
         conn.execute(_UPDATE, params)
     return len(rows)

@@ -22,11 +22,12 @@ from typing import Callable
 
 import numpy as np
 from sqlalchemy import Engine, func, select, text
+from sqlalchemy.schema import CreateIndex, DropIndex
 
 from .filters import ACCOUNT_TYPES, CONTENT_TYPES
 from .importer import ContentKeysExhausted
 from .queries import ITEM_COLUMNS, PROFILE_COLUMNS, bump_version, catalog_state, content_count, new_epoch
-from .rendering import render_row
+from .rendering import derived_columns
 from .tables import CONTENT_SECONDARY_INDEXES, MAX_CONTENT_KEY, content, primary_profiles
 
 log = logging.getLogger(__name__)
@@ -217,15 +218,19 @@ _ITEM_PROFILE_FIELDS = tuple(column.name for column in PROFILE_COLUMNS)
 _RENDER_INPUTS = tuple(column.name for column in ITEM_COLUMNS) + ("profile_id",)
 #: Seeds of at least this many items render in worker processes, overlapping generation and inserts.
 PARALLEL_RENDER_ITEMS = 20_000
+#: Seeds of at least this many items drop the secondary indexes for their load and build them after.
+REBUILD_INDEXES_ITEMS = 20_000
 
 
-def render_generated(columns: dict[str, list], profiles_by_id: dict[int, dict]) -> list[str]:
-    """``item_json`` of generated rows, built from the columns as the database will return them."""
+def render_generated(columns: dict[str, list], profiles_by_id: dict[int, dict]) -> dict[str, list]:
+    """The derived columns (``derived_columns``) of generated rows, built from the columns as the
+    database will return them: column name -> values."""
     names = [column.name for column in ITEM_COLUMNS]
     posted = np.char.add(np.datetime_as_string(columns["date_posted"], unit="s"), "Z").tolist()
     values = zip(*(posted if name == "date_posted" else columns[name] for name in names))
-    return [render_row(dict(zip(names, row), **profiles_by_id[profile_id]))
-            for row, profile_id in zip(values, columns["profile_id"])]
+    derived = [derived_columns(dict(zip(names, row), **profiles_by_id[profile_id]))
+               for row, profile_id in zip(values, columns["profile_id"])]
+    return {name: [row[name] for row in derived] for name in derived[0]} if derived else {}
 
 
 _worker_profiles: dict[int, dict] = {}
@@ -316,7 +321,7 @@ def _reset_sequences(conn) -> None:
 
 def _insert_chunk(engine: Engine, columns: dict[str, list], rendered: Future,
                   progress: Callable[[int], None] | None) -> None:
-    columns["item_json"] = rendered.result()
+    columns.update(rendered.result())
     with engine.begin() as conn:
         _tune_sqlite_for_bulk(conn)
         columns["item_version"] = [bump_version(conn)] * len(columns["id"])
@@ -330,7 +335,7 @@ def seed_catalog(engine: Engine, items: int, seed: int = 0, *, reference: dateti
     """Write the sample catalog of ``seed`` with ``items`` content rows posted before ``reference``;
     ``CatalogNotEmpty`` when content exists, unless ``replace``. ``progress`` gets rows per chunk."""
     started = time.perf_counter()
-    rebuild_indexes = items >= 20_000
+    rebuild_indexes = items >= REBUILD_INDEXES_ITEMS
     with engine.begin() as conn:
         existing = content_count(conn)
         if existing and not replace:
@@ -348,8 +353,8 @@ def seed_catalog(engine: Engine, items: int, seed: int = 0, *, reference: dateti
             raise ContentKeysExhausted(f"the new rows' ids would pass {MAX_CONTENT_KEY}: seed into a new catalog")
         if rebuild_indexes:
             # Before the delete, which visits every row: without them it runs several times faster.
-            for index in CONTENT_SECONDARY_INDEXES:
-                index.drop(conn, checkfirst=True)
+            for index in CONTENT_SECONDARY_INDEXES:  # IF EXISTS: SQLAlchemy reflects no expression index
+                conn.execute(DropIndex(index, if_exists=True))
         _delete_all(conn)
         new_epoch(conn)  # rows were deleted: item snapshots of the old rows start over
     rng = np.random.default_rng(seed)
@@ -377,7 +382,7 @@ def seed_catalog(engine: Engine, items: int, seed: int = 0, *, reference: dateti
         if rebuild_indexes:
             with engine.begin() as conn:
                 for index in CONTENT_SECONDARY_INDEXES:
-                    index.create(conn, checkfirst=True)
+                    conn.execute(CreateIndex(index, if_not_exists=True))
     with engine.begin() as conn:
         _reset_sequences(conn)
         conn.exec_driver_sql("ANALYZE")

@@ -4,7 +4,7 @@
 ``catalog_meta`` holds the catalog version (bumped by every write) and epoch.
 """
 from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, Float, ForeignKey, Index, Integer,
-                        MetaData, String, Table, Text)
+                        MetaData, String, Table, Text, func, literal_column)
 
 metadata = MetaData()
 
@@ -72,7 +72,14 @@ content = Table(
     Column("item_json", Text),
     # The catalog version of the transaction that last wrote item_json (catalog/item_snapshot.py).
     Column("item_version", BigInteger),
+    # (likes + comments) x 100 / views, and / the author's followers: NULL without views or
+    # followers. Derived at write time with item_json (rendering.py), so their sorts read an index.
+    Column("content_engagement_rate", Float),
+    Column("account_engagement_rate", Float),
 )
+
+#: Columns a writer derives from the row and its author's profile (rendering.py), never given directly.
+DERIVED_COLUMNS = ("item_json", "item_version", "content_engagement_rate", "account_engagement_rate")
 
 catalog_meta = Table(
     "catalog_meta",
@@ -94,6 +101,17 @@ Index("ix_content_primary_default", _c.content_type, _c.primary_category, _c.out
 Index("ix_content_username", _c.username)
 Index("ix_content_item_version", _c.item_version)
 Index("ix_content_profile", _c.profile_id)
+
+
+def rate_order_key(rate: Column):
+    """A rate's sort key, NULL as -1 (below every rate): ``DESC`` is "nulls last" on both databases by one
+    backward index scan (PostgreSQL puts NULLs first there). A literal, not a bound -1: the index is on
+    this expression, and a query uses it only when its expression is the same."""
+    return func.coalesce(rate, literal_column("-1.0"))
+
+
+Index("ix_content_content_engagement", _c.content_type, rate_order_key(_c.content_engagement_rate), _c.id)
+Index("ix_content_account_engagement", _c.content_type, rate_order_key(_c.account_engagement_rate), _c.id)
 Index("ix_profiles_followers", primary_profiles.c.followers)
 
 #: Secondary indexes of ``content``, dropped and rebuilt around a bulk seed into an empty table.
