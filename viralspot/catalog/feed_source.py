@@ -106,8 +106,8 @@ class FeedSource:
             self._connection.close()
             self._connection = None
 
-    def now(self) -> float:
-        return self._catalog.clock()
+    def now(self) -> int:  # whole seconds, as a date_range counts back (filters.py)
+        return int(self._catalog.clock())
 
     def catalog_state(self, fresh: bool = False) -> CatalogState:
         """The catalog state this page works on: remembered for ``CATALOG_STATE_TTL``, or (``fresh``)

@@ -20,7 +20,7 @@ from sqlalchemy import Select, and_, not_, or_
 from sqlalchemy.sql.elements import ColumnElement
 
 from .tables import content, primary_profiles
-from .text_case import unicode_lower
+from .text_case import fold_case, unicode_lower
 
 #: Endpoint kind -> the content_type it serves when ``content_types`` is not given.
 DEFAULT_CONTENT_TYPE = {"reels": "reel", "posts": "post"}
@@ -43,12 +43,11 @@ def normalize_content_type(value: str) -> str:
 
 
 def contains(column, text: str) -> ColumnElement[bool]:
-    """Case-insensitive literal substring match (``\\``, ``%`` and ``_`` escaped), the pattern a bound parameter."""
+    """Case-insensitive literal substring match (``\\``, ``%`` and ``_`` escaped), the pattern a bound parameter.
+    Both sides are lowered by one rule (text_case.py), also for an ASCII text: "K" (Kelvin sign) and "İ"
+    lower to ASCII letters, which SQLite's ``LIKE`` did not fold (as fast: the scan reads every row)."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    if text.isascii():
-        return column.ilike(f"%{escaped}%", escape="\\")
-    # Beyond ASCII both sides are lowered by one rule (SQLite's own folds ASCII letters only).
-    return unicode_lower(column).like(f"%{escaped.lower()}%", escape="\\")
+    return unicode_lower(column).like(f"%{fold_case(escaped)}%", escape="\\")
 
 
 def join_profiles(stmt: Select) -> Select:
@@ -142,7 +141,8 @@ class ContentFilter:
         if self.date_range is not None:
             if now is None:  # the service's clock decides (viralspot/clock.py), never the system's here
                 raise ValueError("a date_range filter needs the moment it counts back from")
-            found.append(c.date_posted >= now - DATE_RANGES[self.date_range])
+            # From the whole second: a random feed keeps each item to the second (queries.matching_keys_until).
+            found.append(c.date_posted >= now.replace(microsecond=0) - DATE_RANGES[self.date_range])
         return found
 
     def where(self, stmt: Select, *, profile_joined: bool = False, now: datetime | None = None) -> Select:
@@ -197,7 +197,7 @@ def build_content_filter(kind: str, args: Mapping[str, Any]) -> ContentFilter:
     values: dict[str, Any] = {"kind": kind, **{name: _clean_list(args.get(name)) for name in _LIST_ARGS}}
     values["content_types"] = (tuple(sorted({normalize_content_type(v) for v in values["content_types"]}))
                                or (DEFAULT_CONTENT_TYPE[kind],))
-    values["keywords"] = _clean_list(word.lower() for word in values["keywords"])
+    values["keywords"] = _clean_list(fold_case(word) for word in values["keywords"])
     values["search"] = (args.get("search") or "").strip() or None
     for name in RANGE_ARGS:
         for key in (f"min_{name}", f"max_{name}"):

@@ -61,7 +61,20 @@ class UtcDateTime(fields.AwareDateTime):
 
     def _deserialize(self, value, attr, data, **kwargs):
         # Stored in UTC: SQLite keeps no offset, so a +02:00 time must be converted, not relabelled.
-        return super()._deserialize(value, attr, data, **kwargs).astimezone(timezone.utc)
+        try:
+            return super()._deserialize(value, attr, data, **kwargs).astimezone(timezone.utc)
+        except OverflowError:  # 0001-01-01T00:00:00+01:00: before year 1 in UTC
+            raise ValidationError("out of range in UTC") from None
+
+
+class Number(fields.Float):
+    """A finite number; -0.0 is read as 0.0 (PostgreSQL would keep its sign, SQLite does not)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(allow_nan=False, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return super()._deserialize(value, attr, data, **kwargs) + 0.0
 
 
 def _column_field(column) -> fields.Field:
@@ -77,8 +90,8 @@ _SPECIAL_FIELDS = {
     **{name: fields.String(required=True, validate=validate.Length(min=1, max=255)) for name in _IDENTIFIERS},
     "content_type": ContentTypeField(required=True),
     "date_posted": UtcDateTime(required=True),
-    "outlier_score": fields.Float(allow_nan=False, validate=validate.Range(min=0)),
-    "categorization_confidence": fields.Float(allow_none=True, allow_nan=False),
+    "outlier_score": Number(validate=validate.Range(min=0)),
+    "categorization_confidence": Number(allow_none=True),
     "all_image_urls": fields.List(fields.String(validate=validate.Length(max=MAX_TEXT)), allow_none=True,
                                   validate=validate.Length(max=MAX_IMAGE_URLS)),
 }
@@ -98,6 +111,14 @@ class ImportRecordSchema(Schema.from_dict({name: _SPECIAL_FIELDS.get(name) or _c
         for name in _IDENTIFIERS:
             if name in data and not data[name].strip():
                 raise ValidationError("must not be blank", field_name=name)
+
+    @validates_schema
+    def refuse_nul(self, data, **kwargs):
+        """PostgreSQL's text cannot hold NUL, SQLite's can: refused on both (one file, one catalog)."""
+        for name, value in data.items():
+            texts = value if isinstance(value, list) else [value]
+            if any(isinstance(text, str) and "\x00" in text for text in texts):
+                raise ValidationError("must not contain NUL (\\u0000)", field_name=name)
 
 
 @dataclass

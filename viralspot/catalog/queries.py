@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Callable, Iterable, Iterator, NamedTuple, Sequence, TypeVar
 
 import numpy as np
-from sqlalchemy import BigInteger, ColumnElement, Connection, Text, bindparam, cast, func, select, union
+from sqlalchemy import BigInteger, ColumnElement, Connection, Text, bindparam, case, cast, func, select, union
 from sqlalchemy.sql import Select
 
 from .filters import DATE_RANGES, ContentFilter, join_profiles
@@ -119,9 +119,15 @@ def _integer_columns(conn: Connection, stmt: Select, columns: int) -> list[np.nd
     return [np.concatenate(arrays) if arrays else np.empty(0, dtype=np.int64) for arrays in parts]
 
 
+#: Outlier scores above it are read as it (to 1/1000 in a bigint).
+MAX_SCORE_READ = 9e15
+
+
 def outlier_scores(conn: Connection) -> np.ndarray:
     """Every item's outlier score indexed by its id (0 where there is no item), to 1/1000."""
-    stmt = select(content.c.id, cast(func.round(content.c.outlier_score * 1000), BigInteger))
+    # Capped: PostgreSQL refuses a bigint past 9.2e18 (SQLite saturates); a weight reaches its cap far below.
+    capped = case((content.c.outlier_score > MAX_SCORE_READ, MAX_SCORE_READ), else_=content.c.outlier_score)
+    stmt = select(content.c.id, cast(func.round(capped * 1000), BigInteger))
     keys, thousandths = _integer_columns(conn, stmt, 2)
     scores = np.zeros(int(keys.max()) + 1 if len(keys) else 1)
     scores[keys] = thousandths / 1000
@@ -137,9 +143,10 @@ def matching_keys(conn: Connection, flt: ContentFilter) -> np.ndarray:
 
 
 def posted_epoch_seconds(dialect_name: str):
-    """``content.date_posted`` as whole seconds since the epoch (UTC), in the database."""
+    """``content.date_posted`` as whole seconds since the epoch (UTC), in the database, the fraction
+    dropped (SQLite's ``strftime`` rounds it to the millisecond: 59.9995 s became the next second)."""
     if dialect_name == "sqlite":
-        return cast(func.strftime("%s", content.c.date_posted), BigInteger)
+        return cast(func.strftime("%s", func.substr(content.c.date_posted, 1, 19)), BigInteger)
     return cast(func.floor(func.extract("epoch", content.c.date_posted)), BigInteger)
 
 
@@ -235,8 +242,8 @@ def filter_options(conn: Connection) -> dict:
     keywords_union = union(*(select(column.label("keyword")).where(column.is_not(None)).where(column != "")
                              for column in keyword_columns)).subquery()
     keywords = sorted(conn.execute(select(keywords_union.c.keyword)).scalars())
-    profiles = conn.execute(select(primary_profiles.c.username, primary_profiles.c.profile_name)
-                            .order_by(primary_profiles.c.username)).all()
+    # Sorted here, as every list: an ORDER BY follows the database's collation.
+    profiles = sorted(conn.execute(select(primary_profiles.c.username, primary_profiles.c.profile_name)).all())
     return {
         "primary_categories": _distinct(conn, c.primary_category),
         "secondary_categories": _distinct(conn, c.secondary_category),
