@@ -232,19 +232,18 @@ class _Choice:
 
 _AT_LEAST_0 = validate.Range(min=0)
 _AT_LEAST_1 = validate.Range(min=1)
-_SECONDS = validate.Range(min=0, min_inclusive=False)
 #: What each setting must be beyond its type; every value, whatever its source, is checked.
 RULES = {
     "DATABASE_URL": _database_url,
     "DATABASE_BUSY_TIMEOUT": _AT_LEAST_0,
     "DATABASE_TIMEOUT": validate.Range(min=0, max=86_400),  # PostgreSQL's statement_timeout: at most 2^31 ms
-    "SESSION_TTL": _AT_LEAST_1,
+    "SESSION_TTL": validate.Range(min=1, max=315_360_000),  # ten years: Redis counts a TTL in ms
     "SESSION_MAX": _AT_LEAST_1,
     "SESSION_MAX_TOTAL_ITEMS": _AT_LEAST_1,
     "SESSION_MAX_FEEDS": _AT_LEAST_1,
     "SESSION_MAX_ITEMS": _AT_LEAST_1,
-    "SESSION_STORE_CONNECT_TIMEOUT": _SECONDS,
-    "SESSION_STORE_SOCKET_TIMEOUT": _SECONDS,
+    "SESSION_STORE_CONNECT_TIMEOUT": validate.Range(min=0, max=3600, min_inclusive=False),
+    "SESSION_STORE_SOCKET_TIMEOUT": validate.Range(min=0, max=3600, min_inclusive=False),
     "SESSION_STORE_RETRIES": _AT_LEAST_0,
     "SESSION_STORE_MAX_CONNECTIONS": _AT_LEAST_1,
     "CORS_ORIGINS": _origins,
@@ -349,6 +348,8 @@ def load_settings(config: type[Config], environ: Mapping[str, str],
     for name, rule in RULES.items():
         if isinstance(rule, _Choice):
             loaded[name] = loaded[name].strip().lower()
+        elif isinstance(loaded.get(name), str):  # checked text is used as it was checked, spaces around it dropped
+            loaded[name] = loaded[name].strip()
     return {**values, **loaded}, sorted(unknown)
 
 

@@ -198,3 +198,40 @@ def test_a_request_too_costly_for_the_catalog_answers_503_at_the_deadline(sqlite
     assert client.get("/api/reels?limit=5&keywords=no-such-keyword").status_code == 200
     assert len(client.get("/api/reels?limit=5").json["data"]["reels"]) == 5
     dispose_catalog_app(app)
+
+
+def test_a_sqlite_request_that_finds_every_pooled_connection_busy_answers_503(sqlite_catalog):
+    """More server threads than the SQLite pool's 32 connections: a request waited SQLAlchemy's 30 s
+    for one. It waits as long as an answer may (at most 5 s), then answers the 503."""
+    app = make_catalog_app(sqlite_catalog, DATABASE_TIMEOUT=0.5)
+    client = app.test_client()
+    assert client.get("/api/reels?limit=5").status_code == 200
+    engine = app.extensions["viralspot.catalog"]
+    held = [engine.connect() for _ in range(32)]  # SQLITE_POOL_SIZE + its overflow
+    try:
+        response, seconds = timed_get(client, "/api/reels?limit=5")
+    finally:
+        for connection in held:
+            connection.close()
+    assert response.status_code == 503 and response.json["error_code"] == "DATABASE_UNAVAILABLE", response.json
+    assert 0.5 <= seconds < 0.5 + 1.5, seconds
+    assert client.get("/api/reels?limit=5").status_code == 200
+    dispose_catalog_app(app)
+
+
+def test_indexes_missing_at_start_are_built_past_the_statement_deadline(sqlite_catalog):
+    """Building an index over a large catalog takes longer than a request's statement may: cut off at
+    the deadline, start-up failed, and each request tried again and was cut off: 503 for good. Here
+    the deadline (1 ms) is shorter than any build."""
+    from sqlalchemy import text as sql
+
+    seeding = make_catalog_app(sqlite_catalog)
+    with seeding.extensions["viralspot.catalog"].begin() as conn:
+        for name in ("ix_content_views", "ix_content_account_engagement"):
+            conn.execute(sql(f"DROP INDEX {name}"))
+    dispose_catalog_app(seeding)
+    app = make_catalog_app(sqlite_catalog, DATABASE_TIMEOUT=0.001)
+    with app.extensions["viralspot.catalog"].connect() as conn:
+        names = set(conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'index'").scalars())
+    assert {"ix_content_views", "ix_content_account_engagement"} <= names
+    dispose_catalog_app(app)

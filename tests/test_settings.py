@@ -57,9 +57,9 @@ def test_debug_spelled_false_leaves_debug_off(monkeypatch):
     ("RANDOM_MAX_AHEAD", "-1", "Must be greater than or equal to 0."),
     ("RANDOM_MAX_SCAN", "0", "Must be greater than or equal to 1."),
     ("SESSION_STORE_RETRIES", "-1", "Must be greater than or equal to 0."),
-    ("SESSION_STORE_SOCKET_TIMEOUT", "-1", "Must be greater than 0."),
-    ("SESSION_STORE_CONNECT_TIMEOUT", "0", "Must be greater than 0."),
-    ("SESSION_TTL", "0", "Must be greater than or equal to 1."),
+    ("SESSION_STORE_SOCKET_TIMEOUT", "-1", "Must be greater than 0 and less than or equal to 3600."),
+    ("SESSION_STORE_CONNECT_TIMEOUT", "0", "Must be greater than 0 and less than or equal to 3600."),
+    ("SESSION_TTL", "0", "Must be greater than or equal to 1 and less than or equal to 315360000."),
     ("SESSION_TTL", "a day", "Not a valid integer."),
     ("SESSION_TTL", "+7", "Not a valid integer."),
     ("SESSION_TTL", "1_000", "Not a valid integer."),
@@ -114,10 +114,10 @@ def test_production_refuses_a_token_of_spaces(monkeypatch):
 
 @pytest.mark.parametrize("command", [["-c", "import wsgi"], ["-m", "flask", "--app", "wsgi", "content", "stats"]])
 def test_the_app_and_its_commands_stop_on_a_bad_setting_in_one_line(command):
-    env = {"PATH": "/usr/bin:/bin", "VIRALSPOT_SESSION_TTL": "0"}
+    env = {"PATH": "/usr/bin:/bin", "VIRALSPOT_SESSION_MAX": "0"}
     answer = subprocess.run([sys.executable, *command], cwd=ROOT, env=env, capture_output=True, text=True)
     assert answer.returncode == 4  # gunicorn's "App failed to load": its master stops
-    assert answer.stderr.strip() == ("viralspot: invalid settings: VIRALSPOT_SESSION_TTL ('0'): "
+    assert answer.stderr.strip() == ("viralspot: invalid settings: VIRALSPOT_SESSION_MAX ('0'): "
                                      "Must be greater than or equal to 1.")
 
 
@@ -289,12 +289,38 @@ def test_what_the_configuration_class_is_has_no_variable_of_its_own(name, value)
         load_settings(config_class("production"), {f"VIRALSPOT_{name}": value})
 
 
-@pytest.mark.parametrize("name, value", [("LOG_LEVEL", "warn"), ("LOG_LEVEL", "notset"), ("DATABASE_TIMEOUT", "86401")])
+@pytest.mark.parametrize("name, value", [("LOG_LEVEL", "warn"), ("LOG_LEVEL", "notset"), ("DATABASE_TIMEOUT", "86401"),
+                                         ("SESSION_TTL", "315360001"), ("SESSION_STORE_SOCKET_TIMEOUT", "1e10"),
+                                         ("SESSION_STORE_CONNECT_TIMEOUT", "3601")])
 def test_values_a_part_of_the_service_could_not_take_are_refused(name, value):
     """gunicorn knows five log levels (it took ``warn`` as INFO); PostgreSQL's statement_timeout ends
-    at 2^31 ms (every worker then failed to boot)."""
+    at 2^31 ms (every worker then failed to boot). A TTL past Redis's range made every random page a
+    500; a socket timeout of 1e10 s overflowed (500s)."""
     with pytest.raises(RuntimeError, match=f"VIRALSPOT_{name}"):
         load_settings(Config, {f"VIRALSPOT_{name}": value})
+
+
+def test_a_pinned_clock_past_year_9999_in_utc_is_refused_by_name():
+    """It was an OverflowError's traceback."""
+    with pytest.raises(RuntimeError, match="VIRALSPOT_FIXED_NOW: '9999-12-31T23:59:59-01:00' is out of range"):
+        create_app({"CONFIG": "testing", "FIXED_NOW": "9999-12-31T23:59:59-01:00"})
+
+
+@pytest.mark.parametrize("name, value, used", [
+    ("DATABASE_URL", "sqlite:///{tmp}/catalog.db\n", "sqlite:///{tmp}/catalog.db"),  # from a file: a new empty catalog
+    ("DATABASE_URL", " sqlite:///{tmp}/catalog.db", "sqlite:///{tmp}/catalog.db"),   # a traceback
+    ("RATE_LIMIT", " ", ""),                      # checked as off, then parsed as a limit: an error a request
+    ("RATE_LIMIT", " 5/minute\n", "5/minute"),
+    ("CORS_ORIGINS", " https://a.example ", "https://a.example"),
+])
+def test_checked_text_is_used_as_it_was_checked(tmp_path, name, value, used):
+    settings, _unknown = load_settings(Config, {f"VIRALSPOT_{name}": value.format(tmp=tmp_path)})
+    assert settings[name] == used.format(tmp=tmp_path)
+    if name == "DATABASE_URL":
+        app = create_app({"CONFIG": "testing", **settings})
+        assert app.test_client().get("/api/reels").status_code == 200
+        assert {name for name in os.listdir(tmp_path) if not name.endswith(("-wal", "-shm"))} == {"catalog.db"}
+        app.extensions["viralspot.catalog"].dispose()
 
 
 def test_numbers_are_ascii_decimals_as_the_api_reads_them_spaces_around_dropped():

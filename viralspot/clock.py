@@ -31,7 +31,10 @@ def parse_instant(value: str | datetime) -> datetime:
         raise ValueError(f"{value!r} is not an ISO 8601 instant")
     if value.tzinfo is None:
         return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:  # 9999-12-31T23:59:59-01:00 is past year 9999 in UTC
+        raise ValueError(f"{value.isoformat()!r} is out of range in UTC") from None
 
 
 class Clock:

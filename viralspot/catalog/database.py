@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import sqlite3
+import threading
 from urllib.parse import quote
 
 from flask import Flask, current_app
@@ -26,9 +27,10 @@ from sqlalchemy.schema import CreateIndex
 from config import Config
 
 from ..clock import app_clock
-from .answer_deadline import bound_answers
+from .answer_deadline import bound_answers, deadline_lifted
 from .feed_source import FeedCatalog
 from .item_snapshots import ItemSnapshots, snapshot_directory
+from .rendering import ENGAGEMENT_RATES_SQL
 from .state_cache import CatalogStateCache
 from .tables import content, metadata
 from .text_case import register_sqlite_lower
@@ -146,8 +148,10 @@ def make_engine(url: str, busy_timeout: float = Config.DATABASE_BUSY_TIMEOUT,
         if is_in_memory(url):
             kwargs["poolclass"] = StaticPool
         else:
-            # A connection per server thread: a new one costs its PRAGMAs and mmap set-up.
-            kwargs.update(pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_POOL_SIZE)
+            # A connection per server thread: a new one costs its PRAGMAs and mmap set-up. A request that
+            # finds all 32 busy (more threads than that) waits 5 s at most, as on PostgreSQL, then 503.
+            kwargs.update(pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_POOL_SIZE,
+                          pool_timeout=min(CONNECT_TIMEOUT, answer_timeout or CONNECT_TIMEOUT))
         engine = create_engine(url, hide_parameters=True, **kwargs)
         event.listen(engine, "connect", _tune_sqlite)
         event.listen(engine, "handle_error", _unreadable_as_unavailable)
@@ -181,8 +185,9 @@ def create_schema(engine: Engine) -> None:
         add_missing_columns(engine)
         # Every index, not only those of tables it creates: one added since, or one a seed dropped
         # for its load and could not rebuild (killed) comes back at the next start. IF NOT EXISTS:
-        # safe when workers race.
-        with engine.begin() as conn:
+        # safe when workers race. Without the statement deadline: building one over a large catalog
+        # takes longer than a request may (0.5 s at 200k rows on SQLite), and cut off, it never ended.
+        with deadline_lifted(), engine.begin() as conn:
             for index in (index for table in metadata.sorted_tables for index in table.indexes):
                 conn.execute(CreateIndex(index, if_not_exists=True))
 
@@ -191,29 +196,43 @@ def create_schema(engine: Engine) -> None:
 ADDED_COLUMNS = ((content, content.c.item_json), (content, content.c.item_version),
                  (content, content.c.content_engagement_rate), (content, content.c.account_engagement_rate))
 #: How an added column gets its values, for the log line that announces it.
-COLUMN_FILLED_BY = {name: "run `flask content render` to fill it"
-                    for name in ("item_json", "content_engagement_rate", "account_engagement_rate")}
+COLUMN_FILLED_BY = {"item_json": "run `flask content render` to fill it",
+                    **{name: "filled from each row and its author's profile"
+                       for name in ("content_engagement_rate", "account_engagement_rate")}}
 
 
 def add_missing_columns(engine: Engine) -> None:
-    """``ALTER TABLE ... ADD COLUMN`` for each added column a database written earlier lacks, empty
-    (reads build a NULL ``item_json`` live). A column another worker has just added is not an error."""
-    for table, column in ADDED_COLUMNS:
-        if column.name in {found["name"] for found in inspect(engine).get_columns(table.name)}:
-            continue
-        preparer = engine.dialect.identifier_preparer
-        if_not_exists = "IF NOT EXISTS " if engine.dialect.name == "postgresql" else ""
-        statement = (f"ALTER TABLE {preparer.format_table(table)} ADD COLUMN {if_not_exists}"
-                     f"{preparer.format_column(column)} {column.type.compile(dialect=engine.dialect)}")
-        try:
-            with engine.begin() as conn:
-                conn.execute(text(statement))
-        except (OperationalError, ProgrammingError):
-            if column.name not in {found["name"] for found in inspect(engine).get_columns(table.name)}:
-                raise
-        else:
-            log.warning("added column %s.%s to an existing catalog; %s", table.name, column.name,
-                        COLUMN_FILLED_BY.get(column.name, "later writes fill it"))
+    """``ALTER TABLE ... ADD COLUMN`` for each added column a database written earlier lacks: an empty
+    ``item_json`` (reads build a NULL one live), the engagement rates filled at once (their filters and
+    sorts read them). A column another worker has just added is not an error."""
+    added = {column.name for table, column in ADDED_COLUMNS if _add_column(engine, table, column)}
+    if added & set(ENGAGEMENT_RATES_SQL):
+        with deadline_lifted(), engine.begin() as conn:  # one UPDATE of every row: longer than a request may
+            conn.execute(content.update().values(**ENGAGEMENT_RATES_SQL))
+
+
+def _add_column(engine: Engine, table, column) -> bool:
+    """True when this call added ``column`` to ``table``."""
+    if column.name in {found["name"] for found in inspect(engine).get_columns(table.name)}:
+        return False
+    preparer = engine.dialect.identifier_preparer
+    if_not_exists = "IF NOT EXISTS " if engine.dialect.name == "postgresql" else ""
+    statement = (f"ALTER TABLE {preparer.format_table(table)} ADD COLUMN {if_not_exists}"
+                 f"{preparer.format_column(column)} {column.type.compile(dialect=engine.dialect)}")
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(statement))
+    except (OperationalError, ProgrammingError):
+        if column.name not in {found["name"] for found in inspect(engine).get_columns(table.name)}:
+            raise
+        return False
+    log.warning("added column %s.%s to an existing catalog; %s", table.name, column.name,
+                COLUMN_FILLED_BY.get(column.name, "later writes fill it"))
+    return True
+
+
+#: Taken by a request creating the schema that start-up could not: one thread builds it, the others wait.
+_SCHEMA_TURN = threading.Lock()
 
 
 class Catalog:
@@ -238,11 +257,13 @@ class Catalog:
 
     @staticmethod
     def ready_engine(app: Flask) -> Engine:
-        """``app``'s engine, creating the schema first when start-up could not."""
+        """``app``'s engine, creating the schema first when start-up could not (one thread at a time)."""
         extensions = app.extensions
         if not extensions.get(SCHEMA_READY):
-            create_schema(extensions[EXTENSION_NAME])
-            extensions[SCHEMA_READY] = True
+            with _SCHEMA_TURN:
+                if not extensions.get(SCHEMA_READY):
+                    create_schema(extensions[EXTENSION_NAME])
+                    extensions[SCHEMA_READY] = True
         return extensions[EXTENSION_NAME]
 
     @property

@@ -42,9 +42,8 @@ from .weights import MAX_TICKETS, MAX_WEIGHTED_KEY, Tickets, TicketSet, checked_
 #: request of the session changed it) before the page answers 503 SESSION_CONFLICT.
 MAX_ROUNDS = 64
 MAX_STALE = 16
-#: Sessions whose last view a process keeps, for a next page in one round trip: without them a page
-#: makes 1.95 store calls instead of 1.10 and costs the worker 1.29-1.34 x the CPU (0.26 ms of a
-#: 0.86 ms page; bench.page_profile at e556f61, three runs).
+#: Sessions whose last view a process keeps, for a next page in one round trip: without them a page makes 1.95
+#: store calls, not 1.10, and 1.29-1.34 x the worker's CPU (0.26 of 0.86 ms; bench.page_profile at e556f61, 3 runs).
 VIEWS_KEPT = 100_000
 #: Positions one batch of a scan maps at most.
 MAX_BATCH = 65_536
@@ -167,9 +166,8 @@ class RandomFeedService:
             raise OffsetTooLarge(self.max_offset)
         flt = content_filter(kind, args)
         with self.catalog.source(flt) as source:
-            # The keys a page's candidates were mapped to serve its new items: mapping the page's
-            # positions again cost 0.09-0.17 ms of a 1.15 ms page (7-14%, about 10%; bench.page_profile,
-            # three runs each way), the permutation and the order's HMAC round keys once more.
+            # The keys a page's candidates were mapped to serve its new items: mapping its positions again (the
+            # permutation, the HMAC round keys) cost 0.09-0.17 of 1.15 ms (7-14%; bench.page_profile, 3 runs a way).
             known: dict[int, int] = {}
             view, positions, is_last, round_trips, replayed, started = self._page(
                 source, session_id, feed_id(kind, flt.signature(), weighted), offset, limit, known, weighted)
@@ -262,6 +260,10 @@ class RandomFeedService:
                     self._order(session_id, view.seed, bounds, weighted), matching, source.now(), view.cursor,
                     # Eight times as many after each short claim (items served in other feeds).
                     min(MAX_CANDIDATES, wanted << min(3 * short, 12)), max(1, self.max_scan - examined), known)
+                if scanned_to >= bounds[-1] * scale and not refreshed:  # a claim to the end, a last page's promise:
+                    refreshed, version = True, source.catalog_state().version  # on the catalog as it is now (step 3)
+                    if source.catalog_state(fresh=True).version != version:
+                        continue
                 if weighted:  # each ticket's item by its position in the session's order: what is seen (two
                     # tickets of one item in a batch: the store takes the first)
                     canonical = self._order(session_id, view.seed, bounds, False).positions_of(
@@ -300,8 +302,7 @@ class RandomFeedService:
                 continue  # a read that found the page without its look-ahead: claim
             examined += work
             short += 1
-            # The last page is a promise, checked against the catalog as it is now (step 3).
-            at_end = view.cursor >= view.end * scale and source.catalog_state(fresh=True).largest_key <= view.end
+            at_end = view.cursor >= view.end * scale and source.catalog_state(not refreshed).largest_key <= view.end
             if at_end:
                 return view, result.positions, True, round_trip, False, started
             if examined >= self.max_scan:

@@ -79,8 +79,7 @@ class FeedView:
 class PageResult:
     status: PageStatus
     view: FeedView
-    #: The positions served at the page's ordinals ``[offset, offset + limit)``: fewer when the
-    #: feed has served fewer.
+    #: The positions served at the page's ordinals ``[offset, offset + limit)``: fewer when the feed has served fewer.
     positions: list[int] = field(default_factory=list)
     #: True when an unseen matching item is known to follow the page: the feed has served more
     #: than the page's end, or a candidate left over (the cursor then rests on it).
