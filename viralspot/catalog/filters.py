@@ -42,11 +42,18 @@ def normalize_content_type(value: str) -> str:
     return CONTENT_TYPE_ALIASES.get(value, value)
 
 
+#: The letters a character beyond ASCII folds to (the Kelvin sign to k, "İ" to i), which SQLite's ``ILIKE`` does not
+#: fold: an ASCII text without them is matched by ``ILIKE`` exactly, at less CPU than folding every row (1M rows on
+#: SQLite, best of 3: search 2.0-2.1 s -> 1.3-1.6 s, two keywords 4.4-4.7 s -> 2.3-2.6 s).
+_FOLDED_FROM_BEYOND_ASCII = frozenset("ikIK")
+
+
 def contains(column, text: str) -> ColumnElement[bool]:
-    """Case-insensitive literal substring match (``\\``, ``%`` and ``_`` escaped), the pattern a bound parameter.
-    Both sides are lowered by one rule (text_case.py), also for an ASCII text: "K" (Kelvin sign) and "İ"
-    lower to ASCII letters, which SQLite's ``LIKE`` did not fold (as fast: the scan reads every row)."""
+    """Case-insensitive literal substring match (``\\``, ``%`` and ``_`` escaped), the pattern a bound parameter;
+    both sides lowered by one rule (text_case.py)."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    if text.isascii() and not _FOLDED_FROM_BEYOND_ASCII & set(text):
+        return column.ilike(f"%{escaped}%", escape="\\")
     return unicode_lower(column).like(f"%{fold_case(escaped)}%", escape="\\")
 
 
