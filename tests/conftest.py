@@ -217,6 +217,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     terminalreporter.write_line(summary_line("database", DATABASE_BACKENDS, _backends_run, _backend_notes, "catalog"))
 
 
+def content_index_names(engine) -> set[str]:
+    """The indexes of ``content``, read from the database's own catalog: SQLAlchemy does not reflect
+    SQLite's expression indexes."""
+    listing = {"sqlite": "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'content'",
+               "postgresql": "SELECT indexname FROM pg_indexes WHERE tablename = 'content'"}[engine.dialect.name]
+    with engine.connect() as conn:
+        return set(conn.exec_driver_sql(listing).scalars())
+
+
 def make_catalog_app(database_url: str, **overrides):
     """An app in testing mode on ``database_url``."""
     return create_app({"CONFIG": "testing", "DATABASE_URL": database_url, **overrides})

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import func, select
 
+from conftest import content_index_names
 from moments import MOMENTS, PINNED_NOW, YEARS_AHEAD, iso
 from viralspot.catalog.queries import catalog_state
 from viralspot.catalog.seed import CatalogNotEmpty, seed_catalog
@@ -209,15 +210,6 @@ def test_a_seed_replacing_the_catalog_during_an_import_takes_its_turn(postgres_s
         postgres_server.drop_database(url)
     assert not any(isinstance(outcome, Exception) for outcome in outcomes.values()), outcomes
     assert outcomes["import"].inserted == len(records) and outcomes["seed"].items == 40
-
-
-def content_index_names(engine) -> set[str]:
-    """The indexes of ``content``, read from the database's own catalog: SQLAlchemy does not reflect
-    SQLite's expression indexes."""
-    listing = {"sqlite": "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'content'",
-               "postgresql": "SELECT indexname FROM pg_indexes WHERE tablename = 'content'"}[engine.dialect.name]
-    with engine.connect() as conn:
-        return set(conn.exec_driver_sql(listing).scalars())
 
 
 def test_a_seed_that_rebuilds_the_indexes_ends_with_all_of_them(catalog_app, monkeypatch):

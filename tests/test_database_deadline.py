@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from conftest import dispose_catalog_app, make_catalog_app
+from conftest import content_index_names, dispose_catalog_app, make_catalog_app
 from tcp_proxy import SwitchingProxy
 from viralspot.catalog.answer_deadline import CLIENT_MARGIN, deadline_lifted
 from viralspot.cli import Commands
@@ -229,7 +229,6 @@ def test_indexes_missing_at_start_are_built_past_the_statement_deadline(sqlite_c
             conn.execute(sql(f"DROP INDEX {name}"))
     dispose_catalog_app(seeding)
     app = make_catalog_app(sqlite_catalog, DATABASE_TIMEOUT=0.001)
-    with app.extensions["viralspot.catalog"].connect() as conn:
-        names = set(conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'index'").scalars())
-    assert {"ix_content_views", "ix_content_account_engagement"} <= names
+    engine = app.extensions["viralspot.catalog"]
+    assert {"ix_content_views", "ix_content_account_engagement"} <= content_index_names(engine)
     dispose_catalog_app(app)

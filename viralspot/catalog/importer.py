@@ -23,6 +23,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, vali
 from sqlalchemy import Boolean, Connection, Engine, Integer, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from ..clock import parse_instant
 from .filters import CONTENT_TYPES, normalize_content_type
 from .queries import bump_version
 from .rendering import render_items
@@ -62,9 +63,9 @@ class UtcDateTime(fields.AwareDateTime):
     def _deserialize(self, value, attr, data, **kwargs):
         # Stored in UTC: SQLite keeps no offset, so a +02:00 time must be converted, not relabelled.
         try:
-            return super()._deserialize(value, attr, data, **kwargs).astimezone(timezone.utc)
-        except OverflowError:  # 0001-01-01T00:00:00+01:00: before year 1 in UTC
-            raise ValidationError("out of range in UTC") from None
+            return parse_instant(super()._deserialize(value, attr, data, **kwargs))
+        except ValueError as error:  # 0001-01-01T00:00:00+01:00: before year 1 in UTC
+            raise ValidationError(str(error)) from None
 
 
 class Number(fields.Float):
