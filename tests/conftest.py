@@ -88,7 +88,7 @@ class PostgresServer:
         if self.run_as:
             shutil.chown(self.root, "postgres", "postgres")
         self._run(os.path.join(self.bin_dir, "initdb"), "-D", self.data, "-U", "postgres", "--auth=trust",
-                  # Byte-order sorting (C); case folding by Unicode's rules, as lower() and ILIKE do
+                  # Byte-order sorting (C); case folding by Unicode's rules, as lower() does
                   # under a UTF-8 ctype (the README asks one of the catalog's database).
                   "-E", "UTF8", "--locale=C", "--lc-ctype=C.UTF-8", "--no-sync")
         options = (f"-h 127.0.0.1 -p {self.port} -k {self.root} -c fsync=off -c synchronous_commit=off "

@@ -34,6 +34,7 @@ from .rendering import ENGAGEMENT_RATES_SQL
 from .state_cache import CatalogStateCache
 from .tables import content, metadata
 from .text_case import register_sqlite_lower
+from .text_index import create_text_index
 
 EXTENSION_NAME = "viralspot.catalog"
 SCHEMA_READY = "viralspot.catalog.schema_ready"
@@ -190,6 +191,8 @@ def create_schema(engine: Engine) -> None:
         with deadline_lifted(), engine.begin() as conn:
             for index in (index for table in metadata.sorted_tables for index in table.indexes):
                 conn.execute(CreateIndex(index, if_not_exists=True))
+        with deadline_lifted():
+            create_text_index(engine)
 
 
 #: Columns added to existing tables after their first release: (table, column).

@@ -16,11 +16,12 @@ from datetime import datetime, timedelta
 from typing import Any, Mapping
 
 from cachetools import LRUCache
-from sqlalchemy import Select, and_, not_, or_
+from sqlalchemy import Select, and_, func, not_, or_
 from sqlalchemy.sql.elements import ColumnElement
 
 from .tables import content, primary_profiles
 from .text_case import fold_case, unicode_lower
+from .text_index import looked_up, match_query
 
 #: Endpoint kind -> the content_type it serves when ``content_types`` is not given.
 DEFAULT_CONTENT_TYPE = {"reels": "reel", "posts": "post"}
@@ -42,9 +43,10 @@ def normalize_content_type(value: str) -> str:
     return CONTENT_TYPE_ALIASES.get(value, value)
 
 
-#: The letters a character beyond ASCII folds to (the Kelvin sign to k, "İ" to i), which SQLite's ``ILIKE`` does not
-#: fold: an ASCII text without them is matched by ``ILIKE`` exactly, at less CPU than folding every row (1M rows on
-#: SQLite, best of 3: search 2.0-2.1 s -> 1.3-1.6 s, two keywords 4.4-4.7 s -> 2.3-2.6 s).
+#: The letters a character beyond ASCII folds to (the Kelvin sign to k, "İ" to i), which SQLite's ``lower()`` does not
+#: fold: an ASCII text without them is matched through ``lower()`` exactly, at less CPU than folding every row (1M rows
+#: on SQLite, best of 3: search 2.0-2.1 s -> 1.3-1.6 s, two keywords 4.4-4.7 s -> 2.3-2.6 s). On PostgreSQL both are
+#: its ``lower()``, the expression its trigram indexes hold (text_index.py).
 _FOLDED_FROM_BEYOND_ASCII = frozenset("ikIK")
 
 
@@ -52,9 +54,9 @@ def contains(column, text: str) -> ColumnElement[bool]:
     """Case-insensitive literal substring match (``\\``, ``%`` and ``_`` escaped), the pattern a bound parameter;
     both sides lowered by one rule (text_case.py)."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    if text.isascii() and not _FOLDED_FROM_BEYOND_ASCII & set(text):
-        return column.ilike(f"%{escaped}%", escape="\\")
-    return unicode_lower(column).like(f"%{fold_case(escaped)}%", escape="\\")
+    plain = text.isascii() and not _FOLDED_FROM_BEYOND_ASCII & set(text)
+    lowered = func.lower(column) if plain else unicode_lower(column)
+    return lowered.like(f"%{fold_case(escaped)}%", escape="\\")
 
 
 def join_profiles(stmt: Select) -> Select:
@@ -152,11 +154,21 @@ class ContentFilter:
             found.append(c.date_posted >= now.replace(microsecond=0) - DATE_RANGES[self.date_range])
         return found
 
-    def where(self, stmt: Select, *, profile_joined: bool = False, now: datetime | None = None) -> Select:
-        """``stmt`` (a select over ``content``) restricted to matching items, joining profiles if needed."""
+    @property
+    def text_query(self) -> str | None:
+        """The query of the text index (text_index.py) narrowing ``search`` and ``keywords``, if any."""
+        return match_query(self.search, self.keywords)
+
+    def where(self, stmt: Select, *, profile_joined: bool = False, now: datetime | None = None,
+              text_lookup: bool = False) -> Select:
+        """``stmt`` (a select over ``content``) restricted to matching items, joining profiles if needed;
+        with ``text_lookup`` (SQLite), only the rows the text index finds are read."""
         if self.needs_profile and not profile_joined:
             stmt = join_profiles(stmt)
-        return stmt.where(and_(*self.conditions(now)))
+        conditions = self.conditions(now)
+        if text_lookup and (query := self.text_query) is not None:
+            conditions.append(looked_up(query))
+        return stmt.where(and_(*conditions))
 
 
 _FIELD_NAMES = tuple(f.name for f in fields(ContentFilter))

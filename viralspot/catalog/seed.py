@@ -29,6 +29,7 @@ from .importer import ContentKeysExhausted
 from .queries import ITEM_COLUMNS, PROFILE_COLUMNS, bump_version, catalog_state, content_count, new_epoch
 from .rendering import derived_columns
 from .tables import CONTENT_SECONDARY_INDEXES, MAX_CONTENT_KEY, content, primary_profiles
+from .text_index import create_text_index, drop_text_index
 
 log = logging.getLogger(__name__)
 
@@ -355,6 +356,7 @@ def seed_catalog(engine: Engine, items: int, seed: int = 0, *, reference: dateti
             # Before the delete, which visits every row: without them it runs several times faster.
             for index in CONTENT_SECONDARY_INDEXES:  # IF EXISTS: SQLAlchemy reflects no expression index
                 conn.execute(DropIndex(index, if_exists=True))
+            drop_text_index(conn)
         _delete_all(conn)
         new_epoch(conn)  # rows were deleted: item snapshots of the old rows start over
     rng = np.random.default_rng(seed)
@@ -383,6 +385,7 @@ def seed_catalog(engine: Engine, items: int, seed: int = 0, *, reference: dateti
             with engine.begin() as conn:
                 for index in CONTENT_SECONDARY_INDEXES:
                     conn.execute(CreateIndex(index, if_not_exists=True))
+            create_text_index(engine)
     with engine.begin() as conn:
         _reset_sequences(conn)
         conn.exec_driver_sql("ANALYZE")
