@@ -458,6 +458,10 @@ def test_pages_are_served_while_the_index_shard_master_is_down_and_indexed_once_
     for _ in range(PAGES_WHILE_DOWN):
         next_page()
     down_pages_s = time.monotonic() - stopped
+    # Readiness asks a master for the cluster's state: the other masters serve on, so every instance
+    # stays in rotation (it pinged every master, and one down made every instance answer 503).
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.get_json()["data"]["checks"]["session_store"]["status"] == "ok", ready.json
     # The session was never touched (its first page created it, and every touch failed): every
     # page tried the index, and every one logged a warning.
     warnings = not_touched()
@@ -503,3 +507,22 @@ def test_pages_are_served_while_the_index_shard_master_is_down_and_indexed_once_
     print(f"\nindex shard master down: {PAGES_WHILE_DOWN} pages in {down_pages_s:.2f} s, "
           f"{len(not_touched())} warnings after the restart; indexed again {indexed_s:.2f} s after the restart "
           f"({(len(served) - pages_before) // PAGE} pages)")
+
+
+def test_readiness_fails_once_the_cluster_stops_serving(cluster_app, redis_cluster_factory):
+    """With Redis's default ``cluster-require-full-coverage yes``, a master down past
+    ``cluster-node-timeout`` stops the whole cluster (``cluster_state:fail``): then ``/readyz``
+    answers 503 naming the session store, and 200 again once the master is back."""
+    cluster = redis_cluster_factory()
+    client = cluster_app(cluster).test_client()
+    assert client.get("/readyz").status_code == 200
+    down, asked = cluster.nodes[0], cluster.nodes[1]
+    down.stop()
+    wait_for(lambda: cluster_state(asked) == "fail", 20, "the cluster stopping on a master down", 0.05)
+    response = client.get("/readyz")
+    body = response.get_json()
+    assert response.status_code == 503 and body["error_code"] == "SESSION_STORE_UNAVAILABLE", body
+    assert body["checks"]["session_store"]["status"] == "unavailable" and body["checks"]["database"]["status"] == "ok"
+    down.start()
+    wait_for(lambda: cluster_state(asked) == "ok", 20, "the cluster serving again", 0.05)
+    wait_for(lambda: client.get("/readyz").status_code == 200, 10, "readiness again", 0.05)

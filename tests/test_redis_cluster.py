@@ -303,6 +303,15 @@ def test_a_stopped_master_is_unavailable_quickly_then_served_again():
             with pytest.raises(StoreUnavailable):
                 operation()
             assert time.monotonic() - started < 5
+        # Readiness follows the cluster's own state: ok until the others mark the master failed
+        # (cluster-node-timeout), then fail (Redis's default needs every slot served).
+        deadline = time.monotonic() + 20
+        while True:
+            with cluster.nodes[0].client() as live:
+                if live.execute_command("CLUSTER INFO")["cluster_state"] == "fail":
+                    break
+            assert time.monotonic() < deadline, "the cluster did not mark the master failed"
+            time.sleep(0.05)
         assert store.ping() is False
         cluster.nodes[2].start()  # same port and nodes.conf: it rejoins (empty, no persistence)
         deadline = time.monotonic() + 30

@@ -22,8 +22,9 @@ from viralspot.catalog.text_case import fold_case
 from viralspot.clock import parse_instant
 
 #: Characters that test the folding and the FTS5 query's quoting: quotes, LIKE's wildcards and escape,
-#: the Kelvin sign and "İ" (folded to ASCII), final and other sigmas, a line break (joins keywords).
-ALPHABET = 'ab"%_\\kKİıΣσς\u212a \n'
+#: the Kelvin sign and "İ" (folded to ASCII), final and other sigmas, a line break (joins keywords), a
+#: combining accent and a character beyond the BMP (a trigram is of code points).
+ALPHABET = 'ab"%_\\kKİıΣσς\u212a \n\u0301\U0001F525'
 KEYWORDS = ("keyword_1", "keyword_2", "keyword_3", "keyword_4")
 
 

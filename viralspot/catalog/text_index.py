@@ -108,9 +108,12 @@ def create_text_index(engine: Engine) -> None:
     SQLite). SQLite builds it in one write transaction: a build cut short leaves none."""
     if engine.dialect.name == "sqlite":
         with engine.connect() as conn:
+            if _sqlite_has_table(conn):
+                return
+            conn.rollback()
             register_sqlite_lower(conn.connection.dbapi_connection)  # an engine not made by make_engine too
-            conn.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock first: one process builds it
-            if conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = ?", (TABLE,)).first() is None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock, then look again: one process builds it
+            if not _sqlite_has_table(conn):
                 for statement in _SQLITE_DDL:
                     conn.exec_driver_sql(statement)
             conn.commit()
@@ -120,6 +123,10 @@ def create_text_index(engine: Engine) -> None:
     with engine.begin() as conn:
         for index, name in TRIGRAM_INDEXES.items():
             conn.execute(text(f"CREATE INDEX IF NOT EXISTS {index} ON content USING gin (lower({name}) gin_trgm_ops)"))
+
+
+def _sqlite_has_table(conn: Connection) -> bool:
+    return conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = ?", (TABLE,)).first() is not None
 
 
 def _trigram_extension(engine: Engine) -> bool:

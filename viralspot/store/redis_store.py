@@ -23,16 +23,16 @@ a session in one Redis Cluster slot):
 A session not whole (``_session.lua``; damaged, or of another layout) is gone, never served from;
 a page that finds what it reads damaged removes its ``s`` and answers ABSENT (docs/architecture.md).
 
-The session's hash carries the sliding TTL, restarted by every page. A page is one script, one
-round trip, which also touches the index when the page created the session or the process has
-not touched it for a second; on a cluster the index is in another slot, so ``touch.lua`` does it
-in a second round trip, as often. Connections come from redis-py's pool; on a connection error, a
-timeout, ``READONLY`` or ``MASTERDOWN`` (a failover) the pool's idle connections are dropped and
-the operation is tried again on fresh ones, so a failover behind a plain ``redis://`` address
-that moves recovers by itself.
+The session's hash carries the sliding TTL, restarted by every page. A page is one script, one round
+trip, which also touches the index when the page created the session or the process has not touched
+it for a second (on a cluster ``touch.lua``, a second round trip: the index is in another slot). On
+a connection error, a timeout, ``READONLY`` or ``MASTERDOWN`` (a failover) redis-py's pool drops its
+idle connections and the operation is tried again on fresh ones: a failover behind a ``redis://``
+address that moves recovers by itself.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -233,9 +233,8 @@ class RedisSessionStore(SessionStoreBackend):
 
             from .cluster_client import RedirectedRedisCluster
 
-            # MOVED/ASK/TRYAGAIN are followed inside one attempt, ASK also to a master the client
-            # has not met. Slots not covered at start-up fail only the requests that need them
-            # (SlotNotCoveredError, a 503).
+            # MOVED/ASK/TRYAGAIN are followed inside one attempt, ASK also to a master not met yet.
+            # Slots not covered at start-up fail only the requests that need them (a 503).
             kwargs = {"socket_timeout": opts.socket_timeout, "socket_connect_timeout": opts.connect_timeout,
                       "max_connections": opts.max_connections, **parsed.pool_kwargs}
             return RedirectedRedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in parsed.nodes],
@@ -332,9 +331,8 @@ class RedisSessionStore(SessionStoreBackend):
                 "" if candidates is None else int(view.cursor), int(scanned_to),
                 _pack_positions(candidates or ()), int(offset), int(limit), int(max_ahead), self.ttl_ms,
                 self.max_feeds, self.max_items]
-        # The index's last-seen times are for counting and listing: a second of lag is nothing
-        # against the TTL, so a process touches a session at most once a second; on one server the
-        # page script does it when it serves the page, on a cluster touch.lua after it.
+        # The index (counting, listing) is touched at most once a second a session: by the page
+        # script on one server, on a cluster by touch.lua after it.
         with self._touched_lock:
             touch = session_id not in self._touched
         args += [session_id, "1" if touch else "0", _pack_positions(canonical or ())]
@@ -419,12 +417,14 @@ class RedisSessionStore(SessionStoreBackend):
         return {**super().stats(), **self._attempts(figures)}
 
     def ping(self) -> bool:
-        """True when Redis answers (on a cluster: every master); False when it cannot be reached."""
+        """True when Redis answers (on a cluster: a master says the cluster is ok); False when it cannot."""
         def ping(connection: _Connection) -> bool:
-            if self.cluster:
-                return connection.client.ping(target_nodes=connection.client.PRIMARIES)
-            role = connection.client.execute_command("ROLE")[0]
-            if (role.decode() if isinstance(role, bytes) else role) != "master":
+            if self.cluster:  # one master down: the others serve on with cluster-require-full-coverage no
+                for node in map(connection.client.get_redis_connection, connection.client.get_primaries()):
+                    with contextlib.suppress(RedisError):
+                        return node.execute_command("CLUSTER INFO")["cluster_state"] == "ok"
+                raise redis.ConnectionError("no master answers")
+            if _text(connection.client.execute_command("ROLE")[0]) != "master":
                 # A demoted server behind an address that moved: fresh connections find the master.
                 raise ReadOnlyError("the server is a replica")
             return True
