@@ -128,12 +128,12 @@ def statements_of(engine, call) -> list[str]:
 
 
 def test_a_rare_text_is_looked_up_a_common_one_walks_the_order(sqlite_app, monkeypatch):
-    """SQLite: a page whose text the index finds in at most ``LOOKUP_AT_MOST`` rows reads those rows;
-    past it the page walks its order, and both give the pages a scan gives."""
+    """SQLite: a page whose text the index finds in at most ``queries.LOOKUP_AT_MOST`` rows reads those
+    rows; past it the page walks its order, and both give the pages a scan gives."""
     engine = sqlite_app.extensions["viralspot.catalog"]
     lines = [line(f"c{number}", description=f"common {number}", view_count=number) for number in range(12)]
     assert import_lines(engine, [*lines, line("r1", description="one Rare word")]).rejected == 0
-    monkeypatch.setattr(text_index, "LOOKUP_AT_MOST", 5)
+    monkeypatch.setattr(queries, "LOOKUP_AT_MOST", 5)
     client = sqlite_app.test_client()
     for search, looked_up, expected in (("rare", True, ["r1"]), ("COMMON", False, [f"c{n}" for n in range(11, 6, -1)])):
         pages = []
@@ -145,8 +145,8 @@ def test_a_rare_text_is_looked_up_a_common_one_walks_the_order(sqlite_app, monke
         with engine.connect() as conn:
             plan = " ".join(row[3] for row in conn.exec_driver_sql(
                 "EXPLAIN QUERY PLAN " + str(queries.plain_order_statement(
-                    build_content_filter("reels", {"search": search}), "views", text_lookup=True).compile(
-                    compile_kwargs={"literal_binds": True}))))
+                    build_content_filter("reels", {"search": search}), "views",
+                    among=text_index.text_rows(search)).compile(compile_kwargs={"literal_binds": True}))))
         assert "VIRTUAL TABLE" in plan
 
 
@@ -198,9 +198,9 @@ def test_the_index_never_loses_a_match(tricky_catalog, search, keywords):
     with tricky_catalog.connect() as conn:
         scanned = sorted(conn.execute(flt.where(select(content.c.id))).scalars())
         assert queries.matching_keys(conn, flt).tolist() == scanned
-        ordered = [conn.execute(queries.plain_order_statement(flt, "likes", text_lookup=lookup)).scalars().all()
-                   for lookup in (False, True)]
-    assert ordered[0] == ordered[1] and sorted(ordered[0]) == scanned
+        ordered = [conn.execute(queries.plain_order_statement(flt, "likes", among=among)).scalars().all()
+                   for among in (None, *queries.narrowing_rows(flt))]
+    assert all(found == ordered[0] for found in ordered) and sorted(ordered[0]) == scanned
 
 
 @pytest.mark.postgres

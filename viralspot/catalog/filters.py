@@ -112,8 +112,19 @@ class ContentFilter:
     @property
     def needs_profile(self) -> bool:
         """True when a condition reads the author's profile (followers, verified, account type)."""
-        return bool(self.account_types) or any(value is not None for value in (
-            self.min_followers, self.max_followers, self.is_verified))
+        return bool(self.profile_conditions())
+
+    def profile_conditions(self) -> list[ColumnElement[bool]]:
+        """The conditions on the author's profile (``primary_profiles``)."""
+        p = primary_profiles.c
+        found = [_in(p.account_type, self.account_types)] if self.account_types else []
+        if self.min_followers is not None:
+            found.append(p.followers >= self.min_followers)
+        if self.max_followers is not None:
+            found.append(p.followers <= self.max_followers)
+        if self.is_verified is not None:
+            found.append(p.is_verified == self.is_verified)
+        return found
 
     def conditions(self, now: datetime | None = None) -> list[ColumnElement[bool]]:
         """The SQL conditions (profile ones assume the join); a ``date_range`` counts back from ``now``."""
@@ -125,8 +136,7 @@ class ContentFilter:
                                (self.secondary_categories, c.secondary_category),
                                (self.tertiary_categories, c.tertiary_category),
                                (self.languages, c.language),
-                               (self.content_styles, c.content_style),
-                               (self.account_types, primary_profiles.c.account_type)):
+                               (self.content_styles, c.content_style)):
             if values:
                 found.append(_in(column, values))
         if self.keywords:
@@ -138,15 +148,13 @@ class ContentFilter:
                                   (self.min_views, self.max_views, c.view_count),
                                   (self.min_likes, self.max_likes, c.like_count),
                                   (self.min_comments, self.max_comments, c.comment_count),
-                                  (self.min_followers, self.max_followers, primary_profiles.c.followers),
                                   (self.min_account_engagement_rate, self.max_account_engagement_rate,
                                    c.account_engagement_rate)):
             if low is not None:
                 found.append(column >= low)
             if high is not None:
                 found.append(column <= high)
-        if self.is_verified is not None:
-            found.append(primary_profiles.c.is_verified == self.is_verified)
+        found += self.profile_conditions()
         if self.date_range is not None:
             if now is None:  # the service's clock decides (viralspot/clock.py), never the system's here
                 raise ValueError("a date_range filter needs the moment it counts back from")

@@ -7,9 +7,7 @@ keep it, so every writer does; they call ``vs_lower``, so a connection without i
 shell) cannot write content. A filter's texts become one FTS5 query, each text a quoted phrase of its
 folded form; the rows it finds are then checked by the exact condition (``filters.contains``), so the
 index only narrows the rows read. A text shorter than 3 characters has no trigram: it is matched by
-a scan, as before. A plain page looks its rows up in the index when the texts match at most
-``LOOKUP_AT_MOST`` rows; past that it walks its order's index as without it (many rows match: the
-first ones it meets do), which keeps a common word's page as fast as before.
+a scan, as before. When a plain page reads the index's rows: ``queries.plain_page_keys``.
 
 PostgreSQL: the ``pg_trgm`` extension's GIN indexes on ``lower(column)`` of the same columns, which
 the planner uses for ``contains``'s ``lower(column) LIKE``. When the extension cannot be created (not
@@ -19,7 +17,7 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import Connection, Engine, bindparam, column, func, literal_column, select, table, text
+from sqlalchemy import Connection, Engine, Select, bindparam, column, literal_column, select, table, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -31,10 +29,6 @@ log = logging.getLogger(__name__)
 TABLE = "content_text"
 #: Characters in a trigram: a shorter text cannot be looked up.
 TRIGRAM = 3
-#: A plain page looks up the rows of texts that match at most this many rows (counted up to it,
-#: in the index); more, and it walks its order (1M SQLite items, thread CPU: a lookup of 23,498
-#: rows took 79 ms and of 199,950 rows 405 ms, walking the order 7 and 0.6 ms).
-LOOKUP_AT_MOST = 5000
 #: The index's columns -> the content columns folded into each (keywords joined by line breaks).
 INDEXED = {"description": ("description",), "username": ("username",),
            "keywords": ("keyword_1", "keyword_2", "keyword_3", "keyword_4")}
@@ -67,15 +61,14 @@ def _matches(query: str) -> ColumnElement[bool]:
     return literal_column(TABLE).op("MATCH")(bindparam("text_query", query, unique=True))
 
 
+def text_rows(query: str) -> Select:
+    """The ids of the rows the index finds for ``query``."""
+    return select(_text_rows.c.rowid).where(_matches(query))
+
+
 def looked_up(query: str) -> ColumnElement[bool]:
     """``content.id`` among the rows the index finds for ``query``."""
-    return content.c.id.in_(select(_text_rows.c.rowid).where(_matches(query)))
-
-
-def few_matches(conn: Connection, query: str) -> bool:
-    """True when ``query`` finds at most ``LOOKUP_AT_MOST`` rows (counting stops past it)."""
-    found = select(_text_rows.c.rowid).where(_matches(query)).limit(LOOKUP_AT_MOST + 1).subquery()
-    return conn.execute(select(func.count()).select_from(found)).scalar_one() <= LOOKUP_AT_MOST
+    return content.c.id.in_(text_rows(query))
 
 
 def _folded(row: str, name: str) -> str:
