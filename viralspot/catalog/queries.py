@@ -209,7 +209,8 @@ def narrowing_rows(flt: ContentFilter) -> list[Select]:
     the text index finds (SQLite), those whose author the profile conditions keep."""
     found = [text_rows(query)] if (query := flt.text_query) is not None else []
     if profile := flt.profile_conditions():
-        found.append(select(content.c.id).where(content.c.profile_id.in_(select(primary_profiles.c.id).where(*profile))))
+        authors = select(primary_profiles.c.id).where(*profile)
+        found.append(select(content.c.id).where(content.c.profile_id.in_(authors)))
     return found
 
 
