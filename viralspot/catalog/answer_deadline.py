@@ -15,6 +15,10 @@ without end:
 
 Commands that run long statements on purpose (``flask content seed --replace`` on a large catalog)
 wait without it, inside ``deadline_lifted()``.
+
+On SQLite, ``cpu_budget(seconds)`` also interrupts this thread's statements past that much CPU time
+of the thread (``budget_spent(conn)`` then says why): a query that may read far more rows than
+another way of answering it tries first (``queries.plain_page_keys``).
 """
 from __future__ import annotations
 
@@ -36,6 +40,12 @@ SQLITE_STEPS = 10_000
 CLIENT_MARGIN = 1.0
 #: Where a SQLite connection keeps its running statement's deadline (``time.monotonic``), or None.
 _ANSWER_BY = "viralspot.answer_by"
+#: Set within ``cpu_budget()``: the thread CPU seconds each of this context's SQLite statements may take.
+_budget: contextvars.ContextVar[float | None] = contextvars.ContextVar("viralspot_cpu_budget", default=None)
+#: Where a SQLite connection keeps its running statement's CPU deadline (``time.thread_time``), or None.
+_CPU_BY = "viralspot.cpu_by"
+#: Set on a SQLite connection whose statement its CPU budget interrupted.
+_BUDGET_SPENT = "viralspot.budget_spent"
 #: Where a PostgreSQL connection keeps the ``statement_timeout`` (ms) it was last given.
 _SERVER_TIMEOUT = "viralspot.statement_timeout"
 
@@ -50,13 +60,26 @@ def deadline_lifted() -> Iterator[None]:
         _lifted.reset(token)
 
 
+@contextlib.contextmanager
+def cpu_budget(seconds: float) -> Iterator[None]:
+    """Within it, each of this context's SQLite statements is interrupted past ``seconds`` of CPU."""
+    token = _budget.set(seconds)
+    try:
+        yield
+    finally:
+        _budget.reset(token)
+
+
+def budget_spent(conn) -> bool:
+    """True when the last statement on ``conn`` was interrupted by its CPU budget."""
+    return bool(conn.info.get(_BUDGET_SPENT))
+
+
 def bound_answers(engine: Engine, seconds: float) -> None:
     """Give every statement of ``engine`` ``seconds`` to answer (0: no deadline)."""
-    if not seconds:
-        return
     if engine.dialect.name == "sqlite":
         _bound_sqlite(engine, seconds)
-    elif engine.dialect.driver == "psycopg":
+    elif seconds and engine.dialect.driver == "psycopg":
         _bound_postgresql(engine, seconds)
 
 
@@ -64,12 +87,21 @@ def _bound_sqlite(engine: Engine, seconds: float) -> None:
     @event.listens_for(engine, "connect")
     def watch(dbapi_connection, record):
         info = record.info
-        dbapi_connection.set_progress_handler(
-            lambda: (answer_by := info.get(_ANSWER_BY)) is not None and time.monotonic() > answer_by, SQLITE_STEPS)
+
+        def stop() -> bool:
+            if (cpu_by := info.get(_CPU_BY)) is not None and time.thread_time() > cpu_by:
+                info[_BUDGET_SPENT] = True
+                return True
+            return (answer_by := info.get(_ANSWER_BY)) is not None and time.monotonic() > answer_by
+
+        dbapi_connection.set_progress_handler(stop, SQLITE_STEPS)
 
     @event.listens_for(engine, "before_cursor_execute")
     def start(conn, _cursor, _statement, _parameters, _context, _executemany):
-        conn.info[_ANSWER_BY] = None if _lifted.get() else time.monotonic() + seconds
+        info, budget = conn.info, _budget.get()
+        info[_ANSWER_BY] = None if _lifted.get() or not seconds else time.monotonic() + seconds
+        info[_CPU_BY] = None if budget is None else time.thread_time() + budget
+        info[_BUDGET_SPENT] = False
 
 
 def _bound_postgresql(engine: Engine, seconds: float) -> None:

@@ -21,7 +21,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from .tables import content, primary_profiles
 from .text_case import fold_case, unicode_lower
-from .text_index import looked_up, match_query
+from .text_index import match_query
 
 #: Endpoint kind -> the content_type it serves when ``content_types`` is not given.
 DEFAULT_CONTENT_TYPE = {"reels": "reel", "posts": "post"}
@@ -167,16 +167,11 @@ class ContentFilter:
         """The query of the text index (text_index.py) narrowing ``search`` and ``keywords``, if any."""
         return match_query(self.search, self.keywords)
 
-    def where(self, stmt: Select, *, profile_joined: bool = False, now: datetime | None = None,
-              text_lookup: bool = False) -> Select:
-        """``stmt`` (a select over ``content``) restricted to matching items, joining profiles if needed;
-        with ``text_lookup`` (SQLite), only the rows the text index finds are read."""
+    def where(self, stmt: Select, *, profile_joined: bool = False, now: datetime | None = None) -> Select:
+        """``stmt`` (a select over ``content``) restricted to matching items, joining profiles if needed."""
         if self.needs_profile and not profile_joined:
             stmt = join_profiles(stmt)
-        conditions = self.conditions(now)
-        if text_lookup and (query := self.text_query) is not None:
-            conditions.append(looked_up(query))
-        return stmt.where(and_(*conditions))
+        return stmt.where(and_(*self.conditions(now)))
 
 
 _FIELD_NAMES = tuple(f.name for f in fields(ContentFilter))

@@ -11,7 +11,10 @@ from typing import Callable, Iterable, Iterator, NamedTuple, Sequence, TypeVar
 
 import numpy as np
 from sqlalchemy import BigInteger, ColumnElement, Connection, Text, bindparam, case, cast, func, select, union
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql import Select
+
+from .answer_deadline import budget_spent, cpu_budget
 
 from .filters import DATE_RANGES, ContentFilter, join_profiles
 from .tables import DERIVED_COLUMNS, catalog_meta, content, primary_profiles, rate_order_key
@@ -141,10 +144,20 @@ def _reads_narrowing_rows(conn: Connection) -> bool:
     return conn.dialect.name == "sqlite"
 
 
+def _text_narrowing(conn: Connection, flt: ContentFilter) -> list[Select]:
+    """A matching set's narrowing condition: the text index's rows (SQLite's planner already starts
+    from the profiles when few match)."""
+    query = flt.text_query if _reads_narrowing_rows(conn) else None
+    return [] if query is None else [text_rows(query)]
+
+
 def matching_keys(conn: Connection, flt: ContentFilter) -> np.ndarray:
     """Every id matching ``flt``, ascending, as an int64 array. Sorted here, not by ``ORDER BY id``,
     with which SQLite walks the whole table instead of the filter's index (5.2 s vs 0.22 s at 1M)."""
-    (keys,) = _integer_columns(conn, flt.where(select(content.c.id), text_lookup=_reads_narrowing_rows(conn)), 1)
+    def read(among: Select | None) -> np.ndarray:
+        return _integer_columns(conn, _among(flt.where(select(content.c.id)), among), 1)[0]
+
+    keys = _narrowed(conn, read, _text_narrowing(conn, flt))
     keys.sort()
     return keys
 
@@ -161,9 +174,9 @@ def matching_keys_until(conn: Connection, flt: ContentFilter, at: datetime) -> t
     """For a ``date_range`` filter: every id matching it at ``at``, ascending, and the epoch second
     up to which each still matches (its posting second plus the range), as int64 arrays."""
     window = int(DATE_RANGES[flt.date_range].total_seconds())
-    stmt = flt.where(select(content.c.id, posted_epoch_seconds(conn.dialect.name)), now=at,
-                     text_lookup=_reads_narrowing_rows(conn))
-    keys, seconds = _integer_columns(conn, stmt, 2)
+    stmt = flt.where(select(content.c.id, posted_epoch_seconds(conn.dialect.name)), now=at)
+    keys, seconds = _narrowed(conn, lambda among: _integer_columns(conn, _among(stmt, among), 2),
+                              _text_narrowing(conn, flt))
     order = np.argsort(keys, kind="stable")
     return keys[order], seconds[order] + window
 
@@ -189,19 +202,44 @@ def plain_order_statement(flt: ContentFilter, sort_by: str | None, now: datetime
     """The ids matching ``flt`` in a plain (non-random) order; only those of ``among`` when given."""
     joined = sort_by in _PROFILE_SORTS
     stmt = join_profiles(select(content.c.id)) if joined else select(content.c.id)
-    stmt = flt.where(stmt, profile_joined=joined, now=now)
-    if among is not None:
-        stmt = stmt.where(content.c.id.in_(among))
-    return stmt.order_by(*order_by(flt.kind, sort_by))
+    return _among(flt.where(stmt, profile_joined=joined, now=now), among).order_by(*order_by(flt.kind, sort_by))
 
 
-#: A plain page reads the rows of a narrowing condition (``narrowing_rows``) that holds for at most
-#: this many rows (counted up to it), sorting them, instead of walking its order's index until it
-#: has its rows: that walk reads every row when the condition holds for none (1M SQLite items,
+def _among(stmt: Select, among: Select | None) -> Select:
+    """``stmt`` restricted to the ids ``among`` selects, if given."""
+    return stmt if among is None else stmt.where(content.c.id.in_(among))
+
+
+#: A read restricted to a narrowing condition's rows (``narrowing_rows``) when it holds for at most
+#: this many (counted up to it), instead of the planner's way: a plain page walks its order's index
+#: until it has its rows, which reads every row when the condition holds for none (1M SQLite items,
 #: thread CPU: a search in no row 3.2 s, min_followers above everyone's 3.1 s; looked up, about
-#: 1 ms). More rows than this, and the walk soon meets them: a lookup of 23,498 text matches took
-#: 79 ms, of 139,866 401 ms, walking the order 7 and 0.6 ms.
+#: 1 ms). With more rows the walk soon meets them: a lookup of 23,498 text matches took 79 ms, of
+#: 139,866 401 ms, walking the order 7 and 0.6 ms.
 LOOKUP_AT_MOST = 5000
+#: Thread CPU the planner's way may take when the condition holds for more, before the condition's
+#: rows are read instead: other filters, a sort or an offset can make the walk long (1M items: a
+#: common text with min_views above all, 2.7-3.2 s walked, 375 ms so; a text at offset 50,000,
+#: 2.7 s against 82 ms), and a common text's page walks in 0.4-8 ms.
+PLANNER_CPU_SECONDS = 0.02
+
+
+def _narrowed(conn: Connection, read: Callable[[Select | None], T], narrowing: list[Select]) -> T:
+    """``read(None)``, the planner's way, or ``read(rows)`` restricted to a narrowing condition's rows:
+    at once when one holds for at most ``LOOKUP_AT_MOST``, else when the planner's way takes more
+    than ``PLANNER_CPU_SECONDS`` (SQLite interrupts it)."""
+    if not narrowing:
+        return read(None)
+    few = next((rows for rows in narrowing if _at_most(conn, rows, LOOKUP_AT_MOST)), None)
+    if few is not None:
+        return read(few)
+    try:
+        with cpu_budget(PLANNER_CPU_SECONDS):
+            return read(None)
+    except OperationalError:
+        if not budget_spent(conn):
+            raise
+    return read(narrowing[0])
 
 
 def narrowing_rows(flt: ContentFilter) -> list[Select]:
@@ -222,11 +260,12 @@ def _at_most(conn: Connection, rows: Select, count: int) -> bool:
 def plain_page_keys(conn: Connection, flt: ContentFilter, sort_by: str | None, limit: int,
                     offset: int, now: datetime | None = None) -> tuple[list[int], bool]:
     """The ids of one page in a plain (non-random) order: (keys, is_last_page). On SQLite, the rows
-    of a narrowing condition that holds for few are read and sorted (PostgreSQL's planner chooses)."""
-    narrowing = narrowing_rows(flt) if _reads_narrowing_rows(conn) else []
-    among = next((rows for rows in narrowing if _at_most(conn, rows, LOOKUP_AT_MOST)), None)
-    stmt = plain_order_statement(flt, sort_by, now, among)
-    keys = list(conn.execute(stmt.limit(limit + 1).offset(offset)).scalars())
+    of a narrowing condition may be read and sorted (``_narrowed``; PostgreSQL's planner chooses)."""
+    def read(among: Select | None) -> list[int]:
+        stmt = plain_order_statement(flt, sort_by, now, among).limit(limit + 1).offset(offset)
+        return list(conn.execute(stmt).scalars())
+
+    keys = _narrowed(conn, read, narrowing_rows(flt) if _reads_narrowing_rows(conn) else [])
     return keys[:limit], len(keys) <= limit
 
 
