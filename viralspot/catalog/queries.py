@@ -219,8 +219,8 @@ def _among(stmt: Select, among: Select | None) -> Select:
 LOOKUP_AT_MOST = 5000
 #: Thread CPU the planner's way may take when the condition holds for more, before the condition's
 #: rows are read instead: other filters, a sort or an offset can make the walk long (1M items: a
-#: common text with min_views above all, 2.7-3.2 s walked, 375 ms so; a text at offset 50,000,
-#: 2.7 s against 82 ms), and a common text's page walks in 0.4-8 ms.
+#: common text with min_views above all, 2.7-3.2 s walked, 295 ms so; a text at offset 50,000,
+#: 2.65 s against 61 ms), and a common text's page walks in 0.4-8 ms.
 PLANNER_CPU_SECONDS = 0.02
 
 
