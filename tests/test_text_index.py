@@ -228,3 +228,101 @@ def test_without_pg_trgm_text_filters_scan(postgres_server, caplog):
         reels = client.get("/api/reels", query_string=query).json["data"]["reels"]
         assert [item["content_id"] for item in reels] == ["n1"]
     dispose_catalog_app(app)
+
+
+def searched(app, **query) -> list[str]:
+    response = app.test_client().get("/api/reels", query_string=query)
+    assert response.status_code == 200, response.json
+    return [item["content_id"] for item in response.json["data"]["reels"]]
+
+
+def test_without_the_table_text_filters_read_every_row(sqlite_app):
+    """A large seed drops the index until its end (or was killed), or an older catalog file was put
+    in place: searches answer from the rows, as before the index (they answered 503)."""
+    engine = sqlite_app.extensions["viralspot.catalog"]
+    assert import_lines(engine, [line("m1", description="Missing index", keyword_1="gone")]).rejected == 0
+    with engine.begin() as conn:
+        text_index.drop_text_index(conn)
+    assert searched(sqlite_app, search="missing") == ["m1"] and searched(sqlite_app, keywords="gone") == ["m1"]
+    response = sqlite_app.test_client().get("/api/reels", query_string={
+        "search": "index", "random_order": "true", "session_id": "no-index"})
+    assert [item["content_id"] for item in response.json["data"]["reels"]] == ["m1"]
+
+
+def test_a_start_that_finds_the_write_lock_taken_does_not_wait(tmp_path, caplog):
+    """Another process writing (or building the index) holds the lock: this start goes on without
+    building it (it waited, then answered 503 on every route) and its searches read the rows; a
+    later start builds it."""
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path}/catalog.db"
+    app = make_catalog_app(url)
+    engine = app.extensions["viralspot.catalog"]
+    assert import_lines(engine, [line("w1", description="Written while locked")]).rejected == 0
+    with engine.begin() as conn:
+        text_index.drop_text_index(conn)
+    dispose_catalog_app(app)
+    writer = sqlite3.connect(f"{tmp_path}/catalog.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        app = make_catalog_app(url, DATABASE_BUSY_TIMEOUT=5)
+        assert any("not built" in record.getMessage() for record in caplog.records)
+        assert searched(app, search="locked") == ["w1"]
+        dispose_catalog_app(app)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    app = make_catalog_app(url)
+    engine = app.extensions["viralspot.catalog"]
+    assert indexed_rows(engine) == expected_rows(engine) and len(indexed_rows(engine)) == 1
+    dispose_catalog_app(app)
+
+
+def test_without_the_trigram_tokenizer_the_service_starts(tmp_path, monkeypatch, caplog):
+    """SQLite before 3.34 has no trigram tokenizer (emulated by naming one that does not exist): start-up
+    says so and text filters read every row (every route answered 503)."""
+    ddl = list(text_index._SQLITE_DDL)
+    monkeypatch.setattr(text_index, "_SQLITE_DDL", (ddl[0].replace("trigram", "no_such_tokenizer"), *ddl[1:]))
+    app = make_catalog_app(f"sqlite:///{tmp_path}/catalog.db")
+    assert any("trigram tokenizer" in record.getMessage() for record in caplog.records if record.levelname == "WARNING")
+    assert import_lines(app.extensions["viralspot.catalog"], [line("o1", description="Old sqlite")]).rejected == 0
+    assert searched(app, search="old sq") == ["o1"]
+    dispose_catalog_app(app)
+
+
+def test_an_index_folded_by_other_rules_is_built_again(tmp_path, caplog):
+    """Another Python's ``str.lower`` (its Unicode tables) or ``fold_case`` filled the index: the next
+    start builds it again (the rows it folded differently were never found)."""
+    url = f"sqlite:///{tmp_path}/catalog.db"
+    app = make_catalog_app(url)
+    engine = app.extensions["viralspot.catalog"]
+    assert import_lines(engine, [line("f1", description="Folded")]).rejected == 0
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE content_text SET description = 'other rules'")
+        conn.exec_driver_sql("UPDATE catalog_meta SET value = value + 1 WHERE name = ?", (text_index.FOLD_KEY,))
+    assert searched(app, search="folded") == []  # what such an index answers
+    dispose_catalog_app(app)
+    app = make_catalog_app(url)
+    engine = app.extensions["viralspot.catalog"]
+    assert any("other rules" in record.getMessage() for record in caplog.records)
+    assert indexed_rows(engine) == expected_rows(engine) and searched(app, search="folded") == ["f1"]
+    dispose_catalog_app(app)
+
+
+@pytest.mark.postgres
+def test_pg_trgm_in_another_schema(postgres_server):
+    """The extension installed in a schema off the search path: the indexes name its operator class
+    there (start-up failed on an unknown ``gin_trgm_ops``)."""
+    import psycopg
+
+    url = postgres_server.create_database()
+    with psycopg.connect(host="127.0.0.1", port=postgres_server.port, user="postgres",
+                         dbname=url.rsplit("/", 1)[1], autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA extensions")
+        conn.execute("CREATE EXTENSION pg_trgm SCHEMA extensions")
+    app = make_catalog_app(url)
+    engine = app.extensions["viralspot.catalog"]
+    assert set(text_index.TRIGRAM_INDEXES) <= index_names(engine)
+    assert import_lines(engine, [line("s1", description="Schema apart")]).rejected == 0
+    assert searched(app, search="APART") == ["s1"]
+    dispose_catalog_app(app)

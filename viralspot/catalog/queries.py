@@ -18,6 +18,7 @@ from .answer_deadline import budget_spent, cpu_budget
 
 from .filters import DATE_RANGES, ContentFilter, join_profiles
 from .tables import DERIVED_COLUMNS, catalog_meta, content, primary_profiles, rate_order_key
+from . import text_index
 from .text_index import text_rows
 
 T = TypeVar("T")
@@ -230,7 +231,12 @@ def _narrowed(conn: Connection, read: Callable[[Select | None], T], narrowing: l
     than ``PLANNER_CPU_SECONDS`` (SQLite interrupts it)."""
     if not narrowing:
         return read(None)
-    few = next((rows for rows in narrowing if _at_most(conn, rows, LOOKUP_AT_MOST)), None)
+    try:
+        few = next((rows for rows in narrowing if _at_most(conn, rows, LOOKUP_AT_MOST)), None)
+    except OperationalError as error:
+        if not text_index.missing(error):
+            raise
+        return read(None)  # no text index: the rows are read as without one
     if few is not None:
         return read(few)
     try:

@@ -7,7 +7,10 @@ keep it, so every writer does; they call ``vs_lower``, so a connection without i
 shell) cannot write content. A filter's texts become one FTS5 query, each text a quoted phrase of its
 folded form; the rows it finds are then checked by the exact condition (``filters.contains``), so the
 index only narrows the rows read. A text shorter than 3 characters has no trigram: it is matched by
-a scan, as before. When a plain page reads the index's rows: ``queries.plain_page_keys``.
+a scan, as before. When a read visits the index's rows: ``queries._narrowed``. Without the table
+(a large seed dropped it and has not built it yet; an older catalog file put in place; a start that
+found another process writing; SQLite before 3.34, without the trigram tokenizer) text filters read
+every row. The folding that filled it is recorded (``FOLD_VERSION``): another is rebuilt at start.
 
 PostgreSQL: the ``pg_trgm`` extension's GIN indexes on ``lower(column)`` of the same columns, which
 the planner uses for ``contains``'s ``lower(column) LIKE``. When the extension cannot be created (not
@@ -16,11 +19,15 @@ installed, or the role may not), start-up logs it and text filters scan.
 from __future__ import annotations
 
 import logging
+import sqlite3
+import unicodedata
+import zlib
 
 from sqlalchemy import Connection, Engine, Select, bindparam, column, literal_column, select, table, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.sql.elements import ColumnElement
 
+from .tables import catalog_meta
 from .text_case import SQLITE_FUNCTION, fold_case, register_sqlite_lower
 
 log = logging.getLogger(__name__)
@@ -36,6 +43,12 @@ SEARCH_COLUMNS = "{description username}"
 KEYWORD_COLUMNS = "{description keywords}"
 #: PostgreSQL: a GIN index per content column a text filter reads.
 TRIGRAM_INDEXES = {f"ix_content_trgm_{name}": name for names in INDEXED.values() for name in names}
+
+#: The folding the index is filled with, kept in ``catalog_meta``: ``fold_case``'s rules and this
+#: Python's Unicode tables (``str.lower`` changes between versions), so that an index filled by
+#: another is built again at start instead of missing rows the exact condition matches.
+FOLD_KEY = "text_index_fold"
+FOLD_VERSION = zlib.crc32(f"fold_case 1, Unicode {unicodedata.unidata_version}".encode())
 
 _TRIGGERS = ("content_text_insert", "content_text_delete", "content_text_update")
 _text_rows = table(TABLE, column("rowid"))
@@ -96,44 +109,98 @@ _SQLITE_DDL = (
 
 
 def create_text_index(engine: Engine) -> None:
-    """Create the index if it is missing, filled from every row (idempotent; 21 s at 1M rows on
-    SQLite). SQLite builds it in one write transaction: a build cut short leaves none."""
+    """Create the index if it is missing, filled from every row (idempotent; 14-21 s at 1M rows on
+    SQLite). Where it cannot be made (see the module's docstring) text filters read every row."""
     if engine.dialect.name == "sqlite":
-        with engine.connect() as conn:
-            if _sqlite_has_table(conn):
+        _create_sqlite_index(engine)
+        return
+    schema = _trigram_extension_schema(engine)
+    if schema is None:
+        return
+    operators = f"{engine.dialect.identifier_preparer.quote_schema(schema)}.gin_trgm_ops"
+    try:
+        with engine.begin() as conn:
+            for index, name in TRIGRAM_INDEXES.items():
+                conn.execute(text(f"CREATE INDEX IF NOT EXISTS {index} ON content "
+                                  f"USING gin (lower({name}) {operators})"))
+    except DBAPIError as error:
+        if isinstance(error, OperationalError):
+            raise  # the database is unavailable, not the index
+        log.warning("cannot create the trigram indexes (%s): search and keywords read every row",
+                    type(error.orig).__name__)
+
+
+def missing(error: OperationalError) -> bool:
+    """True when ``error`` says SQLite's index table is missing (a large seed dropped it and has not
+    built it yet, a catalog file of an older release put in place, no trigram tokenizer)."""
+    return f"no such table: {TABLE}" in str(error.orig)
+
+
+def _create_sqlite_index(engine: Engine) -> None:
+    """One write transaction, so a build cut short leaves none. A process that finds the write lock
+    taken does not wait (another process is building it, or writing): it starts without building,
+    and text filters read every row until one has."""
+    with engine.connect() as conn:
+        if _sqlite_fold(conn) == FOLD_VERSION:
+            return
+        conn.rollback()
+        dbapi_connection = conn.connection.dbapi_connection
+        register_sqlite_lower(dbapi_connection)  # an engine not made by make_engine too
+        waits = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
+        conn.exec_driver_sql("PRAGMA busy_timeout = 0")
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except OperationalError:
+            log.warning("the text index is not built: another process holds the catalog's write lock; "
+                        "search and keywords read every row until a start builds it")
+            return
+        finally:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(waits)}")
+        fold = _sqlite_fold(conn)  # looked at again under the lock
+        if fold != FOLD_VERSION:
+            if fold is not None:
+                log.warning("the text index was folded by other rules (another Python's Unicode tables): "
+                            "building it again")
+                drop_text_index(conn)
+            try:
+                conn.exec_driver_sql(_SQLITE_DDL[0])
+            except OperationalError as error:
+                if "no such tokenizer" not in str(error.orig) and "no such module" not in str(error.orig):
+                    raise
+                log.warning("SQLite %s has no FTS5 trigram tokenizer (3.34 or later has): search and keywords "
+                            "read every row", sqlite3.sqlite_version)
                 return
-            conn.rollback()
-            register_sqlite_lower(conn.connection.dbapi_connection)  # an engine not made by make_engine too
-            conn.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock, then look again: one process builds it
-            if not _sqlite_has_table(conn):
-                for statement in _SQLITE_DDL:
-                    conn.exec_driver_sql(statement)
-            conn.commit()
-        return
-    if not _trigram_extension(engine):
-        return
+            for statement in _SQLITE_DDL[1:]:
+                conn.exec_driver_sql(statement)
+            conn.execute(catalog_meta.delete().where(catalog_meta.c.name == FOLD_KEY))
+            conn.execute(catalog_meta.insert().values(name=FOLD_KEY, value=FOLD_VERSION))
+        conn.commit()
+
+
+def _sqlite_fold(conn: Connection) -> int | None:
+    """The folding the index was filled with (0: not recorded), or None when there is no index."""
+    if conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = ?", (TABLE,)).first() is None:
+        return None
+    return conn.execute(select(catalog_meta.c.value).where(catalog_meta.c.name == FOLD_KEY)).scalar() or 0
+
+
+def _trigram_extension_schema(engine: Engine) -> str | None:
+    """PostgreSQL: the schema of ``pg_trgm`` (created here if need be), or None without it."""
+    find = text("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+                "WHERE e.extname = 'pg_trgm'")
     with engine.begin() as conn:
-        for index, name in TRIGRAM_INDEXES.items():
-            conn.execute(text(f"CREATE INDEX IF NOT EXISTS {index} ON content USING gin (lower({name}) gin_trgm_ops)"))
-
-
-def _sqlite_has_table(conn: Connection) -> bool:
-    return conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = ?", (TABLE,)).first() is not None
-
-
-def _trigram_extension(engine: Engine) -> bool:
-    """PostgreSQL: True once ``pg_trgm`` is in the database (created here if need be)."""
-    with engine.begin() as conn:
-        if conn.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm'")).first():
-            return True
+        if (schema := conn.execute(find).scalar()) is not None:
+            return schema
     try:
         with engine.begin() as conn:
             conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_trgm"))
+            return conn.execute(find).scalar()
     except DBAPIError as error:
+        if isinstance(error, OperationalError):
+            raise
         log.warning("cannot create the pg_trgm extension (%s): search and keywords read every row; "
                     "create it as a superuser (CREATE EXTENSION pg_trgm) and restart", type(error.orig).__name__)
-        return False
-    return True
+        return None
 
 
 def drop_text_index(conn: Connection) -> None:
