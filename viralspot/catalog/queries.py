@@ -14,11 +14,10 @@ from sqlalchemy import BigInteger, ColumnElement, Connection, Text, bindparam, c
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql import Select
 
+from . import text_index
 from .answer_deadline import budget_spent, cpu_budget
-
 from .filters import DATE_RANGES, ContentFilter, join_profiles
 from .tables import DERIVED_COLUMNS, catalog_meta, content, primary_profiles, rate_order_key
-from . import text_index
 from .text_index import text_rows
 
 T = TypeVar("T")
@@ -140,8 +139,8 @@ def outlier_scores(conn: Connection) -> np.ndarray:
 
 
 def _reads_narrowing_rows(conn: Connection) -> bool:
-    """SQLite: a text filter reads the text index's rows (PostgreSQL's planner picks its trigram
-    indexes, and between walking an order and reading a condition's rows, by its statistics)."""
+    """SQLite: reads may visit a narrowing condition's rows (``_narrowed``). PostgreSQL's planner picks
+    its trigram indexes, and between walking an order and reading a condition's rows, by statistics."""
     return conn.dialect.name == "sqlite"
 
 
