@@ -5,12 +5,13 @@ Orders are total (each ends with ``content.id``), so limit/offset paging never r
 """
 from __future__ import annotations
 
+import json
 import secrets
 from datetime import datetime
 from typing import Callable, Iterable, Iterator, NamedTuple, Sequence, TypeVar
 
 import numpy as np
-from sqlalchemy import BigInteger, ColumnElement, Connection, Text, bindparam, case, cast, func, select, union
+from sqlalchemy import BigInteger, ColumnElement, Connection, Text, bindparam, case, cast, distinct, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql import Select
 
@@ -313,31 +314,31 @@ def content_count(conn: Connection) -> int:
     return int(conn.execute(select(func.count()).select_from(content)).scalar() or 0)
 
 
-def _distinct(conn: Connection, column) -> list:
-    stmt = select(column).where(column.is_not(None)).where(column != "").distinct()
-    return sorted(conn.execute(stmt).scalars())
+#: Each filter option -> the content columns whose values it lists.
+OPTION_COLUMNS = {"primary_categories": ("primary_category",), "secondary_categories": ("secondary_category",),
+                  "tertiary_categories": ("tertiary_category",),
+                  "keywords": ("keyword_1", "keyword_2", "keyword_3", "keyword_4"),
+                  "content_types": ("content_type",), "languages": ("language",), "content_styles": ("content_style",)}
 
 
 def filter_options(conn: Connection) -> dict:
-    """The sorted distinct values the frontend offers as filters."""
-    c = content.c
-    keyword_columns = (c.keyword_1, c.keyword_2, c.keyword_3, c.keyword_4)
-    keywords_union = union(*(select(column.label("keyword")).where(column.is_not(None)).where(column != "")
-                             for column in keyword_columns)).subquery()
-    keywords = sorted(conn.execute(select(keywords_union.c.keyword)).scalars())
+    """The sorted distinct values the frontend offers as filters. The content columns' values come
+    from one read of the table, each column's distinct values as a JSON array (1M items on SQLite:
+    one read 2.0-3.0 s of CPU, a ``DISTINCT`` query per column 4.5 s together)."""
+    gather = func.json_group_array if conn.dialect.name == "sqlite" else func.json_agg
+    names = [name for columns in OPTION_COLUMNS.values() for name in columns]
+    arrays = conn.execute(select(*(gather(distinct(content.c[name])) for name in names))).one()
+    found = {name: json.loads(array) if isinstance(array, str) else (array or []) for name, array in zip(names, arrays)}
     # Sorted here, as every list: an ORDER BY follows the database's collation.
+    options = {option: sorted({value for name in columns for value in found[name] if value not in (None, "")})
+               for option, columns in OPTION_COLUMNS.items()}
     profiles = sorted(conn.execute(select(primary_profiles.c.username, primary_profiles.c.profile_name)).all())
-    return {
-        "primary_categories": _distinct(conn, c.primary_category),
-        "secondary_categories": _distinct(conn, c.secondary_category),
-        "tertiary_categories": _distinct(conn, c.tertiary_category),
-        "keywords": keywords,
-        "usernames": [{"username": username, "profile_name": name or username} for username, name in profiles],
-        "account_types": _distinct(conn, primary_profiles.c.account_type),
-        "content_types": _distinct(conn, c.content_type),
-        "languages": _distinct(conn, c.language),
-        "content_styles": _distinct(conn, c.content_style),
-    }
+    account_types = conn.execute(select(primary_profiles.c.account_type).distinct()).scalars()
+    options["usernames"] = [{"username": username, "profile_name": name or username} for username, name in profiles]
+    options["account_types"] = sorted(value for value in account_types if value not in (None, ""))
+    order = ("primary_categories", "secondary_categories", "tertiary_categories", "keywords", "usernames",
+             "account_types", "content_types", "languages", "content_styles")
+    return {name: options[name] for name in order}
 
 
 def counts_by_type_and_category(conn: Connection) -> list[tuple[str, str | None, int]]:
