@@ -18,7 +18,8 @@ wait without it, inside ``deadline_lifted()``.
 
 On SQLite, ``cpu_budget(seconds)`` also interrupts this thread's statements past that much CPU time
 of the thread (``budget_spent(conn)`` then says why): a query that may read far more rows than
-another way of answering it tries first (``queries.plain_page_keys``).
+another way of answering it tries first (``queries._narrowed``: plain pages and random feeds'
+matching sets).
 """
 from __future__ import annotations
 

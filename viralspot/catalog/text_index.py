@@ -4,7 +4,7 @@ reading every row (1M items on SQLite: a search matching nothing cost 0.8-3.2 s 
 SQLite: the FTS5 table ``content_text`` (trigram tokenizer, case-sensitive) holds each row's
 description, username and keywords folded by ``fold_case`` (text_case.py). Triggers on ``content``
 keep it, so every writer does; they call ``vs_lower``, so a connection without it (the ``sqlite3``
-shell) cannot write content. A filter's texts become one FTS5 query, each text a quoted phrase of its
+shell) cannot insert content or change its texts. A filter's texts become one FTS5 query, each text a quoted phrase of its
 folded form; the rows it finds are then checked by the exact condition (``filters.contains``), so the
 index only narrows the rows read. A text shorter than 3 characters has no trigram: it is matched by
 a scan, as before. When a read visits the index's rows: ``queries._narrowed``. Without the table

@@ -15,10 +15,11 @@ from ..extensions import catalog
 from .page_response import page_response
 
 #: (engine url, catalog version, largest id) -> the filter options of that catalog, as a future: they only
-#: change when the catalog does. The first request after a catalog write computes them (ten statements,
-#: 3.3 s at 1M items on PostgreSQL); the requests of this process that come while it does wait for its
-#: answer, or its error, instead of each computing them again. (cachetools' ``cached(condition=...)``
-#: would have each waiter compute again after a failure, one statement timeout after another.)
+#: change when the catalog does. The first request after a catalog write computes them (one read of
+#: ``content`` and two of the profiles, ``queries.filter_options``); the requests of this process that come
+#: while it does wait for its answer, or its error, instead of each computing them again. (cachetools'
+#: ``cached(condition=...)`` would have each waiter compute again after a failure, one statement timeout
+#: after another.)
 _options: dict[tuple, Future] = {}
 _options_lock = threading.Lock()
 

@@ -417,7 +417,7 @@ class RedisSessionStore(SessionStoreBackend):
         return {**super().stats(), **self._attempts(figures)}
 
     def ping(self) -> bool:
-        """True when Redis answers (on a cluster: a master says the cluster is ok); False when it cannot."""
+        """True when Redis answers (on a cluster: the first master answering says it is ok); else False."""
         def ping(connection: _Connection) -> bool:
             if self.cluster:  # one master down: the others serve on with cluster-require-full-coverage no
                 for node in map(connection.client.get_redis_connection, connection.client.get_primaries()):
