@@ -139,16 +139,10 @@ def outlier_scores(conn: Connection) -> np.ndarray:
     return scores
 
 
-def _reads_narrowing_rows(conn: Connection) -> bool:
-    """SQLite: reads may visit a narrowing condition's rows (``_narrowed``). PostgreSQL's planner picks
-    its trigram indexes, and between walking an order and reading a condition's rows, by statistics."""
-    return conn.dialect.name == "sqlite"
-
-
-def _text_narrowing(conn: Connection, flt: ContentFilter) -> list[Select]:
+def _text_narrowing(flt: ContentFilter) -> list[Select]:
     """A matching set's narrowing condition: the text index's rows (SQLite's planner already starts
     from the profiles when few match)."""
-    query = flt.text_query if _reads_narrowing_rows(conn) else None
+    query = flt.text_query
     return [] if query is None else [text_rows(query)]
 
 
@@ -158,7 +152,7 @@ def matching_keys(conn: Connection, flt: ContentFilter) -> np.ndarray:
     def read(among: Select | None) -> np.ndarray:
         return _integer_columns(conn, _among(flt.where(select(content.c.id)), among), 1)[0]
 
-    keys = _narrowed(conn, read, _text_narrowing(conn, flt))
+    keys = _narrowed(conn, read, _text_narrowing(flt))
     keys.sort()
     return keys
 
@@ -177,7 +171,7 @@ def matching_keys_until(conn: Connection, flt: ContentFilter, at: datetime) -> t
     window = int(DATE_RANGES[flt.date_range].total_seconds())
     stmt = flt.where(select(content.c.id, posted_epoch_seconds(conn.dialect.name)), now=at)
     keys, seconds = _narrowed(conn, lambda among: _integer_columns(conn, _among(stmt, among), 2),
-                              _text_narrowing(conn, flt))
+                              _text_narrowing(flt))
     order = np.argsort(keys, kind="stable")
     return keys[order], seconds[order] + window
 
@@ -226,10 +220,11 @@ PLANNER_CPU_SECONDS = 0.02
 
 
 def _narrowed(conn: Connection, read: Callable[[Select | None], T], narrowing: list[Select]) -> T:
-    """``read(None)``, the planner's way, or ``read(rows)`` restricted to a narrowing condition's rows:
-    at once when one holds for at most ``LOOKUP_AT_MOST``, else when the planner's way takes more
-    than ``PLANNER_CPU_SECONDS`` (SQLite interrupts it)."""
-    if not narrowing:
+    """``read(None)``, the planner's way, or on SQLite ``read(rows)`` restricted to a narrowing
+    condition's rows: at once when one holds for at most ``LOOKUP_AT_MOST``, else when the planner's
+    way takes more than ``PLANNER_CPU_SECONDS`` (SQLite interrupts it). PostgreSQL's planner picks its
+    trigram indexes, and between walking an order and reading a condition's rows, by statistics."""
+    if not narrowing or conn.dialect.name != "sqlite":
         return read(None)
     try:
         few = next((rows for rows in narrowing if _at_most(conn, rows, LOOKUP_AT_MOST)), None)
@@ -250,7 +245,7 @@ def _narrowed(conn: Connection, read: Callable[[Select | None], T], narrowing: l
 
 def narrowing_rows(flt: ContentFilter) -> list[Select]:
     """Selects of the ids of rows that may match ``flt``, each cheap to read when it holds few: those
-    the text index finds (SQLite), those whose author the profile conditions keep."""
+    the text index finds, those whose author the profile conditions keep."""
     found = [text_rows(query)] if (query := flt.text_query) is not None else []
     if profile := flt.profile_conditions():
         authors = select(primary_profiles.c.id).where(*profile)
@@ -271,7 +266,7 @@ def plain_page_keys(conn: Connection, flt: ContentFilter, sort_by: str | None, l
         stmt = plain_order_statement(flt, sort_by, now, among).limit(limit + 1).offset(offset)
         return list(conn.execute(stmt).scalars())
 
-    keys = _narrowed(conn, read, narrowing_rows(flt) if _reads_narrowing_rows(conn) else [])
+    keys = _narrowed(conn, read, narrowing_rows(flt))
     return keys[:limit], len(keys) <= limit
 
 

@@ -4,13 +4,14 @@ reading every row (1M items on SQLite: a search matching nothing cost 0.8-3.2 s 
 SQLite: the FTS5 table ``content_text`` (trigram tokenizer, case-sensitive) holds each row's
 description, username and keywords folded by ``fold_case`` (text_case.py). Triggers on ``content``
 keep it, so every writer does; they call ``vs_lower``, so a connection without it (the ``sqlite3``
-shell) cannot insert content or change its texts. A filter's texts become one FTS5 query, each text a quoted phrase of its
-folded form; the rows it finds are then checked by the exact condition (``filters.contains``), so the
-index only narrows the rows read. A text shorter than 3 characters has no trigram: it is matched by
-a scan, as before. When a read visits the index's rows: ``queries._narrowed``. Without the table
-(a large seed dropped it and has not built it yet; an older catalog file put in place; a start that
-found another process writing; SQLite before 3.34, without the trigram tokenizer) text filters read
-every row. The folding that filled it is recorded (``FOLD_VERSION``): another is rebuilt at start.
+shell) cannot insert content or change its texts. A filter's texts become one FTS5 query, each text
+a quoted phrase of its folded form; the rows it finds are then checked by the exact condition
+(``filters.contains``), so the index only narrows the rows read. A text shorter than 3 characters
+has no trigram: it is matched by a scan, as before. When a read visits the index's rows:
+``queries._narrowed``. Without the table (a large seed dropped it and has not built it yet; an older
+catalog file put in place; a start that found another process writing; SQLite before 3.34, without
+the trigram tokenizer) text filters read every row. The folding that filled it is recorded
+(``FOLD_VERSION``): another is rebuilt at start.
 
 PostgreSQL: the ``pg_trgm`` extension's GIN indexes on ``lower(column)`` of the same columns, which
 the planner uses for ``contains``'s ``lower(column) LIKE``. When the extension cannot be created (not
@@ -41,8 +42,10 @@ INDEXED = {"description": ("description",), "username": ("username",),
 #: Which indexed columns each text filter reads.
 SEARCH_COLUMNS = "{description username}"
 KEYWORD_COLUMNS = "{description keywords}"
+#: The content columns a text filter reads.
+TEXT_COLUMNS = tuple(name for names in INDEXED.values() for name in names)
 #: PostgreSQL: a GIN index per content column a text filter reads.
-TRIGRAM_INDEXES = {f"ix_content_trgm_{name}": name for names in INDEXED.values() for name in names}
+TRIGRAM_INDEXES = {f"ix_content_trgm_{name}": name for name in TEXT_COLUMNS}
 
 #: The folding the index is filled with, kept in ``catalog_meta``: ``fold_case``'s rules and this
 #: Python's Unicode tables (``str.lower`` changes between versions), so that an index filled by
@@ -103,8 +106,7 @@ _SQLITE_DDL = (
     f"CREATE VIRTUAL TABLE {TABLE} USING fts5({', '.join(INDEXED)}, tokenize='trigram case_sensitive 1')",
     f"CREATE TRIGGER content_text_insert AFTER INSERT ON content BEGIN {_insert('new')} END",
     f"CREATE TRIGGER content_text_delete AFTER DELETE ON content BEGIN DELETE FROM {TABLE} WHERE rowid = old.id; END",
-    f"CREATE TRIGGER content_text_update AFTER UPDATE OF id, "
-    f"{', '.join(name for names in INDEXED.values() for name in names)} ON content BEGIN "
+    f"CREATE TRIGGER content_text_update AFTER UPDATE OF id, {', '.join(TEXT_COLUMNS)} ON content BEGIN "
     f"DELETE FROM {TABLE} WHERE rowid = old.id; {_insert('new')} END",
     f"INSERT INTO {TABLE}(rowid, {', '.join(INDEXED)}) "
     f"SELECT id, {', '.join(_folded('content', name) for name in INDEXED)} FROM content",
@@ -147,8 +149,7 @@ def _create_sqlite_index(engine: Engine) -> None:
         if _sqlite_fold(conn) == FOLD_VERSION:
             return
         conn.rollback()
-        dbapi_connection = conn.connection.dbapi_connection
-        register_sqlite_lower(dbapi_connection)  # an engine not made by make_engine too
+        register_sqlite_lower(conn.connection.dbapi_connection)  # an engine not made by make_engine too
         waits = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
         conn.exec_driver_sql("PRAGMA busy_timeout = 0")
         try:
